@@ -1,0 +1,1 @@
+"""Bundled examples (data files only; `edge-distill demo` runs fashion-mnist)."""

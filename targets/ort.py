@@ -1,0 +1,323 @@
+"""ONNX Runtime Mobile: `.onnx` and `.ort` (Fixed optimization style) artifacts.
+
+Precisions
+  fp32          the verified export as it is
+  int8          static QDQ: uint8 activations, int8 per-channel weights, after quant_pre_process,
+                calibrated with minmax, percentile or entropy (entropy with 2048 real histogram bins,
+                driven through the calibrator: quantize_static alone would return the min-max ranges)
+  int8-dynamic  weights int8 per-channel, activations quantized at run time (transformer MatMuls)
+  int4          weight-only MatMulNBits, block 32, symmetric (Gemm is rewritten to MatMul first so
+                Linear layers are covered; Conv stays fp32); option int4_gather also packs Gather tables
+
+The `.ort` file uses the Fixed style: Runtime-style files of QDQ models fail to load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edge_distill.errors import BadInput, MissingDependency
+
+from . import Artifact, BuildRequest, Capabilities
+
+capabilities = Capabilities(
+    name="ort",
+    description="ONNX Runtime Mobile (.onnx + .ort, CPU EP; NNAPI / Core ML EP coverage reported)",
+    precisions=("fp32", "int8", "int8-dynamic", "int4"),
+    calibration_methods=("minmax", "percentile", "entropy"),
+    extra="ort",
+    requires=("onnx", "onnxruntime"),
+    suffixes=(".ort", ".onnx"),
+    options={"int4_gather": "int4 also packs Gather (embedding) tables with GatherBlockQuantized",
+             "int4_block_size": "int4 block size (default 32)"},
+)
+
+
+@contextlib.contextmanager
+def _working_in(folder: Path):
+    """ORT's quantization tools leave temporary files in the current folder: keep them in ours."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol over a Dataset, one sample at a time."""
+
+    def __init__(self, data, input_names):
+        self._data, self._names = data, input_names
+        self.rewind()
+
+    def get_next(self):
+        return next(self._iter, None)
+
+    def rewind(self):
+        self._iter = ({n: self._data.inputs[n][i: i + 1] for n in self._names} for i in range(len(self._data)))
+
+    def __len__(self):
+        return len(self._data)
+
+    def set_range(self, start_index: int, end_index: int):
+        self._iter = ({n: self._data.inputs[n][i: i + 1] for n in self._names}
+                      for i in range(start_index, min(end_index, len(self._data))))
+
+
+class OrtTarget:
+    capabilities = capabilities
+
+    def build(self, request: BuildRequest) -> Artifact:
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependency(exc.name or "onnxruntime", "ort", "the ort target") from exc
+        precision = request.precision.replace("-", "_")
+        onnx_out = request.out_dir / f"model.{request.precision}.onnx"
+        details: dict = {}
+        if precision == "fp32":
+            shutil.copyfile(request.onnx_path, onnx_out)
+        else:
+            builder = getattr(self, f"_build_{precision}")
+            with _working_in(request.work_dir), _quiet_logging():
+                details.update(builder(request, onnx_out) or {})
+        ort_path = _convert_to_ort(onnx_out, request.out_dir)
+        details["ops"] = op_counts(onnx_out)
+        details["mobile_usability"] = mobile_usability(onnx_out)
+        files = [ort_path, onnx_out] + sorted(request.out_dir.glob(f"{onnx_out.stem}*.config"))
+        return Artifact(target="ort", precision=request.precision, path=ort_path, files=files, details=details)
+
+    # -- precisions ---------------------------------------------------------------------------
+    def _preprocessed(self, request: BuildRequest) -> Path:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        pre = request.work_dir / "preprocessed.onnx"
+        try:
+            quant_pre_process(str(request.onnx_path), str(pre))
+        except Exception:
+            # Symbolic shape inference fails on some transformer graphs; ONNX shape inference suffices.
+            quant_pre_process(str(request.onnx_path), str(pre), skip_symbolic_shape=True)
+        return pre
+
+    def _build_int8(self, request: BuildRequest, out: Path) -> dict:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+        if request.calibration is None:
+            raise BadInput("int8 (static) needs calibration data: set [data] calibration or pass --calibration")
+        pre = self._preprocessed(request)
+        names = [s.name for s in request.source.inputs]
+        method = request.calibration_method
+        common = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
+                      weight_type=QuantType.QInt8)
+        if method == "entropy":
+            cache = self._entropy_ranges(pre, request, names)
+            quantize_static(str(pre), str(out), None, calibrate_method=CalibrationMethod.Entropy,
+                            calibration_cache_path=str(cache), **common)
+        else:
+            calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
+            quantize_static(str(pre), str(out), _Reader(request.calibration, names), calibrate_method=calibrate,
+                            **common)
+        return {"calibration": {"method": method, "samples": len(request.calibration),
+                                "source": request.calibration.source},
+                "quantization": "QDQ, uint8 activations, int8 per-channel weights"}
+
+    def _entropy_ranges(self, model: Path, request: BuildRequest, names) -> Path:
+        from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
+
+        calibrator = create_calibrator(str(model), None, augmented_model_path=str(request.work_dir / "augmented.onnx"),
+                                       calibrate_method=CalibrationMethod.Entropy,
+                                       extra_options={"num_bins": 2048, "num_quantized_bins": 128})
+        try:
+            calibrator.collect_data(_Reader(request.calibration, names))
+            ranges = calibrator.compute_data()
+        except ValueError as exc:
+            raise BadInput(f"entropy calibration failed on this model ({exc}); use minmax or percentile") from exc
+        cache = request.work_dir / "entropy_ranges.json"
+        save_tensors_data(ranges, cache)
+        return cache
+
+    def _build_int8_dynamic(self, request: BuildRequest, out: Path) -> dict:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(self._preprocessed(request)), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        return {"quantization": "dynamic: int8 per-channel weights, activations quantized at run time"}
+
+    def _build_int4(self, request: BuildRequest, out: Path) -> dict:
+        import onnx
+        from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
+                                                                     MatMulNBitsQuantizer)
+
+        block = int(request.options.get("int4_block_size", 32))
+        op_types = ("MatMul", "Gather") if request.options.get("int4_gather") else ("MatMul",)
+        model = onnx.load(str(request.onnx_path))
+        rewritten = gemm_to_matmul(model)
+        config = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4,
+                                              op_types_to_quantize=op_types)
+        quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block, is_symmetric=True, accuracy_level=4,
+                                         op_types_to_quantize=op_types, algo_config=config)
+        quantizer.process()
+        quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
+        packed = sum(1 for n in quantizer.model.model.graph.node
+                     if n.op_type in ("MatMulNBits", "GatherBlockQuantized"))
+        if packed == 0:
+            raise BadInput("int4 weight-only found no MatMul/Gemm with constant weights to quantize in this model",
+                           hint="int4 here covers Linear layers; use int8 for convolution-only models")
+        return {"quantization": f"weight-only int4, block {block}, symmetric, accuracy level 4",
+                "int4_nodes": packed, "gemm_rewritten_to_matmul": rewritten}
+
+    # -- running and inspecting ---------------------------------------------------------------
+    def open_runner(self, path: Path, threads: int):
+        return OrtRunner(path, threads)
+
+    def inspect(self, path: Path) -> dict:
+        onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
+        info = {"file": str(path), "size_bytes": path.stat().st_size}
+        if onnx_path.exists():
+            info["ops"] = op_counts(onnx_path)
+            info["mobile_usability"] = mobile_usability(onnx_path)
+        return info
+
+
+class OrtRunner:
+    def __init__(self, path: Path, threads: int):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise BadInput(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}", path=path) from exc
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.threads = threads
+        self._version = ort.__version__
+
+    def run(self, feeds: dict) -> list:
+        return self.session.run(None, feeds)
+
+    def input_specs(self) -> list:
+        from edge_distill.calibration import InputSpec
+
+        dtypes = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(int64)": "int64",
+                  "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+        return [InputSpec(name=i.name, shape=tuple(d if isinstance(d, int) else (d or f"dim{k}")
+                                                   for k, d in enumerate(i.shape)),
+                          dtype=dtypes.get(i.type, "float32")) for i in self.session.get_inputs()]
+
+    def describe(self) -> dict:
+        return {"runtime": "onnxruntime", "runtime_version": self._version,
+                "execution_provider": "CPUExecutionProvider", "threads": self.threads}
+
+
+def _convert_to_ort(onnx_path: Path, out_dir: Path) -> Path:
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    with contextlib.redirect_stdout(None), _quiet_logging():
+        convert_onnx_models_to_ort(onnx_path, output_dir=out_dir, optimization_styles=[OptimizationStyle.Fixed],
+                                   enable_type_reduction=True)
+    ort_path = out_dir / f"{onnx_path.stem}.ort"
+    if not ort_path.exists():
+        raise BadInput(f"ORT format conversion produced no {ort_path.name}", path=onnx_path)
+    return ort_path
+
+
+@contextlib.contextmanager
+def _quiet_logging():
+    """ORT's tools log every step at INFO, to the root logger and their own."""
+    loggers = [logging.getLogger(n) for n in ("", "ort_format_model.utils", "onnxruntime")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def gemm_to_matmul(model) -> int:
+    """Rewrite Gemm(A, constant B, C) with alpha=beta=1 as MatMul + Add, in place, so that
+    MatMulNBits (which takes only MatMul) covers Linear layers. Returns how many were rewritten."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    nodes, count = [], 0
+    for node in model.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if (node.op_type != "Gemm" or node.input[1] not in inits or attrs.get("transA", 0)
+                or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0):
+            nodes.append(node)
+            continue
+        weight = numpy_helper.to_array(inits[node.input[1]])
+        if attrs.get("transB", 0):
+            weight = np.ascontiguousarray(weight.T)
+        name = f"{node.input[1]}_kn"
+        model.graph.initializer.append(numpy_helper.from_array(weight, name))
+        has_bias = len(node.input) > 2 and node.input[2]
+        mm_out = f"{node.output[0]}_matmul" if has_bias else node.output[0]
+        nodes.append(helper.make_node("MatMul", [node.input[0], name], [mm_out], name=f"{node.name}_MatMul"))
+        if has_bias:
+            nodes.append(helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=f"{node.name}_Add"))
+        count += 1
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    used = {i for n in model.graph.node for i in n.input}
+    keep = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    onnx.checker.check_model(model)
+    return count
+
+
+def op_counts(onnx_path: Path) -> dict[str, int]:
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(onnx_path), load_external_data=False).graph.node:
+        key = node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def mobile_usability(onnx_path: Path) -> dict:
+    """How much of the graph NNAPI and the Core ML EP (ML Program) would take, with the dynamic
+    dims fixed to 1. Provenance: estimated from ORT's own op tables, not run on a device."""
+    import onnx
+    from onnxruntime.tools.mobile_helpers import usability_checker as uc
+    from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_dim_param_fixed
+
+    model = onnx.load(str(onnx_path))
+    for value in model.graph.input:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                make_dim_param_fixed(model.graph, dim.dim_param, 1)
+    try:
+        fix_output_shapes(model)
+    except Exception:  # outputs of contrib ops may not infer; partition counts still work
+        pass
+    out = {"provenance": "estimated", "method": "onnxruntime usability_checker op tables, dynamic dims fixed to 1"}
+    checks = {"nnapi": lambda m: uc.check_nnapi_partitions(m, require_fixed_input_sizes=True),
+              "coreml_mlprogram": lambda m: uc.check_coreml_partitions(m, True, "coreml_supported_mlprogram_ops.md")}
+    with _quiet_logging():
+        for ep, check in checks.items():
+            try:
+                info = check(model)
+            except Exception as exc:  # an internal module of ORT: report, do not crash the build
+                out[ep] = {"error": f"{type(exc).__name__}: {exc}"}
+                continue
+            out[ep] = {"supported_nodes": info.num_supported_nodes, "nodes": info.num_nodes,
+                       "partitions": info.num_partitions, "unsupported_ops": sorted(info.unsupported_ops),
+                       "suitability": info.suitability().name}
+    return out

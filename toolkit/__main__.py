@@ -1,0 +1,3 @@
+from edge_distill.cli import main
+
+main()

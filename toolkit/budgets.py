@@ -1,0 +1,162 @@
+"""Budgets: what a result must satisfy, and the checks that compare them with measurements.
+
+A budget table (in `edge-distill.toml` under [budgets], or a budget file given to `verify`):
+
+    latency_p95_ms = 100          # max; also latency_p50_ms, latency_p90_ms, latency_p99_ms
+    min_accuracy = 0.80           # against the labels
+    min_weighted_accuracy = 0.80  # with the per-sample weights of the data
+    max_accuracy_drop = 0.01      # float student's accuracy minus this artifact's
+    min_float_agreement = 0.98    # same top-1 as the float student
+    min_teacher_agreement = 0.90  # same top-1 as the teacher
+    max_size_mb = 1.0
+    max_peak_memory_mb = 50
+    min_speedup_vs_float = 1.0    # float p50 / this p50, for quantized artifacts
+    require = "measured"          # provenance a latency figure must have: measured | emulated | estimated
+
+    [budgets.slices.high_risk]    # per slice: min_accuracy, max_accuracy_drop,
+    min_accuracy = 0.70           #            min_float_agreement, min_teacher_agreement
+
+    [budgets.precisions.int4]     # layered: overrides the keys above for one precision
+    max_accuracy_drop = 0.03
+
+Layers resolve as coremltools' do: global, then per precision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import BadInput
+from .tomlfile import check_keys, expect, read_toml
+
+PROVENANCE_RANK = {"estimated": 0, "emulated": 1, "measured": 2}
+
+# key -> (metric it reads, comparison, unit). "<=" means the value must not exceed the limit.
+SCALAR_CHECKS = {
+    "latency_p50_ms": ("latency.p50_ms", "<=", "ms"),
+    "latency_p90_ms": ("latency.p90_ms", "<=", "ms"),
+    "latency_p95_ms": ("latency.p95_ms", "<=", "ms"),
+    "latency_p99_ms": ("latency.p99_ms", "<=", "ms"),
+    "min_accuracy": ("accuracy", ">=", ""),
+    "min_weighted_accuracy": ("weighted_accuracy", ">=", ""),
+    "max_accuracy_drop": ("accuracy_drop", "<=", ""),
+    "min_float_agreement": ("float_agreement", ">=", ""),
+    "min_teacher_agreement": ("teacher_agreement", ">=", ""),
+    "max_size_mb": ("size_mb", "<=", "MB"),
+    "max_peak_memory_mb": ("peak_memory_mb", "<=", "MB"),
+    "min_speedup_vs_float": ("speedup_vs_float", ">=", "x"),
+}
+SLICE_CHECKS = {k: SCALAR_CHECKS[k] for k in
+                ("min_accuracy", "max_accuracy_drop", "min_float_agreement", "min_teacher_agreement")}
+
+
+@dataclass(frozen=True)
+class Budget:
+    limits: dict[str, float] = field(default_factory=dict)
+    slices: dict[str, dict[str, float]] = field(default_factory=dict)
+    require: str | None = None
+    precisions: dict[str, Budget] = field(default_factory=dict)
+
+    def for_precision(self, precision: str) -> Budget:
+        """This budget with the [precisions.<precision>] layer applied."""
+        layer = self.precisions.get(precision)
+        if layer is None:
+            return replace(self, precisions={})
+        slices = {k: dict(v) for k, v in self.slices.items()}
+        for name, limits in layer.slices.items():
+            slices.setdefault(name, {}).update(limits)
+        return Budget(limits={**self.limits, **layer.limits}, slices=slices,
+                      require=layer.require or self.require)
+
+    def is_empty(self) -> bool:
+        return not (self.limits or self.slices or self.precisions)
+
+
+def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: bool = True) -> Budget:
+    allowed = set(SCALAR_CHECKS) | {"slices", "require"} | ({"precisions"} if allow_layers else set())
+    check_keys(table, allowed, where, path)
+    limits = {}
+    for key in SCALAR_CHECKS:
+        if key in table:
+            value = expect(table[key], (int, float), key, where, path)
+            if value < 0:
+                raise BadInput(f"'{key}' in [{where}] must not be negative, got {value}", path=path)
+            limits[key] = float(value)
+    require = table.get("require")
+    if require is not None and require not in PROVENANCE_RANK:
+        raise BadInput(f"'require' in [{where}] must be one of {sorted(PROVENANCE_RANK)}, got {require!r}", path=path)
+    slices = {}
+    for name, sl in expect(table.get("slices", {}), dict, "slices", where, path).items():
+        sub = f"{where}.slices.{name}"
+        check_keys(expect(sl, dict, name, f"{where}.slices", path), set(SLICE_CHECKS), sub, path)
+        slices[name] = {k: float(expect(v, (int, float), k, sub, path)) for k, v in sl.items()}
+    precisions = {}
+    for name, layer in expect(table.get("precisions", {}), dict, "precisions", where, path).items():
+        precisions[name] = parse_budget(expect(layer, dict, name, f"{where}.precisions", path), path,
+                                        f"{where}.precisions.{name}", allow_layers=False)
+    return Budget(limits=limits, slices=slices, require=require, precisions=precisions)
+
+
+def load_budget_file(path: str | Path) -> Budget:
+    """A budget file is either a bare budget table or a file with a [budgets] table."""
+    path = Path(path)
+    data = read_toml(path)
+    if "budgets" in data:
+        check_keys(data, {"budgets"}, "top level", path)
+        return parse_budget(data["budgets"], path)
+    return parse_budget(data, path, where="top level")
+
+
+@dataclass
+class Check:
+    """One budget compared with one figure. `passed` is None when the figure could not be measured."""
+
+    name: str
+    metric: str
+    comparison: str
+    limit: float
+    value: float | None
+    unit: str
+    passed: bool | None
+    slice: str | None = None
+    provenance: str | None = None
+    message: str = ""
+
+
+def evaluate(budget: Budget, figures: dict, slice_figures: dict[str, dict], provenance: dict[str, str],
+             prefix: str) -> list[Check]:
+    """Compare a resolved budget with a result's figures.
+
+    `figures` maps metric paths (e.g. "latency.p95_ms", "accuracy") to values or None;
+    `provenance` maps a metric path to its provenance kind where one applies.
+    """
+    checks = [_check(f"{prefix}/{key}", key, budget.limits[key], figures, provenance, budget.require)
+              for key in SCALAR_CHECKS if key in budget.limits]
+    for name, limits in budget.slices.items():
+        for key, limit in limits.items():
+            label = f"{prefix}/slice[{name}]/{key}"
+            if name not in slice_figures:
+                checks.append(Check(label, SLICE_CHECKS[key][0], SLICE_CHECKS[key][1], limit, None,
+                                    SLICE_CHECKS[key][2], None, slice=name,
+                                    message=f"the evaluation data have no slice '{name}'"))
+                continue
+            check = _check(label, key, limit, slice_figures[name], provenance, None)
+            check.slice = name
+            checks.append(check)
+    return checks
+
+
+def _check(label, key, limit, figures, provenance, require) -> Check:
+    metric, comparison, unit = SCALAR_CHECKS[key]
+    value = figures.get(metric)
+    kind = provenance.get(metric)
+    check = Check(label, metric, comparison, limit, value, unit, None, provenance=kind)
+    if value is None:
+        check.message = figures.get(f"{metric}.why", f"{metric} was not measured")
+        return check
+    check.passed = value <= limit if comparison == "<=" else value >= limit
+    if require and kind is not None and PROVENANCE_RANK[kind] < PROVENANCE_RANK[require]:
+        check.passed = False
+        check.message = f"the budget requires a {require} figure; this one is {kind}"
+    return check

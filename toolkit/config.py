@@ -1,0 +1,197 @@
+"""`edge-distill.toml`: the project file that `check` runs. Paths in it are relative to its folder.
+
+    [model]
+    student = "fmnist_models:student"     # module:factory, or a .pt2 / .onnx file
+    weights = "student.safetensors"       # for module:factory (.safetensors or a state-dict .pt)
+    teacher = "fmnist_models:teacher"     # optional, same forms
+    teacher_weights = "teacher.safetensors"
+    task = "classification"
+    labels = ["T-shirt/top", ...]
+    distilled_from = "<sha256 of the teacher's weights>"   # optional: flags a stale student
+    [[model.inputs]]                      # optional for .pt2 / .onnx (read from the model)
+    name = "image"
+    shape = ["batch", 1, 28, 28]
+    dtype = "float32"
+    [model.normalization]                 # metadata for the apps: x = (pixel * scale - mean) / std
+    scale = 0.00392156862745098
+
+    [data]
+    calibration = "calibration.npz"
+    evaluation = "eval.npz"
+    calibration_samples = 256
+    seed = 0
+
+    [export]
+    opset = 18
+    tolerance = 1e-4                      # max |ONNX Runtime - source| on real samples
+
+    [measure]
+    threads = 1
+    warmup = 20
+    runs = 200
+
+    [[targets]]
+    name = "ort"
+    precisions = ["fp32", "int8", "int4"]
+    calibration_method = "minmax"         # minmax | percentile | entropy
+    options = { int4_gather = false }
+
+    [budgets]                             # see edge_distill.budgets
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_distill.calibration import InputSpec
+
+from .budgets import Budget, parse_budget
+from .errors import BadInput
+from .tomlfile import check_keys, expect, read_toml
+
+TASKS = ("classification",)
+DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
+
+
+@dataclass
+class ModelConfig:
+    student: str
+    weights: str | None = None
+    teacher: str | None = None
+    teacher_weights: str | None = None
+    task: str = "classification"
+    labels: list[str] = field(default_factory=list)
+    inputs: list[InputSpec] = field(default_factory=list)
+    normalization: dict[str, float | list[float]] = field(default_factory=dict)
+    distilled_from: str | None = None
+    trust_pickle: bool = False
+
+
+@dataclass
+class TargetConfig:
+    name: str
+    precisions: list[str]
+    calibration_method: str = "minmax"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    path: Path
+    model: ModelConfig
+    calibration: Path | None = None
+    evaluation: Path | None = None
+    calibration_samples: int = 256
+    seed: int = 0
+    opset: int = 18
+    tolerance: float = 1e-4
+    threads: int = 1
+    warmup: int = 20
+    runs: int = 200
+    targets: list[TargetConfig] = field(default_factory=list)
+    budget: Budget = field(default_factory=Budget)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, value: str | None) -> str | None:
+        """A path relative to the config's folder; a module:factory reference stays as it is."""
+        if value is None or _is_factory(value):
+            return value
+        return str((self.root / value).resolve())
+
+
+def _is_factory(ref: str) -> bool:
+    return ":" in ref and not ref.endswith((".pt2", ".onnx", ".pt", ".pth")) and "/" not in ref.split(":")[0]
+
+
+def parse_inputs(items, where: str, path: Path) -> list[InputSpec]:
+    specs = []
+    for i, item in enumerate(expect(items, list, "inputs", where, path)):
+        sub = f"{where}.inputs[{i}]"
+        check_keys(expect(item, dict, "inputs", where, path), {"name", "shape", "dtype"}, sub, path)
+        if "name" not in item or "shape" not in item:
+            raise BadInput(f"[{sub}] needs 'name' and 'shape'", path=path)
+        shape = expect(item["shape"], list, "shape", sub, path)
+        for dim in shape:
+            if isinstance(dim, bool) or not isinstance(dim, (int, str)) or (isinstance(dim, int) and dim < 1):
+                raise BadInput(f"'shape' in [{sub}] holds {dim!r}: use positive ints or names like \"batch\"",
+                               path=path)
+        dtype = item.get("dtype", "float32")
+        if dtype not in DTYPES:
+            raise BadInput(f"'dtype' in [{sub}] must be one of {DTYPES}, got {dtype!r}", path=path)
+        specs.append(InputSpec(name=item["name"], shape=tuple(shape), dtype=dtype))
+    return specs
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path).resolve()
+    data = read_toml(path)
+    check_keys(data, {"model", "data", "export", "measure", "targets", "budgets"}, "top level", path)
+    if "model" not in data:
+        raise BadInput("missing [model] table", path=path)
+
+    m = expect(data["model"], dict, "model", "top level", path)
+    check_keys(m, {"student", "weights", "teacher", "teacher_weights", "task", "labels", "inputs",
+                   "normalization", "distilled_from", "trust_pickle"}, "model", path)
+    if "student" not in m:
+        raise BadInput("[model] needs 'student' (module:factory, .pt2 or .onnx)", path=path)
+    task = m.get("task", "classification")
+    if task not in TASKS:
+        raise BadInput(f"'task' in [model] must be one of {TASKS}, got {task!r}", path=path)
+    model = ModelConfig(
+        student=expect(m["student"], str, "student", "model", path),
+        weights=m.get("weights"), teacher=m.get("teacher"), teacher_weights=m.get("teacher_weights"),
+        task=task, labels=[str(x) for x in expect(m.get("labels", []), list, "labels", "model", path)],
+        inputs=parse_inputs(m.get("inputs", []), "model", path),
+        normalization=expect(m.get("normalization", {}), dict, "normalization", "model", path),
+        distilled_from=m.get("distilled_from"),
+        trust_pickle=expect(m.get("trust_pickle", False), bool, "trust_pickle", "model", path),
+    )
+
+    cfg = Config(path=path, model=model)
+    d = expect(data.get("data", {}), dict, "data", "top level", path)
+    check_keys(d, {"calibration", "evaluation", "calibration_samples", "seed"}, "data", path)
+    cfg.calibration = Path(cfg.resolve(d["calibration"])) if "calibration" in d else None
+    cfg.evaluation = Path(cfg.resolve(d["evaluation"])) if "evaluation" in d else None
+    cfg.calibration_samples = _positive_int(d, "calibration_samples", 256, "data", path)
+    cfg.seed = expect(d.get("seed", 0), int, "seed", "data", path)
+
+    e = expect(data.get("export", {}), dict, "export", "top level", path)
+    check_keys(e, {"opset", "tolerance"}, "export", path)
+    cfg.opset = _positive_int(e, "opset", 18, "export", path)
+    if cfg.opset < 18:
+        raise BadInput(f"'opset' in [export] must be >= 18 (the dynamo exporter's floor), got {cfg.opset}", path=path)
+    cfg.tolerance = float(expect(e.get("tolerance", 1e-4), (int, float), "tolerance", "export", path))
+
+    me = expect(data.get("measure", {}), dict, "measure", "top level", path)
+    check_keys(me, {"threads", "warmup", "runs"}, "measure", path)
+    cfg.threads = _positive_int(me, "threads", 1, "measure", path)
+    cfg.warmup = _positive_int(me, "warmup", 20, "measure", path)
+    cfg.runs = _positive_int(me, "runs", 200, "measure", path)
+    if cfg.runs < 20:
+        raise BadInput(f"'runs' in [measure] must be >= 20 for a p95 to mean anything, got {cfg.runs}", path=path)
+
+    for i, t in enumerate(expect(data.get("targets", []), list, "targets", "top level", path)):
+        where = f"targets[{i}]"
+        check_keys(expect(t, dict, "targets", "top level", path),
+                   {"name", "precisions", "calibration_method", "options"}, where, path)
+        if "name" not in t:
+            raise BadInput(f"[{where}] needs 'name'", path=path)
+        precisions = expect(t.get("precisions", ["fp32"]), list, "precisions", where, path)
+        cfg.targets.append(TargetConfig(
+            name=expect(t["name"], str, "name", where, path), precisions=[str(p) for p in precisions],
+            calibration_method=expect(t.get("calibration_method", "minmax"), str, "calibration_method", where, path),
+            options=expect(t.get("options", {}), dict, "options", where, path)))
+    if "budgets" in data:
+        cfg.budget = parse_budget(expect(data["budgets"], dict, "budgets", "top level", path), path)
+    return cfg
+
+
+def _positive_int(table: dict, key: str, default: int, where: str, path: Path) -> int:
+    value = expect(table.get(key, default), int, key, where, path)
+    if value < 1:
+        raise BadInput(f"'{key}' in [{where}] must be >= 1, got {value}", path=path)
+    return value

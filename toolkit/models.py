@@ -1,0 +1,269 @@
+"""Taking the student (or teacher) in: one loader for every accepted form.
+
+  - `package.module:factory` + weights (.safetensors, or a state dict read with
+    `torch.load(weights_only=True)`): the factory builds the module, the weights fill it;
+  - a `torch.export` program (`.pt2`, read with `torch.export.load`);
+  - an `.onnx` file, whose external data must stay inside the model's folder.
+
+A pickled whole-module `.pt` is refused: unpickling runs arbitrary code. `trust_pickle=True`
+(`--trust-pickle`) is the explicit way out for a file the user vouches for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edge_distill.calibration import Dataset, InputSpec
+
+from .errors import BadInput, MissingDependency
+
+PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".bin")
+SAFE_FORMATS_HINT = ("save the weights with safetensors (safetensors.torch.save_file(model.state_dict(), "
+                     "'model.safetensors')) and point to a module:factory, or save a torch.export program "
+                     "(torch.export.save(torch.export.export(model, example_inputs), 'model.pt2'))")
+
+
+@dataclass
+class SourceModel:
+    """A model ready to run on the host: a torch module, or an ONNX file run by onnxruntime."""
+
+    reference: str
+    kind: str  # "torch" (factory or pickled module), "exported" (.pt2) or "onnx"
+    inputs: list[InputSpec]
+    fingerprint: str  # sha256 of the weights or model file: which model this was, exactly
+    module: object | None = None
+    exported: object | None = None
+    onnx_path: Path | None = None
+    output_names: list[str] = field(default_factory=lambda: ["output"])
+
+    def predict(self, data: Dataset, batch_size: int = 256) -> np.ndarray:
+        """The first output of the model for every sample of `data`, as float32."""
+        if self.kind == "onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+            return np.concatenate([session.run(None, b)[0] for b in data.batches(batch_size)]).astype(np.float32)
+        import torch
+
+        outputs = []
+        with torch.no_grad():
+            for b in data.batches(batch_size):
+                out = self.module(*[torch.from_numpy(np.ascontiguousarray(b[s.name])) for s in self.inputs])
+                out = out[0] if isinstance(out, (tuple, list)) else out
+                outputs.append(out.detach().float().numpy())
+        return np.concatenate(outputs)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_model(reference: str, weights: str | None = None, inputs: list[InputSpec] | None = None, *,
+               trust_pickle: bool = False, search_path: Path | None = None) -> SourceModel:
+    inputs = list(inputs or [])
+    if reference.endswith(".onnx"):
+        return _load_onnx(Path(reference), inputs)
+    if reference.endswith(".pt2"):
+        return _load_exported(Path(reference), inputs)
+    if reference.endswith(PICKLE_SUFFIXES):
+        return _load_pickled_module(Path(reference), inputs, trust_pickle)
+    if ":" in reference:
+        return _load_factory(reference, weights, inputs, search_path)
+    raise BadInput(f"cannot tell what kind of model '{reference}' is",
+                   hint="use package.module:factory (with weights), a .pt2 torch.export program or an .onnx file")
+
+
+def _require_torch(purpose: str):
+    try:
+        import torch
+    except ImportError as exc:
+        raise MissingDependency("torch", "ort", purpose) from exc
+    return torch
+
+
+@contextmanager
+def _on_sys_path(folder: Path | None):
+    if folder is None:
+        yield
+        return
+    sys.path.insert(0, str(folder))
+    try:
+        yield
+    finally:
+        sys.path.remove(str(folder))
+
+
+def _load_factory(reference: str, weights: str | None, inputs: list[InputSpec], search_path) -> SourceModel:
+    torch = _require_torch(f"building {reference}")
+    module_name, _, attr = reference.partition(":")
+    with _on_sys_path(search_path):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise BadInput(f"cannot import module '{module_name}' for {reference}: {exc}",
+                           hint=f"the module must be importable (searched also in {search_path})"
+                           if search_path else None) from exc
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise BadInput(f"'{module_name}' has no callable '{attr}'",
+                       hint=f"callables there: {', '.join(n for n in dir(module) if not n.startswith('_'))}")
+    model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise BadInput(f"{reference}() returned {type(model).__name__}, not a torch.nn.Module")
+    if weights is None:
+        raise BadInput(f"{reference} needs weights (a .safetensors file or a state dict .pt)")
+    path = Path(weights)
+    if not path.is_file():
+        raise BadInput("weights file not found", path=path)
+    state = _read_state_dict(path)
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise BadInput(f"weights do not fit {reference}(): missing {result.missing_keys[:5]}, "
+                       f"unexpected {result.unexpected_keys[:5]}", path=path)
+    model.eval()
+    if not inputs:
+        raise BadInput(f"{reference} does not declare its inputs",
+                       hint="list them under [[model.inputs]] in edge-distill.toml (name, shape, dtype)")
+    return SourceModel(reference=reference, kind="torch", inputs=inputs, fingerprint=sha256_file(path),
+                       module=model)
+
+
+def _read_state_dict(path: Path) -> dict:
+    torch = _require_torch(f"reading {path}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise BadInput(f"not a valid safetensors file ({exc})", path=path) from exc
+    import pickle
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise BadInput("holds pickled objects besides tensors (a whole pickled module?), which edge-distill "
+                       "does not unpickle", path=path, hint=SAFE_FORMATS_HINT) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise BadInput(f"cannot read weights ({exc})", path=path) from exc
+    if not isinstance(state, dict):
+        raise BadInput(f"expected a state dict, found {type(state).__name__}", path=path)
+    return state
+
+
+def _load_pickled_module(path: Path, inputs: list[InputSpec], trust_pickle: bool) -> SourceModel:
+    if not path.is_file():
+        raise BadInput("model file not found", path=path)
+    if not trust_pickle:
+        raise BadInput("is a pickled model; loading it would run any code it contains, so edge-distill refuses "
+                       "it by default", path=path,
+                       hint=SAFE_FORMATS_HINT + "; or pass --trust-pickle if you trust this file")
+    torch = _require_torch(f"reading {path}")
+    # --trust-pickle: the user has vouched for this file.
+    model = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(model, torch.nn.Module):
+        raise BadInput(f"holds a {type(model).__name__}, not a torch.nn.Module", path=path)
+    if not inputs:
+        raise BadInput("a pickled module does not declare its inputs", path=path,
+                       hint="list them under [[model.inputs]] in edge-distill.toml")
+    model.eval()
+    return SourceModel(reference=str(path), kind="torch", inputs=inputs, fingerprint=sha256_file(path), module=model)
+
+
+def _load_exported(path: Path, inputs: list[InputSpec]) -> SourceModel:
+    torch = _require_torch(f"reading {path}")
+    if not path.is_file():
+        raise BadInput("model file not found", path=path)
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:  # torch raises many types for a bad archive
+        raise BadInput(f"not a loadable torch.export program ({type(exc).__name__}: {exc})", path=path) from exc
+    if not inputs:
+        inputs = _signature_of_exported(program)
+    return SourceModel(reference=str(path), kind="exported", inputs=inputs, fingerprint=sha256_file(path),
+                       module=program.module(), exported=program)
+
+
+def _signature_of_exported(program) -> list[InputSpec]:
+    torch = _require_torch("reading a program's signature")
+    specs = []
+    user_inputs = set(program.graph_signature.user_inputs)
+    for node in program.graph.nodes:
+        if node.op != "placeholder" or node.name not in user_inputs:
+            continue
+        val = node.meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            continue
+        shape = tuple(int(d) if isinstance(d, int) else ("batch" if i == 0 else f"dim{i}")
+                      for i, d in enumerate(val.shape))
+        specs.append(InputSpec(name=node.name, shape=shape, dtype=str(val.dtype).removeprefix("torch.")))
+    return specs
+
+
+def _load_onnx(path: Path, inputs: list[InputSpec]) -> SourceModel:
+    import onnx
+
+    if not path.is_file():
+        raise BadInput("model file not found", path=path)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise BadInput(f"not a valid ONNX model, truncated or corrupt ({type(exc).__name__})", path=path) from exc
+    if not proto.graph.node:
+        raise BadInput("ONNX model has an empty graph (truncated?)", path=path)
+    _check_external_data(proto, path)
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as exc:
+        raise BadInput(f"ONNX checker rejects the model: {str(exc).splitlines()[0]}", path=path) from exc
+    if not inputs:
+        inputs = onnx_input_specs(proto)
+    return SourceModel(reference=str(path), kind="onnx", inputs=inputs, fingerprint=sha256_file(path),
+                       onnx_path=path, output_names=[o.name for o in proto.graph.output])
+
+
+def _check_external_data(proto, path: Path) -> None:
+    import onnx
+
+    folder = path.resolve().parent
+    for tensor in onnx.external_data_helper._get_all_tensors(proto):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or folder not in target.parents:
+            raise BadInput(f"tensor '{tensor.name}' points to external data outside the model's folder "
+                           f"('{location}'), which edge-distill refuses to read", path=path,
+                           hint="keep external data files beside the .onnx file")
+        if not target.is_file():
+            raise BadInput(f"external data file '{location}' of tensor '{tensor.name}' is missing", path=path)
+
+
+ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8", 9: "bool"}
+
+
+def onnx_input_specs(proto) -> list[InputSpec]:
+    initializers = {i.name for i in proto.graph.initializer}
+    specs = []
+    for value in proto.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or f"dim{i}")
+                      for i, d in enumerate(tensor.shape.dim))
+        specs.append(InputSpec(name=value.name, shape=shape, dtype=ONNX_DTYPES.get(tensor.elem_type, "float32")))
+    return specs

@@ -1,0 +1,92 @@
+"""Output folders: written whole or not at all, and never over a user's files.
+
+Everything goes to a temporary folder beside `--out`; only when the work is done does it take
+the place of `--out`. A folder that holds files edge-distill did not write is refused unless
+`--force`, and even then only same-named entries are replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import BadInput
+
+MARKER = ".edge-distill-output.json"
+
+
+def _ours(out: Path) -> set[str]:
+    try:
+        return set(json.loads((out / MARKER).read_text())["entries"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _foreign(out: Path) -> list[str]:
+    return sorted(set(p.name for p in out.iterdir()) - _ours(out) - {MARKER})
+
+
+def check_writable(out: Path, force: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise BadInput("--out exists and is not a folder", path=out)
+    if out.is_dir() and not force:
+        foreign = _foreign(out)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+            raise BadInput(f"output folder holds files edge-distill did not write ({shown}); "
+                           "it will not overwrite them", path=out, hint="choose another --out, or pass --force")
+
+
+@contextmanager
+def output_folder(out: str | Path, force: bool = False):
+    """Yield a temporary folder; on success it becomes `out`, on an exception it disappears."""
+    out = Path(out).absolute()
+    check_writable(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield tmp
+        entries = sorted(p.name for p in tmp.iterdir())
+        (tmp / MARKER).write_text(json.dumps({"entries": entries}, indent=1) + "\n")
+        _commit(tmp, out, force)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _commit(tmp: Path, out: Path, force: bool) -> None:
+    if not out.exists():
+        tmp.rename(out)
+        return
+    check_writable(out, force)  # the folder may have changed while we worked
+    if not _foreign(out):
+        trash = out.with_name(f".{out.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
+        out.rename(trash)
+        tmp.rename(out)
+        shutil.rmtree(trash, ignore_errors=True)
+        return
+    # --force into a folder with the user's files: replace only our own names.
+    for old in _ours(out) - {p.name for p in tmp.iterdir()}:
+        _remove(out / old)
+    entries = sorted(p.name for p in tmp.iterdir() if p.name != MARKER)
+    for entry in entries:
+        _remove(out / entry)
+        (tmp / entry).rename(out / entry)
+    (out / MARKER).write_text(json.dumps({"entries": entries}, indent=1) + "\n")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def write_reports(report, folder: Path) -> None:
+    from .report import to_json, to_junit, to_markdown
+
+    (folder / "report.json").write_text(to_json(report))
+    (folder / "junit.xml").write_text(to_junit(report))
+    (folder / "report.md").write_text(to_markdown(report))

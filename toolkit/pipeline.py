@@ -1,0 +1,300 @@
+"""The stages behind the commands. Each stage hands the next an inspectable object:
+Config -> SourceModel -> ExportInfo (verified .onnx) -> Artifact -> TargetResult -> Report."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge_distill import __version__
+from edge_distill.calibration import Dataset, load_dataset, select_samples
+from edge_distill.targets import Artifact, BuildRequest, check_precision, get_target
+
+from . import measure, metrics
+from .budgets import Budget, evaluate
+from .config import Config
+from .errors import BadInput, MissingDependency
+from .exporting import export_to_onnx
+from .models import SourceModel, load_model
+from .provenance import host_environment
+from .report import Report, TargetResult
+
+
+class Progress:
+    """Progress lines on stderr, so stdout stays clean for the table."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled, self.start = enabled, time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def _model_info(model: SourceModel) -> dict:
+    return {"reference": model.reference, "kind": model.kind, "fingerprint": model.fingerprint,
+            "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype} for s in model.inputs]}
+
+
+def _data_info(data: Dataset | None) -> dict | None:
+    if data is None:
+        return None
+    return {"source": data.source, "samples": len(data), "labels": data.labels is not None,
+            "weights": data.weights is not None, "slices": {k: int(v.sum()) for k, v in data.slices.items()}}
+
+
+def reference_metrics(data: Dataset, student_out: np.ndarray, teacher_out: np.ndarray | None) -> dict:
+    refs = {}
+    for name, out in (("float student", student_out), ("teacher", teacher_out)):
+        if out is None:
+            continue
+        kw = dict(labels=data.labels, weights=data.weights, teacher_outputs=teacher_out)
+        refs[name] = {"overall": metrics.classification(out, **kw),
+                      "slices": {s: metrics.classification(out, mask=m, **kw) for s, m in data.slices.items()}}
+    return refs
+
+
+def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dataset, float_out, teacher_out,
+                      budget: Budget, threads: int, warmup: int, runs: int, float_latency=None,
+                      artifact: Artifact | None = None, progress=Progress(False)) -> TargetResult:
+    """Measure one artifact on this host and check it against its budget."""
+    target = get_target(target_name)
+    runner = target.open_runner(path, threads)
+    progress(f"  {target_name}-{precision}: accuracy on {len(data)} samples")
+    out = measure.outputs(runner, data)
+    kw = dict(labels=data.labels, weights=data.weights, float_outputs=float_out, teacher_outputs=teacher_out)
+    overall = metrics.classification(out, **kw)
+    slices = {s: metrics.classification(out, mask=m, **kw) for s, m in data.slices.items()}
+    progress(f"  {target_name}-{precision}: latency ({warmup} warm-up + {runs} runs, {threads} thread(s))")
+    lat = measure.latency(runner, data, warmup=warmup, runs=runs)
+    progress(f"  {target_name}-{precision}: peak memory in a fresh process")
+    mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, runner.describe())
+    speedup = round(float_latency.p50_ms / lat.p50_ms, 3) if float_latency and precision != "fp32" else None
+    result = TargetResult(target=target_name, precision=precision, artifact=str(path),
+                          files=[str(f) for f in (artifact.files if artifact else [path])],
+                          size_bytes=path.stat().st_size, latency=lat, memory=mem, speedup_vs_float=speedup,
+                          metrics=overall, slices=slices, details=dict(artifact.details) if artifact else {})
+    if speedup is not None and speedup < 1.0:
+        result.warnings.append(f"{result.name} is slower than fp32 on this host (speedup {speedup:.2f}x)")
+    result.checks = evaluate(budget.for_precision(precision), _figures(result, float_latency),
+                             {s: m.figures() for s, m in slices.items()}, _provenance(result), result.name)
+    return result
+
+
+def _figures(r: TargetResult, float_latency) -> dict:
+    figures = r.metrics.figures()
+    figures["size_mb"] = round(r.size_bytes / 1e6, 6)
+    figures["peak_memory_mb"] = r.memory.peak_mb
+    if r.memory.peak_mb is None:
+        figures["peak_memory_mb.why"] = f"cannot measure peak memory: {r.memory.why_not}"
+    if r.latency:
+        figures.update({f"latency.{k}": getattr(r.latency, k) for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")})
+    figures["speedup_vs_float"] = 1.0 if r.precision == "fp32" else r.speedup_vs_float
+    if figures["speedup_vs_float"] is None:
+        figures["speedup_vs_float.why"] = "no fp32 artifact of this target was measured to compare with"
+    for key in ("accuracy", "weighted_accuracy", "accuracy_drop"):
+        if figures.get(key) is None:
+            figures[f"{key}.why"] = "the evaluation data carry no labels" if key != "weighted_accuracy" \
+                else "the evaluation data carry no labels or no weights"
+    if figures.get("teacher_agreement") is None:
+        figures["teacher_agreement.why"] = "no teacher was given"
+    if figures.get("float_agreement") is None:
+        figures["float_agreement.why"] = "no float student was given"
+    return figures
+
+
+def _provenance(r: TargetResult) -> dict:
+    prov = {}
+    if r.latency:
+        prov.update({f"latency.{k}": r.latency.provenance.kind for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")})
+        prov["speedup_vs_float"] = r.latency.provenance.kind
+    if r.memory.provenance:
+        prov["peak_memory_mb"] = r.memory.provenance.kind
+    return prov
+
+
+def run_check(cfg: Config, out: Path, progress: Progress) -> Report:
+    """Export, quantize and verify every configured target and precision; artifacts go to `out`."""
+    if not cfg.targets:
+        raise BadInput("no [[targets]] configured", path=cfg.path)
+    if cfg.evaluation is None:
+        raise BadInput("[data] evaluation is required: budgets are checked on it", path=cfg.path)
+    plan = []
+    for tc in cfg.targets:
+        target = get_target(tc.name)
+        missing = target.capabilities.missing_packages()
+        if missing:
+            raise MissingDependency(missing[0], target.capabilities.extra, f"target '{tc.name}'")
+        precisions = list(dict.fromkeys(tc.precisions))
+        for p in precisions:
+            check_precision(target.capabilities, p, tc.calibration_method)
+        if "fp32" in precisions:  # measured first: the baseline for every speedup
+            precisions.remove("fp32")
+            precisions.insert(0, "fp32")
+        elif any("min_speedup_vs_float" in cfg.budget.for_precision(p).limits for p in precisions):
+            precisions.insert(0, "fp32")
+        plan.append((tc, precisions))
+
+    progress(f"loading the student {cfg.model.student}")
+    m = cfg.model
+    student = load_model(cfg.resolve(m.student), cfg.resolve(m.weights), m.inputs, trust_pickle=m.trust_pickle,
+                         search_path=cfg.root)
+    teacher = None
+    if m.teacher:
+        progress(f"loading the teacher {m.teacher}")
+        teacher = load_model(cfg.resolve(m.teacher), cfg.resolve(m.teacher_weights), m.inputs,
+                             trust_pickle=m.trust_pickle, search_path=cfg.root)
+    eval_data = load_dataset(cfg.evaluation, student.inputs)
+    calib = None
+    if cfg.calibration is not None:
+        calib = select_samples(load_dataset(cfg.calibration, student.inputs), cfg.calibration_samples, cfg.seed)
+
+    warnings = stale_teacher_warnings(m.distilled_from, teacher)
+    progress("exporting to ONNX and checking it against the source model")
+    (out / "onnx").mkdir()
+    export = export_to_onnx(student, out / "onnx" / "model.onnx", opset=cfg.opset, samples=eval_data,
+                            tolerance=cfg.tolerance)
+    progress(f"  export parity: max |difference| {export.parity_max_abs_diff:.2e} on {export.parity_samples} "
+             f"samples (tolerance {export.parity_tolerance:g})")
+
+    float_out = student.predict(eval_data)
+    teacher_out = teacher.predict(eval_data) if teacher else None
+    results = []
+    with tempfile.TemporaryDirectory(prefix="edge-distill-work-") as work:
+        for tc, precisions in plan:
+            target = get_target(tc.name)
+            (out / tc.name).mkdir()
+            float_latency = None
+            for precision in precisions:
+                progress(f"building {tc.name}-{precision}")
+                start = time.perf_counter()
+                scratch = Path(work) / f"{tc.name}-{precision}"
+                scratch.mkdir()
+                artifact = target.build(BuildRequest(
+                    onnx_path=out / "onnx" / "model.onnx", source=student, precision=precision,
+                    calibration=calib, calibration_method=tc.calibration_method, options=tc.options,
+                    out_dir=out / tc.name, work_dir=scratch))
+                seconds = round(time.perf_counter() - start, 3)
+                result = evaluate_artifact(tc.name, precision, artifact.path, data=eval_data, float_out=float_out,
+                                           teacher_out=teacher_out, budget=cfg.budget, threads=cfg.threads,
+                                           warmup=cfg.warmup, runs=cfg.runs, float_latency=float_latency,
+                                           artifact=artifact, progress=progress)
+                result.build_seconds = seconds
+                if precision == "fp32":
+                    float_latency = result.latency
+                results.append(result)
+
+    return Report(command="check", tool_version=__version__, created=_now(), config=str(cfg.path),
+                  student=_model_info(student), teacher=_model_info(teacher) if teacher else None,
+                  data={"evaluation": _data_info(eval_data), "calibration": _data_info(calib),
+                        "calibration_samples": cfg.calibration_samples, "seed": cfg.seed},
+                  environment=host_environment(), export=export,
+                  references=reference_metrics(eval_data, float_out, teacher_out), results=results,
+                  warnings=warnings)
+
+
+def stale_teacher_warnings(distilled_from: str | None, teacher: SourceModel | None) -> list[str]:
+    if distilled_from and teacher and distilled_from != teacher.fingerprint:
+        return [f"stale student: it was distilled from teacher sha256 {distilled_from[:12]}, but the teacher "
+                f"is now {teacher.fingerprint[:12]}; re-distill or update [model] distilled_from"]
+    return []
+
+
+def run_export(reference: str, target_string: str, out: Path, *, precision: str | None = None,
+               weights: str | None = None, cfg: Config | None = None, data_path: Path | None = None,
+               calibration_path: Path | None = None, calibration_method: str = "minmax", options: dict | None = None,
+               trust_pickle: bool = False, progress: Progress = Progress(False)) -> dict:
+    """`edge-distill export`: the verified ONNX export, and the target's artifact when one is asked for."""
+    from edge_distill.targets import parse_target_string
+
+    target_name, from_string = ("onnx", None) if target_string == "onnx" else parse_target_string(target_string)
+    if from_string and precision and from_string != precision:
+        raise BadInput(f"--target {target_string} and --quant {precision} disagree")
+    precision = from_string or precision or "fp32"
+    if target_name == "onnx" and precision != "fp32":
+        raise BadInput("--target onnx writes the fp32 export; quantize with --target ort")
+    inputs = cfg.model.inputs if cfg else []
+    progress(f"loading {reference}")
+    model = load_model(reference, weights, inputs, trust_pickle=trust_pickle,
+                       search_path=cfg.root if cfg else Path.cwd())
+    samples_path = data_path or calibration_path
+    if samples_path is None:
+        raise BadInput("export checks ONNX Runtime against the source model on real samples: "
+                       "pass --data (or --calibration)")
+    samples = load_dataset(samples_path, model.inputs)
+    progress("exporting to ONNX and checking it against the source model")
+    export = export_to_onnx(model, out / "model.onnx", opset=cfg.opset if cfg else 18, samples=samples,
+                            tolerance=cfg.tolerance if cfg else 1e-4)
+    summary = {"source": _model_info(model), "export": export.__dict__, "artifact": None}
+    if target_name == "onnx":
+        return summary
+    target = get_target(target_name)
+    check_precision(target.capabilities, precision, calibration_method)
+    calib = None
+    if calibration_path is not None:
+        calib = select_samples(load_dataset(calibration_path, model.inputs),
+                               cfg.calibration_samples if cfg else 256, cfg.seed if cfg else 0)
+    (out / target_name).mkdir()
+    progress(f"building {target_name}-{precision}")
+    with tempfile.TemporaryDirectory(prefix="edge-distill-work-") as work:
+        artifact = target.build(BuildRequest(onnx_path=out / "model.onnx", source=model, precision=precision,
+                                             calibration=calib, calibration_method=calibration_method,
+                                             options=options or {}, out_dir=out / target_name, work_dir=Path(work)))
+    summary["artifact"] = {"target": artifact.target, "precision": artifact.precision, "path": str(artifact.path),
+                           "size_bytes": artifact.size_bytes, "files": [str(f) for f in artifact.files],
+                           "details": artifact.details}
+    return summary
+
+
+def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: str | None = None,
+               teacher_model: str | None = None, threads: int = 1, warmup: int = 20, runs: int = 200,
+               precision: str | None = None, progress: Progress = Progress(False)) -> Report:
+    """`edge-distill verify`: measure one artifact against a budget on this host."""
+    from edge_distill.targets import target_for_file
+
+    if not artifact.is_file():
+        raise BadInput("artifact not found", path=artifact)
+    target_name = target_for_file(artifact)
+    if precision is None:  # model.int8.ort -> int8
+        tag = artifact.name.split(".")[-2] if artifact.name.count(".") >= 2 else ""
+        precision = tag if tag in get_target(target_name).capabilities.precisions else "unknown"
+    specs = get_target(target_name).open_runner(artifact, threads).input_specs()
+    data = load_dataset(data_path, specs)
+    float_out = teacher_out = float_latency = None
+    student_info = {"reference": str(artifact), "kind": "artifact", "fingerprint": _sha(artifact)}
+    teacher_info = None
+    if float_model:
+        progress(f"running the float model {float_model}")
+        ref = load_model(float_model, inputs=specs)
+        float_out = ref.predict(data)
+        student_info = _model_info(ref)
+        if ref.onnx_path is not None and target_name == "ort":
+            runner = get_target("ort").open_runner(ref.onnx_path, threads)
+            float_latency = measure.latency(runner, data, warmup=warmup, runs=runs)
+    if teacher_model:
+        progress(f"running the teacher {teacher_model}")
+        teacher = load_model(teacher_model, inputs=specs)
+        teacher_out = teacher.predict(data)
+        teacher_info = _model_info(teacher)
+    result = evaluate_artifact(target_name, precision, artifact, data=data, float_out=float_out,
+                               teacher_out=teacher_out, budget=budget, threads=threads, warmup=warmup, runs=runs,
+                               float_latency=float_latency, progress=progress)
+    refs = reference_metrics(data, float_out, teacher_out)
+    return Report(command="verify", tool_version=__version__, created=_now(), config=None, student=student_info,
+                  teacher=teacher_info, data={"evaluation": _data_info(data)}, environment=host_environment(),
+                  export=None, references=refs, results=[result])
+
+
+def _sha(path: Path) -> str:
+    from .models import sha256_file
+
+    return sha256_file(path)

@@ -1,0 +1,207 @@
+"""One result object, every report rendered from it: JSON (canonical), JUnit XML, Markdown,
+and the terminal table."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape, quoteattr
+
+from .budgets import Check
+from .exporting import ExportInfo
+from .measure import Latency, Memory
+from .metrics import Metrics
+
+SCHEMA_VERSION = "1"
+EXIT_PASSED, EXIT_BUDGET_BROKEN, EXIT_BAD_INPUT, EXIT_CANNOT_MEASURE = 0, 1, 2, 3
+
+
+@dataclass
+class TargetResult:
+    target: str
+    precision: str
+    artifact: str
+    files: list[str]
+    size_bytes: int
+    latency: Latency | None
+    memory: Memory
+    speedup_vs_float: float | None
+    metrics: Metrics
+    slices: dict[str, Metrics]
+    checks: list[Check] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    build_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"{self.target}-{self.precision}"
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+@dataclass
+class Report:
+    command: str
+    tool_version: str
+    created: str
+    config: str | None
+    student: dict
+    teacher: dict | None
+    data: dict
+    environment: dict
+    export: ExportInfo | None
+    references: dict[str, dict]  # "float student" / "teacher" -> {"overall": Metrics, "slices": {...}}
+    results: list[TargetResult]
+    warnings: list[str] = field(default_factory=list)
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def checks(self) -> list[Check]:
+        return [c for r in self.results for c in r.checks]
+
+    @property
+    def exit_code(self) -> int:
+        """1 if any budget is broken (a sure failure wins), else 3 if any figure could not be measured."""
+        if any(c.passed is False for c in self.checks):
+            return EXIT_BUDGET_BROKEN
+        if any(c.passed is None for c in self.checks):
+            return EXIT_CANNOT_MEASURE
+        return EXIT_PASSED
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == EXIT_PASSED
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["passed"] = self.passed
+        out["exit_code"] = self.exit_code
+        for res, obj in zip(out["results"], self.results):
+            res["name"] = obj.name
+            res["passed"] = obj.passed
+        return out
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(report.to_dict(), indent=2, default=str) + "\n"
+
+
+def to_junit(report: Report) -> str:
+    cases = []
+    for check in report.checks:
+        classname, _, name = check.name.partition("/")
+        body = ""
+        if check.passed is False:
+            body = f'<failure message={quoteattr(_sentence(check))}>{escape(_sentence(check))}</failure>'
+        elif check.passed is None:
+            body = f'<error message={quoteattr(_sentence(check))} type="cannot-measure"/>'
+        cases.append(f'    <testcase classname={quoteattr("edge-distill." + classname)} name={quoteattr(name)}>'
+                     f'{body}</testcase>')
+    checks = report.checks
+    failures = sum(c.passed is False for c in checks)
+    errors = sum(c.passed is None for c in checks)
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<testsuites name="edge-distill" tests="{len(checks)}" failures="{failures}" errors="{errors}">\n'
+            f'  <testsuite name={quoteattr("edge-distill " + report.command)} tests="{len(checks)}" '
+            f'failures="{failures}" errors="{errors}" timestamp={quoteattr(report.created)}>\n'
+            + "\n".join(cases) + ("\n" if cases else "")
+            + "  </testsuite>\n</testsuites>\n")
+
+
+def _fmt(value, unit: str = "") -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        text = f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    else:
+        text = str(value)
+    return f"{text} {unit}".strip()
+
+
+def _sentence(check: Check) -> str:
+    value = _fmt(check.value, check.unit)
+    verdict = {True: "holds", False: "BROKEN", None: "NOT MEASURED"}[check.passed]
+    text = f"{check.name}: {value} (limit {check.comparison} {_fmt(check.limit, check.unit)}) {verdict}"
+    if check.provenance:
+        text += f" [{check.provenance}]"
+    return f"{text}: {check.message}" if check.message else text
+
+
+def _rows(report: Report) -> tuple[list[str], list[list[str]]]:
+    head = ["artifact", "size", "p50 ms", "p95 ms", "peak MB", "speedup", "accuracy", "drop", "float agr",
+            "teacher agr"]
+    slice_names = sorted({s for r in report.results for s in r.slices})
+    head += [f"{s} acc" for s in slice_names] + ["budgets"]
+    rows = []
+    for name, ref in report.references.items():
+        m = ref["overall"]
+        rows.append([f"({name})", "", "", "", "", "", _fmt(m.accuracy), "", "", _fmt(m.teacher_agreement)]
+                    + [_fmt(ref["slices"][s].accuracy) if s in ref["slices"] else "" for s in slice_names] + [""])
+    for r in report.results:
+        lat = r.latency
+        verdict = "pass" if r.passed else ("FAIL" if any(c.passed is False for c in r.checks) else "UNMEASURED")
+        rows.append([r.name, _size(r.size_bytes), _fmt(lat and lat.p50_ms), _fmt(lat and lat.p95_ms),
+                     _fmt(r.memory.peak_mb), _fmt(r.speedup_vs_float, "x") if r.speedup_vs_float else "-",
+                     _fmt(r.metrics.accuracy), _fmt(r.metrics.accuracy_drop), _fmt(r.metrics.float_agreement),
+                     _fmt(r.metrics.teacher_agreement)]
+                    + [_fmt(r.slices[s].accuracy) if s in r.slices else "" for s in slice_names]
+                    + [f"{verdict} ({sum(bool(c.passed) for c in r.checks)}/{len(r.checks)})"])
+    return head, rows
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
+
+
+def _provenance_line(report: Report) -> str:
+    lats = [r.latency.provenance for r in report.results if r.latency]
+    if not lats:
+        return ""
+    p = lats[0]
+    return (f"Latency and memory: {p.kind} on {p.device} ({p.cpu}, {p.threads} thread(s), "
+            f"{p.runtime} {p.runtime_version}); {p.method}.")
+
+
+def to_table(report: Report) -> str:
+    head, rows = _rows(report)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    broken = [c for c in report.checks if c.passed is not True]
+    out.append("")
+    out.append(_provenance_line(report))
+    for w in report.warnings + [w for r in report.results for w in r.warnings]:
+        out.append(f"warning: {w}")
+    if broken:
+        out.append("")
+        out.extend(f"  {_sentence(c)}" for c in broken)
+    out.append("")
+    out.append({0: "PASSED: every budget holds", 1: "FAILED: a budget is broken",
+                3: "INCOMPLETE: something could not be measured"}[report.exit_code]
+               + f" ({sum(bool(c.passed) for c in report.checks)}/{len(report.checks)} checks hold)")
+    return "\n".join(out)
+
+
+def to_markdown(report: Report) -> str:
+    head, rows = _rows(report)
+    status = {0: "✅ passed", 1: "❌ budget broken", 3: "⚠️ could not measure"}[report.exit_code]
+    out = [f"# edge-distill {report.command}: {status}", "",
+           f"Student `{report.student['reference']}` (sha256 `{report.student['fingerprint'][:12]}`)"
+           + (f", teacher `{report.teacher['reference']}` (sha256 `{report.teacher['fingerprint'][:12]}`)"
+              if report.teacher else "") + ".", ""]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
+    out += ["", _provenance_line(report), ""]
+    for w in report.warnings + [w for r in report.results for w in r.warnings]:
+        out.append(f"> **warning:** {w}")
+    out += ["", "## Checks", "", "| check | value | limit | verdict |", "|---|---|---|---|"]
+    for c in report.checks:
+        verdict = {True: "holds", False: "**broken**", None: "**not measured**"}[c.passed]
+        note = f" ({c.message})" if c.message else ""
+        out.append(f"| `{c.name}` | {_fmt(c.value, c.unit)} | {c.comparison} {_fmt(c.limit, c.unit)} | "
+                   f"{verdict}{note} |")
+    return "\n".join(out) + "\n"
