@@ -24,7 +24,7 @@ Layers resolve as coremltools' do: global, then per precision.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadInput
@@ -59,15 +59,16 @@ class Budget:
     precisions: dict[str, Budget] = field(default_factory=dict)
 
     def for_precision(self, precision: str) -> Budget:
-        """This budget with the [precisions.<precision>] layer applied."""
-        layer = self.precisions.get(precision)
-        if layer is None:
-            return replace(self, precisions={})
+        """This budget with the [precisions.<precision>] layer applied. The fp32 baseline is
+        not compared with itself, so it carries no speedup limit."""
+        layer = self.precisions.get(precision, Budget())
         slices = {k: dict(v) for k, v in self.slices.items()}
         for name, limits in layer.slices.items():
             slices.setdefault(name, {}).update(limits)
-        return Budget(limits={**self.limits, **layer.limits}, slices=slices,
-                      require=layer.require or self.require)
+        limits = {**self.limits, **layer.limits}
+        if precision == "fp32":
+            limits.pop("min_speedup_vs_float", None)
+        return Budget(limits=limits, slices=slices, require=layer.require or self.require)
 
     def is_empty(self) -> bool:
         return not (self.limits or self.slices or self.precisions)

@@ -163,6 +163,7 @@ def run_check(cfg: Config, out: Path, progress: Progress) -> Report:
     (out / "onnx").mkdir()
     export = export_to_onnx(student, out / "onnx" / "model.onnx", opset=cfg.opset, samples=eval_data,
                             tolerance=cfg.tolerance)
+    export.path = "onnx/model.onnx"  # reports name files relative to the output folder
     progress(f"  export parity: max |difference| {export.parity_max_abs_diff:.2e} on {export.parity_samples} "
              f"samples (tolerance {export.parity_tolerance:g})")
 
@@ -189,6 +190,8 @@ def run_check(cfg: Config, out: Path, progress: Progress) -> Report:
                                            warmup=cfg.warmup, runs=cfg.runs, float_latency=float_latency,
                                            artifact=artifact, progress=progress)
                 result.build_seconds = seconds
+                result.artifact = str(artifact.path.relative_to(out))
+                result.files = [str(f.relative_to(out)) for f in artifact.files]
                 if precision == "fp32":
                     float_latency = result.latency
                 results.append(result)

@@ -1,0 +1,52 @@
+"""Shared fixtures. Everything runs the real exporter, quantizer and onnxruntime on the
+bundled Fashion-MNIST example; nothing is mocked."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "fashion-mnist"
+
+
+def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
+    """The installed CLI in a child process, as a user or CI would run it."""
+    return subprocess.run([sys.executable, "-m", "edge_distill", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=900)
+
+
+@pytest.fixture
+def example(tmp_path) -> Path:
+    """A private copy of the example folder, free to edit."""
+    dst = tmp_path / "example"
+    shutil.copytree(EXAMPLE, dst, ignore=shutil.ignore_patterns("__pycache__"))
+    return dst
+
+
+def edit_config(folder: Path, *, precisions=None, budgets: str | None = None, replace: dict | None = None) -> Path:
+    """Rewrite the example's edge-distill.toml: precisions, the [budgets] section, or raw text."""
+    path = folder / "edge-distill.toml"
+    text = path.read_text()
+    if precisions is not None:
+        text = re.sub(r'precisions = \[.*\]', "precisions = " + json.dumps(precisions), text)
+    if budgets is not None:
+        text = text[: text.index("[budgets]")] + budgets
+    for old, new in (replace or {}).items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    """`edge-distill demo` once per session; its artifacts serve several tests."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    return run_cli("demo", "--out", out), out

@@ -1,0 +1,71 @@
+"""The walking skeleton end to end: `edge-distill demo` on the real distilled example."""
+
+import json
+from importlib.resources import files
+
+import jsonschema
+import onnx
+
+from conftest import run_cli
+
+
+def test_demo_exits_0_and_report_validates(demo_run):
+    proc, out = demo_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    schema = json.loads((files("edge_distill") / "schemas" / "report.schema.json").read_text())
+    jsonschema.validate(report, schema)
+    assert report["passed"] is True and report["exit_code"] == 0
+    assert [r["name"] for r in report["results"]] == ["ort-fp32", "ort-int8", "ort-int4"]
+    for result in report["results"]:
+        assert result["latency"]["provenance"]["kind"] == "measured"
+        assert result["latency"]["provenance"]["runtime"] == "onnxruntime"
+        assert result["memory"]["provenance"]["kind"] == "measured"
+        assert result["details"]["mobile_usability"]["provenance"] == "estimated"
+        assert (out / result["artifact"]).is_file() and result["artifact"].endswith(".ort")
+        assert result["checks"] and all(c["passed"] for c in result["checks"])
+    # The table is printed, and the three reports are there.
+    assert "ort-int8" in proc.stdout and "PASSED" in proc.stdout
+    assert (out / "junit.xml").read_text().count("<testcase") == len(
+        [c for r in report["results"] for c in r["checks"]])
+    assert "| check | value | limit | verdict |" in (out / "report.md").read_text()
+
+
+def test_int8_keeps_top1_agreement_with_float_student(demo_run):
+    _, out = demo_run
+    results = {r["precision"]: r for r in json.loads((out / "report.json").read_text())["results"]}
+    assert results["int8"]["metrics"]["float_agreement"] >= 0.98
+    assert results["int8"]["size_bytes"] < results["fp32"]["size_bytes"] / 2
+    # int4 really packed the Linear layers into MatMulNBits; the convolutions stay fp32.
+    assert results["int4"]["details"]["ops"].get("com.microsoft.MatMulNBits") == 2
+    assert results["int4"]["size_bytes"] < results["int8"]["size_bytes"]
+
+
+def test_export_has_a_really_dynamic_batch_and_stated_parity(demo_run):
+    _, out = demo_run
+    report = json.loads((out / "report.json").read_text())
+    export = report["export"]
+    assert export["opset"] >= 18 and export["parity_max_abs_diff"] <= export["parity_tolerance"] == 1e-4
+    model = onnx.load(str(out / "onnx" / "model.onnx"))
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic, not frozen at 2
+    assert not (out / "onnx" / "model.onnx.data").exists()  # one self-contained file
+
+
+def test_ort_mobile_outputs_and_reference_metrics(demo_run):
+    _, out = demo_run
+    assert (out / "ort" / "model.int8.required_operators_and_types.config").read_text().strip()
+    report = json.loads((out / "report.json").read_text())
+    teacher = report["references"]["teacher"]["overall"]
+    student = report["references"]["float student"]["overall"]
+    assert teacher["accuracy"] > student["accuracy"] > 0.85
+    assert report["teacher"]["fingerprint"] == json.loads(
+        (files("edge_distill.examples") / "fashion-mnist" / "provenance.json").read_text())["teacher"]["sha256"]
+    assert report["warnings"] == []  # the student is not stale
+
+
+def test_inspect_prints_ops(demo_run):
+    _, out = demo_run
+    proc = run_cli("inspect", out / "ort" / "model.int8.ort")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["ops"]["QuantizeLinear"] > 0 and info["ops"]["DequantizeLinear"] > 0

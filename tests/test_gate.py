@@ -1,0 +1,72 @@
+"""The CI gate: budgets that are broken exit 1, with the failing check in junit.xml."""
+
+import json
+import xml.etree.ElementTree as ET
+
+from conftest import edit_config, run_cli
+
+
+def failures(junit_path):
+    root = ET.parse(junit_path).getroot()
+    return {f"{c.get('classname')}/{c.get('name')}" for c in root.iter("testcase") if c.find("failure") is not None}
+
+
+def test_latency_budget_below_measured_p95_exits_1(example, tmp_path):
+    config = edit_config(example, precisions=["fp32"], budgets="[budgets]\nlatency_p95_ms = 0.0001\nmin_accuracy = 0.5\n")
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert failures(tmp_path / "out" / "junit.xml") == {"edge-distill.ort-fp32/latency_p95_ms"}
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    check = next(c for c in report["results"][0]["checks"] if c["metric"] == "latency.p95_ms")
+    assert check["passed"] is False and check["value"] > check["limit"] and check["provenance"] == "measured"
+    assert "BROKEN" in proc.stdout
+
+
+def test_high_risk_slice_fails_while_overall_accuracy_passes(example, tmp_path):
+    budgets = "[budgets]\nmin_accuracy = 0.85\n[budgets.slices.high_risk]\nmin_accuracy = 0.85\n"
+    config = edit_config(example, precisions=["fp32"], budgets=budgets)
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert failures(tmp_path / "out" / "junit.xml") == {"edge-distill.ort-fp32/slice[high_risk]/min_accuracy"}
+    result = json.loads((tmp_path / "out" / "report.json").read_text())["results"][0]
+    assert result["metrics"]["accuracy"] >= 0.85 > result["slices"]["high_risk"]["accuracy"]
+
+
+def test_quantized_slower_than_float_is_caught(example, tmp_path):
+    # A speedup nobody gets on a 50 µs model: the int8 artifact must be reported as failing,
+    # and fp32 is measured first as its baseline even though only int8 was asked for.
+    config = edit_config(example, precisions=["int8"], budgets="[budgets]\nmin_speedup_vs_float = 20\n")
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [r["precision"] for r in report["results"]] == ["fp32", "int8"]
+    assert failures(tmp_path / "out" / "junit.xml") == {"edge-distill.ort-int8/min_speedup_vs_float"}
+    assert report["results"][1]["speedup_vs_float"] < 20
+
+
+def test_unmeasurable_figure_exits_3_and_says_what(demo_run, tmp_path):
+    _, demo = demo_run
+    budget = tmp_path / "budget.toml"
+    budget.write_text("min_teacher_agreement = 0.9\nlatency_p95_ms = 100\n")
+    from conftest import EXAMPLE
+
+    proc = run_cli("verify", demo / "ort" / "model.int8.ort", "--data", EXAMPLE / "eval.npz", "--budget", budget,
+                   "--out", tmp_path / "out", "--runs", "50")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "no teacher was given" in proc.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["exit_code"] == 3 and report["results"][0]["precision"] == "int8"
+
+
+def test_verify_with_float_and_teacher_onnx(demo_run, tmp_path):
+    _, demo = demo_run
+    from conftest import EXAMPLE
+
+    budget = tmp_path / "budget.toml"
+    budget.write_text("[budgets]\nmin_float_agreement = 0.98\nmax_size_mb = 0.5\n"
+                      "[budgets.slices.high_risk]\nmax_accuracy_drop = 0.03\n")
+    proc = run_cli("verify", demo / "ort" / "model.int8.ort", "--data", EXAMPLE / "eval.npz", "--budget", budget,
+                   "--float", demo / "onnx" / "model.onnx", "--out", tmp_path / "out", "--runs", "50")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "out" / "report.json").read_text())["results"][0]
+    assert result["metrics"]["float_agreement"] >= 0.98 and result["speedup_vs_float"] is not None
