@@ -108,6 +108,28 @@ def _torch_export(model: SourceModel, out_path: Path, opset: int, samples: Datas
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BadInput(f"torch.onnx.export failed for {model.reference}: {first}") from exc
+    _name_dynamic_dims(out_path, model.inputs)
+
+
+def _name_dynamic_dims(path: Path, specs) -> None:
+    """Give dynamic axes the names of the input spec ("batch"), not the tracer's ("s31")."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    by_input = {v.name: v for v in proto.graph.input}
+    renames = {}
+    for spec in specs:
+        dims = by_input[spec.name].type.tensor_type.shape.dim if spec.name in by_input else []
+        for want, dim in zip(spec.shape, dims):
+            if isinstance(want, str) and dim.dim_param and dim.dim_param != want:
+                renames[dim.dim_param] = want
+    if not renames:
+        return
+    for value in [*proto.graph.input, *proto.graph.output, *proto.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in renames:
+                dim.dim_param = renames[dim.dim_param]
+    onnx.save(proto, str(path), save_as_external_data=False)
 
 
 @contextlib.contextmanager

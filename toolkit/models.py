@@ -129,7 +129,11 @@ def _load_factory(reference: str, weights: str | None, inputs: list[InputSpec], 
     if not path.is_file():
         raise BadInput("weights file not found", path=path)
     state = _read_state_dict(path)
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches raise even when not strict
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[1:3])
+        raise BadInput(f"weights do not fit {reference}(): {detail}", path=path) from exc
     if result.missing_keys or result.unexpected_keys:
         raise BadInput(f"weights do not fit {reference}(): missing {result.missing_keys[:5]}, "
                        f"unexpected {result.unexpected_keys[:5]}", path=path)

@@ -1,0 +1,135 @@
+"""The loader's accepted forms, and the export's guarantees, with the real torch exporter."""
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import EXAMPLE, run_cli
+from edge_distill.calibration import load_dataset
+from edge_distill.errors import BadInput
+from edge_distill.exporting import export_to_onnx
+from edge_distill.models import load_model
+
+sys.path.insert(0, str(EXAMPLE))
+import fmnist_models  # noqa: E402
+
+sys.path.remove(str(EXAMPLE))
+
+
+@pytest.fixture(scope="module")
+def student():
+    return load_model("fmnist_models:student", str(EXAMPLE / "student.safetensors"),
+                      load_model_inputs(), search_path=EXAMPLE)
+
+
+def load_model_inputs():
+    from edge_distill.config import load_config
+
+    return load_config(EXAMPLE / "edge-distill.toml").model.inputs
+
+
+@pytest.fixture(scope="module")
+def samples(student):
+    return load_dataset(EXAMPLE / "eval.npz", student.inputs).subset(np.arange(64))
+
+
+def test_pt2_program_loads_with_its_own_signature(tmp_path, student, samples):
+    x = torch.from_numpy(samples.inputs["image"][:2])
+    program = torch.export.export(student.module, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, tmp_path / "student.pt2")
+    loaded = load_model(str(tmp_path / "student.pt2"))
+    assert [(s.name, s.shape, s.dtype) for s in loaded.inputs] == [("input", ("batch", 1, 28, 28), "float32")]
+    data = load_dataset(EXAMPLE / "eval.npz", student.inputs).subset(np.arange(16))
+    data.inputs["input"] = data.inputs.pop("image")
+    info = export_to_onnx(loaded, tmp_path / "m.onnx", samples=data)
+    assert info.dynamic_axes == {"input": ["batch"]} and info.parity_max_abs_diff < 1e-4
+
+
+def test_state_dict_pt_is_read_with_weights_only(tmp_path, student, samples):
+    torch.save(student.module.state_dict(), tmp_path / "w.pt")
+    again = load_model("fmnist_models:student", str(tmp_path / "w.pt"), student.inputs, search_path=EXAMPLE)
+    assert np.array_equal(again.predict(samples), student.predict(samples))
+
+
+def test_trust_pickle_is_the_explicit_way_out(tmp_path, student, samples):
+    torch.save(student.module, tmp_path / "whole.pt")
+    with pytest.raises(BadInput, match="refuses it by default"):
+        load_model(str(tmp_path / "whole.pt"), inputs=student.inputs)
+    trusted = load_model(str(tmp_path / "whole.pt"), inputs=student.inputs, trust_pickle=True)
+    assert np.array_equal(trusted.predict(samples), student.predict(samples))
+
+
+def test_factory_errors_are_clear(tmp_path, student):
+    with pytest.raises(BadInput, match="has no callable 'nope'"):
+        load_model("fmnist_models:nope", None, student.inputs, search_path=EXAMPLE)
+    with pytest.raises(BadInput, match="weights do not fit"):
+        load_model("fmnist_models:teacher", str(EXAMPLE / "student.safetensors"), student.inputs, search_path=EXAMPLE)
+    with pytest.raises(BadInput, match="does not declare its inputs"):
+        load_model("fmnist_models:student", str(EXAMPLE / "student.safetensors"), [], search_path=EXAMPLE)
+
+
+def test_export_catches_a_frozen_batch_axis(tmp_path, samples):
+    class BatchFrozen(torch.nn.Module):  # reshapes with a literal batch of 2
+        def forward(self, x):
+            return x.reshape(2, 784)[:, :10]
+
+    from edge_distill.models import SourceModel
+
+    model = SourceModel(reference="frozen", kind="torch", inputs=load_model_inputs(),
+                        fingerprint="0" * 64, module=BatchFrozen())
+    with pytest.raises(BadInput) as err:
+        export_to_onnx(model, tmp_path / "f.onnx", samples=samples)
+    assert "froze" in str(err.value) or "export failed" in str(err.value)
+
+
+def test_export_command_builds_onnx_and_ort_artifacts(tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("export", "fmnist_models:student", "--weights", EXAMPLE / "student.safetensors",
+                   "--config", EXAMPLE / "edge-distill.toml", "--target", "ort-int8-dynamic",
+                   "--data", EXAMPLE / "eval.npz", "--out", out, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model.onnx").is_file() and (out / "ort" / "model.int8-dynamic.ort").is_file()
+    assert "max |difference| vs source" in proc.stdout
+    # The same --out again is ours to replace; a user's file inside it is not.
+    (out / "mine.txt").write_text("x")
+    again = run_cli("export", "fmnist_models:student", "--weights", EXAMPLE / "student.safetensors",
+                    "--config", EXAMPLE / "edge-distill.toml", "--data", EXAMPLE / "eval.npz", "--out", out, "-q")
+    assert again.returncode == 2 and "mine.txt" in again.stderr
+    forced = run_cli("export", "fmnist_models:student", "--weights", EXAMPLE / "student.safetensors",
+                     "--config", EXAMPLE / "edge-distill.toml", "--data", EXAMPLE / "eval.npz", "--out", out, "-q",
+                     "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (out / "mine.txt").read_text() == "x" and not (out / "ort").exists()
+
+
+def test_help_is_light():
+    code = ("import sys; from edge_distill.cli import main\n"
+            "heavy = {'torch', 'onnx', 'onnxruntime', 'numpy'} & set(sys.modules)\n"
+            "assert not heavy, heavy")
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", code], check=True)
+    proc = run_cli("--help")
+    assert proc.returncode == 0 and "Exit codes" in proc.stdout
+
+
+def test_targets_command_answers_from_data():
+    proc = run_cli("targets")
+    assert proc.returncode == 0
+    assert "ort:" in proc.stdout and "int8-dynamic" in proc.stdout and "entropy" in proc.stdout
+
+
+def test_target_strings():
+    from edge_distill.targets import parse_target_string
+
+    assert parse_target_string("ort") == ("ort", None)
+    assert parse_target_string("ort-int8-dynamic") == ("ort", "int8-dynamic")
+    with pytest.raises(BadInput, match="available: ort"):
+        parse_target_string("coreml-int8")
+
+
+def test_fmnist_models_match_the_weights():
+    assert fmnist_models.count_parameters(fmnist_models.student()) < fmnist_models.count_parameters(
+        fmnist_models.teacher()) / 5
