@@ -21,7 +21,7 @@ from typing import Protocol
 from edge_distill.errors import BadInput
 
 ENTRY_POINT_GROUP = "edge_distill.targets"
-BUILTIN = {"ort": "edge_distill.targets.ort:OrtTarget"}
+BUILTIN = {"ort": "edge_distill.targets.ort:OrtTarget", "tflite": "edge_distill.targets.tflite:TfliteTarget"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class Capabilities:
     extra: str  # pip extra that installs what the target needs
     requires: tuple[str, ...]  # import names that must be present
     suffixes: tuple[str, ...]  # artifact file suffixes the target can run
+    runtime: tuple[str, ...] = ()  # modules a runner needs (imported before a memory probe)
     options: dict[str, str] = field(default_factory=dict)  # option -> what it does
 
     def missing_packages(self) -> list[str]:
@@ -136,6 +137,12 @@ def target_for_file(path: Path) -> str:
         if path.suffix in caps.suffixes:
             return name
     raise BadInput(f"no target runs '{path.suffix}' files", path=path)
+
+
+def check_options(caps: Capabilities, options: dict) -> None:
+    unknown = sorted(set(options) - set(caps.options))
+    if unknown:
+        raise BadInput(f"target '{caps.name}' has no option {unknown[0]!r}; it offers: {', '.join(caps.options)}")
 
 
 def check_precision(caps: Capabilities, precision: str, calibration_method: str) -> None:

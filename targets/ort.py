@@ -34,6 +34,7 @@ capabilities = Capabilities(
     extra="ort",
     requires=("onnx", "onnxruntime"),
     suffixes=(".ort", ".onnx"),
+    runtime=("onnxruntime",),
     options={"int4_gather": "int4 also packs Gather (embedding) tables with GatherBlockQuantized",
              "int4_block_size": "int4 block size (default 32)"},
 )

@@ -30,14 +30,20 @@ def example(tmp_path) -> Path:
     return dst
 
 
-def edit_config(folder: Path, *, precisions=None, budgets: str | None = None, replace: dict | None = None) -> Path:
-    """Rewrite the example's edge-distill.toml: precisions, the [budgets] section, or raw text."""
+def edit_config(folder: Path, *, precisions=None, budgets: str | None = None, replace: dict | None = None,
+                targets: tuple[str, ...] = ("ort", "tflite")) -> Path:
+    """Rewrite the example's edge-distill.toml: keep only `targets`, set their precisions,
+    replace the [budgets] section, or replace raw text."""
     path = folder / "edge-distill.toml"
     text = path.read_text()
+    head, *blocks = text.split("[[targets]]")
+    last = blocks[-1]
+    tail = last[last.index("[budgets]"):]
+    blocks[-1] = last[: last.index("[budgets]")]
+    kept = [b for b in blocks if re.search(r'name = "(\w+)"', b).group(1) in targets]
     if precisions is not None:
-        text = re.sub(r'precisions = \[.*\]', "precisions = " + json.dumps(precisions), text)
-    if budgets is not None:
-        text = text[: text.index("[budgets]")] + budgets
+        kept = [re.sub(r"precisions = \[.*\]", "precisions = " + json.dumps(precisions), b) for b in kept]
+    text = head + "".join("[[targets]]" + b for b in kept) + (budgets if budgets is not None else tail)
     for old, new in (replace or {}).items():
         assert old in text, old
         text = text.replace(old, new)

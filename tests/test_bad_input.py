@@ -133,6 +133,6 @@ def test_unknown_target_lists_the_available_ones(example, tmp_path):
 
 
 def test_unknown_precision_lists_the_offered_ones(example, tmp_path):
-    config = edit_config(example, precisions=["int3"])
+    config = edit_config(example, targets=("ort",), precisions=["int3"])
     proc = run_cli("check", config, "--out", tmp_path / "out")
     assert proc.returncode == 2 and "no precision 'int3'" in proc.stderr and "int8-dynamic" in proc.stderr

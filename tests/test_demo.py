@@ -16,13 +16,17 @@ def test_demo_exits_0_and_report_validates(demo_run):
     schema = json.loads((files("edge_distill") / "schemas" / "report.schema.json").read_text())
     jsonschema.validate(report, schema)
     assert report["passed"] is True and report["exit_code"] == 0
-    assert [r["name"] for r in report["results"]] == ["ort-fp32", "ort-int8", "ort-int4"]
+    assert [r["name"] for r in report["results"]] == ["ort-fp32", "ort-int8", "ort-int4",
+                                                      "tflite-fp32", "tflite-int8", "tflite-int4"]
+    runtimes = {"ort": ("onnxruntime", ".ort"), "tflite": ("ai-edge-litert", ".tflite")}
     for result in report["results"]:
+        runtime, suffix = runtimes[result["target"]]
         assert result["latency"]["provenance"]["kind"] == "measured"
-        assert result["latency"]["provenance"]["runtime"] == "onnxruntime"
+        assert result["latency"]["provenance"]["runtime"] == runtime
         assert result["memory"]["provenance"]["kind"] == "measured"
-        assert result["details"]["mobile_usability"]["provenance"] == "estimated"
-        assert (out / result["artifact"]).is_file() and result["artifact"].endswith(".ort")
+        assert (out / result["artifact"]).is_file() and result["artifact"].endswith(suffix)
+        if result["target"] == "ort":
+            assert result["details"]["mobile_usability"]["provenance"] == "estimated"
         assert result["checks"] and all(c["passed"] for c in result["checks"])
     # The table is printed, and the three reports are there.
     assert "ort-int8" in proc.stdout and "PASSED" in proc.stdout
@@ -33,7 +37,12 @@ def test_demo_exits_0_and_report_validates(demo_run):
 
 def test_int8_keeps_top1_agreement_with_float_student(demo_run):
     _, out = demo_run
-    results = {r["precision"]: r for r in json.loads((out / "report.json").read_text())["results"]}
+    report = json.loads((out / "report.json").read_text())
+    tflite = {r["precision"]: r for r in report["results"] if r["target"] == "tflite"}
+    assert tflite["int8"]["metrics"]["float_agreement"] >= 0.98
+    assert tflite["fp32"]["metrics"]["max_abs_diff_vs_float"] <= 1e-4  # the fp32 .tflite is the torch student
+    assert tflite["int4"]["metrics"]["accuracy"] is not None and tflite["int4"]["latency"]["p95_ms"] > 0
+    results = {r["precision"]: r for r in report["results"] if r["target"] == "ort"}
     assert results["int8"]["metrics"]["float_agreement"] >= 0.98
     assert results["int8"]["size_bytes"] < results["fp32"]["size_bytes"] / 2
     # int4 really packed the Linear layers into MatMulNBits; the convolutions stay fp32.

@@ -3,6 +3,8 @@
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from conftest import edit_config, run_cli
 
 
@@ -11,11 +13,13 @@ def failures(junit_path):
     return {f"{c.get('classname')}/{c.get('name')}" for c in root.iter("testcase") if c.find("failure") is not None}
 
 
-def test_latency_budget_below_measured_p95_exits_1(example, tmp_path):
-    config = edit_config(example, precisions=["fp32"], budgets="[budgets]\nlatency_p95_ms = 0.0001\nmin_accuracy = 0.5\n")
+@pytest.mark.parametrize("target", ["ort", "tflite"])
+def test_latency_budget_below_measured_p95_exits_1(example, tmp_path, target):
+    config = edit_config(example, targets=(target,), precisions=["fp32"],
+                         budgets="[budgets]\nlatency_p95_ms = 0.0001\nmin_accuracy = 0.5\n")
     proc = run_cli("check", config, "--out", tmp_path / "out")
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert failures(tmp_path / "out" / "junit.xml") == {"edge-distill.ort-fp32/latency_p95_ms"}
+    assert failures(tmp_path / "out" / "junit.xml") == {f"edge-distill.{target}-fp32/latency_p95_ms"}
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     check = next(c for c in report["results"][0]["checks"] if c["metric"] == "latency.p95_ms")
     assert check["passed"] is False and check["value"] > check["limit"] and check["provenance"] == "measured"
@@ -24,7 +28,7 @@ def test_latency_budget_below_measured_p95_exits_1(example, tmp_path):
 
 def test_high_risk_slice_fails_while_overall_accuracy_passes(example, tmp_path):
     budgets = "[budgets]\nmin_accuracy = 0.85\n[budgets.slices.high_risk]\nmin_accuracy = 0.85\n"
-    config = edit_config(example, precisions=["fp32"], budgets=budgets)
+    config = edit_config(example, targets=("ort",), precisions=["fp32"], budgets=budgets)
     proc = run_cli("check", config, "--out", tmp_path / "out")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert failures(tmp_path / "out" / "junit.xml") == {"edge-distill.ort-fp32/slice[high_risk]/min_accuracy"}
@@ -35,7 +39,7 @@ def test_high_risk_slice_fails_while_overall_accuracy_passes(example, tmp_path):
 def test_quantized_slower_than_float_is_caught(example, tmp_path):
     # A speedup nobody gets on a 50 µs model: the int8 artifact must be reported as failing,
     # and fp32 is measured first as its baseline even though only int8 was asked for.
-    config = edit_config(example, precisions=["int8"], budgets="[budgets]\nmin_speedup_vs_float = 20\n")
+    config = edit_config(example, targets=("ort",), precisions=["int8"], budgets="[budgets]\nmin_speedup_vs_float = 20\n")
     proc = run_cli("check", config, "--out", tmp_path / "out")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())

@@ -78,7 +78,7 @@ def rss(field):
 target, model, feeds_path, threads, runs = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
 feeds = dict(np.load(feeds_path))
 impl = get_target(target)
-for module in impl.capabilities.requires:  # import cost is not the model's
+for module in impl.capabilities.runtime:  # import cost is not the model's
     importlib.import_module(module)
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak-RSS mark

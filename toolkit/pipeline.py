@@ -13,7 +13,7 @@ import numpy as np
 
 from edge_distill import __version__
 from edge_distill.calibration import Dataset, load_dataset, select_samples
-from edge_distill.targets import Artifact, BuildRequest, check_precision, get_target
+from edge_distill.targets import Artifact, BuildRequest, check_options, check_precision, get_target
 
 from . import measure, metrics
 from .budgets import Budget, evaluate
@@ -135,6 +135,7 @@ def run_check(cfg: Config, out: Path, progress: Progress) -> Report:
         if missing:
             raise MissingDependency(missing[0], target.capabilities.extra, f"target '{tc.name}'")
         precisions = list(dict.fromkeys(tc.precisions))
+        check_options(target.capabilities, tc.options)
         for p in precisions:
             check_precision(target.capabilities, p, tc.calibration_method)
         if "fp32" in precisions:  # measured first: the baseline for every speedup
@@ -242,6 +243,7 @@ def run_export(reference: str, target_string: str, out: Path, *, precision: str 
         return summary
     target = get_target(target_name)
     check_precision(target.capabilities, precision, calibration_method)
+    check_options(target.capabilities, options or {})
     calib = None
     if calibration_path is not None:
         calib = select_samples(load_dataset(calibration_path, model.inputs),

@@ -158,12 +158,17 @@ def _size(n: int) -> str:
 
 
 def _provenance_line(report: Report) -> str:
-    lats = [r.latency.provenance for r in report.results if r.latency]
-    if not lats:
-        return ""
-    p = lats[0]
-    return (f"Latency and memory: {p.kind} on {p.device} ({p.cpu}, {p.threads} thread(s), "
-            f"{p.runtime} {p.runtime_version}); {p.method}.")
+    """One line per distinct way the latency figures were obtained."""
+    seen = {}
+    for r in report.results:
+        if r.latency:
+            p = r.latency.provenance
+            key = (p.kind, p.device, p.cpu, p.threads, p.runtime, p.runtime_version, p.method)
+            seen.setdefault(key, []).append(r.target)
+    lines = [f"Latency and memory of {', '.join(dict.fromkeys(targets))}: {kind} on {device} ({cpu}, {threads} "
+             f"thread(s), {runtime} {version}); {method}."
+             for (kind, device, cpu, threads, runtime, version, method), targets in seen.items()]
+    return "\n".join(lines)
 
 
 def to_table(report: Report) -> str:

@@ -1,0 +1,541 @@
+"""TFLite / LiteRT for Android: `.tflite` artifacts, converted straight from the torch student
+with litert-torch (no TensorFlow), verified in the ai-edge-litert interpreter (XNNPACK).
+
+Precisions
+  fp32          litert_torch.convert; must match the torch student within the export tolerance
+  fp16          fp16 weights (ai-edge-quantizer float casting), fp32 compute
+  int8          static, calibrated: PT2E with litert-torch's PT2EQuantizer (symmetric, per-channel),
+                a calibration loop over the calibration set; float I/O by default (a QUANTIZE and a
+                DEQUANTIZE are added at the edges), integer I/O with the option integer_io
+  int8-dynamic  ai-edge-quantizer dynamic_wi8_afp32: int8 weights, activations quantized at run time
+  int4          ai-edge-quantizer, dynamic int4 activations by default: channelwise int4 weights, and
+                blockwise (block 32) on FULLY_CONNECTED layers whose depth the block divides;
+                option int4_recipe = "weight-only" keeps float compute (slower on XNNPACK)
+
+The interpreter is ai-edge-litert, the maintained successor of tflite-runtime. tflite-runtime 2.14
+needs numpy < 2, rejects current op versions and computes some dynamic-int8 models wrongly.
+
+Every artifact carries an `edge_distill` metadata entry (JSON): input names and layouts, integer
+I/O, precision. Evaluation data always come in the source model's layout (e.g. NCHW); the runner
+transposes for a channels-last artifact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edge_distill.errors import BadInput, ExportMismatch, MissingDependency
+
+from . import Artifact, BuildRequest, Capabilities
+
+capabilities = Capabilities(
+    name="tflite",
+    description="TFLite / LiteRT for Android (.tflite via litert-torch, verified in ai-edge-litert with XNNPACK)",
+    precisions=("fp32", "fp16", "int8", "int8-dynamic", "int4"),
+    calibration_methods=("minmax",),
+    extra="tflite",
+    requires=("litert_torch", "ai_edge_litert", "ai_edge_quantizer"),
+    runtime=("ai_edge_litert",),
+    suffixes=(".tflite",),
+    options={"integer_io": "int8 with int8 inputs and outputs (some NPUs and delegates need it)",
+             "channels_last_io": "NHWC inputs for 4-D image inputs (the app's usual layout); NCHW otherwise",
+             "int8_recipe": "'pt2e' (default: litert-torch PT2E) or 'aeq' (ai-edge-quantizer static_wi8_ai8)",
+             "int4_recipe": "'dynamic' (default: int8 dynamic activations) or 'weight-only' (float compute)",
+             "int4_block_size": "blockwise int4 block for FULLY_CONNECTED layers (default 32)",
+             "tolerance": "max |fp32 .tflite - torch| on real samples (default 1e-4)"},
+)
+
+METADATA_NAME = "edge_distill"
+
+
+@contextlib.contextmanager
+def _silenced_native_output():
+    """litert-torch and its converter print progress bars and C++ logs straight to the file
+    descriptors; keep them out of our output (errors still arrive as exceptions)."""
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        log = {"text": ""}
+        try:
+            yield log
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            log["text"] = sink.read().decode(errors="replace")
+
+
+class TfliteTarget:
+    capabilities = capabilities
+
+    def build(self, request: BuildRequest) -> Artifact:
+        missing = capabilities.missing_packages()
+        if missing:
+            raise MissingDependency(missing[0], "tflite", "the tflite target")
+        opts = request.options
+        module, specs = _torch_module(request.source), request.source.inputs
+        channels_last = bool(opts.get("channels_last_io"))
+        sample = _sample_inputs(specs, request.calibration)
+        out = request.out_dir / f"model.{request.precision}.tflite"
+        fp32 = request.work_dir / "model.fp32.tflite"
+        details: dict = {"layout": "NHWC" if channels_last else "source (NCHW for images)"}
+        with _silenced_native_output():
+            try:
+                if request.precision == "int8" and opts.get("int8_recipe", "pt2e") == "pt2e":
+                    self._convert_int8(module, sample, specs, request, out, channels_last)
+                else:
+                    _convert(module, sample, fp32, channels_last)
+                    _name_signature(fp32, specs)
+                    if request.precision == "fp32":
+                        fp32.replace(out)
+                    else:
+                        quantize = getattr(self, "_quantize_" + request.precision.replace("-", "_"))
+                        quantize(fp32, out, opts, details, request)
+            except (BadInput, MissingDependency):
+                raise
+            except Exception as exc:
+                raise BadInput(_conversion_error(exc, request.source.reference, module, sample)) from exc
+        _name_signature(out, specs)
+        _write_metadata(out, specs, channels_last, request.precision)
+        if request.precision == "fp32":
+            details["parity_max_abs_diff"] = _check_parity(out, request.source, request.calibration,
+                                                           float(opts.get("tolerance", 1e-4)))
+        info = inspect_tflite(out)
+        if opts.get("integer_io") and request.precision == "int8" and info["float_islands"]:
+            out.unlink()
+            raise BadInput("integer I/O was asked for, but the int8 model keeps float islands: "
+                           + ", ".join(dict.fromkeys(info["float_islands"])),
+                           hint="drop integer_io (float I/O), or make those ops quantizable")
+        details.update({k: info[k] for k in ("ops", "integer_only", "float_islands", "io")})
+        return Artifact(target="tflite", precision=request.precision, path=out, files=[out], details=details)
+
+    # -- precisions ---------------------------------------------------------------------------
+    def _convert_int8(self, module, sample, specs, request, out, channels_last):
+        import torch
+        from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+        from litert_torch.quantize.quant_config import QuantConfig
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        import litert_torch
+
+        _require_calibration(request)
+        if channels_last:
+            module = litert_torch.to_channel_last_io(module, args=_image_args(specs))
+        quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
+                                                                                 is_dynamic=False))
+        prepared = prepare_pt2e(torch.export.export(module, sample).module(), quantizer)
+        data = request.calibration
+        with torch.no_grad():
+            for i in range(len(data)):
+                prepared(*_as_tensors(specs, {s.name: data.inputs[s.name][i: i + 1] for s in specs}, channels_last))
+        converted = convert_pt2e(prepared, fold_quantize=False)
+        edge = litert_torch.convert(converted, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+        edge.export(str(out))
+        if not request.options.get("integer_io"):
+            _float_io(out)
+
+    def _quantize_int8(self, fp32: Path, out: Path, opts, details, request):
+        """int8_recipe = "aeq": ai-edge-quantizer's own static recipe, calibrated on the same samples."""
+        from ai_edge_quantizer import quantizer, recipe
+
+        if opts.get("int8_recipe") != "aeq":
+            raise BadInput(f"int8_recipe must be 'pt2e' or 'aeq', got {opts.get('int8_recipe')!r}")
+        _require_calibration(request)
+        data, specs = request.calibration, request.source.inputs
+        channels_last = bool(opts.get("channels_last_io"))
+        samples = [{s.name: _as_tensors([s], {s.name: data.inputs[s.name][i: i + 1]}, channels_last)[0].numpy()
+                    for s in specs} for i in range(len(data))]
+        qt = quantizer.Quantizer(str(fp32), recipe.static_wi8_ai8())
+        qt.quantize(qt.calibrate({"serving_default": samples})).export_model(str(out), overwrite=True)
+        if not opts.get("integer_io"):
+            _float_io(out)
+        details["quantization"] = "ai-edge-quantizer static_wi8_ai8, calibrated"
+
+    def _quantize_fp16(self, fp32: Path, out: Path, opts, details, request=None):
+        from ai_edge_quantizer import quantizer
+        from ai_edge_quantizer.algorithm_manager import AlgorithmName
+        from ai_edge_quantizer.qtyping import QuantGranularity, TFLOperationName
+
+        qt = quantizer.Quantizer(str(fp32))
+        qt.add_weight_only_config(".*", TFLOperationName.ALL_SUPPORTED, 16, QuantGranularity.TENSORWISE,
+                                  AlgorithmName.FLOAT_CASTING)
+        qt.quantize().export_model(str(out), overwrite=True)
+        details["quantization"] = "fp16 weights, fp32 compute (ai-edge-quantizer float casting)"
+
+    def _quantize_int8_dynamic(self, fp32: Path, out: Path, opts, details, request=None):
+        from ai_edge_quantizer import quantizer, recipe
+
+        qt = quantizer.Quantizer(str(fp32), recipe.dynamic_wi8_afp32())
+        qt.quantize().export_model(str(out), overwrite=True)
+        details["quantization"] = "ai-edge-quantizer dynamic_wi8_afp32: int8 channelwise weights, dynamic activations"
+
+    def _quantize_int4(self, fp32: Path, out: Path, opts, details, request=None):
+        from ai_edge_quantizer import quantizer
+        from ai_edge_quantizer.qtyping import QuantGranularity, TFLOperationName
+
+        kind = opts.get("int4_recipe", "dynamic")
+        if kind not in ("dynamic", "weight-only"):
+            raise BadInput(f"int4_recipe must be 'dynamic' or 'weight-only', got {kind!r}")
+        block = int(opts.get("int4_block_size", 32))
+        granularity = getattr(QuantGranularity, f"BLOCKWISE_{block}", None)
+        if granularity is None:
+            raise BadInput(f"int4_block_size must be 32, 64, 128 or 256, got {block}")
+        add = "add_dynamic_config" if kind == "dynamic" else "add_weight_only_config"
+        qt = quantizer.Quantizer(str(fp32))
+        getattr(qt, add)(".*", TFLOperationName.ALL_SUPPORTED, 4, QuantGranularity.CHANNELWISE)
+        blockwise = [] if kind == "weight-only" else _fc_layers_divisible_by(fp32, block)
+        for name in blockwise:  # later configs override earlier ones for the layers they match
+            getattr(qt, add)(re.escape(name), TFLOperationName.FULLY_CONNECTED, 4, granularity)
+        qt.quantize().export_model(str(out), overwrite=True)
+        details["quantization"] = (f"ai-edge-quantizer int4 {kind}: channelwise int4 weights; blockwise-{block} on "
+                                   f"{len(blockwise)} FULLY_CONNECTED layer(s) whose depth {block} divides")
+
+    # -- running and inspecting ---------------------------------------------------------------
+    def open_runner(self, path: Path, threads: int):
+        return TfliteRunner(path, threads)
+
+    def inspect(self, path: Path) -> dict:
+        return inspect_tflite(path)
+
+
+class TfliteRunner:
+    """ai-edge-litert's Interpreter (XNNPACK by default), batch by batch of the model's own batch
+    size, quantizing integer inputs and dequantizing integer outputs from the tensor details."""
+
+    def __init__(self, path: Path, threads: int):
+        try:
+            from ai_edge_litert import __version__ as version
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as exc:
+            raise MissingDependency("ai-edge-litert", "tflite", "running .tflite files") from exc
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+            runner = self.interpreter.get_signature_runner()
+        except (ValueError, RuntimeError) as exc:
+            raise BadInput(f"the LiteRT interpreter cannot load the model: {str(exc).splitlines()[0]}",
+                           path=path) from exc
+        meta = read_metadata(path)
+        self._inputs = runner.get_input_details()  # name -> details, in signature order
+        self._outputs = list(runner.get_output_details().values())
+        self.input_names = list(self._inputs)
+        self._layouts = {i["name"]: i.get("layout", "source") for i in meta.get("inputs", [])}
+        self.threads, self._version = threads, version
+
+    def _feed(self, name: str, array: np.ndarray) -> np.ndarray:
+        if self._layouts.get(name) == "NHWC" and array.ndim == 4:
+            array = np.transpose(array, (0, 2, 3, 1))
+        d = self._inputs[name]
+        if np.issubdtype(d["dtype"], np.integer) and array.dtype.kind == "f":
+            scale, zero = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            array = np.clip(np.round(array / scale + zero), info.min, info.max)
+        return np.ascontiguousarray(array.astype(d["dtype"]))
+
+    def _fetch(self, d: dict) -> np.ndarray:
+        value = self.interpreter.get_tensor(d["index"])
+        if np.issubdtype(value.dtype, np.integer) and d["quantization"][0]:
+            scale, zero = d["quantization"]
+            value = (value.astype(np.float32) - zero) * scale
+        return value.copy()
+
+    def run(self, feeds: dict) -> list:
+        n = len(next(iter(feeds.values())))
+        batch = int(next(iter(self._inputs.values()))["shape"][0]) or 1
+        results = []
+        for start in range(0, n, batch):
+            for name, d in self._inputs.items():
+                self.interpreter.set_tensor(d["index"], self._feed(name, feeds[name][start: start + batch]))
+            self.interpreter.invoke()
+            results.append([self._fetch(d) for d in self._outputs])
+        return [np.concatenate(parts) for parts in zip(*results)]
+
+    def input_specs(self) -> list:
+        from edge_distill.calibration import InputSpec
+
+        specs = []
+        for name, d in self._inputs.items():
+            shape = [int(x) for x in d["shape"]]
+            if self._layouts.get(name) == "NHWC" and len(shape) == 4:
+                shape = [shape[0], shape[3], shape[1], shape[2]]
+            specs.append(InputSpec(name=name, shape=tuple(["batch"] + shape[1:]), dtype="float32"))
+        return specs
+
+    def describe(self) -> dict:
+        return {"runtime": "ai-edge-litert", "runtime_version": self._version,
+                "execution_provider": "XNNPACK (default delegate)", "threads": self.threads}
+
+
+# -- conversion helpers ---------------------------------------------------------------------------
+def _torch_module(source):
+    if source.module is not None:
+        return source.module
+    try:
+        from onnx2torch import convert
+    except ImportError as exc:
+        raise BadInput(f"{source.reference} is ONNX only; the tflite target converts from torch",
+                       hint="pip install onnx2torch to convert it, or give the torch student "
+                            "(module:factory + weights, or a .pt2 program)") from exc
+    try:
+        return convert(str(source.onnx_path)).eval()
+    except NotImplementedError as exc:
+        raise BadInput(f"onnx2torch cannot convert {source.reference}: {exc}",
+                       hint="these ops block the ONNX route; give the torch student (module:factory or .pt2)") \
+            from exc
+
+
+def _require_calibration(request) -> None:
+    if request.calibration is None:
+        raise BadInput("tflite int8 (static) needs calibration data: set [data] calibration or pass --calibration")
+
+
+def _image_args(specs) -> list[int]:
+    return [i for i, s in enumerate(specs) if len(s.shape) == 4]
+
+
+def _sample_inputs(specs, calibration) -> tuple:
+    import torch
+
+    if calibration is not None:
+        return tuple(torch.from_numpy(np.ascontiguousarray(calibration.inputs[s.name][:1])) for s in specs)
+    return tuple(torch.zeros(s.example_shape(1), dtype=getattr(torch, s.dtype)) for s in specs)
+
+
+def _as_tensors(specs, arrays: dict, channels_last: bool) -> tuple:
+    import torch
+
+    tensors = []
+    for s in specs:
+        a = arrays[s.name]
+        if channels_last and a.ndim == 4:
+            a = np.transpose(a, (0, 2, 3, 1))
+        tensors.append(torch.from_numpy(np.ascontiguousarray(a)))
+    return tuple(tensors)
+
+
+def _convert(module, sample, out: Path, channels_last: bool) -> None:
+    import litert_torch
+
+    if channels_last:
+        specs_4d = [i for i, t in enumerate(sample) if t.ndim == 4]
+        module = litert_torch.to_channel_last_io(module, args=specs_4d)
+        sample = tuple(t.permute(0, 2, 3, 1).contiguous() if t.ndim == 4 else t for t in sample)
+    litert_torch.convert(module.eval(), sample).export(str(out))
+
+
+def _conversion_error(exc: Exception, reference: str, module, sample) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0][:300] if text else type(exc).__name__
+    if "DataDependent" in type(exc).__name__ or "data-dependent" in text:
+        return (f"torch.export cannot trace {reference}: it branches on the values of its inputs "
+                f"(data-dependent control flow) - {first}")
+    unlowered = _unlowered_ops(module, sample)
+    if unlowered:
+        return f"litert-torch cannot convert {reference}: no LiteRT lowering for {', '.join(unlowered)}"
+    return f"litert-torch cannot convert {reference} ({type(exc).__name__}: {first})"
+
+
+def _unlowered_ops(module, sample) -> list[str]:
+    """The ATen ops of the traced model that litert-torch has no lowering for (best effort)."""
+    try:
+        import torch
+        from litert_torch.backend.lowerings import registry
+
+        program = torch.export.export(module, sample).run_decompositions()
+        ops = {n.target for n in program.graph.nodes if n.op == "call_function"}
+        return sorted(str(op) for op in ops if isinstance(op, torch._ops.OpOverload) and registry.lookup(op) is None)
+    except Exception:  # the model may not even trace; the caller reports the original error
+        return []
+
+
+def _fc_layers_divisible_by(path: Path, block: int) -> list[str]:
+    """Output tensor names of FULLY_CONNECTED ops whose weight depth the block size divides."""
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    graph = model.subgraphs[0]
+    names = []
+    for op in graph.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if max(code.builtinCode, code.deprecatedBuiltinCode) != fb.BuiltinOperator.FULLY_CONNECTED:
+            continue
+        weight = graph.tensors[op.inputs[1]]
+        if len(weight.shape) == 2 and weight.shape[1] % block == 0:
+            name = graph.tensors[op.outputs[0]].name
+            names.append(name.decode() if isinstance(name, bytes) else name)
+    return names
+
+
+def _float_io(path: Path) -> None:
+    """Give an integer-I/O model float inputs and outputs: a QUANTIZE after each integer input and
+    a DEQUANTIZE before each integer output, as the TFLite converter does by default."""
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    graph = model.subgraphs[0]
+
+    def opcode(builtin: int) -> int:
+        for i, code in enumerate(model.operatorCodes):
+            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+                return i
+        code = fb.OperatorCodeT()
+        code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 2
+        model.operatorCodes.append(code)
+        return len(model.operatorCodes) - 1
+
+    def float_twin(index: int) -> int:
+        tensor = graph.tensors[index]
+        twin = fb.TensorT()
+        twin.name, twin.shape, twin.shapeSignature = tensor.name, tensor.shape, tensor.shapeSignature
+        twin.type = fb.TensorType.FLOAT32
+        model.buffers.append(fb.BufferT())
+        twin.buffer = len(model.buffers) - 1
+        name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
+        tensor.name = f"{name}_quantized"
+        graph.tensors.append(twin)
+        return len(graph.tensors) - 1
+
+    integer = (fb.TensorType.INT8, fb.TensorType.UINT8)
+    front, back, remap = [], [], {}
+    for pos, index in enumerate(graph.inputs):
+        if graph.tensors[index].type in integer:
+            remap[index] = twin = float_twin(index)
+            op = fb.OperatorT()
+            op.opcodeIndex, op.inputs, op.outputs = opcode(fb.BuiltinOperator.QUANTIZE), [twin], [index]
+            front.append(op)
+            graph.inputs[pos] = twin
+    for pos, index in enumerate(graph.outputs):
+        if graph.tensors[index].type in integer:
+            remap[index] = twin = float_twin(index)
+            op = fb.OperatorT()
+            op.opcodeIndex, op.inputs, op.outputs = opcode(fb.BuiltinOperator.DEQUANTIZE), [index], [twin]
+            back.append(op)
+            graph.outputs[pos] = twin
+    graph.operators = front + list(graph.operators) + back
+    for signature in model.signatureDefs or []:
+        for entry in list(signature.inputs or []) + list(signature.outputs or []):
+            entry.tensorIndex = remap.get(entry.tensorIndex, entry.tensorIndex)
+    flatbuffer_utils.write_model(model, str(path))
+
+
+def _name_signature(path: Path, specs) -> None:
+    """litert-torch names signature inputs args_0, args_1...: use the model's input names."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    for signature in model.signatureDefs or []:
+        for entry, spec in zip(signature.inputs or [], specs):
+            entry.name = spec.name
+            model.subgraphs[signature.subgraphIndex].tensors[entry.tensorIndex].name = spec.name
+    flatbuffer_utils.write_model(model, str(path))
+
+
+def _write_metadata(path: Path, specs, channels_last: bool, precision: str) -> None:
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    meta = {"precision": precision, "inputs": [
+        {"name": s.name, "shape": list(s.shape), "layout": "NHWC" if channels_last and len(s.shape) == 4 else "source"}
+        for s in specs]}
+    buffer = fb.BufferT()
+    buffer.data = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = fb.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
+    model.metadata.append(entry)
+    flatbuffer_utils.write_model(model, str(path))
+
+
+def read_metadata(path: Path) -> dict:
+    """The edge_distill metadata entry, read without unpacking the whole model."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    data = Path(path).read_bytes()
+    model = fb.Model.GetRootAs(data, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() in (METADATA_NAME, METADATA_NAME.encode()):
+            return json.loads(model.Buffers(entry.Buffer()).DataAsNumpy().tobytes())
+    return {}
+
+
+def _check_parity(path: Path, source, calibration, tolerance: float) -> float:
+    if calibration is None:
+        return float("nan")
+    data = calibration.subset(np.arange(min(32, len(calibration))))
+    out = TfliteRunner(path, 1).run({s.name: data.inputs[s.name] for s in source.inputs})[0]
+    diff = float(np.max(np.abs(out - source.predict(data))))
+    if not diff <= tolerance:
+        path.unlink()
+        raise ExportMismatch(f"the fp32 .tflite disagrees with the torch student: max |difference| {diff:.3g} on "
+                             f"{len(data)} samples, tolerance {tolerance:g}", path=path)
+    return diff
+
+
+def inspect_tflite(path: Path) -> dict:
+    """Ops and counts (before delegation), I/O dtypes, integer-only or not, float islands, size."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError as exc:
+        raise MissingDependency("ai-edge-litert", "tflite", "inspecting .tflite files") from exc
+    try:
+        it = Interpreter(model_path=str(path),
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise BadInput(f"not a loadable .tflite model: {str(exc).splitlines()[0]}", path=path) from exc
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    counts: dict[str, int] = {}
+    for op in ops:
+        counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    constant = _constant_tensors(path)
+    activations = [i for i in tensors if i not in constant]
+    quantized = any(tensors[i]["dtype"] in (np.int8, np.uint8) for i in activations)
+    # In a model with integer activations, any other op that reads or writes a float activation is
+    # a float island (the QUANTIZE / DEQUANTIZE at the edges are the float I/O, not islands).
+    islands = []
+    if quantized:
+        for op in ops:
+            if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+                continue
+            touched = [i for i in list(op["inputs"]) + list(op["outputs"]) if i >= 0 and i not in constant]
+            if any(tensors[i]["dtype"] == np.float32 for i in touched):
+                islands.append(op["op_name"])
+    edges = [d["index"] for d in it.get_input_details()] + [d["index"] for d in it.get_output_details()]
+    io = {"inputs": [{"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
+                     for d in it.get_input_details()],
+          "outputs": [{"name": d["name"], "shape": [int(x) for x in d["shape"]], "dtype": np.dtype(d["dtype"]).name}
+                      for d in it.get_output_details()]}
+    integer_only = quantized and not islands and all(tensors[i]["dtype"] != np.float32 for i in edges)
+    return {"file": str(path), "size_bytes": Path(path).stat().st_size, "ops": dict(sorted(counts.items())),
+            "integer_only": bool(integer_only), "float_islands": islands, "io": io,
+            "metadata": read_metadata(path)}
+
+
+def _constant_tensors(path: Path) -> set[int]:
+    """Indices of the tensors of subgraph 0 that hold data in the file (weights, constants)."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.Model.GetRootAs(Path(path).read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    constant = set()
+    for i in range(graph.TensorsLength()):
+        buffer = model.Buffers(graph.Tensors(i).Buffer())
+        if buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1):
+            constant.add(i)
+    return constant

@@ -1,0 +1,148 @@
+"""The TFLite target with the real litert-torch converter, ai-edge-quantizer and LiteRT interpreter."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import EXAMPLE, run_cli
+from edge_distill.calibration import Dataset, InputSpec, load_dataset, select_samples
+from edge_distill.config import load_config
+from edge_distill.errors import BadInput
+from edge_distill.models import SourceModel, load_model
+from edge_distill.targets import BuildRequest, get_target
+
+
+@pytest.fixture(scope="module")
+def student():
+    cfg = load_config(EXAMPLE / "edge-distill.toml")
+    return load_model("fmnist_models:student", str(EXAMPLE / "student.safetensors"), cfg.model.inputs,
+                      search_path=EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def data(student):
+    return load_dataset(EXAMPLE / "eval.npz", student.inputs).subset(np.arange(500))
+
+
+@pytest.fixture(scope="module")
+def calibration(student):
+    return select_samples(load_dataset(EXAMPLE / "calibration.npz", student.inputs), 128)
+
+
+def build(tmp_path, source, precision, calibration, **options):
+    out = tmp_path / f"{precision}-{'-'.join(f'{k}={v}' for k, v in options.items())}"
+    out.mkdir()
+    return get_target("tflite").build(BuildRequest(onnx_path=None, source=source, precision=precision,
+                                                   calibration=calibration, calibration_method="minmax",
+                                                   options=options, out_dir=out, work_dir=out))
+
+
+def run(artifact, data):
+    runner = get_target("tflite").open_runner(artifact.path, 1)
+    return runner.run({"image": data.inputs["image"]})[0]
+
+
+def test_fp32_matches_torch_and_carries_metadata(tmp_path, student, data, calibration):
+    artifact = build(tmp_path, student, "fp32", calibration)
+    diff = np.abs(run(artifact, data) - student.predict(data)).max()
+    assert diff <= 1e-4 and artifact.details["parity_max_abs_diff"] <= 1e-4
+    info = get_target("tflite").inspect(artifact.path)
+    assert info["io"]["inputs"][0]["name"] == "image"  # the signature uses the model's input name
+    assert info["metadata"]["inputs"][0]["layout"] == "source" and not info["integer_only"]
+
+
+def test_int8_float_io_by_default_and_integer_io_on_request(tmp_path, student, data, calibration):
+    reference = student.predict(data).argmax(1)
+    float_io = build(tmp_path, student, "int8", calibration)
+    assert float_io.details["io"]["inputs"][0]["dtype"] == "float32"
+    assert float_io.details["integer_only"] is False or float_io.details["float_islands"] == []
+    assert (run(float_io, data).argmax(1) == reference).mean() >= 0.98
+    integer_io = build(tmp_path, student, "int8", calibration, integer_io=True)
+    assert integer_io.details["io"]["inputs"][0]["dtype"] == "int8" and integer_io.details["integer_only"]
+    assert (run(integer_io, data).argmax(1) == reference).mean() >= 0.98  # the runner quantizes the I/O
+
+
+def test_channels_last_io(tmp_path, student, data, calibration):
+    artifact = build(tmp_path, student, "fp32", calibration, channels_last_io=True)
+    assert artifact.details["io"]["inputs"][0]["shape"] == [1, 28, 28, 1]
+    assert np.abs(run(artifact, data) - student.predict(data)).max() <= 1e-4  # NCHW data, transposed by the runner
+
+
+@pytest.mark.parametrize("precision, min_agreement", [("fp16", 0.99), ("int8-dynamic", 0.98), ("int4", 0.95)])
+def test_weight_precisions(tmp_path, student, data, calibration, precision, min_agreement):
+    artifact = build(tmp_path, student, precision, calibration)
+    assert (run(artifact, data).argmax(1) == student.predict(data).argmax(1)).mean() >= min_agreement
+    fp32_size = 212_000
+    assert artifact.size_bytes < fp32_size * {"fp16": 0.6, "int8-dynamic": 0.35, "int4": 0.2}[precision]
+
+
+def test_int4_weight_only_recipe(tmp_path, student, data, calibration):
+    artifact = build(tmp_path, student, "int4", calibration, int4_recipe="weight-only")
+    assert "DEQUANTIZE" in artifact.details["ops"] and "weight-only" in artifact.details["quantization"]
+    with pytest.raises(BadInput, match="int4_recipe must be"):
+        build(tmp_path, student, "int4", calibration, int4_recipe="fancy")
+
+
+SPEC = [InputSpec("x", ("batch", 8))]
+CAL = Dataset("cal", {"x": np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32)})
+
+
+class Branchy(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.linear(x) if x.sum() > 0 else -self.linear(x)
+
+
+class Inverse(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(8, 8)
+
+    def forward(self, x):
+        return torch.linalg.inv(self.linear(x).reshape(-1, 2, 2, 2)).reshape(-1, 8)
+
+
+class WithLayerNorm(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.norm, self.b = torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        return self.b(torch.sin(self.norm(self.a(x))))
+
+
+@pytest.mark.parametrize("module, precision, options, message", [
+    (Branchy(), "fp32", {}, "torch.export cannot trace branchy: it branches on the values of its inputs"),
+    (Inverse(), "fp32", {}, "no LiteRT lowering for aten.linalg_inv_ex"),
+    (WithLayerNorm(), "int8", {"integer_io": True}, "keeps float islands: .*RSQRT"),
+])
+def test_conversion_errors_name_the_reason(tmp_path, module, precision, options, message):
+    source = SourceModel("branchy" if isinstance(module, Branchy) else "m", "torch", SPEC, "0" * 64,
+                         module=module.eval())
+    with pytest.raises(BadInput, match=message):
+        build(tmp_path, source, precision, CAL, **options)
+    assert not list(tmp_path.rglob("*.tflite"))  # nothing half-written
+
+
+def test_float_islands_are_reported_with_float_io(tmp_path):
+    source = SourceModel("m", "torch", SPEC, "0" * 64, module=WithLayerNorm().eval())
+    artifact = build(tmp_path, source, "int8", CAL)
+    assert "RSQRT" in artifact.details["float_islands"] and not artifact.details["integer_only"]
+
+
+def test_unknown_option_is_refused(example, tmp_path):
+    from conftest import edit_config
+
+    config = edit_config(example, replace={'name = "tflite"\n': 'name = "tflite"\noptions = { integer_oi = true }\n'})
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 2 and "no option 'integer_oi'" in proc.stderr and "integer_io" in proc.stderr
+
+
+def test_inspect_tflite_cli(demo_run):
+    _, out = demo_run
+    proc = run_cli("inspect", out / "tflite" / "model.int8.tflite")
+    assert proc.returncode == 0, proc.stderr
+    assert '"FULLY_CONNECTED"' in proc.stdout and '"float_islands": []' in proc.stdout
