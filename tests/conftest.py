@@ -19,6 +19,7 @@ EXAMPLE = ROOT / "examples" / "fashion-mnist"
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
     """The installed CLI in a child process, as a user or CI would run it."""
     return subprocess.run([sys.executable, "-m", "edge_distill", *map(str, args)], capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL,
                           cwd=cwd, timeout=900)
 
 

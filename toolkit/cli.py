@@ -158,6 +158,111 @@ def verify(artifact, data, budget, float_model, teacher, precision, threads, war
     _finish(report, out)
 
 
+@main.command(epilog=EXIT_CODES)
+@click.argument("config", type=click.Path(path_type=Path), default="edge-distill.toml")
+@click.option("--target", help="Which configured target to climb on (default: the first).")
+@click.option("--all", "whole", is_flag=True, help="Measure every rung, not only up to the first that meets the budget.")
+@click.option("--budget", type=click.Path(path_type=Path), help="Budget file (TOML) instead of the config's [budgets].")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-ladder"), show_default=True)
+@_force
+@_quiet
+def ladder(config, target, whole, budget, out, force, quiet):
+    """Measure teacher fp32/int8/int4, an off-the-shelf model, then student fp32/int8/int4, cheapest
+    first; stop at the first rung that meets every budget. Exit 1 when none does."""
+    from .config import load_config
+    from .ladder import run_ladder
+    from .outputs import output_folder, write_reports
+    from .pipeline import Progress
+
+    from .budgets import load_budget_file
+
+    cfg = load_config(config)
+    if budget:
+        cfg.budget = load_budget_file(budget)
+    with output_folder(out, force) as tmp:
+        report = run_ladder(cfg, tmp, Progress(not quiet), target=target, whole=whole)
+        write_reports(report, tmp)
+    _finish(report, out)
+
+
+ADVISE_QUESTIONS = {  # option -> (prompt, type); asked only when missing and a person is at the terminal
+    "latency_budget_ms": ("Latency budget (ms)", float),
+    "monthly_calls": ("Calls per month", click.IntRange(0)),
+    "task": ("Task breadth", click.Choice(["narrow", "broad"])),
+    "teacher": ("Teacher quality", click.Choice(["strong", "weak", "none"])),
+    "teacher_stable": ("Is the teacher stable?", bool),
+    "tolerance": ("Tolerance for quality loss", click.Choice(["low", "medium", "high"])),
+    "data": ("Representative inputs at hand", click.Choice(["none", "unlabelled", "labelled"])),
+    "off_the_shelf": ("Is there a small off-the-shelf model for the task?", bool),
+}
+
+
+@main.command()
+@click.option("--latency-budget-ms", type=float)
+@click.option("--current-latency-ms", type=float, default=None, help="Today's latency, if measured.")
+@click.option("--monthly-calls", type=click.IntRange(0))
+@click.option("--task", type=click.Choice(["narrow", "broad"]))
+@click.option("--teacher", type=click.Choice(["strong", "weak", "none"]), help="Teacher quality.")
+@click.option("--teacher-stable/--teacher-moves", default=None)
+@click.option("--tolerance", type=click.Choice(["low", "medium", "high"]), help="Tolerance for quality loss.")
+@click.option("--data", type=click.Choice(["none", "unlabelled", "labelled"]), help="Representative inputs at hand.")
+@click.option("--off-the-shelf/--no-off-the-shelf", default=None)
+def advise(**answers):
+    """Where to start on the ladder, before anything is measured. Flags for CI; a person at a
+    terminal is asked for what the flags leave out."""
+    from .advise import Answers
+    from .advise import advise as decide
+    from .errors import BadInput
+
+    for key, (question, kind) in ADVISE_QUESTIONS.items():
+        if answers[key] is None:
+            if not sys.stdin.isatty():
+                raise BadInput(f"missing --{key.replace('_', '-')} (and no terminal to ask)")
+            answers[key] = click.confirm(question) if kind is bool else click.prompt(question, type=kind)
+    advice = decide(Answers(**answers))
+    for question, answer in advice.steps:
+        click.echo(f"{question}\n   {answer}")
+    click.echo(f"\nStart at: {advice.rung}\nConfirm with: {advice.confirm}")
+
+
+@main.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--config", type=click.Path(path_type=Path), help="Write it as [model] distilled_from in this config.")
+def fingerprint(model, config):
+    """The content hash (sha256) of a teacher's weights or ONNX file: record it when you distill, so a
+    stale student shows."""
+    from .errors import BadInput
+    from .models import sha256_file
+
+    if not model.is_file():
+        raise BadInput("file not found", path=model)
+    digest = sha256_file(model)
+    click.echo(digest)
+    if config:
+        _record_fingerprint(config, digest)
+        click.echo(f"recorded as distilled_from in {config}")
+
+
+def _record_fingerprint(config: Path, digest: str) -> None:
+    import re
+
+    from .config import load_config
+    from .errors import BadInput
+
+    load_config(config)  # validate first: never rewrite a file we would not accept
+    text = config.read_text()
+    line = f'distilled_from = "{digest}"'
+    if re.search(r"(?m)^distilled_from\s*=.*$", text):
+        text = re.sub(r"(?m)^distilled_from\s*=.*$", line, text, count=1)
+    elif re.search(r"(?m)^\[model\]\s*$", text):
+        text = re.sub(r"(?m)^\[model\]\s*$", "[model]\n" + line, text, count=1)
+    else:
+        raise BadInput("has no [model] table to record the fingerprint in", path=config)
+    tmp = config.with_name(f".{config.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(config)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the capabilities as JSON.")
 def targets(as_json):

@@ -65,6 +65,7 @@ class ModelConfig:
     inputs: list[InputSpec] = field(default_factory=list)
     normalization: dict[str, float | list[float]] = field(default_factory=dict)
     distilled_from: str | None = None
+    stale_teacher: str = "warn"  # "warn" or "fail" when the teacher no longer matches distilled_from
     trust_pickle: bool = False
 
 
@@ -91,6 +92,9 @@ class Config:
     runs: int = 200
     targets: list[TargetConfig] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
+    cost: object | None = None  # edge_distill.ladder.CostModel
+    off_the_shelf: str | None = None
+    off_the_shelf_weights: str | None = None
 
     @property
     def root(self) -> Path:
@@ -129,13 +133,14 @@ def parse_inputs(items, where: str, path: Path) -> list[InputSpec]:
 def load_config(path: str | Path) -> Config:
     path = Path(path).resolve()
     data = read_toml(path)
-    check_keys(data, {"model", "data", "export", "measure", "targets", "budgets"}, "top level", path)
+    check_keys(data, {"model", "data", "export", "measure", "targets", "budgets", "cost", "ladder"}, "top level",
+               path)
     if "model" not in data:
         raise BadInput("missing [model] table", path=path)
 
     m = expect(data["model"], dict, "model", "top level", path)
     check_keys(m, {"student", "weights", "teacher", "teacher_weights", "task", "labels", "inputs",
-                   "normalization", "distilled_from", "trust_pickle"}, "model", path)
+                   "normalization", "distilled_from", "stale_teacher", "trust_pickle"}, "model", path)
     if "student" not in m:
         raise BadInput("[model] needs 'student' (module:factory, .pt2 or .onnx)", path=path)
     task = m.get("task", "classification")
@@ -148,9 +153,13 @@ def load_config(path: str | Path) -> Config:
         inputs=parse_inputs(m.get("inputs", []), "model", path),
         normalization=expect(m.get("normalization", {}), dict, "normalization", "model", path),
         distilled_from=m.get("distilled_from"),
+        stale_teacher=m.get("stale_teacher", "warn"),
         trust_pickle=expect(m.get("trust_pickle", False), bool, "trust_pickle", "model", path),
     )
 
+    if model.stale_teacher not in ("warn", "fail"):
+        raise BadInput(f"'stale_teacher' in [model] must be \"warn\" or \"fail\", got {model.stale_teacher!r}",
+                       path=path)
     cfg = Config(path=path, model=model)
     d = expect(data.get("data", {}), dict, "data", "top level", path)
     check_keys(d, {"calibration", "evaluation", "calibration_samples", "seed"}, "data", path)
@@ -187,6 +196,13 @@ def load_config(path: str | Path) -> Config:
             options=expect(t.get("options", {}), dict, "options", where, path)))
     if "budgets" in data:
         cfg.budget = parse_budget(expect(data["budgets"], dict, "budgets", "top level", path), path)
+    if "cost" in data:
+        from .ladder import parse_cost
+
+        cfg.cost = parse_cost(expect(data["cost"], dict, "cost", "top level", path), path)
+    lad = expect(data.get("ladder", {}), dict, "ladder", "top level", path)
+    check_keys(lad, {"off_the_shelf", "off_the_shelf_weights"}, "ladder", path)
+    cfg.off_the_shelf, cfg.off_the_shelf_weights = lad.get("off_the_shelf"), lad.get("off_the_shelf_weights")
     return cfg
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
+from dataclasses import dataclass
 import tempfile
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from edge_distill.calibration import Dataset, load_dataset, select_samples
 from edge_distill.targets import Artifact, BuildRequest, check_options, check_precision, get_target
 
 from . import measure, metrics
-from .budgets import Budget, evaluate
+from .budgets import Budget, Check, evaluate
 from .config import Config
 from .errors import BadInput, MissingDependency
 from .exporting import export_to_onnx
@@ -63,23 +64,30 @@ def reference_metrics(data: Dataset, student_out: np.ndarray, teacher_out: np.nd
     return refs
 
 
+def result_label(subject: str, target: str, precision: str, qualified: bool = False) -> str:
+    return f"{subject}/{target}-{precision}" if qualified or subject != "student" else f"{target}-{precision}"
+
+
 def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dataset, float_out, teacher_out,
                       budget: Budget, threads: int, warmup: int, runs: int, float_latency=None,
-                      artifact: Artifact | None = None, progress=Progress(False)) -> TargetResult:
+                      artifact: Artifact | None = None, progress=Progress(False),
+                      subject: str = "student", qualified: bool = False) -> TargetResult:
     """Measure one artifact on this host and check it against its budget."""
     target = get_target(target_name)
     runner = target.open_runner(path, threads)
-    progress(f"  {target_name}-{precision}: accuracy on {len(data)} samples")
+    label = result_label(subject, target_name, precision, qualified)
+    progress(f"  {label}: accuracy on {len(data)} samples")
     out = measure.outputs(runner, data)
     kw = dict(labels=data.labels, weights=data.weights, float_outputs=float_out, teacher_outputs=teacher_out)
     overall = metrics.classification(out, **kw)
     slices = {s: metrics.classification(out, mask=m, **kw) for s, m in data.slices.items()}
-    progress(f"  {target_name}-{precision}: latency ({warmup} warm-up + {runs} runs, {threads} thread(s))")
+    progress(f"  {label}: latency ({warmup} warm-up + {runs} runs, {threads} thread(s))")
     lat = measure.latency(runner, data, warmup=warmup, runs=runs)
-    progress(f"  {target_name}-{precision}: peak memory in a fresh process")
+    progress(f"  {label}: peak memory in a fresh process")
     mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, runner.describe())
     speedup = round(float_latency.p50_ms / lat.p50_ms, 3) if float_latency and precision != "fp32" else None
-    result = TargetResult(target=target_name, precision=precision, artifact=str(path),
+    result = TargetResult(subject=subject, qualified=qualified, target=target_name, precision=precision,
+                          artifact=str(path),
                           files=[str(f) for f in (artifact.files if artifact else [path])],
                           size_bytes=path.stat().st_size, latency=lat, memory=mem, speedup_vs_float=speedup,
                           metrics=overall, slices=slices, details=dict(artifact.details) if artifact else {})
@@ -122,14 +130,14 @@ def _provenance(r: TargetResult) -> dict:
     return prov
 
 
-def run_check(cfg: Config, out: Path, progress: Progress) -> Report:
-    """Export, quantize and verify every configured target and precision; artifacts go to `out`."""
+def plan_targets(cfg: Config, names: list[str] | None = None) -> list[tuple]:
+    """(target config, precisions) for each target, validated, fp32 first where a speedup needs it."""
     if not cfg.targets:
         raise BadInput("no [[targets]] configured", path=cfg.path)
-    if cfg.evaluation is None:
-        raise BadInput("[data] evaluation is required: budgets are checked on it", path=cfg.path)
     plan = []
     for tc in cfg.targets:
+        if names and tc.name not in names:
+            continue
         target = get_target(tc.name)
         missing = target.capabilities.missing_packages()
         if missing:
@@ -144,9 +152,31 @@ def run_check(cfg: Config, out: Path, progress: Progress) -> Report:
         elif any("min_speedup_vs_float" in cfg.budget.for_precision(p).limits for p in precisions):
             precisions.insert(0, "fp32")
         plan.append((tc, precisions))
+    if names and not plan:
+        raise BadInput(f"no [[targets]] entry named {names[0]!r}; configured: "
+                       f"{', '.join(tc.name for tc in cfg.targets)}", path=cfg.path)
+    return plan
 
-    progress(f"loading the student {cfg.model.student}")
+
+@dataclass
+class Loaded:
+    """The models and data every stage of a run shares."""
+
+    student: SourceModel
+    teacher: SourceModel | None
+    evaluation: Dataset
+    calibration: Dataset | None
+
+    def load_extra(self, cfg: Config, reference: str, weights: str | None = None) -> SourceModel:
+        return load_model(cfg.resolve(reference), cfg.resolve(weights), self.student.inputs,
+                          trust_pickle=cfg.model.trust_pickle, search_path=cfg.root)
+
+
+def load_inputs(cfg: Config, progress: Progress) -> Loaded:
+    if cfg.evaluation is None:
+        raise BadInput("[data] evaluation is required: budgets are checked on it", path=cfg.path)
     m = cfg.model
+    progress(f"loading the student {m.student}")
     student = load_model(cfg.resolve(m.student), cfg.resolve(m.weights), m.inputs, trust_pickle=m.trust_pickle,
                          search_path=cfg.root)
     teacher = None
@@ -154,63 +184,93 @@ def run_check(cfg: Config, out: Path, progress: Progress) -> Report:
         progress(f"loading the teacher {m.teacher}")
         teacher = load_model(cfg.resolve(m.teacher), cfg.resolve(m.teacher_weights), m.inputs,
                              trust_pickle=m.trust_pickle, search_path=cfg.root)
-    eval_data = load_dataset(cfg.evaluation, student.inputs)
-    calib = None
+    evaluation = load_dataset(cfg.evaluation, student.inputs)
+    calibration = None
     if cfg.calibration is not None:
-        calib = select_samples(load_dataset(cfg.calibration, student.inputs), cfg.calibration_samples, cfg.seed)
+        calibration = select_samples(load_dataset(cfg.calibration, student.inputs), cfg.calibration_samples, cfg.seed)
+    return Loaded(student, teacher, evaluation, calibration)
 
-    warnings = stale_teacher_warnings(m.distilled_from, teacher)
-    progress("exporting to ONNX and checking it against the source model")
-    (out / "onnx").mkdir()
-    export = export_to_onnx(student, out / "onnx" / "model.onnx", opset=cfg.opset, samples=eval_data,
+
+def export_verified(cfg: Config, model: SourceModel, data: Dataset, out: Path, folder: str, progress):
+    progress(f"exporting {model.reference} to ONNX and checking it against the source model")
+    (out / folder).mkdir(parents=True)
+    export = export_to_onnx(model, out / folder / "model.onnx", opset=cfg.opset, samples=data,
                             tolerance=cfg.tolerance)
-    export.path = "onnx/model.onnx"  # reports name files relative to the output folder
+    export.path = f"{folder}/model.onnx"  # reports name files relative to the output folder
     progress(f"  export parity: max |difference| {export.parity_max_abs_diff:.2e} on {export.parity_samples} "
              f"samples (tolerance {export.parity_tolerance:g})")
+    return export
 
-    float_out = student.predict(eval_data)
-    teacher_out = teacher.predict(eval_data) if teacher else None
+
+def build_and_measure(cfg: Config, tc, precision: str, model: SourceModel, onnx_path: Path, out: Path,
+                      folder: str, work: Path, loaded: Loaded, float_out, teacher_out, float_latency,
+                      progress, subject: str = "student", qualified: bool = False) -> TargetResult:
+    """Build one artifact of `model` for one target and precision, then measure it on this host."""
+    label = result_label(subject, tc.name, precision, qualified)
+    progress(f"building {label}")
+    start = time.perf_counter()
+    scratch = work / label.replace("/", "-")
+    scratch.mkdir()
+    (out / folder).mkdir(parents=True, exist_ok=True)
+    artifact = get_target(tc.name).build(BuildRequest(
+        onnx_path=onnx_path, source=model, precision=precision, calibration=loaded.calibration,
+        calibration_method=tc.calibration_method, options=tc.options, out_dir=out / folder, work_dir=scratch))
+    seconds = round(time.perf_counter() - start, 3)
+    result = evaluate_artifact(tc.name, precision, artifact.path, data=loaded.evaluation, float_out=float_out,
+                               teacher_out=teacher_out, budget=cfg.budget, threads=cfg.threads, warmup=cfg.warmup,
+                               runs=cfg.runs, float_latency=float_latency, artifact=artifact, progress=progress,
+                               subject=subject, qualified=qualified)
+    result.build_seconds = seconds
+    result.artifact = str(artifact.path.relative_to(out))
+    result.files = [str(f.relative_to(out)) for f in artifact.files]
+    return result
+
+
+def run_check(cfg: Config, out: Path, progress: Progress) -> Report:
+    """Export, quantize and verify every configured target and precision; artifacts go to `out`."""
+    plan = plan_targets(cfg)
+    loaded = load_inputs(cfg, progress)
+    student, teacher = loaded.student, loaded.teacher
+    export = export_verified(cfg, student, loaded.evaluation, out, "onnx", progress)
+    float_out = student.predict(loaded.evaluation)
+    teacher_out = teacher.predict(loaded.evaluation) if teacher else None
     results = []
     with tempfile.TemporaryDirectory(prefix="edge-distill-work-") as work:
         for tc, precisions in plan:
-            target = get_target(tc.name)
-            (out / tc.name).mkdir()
             float_latency = None
             for precision in precisions:
-                progress(f"building {tc.name}-{precision}")
-                start = time.perf_counter()
-                scratch = Path(work) / f"{tc.name}-{precision}"
-                scratch.mkdir()
-                artifact = target.build(BuildRequest(
-                    onnx_path=out / "onnx" / "model.onnx", source=student, precision=precision,
-                    calibration=calib, calibration_method=tc.calibration_method, options=tc.options,
-                    out_dir=out / tc.name, work_dir=scratch))
-                seconds = round(time.perf_counter() - start, 3)
-                result = evaluate_artifact(tc.name, precision, artifact.path, data=eval_data, float_out=float_out,
-                                           teacher_out=teacher_out, budget=cfg.budget, threads=cfg.threads,
-                                           warmup=cfg.warmup, runs=cfg.runs, float_latency=float_latency,
-                                           artifact=artifact, progress=progress)
-                result.build_seconds = seconds
-                result.artifact = str(artifact.path.relative_to(out))
-                result.files = [str(f.relative_to(out)) for f in artifact.files]
+                result = build_and_measure(cfg, tc, precision, student, out / "onnx" / "model.onnx", out, tc.name,
+                                           Path(work), loaded, float_out, teacher_out, float_latency, progress)
                 if precision == "fp32":
                     float_latency = result.latency
                 results.append(result)
+    return _report("check", cfg, loaded, export, float_out, teacher_out, results)
 
-    return Report(command="check", tool_version=__version__, created=_now(), config=str(cfg.path),
-                  student=_model_info(student), teacher=_model_info(teacher) if teacher else None,
-                  data={"evaluation": _data_info(eval_data), "calibration": _data_info(calib),
+
+def _report(command: str, cfg: Config, loaded: Loaded, export, float_out, teacher_out, results, **extra) -> Report:
+    warnings, gate = stale_teacher(cfg, loaded.teacher)
+    return Report(command=command, tool_version=__version__, created=_now(), config=str(cfg.path),
+                  student=_model_info(loaded.student),
+                  teacher=_model_info(loaded.teacher) if loaded.teacher else None,
+                  data={"evaluation": _data_info(loaded.evaluation), "calibration": _data_info(loaded.calibration),
                         "calibration_samples": cfg.calibration_samples, "seed": cfg.seed},
                   environment=host_environment(), export=export,
-                  references=reference_metrics(eval_data, float_out, teacher_out), results=results,
-                  warnings=warnings)
+                  references=reference_metrics(loaded.evaluation, float_out, teacher_out), results=results,
+                  warnings=warnings, gate_checks=gate, **extra)
 
 
-def stale_teacher_warnings(distilled_from: str | None, teacher: SourceModel | None) -> list[str]:
-    if distilled_from and teacher and distilled_from != teacher.fingerprint:
-        return [f"stale student: it was distilled from teacher sha256 {distilled_from[:12]}, but the teacher "
-                f"is now {teacher.fingerprint[:12]}; re-distill or update [model] distilled_from"]
-    return []
+def stale_teacher(cfg: Config, teacher: SourceModel | None) -> tuple[list[str], list[Check]]:
+    """A warning when the teacher changed since the student was distilled from it; with
+    stale_teacher = "fail", also a broken check."""
+    expected = cfg.model.distilled_from
+    if not (expected and teacher) or expected == teacher.fingerprint:
+        return [], []
+    message = (f"stale student: it was distilled from teacher sha256 {expected[:12]}, but the teacher is now "
+               f"{teacher.fingerprint[:12]}; re-distill, or record the new teacher with `edge-distill fingerprint`")
+    if cfg.model.stale_teacher != "fail":
+        return [message], []
+    return [message], [Check(name="student/teacher_fingerprint", metric="teacher_fingerprint", comparison="==",
+                             limit=0.0, value=None, unit="", passed=False, message=message)]
 
 
 def run_export(reference: str, target_string: str, out: Path, *, precision: str | None = None,

@@ -19,6 +19,7 @@ EXIT_PASSED, EXIT_BUDGET_BROKEN, EXIT_BAD_INPUT, EXIT_CANNOT_MEASURE = 0, 1, 2, 
 
 @dataclass
 class TargetResult:
+    subject: str  # "student", "teacher" or "off-the-shelf": which model the artifact was built from
     target: str
     precision: str
     artifact: str
@@ -33,10 +34,13 @@ class TargetResult:
     details: dict = field(default_factory=dict)
     build_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    qualified: bool = False  # name the subject even for the student (the ladder mixes subjects)
 
     @property
     def name(self) -> str:
-        return f"{self.target}-{self.precision}"
+        from .pipeline import result_label
+
+        return result_label(self.subject, self.target, self.precision, self.qualified)
 
     @property
     def passed(self) -> bool:
@@ -57,15 +61,25 @@ class Report:
     references: dict[str, dict]  # "float student" / "teacher" -> {"overall": Metrics, "slices": {...}}
     results: list[TargetResult]
     warnings: list[str] = field(default_factory=list)
+    gate_checks: list[Check] = field(default_factory=list)  # checks of the run itself (a stale teacher)
+    ladder: dict | None = None
     schema_version: str = SCHEMA_VERSION
 
     @property
     def checks(self) -> list[Check]:
-        return [c for r in self.results for c in r.checks]
+        return self.gate_checks + [c for r in self.results for c in r.checks]
 
     @property
     def exit_code(self) -> int:
-        """1 if any budget is broken (a sure failure wins), else 3 if any figure could not be measured."""
+        """1 if any budget is broken (a sure failure wins), else 3 if any figure could not be measured.
+        A ladder passes when one rung meets every budget: the rungs below it are findings, not failures."""
+        if self.ladder is not None:
+            if any(c.passed is False for c in self.gate_checks):
+                return EXIT_BUDGET_BROKEN
+            if self.ladder.get("chosen"):
+                return EXIT_PASSED
+            return EXIT_CANNOT_MEASURE if any(r["meets_budget"] is None for r in self.ladder["rungs"]) \
+                else EXIT_BUDGET_BROKEN
         if any(c.passed is False for c in self.checks):
             return EXIT_BUDGET_BROKEN
         if any(c.passed is None for c in self.checks):
@@ -90,9 +104,30 @@ def to_json(report: Report) -> str:
     return json.dumps(report.to_dict(), indent=2, default=str) + "\n"
 
 
+def _ladder_cases(report: Report) -> tuple[list[str], int]:
+    """A ladder's rungs below the chosen one are findings: skipped, not failed. Only 'no rung meets
+    the budget' fails the build."""
+    cases = []
+    for rung in report.ladder["rungs"]:
+        body = ""
+        if not rung["measured"]:
+            body = f"<skipped message={quoteattr(rung['note'])}/>"
+        elif not rung["meets_budget"]:
+            body = f"<skipped message={quoteattr('does not meet: ' + ', '.join(rung['broken']))}/>"
+        cases.append(f'    <testcase classname="edge-distill.ladder" name={quoteattr(rung["name"])}>{body}</testcase>')
+    failed = report.ladder["chosen"] is None
+    verdict = f'<failure message={quoteattr(report.ladder["verdict"])}/>' if failed else ""
+    cases.append(f'    <testcase classname="edge-distill.ladder" name="verdict">{verdict}</testcase>')
+    return cases, int(failed)
+
+
 def to_junit(report: Report) -> str:
     cases = []
-    for check in report.checks:
+    checks = report.gate_checks if report.ladder is not None else report.checks
+    ladder_failures = 0
+    if report.ladder is not None:
+        cases, ladder_failures = _ladder_cases(report)
+    for check in checks:
         classname, _, name = check.name.partition("/")
         body = ""
         if check.passed is False:
@@ -101,12 +136,12 @@ def to_junit(report: Report) -> str:
             body = f'<error message={quoteattr(_sentence(check))} type="cannot-measure"/>'
         cases.append(f'    <testcase classname={quoteattr("edge-distill." + classname)} name={quoteattr(name)}>'
                      f'{body}</testcase>')
-    checks = report.checks
-    failures = sum(c.passed is False for c in checks)
+    failures = sum(c.passed is False for c in checks) + ladder_failures
     errors = sum(c.passed is None for c in checks)
+    tests = len(cases)
     return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuites name="edge-distill" tests="{len(checks)}" failures="{failures}" errors="{errors}">\n'
-            f'  <testsuite name={quoteattr("edge-distill " + report.command)} tests="{len(checks)}" '
+            f'<testsuites name="edge-distill" tests="{tests}" failures="{failures}" errors="{errors}">\n'
+            f'  <testsuite name={quoteattr("edge-distill " + report.command)} tests="{tests}" '
             f'failures="{failures}" errors="{errors}" timestamp={quoteattr(report.created)}>\n'
             + "\n".join(cases) + ("\n" if cases else "")
             + "  </testsuite>\n</testsuites>\n")
@@ -185,15 +220,43 @@ def to_table(report: Report) -> str:
         out.append("")
         out.extend(f"  {_sentence(c)}" for c in broken)
     out.append("")
+    if report.ladder is not None:
+        out.extend(_ladder_lines(report))
+        out.append({0: "PASSED", 1: "FAILED", 3: "INCOMPLETE"}[report.exit_code] + ": " + report.ladder["verdict"])
+        return "\n".join(out)
     out.append({0: "PASSED: every budget holds", 1: "FAILED: a budget is broken",
                 3: "INCOMPLETE: something could not be measured"}[report.exit_code]
                + f" ({sum(bool(c.passed) for c in report.checks)}/{len(report.checks)} checks hold)")
     return "\n".join(out)
 
 
+def _ladder_lines(report: Report) -> list[str]:
+    lines = ["Ladder (cheapest rung first):"]
+    for rung in report.ladder["rungs"]:
+        if not rung["measured"]:
+            state = rung["note"]
+        elif rung["meets_budget"]:
+            state = "meets every budget"
+        else:
+            state = "does not meet: " + ", ".join(rung["broken"])
+        price = f", {rung['cost_per_call']:.3g} per call" if rung.get("cost_per_call") is not None else ""
+        lines.append(f"  {rung['name']}: {state}{price}")
+    cost = report.ladder.get("cost")
+    if cost:
+        lines.append(f"Cost: distillation {cost['fixed_cost_of_distillation']:.2f} once + "
+                     f"{cost['upkeep_per_month']:.2f} a month (spread over {cost['amortize_months']:g} months); "
+                     + cost.get("payback_note", ""))
+    else:
+        lines.append("Cost: no [cost] table in the config, so no per-call prices or payback volume.")
+    lines.append("")
+    return lines
+
+
 def to_markdown(report: Report) -> str:
     head, rows = _rows(report)
     status = {0: "✅ passed", 1: "❌ budget broken", 3: "⚠️ could not measure"}[report.exit_code]
+    if report.ladder is not None:
+        status = "✅ " + report.ladder["chosen"] if report.ladder["chosen"] else "❌ no rung meets the budget"
     out = [f"# edge-distill {report.command}: {status}", "",
            f"Student `{report.student['reference']}` (sha256 `{report.student['fingerprint'][:12]}`)"
            + (f", teacher `{report.teacher['reference']}` (sha256 `{report.teacher['fingerprint'][:12]}`)"
@@ -203,6 +266,9 @@ def to_markdown(report: Report) -> str:
     out += ["", _provenance_line(report), ""]
     for w in report.warnings + [w for r in report.results for w in r.warnings]:
         out.append(f"> **warning:** {w}")
+    if report.ladder is not None:
+        out += ["", "## Ladder", "", f"**{report.ladder['verdict']}**", ""] + [
+            f"- {line.strip()}" for line in _ladder_lines(report)[1:] if line.strip()]
     out += ["", "## Checks", "", "| check | value | limit | verdict |", "|---|---|---|---|"]
     for c in report.checks:
         verdict = {True: "holds", False: "**broken**", None: "**not measured**"}[c.passed]
