@@ -21,7 +21,8 @@ from typing import Protocol
 from edge_distill.errors import BadInput
 
 ENTRY_POINT_GROUP = "edge_distill.targets"
-BUILTIN = {"ort": "edge_distill.targets.ort:OrtTarget", "tflite": "edge_distill.targets.tflite:TfliteTarget"}
+BUILTIN = {"ort": "edge_distill.targets.ort:OrtTarget", "tflite": "edge_distill.targets.tflite:TfliteTarget",
+           "coreml": "edge_distill.targets.coreml:CoremlTarget"}
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class BuildRequest:
     options: dict
     out_dir: Path  # where the artifact's files go
     work_dir: Path  # scratch space; tools that litter their cwd run here
+    metadata: dict = field(default_factory=dict)  # labels, normalization, task: travels with the artifact
 
 
 @dataclass
@@ -68,7 +70,13 @@ class Artifact:
 
     @property
     def size_bytes(self) -> int:
-        return self.path.stat().st_size
+        return artifact_size(self.path)
+
+
+def artifact_size(path: Path) -> int:
+    """Bytes on disk; a package folder (.mlpackage) counts all its files."""
+    path = Path(path)
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
 
 
 class Runner(Protocol):

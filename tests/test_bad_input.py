@@ -129,7 +129,7 @@ def test_export_mismatch_past_tolerance_is_an_error(example, tmp_path):
 def test_unknown_target_lists_the_available_ones(example, tmp_path):
     config = edit_config(example, replace={'name = "ort"': 'name = "tensorrt"'})
     proc = run_cli("check", config, "--out", tmp_path / "out")
-    assert proc.returncode == 2 and "unknown target 'tensorrt'; available: ort" in proc.stderr
+    assert proc.returncode == 2 and "unknown target 'tensorrt'; available: coreml, ort, tflite" in proc.stderr
 
 
 def test_unknown_precision_lists_the_offered_ones(example, tmp_path):

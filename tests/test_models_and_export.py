@@ -126,8 +126,9 @@ def test_target_strings():
 
     assert parse_target_string("ort") == ("ort", None)
     assert parse_target_string("ort-int8-dynamic") == ("ort", "int8-dynamic")
-    with pytest.raises(BadInput, match="available: ort"):
-        parse_target_string("coreml-int8")
+    assert parse_target_string("coreml-palettize4") == ("coreml", "palettize4")
+    with pytest.raises(BadInput, match="available: coreml, ort, tflite"):
+        parse_target_string("tensorrt-int8")
 
 
 def test_fmnist_models_match_the_weights():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,12 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except EdgeDistillError as exc:
             _fail(exc)
+        except Exception as exc:  # a bug or an unforeseen tool failure: never exit 1 (a budget verdict)
+            if os.environ.get("EDGE_DISTILL_DEBUG"):
+                raise
+            click.echo(f"error: could not finish: {type(exc).__name__}: {exc}\n"
+                       "  (an internal error; set EDGE_DISTILL_DEBUG=1 for the traceback)", err=True)
+            sys.exit(3)
 
 
 @click.group(cls=_Group, epilog=EXIT_CODES)
@@ -292,6 +299,6 @@ def inspect(artifact):
     from edge_distill.errors import BadInput
     from edge_distill.targets import get_target, target_for_file
 
-    if not artifact.is_file():
+    if not artifact.exists():
         raise BadInput("artifact not found", path=artifact)
-    click.echo(json.dumps(get_target(target_for_file(artifact)).inspect(artifact), indent=2))
+    click.echo(json.dumps(get_target(target_for_file(artifact)).inspect(artifact), indent=2, default=str))

@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_distill import __version__
 from edge_distill.calibration import Dataset, load_dataset, select_samples
-from edge_distill.targets import Artifact, BuildRequest, check_options, check_precision, get_target
+from edge_distill.targets import Artifact, BuildRequest, artifact_size, check_options, check_precision, get_target
 
 from . import measure, metrics
 from .budgets import Budget, Check, evaluate
@@ -76,39 +76,53 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     target = get_target(target_name)
     runner = target.open_runner(path, threads)
     label = result_label(subject, target_name, precision, qualified)
-    progress(f"  {label}: accuracy on {len(data)} samples")
+    how = runner.describe()
+    progress(f"  {label}: accuracy on {len(data)} samples ({how['runtime']})")
     out = measure.outputs(runner, data)
     kw = dict(labels=data.labels, weights=data.weights, float_outputs=float_out, teacher_outputs=teacher_out)
     overall = metrics.classification(out, **kw)
     slices = {s: metrics.classification(out, mask=m, **kw) for s, m in data.slices.items()}
-    progress(f"  {label}: latency ({warmup} warm-up + {runs} runs, {threads} thread(s))")
-    lat = measure.latency(runner, data, warmup=warmup, runs=runs)
-    progress(f"  {label}: peak memory in a fresh process")
-    mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, runner.describe())
-    speedup = round(float_latency.p50_ms / lat.p50_ms, 3) if float_latency and precision != "fp32" else None
+    if getattr(runner, "measures_latency", True):
+        progress(f"  {label}: latency ({warmup} warm-up + {runs} runs, {threads} thread(s))")
+        lat = measure.latency(runner, data, warmup=warmup, runs=runs)
+        progress(f"  {label}: peak memory in a fresh process")
+        mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, how)
+    else:
+        lat, mem = None, measure.Memory(None, None, runner.why_no_latency)
+    speedup = round(float_latency.p50_ms / lat.p50_ms, 3) if float_latency and lat and precision != "fp32" else None
     result = TargetResult(subject=subject, qualified=qualified, target=target_name, precision=precision,
                           artifact=str(path),
                           files=[str(f) for f in (artifact.files if artifact else [path])],
-                          size_bytes=path.stat().st_size, latency=lat, memory=mem, speedup_vs_float=speedup,
-                          metrics=overall, slices=slices, details=dict(artifact.details) if artifact else {})
+                          size_bytes=artifact_size(path), latency=lat, memory=mem, speedup_vs_float=speedup,
+                          metrics=overall, slices=slices, details=dict(artifact.details) if artifact else {},
+                          evaluation={"kind": how.get("kind", "measured"), "runtime": how["runtime"],
+                                      "runtime_version": how["runtime_version"], "device": "host"})
+    if lat is None:
+        result.warnings.append(f"{target_name}: {runner.why_no_latency}")
     if speedup is not None and speedup < 1.0:
         result.warnings.append(f"{result.name} is slower than fp32 on this host (speedup {speedup:.2f}x)")
-    result.checks = evaluate(budget.for_precision(precision), _figures(result, float_latency),
-                             {s: m.figures() for s, m in slices.items()}, _provenance(result), result.name)
+    result.checks = evaluate(budget.for_precision(precision), _figures(result, why_no_latency=getattr(
+        runner, "why_no_latency", None)), {s: m.figures() for s, m in slices.items()}, _provenance(result), result.name)
+    if hasattr(target, "record"):
+        target.record(path, {"passed": result.passed, "evaluation": result.evaluation,
+                             "checks": [{"name": c.name, "limit": c.limit, "value": c.value, "passed": c.passed}
+                                        for c in result.checks]})
     return result
 
 
-def _figures(r: TargetResult, float_latency) -> dict:
+def _figures(r: TargetResult, why_no_latency: str | None = None) -> dict:
     figures = r.metrics.figures()
     figures["size_mb"] = round(r.size_bytes / 1e6, 6)
     figures["peak_memory_mb"] = r.memory.peak_mb
     if r.memory.peak_mb is None:
         figures["peak_memory_mb.why"] = f"cannot measure peak memory: {r.memory.why_not}"
-    if r.latency:
-        figures.update({f"latency.{k}": getattr(r.latency, k) for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")})
+    for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms"):
+        figures[f"latency.{k}"] = getattr(r.latency, k) if r.latency else None
+        if r.latency is None:
+            figures[f"latency.{k}.why"] = why_no_latency or "latency was not measured"
     figures["speedup_vs_float"] = 1.0 if r.precision == "fp32" else r.speedup_vs_float
     if figures["speedup_vs_float"] is None:
-        figures["speedup_vs_float.why"] = "no fp32 artifact of this target was measured to compare with"
+        figures["speedup_vs_float.why"] = why_no_latency or "no fp32 artifact of this target was measured to compare with"
     for key in ("accuracy", "weighted_accuracy", "accuracy_drop"):
         if figures.get(key) is None:
             figures[f"{key}.why"] = "the evaluation data carry no labels" if key != "weighted_accuracy" \
@@ -121,7 +135,9 @@ def _figures(r: TargetResult, float_latency) -> dict:
 
 
 def _provenance(r: TargetResult) -> dict:
-    prov = {}
+    kind = r.evaluation.get("kind", "measured")
+    prov = {k: kind for k in ("accuracy", "weighted_accuracy", "accuracy_drop", "float_agreement",
+                              "teacher_agreement")}
     if r.latency:
         prov.update({f"latency.{k}": r.latency.provenance.kind for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")})
         prov["speedup_vs_float"] = r.latency.provenance.kind
@@ -149,7 +165,8 @@ def plan_targets(cfg: Config, names: list[str] | None = None) -> list[tuple]:
         if "fp32" in precisions:  # measured first: the baseline for every speedup
             precisions.remove("fp32")
             precisions.insert(0, "fp32")
-        elif any("min_speedup_vs_float" in cfg.budget.for_precision(p).limits for p in precisions):
+        elif "fp32" in target.capabilities.precisions and any(
+                "min_speedup_vs_float" in cfg.budget.for_precision(p).limits for p in precisions):
             precisions.insert(0, "fp32")
         plan.append((tc, precisions))
     if names and not plan:
@@ -214,7 +231,8 @@ def build_and_measure(cfg: Config, tc, precision: str, model: SourceModel, onnx_
     (out / folder).mkdir(parents=True, exist_ok=True)
     artifact = get_target(tc.name).build(BuildRequest(
         onnx_path=onnx_path, source=model, precision=precision, calibration=loaded.calibration,
-        calibration_method=tc.calibration_method, options=tc.options, out_dir=out / folder, work_dir=scratch))
+        calibration_method=tc.calibration_method, options=tc.options, out_dir=out / folder, work_dir=scratch,
+        metadata=artifact_metadata(cfg)))
     seconds = round(time.perf_counter() - start, 3)
     result = evaluate_artifact(tc.name, precision, artifact.path, data=loaded.evaluation, float_out=float_out,
                                teacher_out=teacher_out, budget=cfg.budget, threads=cfg.threads, warmup=cfg.warmup,
@@ -224,6 +242,13 @@ def build_and_measure(cfg: Config, tc, precision: str, model: SourceModel, onnx_
     result.artifact = str(artifact.path.relative_to(out))
     result.files = [str(f.relative_to(out)) for f in artifact.files]
     return result
+
+
+def artifact_metadata(cfg: Config) -> dict:
+    """What travels inside an artifact that can carry it (Core ML) and into the app bundles."""
+    m = cfg.model
+    return {k: v for k, v in (("task", m.task), ("labels", m.labels), ("normalization", m.normalization),
+                              ("teacher_sha256", m.distilled_from)) if v}
 
 
 def run_check(cfg: Config, out: Path, progress: Progress) -> Report:
@@ -326,7 +351,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
     """`edge-distill verify`: measure one artifact against a budget on this host."""
     from edge_distill.targets import target_for_file
 
-    if not artifact.is_file():
+    if not artifact.exists():
         raise BadInput("artifact not found", path=artifact)
     target_name = target_for_file(artifact)
     if precision is None:  # model.int8.ort -> int8

@@ -7,7 +7,7 @@ import os
 import platform
 from dataclasses import dataclass
 
-KINDS = ("measured", "emulated", "estimated")
+KINDS = ("measured", "emulated", "estimated", "reference-mil")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ class TargetResult:
     build_seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     qualified: bool = False  # name the subject even for the student (the ladder mixes subjects)
+    evaluation: dict = field(default_factory=dict)  # how the outputs were computed: kind, runtime, device
 
     @property
     def name(self) -> str:
@@ -203,6 +204,10 @@ def _provenance_line(report: Report) -> str:
     lines = [f"Latency and memory of {', '.join(dict.fromkeys(targets))}: {kind} on {device} ({cpu}, {threads} "
              f"thread(s), {runtime} {version}); {method}."
              for (kind, device, cpu, threads, runtime, version, method), targets in seen.items()]
+    reference = {(r.target, r.evaluation["runtime"], r.evaluation.get("runtime_version", ""))
+                 for r in report.results if r.evaluation.get("kind", "measured") != "measured"}
+    lines += [f"Accuracy of {target}: reference-mil ({runtime} {version}): the saved program evaluated in numpy, "
+              "not Core ML's kernels." for target, runtime, version in sorted(reference)]
     return "\n".join(lines)
 
 
@@ -214,7 +219,7 @@ def to_table(report: Report) -> str:
     broken = [c for c in report.checks if c.passed is not True]
     out.append("")
     out.append(_provenance_line(report))
-    for w in report.warnings + [w for r in report.results for w in r.warnings]:
+    for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"warning: {w}")
     if broken:
         out.append("")
@@ -264,7 +269,7 @@ def to_markdown(report: Report) -> str:
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     out += ["", _provenance_line(report), ""]
-    for w in report.warnings + [w for r in report.results for w in r.warnings]:
+    for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"> **warning:** {w}")
     if report.ladder is not None:
         out += ["", "## Ladder", "", f"**{report.ladder['verdict']}**", ""] + [

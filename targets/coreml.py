@@ -1,0 +1,523 @@
+"""Core ML for iOS and macOS: `.mlpackage` ML Programs, converted with coremltools from the torch
+student (torch.export, run_decompositions({}), ct.convert), float32 inputs and outputs, iOS17 by
+default and iOS18 where the compression needs it (int4 per-block). A dynamic batch (1..4096).
+
+Precisions
+  fp16        the Core ML default compute precision
+  int8        weight-only, per-channel (linear_quantize_weights)
+  int4        weight-only, per-block 32 (iOS18)
+  palettize4  4-bit k-means lookup tables (palettize_weights; needs scikit-learn)
+  w8a8        int8 weights and activations, calibrated on the torch side (coremltools' torch
+              LinearQuantizer: prepare, calibration loop, finalize, then convert), because the
+              post-conversion activation calibration needs Core ML predictions, i.e. macOS
+
+Verification. Core ML runs only on Apple machines. On macOS (coremltools' native bridge present)
+the runner predicts for real with the chosen compute units and times it. Anywhere else it runs a
+reference evaluation of the saved ML program: the converted graph with its compressed weights,
+op by op, with coremltools' own numpy kernels (and a few here). Its figures carry the provenance
+`reference-mil`: they check conversion and compression, not Apple's kernels or the Neural Engine's
+arithmetic, and they carry no latency.
+
+Only weights with at least `weight_threshold` elements (coremltools' default: 2048) are compressed;
+smaller ones stay fp16. The report lists weight bytes per dtype so this shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edge_distill.errors import BadInput, CannotMeasure, MissingDependency
+
+from . import Artifact, BuildRequest, Capabilities, artifact_size
+
+COREMLTOOLS_VERSION = "9.0"  # the evaluator leans on coremltools internals: pinned, and checked
+MAX_BATCH = 4096
+
+capabilities = Capabilities(
+    name="coreml",
+    description="Core ML for iOS/macOS (.mlpackage ML Program via coremltools; reference MIL evaluation off macOS)",
+    precisions=("fp16", "int8", "int4", "palettize4", "w8a8"),
+    calibration_methods=("minmax",),
+    extra="coreml",
+    requires=("coremltools",),
+    runtime=("coremltools",),
+    suffixes=(".mlpackage",),
+    options={"deployment_target": "minimum deployment target, iOS17 (default) or iOS18 (int4 always uses iOS18)",
+             "int4_block_size": "int4 per-block size along the input dimension (default 32)",
+             "weight_threshold": "compress only weights with at least this many elements (default 2048)",
+             "compute_units": "macOS runner: ALL (default), CPU_ONLY, CPU_AND_NE or CPU_AND_GPU"},
+)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """coremltools prints version warnings and progress bars; keep our output readable."""
+    loggers = [logging.getLogger(n) for n in ("coremltools", "torch")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _coremltools():
+    try:
+        with _quiet():
+            import coremltools as ct
+    except ImportError as exc:
+        raise MissingDependency("coremltools", "coreml", "the coreml target") from exc
+    if ct.__version__ != COREMLTOOLS_VERSION:
+        raise MissingDependency(f"coremltools=={COREMLTOOLS_VERSION} (found {ct.__version__})", "coreml",
+                                "the coreml target's reference evaluator")
+    return ct
+
+
+class CoremlTarget:
+    capabilities = capabilities
+
+    def build(self, request: BuildRequest) -> Artifact:
+        ct = _coremltools()
+        opts = request.options
+        precision = request.precision
+        target_name = "iOS18" if precision == "int4" else str(opts.get("deployment_target", "iOS17"))
+        if target_name not in ("iOS17", "iOS18"):
+            raise BadInput(f"deployment_target must be iOS17 or iOS18, got {target_name!r}")
+        deployment = getattr(ct.target, target_name)
+        if request.source.module is None:
+            raise BadInput(f"{request.source.reference} is ONNX only; the coreml target converts from torch",
+                           hint="give the torch student (module:factory + weights, or a .pt2 program)")
+        specs = request.source.inputs
+        out = request.out_dir / f"model.{precision}.mlpackage"
+        threshold = int(opts.get("weight_threshold", 2048))
+        with _quiet():
+            try:
+                if precision == "w8a8":
+                    model = self._convert_w8a8(ct, request, deployment)
+                else:
+                    model = _convert(ct, request.source.module, specs, _example(specs, request.calibration),
+                                     deployment)
+                    model = _compress(ct, model, precision, threshold, int(opts.get("int4_block_size", 32)))
+            except (BadInput, MissingDependency):
+                raise
+            except Exception as exc:
+                raise BadInput(_conversion_error(exc, request.source.reference)) from exc
+        _describe(model, request, precision)
+        with _quiet():
+            model.save(str(out))
+        info = inspect_package(out)
+        compressed = {"int8": ("int8",), "int4": ("int4",), "palettize4": ("uint4", "uint8"), "w8a8": ("int8",)}
+        wanted = compressed.get(precision, ())
+        if wanted and not any(info["weight_bytes"].get(d) for d in wanted):
+            shutil.rmtree(out)
+            hint = ("no weight's input dimension is a multiple of the block: set the target option "
+                    "int4_block_size (e.g. 16)" if precision == "int4" else
+                    f"weights smaller than weight_threshold ({threshold} elements) stay fp16")
+            raise BadInput(f"coreml {precision} compressed no weight of {request.source.reference}", hint=hint)
+        details = {"deployment_target": target_name, "weight_threshold": threshold,
+                   "ops": info["ops"], "weight_bytes": info["weight_bytes"], "io": info["io"],
+                   "quantization": _DESCRIPTIONS[precision].replace("block 32", f"block {opts.get('int4_block_size', 32)}")}
+        return Artifact(target="coreml", precision=precision, path=out, files=[out], details=details)
+
+    def _convert_w8a8(self, ct, request: BuildRequest, deployment):
+        import torch
+        from coremltools.optimize.torch.quantization import (LinearQuantizer, LinearQuantizerConfig,
+                                                             ModuleLinearQuantizerConfig)
+
+        if request.calibration is None:
+            raise BadInput("coreml w8a8 needs calibration data: set [data] calibration or pass --calibration")
+        specs, data = request.source.inputs, request.calibration
+        config = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(
+            quantization_scheme="symmetric", weight_dtype="qint8", activation_dtype="quint8",
+            weight_per_channel=True, milestones=[0, 0, 10000, 0]))  # observe, fake-quantize, never freeze
+        import copy
+
+        quantizer = LinearQuantizer(copy.deepcopy(request.source.module).eval(), config)
+        example = _example(specs, data)
+        prepared = quantizer.prepare(example_inputs=example, inplace=False)
+        quantizer.step()
+        prepared.eval()
+        with torch.no_grad():
+            for start in range(0, len(data), 32):
+                prepared(*[torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][start: start + 32]))
+                           for s in specs])
+        final = quantizer.finalize(inplace=False).eval()
+        traced = torch.jit.trace(final, example, check_trace=False)  # torch.export cannot take quantized tensors
+        return ct.convert(traced, inputs=_input_types(ct, specs), outputs=[ct.TensorType(name="output",
+                                                                                          dtype=np.float32)],
+                          convert_to="mlprogram", minimum_deployment_target=deployment)
+
+    def open_runner(self, path: Path, threads: int, compute_units: str = "ALL"):
+        if native_coreml_available():
+            return CoreMLRunner(path, compute_units)
+        return ReferenceMilRunner(path)
+
+    def inspect(self, path: Path) -> dict:
+        return inspect_package(path)
+
+    def record(self, path: Path, verified: dict) -> None:
+        """Write what verification found (budgets, provenance) into the package's metadata."""
+        annotate(path, verified)
+
+
+_DESCRIPTIONS = {
+    "fp16": "fp16 weights and compute (the Core ML default)",
+    "int8": "weight-only int8, per-channel (linear_symmetric)",
+    "int4": "weight-only int4, per-block 32 (linear_symmetric, iOS18)",  # the block size is filled in
+    "palettize4": "4-bit k-means palettization (lookup tables)",
+    "w8a8": "int8 weights and uint8 activations, calibrated on the torch side (LinearQuantizer)",
+}
+
+
+def _example(specs, calibration) -> tuple:
+    import torch
+
+    if calibration is not None and len(calibration) >= 2:
+        return tuple(torch.from_numpy(np.ascontiguousarray(calibration.inputs[s.name][:2])) for s in specs)
+    return tuple(torch.zeros(s.example_shape(2), dtype=getattr(torch, s.dtype)) for s in specs)
+
+
+def _input_types(ct, specs) -> list:
+    return [ct.TensorType(name=s.name, dtype=np.float32 if s.dtype.startswith("float") else np.int32,
+                          shape=tuple(ct.RangeDim(1, MAX_BATCH, default=1) if i == 0 and isinstance(d, str)
+                                      else (d if isinstance(d, int) else ct.RangeDim(1, MAX_BATCH, default=1))
+                                      for i, d in enumerate(s.shape)))
+            for s in specs]
+
+
+def _convert(ct, module, specs, example, deployment):
+    import torch
+
+    dims = {}
+    dynamic = tuple({axis: dims.setdefault(d, torch.export.Dim(str(d).replace("-", "_"), min=1, max=MAX_BATCH))
+                     for axis, d in enumerate(s.shape) if isinstance(d, str)} or None for s in specs)
+    program = torch.export.export(module.eval(), example, dynamic_shapes=dynamic).run_decompositions({})
+    return ct.convert(program, inputs=_input_types(ct, specs),
+                      outputs=[ct.TensorType(name="output", dtype=np.float32)], minimum_deployment_target=deployment)
+
+
+def _compress(ct, model, precision: str, threshold: int, block: int):
+    import coremltools.optimize as cto
+
+    if precision == "fp16":
+        return model
+    if precision == "int8":
+        op = cto.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                                weight_threshold=threshold)
+        return cto.coreml.linear_quantize_weights(model, cto.coreml.OptimizationConfig(global_config=op))
+    if precision == "int4":
+        op = cto.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
+                                                block_size=block, weight_threshold=threshold)
+        return cto.coreml.linear_quantize_weights(model, cto.coreml.OptimizationConfig(global_config=op))
+    if precision == "palettize4":
+        try:
+            import sklearn  # noqa: F401
+        except ImportError as exc:
+            raise MissingDependency("scikit-learn", "coreml", "k-means palettization") from exc
+        op = cto.coreml.OpPalettizerConfig(nbits=4, mode="kmeans", weight_threshold=threshold)
+        return cto.coreml.palettize_weights(model, cto.coreml.OptimizationConfig(global_config=op))
+    raise BadInput(f"unknown coreml precision {precision!r}")
+
+
+def _conversion_error(exc: Exception, reference: str) -> str:
+    text = str(exc).strip()
+    first = text.splitlines()[0][:300] if text else type(exc).__name__
+    if "DataDependent" in type(exc).__name__ or "data-dependent" in text:
+        return f"torch.export cannot trace {reference}: it branches on the values of its inputs - {first}"
+    return f"coremltools cannot convert {reference}: {first}"
+
+
+def _describe(model, request: BuildRequest, precision: str) -> None:
+    from edge_distill import __version__
+
+    source = request.source
+    model.author = "edge-distill"
+    model.version = __version__
+    model.short_description = f"{source.reference} ({precision}), built and verified by edge-distill"
+    for spec in source.inputs:
+        model.input_description[spec.name] = f"{spec.describe()}, float32"
+    model.output_description["output"] = "the model's first output (logits for a classifier)"
+    meta = model.user_defined_metadata
+    meta["edge_distill.precision"] = precision
+    meta["edge_distill.source_sha256"] = source.fingerprint
+    for key, value in request.metadata.items():
+        meta[f"edge_distill.{key}"] = json.dumps(value)
+    labels = request.metadata.get("labels")
+    if labels:
+        model.output_description["output"] = f"logits over {len(labels)} classes: {', '.join(labels)}"
+
+
+def annotate(path: Path, entries: dict) -> None:
+    """Write verified results (budgets, provenance) into the package's metadata, atomically."""
+    ct = _coremltools()
+    with _quiet():
+        model = ct.models.MLModel(str(path), skip_model_load=True)
+        for key, value in entries.items():
+            model.user_defined_metadata[f"edge_distill.{key}"] = json.dumps(value)
+        tmp = path.with_name(f".tmp-{path.name}")  # coremltools insists on the .mlpackage suffix
+        model.save(str(tmp))
+    shutil.rmtree(path)
+    tmp.rename(path)
+
+
+def native_coreml_available() -> bool:
+    if sys.platform != "darwin":
+        return False
+    try:
+        import coremltools.libcoremlpython  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+# -- running ---------------------------------------------------------------------------------------
+class ReferenceMilRunner:
+    """Evaluates the saved ML program op by op in numpy: the converted graph with its compressed
+    weights. Not Core ML: no Apple kernels, no Neural Engine arithmetic, no latency."""
+
+    measures_latency = False
+    why_no_latency = ("cannot measure: Core ML runs only on macOS (off macOS, coreml accuracy comes from the "
+                      "reference MIL evaluator, and there is no latency or memory)")
+
+    def __init__(self, path: Path):
+        ct = _coremltools()
+        from coremltools.converters.mil.frontend.milproto.load import load
+
+        path = Path(path)
+        with _quiet():
+            try:
+                spec = ct.utils.load_spec(str(path))
+                program = load(spec, spec.specificationVersion,
+                               file_weights_dir=str(path / "Data" / "com.apple.CoreML" / "weights"))
+            except Exception as exc:
+                raise BadInput(f"not a loadable ML program package: {str(exc).splitlines()[0]}", path=path) from exc
+        self.function = program.functions["main"]
+        self.input_names = list(self.function.inputs)
+        self.output_names = [v.name for v in self.function.outputs]
+        self._spec = spec
+        self._constants = {}
+        with _quiet():
+            for op in self.function.operations:
+                if op.op_type == "const":
+                    self._constants[op.outputs[0].name] = _plain(op.outputs[0].val)
+                elif op.op_type.startswith("constexpr_"):
+                    self._constants[op.outputs[0].name] = op.materialized_val_inference()
+        self._version = ct.__version__
+        unknown = sorted({op.op_type for op in self.function.operations
+                          if op.op_type not in _KERNELS and not op.op_type.startswith("const")
+                          and not _has_value_inference(op)})
+        if unknown:
+            raise CannotMeasure(f"the reference MIL evaluator has no kernel for op(s) {', '.join(unknown)}",
+                                path=path, hint="accuracy of this Core ML package can be measured on macOS only")
+
+    def run(self, feeds: dict) -> list:
+        env = dict(self._constants)
+        for name, var in self.function.inputs.items():
+            env[name] = np.asarray(feeds[name], dtype=np.float32)
+        with _quiet():
+            for op in self.function.operations:
+                if op.outputs[0].name in env:
+                    continue
+                args = {k: ([env.get(i.name, i.val) for i in v] if isinstance(v, (list, tuple))
+                            else env.get(v.name, v.val)) for k, v in op.inputs.items()}
+                if op.op_type in _KERNELS:
+                    values = _KERNELS[op.op_type](args)
+                else:
+                    for var in _vars(op):
+                        value = env.get(var.name, var.val)
+                        if value is not None:
+                            holder = var.sym_type()
+                            holder.val = _plain(value)
+                            var._sym_val = holder
+                    values = op.value_inference()
+                for var, value in zip(op.outputs, values if isinstance(values, tuple) else (values,)):
+                    if value is None:
+                        raise CannotMeasure(f"the reference MIL evaluator got no value from op '{op.op_type}' "
+                                            f"({op.name})")
+                    env[var.name] = value
+        return [np.asarray(env[name], dtype=np.float32) for name in self.output_names]
+
+    def input_specs(self) -> list:
+        from edge_distill.calibration import InputSpec
+
+        specs = []
+        for item in self._spec.description.input:
+            shape = list(item.type.multiArrayType.shape)
+            specs.append(InputSpec(name=item.name, shape=tuple(["batch"] + [int(d) for d in shape[1:]]),
+                                   dtype="float32"))
+        return specs
+
+    def describe(self) -> dict:
+        return {"runtime": "coremltools reference MIL evaluator", "runtime_version": self._version,
+                "execution_provider": "numpy (not Core ML)", "threads": 1, "kind": "reference-mil"}
+
+
+class CoreMLRunner:
+    """Real Core ML predictions on macOS, with the chosen compute units."""
+
+    measures_latency = True
+
+    def __init__(self, path: Path, compute_units: str = "ALL"):
+        ct = _coremltools()
+        units = getattr(ct.ComputeUnit, compute_units, None)
+        if units is None:
+            raise BadInput(f"compute_units must be ALL, CPU_ONLY, CPU_AND_NE or CPU_AND_GPU, got {compute_units!r}")
+        self.model = ct.models.MLModel(str(path), compute_units=units)
+        spec = self.model.get_spec()
+        self.input_names = [i.name for i in spec.description.input]
+        self.output_names = [o.name for o in spec.description.output]
+        self._units, self._version, self._spec = compute_units, ct.__version__, spec
+
+    def run(self, feeds: dict) -> list:
+        n = len(next(iter(feeds.values())))
+        outputs = [self.model.predict({k: v[i: i + 1] for k, v in feeds.items()}) for i in range(n)]
+        return [np.concatenate([o[name] for o in outputs]) for name in self.output_names]
+
+    def input_specs(self) -> list:
+        return ReferenceMilRunner.input_specs(self)
+
+    def describe(self) -> dict:
+        return {"runtime": "Core ML", "runtime_version": f"coremltools {self._version}",
+                "execution_provider": f"compute units {self._units}", "threads": 1, "kind": "measured"}
+
+
+def _vars(op):
+    for value in op.inputs.values():
+        yield from (value if isinstance(value, (list, tuple)) else (value,))
+
+
+def _plain(value):
+    """numpy 2 rejects np.bool_ where Python wants a bool (keepdims=...)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype == np.bool_:
+        return bool(value)
+    return value
+
+
+def _has_value_inference(op) -> bool:
+    from coremltools.converters.mil.mil.operation import Operation
+
+    return type(op).value_inference is not Operation.value_inference
+
+
+def _torch_nchw(fn):
+    """Run a torch.nn.functional kernel in float32, keep the program's dtype."""
+    def kernel(a):
+        import torch
+
+        x = a["x"]
+        out = fn(torch.from_numpy(np.asarray(x, dtype=np.float32)), a)
+        return out.numpy().astype(np.asarray(x).dtype)
+    return kernel
+
+
+def _padding(a):
+    if a.get("pad_type") == "custom":
+        return [int(p) for p in np.asarray(a["pad"])[::2]]
+    if a.get("pad_type") == "same":
+        return "same"
+    return 0
+
+
+def _conv(x, a):
+    import torch
+    import torch.nn.functional as F
+
+    weight = torch.from_numpy(np.asarray(a["weight"], dtype=np.float32))
+    bias = None if a.get("bias") is None else torch.from_numpy(np.asarray(a["bias"], dtype=np.float32))
+    fn = {3: F.conv1d, 4: F.conv2d, 5: F.conv3d}[x.ndim]
+    return fn(x, weight, bias, stride=tuple(int(s) for s in a["strides"]), padding=_padding(a),
+              dilation=tuple(int(d) for d in a["dilations"]), groups=int(a["groups"]))
+
+
+def _pool(kind):
+    def pool(x, a):
+        import torch.nn.functional as F
+
+        args = dict(kernel_size=tuple(int(k) for k in a["kernel_sizes"]), stride=tuple(int(s) for s in a["strides"]),
+                    padding=_padding(a) or 0, ceil_mode=bool(a.get("ceil_mode", False)))
+        if kind == "max":
+            return F.max_pool2d(x, **args)
+        return F.avg_pool2d(x, count_include_pad=not bool(a.get("exclude_padding_from_average", False)), **args)
+    return pool
+
+
+def _batch_norm(x, a):
+    import torch.nn.functional as F
+    import torch
+
+    t = {k: torch.from_numpy(np.asarray(a[k], dtype=np.float32)) if a.get(k) is not None else None
+         for k in ("mean", "variance", "gamma", "beta")}
+    return F.batch_norm(x, t["mean"], t["variance"], t["gamma"], t["beta"], training=False,
+                        eps=float(a.get("epsilon", 1e-5)))
+
+
+def _dequantize(a):
+    x = np.asarray(a["input"]).astype(np.float32)
+    zero = 0 if a.get("zero_point") is None else np.asarray(a["zero_point"]).astype(np.float32)
+    scale = np.asarray(a["scale"], dtype=np.float32)
+    axis = a.get("axis")
+    if axis is not None and scale.ndim == 1:
+        shape = [1] * x.ndim
+        shape[int(axis)] = -1
+        scale = scale.reshape(shape)
+        zero = zero.reshape(shape) if np.ndim(zero) == 1 else zero
+    return ((x - zero) * scale).astype(np.float32)
+
+
+_KERNELS = {
+    "conv": _torch_nchw(_conv),
+    "max_pool": _torch_nchw(_pool("max")),
+    "avg_pool": _torch_nchw(_pool("avg")),
+    "batch_norm": _torch_nchw(_batch_norm),
+    "reshape": lambda a: np.reshape(a["x"], [int(d) for d in np.asarray(a["shape"])]),
+    "dequantize": _dequantize,
+}
+
+
+# -- inspecting ------------------------------------------------------------------------------------
+def inspect_package(path: Path) -> dict:
+    """Ops and counts, weight bytes per dtype, inputs and outputs, size: on any OS."""
+    ct = _coremltools()
+    from coremltools.converters.mil.frontend.milproto.load import load
+    from coremltools.converters.mil.mil import types
+
+    path = Path(path)
+    with _quiet():
+        try:
+            spec = ct.utils.load_spec(str(path))
+        except Exception as exc:
+            raise BadInput(f"not a Core ML package: {str(exc).splitlines()[0]}", path=path) from exc
+        program = load(spec, spec.specificationVersion,
+                       file_weights_dir=str(path / "Data" / "com.apple.CoreML" / "weights"))
+    counts: dict[str, int] = {}
+    weight_bytes: dict[str, int] = {}
+    for op in program.functions["main"].operations:
+        counts[op.op_type] = counts.get(op.op_type, 0) + 1
+        if op.op_type == "const" or op.op_type.startswith("constexpr_"):
+            for var in ([v for v in _vars(op) if v.op is not None and v.op.op_type == "const"]
+                        if op.op_type.startswith("constexpr_") else op.outputs):
+                value = var.val
+                if isinstance(value, np.ndarray) and value.size > 1:
+                    dtype = types.builtin_to_string(var.dtype)
+                    bits = {"int4": 4, "uint4": 4, "int8": 8, "uint8": 8, "fp16": 16, "fp32": 32}.get(dtype, 32)
+                    weight_bytes[dtype] = weight_bytes.get(dtype, 0) + value.size * bits // 8
+    desc = spec.description
+    io = {"inputs": [{"name": i.name, "shape": list(i.type.multiArrayType.shape)} for i in desc.input],
+          "outputs": [{"name": o.name} for o in desc.output]}
+    return {"file": str(path), "size_bytes": artifact_size(path), "spec_version": spec.specificationVersion,
+            "ops": dict(sorted(counts.items())), "weight_bytes": dict(sorted(weight_bytes.items())), "io": io,
+            "metadata": dict(desc.metadata.userDefined), "author": desc.metadata.author}

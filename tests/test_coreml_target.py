@@ -1,0 +1,147 @@
+"""The Core ML target: real coremltools conversion and compression; on Linux, the reference MIL
+evaluation of the saved packages (Core ML itself runs only on Apple machines)."""
+
+import json
+import sys
+from importlib.resources import files
+
+import jsonschema
+import numpy as np
+import pytest
+import torch
+
+from conftest import EXAMPLE, run_cli
+from edge_distill.calibration import Dataset, InputSpec
+from edge_distill.errors import BadInput, CannotMeasure
+from edge_distill.models import SourceModel
+from edge_distill.targets import BuildRequest, get_target
+from edge_distill.targets.coreml import native_coreml_available
+
+
+@pytest.fixture(scope="module")
+def coreml_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("coreml") / "out"
+    proc = run_cli("check", EXAMPLE / "coreml.toml", "--out", out)
+    return proc, out, (json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None)
+
+
+def test_all_precisions_are_built_and_verified(coreml_run):
+    proc, out, report = coreml_run
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    jsonschema.validate(report, json.loads((files("edge_distill") / "schemas" / "report.schema.json").read_text()))
+    results = {r["precision"]: r for r in report["results"]}
+    assert list(results) == ["fp16", "int8", "int4", "palettize4", "w8a8"]
+    for r in results.values():
+        assert (out / r["artifact"]).is_dir() and r["artifact"].endswith(".mlpackage")
+        assert r["evaluation"]["kind"] == ("measured" if native_coreml_available() else "reference-mil")
+        if not native_coreml_available():
+            assert r["latency"] is None and r["memory"]["peak_mb"] is None  # never a device figure off macOS
+            assert all(c["provenance"] == "reference-mil" for c in r["checks"] if "accuracy" in c["metric"])
+    assert results["fp16"]["metrics"]["float_agreement"] >= 0.995
+    sizes = {p: r["size_bytes"] for p, r in results.items()}
+    assert sizes["int8"] < sizes["fp16"] * 0.6 and sizes["int4"] < sizes["int8"] and sizes["palettize4"] < sizes["int8"]
+    assert results["int4"]["details"]["weight_bytes"].get("int4") and results["int4"]["details"]["deployment_target"] == "iOS18"
+    assert "quantize" in results["w8a8"]["details"]["ops"]  # activations really quantized
+    assert "reference-mil" in proc.stdout
+
+
+def test_package_metadata_carries_labels_and_verified_budgets(coreml_run):
+    _, out, _ = coreml_run
+    proc = run_cli("inspect", out / "coreml" / "model.int8.mlpackage")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    meta = info["metadata"]
+    assert info["author"] == "edge-distill" and json.loads(meta["edge_distill.labels"])[0] == "T-shirt/top"
+    assert json.loads(meta["edge_distill.normalization"]) == {"scale": 0.00392156862745098}
+    assert json.loads(meta["edge_distill.passed"]) is True
+    checks = json.loads(meta["edge_distill.checks"])
+    assert any(c["name"] == "coreml-int8/slice[high_risk]/min_accuracy" and c["passed"] for c in checks)
+
+
+@pytest.mark.skipif(native_coreml_available(), reason="on macOS Core ML measures latency for real")
+def test_latency_budget_off_macos_exits_3(tmp_path):
+    config = tmp_path / "coreml.toml"
+    text = (EXAMPLE / "coreml.toml").read_text().replace("[budgets]\n", "[budgets]\nlatency_p95_ms = 100\n")
+    text = text.replace('precisions = ["fp16", "int8", "int4", "palettize4", "w8a8"]', 'precisions = ["fp16"]')
+    for name in ("fmnist_models.py", "student.safetensors", "teacher.safetensors", "calibration.npz", "eval.npz"):
+        (tmp_path / name).symlink_to(EXAMPLE / name)
+    config.write_text(text)
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "Core ML runs only on macOS" in proc.stdout
+    assert 'type="cannot-measure"' in (tmp_path / "out" / "junit.xml").read_text()
+
+
+@pytest.mark.skipif(not native_coreml_available(), reason="Core ML predictions need macOS with coremltools' "
+                                                          "native bridge; this host runs the reference evaluator")
+def test_macos_runner_predicts_and_times(coreml_run):
+    _, out, report = coreml_run
+    assert all(r["latency"]["provenance"]["runtime"] == "Core ML" for r in report["results"])
+
+
+SPEC = [InputSpec("x", ("batch", 1, 8, 8))]
+CAL = Dataset("cal", {"x": np.random.default_rng(0).normal(size=(16, 1, 8, 8)).astype(np.float32)})
+
+
+def build(tmp_path, module, precision="fp16", **options):
+    source = SourceModel("m", "torch", SPEC, "0" * 64, module=module.eval())
+    return get_target("coreml").build(BuildRequest(None, source, precision, CAL, "minmax", options, tmp_path,
+                                                   tmp_path))
+
+
+def test_untraceable_model_is_a_clear_error(tmp_path):
+    class Branchy(torch.nn.Module):
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x
+
+    with pytest.raises(BadInput, match="torch.export cannot trace m"):
+        build(tmp_path, Branchy())
+    assert not list(tmp_path.glob("*.mlpackage"))
+
+
+def test_op_the_reference_evaluator_does_not_know(tmp_path):
+    class Upsample(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 2, 3)
+
+        def forward(self, x):
+            return torch.nn.functional.interpolate(self.conv(x), scale_factor=2.0, mode="bilinear")
+
+    artifact = build(tmp_path, Upsample())
+    if native_coreml_available():
+        pytest.skip("on macOS Core ML itself runs the model")
+    with pytest.raises(CannotMeasure, match="no kernel for op.*upsample_bilinear"):
+        get_target("coreml").open_runner(artifact.path, 1)
+
+
+def test_int4_that_compresses_nothing_says_why(tmp_path):
+    linear = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 40), torch.nn.ReLU(), torch.nn.Linear(40, 4))
+    with pytest.raises(BadInput, match="(?s)compressed no weight.*int4_block_size"):
+        build(tmp_path, linear, "int4", weight_threshold=16, int4_block_size=128)
+    assert not list(tmp_path.glob("*.mlpackage"))
+
+
+def test_reference_evaluator_matches_torch_on_a_conv_net(tmp_path):
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                              torch.nn.AvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    net[1].running_mean.normal_()
+    net.eval()
+    artifact = build(tmp_path, net)
+    runner = get_target("coreml").open_runner(artifact.path, 1)
+    x = CAL.inputs["x"]
+    out = runner.run({"x": x})[0]
+    reference = net(torch.from_numpy(x)).detach().numpy()
+    assert np.abs(out - reference).max() < 0.02 * np.abs(reference).max() + 1e-2  # fp16 compute
+
+
+def test_coreml_is_listed_with_capabilities():
+    proc = run_cli("targets", "--json")
+    caps = json.loads(proc.stdout)["coreml"]
+    assert caps["precisions"] == ["fp16", "int8", "int4", "palettize4", "w8a8"] and caps["suffixes"] == [".mlpackage"]
+    code = ("import sys; from edge_distill.targets import available; available()\n"
+            "heavy = {'coremltools', 'litert_torch', 'onnxruntime', 'torch'} & set(sys.modules)\n"
+            "assert not heavy, heavy")
+    import subprocess
+
+    subprocess.run([sys.executable, "-c", code], check=True)  # capabilities are data: no SDK imported
