@@ -57,3 +57,11 @@ def demo_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
     """`edge-distill demo` once per session; its artifacts serve several tests."""
     out = tmp_path_factory.mktemp("demo") / "out"
     return run_cli("demo", "--out", out), out
+
+
+@pytest.fixture(scope="session")
+def coreml_run(tmp_path_factory):
+    """`edge-distill check examples/fashion-mnist/coreml.toml` once per session."""
+    out = tmp_path_factory.mktemp("coreml") / "out"
+    proc = run_cli("check", EXAMPLE / "coreml.toml", "--out", out)
+    return proc, out, (json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None)

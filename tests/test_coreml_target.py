@@ -18,13 +18,6 @@ from edge_distill.targets import BuildRequest, get_target
 from edge_distill.targets.coreml import native_coreml_available
 
 
-@pytest.fixture(scope="module")
-def coreml_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("coreml") / "out"
-    proc = run_cli("check", EXAMPLE / "coreml.toml", "--out", out)
-    return proc, out, (json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None)
-
-
 def test_all_precisions_are_built_and_verified(coreml_run):
     proc, out, report = coreml_run
     assert proc.returncode == 0, proc.stdout + proc.stderr

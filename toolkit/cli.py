@@ -270,6 +270,22 @@ def _record_fingerprint(config: Path, digest: str) -> None:
     tmp.replace(config)
 
 
+@main.command(epilog=EXIT_CODES)
+@click.argument("source", type=click.Path(path_type=Path), default="edge-distill-demo")
+@click.option("--app", type=click.Path(path_type=Path), required=True,
+              help="The app folder (android-demo, ios-demo, or one with an edge-distill-app.json).")
+@click.option("--allow-failed", is_flag=True, help="Bundle models that broke their budgets too (loudly).")
+def bundle(source, app, allow_failed):
+    """Put the verified artifacts of a check's --out folder SOURCE, with one model.json each, into an app."""
+    from .bundle import bundle as run_bundle
+
+    outcome = run_bundle(source, app, allow_failed=allow_failed, progress=click.echo)
+    for item in outcome.refused:
+        click.echo(("WARNING: bundled although it broke its budget: " if allow_failed else
+                    "refused (broke its budget; --allow-failed to bundle it anyway): ") + item, err=True)
+    sys.exit(outcome.exit_code)
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the capabilities as JSON.")
 def targets(as_json):

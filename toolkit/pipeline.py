@@ -97,6 +97,8 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
                           metrics=overall, slices=slices, details=dict(artifact.details) if artifact else {},
                           evaluation={"kind": how.get("kind", "measured"), "runtime": how["runtime"],
                                       "runtime_version": how["runtime_version"], "device": "host"})
+    if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
+        result.details["compute_plan"] = runner.placement()
     if lat is None:
         result.warnings.append(f"{target_name}: {runner.why_no_latency}")
     if speedup is not None and speedup < 1.0:

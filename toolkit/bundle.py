@@ -1,0 +1,223 @@
+"""`edge-distill bundle`: put verified artifacts and their metadata into an app.
+
+An app declares where models go and which targets it runs in `edge-distill-app.json`:
+
+    {"platform": "android", "models_dir": "app/src/main/assets/models", "targets": ["tflite", "ort"]}
+
+For every result of the app's targets in a `check` report, the bundle writes the model file(s) and
+`<name>.model.json` (schema: schemas/model.schema.json): inputs with layout and normalization,
+outputs with labels and decoding, the budgets that held and their provenance, the report's hash,
+the teacher, and golden inputs with the outputs this tool measured for them, so the app can check
+itself on first run. Only models that passed their budgets are bundled unless `allow_failed`.
+Writes are atomic; files the tool did not put there are never touched; nothing escapes the app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import BadInput
+
+SCHEMA_VERSION = "1"
+MANIFEST = ".edge-distill-bundle.json"
+APP_FILE = "edge-distill-app.json"
+GOLDEN_SAMPLES = 3
+
+
+@dataclass
+class BundleOutcome:
+    written: list[str]
+    refused: list[str]  # results that failed their budgets: left out, or bundled with allow_failed
+    allow_failed: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """1 when a model was left out for a broken budget, so CI notices."""
+        return 1 if self.refused and not self.allow_failed else 0
+
+
+def read_app(app: Path) -> dict:
+    path = app / APP_FILE
+    if not path.is_file():
+        raise BadInput(f"not an edge-distill app: no {APP_FILE}", path=app,
+                       hint='add {"platform": ..., "models_dir": ..., "targets": [...]} (see android-demo/)')
+    try:
+        spec = json.loads(path.read_text())
+    except ValueError as exc:
+        raise BadInput(f"not valid JSON: {exc}", path=path) from exc
+    for key in ("platform", "models_dir", "targets"):
+        if key not in spec:
+            raise BadInput(f"missing '{key}'", path=path)
+    models = (app / spec["models_dir"]).resolve()
+    if app.resolve() not in models.parents and models != app.resolve():
+        raise BadInput(f"models_dir '{spec['models_dir']}' escapes the app folder", path=path)
+    return {**spec, "models_path": models}
+
+
+def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=print) -> BundleOutcome:
+    report_path = source / "report.json"
+    if not report_path.is_file():
+        raise BadInput("no report.json here: bundle takes the --out folder of `edge-distill check`", path=source)
+    report = json.loads(report_path.read_text())
+    spec = read_app(app)
+    results = [r for r in report["results"] if r["target"] in spec["targets"]]
+    if not results:
+        raise BadInput(f"the report has no result for the app's targets ({', '.join(spec['targets'])})",
+                       path=report_path, hint="run check with one of those targets in [[targets]]")
+    failed = [r for r in results if not r["passed"]]
+    refused = [f"{r['name']} (broken: {', '.join(_broken(r))})" for r in failed]
+    chosen = results if allow_failed else [r for r in results if r["passed"]]
+    if not chosen:
+        return BundleOutcome([], refused, allow_failed)
+
+    models = spec["models_path"]
+    models.mkdir(parents=True, exist_ok=True)
+    previous = _manifest(models)
+    plan = {}  # file name in the app -> source path (or JSON text)
+    context = _Context(report, report_path)
+    for result in chosen:
+        artifact = source / result["artifact"]
+        name = _safe_name(result["name"])
+        file_name = f"{name}{_suffix(artifact)}"
+        plan[file_name] = artifact
+        plan[f"{name}.model.json"] = json.dumps(context.model_json(result, file_name, artifact), indent=2) + "\n"
+    for file_name in plan:
+        target = models / file_name
+        if target.exists() and file_name not in previous:
+            raise BadInput(f"the app already holds '{file_name}', which edge-distill did not write; it will not "
+                           "overwrite it", path=target, hint="move it away, or bundle into another app folder")
+    for file_name, content in plan.items():
+        _write_atomic(models / file_name, content)
+        progress(f"bundled {models / file_name}")
+    _write_atomic(models / MANIFEST, json.dumps({"files": sorted(set(previous) | set(plan))}, indent=1) + "\n")
+    return BundleOutcome(sorted(plan), refused, allow_failed)
+
+
+def _broken(result: dict) -> list[str]:
+    return [c["name"].split("/", 1)[-1] for c in result["checks"] if c["passed"] is not True]
+
+
+def _safe_name(name: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    if clean in ("", ".", "..") or clean.startswith("."):
+        raise BadInput(f"cannot make a safe file name from {name!r}")
+    return clean
+
+
+def _suffix(path: Path) -> str:
+    return "".join(path.suffixes[-1:])
+
+
+def _manifest(models: Path) -> set[str]:
+    try:
+        return set(json.loads((models / MANIFEST).read_text())["files"])
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
+def _write_atomic(target: Path, content) -> None:
+    tmp_dir = Path(tempfile.mkdtemp(prefix=".edge-distill-", dir=target.parent))
+    try:
+        tmp = tmp_dir / target.name
+        if isinstance(content, str):
+            tmp.write_text(content)
+        elif Path(content).is_dir():
+            shutil.copytree(content, tmp)
+        else:
+            shutil.copyfile(content, tmp)
+        if target.is_dir() and not target.is_symlink():
+            old = tmp_dir / "old"
+            target.rename(old)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+class _Context:
+    """What every model.json of one report shares: the config, the data, the golden inputs."""
+
+    def __init__(self, report: dict, report_path: Path):
+        from .config import load_config
+
+        self.report, self.report_hash = report, _sha256(report_path)
+        self.cfg = load_config(report["config"]) if report.get("config") else None
+        self._golden = None
+
+    def golden(self):
+        if self._golden is None:
+            from edge_distill.calibration import InputSpec, load_dataset
+
+            specs = [InputSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in self.report["student"]["inputs"]]
+            data = load_dataset(self.report["data"]["evaluation"]["source"], specs)
+            # One sample of each of the first classes (or the first samples): distinct expected answers.
+            index = []
+            if data.labels is not None:
+                for label in np.unique(data.labels)[:GOLDEN_SAMPLES]:
+                    index.append(int(np.flatnonzero(data.labels == label)[0]))
+            index = index or list(range(min(GOLDEN_SAMPLES, len(data))))
+            self._golden = data.subset(np.array(index))
+        return self._golden
+
+    def model_json(self, result: dict, file_name: str, artifact: Path) -> dict:
+        from edge_distill.targets import get_target
+
+        m = self.cfg.model if self.cfg else None
+        normalization = dict(m.normalization) if m else {}
+        labels = list(m.labels) if m else []
+        data = self.golden()
+        runner = get_target(result["target"]).open_runner(artifact, 1)
+        outputs = runner.run({n: data.inputs[n] for n in runner.input_names})[0]
+        scale = float(normalization.get("scale", 1.0))
+        golden = []
+        for i in range(len(data)):
+            sample = {"inputs": {}, "expected_output": [round(float(v), 5) for v in outputs[i].ravel()],
+                      "expected_top1": int(outputs[i].argmax())}
+            for name, array in data.inputs.items():
+                raw = array[i] / scale  # back to the app's raw values (pixels 0..255 for the example)
+                sample["inputs"][name] = [round(float(v), 4) for v in raw.ravel()]
+            if labels:
+                sample["expected_label"] = labels[sample["expected_top1"]]
+            golden.append(sample)
+        layout = result["details"].get("layout", "source")
+        passed = [c for c in result["checks"] if c["passed"]]
+        latency = result.get("latency")
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "name": result["name"], "target": result["target"], "precision": result["precision"],
+            "file": file_name, "sha256": _sha256(artifact), "size_bytes": result["size_bytes"],
+            "task": m.task if m else "classification",
+            "inputs": [{"name": i["name"], "shape": i["shape"], "dtype": i["dtype"],
+                        "layout": "NHWC" if layout == "NHWC" else "NCHW" if len(i["shape"]) == 4 else "none",
+                        "normalization": {"scale": scale, "mean": normalization.get("mean", 0.0),
+                                          "std": normalization.get("std", 1.0),
+                                          "formula": "x = (raw * scale - mean) / std"}}
+                       for i in self.report["student"]["inputs"]],
+            "outputs": [{"name": "output", "meaning": "logits" if labels else "raw output", "labels": labels,
+                         "decoding": "softmax, then argmax: the label at the top index" if labels else "none"}],
+            "budgets": {"passed": result["passed"],
+                        "held": [{"name": c["name"], "limit": c["limit"], "value": c["value"],
+                                  "comparison": c["comparison"], "provenance": c.get("provenance")} for c in passed],
+                        "broken": _broken(result)},
+            "provenance": {"evaluation": result.get("evaluation", {}),
+                           "latency": latency["provenance"] if latency else None,
+                           "report_sha256": self.report_hash, "tool_version": self.report["tool_version"]},
+            "teacher": {"sha256": (self.report.get("teacher") or {}).get("fingerprint"),
+                        "distilled_from": m.distilled_from if m else None},
+            "golden": {"tolerance": 0.05 if result["precision"] != "fp32" else 1e-3, "samples": golden},
+        }
