@@ -44,6 +44,17 @@ def main():
 _out = click.option("--out", "out", type=click.Path(path_type=Path), help="Folder to write into.")
 _force = click.option("--force", is_flag=True, help="Write into --out even if it holds files edge-distill did not write.")
 _quiet = click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+_device_option = click.option("--device", help="host (measure here, the default) or a device profile "
+                                               "(estimated; see `edge-distill devices`).")
+
+
+def _device(name: str) -> str:
+    """Validate a device name before any work starts."""
+    if name != "host":
+        from .devices import load_profile
+
+        load_profile(name)
+    return name
 
 
 def _finish(report, folder: Path) -> None:
@@ -54,12 +65,13 @@ def _finish(report, folder: Path) -> None:
     sys.exit(report.exit_code)
 
 
-def _check(config: Path, out: Path, force: bool, quiet: bool) -> None:
+def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None = None) -> None:
     from .config import load_config
     from .outputs import output_folder, write_reports
     from .pipeline import Progress, run_check
 
     cfg = load_config(config)
+    cfg.device = _device(device or cfg.device)
     with output_folder(out, force) as tmp:
         report = run_check(cfg, tmp, Progress(not quiet))
         write_reports(report, tmp)
@@ -72,9 +84,10 @@ def _check(config: Path, out: Path, force: bool, quiet: bool) -> None:
               help="Folder to write artifacts and reports into.")
 @_force
 @_quiet
-def check(config, out, force, quiet):
+@_device_option
+def check(config, out, force, quiet, device):
     """Export, quantize and verify every target and precision in CONFIG against its budgets."""
-    _check(config, out, force, quiet)
+    _check(config, out, force, quiet, device)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -150,17 +163,20 @@ def _parse_options(items) -> dict:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-verify"), show_default=True)
 @_force
 @_quiet
-def verify(artifact, data, budget, float_model, teacher, precision, threads, warmup, runs, out, force, quiet):
+@_device_option
+def verify(artifact, data, budget, float_model, teacher, precision, threads, warmup, runs, out, force, quiet,
+           device):
     """Measure ARTIFACT on this host (latency, memory, accuracy per slice) against a budget."""
     from .budgets import Budget, load_budget_file
     from .outputs import output_folder, write_reports
     from .pipeline import Progress, run_verify
 
     budget_obj = load_budget_file(budget) if budget else Budget()
+    device = _device(device or "host")
     with output_folder(out, force) as tmp:
         report = run_verify(artifact, data, budget=budget_obj, float_model=float_model, teacher_model=teacher,
                             threads=threads, warmup=warmup, runs=runs, precision=precision,
-                            progress=Progress(not quiet))
+                            progress=Progress(not quiet), device=device)
         write_reports(report, tmp)
     _finish(report, out)
 
@@ -284,6 +300,23 @@ def bundle(source, app, allow_failed):
         click.echo(("WARNING: bundled although it broke its budget: " if allow_failed else
                     "refused (broke its budget; --allow-failed to bundle it anyway): ") + item, err=True)
     sys.exit(outcome.exit_code)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the devices as JSON.")
+def devices(as_json):
+    """Devices a figure can come from: this host (measured), estimated profiles, attached devices."""
+    from dataclasses import asdict
+
+    from .devices import list_devices
+
+    found = list_devices()
+    if as_json:
+        click.echo(json.dumps([asdict(d) for d in found], indent=2))
+        return
+    for d in found:
+        measures = ", ".join(d.measures) or "nothing yet"
+        click.echo(f"{d.name:18} {d.kind:10} measures: {measures}\n{'':18} {d.note}")
 
 
 @main.command()

@@ -90,6 +90,7 @@ class Config:
     threads: int = 1
     warmup: int = 20
     runs: int = 200
+    device: str = "host"
     targets: list[TargetConfig] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
     cost: object | None = None  # edge_distill.ladder.CostModel
@@ -176,7 +177,8 @@ def load_config(path: str | Path) -> Config:
     cfg.tolerance = float(expect(e.get("tolerance", 1e-4), (int, float), "tolerance", "export", path))
 
     me = expect(data.get("measure", {}), dict, "measure", "top level", path)
-    check_keys(me, {"threads", "warmup", "runs"}, "measure", path)
+    check_keys(me, {"threads", "warmup", "runs", "device"}, "measure", path)
+    cfg.device = expect(me.get("device", "host"), str, "device", "measure", path)
     cfg.threads = _positive_int(me, "threads", 1, "measure", path)
     cfg.warmup = _positive_int(me, "warmup", 20, "measure", path)
     cfg.runs = _positive_int(me, "runs", 200, "measure", path)

@@ -64,6 +64,24 @@ def reference_metrics(data: Dataset, student_out: np.ndarray, teacher_out: np.nd
     return refs
 
 
+def _estimated_on(device: str, graph: Path | None, precision: str, target: str, how: dict):
+    from .devices import estimate, load_profile
+    from .provenance import Provenance, host_cpu
+
+    profile = load_profile(device)
+    est = estimate(graph, precision, profile, neural_engine=target == "coreml")
+    prov = Provenance(kind="estimated", device=f"{profile.name}@{profile.version}",
+                      runtime=f"graph estimate for {how['runtime']}", runtime_version=profile.version,
+                      cpu=profile.description, threads=1, os="",
+                      method=(f"graph estimate: {est['ops']} ops, {est['flops'] / 1e6:.3g} MFLOP on the "
+                              f"{est['compute_unit']}, against the profile's sustained throughput and memory "
+                              f"bandwidth (correction {profile.figures['correction']:g}); not run on {host_cpu()}"))
+    ms = round(est["latency_ms"], 4)
+    lat = measure.Latency(p50_ms=ms, p90_ms=ms, p95_ms=ms, p99_ms=ms, mean_ms=ms, min_ms=ms, runs=0, warmup=0,
+                          batch=1, provenance=prov)
+    return lat, measure.Memory(round(est["peak_memory_mb"], 4), prov)
+
+
 def result_label(subject: str, target: str, precision: str, qualified: bool = False) -> str:
     return f"{subject}/{target}-{precision}" if qualified or subject != "student" else f"{target}-{precision}"
 
@@ -71,7 +89,8 @@ def result_label(subject: str, target: str, precision: str, qualified: bool = Fa
 def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dataset, float_out, teacher_out,
                       budget: Budget, threads: int, warmup: int, runs: int, float_latency=None,
                       artifact: Artifact | None = None, progress=Progress(False),
-                      subject: str = "student", qualified: bool = False) -> TargetResult:
+                      subject: str = "student", qualified: bool = False, device: str = "host",
+                      graph: Path | None = None) -> TargetResult:
     """Measure one artifact on this host and check it against its budget."""
     target = get_target(target_name)
     runner = target.open_runner(path, threads)
@@ -82,13 +101,18 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     kw = dict(labels=data.labels, weights=data.weights, float_outputs=float_out, teacher_outputs=teacher_out)
     overall = metrics.classification(out, **kw)
     slices = {s: metrics.classification(out, mask=m, **kw) for s, m in data.slices.items()}
+    host_lat = None
     if getattr(runner, "measures_latency", True):
         progress(f"  {label}: latency ({warmup} warm-up + {runs} runs, {threads} thread(s))")
-        lat = measure.latency(runner, data, warmup=warmup, runs=runs)
+        lat = host_lat = measure.latency(runner, data, warmup=warmup, runs=runs)
         progress(f"  {label}: peak memory in a fresh process")
-        mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, how)
+        mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, how) \
+            if device == "host" else None
     else:
         lat, mem = None, measure.Memory(None, None, runner.why_no_latency)
+    if device != "host":
+        lat, mem = _estimated_on(device, graph, precision, target_name, how)
+        progress(f"  {label}: on {device}, estimated p50 {lat.p50_ms:.3g} ms")
     speedup = round(float_latency.p50_ms / lat.p50_ms, 3) if float_latency and lat and precision != "fp32" else None
     result = TargetResult(subject=subject, qualified=qualified, target=target_name, precision=precision,
                           artifact=str(path),
@@ -97,10 +121,15 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
                           metrics=overall, slices=slices, details=dict(artifact.details) if artifact else {},
                           evaluation={"kind": how.get("kind", "measured"), "runtime": how["runtime"],
                                       "runtime_version": how["runtime_version"], "device": "host"})
+    if host_lat is not None and device != "host":
+        result.details["host_latency"] = {"p50_ms": host_lat.p50_ms, "p95_ms": host_lat.p95_ms, "kind": "measured",
+                                          "device": "host"}
     if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
         result.details["compute_plan"] = runner.placement()
     if lat is None:
         result.warnings.append(f"{target_name}: {runner.why_no_latency}")
+    if device != "host":
+        result.warnings.append(f"latency and memory on {device} are estimated from the graph, not measured")
     if speedup is not None and speedup < 1.0:
         result.warnings.append(f"{result.name} is slower than fp32 on this host (speedup {speedup:.2f}x)")
     result.checks = evaluate(budget.for_precision(precision), _figures(result, why_no_latency=getattr(
@@ -239,7 +268,8 @@ def build_and_measure(cfg: Config, tc, precision: str, model: SourceModel, onnx_
     result = evaluate_artifact(tc.name, precision, artifact.path, data=loaded.evaluation, float_out=float_out,
                                teacher_out=teacher_out, budget=cfg.budget, threads=cfg.threads, warmup=cfg.warmup,
                                runs=cfg.runs, float_latency=float_latency, artifact=artifact, progress=progress,
-                               subject=subject, qualified=qualified)
+                               subject=subject, qualified=qualified, device=cfg.device,
+                               graph=onnx_path if onnx_path and Path(onnx_path).is_file() else None)
     result.build_seconds = seconds
     result.artifact = str(artifact.path.relative_to(out))
     result.files = [str(f.relative_to(out)) for f in artifact.files]
@@ -349,8 +379,8 @@ def run_export(reference: str, target_string: str, out: Path, *, precision: str 
 
 def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: str | None = None,
                teacher_model: str | None = None, threads: int = 1, warmup: int = 20, runs: int = 200,
-               precision: str | None = None, progress: Progress = Progress(False)) -> Report:
-    """`edge-distill verify`: measure one artifact against a budget on this host."""
+               precision: str | None = None, progress: Progress = Progress(False), device: str = "host") -> Report:
+    """`edge-distill verify`: measure one artifact against a budget, on this host or a device profile."""
     from edge_distill.targets import target_for_file
 
     if not artifact.exists():
@@ -379,11 +409,21 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
         teacher_info = _model_info(teacher)
     result = evaluate_artifact(target_name, precision, artifact, data=data, float_out=float_out,
                                teacher_out=teacher_out, budget=budget, threads=threads, warmup=warmup, runs=runs,
-                               float_latency=float_latency, progress=progress)
+                               float_latency=float_latency, progress=progress, device=device,
+                               graph=_graph_for(artifact, float_model))
     refs = reference_metrics(data, float_out, teacher_out)
     return Report(command="verify", tool_version=__version__, created=_now(), config=None, student=student_info,
                   teacher=teacher_info, data={"evaluation": _data_info(data)}, environment=host_environment(),
                   export=None, references=refs, results=[result])
+
+
+def _graph_for(artifact: Path, float_model: str | None) -> Path | None:
+    """The ONNX graph whose work a device estimate counts: the artifact's own, or the float model's."""
+    for candidate in (artifact if artifact.suffix == ".onnx" else artifact.with_suffix(".onnx"),
+                      Path(float_model) if float_model and float_model.endswith(".onnx") else None):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
 
 
 def _sha(path: Path) -> str:
