@@ -104,7 +104,11 @@ class TfliteTarget:
             except (BadInput, MissingDependency):
                 raise
             except Exception as exc:
-                raise BadInput(_conversion_error(exc, request.source.reference, module, sample)) from exc
+                hint = None
+                if request.source.kind == "onnx":
+                    hint = ("the module onnx2torch made of this ONNX graph does not convert; give the torch "
+                            "student instead (module:factory + weights, or a .pt2 program)")
+                raise BadInput(_conversion_error(exc, request.source.reference, module, sample), hint=hint) from exc
         _name_signature(out, specs)
         _write_metadata(out, specs, channels_last, request.precision)
         if request.precision == "fp32":
@@ -219,8 +223,9 @@ class TfliteRunner:
         except ImportError as exc:
             raise MissingDependency("ai-edge-litert", "tflite", "running .tflite files") from exc
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+            with _silenced_native_output():  # "Created TensorFlow Lite XNNPACK delegate" on every load
+                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self.interpreter.allocate_tensors()
             runner = self.interpreter.get_signature_runner()
         except (ValueError, RuntimeError) as exc:
             raise BadInput(f"the LiteRT interpreter cannot load the model: {str(exc).splitlines()[0]}",
@@ -287,11 +292,31 @@ def _torch_module(source):
                        hint="pip install onnx2torch to convert it, or give the torch student "
                             "(module:factory + weights, or a .pt2 program)") from exc
     try:
-        return convert(str(source.onnx_path)).eval()
+        return convert(_without_allowzero(source.onnx_path)).eval()
     except NotImplementedError as exc:
         raise BadInput(f"onnx2torch cannot convert {source.reference}: {exc}",
                        hint="these ops block the ONNX route; give the torch student (module:factory or .pt2)") \
             from exc
+
+
+def _without_allowzero(path):
+    """onnx2torch rejects Reshape(allowzero=1), which the dynamo exporter writes. With a constant
+    shape that holds no 0 the flag changes nothing, so drop it there."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    for node in model.graph.node:
+        shape = constants.get(node.input[1]) if node.op_type == "Reshape" and len(node.input) > 1 else None
+        if shape is not None and not (shape == 0).any():
+            for attr in node.attribute:
+                if attr.name == "allowzero":
+                    attr.i = 0
+    return model
 
 
 def _require_calibration(request) -> None:
@@ -408,21 +433,23 @@ def _float_io(path: Path) -> None:
         return len(graph.tensors) - 1
 
     integer = (fb.TensorType.INT8, fb.TensorType.UINT8)
-    front, back, remap = [], [], {}
-    for pos, index in enumerate(graph.inputs):
-        if graph.tensors[index].type in integer:
-            remap[index] = twin = float_twin(index)
-            op = fb.OperatorT()
-            op.opcodeIndex, op.inputs, op.outputs = opcode(fb.BuiltinOperator.QUANTIZE), [twin], [index]
-            front.append(op)
-            graph.inputs[pos] = twin
-    for pos, index in enumerate(graph.outputs):
-        if graph.tensors[index].type in integer:
-            remap[index] = twin = float_twin(index)
-            op = fb.OperatorT()
-            op.opcodeIndex, op.inputs, op.outputs = opcode(fb.BuiltinOperator.DEQUANTIZE), [index], [twin]
-            back.append(op)
-            graph.outputs[pos] = twin
+    remap = {}
+
+    def wrap(edges: list, builtin: int, is_input: bool) -> list:
+        """Give each integer graph input (output) a float twin and a QUANTIZE (DEQUANTIZE) op."""
+        ops = []
+        for pos, index in enumerate(edges):
+            if graph.tensors[index].type in integer:
+                remap[index] = twin = float_twin(index)
+                op = fb.OperatorT()
+                op.opcodeIndex = opcode(builtin)
+                op.inputs, op.outputs = ([twin], [index]) if is_input else ([index], [twin])
+                ops.append(op)
+                edges[pos] = twin
+        return ops
+
+    front = wrap(graph.inputs, fb.BuiltinOperator.QUANTIZE, is_input=True)
+    back = wrap(graph.outputs, fb.BuiltinOperator.DEQUANTIZE, is_input=False)
     graph.operators = front + list(graph.operators) + back
     for signature in model.signatureDefs or []:
         for entry in list(signature.inputs or []) + list(signature.outputs or []):

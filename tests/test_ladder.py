@@ -1,6 +1,7 @@
 """The decision ladder on the real example: teacher and student, quantized, measured in order."""
 
 import json
+import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -132,3 +133,17 @@ def test_advise_cli_with_flags():
     assert bad.returncode == 2 and "positive" in bad.stderr
     missing = run_cli("advise", "--latency-budget-ms", "100")
     assert missing.returncode == 2 and "missing --monthly-calls" in missing.stderr
+
+
+def test_off_the_shelf_rung_sits_between_teacher_and_student(example, tmp_path, demo_run):
+    _, demo = demo_run
+    shutil.copyfile(demo / "onnx" / "model.onnx", example / "ready-made.onnx")
+    config = edit_config(example, targets=("ort",), replace={"runs = 300": "runs = 40", "warmup = 50": "warmup = 5"})
+    config.write_text(config.read_text() + '\n[ladder]\noff_the_shelf = "ready-made.onnx"\n')
+    (example / "b.toml").write_text("max_size_mb = 0.3\nmin_accuracy = 0.85\n")
+    proc = run_cli("ladder", config, "--budget", example / "b.toml", "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["ladder"]["order"][3] == "off-the-shelf/ort-fp32"
+    assert report["ladder"]["chosen"] == "off-the-shelf/ort-fp32"
+    assert "an off-the-shelf model is enough" in report["ladder"]["verdict"]

@@ -146,3 +146,17 @@ def test_inspect_tflite_cli(demo_run):
     proc = run_cli("inspect", out / "tflite" / "model.int8.tflite")
     assert proc.returncode == 0, proc.stderr
     assert '"FULLY_CONNECTED"' in proc.stdout and '"float_islands": []' in proc.stdout
+
+
+def test_onnx_only_student_gets_a_clear_answer(demo_run, tmp_path):
+    """The ONNX route goes through onnx2torch; when the result does not convert, exit 2 says which
+    input formats work, and nothing is left at --out."""
+    _, demo = demo_run
+    out = tmp_path / "out"
+    proc = run_cli("export", demo / "onnx" / "model.onnx", "--target", "tflite-fp32", "--data", EXAMPLE / "eval.npz",
+                   "--out", out)
+    if proc.returncode == 0:  # onnx2torch handled this graph: then the artifact must be right
+        assert (out / "tflite" / "model.fp32.tflite").is_file()
+    else:
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert "module:factory" in proc.stderr and not out.exists()

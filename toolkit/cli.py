@@ -189,7 +189,8 @@ def verify(artifact, data, budget, float_model, teacher, precision, threads, war
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-ladder"), show_default=True)
 @_force
 @_quiet
-def ladder(config, target, whole, budget, out, force, quiet):
+@_device_option
+def ladder(config, target, whole, budget, out, force, quiet, device):
     """Measure teacher fp32/int8/int4, an off-the-shelf model, then student fp32/int8/int4, cheapest
     first; stop at the first rung that meets every budget. Exit 1 when none does."""
     from .config import load_config
@@ -200,6 +201,7 @@ def ladder(config, target, whole, budget, out, force, quiet):
     from .budgets import load_budget_file
 
     cfg = load_config(config)
+    cfg.device = _device(device or cfg.device)
     if budget:
         cfg.budget = load_budget_file(budget)
     with output_folder(out, force) as tmp:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
-from dataclasses import dataclass
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -101,15 +101,14 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     kw = dict(labels=data.labels, weights=data.weights, float_outputs=float_out, teacher_outputs=teacher_out)
     overall = metrics.classification(out, **kw)
     slices = {s: metrics.classification(out, mask=m, **kw) for s, m in data.slices.items()}
-    host_lat = None
+    lat = host_lat = None
+    mem = measure.Memory(None, None, getattr(runner, "why_no_latency", None))
     if getattr(runner, "measures_latency", True):
         progress(f"  {label}: latency ({warmup} warm-up + {runs} runs, {threads} thread(s))")
         lat = host_lat = measure.latency(runner, data, warmup=warmup, runs=runs)
-        progress(f"  {label}: peak memory in a fresh process")
-        mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, how) \
-            if device == "host" else None
-    else:
-        lat, mem = None, measure.Memory(None, None, runner.why_no_latency)
+        if device == "host":
+            progress(f"  {label}: peak memory in a fresh process")
+            mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, how)
     if device != "host":
         lat, mem = _estimated_on(device, graph, precision, target_name, how)
         progress(f"  {label}: on {device}, estimated p50 {lat.p50_ms:.3g} ms")
@@ -131,7 +130,8 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     if device != "host":
         result.warnings.append(f"latency and memory on {device} are estimated from the graph, not measured")
     if speedup is not None and speedup < 1.0:
-        result.warnings.append(f"{result.name} is slower than fp32 on this host (speedup {speedup:.2f}x)")
+        where = "on this host" if device == "host" else f"on {device} (estimated)"
+        result.warnings.append(f"{result.name} is slower than fp32 {where} (speedup {speedup:.2f}x)")
     result.checks = evaluate(budget.for_precision(precision), _figures(result, why_no_latency=getattr(
         runner, "why_no_latency", None)), {s: m.figures() for s, m in slices.items()}, _provenance(result), result.name)
     if hasattr(target, "record"):
