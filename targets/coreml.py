@@ -24,18 +24,15 @@ smaller ones stay fp16. The report lists weight bytes per dtype so this shows.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import shutil
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from edge_distill.errors import BadInput, CannotMeasure, MissingDependency
+from edge_distill.quiet import quiet
 
 from . import Artifact, BuildRequest, Capabilities, artifact_size
 
@@ -58,21 +55,9 @@ capabilities = Capabilities(
 )
 
 
-@contextlib.contextmanager
 def _quiet():
     """coremltools prints version warnings and progress bars; keep our output readable."""
-    loggers = [logging.getLogger(n) for n in ("coremltools", "torch")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
+    return quiet("coremltools", "torch", streams=True)
 
 
 def _coremltools():

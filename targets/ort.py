@@ -15,7 +15,6 @@ The `.ort` file uses the Fixed style: Runtime-style files of QDQ models fail to 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import shutil
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_distill.errors import BadInput, MissingDependency
+from edge_distill.quiet import quiet
 
 from . import Artifact, BuildRequest, Capabilities
 
@@ -88,7 +88,7 @@ class OrtTarget:
             shutil.copyfile(request.onnx_path, onnx_out)
         else:
             builder = getattr(self, f"_build_{precision}")
-            with _working_in(request.work_dir), _quiet_logging():
+            with _working_in(request.work_dir), quiet("", "ort_format_model.utils", "onnxruntime"):
                 details.update(builder(request, onnx_out) or {})
         ort_path = _convert_to_ort(onnx_out, request.out_dir)
         details["ops"] = op_counts(onnx_out)
@@ -224,27 +224,13 @@ class OrtRunner:
 def _convert_to_ort(onnx_path: Path, out_dir: Path) -> Path:
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
-    with contextlib.redirect_stdout(None), _quiet_logging():
+    with contextlib.redirect_stdout(None), quiet("", "ort_format_model.utils", "onnxruntime"):
         convert_onnx_models_to_ort(onnx_path, output_dir=out_dir, optimization_styles=[OptimizationStyle.Fixed],
                                    enable_type_reduction=True)
     ort_path = out_dir / f"{onnx_path.stem}.ort"
     if not ort_path.exists():
         raise BadInput(f"ORT format conversion produced no {ort_path.name}", path=onnx_path)
     return ort_path
-
-
-@contextlib.contextmanager
-def _quiet_logging():
-    """ORT's tools log every step at INFO, to the root logger and their own."""
-    loggers = [logging.getLogger(n) for n in ("", "ort_format_model.utils", "onnxruntime")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels):
-            lg.setLevel(level)
 
 
 def gemm_to_matmul(model) -> int:
@@ -311,7 +297,7 @@ def mobile_usability(onnx_path: Path) -> dict:
     out = {"provenance": "estimated", "method": "onnxruntime usability_checker op tables, dynamic dims fixed to 1"}
     checks = {"nnapi": lambda m: uc.check_nnapi_partitions(m, require_fixed_input_sizes=True),
               "coreml_mlprogram": lambda m: uc.check_coreml_partitions(m, True, "coreml_supported_mlprogram_ops.md")}
-    with _quiet_logging():
+    with quiet("", "ort_format_model.utils", "onnxruntime"):
         for ep, check in checks.items():
             try:
                 info = check(model)

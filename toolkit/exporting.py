@@ -8,11 +8,7 @@ this is an error carrying the measured difference.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
 import shutil
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +18,7 @@ from edge_distill.calibration import Dataset
 
 from .errors import BadInput, ExportMismatch
 from .models import SourceModel, load_model
+from .quiet import quiet
 
 TWO_GB = 2 * 1024**3
 
@@ -99,8 +96,7 @@ def _torch_export(model: SourceModel, out_path: Path, opset: int, samples: Datas
     kwargs = {} if model.exported is not None else {"dynamic_shapes": tuple(dynamic_shapes)}
     # The exporter prints progress to stdout and warnings about optional packages (torchvision);
     # keep our own output readable. Real failures still raise.
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings(), _quiet("torch.onnx"):
-        warnings.simplefilter("ignore")
+    with quiet("torch.onnx", streams=True):
         try:
             torch.onnx.export(source, args, str(out_path), input_names=[s.name for s in model.inputs],
                               output_names=output_names, opset_version=opset, dynamo=True,
@@ -130,17 +126,6 @@ def _name_dynamic_dims(path: Path, specs) -> None:
             if dim.dim_param in renames:
                 dim.dim_param = renames[dim.dim_param]
     onnx.save(proto, str(path), save_as_external_data=False)
-
-
-@contextlib.contextmanager
-def _quiet(logger_name: str):
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def _dim_name(name: str) -> str:
