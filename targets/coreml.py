@@ -337,14 +337,7 @@ class ReferenceMilRunner:
         return [np.asarray(env[name], dtype=np.float32) for name in self.output_names]
 
     def input_specs(self) -> list:
-        from edge_distill.calibration import InputSpec
-
-        specs = []
-        for item in self._spec.description.input:
-            shape = list(item.type.multiArrayType.shape)
-            specs.append(InputSpec(name=item.name, shape=tuple(["batch"] + [int(d) for d in shape[1:]]),
-                                   dtype="float32"))
-        return specs
+        return _input_specs(self._spec)
 
     def describe(self) -> dict:
         return {"runtime": "coremltools reference MIL evaluator", "runtime_version": self._version,
@@ -373,7 +366,7 @@ class CoreMLRunner:
         return [np.concatenate([o[name] for o in outputs]) for name in self.output_names]
 
     def input_specs(self) -> list:
-        return ReferenceMilRunner.input_specs(self)
+        return _input_specs(self._spec)
 
     def placement(self) -> dict:
         """Core ML's compute plan: the preferred compute device of each ML Program op (macOS 14.4+),
@@ -400,6 +393,14 @@ class CoreMLRunner:
     def describe(self) -> dict:
         return {"runtime": "Core ML", "runtime_version": f"coremltools {self._version}",
                 "execution_provider": f"compute units {self._units}", "threads": 1, "kind": "measured"}
+
+
+def _input_specs(spec) -> list:
+    """Input specs of a package, read from its description (the batch axis is dynamic)."""
+    from edge_distill.calibration import InputSpec
+
+    return [InputSpec(name=item.name, shape=tuple(["batch"] + [int(d) for d in list(item.type.multiArrayType.shape)[1:]]),
+                      dtype="float32") for item in spec.description.input]
 
 
 def _vars(op):

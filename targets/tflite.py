@@ -94,7 +94,7 @@ class TfliteTarget:
                 if request.precision == "int8" and opts.get("int8_recipe", "pt2e") == "pt2e":
                     self._convert_int8(module, sample, specs, request, out, channels_last)
                 else:
-                    _convert(module, sample, fp32, channels_last)
+                    _convert(module, sample, fp32, channels_last, specs)
                     _name_signature(fp32, specs)
                     if request.precision == "fp32":
                         fp32.replace(out)
@@ -348,13 +348,13 @@ def _as_tensors(specs, arrays: dict, channels_last: bool) -> tuple:
     return tuple(tensors)
 
 
-def _convert(module, sample, out: Path, channels_last: bool) -> None:
+def _convert(module, sample, out: Path, channels_last: bool, specs) -> None:
     import litert_torch
 
     if channels_last:
-        specs_4d = [i for i, t in enumerate(sample) if t.ndim == 4]
-        module = litert_torch.to_channel_last_io(module, args=specs_4d)
-        sample = tuple(t.permute(0, 2, 3, 1).contiguous() if t.ndim == 4 else t for t in sample)
+        images = _image_args(specs)
+        module = litert_torch.to_channel_last_io(module, args=images)
+        sample = tuple(t.permute(0, 2, 3, 1).contiguous() if i in images else t for i, t in enumerate(sample))
     litert_torch.convert(module.eval(), sample).export(str(out))
 
 

@@ -70,9 +70,6 @@ class Budget:
             limits.pop("min_speedup_vs_float", None)
         return Budget(limits=limits, slices=slices, require=layer.require or self.require)
 
-    def is_empty(self) -> bool:
-        return not (self.limits or self.slices or self.precisions)
-
 
 def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: bool = True) -> Budget:
     allowed = set(SCALAR_CHECKS) | {"slices", "require"} | ({"precisions"} if allow_layers else set())

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import BadInput
-from .pipeline import Progress, build_and_measure, export_verified, load_inputs, plan_targets, _report
+from .pipeline import Progress, build_and_measure, build_report, export_verified, load_inputs, plan_targets
 from .report import Report, TargetResult
 from .tomlfile import check_keys, expect
 
@@ -128,7 +128,7 @@ def run_ladder(cfg: Config, out: Path, progress: Progress, *, target: str | None
     ladder = {"order": [f"{s}/{tc.name}-{p}" for s, p in order], "rungs": rungs, "chosen": chosen,
               "whole": whole, "verdict": _verdict(chosen, rungs), "cost": _cost_summary(cost, rungs)}
     student_out = float_outputs.get("student")
-    return _report("ladder", cfg, loaded, exports.get("student") or exports.get("teacher"), student_out,
+    return build_report("ladder", cfg, loaded, exports.get("student") or exports.get("teacher"), student_out,
                    teacher_out, results, ladder=ladder)
 
 

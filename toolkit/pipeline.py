@@ -23,7 +23,7 @@ from .errors import BadInput, MissingDependency
 from .exporting import export_to_onnx
 from .models import SourceModel, load_model
 from .provenance import host_environment
-from .report import Report, TargetResult
+from .report import Report, TargetResult, result_label
 
 
 class Progress:
@@ -80,10 +80,6 @@ def _estimated_on(device: str, graph: Path | None, precision: str, target: str, 
     lat = measure.Latency(p50_ms=ms, p90_ms=ms, p95_ms=ms, p99_ms=ms, mean_ms=ms, min_ms=ms, runs=0, warmup=0,
                           batch=1, provenance=prov)
     return lat, measure.Memory(round(est["peak_memory_mb"], 4), prov)
-
-
-def result_label(subject: str, target: str, precision: str, qualified: bool = False) -> str:
-    return f"{subject}/{target}-{precision}" if qualified or subject != "student" else f"{target}-{precision}"
 
 
 def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dataset, float_out, teacher_out,
@@ -301,10 +297,10 @@ def run_check(cfg: Config, out: Path, progress: Progress) -> Report:
                 if precision == "fp32":
                     float_latency = result.latency
                 results.append(result)
-    return _report("check", cfg, loaded, export, float_out, teacher_out, results)
+    return build_report("check", cfg, loaded, export, float_out, teacher_out, results)
 
 
-def _report(command: str, cfg: Config, loaded: Loaded, export, float_out, teacher_out, results, **extra) -> Report:
+def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, teacher_out, results, **extra) -> Report:
     warnings, gate = stale_teacher(cfg, loaded.teacher)
     return Report(command=command, tool_version=__version__, created=_now(), config=str(cfg.path),
                   student=_model_info(loaded.student),

@@ -17,6 +17,11 @@ SCHEMA_VERSION = "1"
 EXIT_PASSED, EXIT_BUDGET_BROKEN, EXIT_BAD_INPUT, EXIT_CANNOT_MEASURE = 0, 1, 2, 3
 
 
+def result_label(subject: str, target: str, precision: str, qualified: bool = False) -> str:
+    """"ort-int8" for the student; "teacher/ort-int8" for another subject, or when a report mixes them."""
+    return f"{subject}/{target}-{precision}" if qualified or subject != "student" else f"{target}-{precision}"
+
+
 @dataclass
 class TargetResult:
     subject: str  # "student", "teacher" or "off-the-shelf": which model the artifact was built from
@@ -39,8 +44,6 @@ class TargetResult:
 
     @property
     def name(self) -> str:
-        from .pipeline import result_label
-
         return result_label(self.subject, self.target, self.precision, self.qualified)
 
     @property
