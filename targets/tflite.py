@@ -121,6 +121,7 @@ class TfliteTarget:
                            + ", ".join(dict.fromkeys(info["float_islands"])),
                            hint="drop integer_io (float I/O), or make those ops quantizable")
         details.update({k: info[k] for k in ("ops", "integer_only", "float_islands", "io")})
+        out.chmod(0o644)  # ai-edge-quantizer writes its files executable; a model is not a program
         return Artifact(target="tflite", precision=request.precision, path=out, files=[out], details=details)
 
     # -- precisions ---------------------------------------------------------------------------
@@ -247,22 +248,37 @@ class TfliteRunner:
             array = np.clip(np.round(array / scale + zero), info.min, info.max)
         return np.ascontiguousarray(array.astype(d["dtype"]))
 
-    def _fetch(self, d: dict) -> np.ndarray:
-        value = self.interpreter.get_tensor(d["index"])
+    @staticmethod
+    def _dequantized(d: dict, value: np.ndarray) -> np.ndarray:
         if np.issubdtype(value.dtype, np.integer) and d["quantization"][0]:
             scale, zero = d["quantization"]
-            value = (value.astype(np.float32) - zero) * scale
+            return (value.astype(np.float32) - zero) * scale
         return value.copy()
+
+    @property
+    def batch(self) -> int:
+        return int(next(iter(self._inputs.values()))["shape"][0]) or 1
+
+    @property
+    def output_indices(self) -> list[int]:
+        return [int(d["index"]) for d in self._outputs]
+
+    def raw_inputs(self, feeds: dict) -> dict[int, np.ndarray]:
+        """Inputs as the interpreter takes them (layout, integer quantization), by tensor index:
+        what another interpreter of this file (e.g. the aarch64 one) is fed."""
+        return {int(d["index"]): self._feed(name, feeds[name]) for name, d in self._inputs.items()}
+
+    def from_raw(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
+        return [self._dequantized(d, value) for d, value in zip(self._outputs, outputs)]
 
     def run(self, feeds: dict) -> list:
         n = len(next(iter(feeds.values())))
-        batch = int(next(iter(self._inputs.values()))["shape"][0]) or 1
         results = []
-        for start in range(0, n, batch):
-            for name, d in self._inputs.items():
-                self.interpreter.set_tensor(d["index"], self._feed(name, feeds[name][start: start + batch]))
+        for start in range(0, n, self.batch):
+            for index, value in self.raw_inputs({k: v[start: start + self.batch] for k, v in feeds.items()}).items():
+                self.interpreter.set_tensor(index, value)
             self.interpreter.invoke()
-            results.append([self._fetch(d) for d in self._outputs])
+            results.append(self.from_raw([self.interpreter.get_tensor(i) for i in self.output_indices]))
         return [np.concatenate(parts) for parts in zip(*results)]
 
     def input_specs(self) -> list:

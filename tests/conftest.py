@@ -4,6 +4,7 @@ bundled Fashion-MNIST example; nothing is mocked."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,11 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "fashion-mnist"
 
 
-def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
-    """The installed CLI in a child process, as a user or CI would run it."""
+def run_cli(*args, cwd=None, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed CLI in a child process, as a user or CI would run it (`env` adds variables)."""
     return subprocess.run([sys.executable, "-m", "edge_distill", *map(str, args)], capture_output=True, text=True,
-                          stdin=subprocess.DEVNULL,
-                          cwd=cwd, timeout=900)
+                          stdin=subprocess.DEVNULL, cwd=cwd, timeout=900, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture

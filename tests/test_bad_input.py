@@ -136,3 +136,12 @@ def test_unknown_precision_lists_the_offered_ones(example, tmp_path):
     config = edit_config(example, targets=("ort",), precisions=["int3"])
     proc = run_cli("check", config, "--out", tmp_path / "out")
     assert proc.returncode == 2 and "no precision 'int3'" in proc.stderr and "int8-dynamic" in proc.stderr
+
+
+def test_every_command_help_exits_0():
+    commands = ["check", "demo", "export", "verify", "ladder", "advise", "fingerprint", "bundle", "devices",
+                "devices setup", "devices calibrate", "targets", "inspect"]
+    for command in commands:
+        proc = run_cli(*command.split(), "--help")
+        assert proc.returncode == 0 and "Usage:" in proc.stdout, (command, proc.stderr)
+    assert run_cli("check", "--no-such-flag").returncode == 2

@@ -1,12 +1,22 @@
 """Devices: estimated profiles, provenance a budget can demand, and clear errors."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from conftest import EXAMPLE, edit_config, run_cli
-from edge_distill.devices import estimate, load_profile
+from edge_distill.profiles import estimate, load_profile
 from edge_distill.errors import BadInput
+
+
+def _valid(report: dict) -> None:
+    from importlib.resources import files
+
+    import jsonschema
+
+    jsonschema.validate(report, json.loads((files("edge_distill") / "schemas" / "report.schema.json").read_text()))
 
 
 def test_devices_lists_host_and_profiles():
@@ -75,3 +85,207 @@ def test_unknown_device_is_refused_before_any_work(tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(BadInput, match="unknown device"):
         load_profile("nope")
+
+
+# -- emulated-arm64: the real aarch64 runtimes under qemu-user ------------------------------------
+
+def _emulator_ready() -> bool:
+    from edge_distill.emulation import Emulator
+
+    state = Emulator.state()
+    if not state.ready and os.environ.get("CI"):
+        pytest.fail(f"CI sets up emulated-arm64 before the tests (.ci/run), but it is {state.note}")
+    return state.ready
+
+
+def test_arm64_numerics_under_emulation(example, tmp_path):
+    if not _emulator_ready():
+        pytest.skip("emulated-arm64 is not set up: `edge-distill devices setup emulated-arm64`")
+    config = edit_config(example, precisions=["int8", "int4"], replace={
+        "[measure]\n": '[measure]\ndevice = "emulated-arm64"\n', "warmup = 50\nruns = 300": "warmup = 5\nruns = 20"})
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    _valid(report)
+    results = {r["target"] + "-" + r["precision"]: r for r in report["results"]}
+    for name, version in (("ort-int8", "1.27.0"), ("tflite-int8", "1.4.0"), ("ort-int4", "1.27.0")):
+        r = results[name]
+        assert r["evaluation"]["kind"] == "emulated" and r["evaluation"]["runtime_version"] == version
+        assert r["evaluation"]["machine"] == "aarch64"
+        parity = r["details"]["arm64_vs_host"]  # x86 and ARM int8 kernels round differently
+        assert parity["samples"] == 2000 and parity["top1_agreement"] >= 0.97, parity
+        assert r["metrics"]["accuracy"] >= 0.85
+        assert all(c["provenance"] == "emulated" for c in r["checks"] if c["metric"] == "accuracy")
+        assert r["latency"]["provenance"]["device"] == "host"  # never the emulator's timing
+    # The .ort of int4 was written by a newer ORT than the emulator's: evaluated through its .onnx, said so.
+    assert "model.int4.ort does not load in the aarch64 onnxruntime 1.27.0" in proc.stdout
+    # LiteRT 1.4.0's XNNPACK (the last aarch64 wheel) cannot prepare blockwise int4: builtin kernels, said so.
+    assert "LiteRT's builtin kernels ran it" in results["tflite-int4"]["evaluation"]["note"]
+    assert results["tflite-int4"]["details"]["arm64_vs_host"]["top1_agreement"] >= 0.97
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "top-1 agreement with this host's x86 run" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_a_model_the_arm_runtime_rejects_is_not_measured(tmp_path):
+    if not _emulator_ready():
+        pytest.skip("emulated-arm64 is not set up: `edge-distill devices setup emulated-arm64`")
+    from edge_distill.emulation import Emulator
+    from edge_distill.errors import CannotMeasure
+
+    import numpy as np
+
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    np.savez(tmp_path / "none.npz", x=np.zeros((1, 4), np.float32))
+    with pytest.raises(CannotMeasure, match="device 'emulated-arm64': running broken.onnx failed in the aarch64 "
+                                            "runtime: .*INVALID_PROTOBUF"):
+        Emulator.run({"runtime": "ort", "model": str(broken), "inputs": str(tmp_path / "none.npz"), "batch": 1,
+                      "threads": 1}, "running broken.onnx")
+
+
+def test_emulated_device_refuses_coreml(tmp_path):
+    from edge_distill.devices import Device
+    from edge_distill.emulation import emulated_outputs
+    from edge_distill.errors import CannotMeasure
+
+    with pytest.raises(CannotMeasure, match="runs ORT and LiteRT artifacts; the coreml target runs only on Apple"):
+        emulated_outputs("coreml", None, tmp_path / "m.mlpackage", None, 1)
+    assert Device("emulated-arm64", numerics="emulated-arm64").is_host is False
+
+
+# -- attached Android phones over adb (a stand-in adb replays the real tools' output) --------------
+
+STAND_IN_ADB = Path(__file__).parent / "doubles" / "stand_in_adb.py"
+
+
+@pytest.fixture
+def phone(tmp_path):
+    """Environment for the stand-in adb, with benchmark binaries as files to push (never executed)."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    for name in ("benchmark_model", "onnxruntime_perf_test"):
+        (tools / name).write_bytes(b"\x7fELF stand-in: pushed, never run")
+    return {"EDGE_DISTILL_ADB": str(STAND_IN_ADB), "STAND_IN_ADB_LOG": str(tmp_path / "adb.log"),
+            "EDGE_DISTILL_BENCHMARK_MODEL": str(tools / "benchmark_model"),
+            "EDGE_DISTILL_ORT_PERF_TEST": str(tools / "onnxruntime_perf_test"),
+            "EDGE_DISTILL_CONFIG": str(tmp_path / "config")}
+
+
+def test_devices_lists_an_attached_phone(phone):
+    proc = run_cli("devices", "--json", env=phone)
+    found = {d["name"]: d for d in json.loads(proc.stdout)}
+    assert found["adb:R5CT21ABCDE"]["kind"] == "measured" and "SM-A546B" in found["adb:R5CT21ABCDE"]["note"]
+    assert "emulated-arm64" in found
+
+
+def test_check_on_a_phone_measures_there_and_gates(example, tmp_path, phone):
+    config = edit_config(example, precisions=["fp32"], budgets="[budgets]\nlatency_p95_ms = 100\n",
+                         replace={"warmup = 50\nruns = 300": "warmup = 5\nruns = 20\n\n[measure.adb]\n"
+                                  f'benchmark_model = "{phone["EDGE_DISTILL_BENCHMARK_MODEL"]}"'})
+    env = {**phone, "EDGE_DISTILL_BENCHMARK_MODEL": ""}  # the config's path is the one used
+    proc = run_cli("check", config, "--device", "adb", "--out", tmp_path / "out", env=env)
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    _valid(report)
+    by_target = {r["target"]: r for r in report["results"]}
+    ort, tfl = by_target["ort"], by_target["tflite"]
+    for r in (ort, tfl):
+        prov = r["latency"]["provenance"]
+        assert prov["kind"] == "measured" and prov["device"] == "adb:R5CT21ABCDE (SM-A546B, Android 14)"
+    # Figures parsed from the tools' own output (replayed): perf_test's P95 in s, benchmark_model's p95 in µs.
+    assert ort["latency"]["p95_ms"] == pytest.approx(101.519) and ort["latency"]["p50_ms"] == pytest.approx(99.5086)
+    assert ort["memory"]["peak_mb"] == pytest.approx(271122432 / 2**20, rel=1e-4)
+    assert tfl["latency"]["p95_ms"] == pytest.approx(106.281) and tfl["latency"]["p50_ms"] == pytest.approx(105.718)
+    assert tfl["latency"]["p99_ms"] is None  # benchmark_model prints p5/median/p95 only: not invented
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # 101.5 and 106.3 ms break the 100 ms budget
+    log = Path(phone["STAND_IN_ADB_LOG"]).read_text()
+    assert "push" in log and "model.fp32.ort /data/local/tmp/edge-distill/model.fp32.ort" in log
+    assert "onnxruntime_perf_test -e cpu -m times -r 20 -x 1 -I -s" in log
+    assert "--num_runs=20" in log and "--graph=/data/local/tmp/edge-distill/model.fp32.tflite" in log
+
+    # That measurement calibrates the mid-range profile: later estimates carry the ratio.
+    proc = run_cli("devices", "calibrate", "android-midrange", "--from", tmp_path / "out" / "report.json", env=phone)
+    assert proc.returncode == 0, proc.stderr
+    stored = json.loads((Path(phone["EDGE_DISTILL_CONFIG"]) / "calibrations" / "android-midrange.json").read_text())
+    graph = tmp_path / "out" / "ort" / "model.fp32.onnx"
+    bare = estimate(graph, "fp32", load_profile("android-midrange"))["latency_ms"]  # this process: uncalibrated
+    # The median of measured/estimated p50 over ORT (99.51 ms) and LiteRT (105.72 ms), one fp32 graph.
+    assert stored["correction"] == pytest.approx((99.5086 + 105.718) / 2 / bare, rel=1e-3)
+    assert stored["measured_on"] == ["adb:R5CT21ABCDE (SM-A546B, Android 14)"]
+    listed = run_cli("devices", env=phone).stdout
+    assert f"calibrated x{stored['correction']:g}" in listed
+
+
+def test_calibration_needs_a_device_measurement(demo_run, tmp_path, phone):
+    _, demo = demo_run
+    proc = run_cli("devices", "calibrate", "android-midrange", "--from", demo / "report.json", env=phone)
+    assert proc.returncode == 2 and "no latency measured on a device" in proc.stderr
+
+
+@pytest.mark.parametrize("scenario, device, code, message", [
+    ("vanish", "adb", 3, "device 'adb:R5CT21ABCDE' went away while running onnxruntime_perf_test"),
+    ("binary-fails", "adb", 3, "running onnxruntime_perf_test on model.fp32.ort failed (exit 255): Run failed:"),
+    ("none", "adb", 3, "device 'adb': no Android device is attached"),
+    ("offline", "adb", 3, "device 'adb:R5CT21ABCDE' is offline"),
+    ("two", "adb", 2, "2 devices are attached"),
+    ("ok", "adb:0123456", 3, "device 'adb:0123456' is not attached (attached: R5CT21ABCDE (device))"),
+])
+def test_phone_failures_name_the_device(demo_run, tmp_path, phone, scenario, device, code, message):
+    _, demo = demo_run
+    proc = run_cli("verify", demo / "ort" / "model.fp32.ort", "--data", EXAMPLE / "eval.npz", "--device", device,
+                   "--runs", "20", "--out", tmp_path / "out", env={**phone, "STAND_IN_ADB_SCENARIO": scenario})
+    assert proc.returncode == code and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()  # no partial report
+
+
+def test_phone_needs_the_benchmark_binary(demo_run, tmp_path, phone):
+    _, demo = demo_run
+    proc = run_cli("verify", demo / "tflite" / "model.fp32.tflite", "--data", EXAMPLE / "eval.npz", "--device", "adb",
+                   "--out", tmp_path / "out", env={**phone, "EDGE_DISTILL_BENCHMARK_MODEL": ""})
+    assert proc.returncode == 3 and "needs benchmark_model built for the phone" in proc.stderr
+    assert "[measure.adb] benchmark_model" in proc.stderr
+
+
+def test_benchmark_without_percentiles_is_not_measured(demo_run, tmp_path, phone):
+    _, demo = demo_run
+    budget = tmp_path / "budget.toml"
+    budget.write_text("[budgets]\nlatency_p95_ms = 100\n")
+    proc = run_cli("verify", demo / "tflite" / "model.fp32.tflite", "--data", EXAMPLE / "eval.npz", "--device", "adb",
+                   "--budget", budget, "--runs", "20", "--out", tmp_path / "out",
+                   env={**phone, "STAND_IN_ADB_SCENARIO": "no-percentiles"})
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "this benchmark_model build prints count/avg and no percentiles" in proc.stdout
+    result = json.loads((tmp_path / "out" / "report.json").read_text())["results"][0]
+    assert result["latency"]["mean_ms"] == pytest.approx(56.2658) and result["latency"]["p95_ms"] is None
+
+
+def test_iphone_and_mac_off_macos_exit_3(tmp_path):
+    for device, message in (("iphone", "an attached iPhone is reached through Xcode's command-line tools"),
+                            ("macos-local", "device 'macos-local' runs Core ML on this Mac")):
+        proc = run_cli("check", EXAMPLE / "edge-distill.toml", "--device", device, "--out", tmp_path / device)
+        assert proc.returncode == 3 and message in proc.stderr, proc.stderr
+
+
+def test_bench_on_host_profile_and_phone(demo_run, phone):
+    _, demo = demo_run
+    host = run_cli("bench", demo / "ort" / "model.int8.ort", "--runs", "20", "--json", "-q")
+    record = json.loads(host.stdout)
+    assert host.returncode == 0 and record["latency"]["provenance"]["kind"] == "measured"
+    assert 0 < record["latency"]["p50_ms"] <= record["latency"]["p95_ms"]
+    estimated = run_cli("bench", demo / "tflite" / "model.int8.tflite", "--device", "raspberry-pi-5", "--float",
+                        demo / "onnx" / "model.onnx", "--json")
+    assert json.loads(estimated.stdout)["latency"]["provenance"]["device"] == "raspberry-pi-5@2026.11"
+    on_phone = run_cli("bench", demo / "tflite" / "model.int8.tflite", "--device", "adb", env=phone)
+    assert on_phone.returncode == 0 and "p95 106.3 ms" in on_phone.stdout and "p99 n/a" in on_phone.stdout
+    emulated = run_cli("bench", demo / "ort" / "model.int8.ort", "--device", "emulated-arm64")
+    assert emulated.returncode == 3
+    assert "emulator's timing is not a device figure" in emulated.stderr or "not set up" in emulated.stderr
+
+
+def test_a_target_can_have_its_own_device(example, tmp_path):
+    config = edit_config(example, precisions=["fp32"], budgets="[budgets]\nlatency_p95_ms = 100\n",
+                         replace={'name = "tflite"\n': 'name = "tflite"\ndevice = "android-flagship"\n',
+                                  "warmup = 50\nruns = 300": "warmup = 5\nruns = 20"})
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    kinds = {r["target"]: r["latency"]["provenance"]["device"]
+             for r in json.loads((tmp_path / "out" / "report.json").read_text())["results"]}
+    assert kinds == {"ort": "host", "tflite": "android-flagship@2026.11"}

@@ -74,6 +74,7 @@ def test_weight_precisions(tmp_path, student, data, calibration, precision, min_
     assert (run(artifact, data).argmax(1) == student.predict(data).argmax(1)).mean() >= min_agreement
     fp32_size = 212_000
     assert artifact.size_bytes < fp32_size * {"fp16": 0.6, "int8-dynamic": 0.35, "int4": 0.2}[precision]
+    assert artifact.path.stat().st_mode & 0o777 == 0o644  # a model file, not an executable
 
 
 def test_int4_weight_only_recipe(tmp_path, student, data, calibration):

@@ -26,6 +26,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except EdgeDistillError as exc:
             _fail(exc)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):  # --help, usage errors (exit 2)
+            raise
         except Exception as exc:  # a bug or an unforeseen tool failure: never exit 1 (a budget verdict)
             if os.environ.get("EDGE_DISTILL_DEBUG"):
                 raise
@@ -44,17 +46,17 @@ def main():
 _out = click.option("--out", "out", type=click.Path(path_type=Path), help="Folder to write into.")
 _force = click.option("--force", is_flag=True, help="Write into --out even if it holds files edge-distill did not write.")
 _quiet = click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-_device_option = click.option("--device", help="host (measure here, the default) or a device profile "
-                                               "(estimated; see `edge-distill devices`).")
+_device_option = click.option("--device", help="Where figures come from: host (the default), a profile "
+                                               "(estimated), emulated-arm64, adb[:SERIAL]; overrides the config's "
+                                               "devices. See `edge-distill devices`.")
 
 
-def _device(name: str) -> str:
-    """Validate a device name before any work starts."""
-    if name != "host":
-        from .devices import load_profile
-
-        load_profile(name)
-    return name
+def _use_device(cfg, name: str | None) -> None:
+    """--device wins over [measure] device and every target's own device."""
+    if name:
+        cfg.device = name
+        for tc in cfg.targets:
+            tc.device = None
 
 
 def _finish(report, folder: Path) -> None:
@@ -71,7 +73,7 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
     from .pipeline import Progress, run_check
 
     cfg = load_config(config)
-    cfg.device = _device(device or cfg.device)
+    _use_device(cfg, device)
     with output_folder(out, force) as tmp:
         report = run_check(cfg, tmp, Progress(not quiet))
         write_reports(report, tmp)
@@ -172,13 +174,45 @@ def verify(artifact, data, budget, float_model, teacher, precision, threads, war
     from .pipeline import Progress, run_verify
 
     budget_obj = load_budget_file(budget) if budget else Budget()
-    device = _device(device or "host")
     with output_folder(out, force) as tmp:
         report = run_verify(artifact, data, budget=budget_obj, float_model=float_model, teacher_model=teacher,
                             threads=threads, warmup=warmup, runs=runs, precision=precision,
-                            progress=Progress(not quiet), device=device)
+                            progress=Progress(not quiet), device=device or "host")
         write_reports(report, tmp)
     _finish(report, out)
+
+
+@main.command()
+@click.argument("artifact", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), help="Input samples (.npz); default: zeros of the "
+                                                              "model's input shapes.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--warmup", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--runs", type=click.IntRange(20), default=200, show_default=True)
+@click.option("--float", "float_model", help="The float model as .onnx: the graph a device estimate counts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the latency record as JSON.")
+@_quiet
+@_device_option
+def bench(artifact, data, threads, warmup, runs, float_model, as_json, quiet, device):
+    """Latency percentiles and peak memory of ARTIFACT on a device (no accuracy, no budget; exit 0,
+    or 3 when it cannot be measured there). A phone's benchmark binary comes from
+    $EDGE_DISTILL_BENCHMARK_MODEL / $EDGE_DISTILL_ORT_PERF_TEST."""
+    from dataclasses import asdict
+
+    from .pipeline import Progress, run_bench
+    from .report import _fmt
+
+    lat, mem, target = run_bench(artifact, device=device or "host", data_path=data, threads=threads, warmup=warmup,
+                                 runs=runs, float_model=float_model, progress=Progress(not quiet))
+    if as_json:
+        click.echo(json.dumps({"artifact": str(artifact), "target": target, "latency": asdict(lat),
+                               "memory": asdict(mem)}, indent=2))
+        return
+    p = lat.provenance
+    click.echo(f"{artifact.name} ({target}) on {p.device}: p50 {_fmt(lat.p50_ms, 'ms')}, p90 {_fmt(lat.p90_ms, 'ms')}, "
+               f"p95 {_fmt(lat.p95_ms, 'ms')}, p99 {_fmt(lat.p99_ms, 'ms')}, peak memory {_fmt(mem.peak_mb, 'MB')}")
+    click.echo(f"{p.kind}: {p.runtime} {p.runtime_version}, {p.cpu}, {p.threads} thread(s); {p.method}."
+               + (f" {lat.missing}." if lat.missing else ""))
 
 
 @main.command(epilog=EXIT_CODES)
@@ -201,7 +235,7 @@ def ladder(config, target, whole, budget, out, force, quiet, device):
     from .budgets import load_budget_file
 
     cfg = load_config(config)
-    cfg.device = _device(device or cfg.device)
+    _use_device(cfg, device)
     if budget:
         cfg.budget = load_budget_file(budget)
     with output_folder(out, force) as tmp:
@@ -304,10 +338,15 @@ def bundle(source, app, allow_failed):
     sys.exit(outcome.exit_code)
 
 
-@main.command()
+@main.group(invoke_without_command=True, epilog=EXIT_CODES)
 @click.option("--json", "as_json", is_flag=True, help="Print the devices as JSON.")
-def devices(as_json):
-    """Devices a figure can come from: this host (measured), estimated profiles, attached devices."""
+@click.pass_context
+def devices(ctx, as_json):
+    """Devices a figure can come from: this host (measured), estimated profiles, the arm64 emulator,
+    attached phones. `devices setup emulated-arm64` prepares the emulator; `devices calibrate`
+    corrects a profile from a real measurement."""
+    if ctx.invoked_subcommand is not None:
+        return
     from dataclasses import asdict
 
     from .devices import list_devices
@@ -318,7 +357,33 @@ def devices(as_json):
         return
     for d in found:
         measures = ", ".join(d.measures) or "nothing yet"
-        click.echo(f"{d.name:18} {d.kind:10} measures: {measures}\n{'':18} {d.note}")
+        click.echo(f"{d.name:24} {d.kind:10} measures: {measures}\n{'':24} {d.note}")
+
+
+@devices.command("setup")
+@click.argument("name", type=click.Choice(["emulated-arm64"]))
+def devices_setup(name):
+    """Prepare a device once: for emulated-arm64, Debian's qemu-user-static (apt-get), an arm64
+    Python 3.11 unpacked from Debian packages, and aarch64 wheels of numpy, onnxruntime and
+    ai-edge-litert, all in the cache folder ($EDGE_DISTILL_CACHE or ~/.cache/edge-distill)."""
+    from .emulation import Emulator
+
+    state = Emulator.setup(progress=click.echo)
+    click.echo(f"{name}: {state.note}")
+
+
+@devices.command("calibrate")
+@click.argument("profile")
+@click.option("--from", "report", type=click.Path(path_type=Path), required=True,
+              help="A report.json whose latencies were measured on the real device (e.g. check --device adb).")
+def devices_calibrate(profile, report):
+    """Store measured/estimated latency for PROFILE (the median over the report's results); later
+    estimates on PROFILE are multiplied by it. Kept in $EDGE_DISTILL_CONFIG or ~/.config/edge-distill."""
+    from .profiles import calibrate, calibration_file
+
+    cal = calibrate(profile, report)
+    click.echo(f"{profile}: correction {cal['correction']:g} (median of {len(cal['ratios'])} measured/estimated "
+               f"ratios, measured on {', '.join(cal['measured_on'])}); stored in {calibration_file(profile)}")
 
 
 @main.command()

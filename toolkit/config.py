@@ -75,6 +75,7 @@ class TargetConfig:
     precisions: list[str]
     calibration_method: str = "minmax"
     options: dict = field(default_factory=dict)
+    device: str | None = None  # overrides [measure] device for this target
 
 
 @dataclass
@@ -91,6 +92,8 @@ class Config:
     warmup: int = 20
     runs: int = 200
     device: str = "host"
+    device_tools: dict[str, str] = field(default_factory=dict)  # [measure.adb]: benchmark binaries for phones
+    devices: dict = field(default_factory=dict)  # name -> resolved edge_distill.devices.Device, once per run
     targets: list[TargetConfig] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
     cost: object | None = None  # edge_distill.ladder.CostModel
@@ -177,8 +180,11 @@ def load_config(path: str | Path) -> Config:
     cfg.tolerance = float(expect(e.get("tolerance", 1e-4), (int, float), "tolerance", "export", path))
 
     me = expect(data.get("measure", {}), dict, "measure", "top level", path)
-    check_keys(me, {"threads", "warmup", "runs", "device"}, "measure", path)
+    check_keys(me, {"threads", "warmup", "runs", "device", "adb"}, "measure", path)
     cfg.device = expect(me.get("device", "host"), str, "device", "measure", path)
+    adb = expect(me.get("adb", {}), dict, "adb", "measure", path)
+    check_keys(adb, {"benchmark_model", "onnxruntime_perf_test"}, "measure.adb", path)
+    cfg.device_tools = {k: cfg.resolve(expect(v, str, k, "measure.adb", path)) for k, v in adb.items()}
     cfg.threads = _positive_int(me, "threads", 1, "measure", path)
     cfg.warmup = _positive_int(me, "warmup", 20, "measure", path)
     cfg.runs = _positive_int(me, "runs", 200, "measure", path)
@@ -188,14 +194,15 @@ def load_config(path: str | Path) -> Config:
     for i, t in enumerate(expect(data.get("targets", []), list, "targets", "top level", path)):
         where = f"targets[{i}]"
         check_keys(expect(t, dict, "targets", "top level", path),
-                   {"name", "precisions", "calibration_method", "options"}, where, path)
+                   {"name", "precisions", "calibration_method", "options", "device"}, where, path)
         if "name" not in t:
             raise BadInput(f"[{where}] needs 'name'", path=path)
         precisions = expect(t.get("precisions", ["fp32"]), list, "precisions", where, path)
         cfg.targets.append(TargetConfig(
             name=expect(t["name"], str, "name", where, path), precisions=[str(p) for p in precisions],
             calibration_method=expect(t.get("calibration_method", "minmax"), str, "calibration_method", where, path),
-            options=expect(t.get("options", {}), dict, "options", where, path)))
+            options=expect(t.get("options", {}), dict, "options", where, path),
+            device=expect(t["device"], str, "device", where, path) if "device" in t else None))
     if "budgets" in data:
         cfg.budget = parse_budget(expect(data["budgets"], dict, "budgets", "top level", path), path)
     if "cost" in data:

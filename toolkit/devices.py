@@ -1,154 +1,116 @@
-"""Devices: where a figure comes from.
+"""Devices: where each figure of a run comes from.
 
-`host` (the default) measures on this machine. An estimated profile (one TOML per device in
-device_profiles/, every figure with its source) turns the artifact's graph into a latency: per-op
-work (FLOPs, from the shapes) against the profile's sustained throughput for the precision, and
-bytes moved against its memory bandwidth, whichever is slower, plus a per-op and a per-inference
-overhead, times the profile's `correction` (measured/estimated, set once a real measurement exists).
-Such a figure is always `estimated`, with the profile's name and version; a budget with
-`require = "measured"` cannot pass on it.
+A device name picks two things: where the accuracy figures are computed (the numerics) and where
+the latency and memory come from.
+
+| name                 | numerics                  | latency and memory                        |
+|----------------------|---------------------------|-------------------------------------------|
+| host (default)       | this machine, measured    | this machine, measured                    |
+| a profile name       | this machine, measured    | estimated from the graph (profiles.py)    |
+| emulated-arm64       | aarch64 kernels, emulated | this machine, measured (never the emulator's) |
+| adb, adb:SERIAL      | this machine, measured    | the phone, measured (android.py)          |
+| macos-local          | this Mac, measured        | this Mac, measured (Core ML)              |
+| iphone, iphone:UDID  | (macOS only: Xcode's tools) |                                         |
 """
 
 from __future__ import annotations
 
 import platform
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass, field
-from importlib.resources import files
-from pathlib import Path
 
 from .errors import BadInput, CannotMeasure
-from .tomlfile import check_keys, read_toml
+from .profiles import builtin_profiles, load_profile
 
-PROFILE_KEYS = {"name", "version", "description", "fp32_gflops", "fp16_gflops", "int8_gops",
-                "memory_bandwidth_gbs", "op_overhead_us", "inference_overhead_us", "correction",
-                "neural_engine_tops", "neural_engine_overhead_us", "sources"}
-BYTES_PER_WEIGHT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int8-dynamic": 1.0, "w8a8": 1.0, "int4": 0.5,
-                    "palettize4": 0.5}
+EMULATED_ARM64 = "emulated-arm64"
 
 
 @dataclass
-class Profile:
+class Device:
     name: str
-    version: str
-    description: str
-    figures: dict[str, float]
-    sources: dict[str, str]
-    path: str = ""
+    numerics: str = "host"  # host | emulated-arm64
+    latency: str = "host"  # host | estimated | adb
+    serial: str | None = None  # adb's device serial
+    tools: dict = field(default_factory=dict)  # benchmark binaries for a phone, by name
 
-    def throughput(self, precision: str, neural_engine: bool) -> float:
-        """Operations per second for this precision."""
-        f = self.figures
-        if neural_engine and "neural_engine_tops" in f and precision != "fp32":
-            return f["neural_engine_tops"] * 1e12
-        if precision in ("int8", "int8-dynamic", "w8a8", "int4"):
-            return f["int8_gops"] * 1e9
-        if precision in ("fp16", "palettize4"):
-            return f["fp16_gflops"] * 1e9
-        return f["fp32_gflops"] * 1e9
+    @property
+    def is_host(self) -> bool:
+        return self.numerics == "host" and self.latency == "host"
 
 
 @dataclass
 class DeviceInfo:
+    """One line of `edge-distill devices`."""
+
     name: str
     kind: str  # measured | estimated | emulated
     measures: list[str] = field(default_factory=list)
     note: str = ""
+    ready: bool = True
 
 
-def builtin_profiles() -> dict[str, Path]:
-    folder = files("edge_distill") / "device_profiles"
-    return {Path(str(p)).stem: Path(str(p)) for p in folder.iterdir() if str(p).endswith(".toml")}
+def resolve(name: str, tools: dict | None = None) -> Device:
+    """The device behind a name, checked before any work starts: an unknown name is bad input
+    (exit 2); a known device that is not usable here cannot measure (exit 3)."""
+    if name in ("host", "macos-local"):
+        if name == "macos-local" and sys.platform != "darwin":
+            raise CannotMeasure("device 'macos-local' runs Core ML on this Mac, and this machine is "
+                                f"{platform.system()}", hint="use it on a Mac, or pick an estimated profile "
+                                                             "(iphone-15-pro)")
+        return Device(name)
+    if name in builtin_profiles():
+        load_profile(name)  # a broken profile fails here, not mid-run
+        return Device(name, latency="estimated")
+    if name == EMULATED_ARM64:
+        from .emulation import Emulator
+
+        Emulator.installed()  # raises CannotMeasure with the setup command when it is not set up
+        return Device(name, numerics=EMULATED_ARM64)
+    if name == "adb" or name.startswith("adb:"):
+        from .android import pick_device
+
+        return Device(name, latency="adb", serial=pick_device(name.partition(":")[2] or None), tools=tools or {})
+    if name == "iphone" or name.startswith("iphone:"):
+        raise CannotMeasure(
+            f"device '{name}': an attached iPhone is reached through Xcode's command-line tools (xcrun devicectl, "
+            "xcodebuild)" + (", which this machine does not have" if sys.platform != "darwin" else
+                             "; edge-distill does not drive them yet"),
+            hint="run ios-demo's LatencyTests on the phone from Xcode (ios-demo/README.md), or pick the estimated "
+                 "profile iphone-15-pro")
+    raise BadInput(f"unknown device '{name}'; available: {', '.join(known_names())}",
+                   hint="`edge-distill devices` lists them with what each can measure")
 
 
-def load_profile(name: str) -> Profile:
-    builtin = builtin_profiles()
-    path = builtin.get(name)
-    if path is None:
-        raise BadInput(f"unknown device '{name}'; available: host, {', '.join(sorted(builtin))}",
-                       hint="`edge-distill devices` lists them with what each can measure")
-    data = read_toml(path)
-    check_keys(data, PROFILE_KEYS, f"device {name}", path)
-    missing = [k for k in ("fp32_gflops", "fp16_gflops", "int8_gops", "memory_bandwidth_gbs", "op_overhead_us")
-               if not isinstance(data.get(k), (int, float)) or data[k] <= 0]
-    if missing:
-        raise BadInput(f"device profile needs positive {', '.join(missing)}", path=path)
-    figures = {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    figures.setdefault("correction", 1.0)
-    figures.setdefault("inference_overhead_us", 0.0)
-    return Profile(name=data.get("name", name), version=str(data.get("version", "")),
-                   description=data.get("description", ""), figures=figures, sources=data.get("sources", {}),
-                   path=str(path))
+def known_names() -> list[str]:
+    return ["host", *sorted(builtin_profiles()), EMULATED_ARM64, "adb[:SERIAL]", "macos-local", "iphone[:UDID]"]
 
 
 def list_devices() -> list[DeviceInfo]:
+    from .android import attached_devices
+    from .emulation import Emulator
+
     devices = [DeviceInfo("host", "measured", ["latency", "memory", "accuracy"],
                           f"this machine ({platform.machine()}): a proxy for a phone's CPU, not a phone")]
     for name in sorted(builtin_profiles()):
         p = load_profile(name)
-        devices.append(DeviceInfo(name, "estimated", ["latency", "memory"], f"{p.description} (v{p.version})"))
-    if shutil.which("adb"):
-        devices.append(DeviceInfo("adb", "measured", [], "adb found; attached-phone measurement is not wired yet"))
+        calibrated = f", calibrated x{p.figures['correction']:g} from {', '.join(p.calibration['measured_on'])}" \
+            if p.calibration else ""
+        devices.append(DeviceInfo(name, "estimated", ["latency", "memory"],
+                                  f"{p.description} (v{p.version}{calibrated})"))
+    state = Emulator.state()
+    devices.append(DeviceInfo(EMULATED_ARM64, "emulated", ["accuracy (aarch64 kernels of ORT and LiteRT)"],
+                              state.note, ready=state.ready))
+    for phone in attached_devices():
+        devices.append(DeviceInfo(f"adb:{phone.serial}", "measured",
+                                  ["latency (with a benchmark binary you provide)"] if phone.ready else [],
+                                  phone.note, ready=phone.ready))
     if sys.platform == "darwin":
         devices.append(DeviceInfo("macos-local", "measured", ["latency", "accuracy"], "Core ML on this Mac"))
+        if shutil.which("xcrun"):
+            proc = subprocess.run(["xcrun", "devicectl", "list", "devices"], capture_output=True, text=True)
+            if proc.returncode == 0 and "iPhone" in proc.stdout:
+                devices.append(DeviceInfo("iphone", "measured", [], "an iPhone is attached; measure it with "
+                                          "ios-demo's LatencyTests in Xcode", ready=False))
     return devices
-
-
-def graph_cost(onnx_path: Path) -> list[tuple[str, float, float, float]]:
-    """(op type, FLOPs, weight elements, activation elements) per node of a batch-1 graph."""
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper, shape_inference
-
-    model = onnx.load(str(onnx_path))
-    for value in list(model.graph.input) + list(model.graph.output):
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param:
-                dim.Clear()
-                dim.dim_value = 1
-    model = shape_inference.infer_shapes(model)
-    shapes = {}
-    for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
-        shapes[value.name] = [d.dim_value for d in value.type.tensor_type.shape.dim]
-    weights = {i.name: numpy_helper.to_array(i).shape for i in model.graph.initializer}
-    shapes.update({k: list(v) for k, v in weights.items()})
-    cost = []
-    for node in model.graph.node:
-        out = shapes.get(node.output[0], [])
-        out_elems = float(np.prod(out)) if out and all(out) else 0.0
-        weight_elems = float(sum(np.prod(weights[i]) for i in node.input if i in weights))
-        act_elems = out_elems + float(sum(np.prod(shapes[i]) for i in node.input
-                                          if i in shapes and i not in weights and all(shapes[i])))
-        flops = out_elems
-        if node.op_type == "Conv" and node.input[1] in weights:
-            w = weights[node.input[1]]
-            flops = 2.0 * out_elems * float(np.prod(w[1:]))
-        elif node.op_type in ("Gemm", "MatMul") and node.input[0] in shapes and shapes[node.input[0]]:
-            flops = 2.0 * out_elems * float(shapes[node.input[0]][-1])
-        cost.append((node.op_type, flops, weight_elems, act_elems))
-    return cost
-
-
-def estimate(onnx_path: Path, precision: str, profile: Profile, neural_engine: bool = False) -> dict:
-    """Batch-1 latency (ms) and peak memory (MB) of the graph on the profile's device."""
-    if onnx_path is None or not Path(onnx_path).is_file():
-        raise CannotMeasure(f"cannot estimate for device '{profile.name}': no ONNX graph of the model to count "
-                            "its work", hint="give the float model as ONNX (verify --float model.onnx)")
-    f = profile.figures
-    throughput = profile.throughput(precision, neural_engine)
-    weight_bytes = BYTES_PER_WEIGHT.get(precision, 4.0)
-    act_bytes = 1.0 if precision in ("int8", "w8a8") else 2.0 if precision in ("fp16", "palettize4") else 4.0
-    bandwidth = f["memory_bandwidth_gbs"] * 1e9
-    seconds, peak_act = 0.0, 0.0
-    cost = graph_cost(Path(onnx_path))
-    for _, flops, weights, acts in cost:
-        moved = weights * weight_bytes + acts * act_bytes
-        seconds += max(flops / throughput, moved / bandwidth) + f["op_overhead_us"] * 1e-6
-        peak_act = max(peak_act, acts * act_bytes)
-    fixed = f.get("neural_engine_overhead_us", f["inference_overhead_us"]) if neural_engine else \
-        f["inference_overhead_us"]
-    ms = (seconds + fixed * 1e-6) * 1e3 * f["correction"]
-    total_weights = sum(w for _, _, w, _ in cost) * weight_bytes
-    return {"latency_ms": ms, "peak_memory_mb": (total_weights + 2 * peak_act) / 1e6, "ops": len(cost),
-            "flops": sum(c[1] for c in cost), "compute_unit": "neural engine" if neural_engine else "cpu"}

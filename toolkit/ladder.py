@@ -52,7 +52,7 @@ class CostModel:
     def cost_per_call(self, rung: str, result: TargetResult | None) -> float | None:
         if rung in self.per_call:
             return self.per_call[rung]
-        if result is None or result.latency is None:
+        if result is None or result.latency is None or result.latency.p50_ms is None:
             return None
         if "price_per_device_second" not in self.values:
             raise BadInput(f"no price for rung '{rung}': set [cost] price_per_device_second, "

@@ -25,16 +25,17 @@ from .provenance import Provenance, measured_on_host
 
 @dataclass
 class Latency:
-    p50_ms: float
-    p90_ms: float
-    p95_ms: float
-    p99_ms: float
-    mean_ms: float
-    min_ms: float
+    p50_ms: float | None  # None only where a device's benchmark binary does not print the percentile
+    p90_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    mean_ms: float | None
+    min_ms: float | None
     runs: int
     warmup: int
     batch: int
     provenance: Provenance
+    missing: str = ""  # which percentiles the source does not give, and why
 
 
 @dataclass

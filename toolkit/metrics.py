@@ -45,3 +45,10 @@ def classification(outputs: np.ndarray, *, labels=None, weights=None, float_outp
 
 def _round(x) -> float:
     return round(float(x), 6)
+
+
+def parity(outputs: np.ndarray, reference: np.ndarray) -> dict:
+    """How closely two runs of one artifact agree (e.g. aarch64 kernels against this host's)."""
+    a, b = np.asarray(outputs, np.float64), np.asarray(reference, np.float64)
+    return {"top1_agreement": _round(np.mean(a.argmax(-1) == b.argmax(-1))),
+            "max_abs_diff": float(np.max(np.abs(a - b))) if a.size else 0.0, "samples": int(len(a))}

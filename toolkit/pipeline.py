@@ -19,7 +19,8 @@ from edge_distill.targets import Artifact, BuildRequest, artifact_size, check_op
 from . import measure, metrics
 from .budgets import Budget, Check, evaluate
 from .config import Config
-from .errors import BadInput, MissingDependency
+from .devices import EMULATED_ARM64, Device
+from .errors import BadInput, CannotMeasure, MissingDependency
 from .exporting import export_to_onnx
 from .models import SourceModel, load_model
 from .provenance import host_environment
@@ -65,7 +66,7 @@ def reference_metrics(data: Dataset, student_out: np.ndarray, teacher_out: np.nd
 
 
 def _estimated_on(device: str, graph: Path | None, precision: str, target: str, how: dict):
-    from .devices import estimate, load_profile
+    from .profiles import estimate, load_profile
     from .provenance import Provenance, host_cpu
 
     profile = load_profile(device)
@@ -82,54 +83,109 @@ def _estimated_on(device: str, graph: Path | None, precision: str, target: str, 
     return lat, measure.Memory(round(est["peak_memory_mb"], 4), prov)
 
 
+def _measured_on_phone(dev: Device, path: Path, how: dict, threads: int, warmup: int, runs: int):
+    from . import android
+    from .provenance import Provenance
+
+    phone = android.describe(dev.serial)
+    bench = android.benchmark(dev.serial, path, dev.tools, threads=threads, warmup=warmup, runs=runs)
+    tool = android.TOOL_FOR_SUFFIX[path.suffix]
+    prov = Provenance(kind="measured", device=f"adb:{dev.serial} ({phone['model']}, Android {phone['android']})",
+                      runtime=tool, runtime_version="as built by the user", cpu=phone["abi"], threads=threads,
+                      os=f"Android {phone['android']}",
+                      method=f"{tool} on the phone: {bench.runs} timed runs after warm-up, batch 1")
+    lat = measure.Latency(p50_ms=bench.p50_ms, p90_ms=bench.p90_ms, p95_ms=bench.p95_ms, p99_ms=bench.p99_ms,
+                          mean_ms=bench.mean_ms, min_ms=bench.min_ms, runs=bench.runs, warmup=warmup, batch=1,
+                          provenance=prov, missing=bench.missing)
+    mem = measure.Memory(bench.peak_memory_mb, Provenance(**{**prov.__dict__, "method": bench.memory_method})
+                         if bench.peak_memory_mb is not None else None,
+                         None if bench.peak_memory_mb is not None else bench.memory_method)
+    return lat, mem
+
+
 def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dataset, float_out, teacher_out,
                       budget: Budget, threads: int, warmup: int, runs: int, float_latency=None,
                       artifact: Artifact | None = None, progress=Progress(False),
-                      subject: str = "student", qualified: bool = False, device: str = "host",
+                      subject: str = "student", qualified: bool = False, device: Device | None = None,
                       graph: Path | None = None) -> TargetResult:
-    """Measure one artifact on this host and check it against its budget."""
+    """Measure one artifact (numerics, latency, memory, each where the device says) and check it
+    against its budget."""
+    dev = device or Device("host")
     target = get_target(target_name)
     runner = target.open_runner(path, threads)
     label = result_label(subject, target_name, precision, qualified)
     how = runner.describe()
     progress(f"  {label}: accuracy on {len(data)} samples ({how['runtime']})")
     out = measure.outputs(runner, data)
+    evaluation = {"kind": how.get("kind", "measured"), "runtime": how["runtime"],
+                  "runtime_version": how["runtime_version"], "device": "host"}
+    details = dict(artifact.details) if artifact else {}
+    warnings, why_no_numerics = [], None
+    if dev.numerics == EMULATED_ARM64:
+        from .emulation import emulated_outputs
+
+        progress(f"  {label}: accuracy on {len(data)} samples on aarch64 kernels under qemu")
+        try:
+            arm_out, evaluation = emulated_outputs(target_name, runner, path, data, threads)
+        except CannotMeasure as exc:  # this artifact's figures stay unmeasured; the others go on
+            why_no_numerics = str(exc)
+            evaluation = {"kind": "emulated", "runtime": how["runtime"], "runtime_version": "",
+                          "device": "emulated-arm64", "error": why_no_numerics}
+            warnings.append(f"{label}: {why_no_numerics}")
+        else:
+            details["arm64_vs_host"] = metrics.parity(arm_out, out)
+            out = arm_out
+            if evaluation.get("note"):
+                warnings.append(f"{label} on emulated-arm64: {evaluation['note']}")
     kw = dict(labels=data.labels, weights=data.weights, float_outputs=float_out, teacher_outputs=teacher_out)
-    overall = metrics.classification(out, **kw)
-    slices = {s: metrics.classification(out, mask=m, **kw) for s, m in data.slices.items()}
+    if why_no_numerics:
+        overall = metrics.Metrics(samples=len(data))
+        slices = {s: metrics.Metrics(samples=int(m.sum())) for s, m in data.slices.items()}
+    else:
+        overall = metrics.classification(out, **kw)
+        slices = {s: metrics.classification(out, mask=m, **kw) for s, m in data.slices.items()}
     lat = host_lat = None
     mem = measure.Memory(None, None, getattr(runner, "why_no_latency", None))
-    if getattr(runner, "measures_latency", True):
+    if dev.latency == "adb":
+        progress(f"  {label}: latency on {dev.name} ({warmup} warm-up + {runs} runs)")
+        lat, mem = _measured_on_phone(dev, path, how, threads, warmup, runs)
+    elif getattr(runner, "measures_latency", True):
         progress(f"  {label}: latency ({warmup} warm-up + {runs} runs, {threads} thread(s))")
         lat = host_lat = measure.latency(runner, data, warmup=warmup, runs=runs)
-        if device == "host":
+        if dev.latency == "host":
             progress(f"  {label}: peak memory in a fresh process")
             mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, how)
-    if device != "host":
-        lat, mem = _estimated_on(device, graph, precision, target_name, how)
-        progress(f"  {label}: on {device}, estimated p50 {lat.p50_ms:.3g} ms")
-    speedup = round(float_latency.p50_ms / lat.p50_ms, 3) if float_latency and lat and precision != "fp32" else None
+    if dev.latency == "estimated":
+        lat, mem = _estimated_on(dev.name, graph, precision, target_name, how)
+        progress(f"  {label}: on {dev.name}, estimated p50 {lat.p50_ms:.3g} ms")
+        warnings.append(f"latency and memory on {dev.name} are estimated from the graph, not measured")
+        if host_lat is not None:
+            details["host_latency"] = {"p50_ms": host_lat.p50_ms, "p95_ms": host_lat.p95_ms, "kind": "measured",
+                                       "device": "host"}
+    speedup = None
+    if float_latency and lat and precision != "fp32" and float_latency.p50_ms and lat.p50_ms:
+        speedup = round(float_latency.p50_ms / lat.p50_ms, 3)
     result = TargetResult(subject=subject, qualified=qualified, target=target_name, precision=precision,
                           artifact=str(path),
                           files=[str(f) for f in (artifact.files if artifact else [path])],
                           size_bytes=artifact_size(path), latency=lat, memory=mem, speedup_vs_float=speedup,
-                          metrics=overall, slices=slices, details=dict(artifact.details) if artifact else {},
-                          evaluation={"kind": how.get("kind", "measured"), "runtime": how["runtime"],
-                                      "runtime_version": how["runtime_version"], "device": "host"})
-    if host_lat is not None and device != "host":
-        result.details["host_latency"] = {"p50_ms": host_lat.p50_ms, "p95_ms": host_lat.p95_ms, "kind": "measured",
-                                          "device": "host"}
+                          metrics=overall, slices=slices, details=details, evaluation=evaluation, warnings=warnings)
     if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
         result.details["compute_plan"] = runner.placement()
     if lat is None:
         result.warnings.append(f"{target_name}: {runner.why_no_latency}")
-    if device != "host":
-        result.warnings.append(f"latency and memory on {device} are estimated from the graph, not measured")
+    elif lat.missing:
+        result.warnings.append(f"{label} on {dev.name}: {lat.missing}")
     if speedup is not None and speedup < 1.0:
-        where = "on this host" if device == "host" else f"on {device} (estimated)"
+        where = {"host": "on this host", "adb": f"on {dev.name}"}.get(dev.latency, f"on {dev.name} (estimated)")
         result.warnings.append(f"{result.name} is slower than fp32 {where} (speedup {speedup:.2f}x)")
-    result.checks = evaluate(budget.for_precision(precision), _figures(result, why_no_latency=getattr(
-        runner, "why_no_latency", None)), {s: m.figures() for s, m in slices.items()}, _provenance(result), result.name)
+    slice_figures = {s: m.figures() for s, m in slices.items()}
+    if why_no_numerics:
+        for figures in slice_figures.values():
+            figures.update({f"{k}.why": why_no_numerics for k, v in list(figures.items()) if v is None})
+    result.checks = evaluate(budget.for_precision(precision), _figures(
+        result, why_no_latency=getattr(runner, "why_no_latency", None), why_no_numerics=why_no_numerics),
+        slice_figures, _provenance(result), result.name)
     if hasattr(target, "record"):
         target.record(path, {"passed": result.passed, "evaluation": result.evaluation,
                              "checks": [{"name": c.name, "limit": c.limit, "value": c.value, "passed": c.passed}
@@ -137,7 +193,7 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     return result
 
 
-def _figures(r: TargetResult, why_no_latency: str | None = None) -> dict:
+def _figures(r: TargetResult, why_no_latency: str | None = None, why_no_numerics: str | None = None) -> dict:
     figures = r.metrics.figures()
     figures["size_mb"] = round(r.size_bytes / 1e6, 6)
     figures["peak_memory_mb"] = r.memory.peak_mb
@@ -147,6 +203,8 @@ def _figures(r: TargetResult, why_no_latency: str | None = None) -> dict:
         figures[f"latency.{k}"] = getattr(r.latency, k) if r.latency else None
         if r.latency is None:
             figures[f"latency.{k}.why"] = why_no_latency or "latency was not measured"
+        elif figures[f"latency.{k}"] is None:
+            figures[f"latency.{k}.why"] = r.latency.missing or "latency was not measured"
     figures["speedup_vs_float"] = 1.0 if r.precision == "fp32" else r.speedup_vs_float
     if figures["speedup_vs_float"] is None:
         figures["speedup_vs_float.why"] = why_no_latency or "no fp32 artifact of this target was measured to compare with"
@@ -158,6 +216,8 @@ def _figures(r: TargetResult, why_no_latency: str | None = None) -> dict:
         figures["teacher_agreement.why"] = "no teacher was given"
     if figures.get("float_agreement") is None:
         figures["float_agreement.why"] = "no float student was given"
+    if why_no_numerics:
+        figures.update({f"{k}.why": why_no_numerics for k in r.metrics.figures()})
     return figures
 
 
@@ -195,11 +255,21 @@ def plan_targets(cfg: Config, names: list[str] | None = None) -> list[tuple]:
         elif "fp32" in target.capabilities.precisions and any(
                 "min_speedup_vs_float" in cfg.budget.for_precision(p).limits for p in precisions):
             precisions.insert(0, "fp32")
+        device_for(cfg, tc)  # an unknown or absent device fails now, before any work
         plan.append((tc, precisions))
     if names and not plan:
         raise BadInput(f"no [[targets]] entry named {names[0]!r}; configured: "
                        f"{', '.join(tc.name for tc in cfg.targets)}", path=cfg.path)
     return plan
+
+
+def device_for(cfg: Config, tc) -> Device:
+    from .devices import resolve
+
+    name = tc.device or cfg.device
+    if name not in cfg.devices:
+        cfg.devices[name] = resolve(name, cfg.device_tools)
+    return cfg.devices[name]
 
 
 @dataclass
@@ -264,7 +334,7 @@ def build_and_measure(cfg: Config, tc, precision: str, model: SourceModel, onnx_
     result = evaluate_artifact(tc.name, precision, artifact.path, data=loaded.evaluation, float_out=float_out,
                                teacher_out=teacher_out, budget=cfg.budget, threads=cfg.threads, warmup=cfg.warmup,
                                runs=cfg.runs, float_latency=float_latency, artifact=artifact, progress=progress,
-                               subject=subject, qualified=qualified, device=cfg.device,
+                               subject=subject, qualified=qualified, device=device_for(cfg, tc),
                                graph=onnx_path if onnx_path and Path(onnx_path).is_file() else None)
     result.build_seconds = seconds
     result.artifact = str(artifact.path.relative_to(out))
@@ -375,12 +445,16 @@ def run_export(reference: str, target_string: str, out: Path, *, precision: str 
 
 def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: str | None = None,
                teacher_model: str | None = None, threads: int = 1, warmup: int = 20, runs: int = 200,
-               precision: str | None = None, progress: Progress = Progress(False), device: str = "host") -> Report:
+               precision: str | None = None, progress: Progress = Progress(False), device: str = "host",
+               device_tools: dict | None = None) -> Report:
     """`edge-distill verify`: measure one artifact against a budget, on this host or a device profile."""
     from edge_distill.targets import target_for_file
 
+    from .devices import resolve
+
     if not artifact.exists():
         raise BadInput("artifact not found", path=artifact)
+    dev = resolve(device, device_tools)
     target_name = target_for_file(artifact)
     if precision is None:  # model.int8.ort -> int8
         tag = artifact.name.split(".")[-2] if artifact.name.count(".") >= 2 else ""
@@ -395,7 +469,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
         ref = load_model(float_model, inputs=specs)
         float_out = ref.predict(data)
         student_info = _model_info(ref)
-        if ref.onnx_path is not None and target_name == "ort":
+        if ref.onnx_path is not None and target_name == "ort" and dev.latency == "host":  # same device only
             runner = get_target("ort").open_runner(ref.onnx_path, threads)
             float_latency = measure.latency(runner, data, warmup=warmup, runs=runs)
     if teacher_model:
@@ -405,7 +479,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
         teacher_info = _model_info(teacher)
     result = evaluate_artifact(target_name, precision, artifact, data=data, float_out=float_out,
                                teacher_out=teacher_out, budget=budget, threads=threads, warmup=warmup, runs=runs,
-                               float_latency=float_latency, progress=progress, device=device,
+                               float_latency=float_latency, progress=progress, device=dev,
                                graph=_graph_for(artifact, float_model))
     refs = reference_metrics(data, float_out, teacher_out)
     return Report(command="verify", tool_version=__version__, created=_now(), config=None, student=student_info,
@@ -426,3 +500,43 @@ def _sha(path: Path) -> str:
     from .models import sha256_file
 
     return sha256_file(path)
+
+
+def run_bench(artifact: Path, *, device: str = "host", data_path: Path | None = None, threads: int = 1,
+              warmup: int = 20, runs: int = 200, device_tools: dict | None = None, float_model: str | None = None,
+              progress: Progress = Progress(False)) -> tuple[measure.Latency | None, measure.Memory, str]:
+    """`edge-distill bench`: latency and memory of one artifact on a device; no accuracy, no budget.
+    Inputs are --data samples, or zeros of the model's input shapes (batch 1)."""
+    from edge_distill.targets import target_for_file
+
+    from .devices import resolve
+
+    if not artifact.exists():
+        raise BadInput("artifact not found", path=artifact)
+    dev = resolve(device, device_tools)
+    if dev.numerics == EMULATED_ARM64:
+        raise CannotMeasure("device 'emulated-arm64' checks numerics, not speed: the emulator's timing is not a "
+                            "device figure", hint="`check` or `verify --device emulated-arm64` for its accuracy")
+    target_name = target_for_file(artifact)
+    runner = get_target(target_name).open_runner(artifact, threads)
+    how = runner.describe()
+    if dev.latency == "adb":
+        progress(f"running {artifact.name} on {dev.name}")
+        lat, mem = _measured_on_phone(dev, artifact, how, threads, warmup, runs)
+        return lat, mem, target_name
+    if dev.latency == "estimated":
+        tag = artifact.name.split(".")[-2] if artifact.name.count(".") >= 2 else "fp32"
+        lat, mem = _estimated_on(dev.name, _graph_for(artifact, float_model), tag, target_name, how)
+        return lat, mem, target_name
+    specs = runner.input_specs()
+    if data_path is not None:
+        data = load_dataset(data_path, specs)
+    else:
+        shape = lambda s: [d if isinstance(d, int) else 1 for d in s.shape]  # noqa: E731
+        data = Dataset(source="zeros", inputs={s.name: np.zeros([32, *shape(s)[1:]], s.dtype) for s in specs})
+    if not getattr(runner, "measures_latency", True):
+        raise CannotMeasure(f"{target_name}: {runner.why_no_latency}")
+    progress(f"timing {artifact.name}: {warmup} warm-up + {runs} runs, {threads} thread(s)")
+    lat = measure.latency(runner, data, warmup=warmup, runs=runs)
+    mem = measure.peak_memory(target_name, artifact, data, runner.input_names, threads, how)
+    return lat, mem, target_name

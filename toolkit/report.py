@@ -208,9 +208,19 @@ def _provenance_line(report: Report) -> str:
              f"thread(s), {runtime} {version}); {method}."
              for (kind, device, cpu, threads, runtime, version, method), targets in seen.items()]
     reference = {(r.target, r.evaluation["runtime"], r.evaluation.get("runtime_version", ""))
-                 for r in report.results if r.evaluation.get("kind", "measured") != "measured"}
+                 for r in report.results if r.evaluation.get("kind") == "reference-mil"}
     lines += [f"Accuracy of {target}: reference-mil ({runtime} {version}): the saved program evaluated in numpy, "
               "not Core ML's kernels." for target, runtime, version in sorted(reference)]
+    emulated = [r for r in report.results if r.evaluation.get("kind") == "emulated"]
+    for r in emulated:
+        parity = r.details.get("arm64_vs_host")
+        lines.append(f"Accuracy of {r.name}: " + (
+            f"emulated on aarch64 ({r.evaluation['runtime']} {r.evaluation['runtime_version']} under qemu-user), "
+            f"the kernels a phone's CPU runs; top-1 agreement with this host's x86 run {parity['top1_agreement']:.4g}, "
+            f"max |difference| {parity['max_abs_diff']:.2g}." if parity else "not measured on aarch64 (see below)."))
+    if emulated:
+        lines.append("The emulator gives numerics only: latency and memory above are this host's, never the "
+                     "emulator's timing.")
     return "\n".join(lines)
 
 

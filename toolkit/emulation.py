@@ -1,0 +1,265 @@
+"""`emulated-arm64`: ORT and LiteRT artifacts run on their real aarch64 kernels under qemu-user.
+
+Int8 kernels differ between x86 and ARM, so accuracy, agreement and slice budgets are checked on
+the arithmetic a phone's CPU uses. Only numerics come from here: the emulator's timing says
+nothing about a phone and is never reported.
+
+The emulator is a folder, built once by `edge-distill devices setup emulated-arm64` without
+debootstrap and without touching the system's dpkg state (except installing qemu-user-static):
+- Debian's arm64 CPython 3.11 and its libraries, unpacked from .debs that a private apt state
+  resolves and downloads;
+- aarch64 wheels of numpy, onnxruntime and ai-edge-litert, unzipped. onnxruntime is held at 1.27:
+  1.28 and newer crash on import under Debian 12's qemu 7.2; ai-edge-litert has no Linux aarch64
+  wheel after 1.4.0. A .ort file the older runtime cannot read is evaluated through the .onnx
+  beside it, and the report says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CannotMeasure
+from .places import cache_home
+
+DEB_ROOTS = ("python3.11-minimal", "libpython3.11-stdlib", "libstdc++6")
+EMULATED_ORT = "1.27.0"  # 1.28 and newer crash on import under qemu 7.2 (1.28-1.32 tried)
+EMULATED_LITERT = "1.4.0"  # the newest ai-edge-litert with a Linux aarch64 wheel
+WHEELS = ("numpy==2.3.5", f"onnxruntime=={EMULATED_ORT}", f"ai-edge-litert=={EMULATED_LITERT}")
+SETUP = "edge-distill devices setup emulated-arm64"
+CPU = "cortex-a76"
+WORKER = Path(__file__).with_name("emulation_worker.py")
+
+
+@dataclass
+class State:
+    ready: bool
+    note: str
+
+
+class Emulator:
+    @staticmethod
+    def home() -> Path:
+        return cache_home() / "emulated-arm64"
+
+    @classmethod
+    def state(cls) -> State:
+        stamp = cls.home() / "stamp.json"
+        qemu = shutil.which("qemu-aarch64-static")
+        if not stamp.is_file():
+            return State(False, f"not set up: `{SETUP}` installs qemu-user-static (apt-get), about 15 MB of "
+                                "arm64 Debian packages and 60 MB of aarch64 wheels into " + str(cls.home()))
+        if qemu is None:
+            return State(False, f"qemu-aarch64-static is gone: run `{SETUP}` again")
+        info = json.loads(stamp.read_text())
+        return State(True, f"ready: {', '.join(info['wheels'])} on aarch64 CPython {info['python']} under "
+                           f"{info['qemu']}, cpu {info.get('cpu', CPU)} ({cls.home()})")
+
+    @classmethod
+    def installed(cls) -> None:
+        state = cls.state()
+        if not state.ready:
+            raise CannotMeasure(f"device 'emulated-arm64' is {state.note}")
+
+    @classmethod
+    def command(cls) -> list[str]:
+        home = cls.home()
+        # cortex-a76: a phone's core (Armv8.2 with dot product). qemu's default, "max", adds SME,
+        # under which onnxruntime 1.27's dynamic-int8 MatMul returns wrong numbers in qemu 7.2.
+        return [shutil.which("qemu-aarch64-static") or "qemu-aarch64-static", "-cpu", CPU, "-L", str(home / "sysroot"),
+                # the guest inherits the host's environment: host Python settings must not leak in
+                "-U", "PYTHONHOME", "-U", "PYTHONSTARTUP", "-U", "LD_LIBRARY_PATH", "-U", "LD_PRELOAD",
+                "-E", f"PYTHONPATH={home / 'site'}", "-E", "PYTHONNOUSERSITE=1",
+                str(home / "sysroot" / "usr" / "bin" / "python3.11")]
+
+    @classmethod
+    def setup(cls, progress=print) -> State:
+        home = cls.home()
+        stamp = home / "stamp.json"
+        if cls.state().ready and json.loads(stamp.read_text()) | {"python": "", "qemu": ""} == _stamp("", ""):
+            progress("already set up")
+            return cls.state()
+        home.mkdir(parents=True, exist_ok=True)
+        _install_qemu(progress)
+        build = Path(tempfile.mkdtemp(prefix=".build-", dir=home))
+        try:
+            debs = _download_debs(home / "apt", progress)
+            progress(f"unpacking {len(debs)} arm64 packages into {home / 'sysroot'}")
+            for deb in debs:
+                _run(["dpkg", "-x", str(deb), str(build / "sysroot")], f"unpacking {deb.name}")
+            for junk in ("usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info"):
+                shutil.rmtree(build / "sysroot" / junk, ignore_errors=True)
+            # qemu -L falls back to the host's path where the sysroot has none: keep the guest from
+            # finding the host's x86 site-packages
+            for empty in ("usr/lib/python3/dist-packages", "usr/local/lib/python3.11/dist-packages"):
+                (build / "sysroot" / empty).mkdir(parents=True, exist_ok=True)
+            progress(f"downloading aarch64 wheels: {', '.join(WHEELS)}")
+            wheels = home / "wheels"
+            _run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
+                  "--only-binary=:all:", "--platform", "manylinux_2_28_aarch64", "--platform",
+                  "manylinux_2_17_aarch64", "--platform", "manylinux2014_aarch64", "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+                  "-d", str(wheels), *WHEELS], "pip download of the aarch64 wheels")
+            for spec in WHEELS:
+                name, _, ver = spec.partition("==")
+                found = sorted(wheels.glob(f"{name.replace('-', '_')}-{ver}-*aarch64*.whl"))
+                if not found:
+                    raise CannotMeasure(f"emulated-arm64 setup: no aarch64 wheel of {spec} in {wheels}")
+                with zipfile.ZipFile(found[0]) as whl:
+                    whl.extractall(build / "site")
+            # Debian ships the stdlib without .pyc: compiling here halves each emulated start (6.5 -> 3 s)
+            progress("compiling the arm64 Python's modules")
+            if sys.version_info[:2] == (3, 11):
+                import compileall
+
+                for tree in (build / "sysroot" / "usr" / "lib" / "python3.11", build / "site"):
+                    compileall.compile_dir(tree, quiet=2, workers=0, rx=re.compile(r"/tests?/"))
+            for name in ("sysroot", "site"):
+                shutil.rmtree(home / name, ignore_errors=True)
+                (build / name).rename(home / name)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+        progress("smoke test: importing numpy, onnxruntime and ai-edge-litert on aarch64")
+        probe = ("import json, platform, numpy, onnxruntime; from ai_edge_litert.interpreter import Interpreter; "
+                 "print(json.dumps([platform.machine(), platform.python_version()]))")
+        proc = subprocess.run(cls.command() + ["-c", probe], capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            raise CannotMeasure(f"emulated-arm64 setup: the aarch64 Python fails its smoke test: "
+                                f"{_tail(proc.stderr or proc.stdout)}")
+        machine, python = json.loads(proc.stdout.strip().splitlines()[-1])
+        if machine != "aarch64":
+            raise CannotMeasure(f"emulated-arm64 setup: the emulated Python reports {machine}, not aarch64")
+        qemu = _run(["qemu-aarch64-static", "--version"], "qemu --version").stdout.splitlines()[0]
+        (home / "stamp.json").write_text(json.dumps(_stamp(python, qemu.replace(" version", ""))))
+        return cls.state()
+
+    @classmethod
+    def run(cls, request: dict, what: str) -> dict:
+        with tempfile.TemporaryDirectory(prefix="edge-distill-arm64-") as tmp:
+            path = Path(tmp) / "request.json"
+            request = {**request, "output": str(Path(tmp) / "out.npz")}
+            path.write_text(json.dumps(request))
+            try:
+                proc = subprocess.run(cls.command() + [str(WORKER), str(path)], capture_output=True, text=True,
+                                      timeout=3600)
+            except subprocess.TimeoutExpired as exc:
+                raise CannotMeasure(f"device 'emulated-arm64': {what} did not finish in an hour") from exc
+            if proc.returncode != 0:
+                try:
+                    why = json.loads(proc.stdout.strip().splitlines()[-1])["error"]
+                except (ValueError, IndexError, KeyError, TypeError):
+                    why = f"crashed (signal {-proc.returncode})" if proc.returncode < 0 else \
+                        _tail(proc.stderr or proc.stdout)
+                raise CannotMeasure(f"device 'emulated-arm64': {what} failed in the aarch64 runtime: {why}")
+            info = json.loads(proc.stdout.strip().splitlines()[-1])
+            with np.load(request["output"]) as data:
+                info["outputs"] = [data[f"o{i}"] for i in range(len(data.files))]
+        return info
+
+
+def emulated_outputs(target: str, runner, path: Path, data, threads: int) -> tuple[np.ndarray, dict]:
+    """The artifact's first output on every sample, computed by its aarch64 runtime."""
+    if target == "ort":
+        feeds = {n: np.ascontiguousarray(data.inputs[n]) for n in runner.input_names}
+        request = {"runtime": "ort", "batch": 256}
+    elif target == "tflite":
+        feeds = {f"t{index}": array for index, array in runner.raw_inputs(data.inputs).items()}
+        request = {"runtime": "litert", "batch": runner.batch, "outputs": runner.output_indices}
+    else:
+        raise CannotMeasure(f"device 'emulated-arm64' runs ORT and LiteRT artifacts; the {target} target runs "
+                            "only on Apple hardware", hint="give this target its own device in [[targets]]")
+    note = ""
+    with tempfile.TemporaryDirectory(prefix="edge-distill-arm64-in-") as tmp:
+        inputs = Path(tmp) / "inputs.npz"
+        np.savez(inputs, **feeds)
+        request.update(inputs=str(inputs), threads=threads)
+        try:
+            info = Emulator.run({**request, "model": str(Path(path).resolve())}, f"running {Path(path).name}")
+        except CannotMeasure as exc:
+            # A .ort file is written for the ORT release that made it; the emulated runtime is
+            # older (1.27). The .onnx beside it is the same graph before ORT's own optimization.
+            source = Path(path).with_suffix(".onnx")
+            if Path(path).suffix != ".ort" or not source.is_file():
+                runtime = f"onnxruntime {EMULATED_ORT}" if target == "ort" else f"ai-edge-litert {EMULATED_LITERT}"
+                raise CannotMeasure(f"{exc} (the emulated runtime is {runtime}, the newest that runs under "
+                                    f"qemu-user here; a phone app with a newer runtime may take this model)") from exc
+            info = Emulator.run({**request, "model": str(source.resolve())}, f"running {source.name}")
+            note = (f"{Path(path).name} does not load in the aarch64 onnxruntime {EMULATED_ORT} "
+                    f"({str(exc).split(': ')[-1][:160]}); its numerics come from {source.name}, the same graph "
+                    "before ORT's optimization")
+    outputs = info["outputs"] if target == "ort" else runner.from_raw(info["outputs"])
+    evaluation = {"kind": "emulated", "runtime": info["runtime"], "runtime_version": info["runtime_version"],
+                  "device": "emulated-arm64", "machine": info["machine"], "cpu": CPU,
+                  "emulator": Emulator.state().note}
+    if note or info.get("note"):
+        evaluation["note"] = "; ".join(n for n in (note, info.get("note")) if n)
+    return np.asarray(outputs[0], dtype=np.float32), evaluation
+
+
+def _stamp(python: str, qemu: str) -> dict:
+    """What a finished setup records; a setup of other wheels or another CPU is redone."""
+    return {"wheels": list(WHEELS), "cpu": CPU, "python": python, "qemu": qemu}
+
+
+def _install_qemu(progress) -> None:
+    if shutil.which("qemu-aarch64-static"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        raise CannotMeasure("emulated-arm64 needs qemu-aarch64-static, and this setup can install it only as root "
+                            "with apt-get", hint="apt-get install qemu-user-static, then run the setup again")
+    progress("installing Debian's qemu-user-static (apt-get)")
+    _run(["apt-get", "update", "-qq"], "apt-get update")
+    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", "qemu-user-static"],
+         "apt-get install qemu-user-static", env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def _download_debs(apt: Path, progress) -> list[Path]:
+    """arm64 .debs of DEB_ROOTS and their dependencies, through an apt state of our own whose
+    dpkg status is empty: apt resolves the whole closure, as for an empty system."""
+    for sub in ("lists/partial", "archives/partial"):
+        (apt / sub).mkdir(parents=True, exist_ok=True)
+    (apt / "status").write_text("")
+    options = ["-o", "APT::Architecture=arm64", "-o", "APT::Architectures=arm64", "-o", f"Dir::State={apt}",
+               "-o", f"Dir::State::Lists={apt / 'lists'}", "-o", f"Dir::State::status={apt / 'status'}",
+               "-o", f"Dir::Cache={apt}", "-o", f"Dir::Cache::archives={apt / 'archives'}",
+               "-o", "Dir::Cache::pkgcache=", "-o", "Dir::Cache::srcpkgcache="]
+    progress("fetching Debian's arm64 package lists (a private apt state)")
+    _run(["apt-get", *options, "-qq", "update"], "apt-get update (arm64)")
+    simulated = _run(["apt-get", *options, "-s", "-y", "--no-install-recommends", "install", *DEB_ROOTS],
+                     "resolving the arm64 packages").stdout
+    names = sorted(line.split()[1].removesuffix(":arm64") for line in simulated.splitlines()
+                   if line.startswith("Inst "))
+    progress(f"downloading {len(names)} arm64 packages: {' '.join(names)}")
+    _run(["apt-get", *options, "-qq", "-y", "--no-install-recommends", "install", "--download-only", *DEB_ROOTS],
+         "downloading the arm64 packages")
+    debs = []
+    for name in names:
+        found = sorted((apt / "archives").glob(f"{name}_*_arm64.deb")) + sorted(
+            (apt / "archives").glob(f"{name}_*_all.deb"))
+        if not found:
+            raise CannotMeasure(f"emulated-arm64 setup: apt did not download {name}")
+        debs.append(found[-1])
+    return debs
+
+
+def _run(command: list[str], what: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    except FileNotFoundError as exc:
+        raise CannotMeasure(f"emulated-arm64 setup: {what} needs {command[0]}, which is not installed") from exc
+    if proc.returncode != 0:
+        raise CannotMeasure(f"emulated-arm64 setup: {what} failed: {_tail(proc.stderr or proc.stdout)}")
+    return proc
+
+
+def _tail(text: str) -> str:
+    return " | ".join(text.strip().splitlines()[-3:]) or "(no output)"
