@@ -91,9 +91,16 @@ class OrtTarget:
             with _working_in(request.work_dir), quiet("", "ort_format_model.utils", "onnxruntime"):
                 details.update(builder(request, onnx_out) or {})
         ort_path = _convert_to_ort(onnx_out, request.out_dir)
+        unreadable = _unloadable(ort_path)
+        if unreadable:  # e.g. the int4 tables of GatherBlockQuantized: the ORT format has no 4-bit tensors
+            for stale in [ort_path, *request.out_dir.glob(f"{onnx_out.stem}*.config")]:
+                stale.unlink()
+            details["notes"] = [f"no .ort for {request.precision}: onnxruntime cannot read back the ORT-format file "
+                                f"({unreadable}); the artifact is the .onnx, which ORT Mobile's full build loads"]
+            ort_path = onnx_out
         details["ops"] = op_counts(onnx_out)
         details["mobile_usability"] = mobile_usability(onnx_out)
-        files = [ort_path, onnx_out] + sorted(request.out_dir.glob(f"{onnx_out.stem}*.config"))
+        files = list(dict.fromkeys([ort_path, onnx_out, *sorted(request.out_dir.glob(f"{onnx_out.stem}*.config"))]))
         return Artifact(target="ort", precision=request.precision, path=ort_path, files=files, details=details)
 
     # -- precisions ---------------------------------------------------------------------------
@@ -231,6 +238,18 @@ def _convert_to_ort(onnx_path: Path, out_dir: Path) -> Path:
     if not ort_path.exists():
         raise BadInput(f"ORT format conversion produced no {ort_path.name}", path=onnx_path)
     return ort_path
+
+
+def _unloadable(path: Path) -> str | None:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
+        return " ".join(str(exc).split(":")[-2:]).strip()[:200]
+    return None
 
 
 def gemm_to_matmul(model) -> int:

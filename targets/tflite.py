@@ -289,7 +289,9 @@ class TfliteRunner:
             shape = [int(x) for x in d["shape"]]
             if self._layouts.get(name) == "NHWC" and len(shape) == 4:
                 shape = [shape[0], shape[3], shape[1], shape[2]]
-            specs.append(InputSpec(name=name, shape=tuple(["batch"] + shape[1:]), dtype="float32"))
+            ids = np.issubdtype(d["dtype"], np.integer) and not d["quantization"][0]  # token ids, not int8 I/O
+            specs.append(InputSpec(name=name, shape=tuple(["batch"] + shape[1:]),
+                                   dtype=np.dtype(d["dtype"]).name if ids else "float32"))
         return specs
 
     def describe(self) -> dict:

@@ -11,6 +11,9 @@ A budget table (in `edge-distill.toml` under [budgets], or a budget file given t
     max_size_mb = 1.0
     max_peak_memory_mb = 50
     min_speedup_vs_float = 1.0    # float p50 / this p50, for quantized artifacts
+    min_teacher_cosine = 0.95     # embedding: mean cosine similarity to the teacher's (also min_float_cosine)
+    min_retrieval_agreement = 0.9 # embedding: same nearest neighbour as the teacher (min_float_retrieval_agreement)
+    sequence_length = 128         # text: the token count the latency limits hold at
     require = "measured"          # provenance a latency figure must have: measured | emulated | estimated
 
     [budgets.slices.high_risk]    # per slice: min_accuracy, max_accuracy_drop,
@@ -46,9 +49,14 @@ SCALAR_CHECKS = {
     "max_size_mb": ("size_mb", "<=", "MB"),
     "max_peak_memory_mb": ("peak_memory_mb", "<=", "MB"),
     "min_speedup_vs_float": ("speedup_vs_float", ">=", "x"),
+    "min_teacher_cosine": ("teacher_cosine", ">=", ""),
+    "min_float_cosine": ("float_cosine", ">=", ""),
+    "min_retrieval_agreement": ("teacher_retrieval_agreement", ">=", ""),
+    "min_float_retrieval_agreement": ("float_retrieval_agreement", ">=", ""),
 }
 SLICE_CHECKS = {k: SCALAR_CHECKS[k] for k in
-                ("min_accuracy", "max_accuracy_drop", "min_float_agreement", "min_teacher_agreement")}
+                ("min_accuracy", "max_accuracy_drop", "min_float_agreement", "min_teacher_agreement",
+                 "min_teacher_cosine", "min_float_cosine", "min_retrieval_agreement", "min_float_retrieval_agreement")}
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class Budget:
     slices: dict[str, dict[str, float]] = field(default_factory=dict)
     require: str | None = None
     precisions: dict[str, Budget] = field(default_factory=dict)
+    sequence_length: int | None = None  # text models: the token count the latency limits hold at
 
     def for_precision(self, precision: str) -> Budget:
         """This budget with the [precisions.<precision>] layer applied. The fp32 baseline is
@@ -68,11 +77,12 @@ class Budget:
         limits = {**self.limits, **layer.limits}
         if precision == "fp32":
             limits.pop("min_speedup_vs_float", None)
-        return Budget(limits=limits, slices=slices, require=layer.require or self.require)
+        return Budget(limits=limits, slices=slices, require=layer.require or self.require,
+                      sequence_length=self.sequence_length)
 
 
 def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: bool = True) -> Budget:
-    allowed = set(SCALAR_CHECKS) | {"slices", "require"} | ({"precisions"} if allow_layers else set())
+    allowed = set(SCALAR_CHECKS) | {"slices", "require"} | ({"precisions", "sequence_length"} if allow_layers else set())
     check_keys(table, allowed, where, path)
     limits = {}
     for key in SCALAR_CHECKS:
@@ -93,7 +103,10 @@ def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: 
     for name, layer in expect(table.get("precisions", {}), dict, "precisions", where, path).items():
         precisions[name] = parse_budget(expect(layer, dict, name, f"{where}.precisions", path), path,
                                         f"{where}.precisions.{name}", allow_layers=False)
-    return Budget(limits=limits, slices=slices, require=require, precisions=precisions)
+    length = table.get("sequence_length")
+    if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
+        raise BadInput(f"'sequence_length' in [{where}] must be a positive int (tokens), got {length!r}", path=path)
+    return Budget(limits=limits, slices=slices, require=require, precisions=precisions, sequence_length=length)
 
 
 def load_budget_file(path: str | Path) -> Budget:

@@ -50,7 +50,7 @@ from .budgets import Budget, parse_budget
 from .errors import BadInput
 from .tomlfile import check_keys, expect, read_toml
 
-TASKS = ("classification",)
+TASKS = ("classification", "embedding")
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
 
 
@@ -92,6 +92,7 @@ class Config:
     warmup: int = 20
     runs: int = 200
     device: str = "host"
+    sequence_lengths: list[int] = field(default_factory=list)  # text: latency measured at each token count
     device_tools: dict[str, str] = field(default_factory=dict)  # [measure.adb]: benchmark binaries for phones
     devices: dict = field(default_factory=dict)  # name -> resolved edge_distill.devices.Device, once per run
     targets: list[TargetConfig] = field(default_factory=list)
@@ -105,10 +106,16 @@ class Config:
         return self.path.parent
 
     def resolve(self, value: str | None) -> str | None:
-        """A path relative to the config's folder; a module:factory reference stays as it is."""
+        """A path relative to the config's folder; a module:factory reference stays as it is.
+        `{cache}` stands for edge-distill's cache folder, where an example's setup step leaves what it
+        builds ($EDGE_DISTILL_CACHE, else ~/.cache/edge-distill)."""
         if value is None or _is_factory(value):
             return value
-        return str((self.root / value).resolve())
+        if "{cache}" in value:
+            from .places import cache_home
+
+            value = value.replace("{cache}", str(cache_home()))
+        return str((self.root / Path(value).expanduser()).resolve())
 
 
 def _is_factory(ref: str) -> bool:
@@ -180,7 +187,11 @@ def load_config(path: str | Path) -> Config:
     cfg.tolerance = float(expect(e.get("tolerance", 1e-4), (int, float), "tolerance", "export", path))
 
     me = expect(data.get("measure", {}), dict, "measure", "top level", path)
-    check_keys(me, {"threads", "warmup", "runs", "device", "adb"}, "measure", path)
+    check_keys(me, {"threads", "warmup", "runs", "device", "adb", "sequence_lengths"}, "measure", path)
+    lengths = expect(me.get("sequence_lengths", []), list, "sequence_lengths", "measure", path)
+    if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lengths):
+        raise BadInput(f"'sequence_lengths' in [measure] must be positive ints (tokens), got {lengths}", path=path)
+    cfg.sequence_lengths = sorted(set(lengths))
     cfg.device = expect(me.get("device", "host"), str, "device", "measure", path)
     adb = expect(me.get("adb", {}), dict, "adb", "measure", path)
     check_keys(adb, {"benchmark_model", "onnxruntime_perf_test"}, "measure.adb", path)

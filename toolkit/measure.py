@@ -61,6 +61,20 @@ def latency(runner, data: Dataset, *, warmup: int, runs: int) -> Latency:
                    min_ms=_r(times.min()), runs=runs, warmup=warmup, batch=1, provenance=prov)
 
 
+def at_length(data: Dataset, length: int, count: int = 32) -> Dataset:
+    """`count` samples at exactly `length` tokens, every token attended: the evaluation texts' own
+    token ids, repeated to fill the length (latency depends on the shape, not on the words)."""
+    ids = data.inputs["input_ids"][:count]
+    mask = data.inputs.get("attention_mask", np.ones_like(ids))[:count]
+    rows = []
+    for row, keep in zip(ids, mask):
+        tokens = row[keep.astype(bool)] if keep.any() else row
+        rows.append(np.resize(tokens, length))
+    out = np.stack(rows).astype(ids.dtype)
+    return Dataset(source=f"{data.source} at {length} tokens", inputs={"input_ids": out,
+                                                                     "attention_mask": np.ones_like(out)})
+
+
 def outputs(runner, data: Dataset, batch_size: int = 256) -> np.ndarray:
     return np.concatenate([runner.run({n: b[n] for n in runner.input_names})[0] for b in data.batches(batch_size)])
 

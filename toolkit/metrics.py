@@ -1,5 +1,11 @@
-"""Task metrics, overall and per slice. Classification: top-1 against labels, the float student
-and the teacher; weighted where the data carry per-sample weights."""
+"""Task metrics, overall and per slice.
+
+Classification: top-1 against labels, the float student and the teacher; weighted where the data
+carry per-sample weights. Embedding: cosine similarity to the teacher's and the float student's
+embeddings of the same text, and retrieval agreement: each evaluation text as a query, is its
+nearest neighbour in the evaluation corpus (itself excluded) the same as the reference's? Retrieval
+agreement does not depend on the embedding space, so it also compares a model trained apart
+(an off-the-shelf one), where cosine to the teacher would mean nothing."""
 
 from __future__ import annotations
 
@@ -17,13 +23,17 @@ class Metrics:
     teacher_agreement: float | None = None
     accuracy_drop: float | None = None  # float student's accuracy minus this one's
     max_abs_diff_vs_float: float | None = None
+    teacher_cosine: float | None = None  # embedding: mean cosine similarity to the teacher's
+    float_cosine: float | None = None
+    teacher_retrieval_agreement: float | None = None  # same nearest neighbour as under the teacher
+    float_retrieval_agreement: float | None = None
 
     def figures(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "samples"}
 
 
 def classification(outputs: np.ndarray, *, labels=None, weights=None, float_outputs=None, teacher_outputs=None,
-                   mask=None) -> Metrics:
+                   mask=None, **_) -> Metrics:
     keep = np.ones(len(outputs), bool) if mask is None else mask
     pred = outputs[keep].argmax(axis=1)
     m = Metrics(samples=int(keep.sum()))
@@ -41,6 +51,40 @@ def classification(outputs: np.ndarray, *, labels=None, weights=None, float_outp
     if teacher_outputs is not None:
         m.teacher_agreement = _round((pred == teacher_outputs[keep].argmax(axis=1)).mean())
     return m
+
+
+def embedding(outputs: np.ndarray, *, float_outputs=None, teacher_outputs=None, mask=None,
+              same_space_as_teacher: bool = True, **_) -> Metrics:
+    keep = np.ones(len(outputs), bool) if mask is None else mask
+    m = Metrics(samples=int(keep.sum()))
+    out = _unit(outputs)
+    mine = _neighbours(out)
+    for ref, cosine, agreement, same_space in ((float_outputs, "float_cosine", "float_retrieval_agreement", True),
+                                               (teacher_outputs, "teacher_cosine", "teacher_retrieval_agreement",
+                                                same_space_as_teacher)):
+        if ref is None:
+            continue
+        ref = _unit(ref)
+        if same_space and ref.shape == out.shape:
+            setattr(m, cosine, _round(np.sum(out[keep] * ref[keep], axis=1).mean()))
+        setattr(m, agreement, _round((mine[keep] == _neighbours(ref)[keep]).mean()))
+    if float_outputs is not None:
+        m.max_abs_diff_vs_float = _round(np.abs(outputs[keep] - float_outputs[keep]).max())
+    return m
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64).reshape(len(x), -1)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _neighbours(unit: np.ndarray) -> np.ndarray:
+    similarity = unit @ unit.T
+    np.fill_diagonal(similarity, -np.inf)
+    return similarity.argmax(axis=1)
+
+
+TASK_METRICS = {"classification": classification, "embedding": embedding}
 
 
 def _round(x) -> float:

@@ -3,7 +3,11 @@
   - `package.module:factory` + weights (.safetensors, or a state dict read with
     `torch.load(weights_only=True)`): the factory builds the module, the weights fill it;
   - a `torch.export` program (`.pt2`, read with `torch.export.load`);
-  - an `.onnx` file, whose external data must stay inside the model's folder.
+  - an `.onnx` file, whose external data must stay inside the model's folder;
+  - a Hugging Face model folder (config.json + model.safetensors, read offline): a
+    sentence-transformers folder gives its pooled embedding (mean pooling, normalized when its
+    modules say so), a *ForSequenceClassification model its logits. Inputs: input_ids and
+    attention_mask (int64, batch x sequence). Its tokenizer files travel with the artifacts.
 
 A pickled whole-module `.pt` is refused: unpickling runs arbitrary code. `trust_pickle=True`
 (`--trust-pickle`) is the explicit way out for a file the user vouches for.
@@ -42,6 +46,7 @@ class SourceModel:
     exported: object | None = None
     onnx_path: Path | None = None
     output_names: list[str] = field(default_factory=lambda: ["output"])
+    tokenizer: Path | None = None  # a Hugging Face folder's tokenizer.json / vocab.txt live here
 
     def predict(self, data: Dataset, batch_size: int = 256) -> np.ndarray:
         """The first output of the model for every sample of `data`, as float32."""
@@ -80,10 +85,13 @@ def load_model(reference: str, weights: str | None = None, inputs: list[InputSpe
         return _load_exported(Path(reference), inputs)
     if reference.endswith(PICKLE_SUFFIXES):
         return _load_pickled_module(Path(reference), inputs, trust_pickle)
+    if Path(reference).is_dir() and (Path(reference) / "config.json").is_file():
+        return _load_hf_folder(Path(reference), inputs, trust_pickle)
     if ":" in reference:
         return _load_factory(reference, weights, inputs, search_path)
     raise BadInput(f"cannot tell what kind of model '{reference}' is",
-                   hint="use package.module:factory (with weights), a .pt2 torch.export program or an .onnx file")
+                   hint="use package.module:factory (with weights), a .pt2 torch.export program, an .onnx file or a "
+                        "Hugging Face model folder")
 
 
 def _require_torch(purpose: str):
@@ -143,6 +151,73 @@ def _load_factory(reference: str, weights: str | None, inputs: list[InputSpec], 
                        hint="list them under [[model.inputs]] in edge-distill.toml (name, shape, dtype)")
     return SourceModel(reference=reference, kind="torch", inputs=inputs, fingerprint=sha256_file(path),
                        module=model)
+
+
+TEXT_INPUTS = [InputSpec("input_ids", ("batch", "sequence"), "int64"),
+               InputSpec("attention_mask", ("batch", "sequence"), "int64")]
+
+
+def _load_hf_folder(path: Path, inputs: list[InputSpec], trust_pickle: bool) -> SourceModel:
+    _require_torch(f"loading {path}")
+    from .quiet import quiet
+
+    try:
+        with quiet("torchao", "torch.utils._pytree"):  # transformers imports torchao, which reports missing kernels
+            import transformers
+    except ImportError as exc:
+        raise MissingDependency("transformers", "examples", f"loading the Hugging Face folder {path}") from exc
+    weights = path / "model.safetensors"
+    if not weights.is_file():
+        pickled = path / "pytorch_model.bin"
+        if not pickled.is_file():
+            raise BadInput("the Hugging Face folder has no model.safetensors", path=path)
+        if not trust_pickle:
+            raise BadInput("the folder's weights are pickled (pytorch_model.bin): unpickling runs code",
+                           path=path, hint="save them with save_pretrained(safe_serialization=True), or "
+                                           "--trust-pickle for a file you vouch for")
+        weights = pickled
+    from .text import Logits, SentenceEmbedder
+
+    config = transformers.AutoConfig.from_pretrained(path, local_files_only=True)
+    modules = path / "modules.json"
+    with _quiet_transformers():
+        if modules.is_file():  # sentence-transformers: transformer, pooling, normalize
+            import json
+
+            kinds = [m["type"].rsplit(".", 1)[-1] for m in json.loads(modules.read_text())]
+            pooling = next((m for m in json.loads(modules.read_text()) if m["type"].endswith("Pooling")), None)
+            mode = "mean"
+            if pooling is not None:
+                pool = json.loads((path / pooling["path"] / "config.json").read_text())
+                mode = "cls" if pool.get("pooling_mode_cls_token") else "mean"
+            encoder = transformers.AutoModel.from_pretrained(path, local_files_only=True,
+                                                             use_safetensors=weights.suffix == ".safetensors")
+            module = SentenceEmbedder(encoder, mode, normalize="Normalize" in kinds)
+        elif any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
+            classifier = transformers.AutoModelForSequenceClassification.from_pretrained(
+                path, local_files_only=True, use_safetensors=weights.suffix == ".safetensors")
+            module = Logits(classifier)
+        else:
+            raise BadInput(f"the Hugging Face folder holds a {', '.join(config.architectures or ['bare'])} model; "
+                           "edge-distill takes sentence-transformers folders (modules.json) and "
+                           "*ForSequenceClassification models", path=path)
+    module.eval()
+    tokenizer = path if any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt")) else None
+    return SourceModel(reference=str(path), kind="torch", inputs=inputs or TEXT_INPUTS,
+                       fingerprint=sha256_file(weights), module=module, tokenizer=tokenizer)
+
+
+@contextmanager
+def _quiet_transformers():
+    import transformers
+
+    previous = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(previous)
 
 
 def _read_state_dict(path: Path) -> dict:

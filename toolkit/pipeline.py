@@ -54,14 +54,16 @@ def _data_info(data: Dataset | None) -> dict | None:
             "weights": data.weights is not None, "slices": {k: int(v.sum()) for k, v in data.slices.items()}}
 
 
-def reference_metrics(data: Dataset, student_out: np.ndarray, teacher_out: np.ndarray | None) -> dict:
+def reference_metrics(data: Dataset, student_out: np.ndarray, teacher_out: np.ndarray | None,
+                      task: str = "classification") -> dict:
     refs = {}
+    score = metrics.TASK_METRICS[task]
     for name, out in (("float student", student_out), ("teacher", teacher_out)):
         if out is None:
             continue
         kw = dict(labels=data.labels, weights=data.weights, teacher_outputs=teacher_out)
-        refs[name] = {"overall": metrics.classification(out, **kw),
-                      "slices": {s: metrics.classification(out, mask=m, **kw) for s, m in data.slices.items()}}
+        refs[name] = {"overall": score(out, **kw),
+                      "slices": {s: score(out, mask=m, **kw) for s, m in data.slices.items()}}
     return refs
 
 
@@ -107,7 +109,8 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
                       budget: Budget, threads: int, warmup: int, runs: int, float_latency=None,
                       artifact: Artifact | None = None, progress=Progress(False),
                       subject: str = "student", qualified: bool = False, device: Device | None = None,
-                      graph: Path | None = None) -> TargetResult:
+                      graph: Path | None = None, task: str = "classification",
+                      sequence_lengths: list[int] | None = None) -> TargetResult:
     """Measure one artifact (numerics, latency, memory, each where the device says) and check it
     against its budget."""
     dev = device or Device("host")
@@ -120,7 +123,7 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     evaluation = {"kind": how.get("kind", "measured"), "runtime": how["runtime"],
                   "runtime_version": how["runtime_version"], "device": "host"}
     details = dict(artifact.details) if artifact else {}
-    warnings, why_no_numerics = [], None
+    warnings, why_no_numerics = list(details.get("notes", [])), None
     if dev.numerics == EMULATED_ARM64:
         from .emulation import emulated_outputs
 
@@ -137,18 +140,30 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
             out = arm_out
             if evaluation.get("note"):
                 warnings.append(f"{label} on emulated-arm64: {evaluation['note']}")
-    kw = dict(labels=data.labels, weights=data.weights, float_outputs=float_out, teacher_outputs=teacher_out)
+    kw = dict(labels=data.labels, weights=data.weights, float_outputs=float_out, teacher_outputs=teacher_out,
+              same_space_as_teacher=subject != "off-the-shelf")  # a model trained apart: retrieval only
     if why_no_numerics:
         overall = metrics.Metrics(samples=len(data))
         slices = {s: metrics.Metrics(samples=int(m.sum())) for s, m in data.slices.items()}
     else:
-        overall = metrics.classification(out, **kw)
-        slices = {s: metrics.classification(out, mask=m, **kw) for s, m in data.slices.items()}
+        score = metrics.TASK_METRICS[task]
+        overall = score(out, **kw)
+        slices = {s: score(out, mask=m, **kw) for s, m in data.slices.items()}
     lat = host_lat = None
     mem = measure.Memory(None, None, getattr(runner, "why_no_latency", None))
     if dev.latency == "adb":
         progress(f"  {label}: latency on {dev.name} ({warmup} warm-up + {runs} runs)")
         lat, mem = _measured_on_phone(dev, path, how, threads, warmup, runs)
+    elif getattr(runner, "measures_latency", True) and sequence_lengths:
+        lat, by_length = _latency_by_length(runner, data, sequence_lengths, budget.sequence_length, warmup, runs,
+                                            label, progress)
+        host_lat = lat
+        details["latency_by_length"] = by_length
+        if lat is None:
+            mem = measure.Memory(None, None, by_length[str(budget.sequence_length)]["why"])
+        elif dev.latency == "host":
+            progress(f"  {label}: peak memory in a fresh process")
+            mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, how)
     elif getattr(runner, "measures_latency", True):
         progress(f"  {label}: latency ({warmup} warm-up + {runs} runs, {threads} thread(s))")
         lat = host_lat = measure.latency(runner, data, warmup=warmup, runs=runs)
@@ -172,7 +187,7 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
                           metrics=overall, slices=slices, details=details, evaluation=evaluation, warnings=warnings)
     if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
         result.details["compute_plan"] = runner.placement()
-    if lat is None:
+    if lat is None and not sequence_lengths:
         result.warnings.append(f"{target_name}: {runner.why_no_latency}")
     elif lat.missing:
         result.warnings.append(f"{label} on {dev.name}: {lat.missing}")
@@ -183,14 +198,40 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     if why_no_numerics:
         for figures in slice_figures.values():
             figures.update({f"{k}.why": why_no_numerics for k, v in list(figures.items()) if v is None})
+    why_no_latency = getattr(runner, "why_no_latency", None)
+    if lat is None and sequence_lengths:
+        why_no_latency = details["latency_by_length"][str(budget.sequence_length)]["why"]
     result.checks = evaluate(budget.for_precision(precision), _figures(
-        result, why_no_latency=getattr(runner, "why_no_latency", None), why_no_numerics=why_no_numerics),
+        result, why_no_latency=why_no_latency, why_no_numerics=why_no_numerics),
         slice_figures, _provenance(result), result.name)
     if hasattr(target, "record"):
         target.record(path, {"passed": result.passed, "evaluation": result.evaluation,
                              "checks": [{"name": c.name, "limit": c.limit, "value": c.value, "passed": c.passed}
                                         for c in result.checks]})
     return result
+
+
+def _latency_by_length(runner, data: Dataset, lengths: list[int], budget_length: int | None, warmup: int,
+                       runs: int, label: str, progress):
+    """Latency at each token count; the result's own latency is the one at the budget's length
+    (the longest configured when the budget names none). An artifact built for one fixed length
+    (LiteRT, Core ML) is timed at that length only."""
+    fixed = [s.shape[1] for s in runner.input_specs() if len(s.shape) > 1 and isinstance(s.shape[1], int)]
+    by_length, chosen = {}, budget_length or max(lengths)
+    for length in sorted(set(lengths) | {chosen}):
+        if fixed and fixed[0] != length:
+            by_length[str(length)] = {"why": f"this artifact takes exactly {fixed[0]} tokens (a fixed shape), "
+                                             f"not {length}"}
+            continue
+        progress(f"  {label}: latency at {length} tokens ({warmup} warm-up + {runs} runs)")
+        lat = measure.latency(runner, measure.at_length(data, length), warmup=warmup, runs=runs)
+        by_length[str(length)] = {"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms,
+                                  "latency": lat}
+    entry = by_length[str(chosen)]
+    lat = entry.pop("latency", None)
+    for other in by_length.values():
+        other.pop("latency", None)
+    return lat, by_length
 
 
 def _figures(r: TargetResult, why_no_latency: str | None = None, why_no_numerics: str | None = None) -> dict:
@@ -290,12 +331,12 @@ def load_inputs(cfg: Config, progress: Progress) -> Loaded:
     if cfg.evaluation is None:
         raise BadInput("[data] evaluation is required: budgets are checked on it", path=cfg.path)
     m = cfg.model
-    progress(f"loading the student {m.student}")
+    progress(f"loading the student {cfg.resolve(m.student) if '{' in m.student else m.student}")
     student = load_model(cfg.resolve(m.student), cfg.resolve(m.weights), m.inputs, trust_pickle=m.trust_pickle,
                          search_path=cfg.root)
     teacher = None
     if m.teacher:
-        progress(f"loading the teacher {m.teacher}")
+        progress(f"loading the teacher {cfg.resolve(m.teacher) if '{' in m.teacher else m.teacher}")
         teacher = load_model(cfg.resolve(m.teacher), cfg.resolve(m.teacher_weights), m.inputs,
                              trust_pickle=m.trust_pickle, search_path=cfg.root)
     evaluation = load_dataset(cfg.evaluation, student.inputs)
@@ -335,7 +376,8 @@ def build_and_measure(cfg: Config, tc, precision: str, model: SourceModel, onnx_
                                teacher_out=teacher_out, budget=cfg.budget, threads=cfg.threads, warmup=cfg.warmup,
                                runs=cfg.runs, float_latency=float_latency, artifact=artifact, progress=progress,
                                subject=subject, qualified=qualified, device=device_for(cfg, tc),
-                               graph=onnx_path if onnx_path and Path(onnx_path).is_file() else None)
+                               graph=onnx_path if onnx_path and Path(onnx_path).is_file() else None,
+                               task=cfg.model.task, sequence_lengths=cfg.sequence_lengths)
     result.build_seconds = seconds
     result.artifact = str(artifact.path.relative_to(out))
     result.files = [str(f.relative_to(out)) for f in artifact.files]
@@ -378,7 +420,8 @@ def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, t
                   data={"evaluation": _data_info(loaded.evaluation), "calibration": _data_info(loaded.calibration),
                         "calibration_samples": cfg.calibration_samples, "seed": cfg.seed},
                   environment=host_environment(), export=export,
-                  references=reference_metrics(loaded.evaluation, float_out, teacher_out), results=results,
+                  references=reference_metrics(loaded.evaluation, float_out, teacher_out, cfg.model.task),
+                  results=results, task=cfg.model.task,
                   warnings=warnings, gate_checks=gate, **extra)
 
 

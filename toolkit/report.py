@@ -67,6 +67,7 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     gate_checks: list[Check] = field(default_factory=list)  # checks of the run itself (a stale teacher)
     ladder: dict | None = None
+    task: str = "classification"
     schema_version: str = SCHEMA_VERSION
 
     @property
@@ -170,26 +171,49 @@ def _sentence(check: Check) -> str:
     return f"{text}: {check.message}" if check.message else text
 
 
+# (column, Metrics field) per task; slices repeat the task's headline metric
+COLUMNS = {"classification": [("accuracy", "accuracy"), ("drop", "accuracy_drop"), ("float agr", "float_agreement"),
+                              ("teacher agr", "teacher_agreement")],
+           "embedding": [("teacher cos", "teacher_cosine"), ("float cos", "float_cosine"),
+                         ("retrieval agr", "teacher_retrieval_agreement"),
+                         ("float retr agr", "float_retrieval_agreement")]}
+HEADLINE = {"classification": ("acc", "accuracy"), "embedding": ("retr agr", "teacher_retrieval_agreement")}
+
+
 def _rows(report: Report) -> tuple[list[str], list[list[str]]]:
-    head = ["artifact", "size", "p50 ms", "p95 ms", "peak MB", "speedup", "accuracy", "drop", "float agr",
-            "teacher agr"]
+    columns, (slice_head, slice_field) = COLUMNS[report.task], HEADLINE[report.task]
+    head = ["artifact", "size", "p50 ms", "p95 ms", "peak MB", "speedup"] + [c for c, _ in columns]
     slice_names = sorted({s for r in report.results for s in r.slices})
-    head += [f"{s} acc" for s in slice_names] + ["budgets"]
+    head += [f"{s} {slice_head}" for s in slice_names] + ["budgets"]
     rows = []
     for name, ref in report.references.items():
         m = ref["overall"]
-        rows.append([f"({name})", "", "", "", "", "", _fmt(m.accuracy), "", "", _fmt(m.teacher_agreement)]
-                    + [_fmt(ref["slices"][s].accuracy) if s in ref["slices"] else "" for s in slice_names] + [""])
+        rows.append([f"({name})", "", "", "", "", ""]
+                    + [_fmt(getattr(m, f)) if f in ("accuracy", "teacher_agreement", "teacher_retrieval_agreement",
+                                                     "teacher_cosine") else "" for _, f in columns]
+                    + [_fmt(getattr(ref["slices"][s], slice_field)) if s in ref["slices"] else ""
+                       for s in slice_names] + [""])
     for r in report.results:
         lat = r.latency
         verdict = "pass" if r.passed else ("FAIL" if any(c.passed is False for c in r.checks) else "UNMEASURED")
         rows.append([r.name, _size(r.size_bytes), _fmt(lat and lat.p50_ms), _fmt(lat and lat.p95_ms),
-                     _fmt(r.memory.peak_mb), _fmt(r.speedup_vs_float, "x") if r.speedup_vs_float else "-",
-                     _fmt(r.metrics.accuracy), _fmt(r.metrics.accuracy_drop), _fmt(r.metrics.float_agreement),
-                     _fmt(r.metrics.teacher_agreement)]
-                    + [_fmt(r.slices[s].accuracy) if s in r.slices else "" for s in slice_names]
+                     _fmt(r.memory.peak_mb), _fmt(r.speedup_vs_float, "x") if r.speedup_vs_float else "-"]
+                    + [_fmt(getattr(r.metrics, f)) for _, f in columns]
+                    + [_fmt(getattr(r.slices[s], slice_field)) if s in r.slices else "" for s in slice_names]
                     + [f"{verdict} ({sum(bool(c.passed) for c in r.checks)}/{len(r.checks)})"])
     return head, rows
+
+
+def _length_lines(report: Report) -> list[str]:
+    """Latency at each sequence length, for text models."""
+    lines = []
+    for r in report.results:
+        by_length = r.details.get("latency_by_length")
+        if by_length:
+            cells = [f"{n} tokens: " + (f"p50 {_fmt(v['p50_ms'])} / p95 {_fmt(v['p95_ms'])} ms" if "p95_ms" in v
+                                        else "n/a") for n, v in sorted(by_length.items(), key=lambda kv: int(kv[0]))]
+            lines.append(f"  {r.name}: " + "; ".join(cells))
+    return (["Latency by sequence length (batch 1):"] + lines) if lines else []
 
 
 def _size(n: int) -> str:
@@ -231,6 +255,7 @@ def to_table(report: Report) -> str:
     out = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
     broken = [c for c in report.checks if c.passed is not True]
     out.append("")
+    out.extend(_length_lines(report))
     out.append(_provenance_line(report))
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"warning: {w}")
@@ -281,7 +306,7 @@ def to_markdown(report: Report) -> str:
               if report.teacher else "") + ".", ""]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    out += ["", _provenance_line(report), ""]
+    out += ["", *_length_lines(report), _provenance_line(report), ""]
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"> **warning:** {w}")
     if report.ladder is not None:
