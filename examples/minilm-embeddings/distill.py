@@ -215,7 +215,8 @@ def main() -> None:
     (tmp / "student").mkdir(parents=True)
     student_encoder.save_pretrained(tmp / "student", safe_serialization=True)
     tokenizer.save_pretrained(tmp / "student")
-    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling"):
+    for name in ("vocab.txt", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+                 "1_Pooling"):
         src = teacher_dir / name
         (shutil.copytree if src.is_dir() else shutil.copyfile)(src, tmp / "student" / name)
     (tmp / "student" / "2_Normalize").mkdir(exist_ok=True)
