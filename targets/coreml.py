@@ -87,6 +87,14 @@ class CoremlTarget:
             raise BadInput(f"{request.source.reference} is ONNX only; the coreml target converts from torch",
                            hint="give the torch student (module:factory + weights, or a .pt2 program)")
         specs = request.source.inputs
+        ids = [s.name for s in specs if s.dtype.startswith("int")]
+        if ids:
+            raise BadInput(
+                f"the coreml target does not take token-id inputs yet ({', '.join(ids)} of "
+                f"{request.source.reference}): it converts every named axis as dynamic float32 input, and a "
+                "transformer needs a fixed sequence length with int32 ids; coremltools 9.0 also has no converter for "
+                "the new_ones and __and__ ops that transformers 5 writes into attention masks",
+                hint="use the ort or tflite target for text models (README: the MiniLM example, Core ML)")
         out = request.out_dir / f"model.{precision}.mlpackage"
         threshold = int(opts.get("weight_threshold", 2048))
         with _quiet():

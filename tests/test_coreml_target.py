@@ -138,3 +138,12 @@ def test_coreml_is_listed_with_capabilities():
     import subprocess
 
     subprocess.run([sys.executable, "-c", code], check=True)  # capabilities are data: no SDK imported
+
+
+def test_token_id_inputs_are_refused_with_the_reason(tmp_path):
+    source = SourceModel(reference="minilm-student", kind="torch", fingerprint="0" * 64, module=torch.nn.Identity(),
+                         inputs=[InputSpec("input_ids", ("batch", "sequence"), "int64")])
+    request = BuildRequest(onnx_path=tmp_path / "m.onnx", source=source, precision="fp16", calibration=None,
+                           calibration_method="minmax", options={}, out_dir=tmp_path, work_dir=tmp_path)
+    with pytest.raises(BadInput, match="does not take token-id inputs yet \\(input_ids of minilm-student\\).*new_ones"):
+        get_target("coreml").build(request)

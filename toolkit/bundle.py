@@ -6,7 +6,8 @@ An app declares where models go and which targets it runs in `edge-distill-app.j
 
 For every result of the app's targets in a `check` report, the bundle writes the model file(s) and
 `<name>.model.json` (schema: schemas/model.schema.json): inputs with layout and normalization,
-outputs with labels and decoding, the budgets that held and their provenance, the report's hash,
+outputs with labels and decoding (or, for embeddings, how to compare them), the tokenizer of a text
+model (its vocab.txt / tokenizer.json copied beside the model), the budgets that held and their provenance, the report's hash,
 the teacher, and golden inputs with the outputs this tool measured for them, so the app can check
 itself on first run. Only models that passed their budgets are bundled unless `allow_failed`.
 Writes are atomic; files the tool did not put there are never touched; nothing escapes the app.
@@ -88,6 +89,8 @@ def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=prin
         name = _safe_name(result["name"])
         file_name = f"{name}{_suffix(artifact)}"
         plan[file_name] = artifact
+        for kind, path in context.tokenizer_files().items():  # text models: the app tokenizes as training did
+            plan[f"{name}.{kind}"] = path
         plan[f"{name}.model.json"] = json.dumps(context.model_json(result, file_name, artifact), indent=2) + "\n"
     for file_name in plan:
         target = models / file_name
@@ -174,6 +177,30 @@ class _Context:
             self._golden = data.subset(np.array(index))
         return self._golden
 
+    def tokenizer_files(self) -> dict[str, Path]:
+        """vocab.txt / tokenizer.json of a Hugging Face student folder, by the name they take in the app."""
+        if not self.cfg:
+            return {}
+        folder = Path(self.cfg.resolve(self.cfg.model.student))
+        return {name: folder / name for name in ("vocab.txt", "tokenizer.json") if (folder / name).is_file()}
+
+    def _tokenizer(self, name: str) -> dict | None:
+        files = self.tokenizer_files()
+        if not files:
+            return None
+        info = {"files": {kind: f"{name}.{kind}" for kind in files}, "max_length": None}
+        config = Path(self.cfg.resolve(self.cfg.model.student)) / "tokenizer_config.json"
+        settings = json.loads(config.read_text()) if config.is_file() else {}
+        shapes = [i["shape"] for i in self.report["student"]["inputs"] if i["name"] == "input_ids"]
+        data_length = np.load(self.report["data"]["evaluation"]["source"])["input_ids"].shape[1] \
+            if shapes else None
+        info.update(kind="wordpiece" if "vocab.txt" in files else "tokenizer.json",
+                    lowercase=bool(settings.get("do_lower_case", True)), max_length=data_length,
+                    padding="pad to max_length with [PAD]; attention_mask 1 for real tokens, 0 for padding",
+                    special_tokens={k: settings.get(k) for k in ("cls_token", "sep_token", "pad_token", "unk_token")
+                                    if settings.get(k)})
+        return info
+
     def model_json(self, result: dict, file_name: str, artifact: Path) -> dict:
         from edge_distill.targets import get_target
 
@@ -184,16 +211,29 @@ class _Context:
         runner = get_target(result["target"]).open_runner(artifact, 1)
         outputs = runner.run({n: data.inputs[n] for n in runner.input_names})[0]
         scale = float(normalization.get("scale", 1.0))
+        task = m.task if m else "classification"
         golden = []
         for i in range(len(data)):
-            sample = {"inputs": {}, "expected_output": [round(float(v), 5) for v in outputs[i].ravel()],
-                      "expected_top1": int(outputs[i].argmax())}
+            sample = {"inputs": {}, "expected_output": [round(float(v), 5) for v in outputs[i].ravel()]}
+            if task == "classification":
+                sample["expected_top1"] = int(outputs[i].argmax())
             for name, array in data.inputs.items():
+                if np.issubdtype(array.dtype, np.integer):  # token ids and masks stay integers
+                    sample["inputs"][name] = [int(v) for v in array[i].ravel()]
+                    continue
                 raw = array[i] / scale  # back to the app's raw values (pixels 0..255 for the example)
                 sample["inputs"][name] = [round(float(v), 4) for v in raw.ravel()]
             if labels:
                 sample["expected_label"] = labels[sample["expected_top1"]]
             golden.append(sample)
+        if task == "embedding":
+            dim = int(outputs.shape[-1])
+            output = {"name": "output", "meaning": f"sentence embedding ({dim} floats, unit length)", "labels": [],
+                      "decoding": "compare by dot product (= cosine similarity); the nearest by dot product is the "
+                                  "best match"}
+        else:
+            output = {"name": "output", "meaning": "logits" if labels else "raw output", "labels": labels,
+                      "decoding": "softmax, then argmax: the label at the top index" if labels else "none"}
         layout = result["details"].get("layout", "source")
         passed = [c for c in result["checks"] if c["passed"]]
         latency = result.get("latency")
@@ -201,15 +241,16 @@ class _Context:
             "schema_version": SCHEMA_VERSION,
             "name": result["name"], "target": result["target"], "precision": result["precision"],
             "file": file_name, "sha256": _sha256(artifact), "size_bytes": result["size_bytes"],
-            "task": m.task if m else "classification",
+            "task": task,
             "inputs": [{"name": i["name"], "shape": i["shape"], "dtype": i["dtype"],
                         "layout": "NHWC" if layout == "NHWC" else "NCHW" if len(i["shape"]) == 4 else "none",
                         "normalization": {"scale": scale, "mean": normalization.get("mean", 0.0),
                                           "std": normalization.get("std", 1.0),
-                                          "formula": "x = (raw * scale - mean) / std"}}
+                                          "formula": "x = (raw * scale - mean) / std"
+                                          if not i["dtype"].startswith("int") else "none: token ids as they are"}}
                        for i in self.report["student"]["inputs"]],
-            "outputs": [{"name": "output", "meaning": "logits" if labels else "raw output", "labels": labels,
-                         "decoding": "softmax, then argmax: the label at the top index" if labels else "none"}],
+            "outputs": [output],
+            **({"tokenizer": tok} if (tok := self._tokenizer(file_name.rsplit(".", 1)[0])) else {}),
             "budgets": {"passed": result["passed"],
                         "held": [{"name": c["name"], "limit": c["limit"], "value": c["value"],
                                   "comparison": c["comparison"], "provenance": c.get("provenance")} for c in passed],

@@ -201,7 +201,17 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     why_no_latency = getattr(runner, "why_no_latency", None)
     if lat is None and sequence_lengths:
         why_no_latency = details["latency_by_length"][str(budget.sequence_length)]["why"]
-    result.checks = evaluate(budget.for_precision(precision), _figures(
+    layer = budget.for_precision(precision)
+    if subject == "off-the-shelf" and task == "embedding":  # its own space: judged by retrieval agreement only
+        dropped = sorted({k for k in layer.limits if k == "min_teacher_cosine"} |
+                         {k for limits in layer.slices.values() for k in limits if k == "min_teacher_cosine"})
+        if dropped:
+            layer = Budget(limits={k: v for k, v in layer.limits.items() if k not in dropped},
+                           slices={n: {k: v for k, v in lim.items() if k not in dropped} for n, lim in layer.slices.items()},
+                           require=layer.require, sequence_length=layer.sequence_length)
+            result.warnings.append(f"{result.name}: {', '.join(dropped)} does not apply to an off-the-shelf model "
+                                   "(its embedding space is its own); it is judged by retrieval agreement")
+    result.checks = evaluate(layer, _figures(
         result, why_no_latency=why_no_latency, why_no_numerics=why_no_numerics),
         slice_figures, _provenance(result), result.name)
     if hasattr(target, "record"):
