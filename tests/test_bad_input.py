@@ -145,3 +145,19 @@ def test_every_command_help_exits_0():
         proc = run_cli(*command.split(), "--help")
         assert proc.returncode == 0 and "Usage:" in proc.stdout, (command, proc.stderr)
     assert run_cli("check", "--no-such-flag").returncode == 2
+
+
+def test_a_cancelled_run_leaves_nothing_half_written(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge_distill", "demo", "--out", str(tmp_path / "out"), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(tmp_path.glob(".out.partial-*")) and time.time() < deadline:
+        time.sleep(0.2)
+    assert list(tmp_path.glob(".out.partial-*")), "the run never started writing"
+    proc.terminate()  # what a CI runner sends on cancel
+    assert proc.wait(timeout=60) == 143
+    assert not list(tmp_path.iterdir())  # neither the folder nor its temporary twin

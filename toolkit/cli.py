@@ -41,6 +41,10 @@ class _Group(click.Group):
 def main():
     """edge-distill: export, quantize and verify a distilled student for phones (Core ML, LiteRT,
     ONNX Runtime Mobile), and fail the build when it breaks its budgets."""
+    import signal
+
+    # A CI job cancelled with SIGTERM unwinds like Ctrl-C: temporary output folders are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
 
 
 _out = click.option("--out", "out", type=click.Path(path_type=Path), help="Folder to write into.")

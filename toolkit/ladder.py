@@ -95,8 +95,11 @@ def run_ladder(cfg: Config, out: Path, progress: Progress, *, target: str | None
     if cfg.off_the_shelf:
         subjects["off-the-shelf"] = loaded.load_extra(cfg, cfg.off_the_shelf, cfg.off_the_shelf_weights)
     teacher_out = loaded.teacher.predict(loaded.evaluation)
+    # int8 as the target's config asks for it: dynamic where static is not configured (transformers)
+    int8 = "int8-dynamic" if "int8-dynamic" in tc.precisions and "int8" not in tc.precisions else "int8"
+    precisions = tuple(int8 if p == "int8" else p for p in PRECISION_ORDER)
     order = [(s, p) for s in SUBJECT_ORDER if s in subjects
-             for p in (PRECISION_ORDER if s != "off-the-shelf" else ("fp32",))]
+             for p in (precisions if s != "off-the-shelf" else ("fp32",))]
     results: list[TargetResult] = []
     rungs, chosen, exports = [], None, {}
     with tempfile.TemporaryDirectory(prefix="edge-distill-ladder-") as work:

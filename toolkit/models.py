@@ -159,11 +159,14 @@ TEXT_INPUTS = [InputSpec("input_ids", ("batch", "sequence"), "int64"),
 
 def _load_hf_folder(path: Path, inputs: list[InputSpec], trust_pickle: bool) -> SourceModel:
     _require_torch(f"loading {path}")
-    from .quiet import quiet
+    import logging
 
+    # transformers pulls in torchao, which reports CUDA kernels it cannot load, and torch's pytree
+    # warns about torchao's enums: nothing a user of this tool can act on
+    for chatty in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(chatty).setLevel(logging.ERROR)
     try:
-        with quiet("torchao", "torch.utils._pytree"):  # transformers imports torchao, which reports missing kernels
-            import transformers
+        import transformers
     except ImportError as exc:
         raise MissingDependency("transformers", "examples", f"loading the Hugging Face folder {path}") from exc
     weights = path / "model.safetensors"

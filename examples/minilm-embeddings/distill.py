@@ -32,7 +32,6 @@ import ast
 import collections
 import copy
 import glob
-import hashlib
 import json
 import os
 import random
@@ -52,16 +51,9 @@ VERSION = 1  # bump when the recipe changes, so a cached student is rebuilt
 
 
 def cache_folder() -> Path:
-    root = os.environ.get("EDGE_DISTILL_CACHE") or Path.home() / ".cache" / "edge-distill"
-    return Path(root) / "minilm-embeddings"
+    from edge_distill.places import cache_home
 
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return cache_home() / "minilm-embeddings"
 
 
 def package_files() -> tuple[Path, Path]:
@@ -137,7 +129,9 @@ def main() -> None:
 
     out = cache_folder()
     teacher_dir, off_the_shelf = package_files()
-    teacher_sha = sha256(teacher_dir / "model.safetensors")
+    from edge_distill.models import sha256_file
+
+    teacher_sha = sha256_file(teacher_dir / "model.safetensors")
     stamp = out / "provenance.json"
     if stamp.is_file() and not args.force:
         done = json.loads(stamp.read_text())
