@@ -134,3 +134,24 @@ def test_target_strings():
 def test_fmnist_models_match_the_weights():
     assert fmnist_models.count_parameters(fmnist_models.student()) < fmnist_models.count_parameters(
         fmnist_models.teacher()) / 5
+
+
+def test_an_onnx_output_is_chosen_by_name(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edge_distill.calibration import Dataset
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 3]) for n in ("first", "pooled")]
+    graph = helper.make_graph([helper.make_node("Neg", ["x"], ["first"]), helper.make_node("Relu", ["x"], ["pooled"])],
+                              "g", [x], outs)
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+    data = Dataset(source="s", inputs={"x": np.array([[-1.0, 2.0, -3.0]], np.float32)})
+    model = load_model(f"{path}#pooled")
+    assert model.predict(data).tolist() == [[0.0, 2.0, 0.0]]  # Relu, not the first output (Neg)
+    export_to_onnx(model, tmp_path / "copy.onnx", samples=data)
+    assert [o.name for o in onnx.load(str(tmp_path / "copy.onnx")).graph.output] == ["pooled"]
+    with pytest.raises(BadInput, match="has no output 'nope'; its outputs: first, pooled"):
+        load_model(f"{path}#nope")

@@ -42,7 +42,7 @@ def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, sampl
 
     start = time.perf_counter()
     if model.kind == "onnx":
-        _copy_onnx_self_contained(model.onnx_path, out_path)
+        _copy_onnx_self_contained(model.onnx_path, out_path, keep_outputs=model.output_names)
         exporter = "copy of the source ONNX"
     else:
         _torch_export(model, out_path, opset, samples)
@@ -133,11 +133,19 @@ def _dim_name(name: str) -> str:
     return clean if clean[:1].isalpha() else f"d_{clean}"
 
 
-def _copy_onnx_self_contained(src: Path, dst: Path) -> None:
+def _copy_onnx_self_contained(src: Path, dst: Path, keep_outputs: list[str] | None = None) -> None:
+    """A one-file copy; with `keep_outputs`, only those graph outputs stay (the one an app uses)."""
     import onnx
 
     if src.stat().st_size < TWO_GB:
         proto = onnx.load(str(src))  # pulls external data in
+        if keep_outputs and len(keep_outputs) < len(proto.graph.output):
+            kept = [o for o in proto.graph.output if o.name in keep_outputs]
+            del proto.graph.output[:]
+            proto.graph.output.extend(kept)
+            proto = onnx.utils.Extractor(proto).extract_model([i.name for i in proto.graph.input
+                                                               if i.name not in {t.name for t in proto.graph.initializer}],
+                                                              keep_outputs)
         if proto.ByteSize() < TWO_GB:
             onnx.save(proto, str(dst), save_as_external_data=False)
             return

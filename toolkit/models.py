@@ -3,7 +3,8 @@
   - `package.module:factory` + weights (.safetensors, or a state dict read with
     `torch.load(weights_only=True)`): the factory builds the module, the weights fill it;
   - a `torch.export` program (`.pt2`, read with `torch.export.load`);
-  - an `.onnx` file, whose external data must stay inside the model's folder;
+  - an `.onnx` file, whose external data must stay inside the model's folder (`model.onnx#name`
+    picks the output to use when there are several; by default the first);
   - a Hugging Face model folder (config.json + model.safetensors, read offline): a
     sentence-transformers folder gives its pooled embedding (mean pooling, normalized when its
     modules say so), a *ForSequenceClassification model its logits. Inputs: input_ids and
@@ -56,7 +57,8 @@ class SourceModel:
             options = ort.SessionOptions()
             options.log_severity_level = 3
             session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
-            return np.concatenate([session.run(None, b)[0] for b in data.batches(batch_size)]).astype(np.float32)
+            return np.concatenate([session.run(self.output_names[:1], b)[0]
+                                   for b in data.batches(batch_size)]).astype(np.float32)
         import torch
 
         outputs = []
@@ -79,8 +81,9 @@ def sha256_file(path: Path) -> str:
 def load_model(reference: str, weights: str | None = None, inputs: list[InputSpec] | None = None, *,
                trust_pickle: bool = False, search_path: Path | None = None) -> SourceModel:
     inputs = list(inputs or [])
-    if reference.endswith(".onnx"):
-        return _load_onnx(Path(reference), inputs)
+    if reference.endswith(".onnx") or ".onnx#" in reference:  # model.onnx#name: the one output to use
+        path, _, output = reference.partition("#")
+        return _load_onnx(Path(path), inputs, output or None)
     if reference.endswith(".pt2"):
         return _load_exported(Path(reference), inputs)
     if reference.endswith(PICKLE_SUFFIXES):
@@ -296,7 +299,7 @@ def _signature_of_exported(program) -> list[InputSpec]:
     return specs
 
 
-def _load_onnx(path: Path, inputs: list[InputSpec]) -> SourceModel:
+def _load_onnx(path: Path, inputs: list[InputSpec], output: str | None = None) -> SourceModel:
     import onnx
 
     if not path.is_file():
@@ -314,8 +317,11 @@ def _load_onnx(path: Path, inputs: list[InputSpec]) -> SourceModel:
         raise BadInput(f"ONNX checker rejects the model: {str(exc).splitlines()[0]}", path=path) from exc
     if not inputs:
         inputs = onnx_input_specs(proto)
-    return SourceModel(reference=str(path), kind="onnx", inputs=inputs, fingerprint=sha256_file(path),
-                       onnx_path=path, output_names=[o.name for o in proto.graph.output])
+    outputs = [o.name for o in proto.graph.output]
+    if output is not None and output not in outputs:
+        raise BadInput(f"the model has no output '{output}'; its outputs: {', '.join(outputs)}", path=path)
+    return SourceModel(reference=str(path) + (f"#{output}" if output else ""), kind="onnx", inputs=inputs,
+                       fingerprint=sha256_file(path), onnx_path=path, output_names=[output] if output else outputs)
 
 
 def _check_external_data(proto, path: Path) -> None:
