@@ -155,3 +155,30 @@ def test_an_onnx_output_is_chosen_by_name(tmp_path):
     assert [o.name for o in onnx.load(str(tmp_path / "copy.onnx")).graph.output] == ["pooled"]
     with pytest.raises(BadInput, match="has no output 'nope'; its outputs: first, pooled"):
         load_model(f"{path}#nope")
+
+
+def test_latency_by_length_on_a_fixed_length_model(tmp_path):
+    """A model built for exactly 8 tokens is timed at 8 only; a budget held at another length is
+    not measured, with the reason."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edge_distill.calibration import Dataset
+    from edge_distill.pipeline import Progress, _latency_by_length
+    from edge_distill.targets import get_target
+
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 8])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [1, 8])
+    out = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8])
+    graph = helper.make_graph([helper.make_node("Add", ["input_ids", "attention_mask"], ["sum"]),
+                               helper.make_node("Cast", ["sum"], ["output"], to=TensorProto.FLOAT)],
+                              "g", [ids, mask], [out])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "fixed.onnx")
+    runner = get_target("ort").open_runner(tmp_path / "fixed.onnx", 1)
+    data = Dataset(source="s", inputs={"input_ids": np.array([[101, 7, 9, 102, 0, 0, 0, 0]] * 4),
+                                       "attention_mask": np.array([[1, 1, 1, 1, 0, 0, 0, 0]] * 4)})
+    lat, by_length, length = _latency_by_length(runner, data, [4, 8], 8, 2, 20, "m", Progress(False))
+    assert length == 8 and lat.p95_ms > 0 and by_length["8"]["p95_ms"] == lat.p95_ms
+    assert "takes exactly 8 tokens (a fixed shape), not 4" in by_length["4"]["why"]
+    lat, by_length, length = _latency_by_length(runner, data, [4, 8], 16, 2, 20, "m", Progress(False))
+    assert lat is None and length == 16 and "not 16" in by_length["16"]["why"]

@@ -67,6 +67,15 @@ class Budget:
     precisions: dict[str, Budget] = field(default_factory=dict)
     sequence_length: int | None = None  # text models: the token count the latency limits hold at
 
+    def sets(self, key: str) -> bool:
+        return key in self.limits or any(key in limits for limits in self.slices.values())
+
+    def without(self, key: str) -> Budget:
+        """This (resolved) budget with one limit removed, overall and in every slice."""
+        return Budget(limits={k: v for k, v in self.limits.items() if k != key},
+                      slices={n: {k: v for k, v in lim.items() if k != key} for n, lim in self.slices.items()},
+                      require=self.require, sequence_length=self.sequence_length)
+
     def for_precision(self, precision: str) -> Budget:
         """This budget with the [precisions.<precision>] layer applied. The fp32 baseline is
         not compared with itself, so it carries no speedup limit."""

@@ -155,12 +155,12 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
         progress(f"  {label}: latency on {dev.name} ({warmup} warm-up + {runs} runs)")
         lat, mem = _measured_on_phone(dev, path, how, threads, warmup, runs)
     elif getattr(runner, "measures_latency", True) and sequence_lengths:
-        lat, by_length = _latency_by_length(runner, data, sequence_lengths, budget.sequence_length, warmup, runs,
-                                            label, progress)
+        lat, by_length, length = _latency_by_length(runner, data, sequence_lengths, budget.sequence_length, warmup,
+                                                    runs, label, progress)
         host_lat = lat
         details["latency_by_length"] = by_length
         if lat is None:
-            mem = measure.Memory(None, None, by_length[str(budget.sequence_length)]["why"])
+            mem = measure.Memory(None, None, by_length[str(length)]["why"])
         elif dev.latency == "host":
             progress(f"  {label}: peak memory in a fresh process")
             mem = measure.peak_memory(target_name, path, data, runner.input_names, threads, how)
@@ -187,8 +187,9 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
                           metrics=overall, slices=slices, details=details, evaluation=evaluation, warnings=warnings)
     if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
         result.details["compute_plan"] = runner.placement()
-    if lat is None and not sequence_lengths:
-        result.warnings.append(f"{target_name}: {runner.why_no_latency}")
+    if lat is None:
+        if getattr(runner, "why_no_latency", None):
+            result.warnings.append(f"{target_name}: {runner.why_no_latency}")
     elif lat.missing:
         result.warnings.append(f"{label} on {dev.name}: {lat.missing}")
     if speedup is not None and speedup < 1.0:
@@ -198,19 +199,12 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     if why_no_numerics:
         for figures in slice_figures.values():
             figures.update({f"{k}.why": why_no_numerics for k, v in list(figures.items()) if v is None})
-    why_no_latency = getattr(runner, "why_no_latency", None)
-    if lat is None and sequence_lengths:
-        why_no_latency = details["latency_by_length"][str(budget.sequence_length)]["why"]
+    why_no_latency = mem.why_not if lat is None and sequence_lengths else getattr(runner, "why_no_latency", None)
     layer = budget.for_precision(precision)
-    if subject == "off-the-shelf" and task == "embedding":  # its own space: judged by retrieval agreement only
-        dropped = sorted({k for k in layer.limits if k == "min_teacher_cosine"} |
-                         {k for limits in layer.slices.values() for k in limits if k == "min_teacher_cosine"})
-        if dropped:
-            layer = Budget(limits={k: v for k, v in layer.limits.items() if k not in dropped},
-                           slices={n: {k: v for k, v in lim.items() if k not in dropped} for n, lim in layer.slices.items()},
-                           require=layer.require, sequence_length=layer.sequence_length)
-            result.warnings.append(f"{result.name}: {', '.join(dropped)} does not apply to an off-the-shelf model "
-                                   "(its embedding space is its own); it is judged by retrieval agreement")
+    if subject == "off-the-shelf" and task == "embedding" and layer.sets("min_teacher_cosine"):
+        layer = layer.without("min_teacher_cosine")  # its own embedding space: judged by retrieval agreement
+        result.warnings.append(f"{result.name}: min_teacher_cosine does not apply to an off-the-shelf model (its "
+                               "embedding space is its own); it is judged by retrieval agreement")
     result.checks = evaluate(layer, _figures(
         result, why_no_latency=why_no_latency, why_no_numerics=why_no_numerics),
         slice_figures, _provenance(result), result.name)
@@ -237,11 +231,10 @@ def _latency_by_length(runner, data: Dataset, lengths: list[int], budget_length:
         lat = measure.latency(runner, measure.at_length(data, length), warmup=warmup, runs=runs)
         by_length[str(length)] = {"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms,
                                   "latency": lat}
-    entry = by_length[str(chosen)]
-    lat = entry.pop("latency", None)
-    for other in by_length.values():
-        other.pop("latency", None)
-    return lat, by_length
+    lat = by_length[str(chosen)].get("latency")
+    for entry in by_length.values():
+        entry.pop("latency", None)
+    return lat, by_length, chosen
 
 
 def _figures(r: TargetResult, why_no_latency: str | None = None, why_no_numerics: str | None = None) -> dict:
