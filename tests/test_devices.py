@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -289,3 +290,47 @@ def test_a_target_can_have_its_own_device(example, tmp_path):
     kinds = {r["target"]: r["latency"]["provenance"]["device"]
              for r in json.loads((tmp_path / "out" / "report.json").read_text())["results"]}
     assert kinds == {"ort": "host", "tflite": "android-flagship@2026.11"}
+
+
+# -- an attached iPhone through Xcode's tools (stand-ins replay xctrace's and XCTest's output) ------
+
+@pytest.fixture
+def iphone(tmp_path):
+    app = tmp_path / "ios-demo"
+    shutil.copytree(Path(__file__).parents[1] / "ios-demo", app)
+    (app / "EdgeDistillDemo.xcodeproj").mkdir()  # as `xcodegen generate` leaves it
+    doubles = Path(__file__).parent / "doubles"
+    return app, {"EDGE_DISTILL_XCRUN": str(doubles / "stand_in_xcrun.py"),
+                 "EDGE_DISTILL_XCODEBUILD": str(doubles / "stand_in_xcodebuild.py"), "EDGE_DISTILL_IOS_APP": str(app)}
+
+
+def test_coreml_latency_on_an_attached_iphone(coreml_run, tmp_path, iphone):
+    _, out, _ = coreml_run
+    app, env = iphone
+    listed = {d["name"]: d for d in json.loads(run_cli("devices", "--json", env=env).stdout)}
+    assert listed["iphone:00008130-001A2B3C4D5E601E"]["note"] == "Dana's iPhone, iOS 18.5"
+    budget = tmp_path / "budget.toml"
+    budget.write_text("[budgets]\nlatency_p95_ms = 100\n")
+    proc = run_cli("verify", out / "coreml" / "model.int8.mlpackage", "--data", EXAMPLE / "eval.npz", "--device",
+                   "iphone", "--budget", budget, "--runs", "40", "--out", tmp_path / "out", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "out" / "report.json").read_text())["results"][0]
+    lat = result["latency"]
+    assert lat["provenance"]["kind"] == "measured"
+    assert lat["provenance"]["device"] == "iphone:00008130-001A2B3C4D5E601E (Dana's iPhone, iOS 18.5)"
+    # 40 per-prediction values from XCTest's line: 3.1-3.7 ms, every 20th 0.9 ms slower.
+    assert lat["runs"] == 40 and lat["p50_ms"] == pytest.approx(3.4, abs=0.01) and lat["p99_ms"] > 4.0
+    assert not (app / "EdgeDistillDemo" / "Models" / "edge-distill-latency.mlpackage").exists()  # cleaned up
+
+
+@pytest.mark.parametrize("scenario, code, message", [
+    ("none", 3, "device 'iphone': no iPhone is attached"),
+    ("offline", 3, "device 'iphone:00008130-001A2B3C4D5E601E' (Dana's iPhone) is offline"),
+    ("gone", 3, "(Dana's iPhone) went away or was not usable: xcodebuild: error: Unable to find a destination"),
+])
+def test_iphone_failures_name_the_device(coreml_run, tmp_path, iphone, scenario, code, message):
+    _, out, _ = coreml_run
+    _, env = iphone
+    proc = run_cli("bench", out / "coreml" / "model.int8.mlpackage", "--device", "iphone", "--runs", "20",
+                   env={**env, "STAND_IN_XCODE_SCENARIO": scenario})
+    assert proc.returncode == code and message in proc.stderr, proc.stderr

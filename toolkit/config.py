@@ -187,7 +187,7 @@ def load_config(path: str | Path) -> Config:
     cfg.tolerance = float(expect(e.get("tolerance", 1e-4), (int, float), "tolerance", "export", path))
 
     me = expect(data.get("measure", {}), dict, "measure", "top level", path)
-    check_keys(me, {"threads", "warmup", "runs", "device", "adb", "sequence_lengths"}, "measure", path)
+    check_keys(me, {"threads", "warmup", "runs", "device", "adb", "iphone", "sequence_lengths"}, "measure", path)
     lengths = expect(me.get("sequence_lengths", []), list, "sequence_lengths", "measure", path)
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lengths):
         raise BadInput(f"'sequence_lengths' in [measure] must be positive ints (tokens), got {lengths}", path=path)
@@ -196,6 +196,10 @@ def load_config(path: str | Path) -> Config:
     adb = expect(me.get("adb", {}), dict, "adb", "measure", path)
     check_keys(adb, {"benchmark_model", "onnxruntime_perf_test"}, "measure.adb", path)
     cfg.device_tools = {k: cfg.resolve(expect(v, str, k, "measure.adb", path)) for k, v in adb.items()}
+    iphone = expect(me.get("iphone", {}), dict, "iphone", "measure", path)
+    check_keys(iphone, {"app"}, "measure.iphone", path)
+    if "app" in iphone:  # the ios-demo folder whose latency test runs on the phone
+        cfg.device_tools["ios_app"] = cfg.resolve(expect(iphone["app"], str, "app", "measure.iphone", path))
     cfg.threads = _positive_int(me, "threads", 1, "measure", path)
     cfg.warmup = _positive_int(me, "warmup", 20, "measure", path)
     cfg.runs = _positive_int(me, "runs", 200, "measure", path)

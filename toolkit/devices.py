@@ -10,14 +10,12 @@ the latency and memory come from.
 | emulated-arm64       | aarch64 kernels, emulated | this machine, measured (never the emulator's) |
 | adb, adb:SERIAL      | this machine, measured    | the phone, measured (android.py)          |
 | macos-local          | this Mac, measured        | this Mac, measured (Core ML)              |
-| iphone, iphone:UDID  | (macOS only: Xcode's tools) |                                         |
+| iphone, iphone:UDID  | this machine              | the phone, measured (apple.py, macOS + Xcode) |
 """
 
 from __future__ import annotations
 
 import platform
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass, field
 
@@ -31,8 +29,8 @@ EMULATED_ARM64 = "emulated-arm64"
 class Device:
     name: str
     numerics: str = "host"  # host | emulated-arm64
-    latency: str = "host"  # host | estimated | adb
-    serial: str | None = None  # adb's device serial
+    latency: str = "host"  # host | estimated | adb | iphone
+    serial: str | None = None  # adb's device serial, or the iPhone's UDID
     tools: dict = field(default_factory=dict)  # benchmark binaries for a phone, by name
 
     @property
@@ -73,12 +71,10 @@ def resolve(name: str, tools: dict | None = None) -> Device:
 
         return Device(name, latency="adb", serial=pick_device(name.partition(":")[2] or None), tools=tools or {})
     if name == "iphone" or name.startswith("iphone:"):
-        raise CannotMeasure(
-            f"device '{name}': an attached iPhone is reached through Xcode's command-line tools (xcrun devicectl, "
-            "xcodebuild)" + (", which this machine does not have" if sys.platform != "darwin" else
-                             "; edge-distill does not drive them yet"),
-            hint="run ios-demo's LatencyTests on the phone from Xcode (ios-demo/README.md), or pick the estimated "
-                 "profile iphone-15-pro")
+        from .apple import pick_iphone
+
+        phone = pick_iphone(name.partition(":")[2] or None)
+        return Device(name, latency="iphone", serial=phone.udid, tools=tools or {})
     raise BadInput(f"unknown device '{name}'; available: {', '.join(known_names())}",
                    hint="`edge-distill devices` lists them with what each can measure")
 
@@ -89,6 +85,7 @@ def known_names() -> list[str]:
 
 def list_devices() -> list[DeviceInfo]:
     from .android import attached_devices
+    from .apple import attached_iphones
     from .emulation import Emulator
 
     devices = [DeviceInfo("host", "measured", ["latency", "memory", "accuracy"],
@@ -108,9 +105,9 @@ def list_devices() -> list[DeviceInfo]:
                                   phone.note, ready=phone.ready))
     if sys.platform == "darwin":
         devices.append(DeviceInfo("macos-local", "measured", ["latency", "accuracy"], "Core ML on this Mac"))
-        if shutil.which("xcrun"):
-            proc = subprocess.run(["xcrun", "devicectl", "list", "devices"], capture_output=True, text=True)
-            if proc.returncode == 0 and "iPhone" in proc.stdout:
-                devices.append(DeviceInfo("iphone", "measured", [], "an iPhone is attached; measure it with "
-                                          "ios-demo's LatencyTests in Xcode", ready=False))
+    for phone in attached_iphones():
+        devices.append(DeviceInfo(f"iphone:{phone.udid}", "measured",
+                                  ["latency of Core ML artifacts (ios-demo's test, through xcodebuild)"]
+                                  if phone.online else [], f"{phone.name}, iOS {phone.os}"
+                                  + ("" if phone.online else " (offline)"), ready=phone.online))
     return devices

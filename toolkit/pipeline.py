@@ -105,6 +105,24 @@ def _measured_on_phone(dev: Device, path: Path, how: dict, threads: int, warmup:
     return lat, mem
 
 
+def _measured_on_iphone(dev: Device, path: Path, runner, warmup: int, runs: int):
+    from . import apple
+    from .provenance import Provenance
+
+    phone = next(p for p in apple.attached_iphones() if p.udid == dev.serial)
+    inputs = [{"name": s.name, "shape": [1 if isinstance(d, str) else int(d) for d in s.shape],
+               "dtype": "int32" if s.dtype.startswith("int") else "float32"} for s in runner.input_specs()]
+    values = apple.measure(phone, Path(path), inputs, apple.app_folder(dev.tools.get("ios_app")), warmup=warmup,
+                           runs=runs)
+    prov = Provenance(kind="measured", device=f"iphone:{phone.udid} ({phone.name}, iOS {phone.os})",
+                      runtime="Core ML", runtime_version=f"iOS {phone.os}", cpu=phone.name, threads=0,
+                      os=f"iOS {phone.os}", method=f"XCTest clock metric in ios-demo's testCandidateLatency: "
+                                                 f"{len(values)} predictions, one per iteration, after {warmup} warm-up")
+    lat = measure.Latency(**apple.percentiles(values), runs=len(values), warmup=warmup, batch=1, provenance=prov)
+    return lat, measure.Memory(None, None, "the XCTest clock metric times predictions; memory on the iPhone is "
+                                           "not measured")
+
+
 def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dataset, float_out, teacher_out,
                       budget: Budget, threads: int, warmup: int, runs: int, float_latency=None,
                       artifact: Artifact | None = None, progress=Progress(False),
@@ -154,6 +172,9 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     if dev.latency == "adb":
         progress(f"  {label}: latency on {dev.name} ({warmup} warm-up + {runs} runs)")
         lat, mem = _measured_on_phone(dev, path, how, threads, warmup, runs)
+    elif dev.latency == "iphone":
+        progress(f"  {label}: latency on {dev.name} (xcodebuild test, {warmup} warm-up + {runs} runs)")
+        lat, mem = _measured_on_iphone(dev, path, runner, warmup, runs)
     elif getattr(runner, "measures_latency", True) and sequence_lengths:
         lat, by_length, length = _latency_by_length(runner, data, sequence_lengths, budget.sequence_length, warmup,
                                                     runs, label, progress)
@@ -193,7 +214,8 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     elif lat.missing:
         result.warnings.append(f"{label} on {dev.name}: {lat.missing}")
     if speedup is not None and speedup < 1.0:
-        where = {"host": "on this host", "adb": f"on {dev.name}"}.get(dev.latency, f"on {dev.name} (estimated)")
+        where = {"host": "on this host", "adb": f"on {dev.name}", "iphone": f"on {dev.name}"}.get(
+            dev.latency, f"on {dev.name} (estimated)")
         result.warnings.append(f"{result.name} is slower than fp32 {where} (speedup {speedup:.2f}x)")
     slice_figures = {s: m.figures() for s, m in slices.items()}
     if why_no_numerics:
@@ -543,9 +565,17 @@ def _graph_for(artifact: Path, float_model: str | None) -> Path | None:
 
 
 def _sha(path: Path) -> str:
+    """sha256 of a file, or of a package folder (.mlpackage): its files' paths and contents, in order."""
+    import hashlib
+
     from .models import sha256_file
 
-    return sha256_file(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
+    return digest.hexdigest()
 
 
 def run_bench(artifact: Path, *, device: str = "host", data_path: Path | None = None, threads: int = 1,
@@ -569,6 +599,10 @@ def run_bench(artifact: Path, *, device: str = "host", data_path: Path | None = 
     if dev.latency == "adb":
         progress(f"running {artifact.name} on {dev.name}")
         lat, mem = _measured_on_phone(dev, artifact, how, threads, warmup, runs)
+        return lat, mem, target_name
+    if dev.latency == "iphone":
+        progress(f"running {artifact.name} on {dev.name} (xcodebuild test)")
+        lat, mem = _measured_on_iphone(dev, artifact, runner, warmup, runs)
         return lat, mem, target_name
     if dev.latency == "estimated":
         tag = artifact.name.split(".")[-2] if artifact.name.count(".") >= 2 else "fp32"
