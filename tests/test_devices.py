@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -144,13 +145,11 @@ def test_a_model_the_arm_runtime_rejects_is_not_measured(tmp_path):
 
 
 def test_emulated_device_refuses_coreml(tmp_path):
-    from edge_distill.devices import Device
     from edge_distill.emulation import emulated_outputs
     from edge_distill.errors import CannotMeasure
 
     with pytest.raises(CannotMeasure, match="runs ORT and LiteRT artifacts; the coreml target runs only on Apple"):
         emulated_outputs("coreml", None, tmp_path / "m.mlpackage", None, 1)
-    assert Device("emulated-arm64", numerics="emulated-arm64").is_host is False
 
 
 # -- attached Android phones over adb (a stand-in adb replays the real tools' output) --------------
@@ -334,3 +333,10 @@ def test_iphone_failures_name_the_device(coreml_run, tmp_path, iphone, scenario,
     proc = run_cli("bench", out / "coreml" / "model.int8.mlpackage", "--device", "iphone", "--runs", "20",
                    env={**env, "STAND_IN_XCODE_SCENARIO": scenario})
     assert proc.returncode == code and message in proc.stderr, proc.stderr
+
+
+def test_phone_without_adb_installed(demo_run, tmp_path):
+    _, demo = demo_run
+    env = {"EDGE_DISTILL_ADB": "", "PATH": str(Path(sys.executable).parent)}  # no adb anywhere
+    proc = run_cli("bench", demo / "ort" / "model.fp32.ort", "--device", "adb", env=env)
+    assert proc.returncode == 3 and "adb is not installed, so no Android device can be reached" in proc.stderr

@@ -62,12 +62,16 @@ def adb_path() -> str | None:
     return os.environ.get("EDGE_DISTILL_ADB") or shutil.which("adb")
 
 
-def _adb(args: list[str], serial: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+def _require_adb() -> str:
     adb = adb_path()
     if adb is None:
         raise CannotMeasure("adb is not installed, so no Android device can be reached",
                             hint="install Android platform-tools (apt-get install adb) or set $EDGE_DISTILL_ADB")
-    command = [adb, *(["-s", serial] if serial else []), *args]
+    return adb
+
+
+def _adb(args: list[str], serial: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    command = [_require_adb(), *(["-s", serial] if serial else []), *args]
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -90,7 +94,8 @@ def attached_devices() -> list[Phone]:
 
 def pick_device(serial: str | None) -> str:
     """The serial to use: the one named, or the only one attached."""
-    phones = attached_devices() if adb_path() else _adb(["devices"])  # the second raises: no adb
+    _require_adb()
+    phones = attached_devices()
     names = ", ".join(f"{p.serial} ({p.state})" for p in phones) or "none"
     if serial:
         match = [p for p in phones if p.serial == serial]

@@ -33,10 +33,6 @@ class Device:
     serial: str | None = None  # adb's device serial, or the iPhone's UDID
     tools: dict = field(default_factory=dict)  # benchmark binaries for a phone, by name
 
-    @property
-    def is_host(self) -> bool:
-        return self.numerics == "host" and self.latency == "host"
-
 
 @dataclass
 class DeviceInfo:
