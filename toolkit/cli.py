@@ -359,9 +359,10 @@ def devices(ctx, as_json):
     if as_json:
         click.echo(json.dumps([asdict(d) for d in found], indent=2))
         return
+    width = max(len(d.name) for d in found) + 1
     for d in found:
         measures = ", ".join(d.measures) or "nothing yet"
-        click.echo(f"{d.name:24} {d.kind:10} measures: {measures}\n{'':24} {d.note}")
+        click.echo(f"{d.name:{width}} {d.kind:10} measures: {measures}\n{'':{width}} {d.note}")
 
 
 @devices.command("setup")
