@@ -44,14 +44,9 @@ class Phone:
 
 @dataclass
 class BenchmarkResult:
-    """What a benchmark binary reported, in ms and MB; None where it printed no such figure."""
+    """What a benchmark binary reported; a figure it does not print stays None."""
 
-    p50_ms: float | None
-    p90_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    mean_ms: float | None
-    min_ms: float | None
+    latency: dict  # p50_ms, p90_ms, p95_ms, p99_ms, mean_ms, min_ms: the fields of measure.Latency
     runs: int
     peak_memory_mb: float | None
     memory_method: str
@@ -94,20 +89,13 @@ def attached_devices() -> list[Phone]:
 
 def pick_device(serial: str | None) -> str:
     """The serial to use: the one named, or the only one attached."""
+    from .devices import choose_attached
+
     _require_adb()
     phones = attached_devices()
-    names = ", ".join(f"{p.serial} ({p.state})" for p in phones) or "none"
-    if serial:
-        match = [p for p in phones if p.serial == serial]
-        if not match:
-            raise CannotMeasure(f"device 'adb:{serial}' is not attached (attached: {names})")
-        phone = match[0]
-    else:
-        if not phones:
-            raise CannotMeasure("device 'adb': no Android device is attached", hint="`adb devices` lists them")
-        if len(phones) > 1:
-            raise BadInput(f"device 'adb': {len(phones)} devices are attached ({names}); name one as adb:SERIAL")
-        phone = phones[0]
+    phone = choose_attached(phones, [p.serial for p in phones], serial, kind="adb", what="Android device",
+                            id_name="SERIAL", listing=[f"{p.serial} ({p.state})" for p in phones],
+                            hint="`adb devices` lists them")
     if not phone.ready:
         raise CannotMeasure(f"device 'adb:{phone.serial}' is {phone.state}",
                             hint="unlock the phone and accept the USB debugging prompt" if phone.state ==
@@ -200,8 +188,9 @@ def parse_benchmark_model(text: str) -> BenchmarkResult:
         if peak else (float(delta.group(1)), "benchmark_model's memory footprint growth from its start") \
         if delta else (None, "benchmark_model printed no memory figure")
     ms = lambda us: None if us is None else round(us / 1000.0, 4)  # noqa: E731
-    return BenchmarkResult(p50_ms=ms(median), p90_ms=None, p95_ms=ms(p95), p99_ms=None, mean_ms=ms(avg),
-                           min_ms=ms(low), runs=count, peak_memory_mb=memory, memory_method=method,
+    return BenchmarkResult(latency={"p50_ms": ms(median), "p90_ms": None, "p95_ms": ms(p95), "p99_ms": None,
+                                    "mean_ms": ms(avg), "min_ms": ms(low)},
+                           runs=count, peak_memory_mb=memory, memory_method=method,
                            missing="benchmark_model prints p5/median/p95 only" if median is not None else
                            "this benchmark_model build prints count/avg and no percentiles")
 
@@ -216,9 +205,9 @@ def parse_perf_test(text: str) -> BenchmarkResult:
         raise ValueError("no 'Total inference requests:' line")
     mean = re.search(r"^Average inference time cost(?: total)?: ([\d.e+-]+) ms", text, re.MULTILINE)
     peak = re.search(r"^Peak working set size: (\d+) bytes", text, re.MULTILINE)
-    return BenchmarkResult(p50_ms=seconds("P50"), p90_ms=seconds("P90"), p95_ms=seconds("P95"),
-                           p99_ms=seconds("P99"), mean_ms=float(mean.group(1)) if mean else None,
-                           min_ms=seconds("Min"), runs=int(runs.group(1)),
+    return BenchmarkResult(latency={**{f"p{q}_ms": seconds(f"P{q}") for q in (50, 90, 95, 99)},
+                                    "mean_ms": float(mean.group(1)) if mean else None, "min_ms": seconds("Min")},
+                           runs=int(runs.group(1)),
                            peak_memory_mb=round(int(peak.group(1)) / 2**20, 4) if peak else None,
                            memory_method="onnxruntime_perf_test's peak working set of the whole process",
                            missing="" if seconds("P50") is not None else "onnxruntime_perf_test printed no percentiles")

@@ -66,19 +66,12 @@ def pick_iphone(udid: str | None) -> IPhone:
         raise CannotMeasure("device 'iphone': an attached iPhone is reached through Xcode's command-line tools "
                             "(xcrun, xcodebuild), which this machine does not have",
                             hint="run it on a Mac with Xcode, or pick the estimated profile iphone-15-pro")
+    from .devices import choose_attached
+
     phones = attached_iphones()
-    names = ", ".join(f"{p.name} ({p.udid}{'' if p.online else ', offline'})" for p in phones) or "none"
-    if udid:
-        match = [p for p in phones if p.udid == udid]
-        if not match:
-            raise CannotMeasure(f"device 'iphone:{udid}' is not attached (attached: {names})")
-        phone = match[0]
-    else:
-        if not phones:
-            raise CannotMeasure("device 'iphone': no iPhone is attached", hint="`xcrun xctrace list devices`")
-        if len(phones) > 1:
-            raise BadInput(f"device 'iphone': {len(phones)} iPhones are attached ({names}); name one as iphone:UDID")
-        phone = phones[0]
+    phone = choose_attached(phones, [p.udid for p in phones], udid, kind="iphone", what="iPhone", id_name="UDID",
+                            listing=[f"{p.name} ({p.udid}{'' if p.online else ', offline'})" for p in phones],
+                            hint="`xcrun xctrace list devices`")
     if not phone.online:
         raise CannotMeasure(f"device 'iphone:{phone.udid}' ({phone.name}) is offline",
                             hint="unlock it, trust this Mac, and turn on Developer Mode")

@@ -75,6 +75,21 @@ def resolve(name: str, tools: dict | None = None) -> Device:
                    hint="`edge-distill devices` lists them with what each can measure")
 
 
+def choose_attached(found: list, ids: list[str], wanted: str | None, *, kind: str, what: str, id_name: str,
+                    listing: list[str], hint: str):
+    """The attached device whose id is `wanted`, or the only one attached (adb phones, iPhones)."""
+    names = ", ".join(listing) or "none"
+    if wanted:
+        if wanted not in ids:
+            raise CannotMeasure(f"device '{kind}:{wanted}' is not attached (attached: {names})")
+        return found[ids.index(wanted)]
+    if not found:
+        raise CannotMeasure(f"device '{kind}': no {what} is attached", hint=hint)
+    if len(found) > 1:
+        raise BadInput(f"device '{kind}': {len(found)} devices are attached ({names}); name one as {kind}:{id_name}")
+    return found[0]
+
+
 def known_names() -> list[str]:
     return ["host", *sorted(builtin_profiles()), EMULATED_ARM64, "adb[:SERIAL]", "macos-local", "iphone[:UDID]"]
 

@@ -96,9 +96,8 @@ def _measured_on_phone(dev: Device, path: Path, how: dict, threads: int, warmup:
                       runtime=tool, runtime_version="as built by the user", cpu=phone["abi"], threads=threads,
                       os=f"Android {phone['android']}",
                       method=f"{tool} on the phone: {bench.runs} timed runs after warm-up, batch 1")
-    lat = measure.Latency(p50_ms=bench.p50_ms, p90_ms=bench.p90_ms, p95_ms=bench.p95_ms, p99_ms=bench.p99_ms,
-                          mean_ms=bench.mean_ms, min_ms=bench.min_ms, runs=bench.runs, warmup=warmup, batch=1,
-                          provenance=prov, missing=bench.missing)
+    lat = measure.Latency(**bench.latency, runs=bench.runs, warmup=warmup, batch=1, provenance=prov,
+                          missing=bench.missing)
     mem = measure.Memory(bench.peak_memory_mb, Provenance(**{**prov.__dict__, "method": bench.memory_method})
                          if bench.peak_memory_mb is not None else None,
                          None if bench.peak_memory_mb is not None else bench.memory_method)
