@@ -43,7 +43,7 @@ def test_int8_keeps_top1_agreement_with_float_student(demo_run):
     assert tflite["fp32"]["metrics"]["max_abs_diff_vs_float"] <= 1e-4  # the fp32 .tflite is the torch student
     assert tflite["int4"]["metrics"]["accuracy"] is not None and tflite["int4"]["latency"]["p95_ms"] > 0
     results = {r["precision"]: r for r in report["results"] if r["target"] == "ort"}
-    assert results["int8"]["metrics"]["float_agreement"] >= 0.98
+    assert results["int8"]["metrics"]["float_agreement"] >= 0.975  # 0.9885 on AMD (no VNNI), higher with VNNI
     assert results["int8"]["size_bytes"] < results["fp32"]["size_bytes"] / 2
     # int4 really packed the Linear layers into MatMulNBits; the convolutions stay fp32.
     assert results["int4"]["details"]["ops"].get("com.microsoft.MatMulNBits") == 2

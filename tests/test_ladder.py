@@ -13,7 +13,8 @@ from edge_distill.ladder import parse_cost
 
 
 def ladder(example, tmp_path, budget: str, *extra):
-    edit_config(example, targets=("ort",), replace={"runs = 300": "runs = 40", "warmup = 50": "warmup = 5"})
+    if "runs = 300" in (example / "edge-distill.toml").read_text():  # a test may climb twice
+        edit_config(example, targets=("ort",), replace={"runs = 300": "runs = 40", "warmup = 50": "warmup = 5"})
     (example / "b.toml").write_text(budget)
     out = tmp_path / "out"
     proc = run_cli("ladder", example / "edge-distill.toml", "--budget", example / "b.toml", "--out", out, *extra)
@@ -25,33 +26,57 @@ def rungs(report):
     return {r["name"]: r for r in report["ladder"]["rungs"]}
 
 
+def results(report):
+    return {r["name"]: r for r in report["results"]}
+
+
+def smallest_meeting(report, subject):
+    """What the ladder must choose within one subject: the smallest artifact that meets every budget."""
+    meeting = [r for r in report["ladder"]["rungs"] if r["name"].startswith(subject + "/") and r["meets_budget"]]
+    return min(meeting, key=lambda r: r["size_bytes"])["name"] if meeting else None
+
+
+# Quantized figures move with the CPU's int8 kernels (ORT's u8s8 path saturates on x86 without VNNI:
+# the teacher's int8 high-risk accuracy is 0.777 on an AMD EPYC and 0.815 on an Intel Xeon), so these
+# tests derive their limits from figures measured in the same run, or keep margins of at least 0.01
+# from the figures of both kernel families.
+
 def test_example_budget_climbs_to_the_student(example, tmp_path):
     proc, report, out = ladder(example, tmp_path, (EXAMPLE / "ladder-budget.toml").read_text())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = rungs(report)
-    assert [n for n, x in r.items() if x["measured"]] == [
-        "teacher/ort-fp32", "teacher/ort-int8", "teacher/ort-int4", "student/ort-fp32", "student/ort-int8"]
-    assert report["ladder"]["chosen"] == "student/ort-int8" and not r["student/ort-int4"]["measured"]
+    # Every teacher rung is over the 100 KB limit (>= 470 KB), whatever the kernels; int8 fails on size alone.
+    assert all(r[f"teacher/ort-{p}"]["measured"] and "max_size_mb" in r[f"teacher/ort-{p}"]["broken"]
+               for p in ("fp32", "int8", "int4"))
     assert r["teacher/ort-int8"]["broken"] == ["max_size_mb"]
-    assert "the distilled student is needed" in proc.stdout and "Ladder (cheapest rung first)" in proc.stdout
+    # The student's three rungs are measured and ordered by measured size; int4 (46 KB) is the smallest
+    # that meets every budget (accuracy 0.88, high-risk 0.77 against 0.85 and 0.74).
+    student = [x for x in report["ladder"]["rungs"] if x["name"].startswith("student/")]
+    assert [x["size_bytes"] for x in student] == sorted(x["size_bytes"] for x in student)
+    assert all(x["measured"] for x in student)
+    assert report["ladder"]["chosen"] == smallest_meeting(report, "student") == "student/ort-int4"
+    assert "the distilled student is needed" in proc.stdout and "Ladder (subjects in adoption order" in proc.stdout
     cost = report["ladder"]["cost"]
     assert cost["fixed_cost_of_distillation"] == pytest.approx(0.02 * 40 + 0.1 * 1.0 + 5.0)
     assert "whatever the volume" in cost["payback_note"]
     # JUnit: the rungs below are findings (skipped), the verdict passes.
     cases = {c.get("name"): c for c in ET.parse(out / "junit.xml").getroot().iter("testcase")}
     assert cases["teacher/ort-fp32"].find("skipped") is not None and cases["verdict"].find("failure") is None
-    assert "student/ort-int8" in (out / "report.md").read_text()
+    assert "student/ort-int4" in (out / "report.md").read_text()
 
 
 def test_budget_only_the_teacher_meets(example, tmp_path):
-    proc, report, _ = ladder(example, tmp_path, "min_accuracy = 0.895\n", "--all")
+    # 0.893: 0.01 under the teacher's fp32 accuracy (0.903), 0.0105 over the best student rung (0.8825)
+    proc, report, _ = ladder(example, tmp_path, "min_accuracy = 0.893\n", "--all")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     r = rungs(report)
-    assert report["ladder"]["chosen"] == "teacher/ort-fp32"
-    assert all(r[n]["measured"] and not r[n]["meets_budget"] for n in r if n.startswith("student/"))
+    assert r["teacher/ort-fp32"]["meets_budget"] is True
+    assert report["ladder"]["chosen"] == smallest_meeting(report, "teacher")
+    assert all(r[n]["measured"] and r[n]["meets_budget"] is False for n in r if n.startswith("student/"))
     assert "quantizing the model you have is enough" in report["ladder"]["verdict"]
     cost = report["ladder"]["cost"]
-    assert cost["payback_calls_per_month"] is None and "no measured student rung" in cost["payback_note"]
+    assert cost["payback_calls_per_month"] is None
+    assert cost["payback_note"] == "no measured student rung meets the budget"  # --all: nothing left to run
 
 
 def test_no_rung_meets_the_budget_exits_1(example, tmp_path):
@@ -63,25 +88,51 @@ def test_no_rung_meets_the_budget_exits_1(example, tmp_path):
 
 
 def test_slice_budget_the_aggregate_hides(example, tmp_path):
-    budget = "max_size_mb = 0.5\nmin_accuracy = 0.85\n[slices.high_risk]\nmin_accuracy = 0.80\n"
-    proc, report, _ = ladder(example, tmp_path, budget, "--all")
+    # First measure the teacher's quantized rungs, then put the high-risk limit between their slice
+    # accuracies: the rung below it must be rejected on the slice alone, its aggregate holding.
+    aggregate = "max_size_mb = 0.5\nmin_accuracy = 0.85\n"
+    proc, first, _ = ladder(example, tmp_path / "first", aggregate)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    results = {r["name"]: r for r in report["results"]}
-    student = results["student/ort-int8"]
-    assert student["metrics"]["accuracy"] >= 0.85 > 0 and student["slices"]["high_risk"]["accuracy"] < 0.80
-    assert rungs(report)["student/ort-int8"]["broken"] == ["slice[high_risk]/min_accuracy"]
-    assert report["ladder"]["chosen"] == "teacher/ort-int4"  # the only rung small enough and right on high_risk
+    high_risk = {p: results(first)[f"teacher/ort-{p}"]["slices"]["high_risk"] for p in ("int8", "int4")}
+    low, high = sorted(high_risk, key=lambda p: high_risk[p]["accuracy"])
+    assert high_risk[high]["accuracy"] - high_risk[low]["accuracy"] >= 1 / high_risk[low]["samples"]
+    limit = (high_risk[low]["accuracy"] + high_risk[high]["accuracy"]) / 2
+
+    proc, report, _ = ladder(example, tmp_path / "second", aggregate + f"[slices.high_risk]\nmin_accuracy = {limit}\n")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rejected = results(report)[f"teacher/ort-{low}"]
+    assert rejected["metrics"]["accuracy"] >= 0.85 > 0 and rejected["slices"]["high_risk"]["accuracy"] < limit
+    assert rungs(report)[f"teacher/ort-{low}"]["broken"] == ["slice[high_risk]/min_accuracy"]
+    assert rungs(report)["teacher/ort-fp32"]["broken"] == ["max_size_mb"]
+    assert report["ladder"]["chosen"] == f"teacher/ort-{high}"  # the only rung small enough and right on high_risk
+    assert not any(x["measured"] for x in report["ladder"]["rungs"] if x["name"].startswith("student/"))
+
+
+def test_a_precision_that_saved_nothing_is_said_and_ordered_by_size(example, tmp_path):
+    # ORT int4 rewrites only the teacher's Linear layers and keeps every conv in fp32: its file comes
+    # out larger than the int8 one (485,960 against 482,680 bytes), so it must not rank as cheaper.
+    proc, report, _ = ladder(example, tmp_path, "max_size_mb = 0.01\n")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    teacher = [x for x in report["ladder"]["rungs"] if x["name"].startswith("teacher/")]
+    sizes = {x["name"]: x["size_bytes"] for x in teacher}
+    assert sizes["teacher/ort-int4"] > sizes["teacher/ort-int8"]
+    assert [x["name"] for x in teacher] == ["teacher/ort-int8", "teacher/ort-int4", "teacher/ort-fp32"]
+    int4 = teacher[1]
+    assert int4["note"].startswith(f"saved nothing in size: {sizes['teacher/ort-int4']:,} bytes against "
+                                   f"{sizes['teacher/ort-int8']:,} for teacher/ort-int8")
+    assert "saved nothing in size" in proc.stdout
+    assert not teacher[0]["note"].startswith("saved nothing")
 
 
 def test_payback_volume_when_both_families_meet(example, tmp_path):
     proc, report, _ = ladder(example, tmp_path, "min_accuracy = 0.85\n", "--all")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
     cost = report["ladder"]["cost"]
     assert cost["baseline"].startswith("teacher/") and cost["student"].startswith("student/")
-    if cost["saving_per_call"] > 0:
-        monthly = cost["fixed_cost_of_distillation"] / 12 + 10.0
-        assert cost["payback_calls_per_month"] == round(monthly / cost["saving_per_call"])
-    else:
-        assert "never pays back" in cost["payback_note"]
+    # Every student rung runs in about a tenth of the teacher's time: the saving is real on any host.
+    assert cost["saving_per_call"] > 0
+    monthly = cost["fixed_cost_of_distillation"] / 12 + 10.0
+    assert cost["payback_calls_per_month"] == round(monthly / cost["saving_per_call"])
 
 
 def test_stale_teacher_warns_and_can_fail(example, tmp_path):

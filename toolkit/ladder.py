@@ -1,8 +1,12 @@
 """The decision ladder: measure the cheapest rung first, climb only when it fails the budget.
 
-Rungs, cheapest to adopt first: teacher fp32, teacher int8, teacher int4, an off-the-shelf model
-(when given), student fp32, student int8, student int4. Quantizing what you have comes before
-distilling; a distilled student is usually quantized too (distill, then quantize).
+Subjects, cheapest to adopt first: the teacher, an off-the-shelf model (when given), the distilled
+student. Quantizing what you have comes before distilling; a distilled student is usually quantized
+too (distill, then quantize). Each subject's precisions (fp32, int8, int4) are all built and then
+ordered by what they measured, not by their names: smallest file first, then lowest p50 (size is
+deterministic, latency is noisy). An int4 artifact that kept its convolutions in fp32 can be larger
+than the int8 one; the ladder says so and never presents it as the cheaper rung. The climb stops at
+the first subject with a rung that meets every budget (`--all` measures every subject).
 
 The cost model ([cost] in edge-distill.toml) prices each rung per call and the one-off cost of
 distillation, and finds the monthly volume at which the student pays back against the cheapest
@@ -98,41 +102,67 @@ def run_ladder(cfg: Config, out: Path, progress: Progress, *, target: str | None
     # int8 as the target's config asks for it: dynamic where static is not configured (transformers)
     int8 = "int8-dynamic" if "int8-dynamic" in tc.precisions and "int8" not in tc.precisions else "int8"
     precisions = tuple(int8 if p == "int8" else p for p in PRECISION_ORDER)
-    order = [(s, p) for s in SUBJECT_ORDER if s in subjects
-             for p in (precisions if s != "off-the-shelf" else ("fp32",))]
+    groups = [(s, precisions if s != "off-the-shelf" else ("fp32",)) for s in SUBJECT_ORDER if s in subjects]
     results: list[TargetResult] = []
-    rungs, chosen, exports = [], None, {}
+    rungs, chosen, exports, float_outputs = [], None, {}, {}
     with tempfile.TemporaryDirectory(prefix="edge-distill-ladder-") as work:
-        float_outputs, float_latency = {}, {}
-        for subject, precision in order:
-            name = f"{subject}/{tc.name}-{precision}"
+        for subject, subject_precisions in groups:
+            names = [f"{subject}/{tc.name}-{p}" for p in subject_precisions]
             if chosen and not whole:
-                rungs.append({"name": name, "measured": False, "meets_budget": None, "broken": [],
-                              "cost_per_call": None, "note": f"not measured: {chosen} already meets the budget"})
+                rungs += [{"name": n, "measured": False, "meets_budget": None, "broken": [], "cost_per_call": None,
+                           "size_bytes": None, "p50_ms": None, "note": f"not measured: {chosen} already meets the "
+                                                                     "budget"} for n in names]
                 continue
             model = subjects[subject]
-            if subject not in exports:
-                exports[subject] = export_verified(cfg, model, loaded.evaluation, out, f"{subject}/onnx", progress)
-                float_outputs[subject] = model.predict(loaded.evaluation)
-            result = build_and_measure(cfg, tc, precision, model, out / subject / "onnx" / "model.onnx", out,
-                                       f"{subject}/{tc.name}", Path(work), loaded, float_outputs[subject],
-                                       teacher_out, float_latency.get(subject), progress, subject=subject,
-                                       qualified=True)
-            if precision == "fp32":
-                float_latency[subject] = result.latency
-            results.append(result)
-            meets = all(c.passed for c in result.checks) if all(c.passed is not None for c in result.checks) \
-                else None
-            broken = [c.name[len(result.name) + 1:] for c in result.checks if c.passed is not True]
-            rungs.append({"name": name, "measured": True, "meets_budget": meets, "broken": broken,
-                          "cost_per_call": cost.cost_per_call(name, result) if cost else None, "note": ""})
-            if meets and not chosen:
-                chosen = name
-    ladder = {"order": [f"{s}/{tc.name}-{p}" for s, p in order], "rungs": rungs, "chosen": chosen,
-              "whole": whole, "verdict": _verdict(chosen, rungs), "cost": _cost_summary(cost, rungs)}
+            exports[subject] = export_verified(cfg, model, loaded.evaluation, out, f"{subject}/onnx", progress)
+            float_outputs[subject] = model.predict(loaded.evaluation)
+            group, float_latency = [], None
+            for name, precision in zip(names, subject_precisions):
+                result = build_and_measure(cfg, tc, precision, model, out / subject / "onnx" / "model.onnx", out,
+                                           f"{subject}/{tc.name}", Path(work), loaded, float_outputs[subject],
+                                           teacher_out, float_latency, progress, subject=subject, qualified=True)
+                if precision == "fp32":
+                    float_latency = result.latency
+                results.append(result)
+                group.append(_rung(name, result, cost))
+            group = order_by_measured_cost(group)
+            rungs += group
+            chosen = chosen or next((r["name"] for r in group if r["meets_budget"]), None)
+    ladder = {"order": [r["name"] for r in rungs], "rungs": rungs, "chosen": chosen,
+              "whole": whole, "verdict": _verdict(chosen, rungs), "cost": _cost_summary(cost, rungs, whole)}
     student_out = float_outputs.get("student")
     return build_report("ladder", cfg, loaded, exports.get("student") or exports.get("teacher"), student_out,
-                   teacher_out, results, ladder=ladder)
+                        teacher_out, results, ladder=ladder)
+
+
+def _rung(name: str, result: TargetResult, cost: CostModel | None) -> dict:
+    meets = all(c.passed for c in result.checks) if all(c.passed is not None for c in result.checks) else None
+    return {"name": name, "measured": True, "meets_budget": meets,
+            "broken": [c.name[len(result.name) + 1:] for c in result.checks if c.passed is not True],
+            "cost_per_call": cost.cost_per_call(name, result) if cost else None,
+            "size_bytes": result.size_bytes, "p50_ms": result.latency.p50_ms if result.latency else None, "note": ""}
+
+
+def order_by_measured_cost(group: list[dict]) -> list[dict]:
+    """One subject's measured rungs, cheapest first by measured size, then p50 latency. A quantized
+    rung no smaller than a less aggressive one of the same subject (int4 that kept every conv in
+    fp32, say) gets a note saying it saved nothing; so does one no faster than fp32."""
+    planned = [r["name"] for r in group]  # fp32, int8, int4: each more aggressive than the one before
+    for i, rung in enumerate(group):
+        notes = []
+        bigger_than = [g for g in group[:i] if rung["size_bytes"] >= g["size_bytes"]]
+        if bigger_than:
+            ref = min(bigger_than, key=lambda g: g["size_bytes"])
+            notes.append(f"saved nothing in size: {rung['size_bytes']:,} bytes against {ref['size_bytes']:,} "
+                         f"for {ref['name']}")
+        fp32 = group[0]
+        if i and rung["p50_ms"] is not None and fp32["p50_ms"] is not None and rung["p50_ms"] >= fp32["p50_ms"]:
+            notes.append(f"no faster than {fp32['name']}: p50 {rung['p50_ms']:.3g} ms against "
+                         f"{fp32['p50_ms']:.3g} ms")
+        rung["note"] = "; ".join(notes)
+    inf = float("inf")
+    return sorted(group, key=lambda r: (r["size_bytes"], r["p50_ms"] if r["p50_ms"] is not None else inf,
+                                        planned.index(r["name"])))
 
 
 def _verdict(chosen: str | None, rungs: list[dict]) -> str:
@@ -145,7 +175,7 @@ def _verdict(chosen: str | None, rungs: list[dict]) -> str:
     return f"{chosen} is the cheapest rung that meets every budget: {advice}"
 
 
-def _cost_summary(cost: CostModel | None, rungs: list[dict]) -> dict | None:
+def _cost_summary(cost: CostModel | None, rungs: list[dict], whole: bool) -> dict | None:
     if cost is None:
         return None
     summary = {"fixed_cost_of_distillation": round(cost.fixed, 4),
@@ -160,8 +190,8 @@ def _cost_summary(cost: CostModel | None, rungs: list[dict]) -> dict | None:
         summary["payback_note"] = ("no measured teacher or off-the-shelf rung meets the budget: the student is "
                                    "needed whatever the volume")
     elif student is None:
-        summary["payback_note"] = ("no measured student rung meets the budget (run `ladder --all` to measure "
-                                   "them all)")
+        summary["payback_note"] = "no measured student rung meets the budget" + (
+            "" if whole else " (run `ladder --all` to measure them all)")
     else:
         saving = baseline["cost_per_call"] - student["cost_per_call"]
         summary.update(baseline=baseline["name"], student=student["name"], saving_per_call=saving)

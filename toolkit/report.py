@@ -274,7 +274,7 @@ def to_table(report: Report) -> str:
 
 
 def _ladder_lines(report: Report) -> list[str]:
-    lines = ["Ladder (cheapest rung first):"]
+    lines = ["Ladder (subjects in adoption order, each one's rungs by measured size then p50):"]
     for rung in report.ladder["rungs"]:
         if not rung["measured"]:
             state = rung["note"]
@@ -282,8 +282,10 @@ def _ladder_lines(report: Report) -> list[str]:
             state = "meets every budget"
         else:
             state = "does not meet: " + ", ".join(rung["broken"])
+        size = f", {_size(rung['size_bytes'])}" if rung.get("size_bytes") is not None else ""
         price = f", {rung['cost_per_call']:.3g} per call" if rung.get("cost_per_call") is not None else ""
-        lines.append(f"  {rung['name']}: {state}{price}")
+        note = f"; {rung['note']}" if rung["measured"] and rung.get("note") else ""
+        lines.append(f"  {rung['name']}: {state}{size}{price}{note}")
     cost = report.ladder.get("cost")
     if cost:
         lines.append(f"Cost: distillation {cost['fixed_cost_of_distillation']:.2f} once + "
