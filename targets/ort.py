@@ -191,6 +191,8 @@ class OrtTarget:
         if onnx_path.exists():
             info["ops"] = op_counts(onnx_path)
             info["mobile_usability"] = mobile_usability(onnx_path)
+        elif path.suffix == ".ort":  # an ORT-format file alone: what its flatbuffer says
+            info.update(_ort_file_contents(path))
         return info
 
 
@@ -238,6 +240,27 @@ def _convert_to_ort(onnx_path: Path, out_dir: Path) -> Path:
     if not ort_path.exists():
         raise BadInput(f"ORT format conversion produced no {ort_path.name}", path=onnx_path)
     return ort_path
+
+
+def _ort_file_contents(path: Path) -> dict:
+    """Inputs, outputs and the operators an ORT-format file needs, read without its .onnx: the ops are
+    those left after the conversion's optimizations (fused int8 kernels), by domain, without counts."""
+    import onnxruntime as ort
+    from onnxruntime.tools.ort_format_model.ort_model_processor import OrtFormatModelProcessor
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        required: dict = {}
+        with quiet("", "ort_format_model.utils", "onnxruntime"):
+            OrtFormatModelProcessor(str(path), required, None).process()
+    except Exception as exc:  # a damaged or foreign file: name it, never a traceback
+        raise BadInput(f"not a readable ORT-format model ({type(exc).__name__}: {exc})", path=path) from exc
+    io = lambda values: [{"name": v.name, "shape": v.shape, "type": v.type} for v in values]  # noqa: E731
+    return {"inputs": io(session.get_inputs()), "outputs": io(session.get_outputs()),
+            "required_ops": {domain or "ai.onnx": sorted({op for ops in by_opset.values() for op in ops})
+                             for domain, by_opset in sorted(required.items())},
+            "note": "an ORT-format file alone: operators after its build-time optimizations, without counts "
+                    "(the .onnx beside it gives counts and the mobile usability check)"}
 
 
 def _unloadable(path: Path) -> str | None:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_distill.budgets import evaluate, load_budget_file, parse_budget
+from edge_distill.budgets import Check, evaluate, load_budget_file, parse_budget
 from edge_distill.errors import BadInput
 from edge_distill.report import Report
 
@@ -32,14 +32,59 @@ def test_required_provenance_rejects_an_estimate():
     assert check.passed is False and "requires a measured figure" in check.message
 
 
+def report_with(*verdicts, ladder=None) -> Report:
+    checks = [Check(f"x/c{i}", "accuracy", ">=", 0.5, None if v is None else 0.6, "", v) for i, v in enumerate(verdicts)]
+    return Report(command="check", tool_version="0", created="", config=None, student={}, teacher=None, data={},
+                  environment={}, export=None, references={}, results=[], gate_checks=checks, ladder=ladder)
+
+
 def test_missing_figure_is_unmeasured_and_exit_3():
     budget = parse_budget({"min_teacher_agreement": 0.9, "slices": {"nope": {"min_accuracy": 0.5}}}, P)
     checks = evaluate(budget, {"teacher_agreement": None, "teacher_agreement.why": "no teacher was given"}, {}, {}, "x")
     assert [c.passed for c in checks] == [None, None]
     assert checks[0].message == "no teacher was given" and "no slice 'nope'" in checks[1].message
-    report = Report(command="check", tool_version="0", created="", config=None, student={}, teacher=None, data={},
-                    environment={}, export=None, references={}, results=[])
-    assert report.exit_code == 0  # no checks at all: nothing broken, nothing unmeasured
+    report = report_with()
+    report.gate_checks = checks
+    assert report.exit_code == 3 and report.passed is False
+
+
+@pytest.mark.parametrize("verdicts, code", [
+    ((), 0), ((True, True), 0), ((True, None), 3), ((None, False), 1), ((False, None, True), 1), ((False,), 1)])
+def test_exit_code_a_broken_budget_wins_over_unmeasurable(verdicts, code):
+    assert report_with(*verdicts).exit_code == code
+
+
+@pytest.mark.parametrize("rungs, chosen, gate, code", [
+    ([True], "a", (), 0),
+    ([False, None], None, (), 3),  # nothing met, and one rung could not be judged
+    ([False, False], None, (), 1),
+    ([True], "a", (False,), 1),  # a stale teacher set to fail breaks even a chosen rung
+])
+def test_ladder_exit_codes(rungs, chosen, gate, code):
+    ladder = {"chosen": chosen, "rungs": [{"name": str(i), "measured": True, "meets_budget": m}
+                                          for i, m in enumerate(rungs)]}
+    assert report_with(*gate, ladder=ladder).exit_code == code
+
+
+@pytest.mark.parametrize("require, kind, passed", [
+    ("measured", "measured", True), ("measured", "emulated", False), ("measured", "reference-mil", False),
+    ("measured", "estimated", False), ("emulated", "reference-mil", False), ("reference-mil", "reference-mil", True),
+    ("reference-mil", "estimated", False), ("estimated", "estimated", True), ("emulated", "measured", True)])
+def test_require_ranks_every_provenance(require, kind, passed):
+    budget = parse_budget({"min_accuracy": 0.5, "require": require, "slices": {"rare": {"min_accuracy": 0.5}}}, P)
+    overall, in_slice = evaluate(budget, {"accuracy": 0.9}, {"rare": {"accuracy": 0.9}}, {"accuracy": kind}, "x")
+    for check in (overall, in_slice):  # a slice's figure has its result's provenance, and the same bar
+        assert check.passed is passed and check.provenance == kind
+        assert check.message == ("" if passed else f"the budget requires a {require} figure; this one is {kind}")
+
+
+def test_require_in_a_precision_layer_applies_to_that_precision_only():
+    budget = parse_budget({"min_accuracy": 0.5, "precisions": {"int8": {"require": "measured"}}}, P)
+    figures, kinds = {"accuracy": 0.9}, {"accuracy": "emulated"}
+    assert evaluate(budget.for_precision("int8"), figures, {}, kinds, "x")[0].passed is False
+    # Layers are keyed by the exact precision name: `int8` does not reach `int8-dynamic` (README, Budgets).
+    assert evaluate(budget.for_precision("int8-dynamic"), figures, {}, kinds, "x")[0].passed is True
+    assert evaluate(budget.for_precision("fp32"), figures, {}, kinds, "x")[0].passed is True
 
 
 @pytest.mark.parametrize("table, message", [

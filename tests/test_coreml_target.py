@@ -38,6 +38,24 @@ def test_all_precisions_are_built_and_verified(coreml_run):
     assert "reference-mil" in proc.stdout
 
 
+def test_int4_block_size_is_the_packages(coreml_run):
+    """coreml.toml asks for int4 blocks of 16 (784, the first Linear's depth, is no multiple of 32):
+    every blockwise weight of the saved program has one scale per 16 inputs."""
+    import coremltools as ct
+    from coremltools.converters.mil.frontend.milproto.load import load
+
+    _, out, report = coreml_run
+    package = out / next(r for r in report["results"] if r["precision"] == "int4")["artifact"]
+    spec = ct.utils.load_spec(str(package))
+    program = load(spec, spec.specificationVersion, file_weights_dir=str(package / "Data" / "com.apple.CoreML" / "weights"))
+    blocks = {}
+    for op in program.functions["main"].operations:
+        if op.op_type == "constexpr_blockwise_shift_scale":
+            data, scale = op.inputs["data"].val, op.inputs["scale"].val
+            blocks[data.shape] = data.shape[1] // scale.shape[1]  # blocks run along the input axis
+    assert blocks and set(blocks.values()) == {16}, blocks
+
+
 def test_package_metadata_carries_labels_and_verified_budgets(coreml_run):
     _, out, _ = coreml_run
     proc = run_cli("inspect", out / "coreml" / "model.int8.mlpackage")

@@ -62,7 +62,11 @@ def test_export_has_a_really_dynamic_batch_and_stated_parity(demo_run):
 
 def test_ort_mobile_outputs_and_reference_metrics(demo_run):
     _, out = demo_run
-    assert (out / "ort" / "model.int8.required_operators_and_types.config").read_text().strip()
+    # The ops a reduced ORT Mobile build must keep: the fused int8 kernels of the saved .ort, by domain.
+    config = (out / "ort" / "model.int8.required_operators_and_types.config").read_text()
+    ops = {line.split(";")[0]: line.split(";")[2] for line in config.splitlines() if line and not line.startswith("#")}
+    assert "QLinearConv" in ops["com.microsoft"] and "QGemm" in ops["com.microsoft"]
+    assert "QuantizeLinear" in ops["ai.onnx"] and "DequantizeLinear" in ops["ai.onnx"]
     report = json.loads((out / "report.json").read_text())
     teacher = report["references"]["teacher"]["overall"]
     student = report["references"]["float student"]["overall"]
@@ -78,3 +82,19 @@ def test_inspect_prints_ops(demo_run):
     assert proc.returncode == 0, proc.stderr
     info = json.loads(proc.stdout)
     assert info["ops"]["QuantizeLinear"] > 0 and info["ops"]["DequantizeLinear"] > 0
+
+
+def test_inspect_an_ort_file_alone(demo_run, tmp_path):
+    _, out = demo_run
+    alone = tmp_path / "model.int8.ort"  # an app developer's copy, without the .onnx beside it
+    alone.write_bytes((out / "ort" / "model.int8.ort").read_bytes())
+    proc = run_cli("inspect", alone)
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert [(i["name"], i["shape"]) for i in info["inputs"]] == [("image", ["batch", 1, 28, 28])]
+    assert [(o["name"], o["shape"]) for o in info["outputs"]] == [("output", ["batch", 10])]
+    assert {"QLinearConv", "QGemm"} <= set(info["required_ops"]["com.microsoft"])
+    (tmp_path / "broken.ort").write_bytes(b"not a flatbuffer")
+    broken = run_cli("inspect", tmp_path / "broken.ort")
+    assert broken.returncode == 2 and "broken.ort: not a readable ORT-format model" in broken.stderr
+    assert "Traceback" not in broken.stderr

@@ -74,3 +74,38 @@ def test_verify_with_float_and_teacher_onnx(demo_run, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     result = json.loads((tmp_path / "out" / "report.json").read_text())["results"][0]
     assert result["metrics"]["float_agreement"] >= 0.975 and result["speedup_vs_float"] is not None
+
+
+def test_a_precision_layer_changes_the_verdict_of_that_precision_only(example, tmp_path):
+    budgets = ("[budgets]\nmin_float_agreement = 0.9\n"
+               "[budgets.precisions.int8]\nmin_float_agreement = 0.9999\n")  # int8 agrees on ~99%: not 99.99%
+    config = edit_config(example, targets=("ort",), precisions=["fp32", "int8", "int4"], budgets=budgets,
+                         replace={"runs = 300": "runs = 20"})
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert failures(tmp_path / "out" / "junit.xml") == {"edge-distill.ort-int8/min_float_agreement"}
+    checks = {c["name"]: c for r in json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+              for c in r["checks"]}
+    assert checks["ort-int8/min_float_agreement"]["limit"] == 0.9999
+    assert checks["ort-int4/min_float_agreement"]["limit"] == 0.9 and checks["ort-int4/min_float_agreement"]["passed"]
+
+
+def test_every_latency_percentile_weighted_accuracy_and_peak_memory_are_checked(example, tmp_path):
+    budgets = ("[budgets]\nlatency_p50_ms = 100\nlatency_p90_ms = 100\nlatency_p99_ms = 100\n"
+               "min_weighted_accuracy = 0.5\nmax_peak_memory_mb = 1\n")  # no runtime fits in 1 MB of RSS
+    config = edit_config(example, targets=("ort",), precisions=["fp32"], budgets=budgets,
+                         replace={"runs = 300": "runs = 20"})
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert failures(tmp_path / "out" / "junit.xml") == {"edge-distill.ort-fp32/max_peak_memory_mb"}
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    checks = {c["metric"]: c for c in report["results"][0]["checks"]}
+    assert set(checks) == {"latency.p50_ms", "latency.p90_ms", "latency.p99_ms", "weighted_accuracy", "peak_memory_mb"}
+    latency = report["results"][0]["latency"]
+    assert [checks[f"latency.{p}"]["value"] for p in ("p50_ms", "p90_ms", "p99_ms")] == [
+        latency["p50_ms"], latency["p90_ms"], latency["p99_ms"]]
+    assert latency["p50_ms"] <= latency["p90_ms"] <= latency["p99_ms"]
+    # fp32 computes what the float student computes: the same weighted accuracy, with its provenance
+    weighted = report["references"]["float student"]["overall"]["weighted_accuracy"]
+    assert checks["weighted_accuracy"]["value"] == pytest.approx(weighted) and checks["weighted_accuracy"]["passed"]
+    assert checks["peak_memory_mb"]["value"] > 1 and checks["peak_memory_mb"]["provenance"] == "measured"

@@ -198,3 +198,24 @@ def test_off_the_shelf_rung_sits_between_teacher_and_student(example, tmp_path, 
     assert report["ladder"]["order"][3] == "off-the-shelf/ort-fp32"
     assert report["ladder"]["chosen"] == "off-the-shelf/ort-fp32"
     assert "an off-the-shelf model is enough" in report["ladder"]["verdict"]
+
+
+def test_a_rung_that_cannot_be_judged_and_none_meeting_exits_3(example, tmp_path):
+    proc, report, out = ladder(example, tmp_path, "max_size_mb = 5\n[slices.nope]\nmin_accuracy = 0.5\n")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert report["ladder"]["chosen"] is None and report["exit_code"] == 3
+    assert all(r["measured"] and r["meets_budget"] is None for r in report["ladder"]["rungs"])
+    assert "the evaluation data have no slice 'nope'" in proc.stdout
+
+
+def test_ladder_with_a_stale_teacher_set_to_fail_exits_1(example, tmp_path):
+    config = example / "edge-distill.toml"
+    config.write_text(config.read_text().replace('distilled_from = "5d2f', 'distilled_from = "0000')
+                      .replace('task = "classification"', 'task = "classification"\nstale_teacher = "fail"'))
+    proc, report, out = ladder(example, tmp_path, "max_size_mb = 5\n")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert report["ladder"]["chosen"] == "teacher/ort-int8"  # the smallest teacher rung; the gate fails anyway
+    assert "stale student" in proc.stdout
+    failed = [c.get("name") for c in ET.parse(out / "junit.xml").getroot().iter("testcase")
+              if c.find("failure") is not None]
+    assert failed == ["teacher_fingerprint"]

@@ -52,14 +52,19 @@ def test_check_on_the_example(minilm_cache, tmp_path):
     config = tmp_path / "edge-distill.toml"
     config.write_text((EXAMPLE / "edge-distill.toml").read_text().replace("runs = 100", "runs = 20"))
     proc = run_cli("check", config, "--out", tmp_path / "out", env={"EDGE_DISTILL_CACHE": str(cache)})
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # every budget holds (latency p95 16-45 ms < 100)
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["task"] == "embedding"
     results = {f"{r['target']}-{r['precision']}": r for r in report["results"]}
     assert set(results) == {"ort-fp32", "ort-int8-dynamic", "ort-int4", "tflite-fp32", "tflite-int8-dynamic"}
+    student = report["references"]["float student"]["overall"]
     for name, r in results.items():
         m = r["metrics"]
-        assert 0.5 < m["teacher_cosine"] <= 1.0001 and 0 < m["teacher_retrieval_agreement"] <= 1
+        # Quantizing moves the student's own figures against the teacher by at most a few points.
+        assert abs(m["teacher_cosine"] - student["teacher_cosine"]) <= 0.03, name
+        assert abs(m["teacher_retrieval_agreement"] - student["teacher_retrieval_agreement"]) <= 0.1, name
+        if name.endswith("fp32"):
+            assert m["teacher_cosine"] == pytest.approx(student["teacher_cosine"], abs=1e-4)
         assert set(r["slices"]) == {"rare_topic", "short_query"}
         assert r["slices"]["rare_topic"]["teacher_retrieval_agreement"] is not None
     # The float artifacts reproduce the student; int8-dynamic stays close to it.

@@ -74,11 +74,58 @@ def test_int8_qdq_layout(setup):
     assert conv_w and all(inits[n.input[0]].dtype == np.int8 and inits[n.input[1]].size > 1 for n in conv_w)
 
 
-def test_int8_dynamic_and_int4_gather(setup):
+def int4_nodes(path):
+    """(op type, block_size attribute) of every 4-bit node of a built graph."""
+    model = onnx.load(str(path))
+    return sorted((n.op_type, next(a.i for a in n.attribute if a.name == "block_size")) for n in model.graph.node
+                  if n.op_type in ("MatMulNBits", "GatherBlockQuantized"))
+
+
+def test_int8_dynamic(setup):
     dynamic = build(setup, "int8-dynamic")
     assert "DynamicQuantizeLinear" in dynamic.details["ops"] and agreement(setup, dynamic) >= 0.97
-    int4 = build(setup, "int4", int4_gather=True, int4_block_size=16)
-    assert int4.details["int4_nodes"] == 2 and "block 16" in int4.details["quantization"]
+
+
+@pytest.mark.parametrize("block", [16, 32, 64])
+def test_int4_block_size_is_the_graphs(setup, block):
+    int4 = build(setup, "int4", name=f"int4-b{block}", int4_block_size=block)
+    # The student's two Linear layers, packed with the block size asked for (read from the graph).
+    assert int4_nodes(int4.path.with_suffix(".onnx")) == [("MatMulNBits", block)] * 2
+    assert agreement(setup, int4) >= 0.95
+
+
+def test_int4_gather_packs_an_embedding_table(tmp_path):
+    import torch
+
+    from edge_distill.calibration import Dataset, InputSpec
+    from edge_distill.models import SourceModel
+
+    torch.manual_seed(0)
+
+    class Bag(torch.nn.Module):  # token ids -> mean embedding -> logits: a Gather and a MatMul
+        def __init__(self):
+            super().__init__()
+            self.table, self.head = torch.nn.Embedding(256, 64), torch.nn.Linear(64, 8)
+
+        def forward(self, ids):
+            return self.head(self.table(ids).mean(1))
+
+    spec = InputSpec("ids", ("batch", 12), "int64")
+    source = SourceModel("bag", "torch", [spec], "0" * 64, module=Bag().eval())
+    ids = np.random.default_rng(0).integers(0, 256, (64, 12)).astype(np.int64)
+    data = Dataset(source="random ids", inputs={"ids": ids})
+    export_to_onnx(source, tmp_path / "bag.onnx", samples=data)
+
+    def int4(name, **options):
+        (tmp_path / name).mkdir()
+        return get_target("ort").build(BuildRequest(onnx_path=tmp_path / "bag.onnx", source=source, precision="int4",
+                                                    calibration=None, calibration_method="minmax", options=options,
+                                                    out_dir=tmp_path / name, work_dir=tmp_path / name))
+
+    plain, gathered = int4("plain", int4_block_size=32), int4("gather", int4_gather=True, int4_block_size=32)
+    assert int4_nodes(plain.path.with_suffix(".onnx")) == [("MatMulNBits", 32)]
+    assert int4_nodes(gathered.path.with_suffix(".onnx")) == [("GatherBlockQuantized", 32), ("MatMulNBits", 32)]
+    assert gathered.size_bytes < plain.size_bytes * 0.5  # the 256x64 table was most of the model
 
 
 def test_int8_without_calibration_data_is_an_error(setup):

@@ -2,7 +2,9 @@
 
 Everything goes to a temporary folder beside `--out`; only when the work is done does it take
 the place of `--out`. A folder that holds files edge-distill did not write is refused unless
-`--force`, and even then only same-named entries are replaced.
+`--force`, and even then only edge-distill's own entries are replaced: a user's file with the name
+of a new entry is refused (exit 2) before anything is removed. The folder's manifest is untrusted
+input: only plain names inside the folder count as ours.
 """
 
 from __future__ import annotations
@@ -19,10 +21,18 @@ MARKER = ".edge-distill-output.json"
 
 
 def _ours(out: Path) -> set[str]:
+    """The entries the manifest lists that are plain names inside `out` ("../x", "/x", "a/b" are not)."""
     try:
-        return set(json.loads((out / MARKER).read_text())["entries"])
+        entries = json.loads((out / MARKER).read_text())["entries"]
     except (OSError, ValueError, KeyError, TypeError):
         return set()
+    if not isinstance(entries, list):
+        return set()
+    return {e for e in entries if isinstance(e, str) and _plain_name(e)}
+
+
+def _plain_name(entry: str) -> bool:
+    return entry not in ("", ".", "..", MARKER) and "/" not in entry and "\\" not in entry and "\0" not in entry
 
 
 def _foreign(out: Path) -> list[str]:
@@ -67,8 +77,14 @@ def _commit(tmp: Path, out: Path, force: bool) -> None:
         tmp.rename(out)
         shutil.rmtree(trash, ignore_errors=True)
         return
-    # --force into a folder with the user's files: replace only our own names.
-    for old in _ours(out) - {p.name for p in tmp.iterdir()}:
+    # --force into a folder with the user's files: replace only our own names, never theirs.
+    new = {p.name for p in tmp.iterdir() if p.name != MARKER}
+    clash = sorted(new & set(_foreign(out)))
+    if clash:
+        raise BadInput(f"--force replaces only edge-distill's own entries, and {', '.join(clash)} in the output "
+                       "folder is not one of them; nothing was written", path=out,
+                       hint="move that file, or choose another --out")
+    for old in _ours(out) - new:
         _remove(out / old)
     entries = sorted(p.name for p in tmp.iterdir() if p.name != MARKER)
     for entry in entries:

@@ -400,7 +400,7 @@ def build_and_measure(cfg: Config, tc, precision: str, model: SourceModel, onnx_
                                teacher_out=teacher_out, budget=cfg.budget, threads=cfg.threads, warmup=cfg.warmup,
                                runs=cfg.runs, float_latency=float_latency, artifact=artifact, progress=progress,
                                subject=subject, qualified=qualified, device=device_for(cfg, tc),
-                               graph=onnx_path if onnx_path and Path(onnx_path).is_file() else None,
+                               graph=_graph_for(artifact.path, str(onnx_path) if onnx_path else None),
                                task=cfg.model.task, sequence_lengths=cfg.sequence_lengths)
     result.build_seconds = seconds
     result.artifact = str(artifact.path.relative_to(out))
@@ -555,7 +555,8 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
 
 
 def _graph_for(artifact: Path, float_model: str | None) -> Path | None:
-    """The ONNX graph whose work a device estimate counts: the artifact's own, or the float model's."""
+    """The ONNX graph whose work a device estimate counts: the artifact's own, or the float model's.
+    `check`, `verify` and `bench` all ask here, so one artifact gets one estimate."""
     for candidate in (artifact if artifact.suffix == ".onnx" else artifact.with_suffix(".onnx"),
                       Path(float_model) if float_model and float_model.endswith(".onnx") else None):
         if candidate is not None and candidate.is_file():

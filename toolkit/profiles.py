@@ -150,9 +150,16 @@ def graph_cost(onnx_path: Path) -> list[tuple[str, float, float, float]]:
     for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
         shapes[value.name] = [d.dim_value for d in value.type.tensor_type.shape.dim]
     weights = {i.name: numpy_helper.to_array(i).shape for i in model.graph.initializer}
+    # A quantized graph's weights come through DequantizeLinear (QDQ): on the device that node is
+    # folded into the Conv/MatMul that consumes it, so its output counts as that op's weight, and the
+    # node itself as no work. Without this an int8 graph's convolutions cost nothing.
+    folded = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+    weights.update({n.output[0]: weights[n.input[0]] for n in model.graph.node if n.output[0] in folded})
     shapes.update({k: list(v) for k, v in weights.items()})
     cost = []
     for node in model.graph.node:
+        if node.output[0] in folded:
+            continue
         out = shapes.get(node.output[0], [])
         out_elems = float(np.prod(out)) if out and all(out) else 0.0
         weight_elems = float(sum(np.prod(weights[i]) for i in node.input if i in weights))
@@ -164,6 +171,9 @@ def graph_cost(onnx_path: Path) -> list[tuple[str, float, float, float]]:
             flops = 2.0 * out_elems * float(np.prod(w[1:]))
         elif node.op_type in ("Gemm", "MatMul") and node.input[0] in shapes and shapes[node.input[0]]:
             flops = 2.0 * out_elems * float(shapes[node.input[0]][-1])
+        elif node.op_type == "MatMulNBits":  # int4 weights packed in blocks: K x N of them, whatever the packing
+            attrs = {a.name: a.i for a in node.attribute}
+            flops, weight_elems = 2.0 * out_elems * attrs["K"], float(attrs["K"] * attrs["N"])
         cost.append((node.op_type, flops, weight_elems, act_elems))
     return cost
 

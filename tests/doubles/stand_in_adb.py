@@ -24,7 +24,9 @@ def main(argv: list[str]) -> int:
         serial, argv = argv[1], argv[2:]
     if argv[:1] == ["devices"]:
         print("List of devices attached")
-        if scenario != "none":
+        if scenario == "unauthorized":  # debugging not yet allowed on the phone: adb cannot read its model
+            print(f"{SERIAL:<22} unauthorized usb:1-1 transport_id:1")
+        elif scenario != "none":
             state = "offline" if scenario == "offline" else "device"
             print(f"{SERIAL:<22} {state} usb:1-1 product:a54xnseea model:{MODEL} device:a54x transport_id:1")
         if scenario == "two":
