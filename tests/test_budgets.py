@@ -1,8 +1,9 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from edge_distill.budgets import Check, evaluate, load_budget_file, parse_budget
+from edge_distill.budgets import SCALAR_CHECKS, Check, evaluate, load_budget_file, parse_budget
 from edge_distill.errors import BadInput
 from edge_distill.report import Report
 
@@ -109,3 +110,43 @@ def test_budget_file_forms(tmp_path):
     broken.write_text("max_size_mb = \n")
     with pytest.raises(BadInput, match="not valid TOML"):
         load_budget_file(broken)
+
+
+@pytest.mark.parametrize("key, value, limit, passed", [
+    ("latency_p95_ms", 9.0, 10, True), ("latency_p95_ms", 10.0, 10, True), ("latency_p95_ms", 11.0, 10, False),
+    ("min_accuracy", 0.91, 0.9, True), ("min_accuracy", 0.9, 0.9, True), ("min_accuracy", 0.89, 0.9, False)])
+def test_a_limit_is_inclusive_in_both_directions(key, value, limit, passed):
+    (check,) = evaluate(parse_budget({key: limit}, P), {SCALAR_CHECKS[key][0]: value}, {}, {}, "x")
+    assert check.passed is passed and check.value == value and check.limit == limit
+
+
+def test_a_missing_slice_leaves_each_of_its_checks_unmeasured_and_the_others_checked():
+    budget = parse_budget({"slices": {"nope": {"min_accuracy": 0.5, "max_accuracy_drop": 0.1},
+                                      "rare": {"min_accuracy": 0.5}}}, P)
+    checks = evaluate(budget, {}, {"rare": {"accuracy": 0.6}}, {}, "x")
+    assert [(c.name, c.metric, c.comparison, c.unit, c.slice, c.passed) for c in checks] == [
+        ("x/slice[nope]/min_accuracy", "accuracy", ">=", "", "nope", None),
+        ("x/slice[nope]/max_accuracy_drop", "accuracy_drop", "<=", "", "nope", None),
+        ("x/slice[rare]/min_accuracy", "accuracy", ">=", "", "rare", True)]
+
+
+def test_budget_helpers():
+    budget = parse_budget({"min_accuracy": 0.5, "min_speedup_vs_float": 1.5, "sequence_length": 64,
+                           "slices": {"rare": {"min_accuracy": 0.4, "max_accuracy_drop": 0.1}}}, P)
+    assert budget.sets("min_accuracy") and budget.sets("max_accuracy_drop") and not budget.sets("max_size_mb")
+    lean = budget.without("min_accuracy")
+    assert lean.limits == {"min_speedup_vs_float": 1.5} and lean.slices == {"rare": {"max_accuracy_drop": 0.1}}
+    assert lean.sequence_length == 64
+    # Only fp32, the baseline, loses the speedup limit; fp16 and the int precisions keep it.
+    assert [("min_speedup_vs_float" in budget.for_precision(p).limits) for p in ("fp32", "fp16", "int8", "w8a8")] == [
+        False, True, True, True]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        budget.require = "measured"  # a resolved budget is a value: layers cannot change it behind a check
+
+
+def test_zero_limits_are_allowed_and_sequence_length_is_a_positive_int():
+    assert parse_budget({"max_accuracy_drop": 0}, P).limits == {"max_accuracy_drop": 0.0}
+    assert parse_budget({"sequence_length": 1}, P).sequence_length == 1
+    for bad in (0, -3, True, 12.5, "128"):
+        with pytest.raises(BadInput, match="'sequence_length' in \\[budgets\\] must be a positive int"):
+            parse_budget({"sequence_length": bad}, P)
