@@ -30,7 +30,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             files = sorted(path.glob("*.npy"))
             if not files:
                 raise BadInput("folder holds no .npy files", path=path)
-            return {f.stem: np.load(f, allow_pickle=False) for f in files}
+            return {f.stem: _load_npy(f) for f in files}
         if path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 return {k: archive[k] for k in archive.files}
@@ -40,6 +40,13 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise BadInput(f"cannot read data file ({exc})", path=path) from exc
     raise BadInput(f"unsupported data format '{path.suffix}'", path=path, hint="use .npz or a folder of .npy files")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)  # never unpickle: an object array is refused
+    except (OSError, ValueError, EOFError) as exc:
+        raise BadInput(f"cannot read data file ({exc})", path=path) from exc
 
 
 def _check_input(path: Path, spec: InputSpec, array: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,8 @@ def test_missing_figure_is_unmeasured_and_exit_3():
 @pytest.mark.parametrize("verdicts, code", [
     ((), 0), ((True, True), 0), ((True, None), 3), ((None, False), 1), ((False, None, True), 1), ((False,), 1)])
 def test_exit_code_a_broken_budget_wins_over_unmeasurable(verdicts, code):
-    assert report_with(*verdicts).exit_code == code
+    report = report_with(*verdicts)
+    assert report.exit_code == code and report.passed is (code == 0)
 
 
 @pytest.mark.parametrize("rungs, chosen, gate, code", [
@@ -60,6 +62,7 @@ def test_exit_code_a_broken_budget_wins_over_unmeasurable(verdicts, code):
     ([False, None], None, (), 3),  # nothing met, and one rung could not be judged
     ([False, False], None, (), 1),
     ([True], "a", (False,), 1),  # a stale teacher set to fail breaks even a chosen rung
+    ([True], "a", (None,), 0),
 ])
 def test_ladder_exit_codes(rungs, chosen, gate, code):
     ladder = {"chosen": chosen, "rungs": [{"name": str(i), "measured": True, "meets_budget": m}
@@ -91,12 +94,20 @@ def test_require_in_a_precision_layer_applies_to_that_precision_only():
 @pytest.mark.parametrize("table, message", [
     ({"latency_p95": 10}, "unknown key 'latency_p95'"),
     ({"min_accuracy": "high"}, "must be int or float"),
-    ({"min_accuracy": -1}, "must not be negative"),
+    ({"min_accuracy": -1}, "'min_accuracy' in [budgets] must be a finite number, not negative, got -1"),
+    ({"max_size_mb": float("nan")}, "'max_size_mb' in [budgets] must be a finite number, not negative, got nan"),
+    ({"latency_p95_ms": float("inf")}, "must be a finite number, not negative, got inf"),
+    ({"slices": {"rare": {"min_accuracy": -0.5}}}, "'min_accuracy' in [budgets.slices.rare] must be a finite number"),
+    ({"slices": {"rare": {"min_accuracy": float("nan")}}}, "[budgets.slices.rare] must be a finite number, not "
+                                                            "negative, got nan"),
+    ({"precisions": {"int8": {"min_accuracy": -1}}}, "'min_accuracy' in [budgets.precisions.int8] must be a finite"),
+    ({"precisions": {"int8": {"slices": {"r": {"max_accuracy_drop": float("nan")}}}}},
+     "[budgets.precisions.int8.slices.r] must be a finite number"),
     ({"require": "guessed"}, "'require'"),
     ({"precisions": {"int8": {"precisions": {}}}}, "unknown key 'precisions'"),
 ])
 def test_invalid_budgets_name_the_key(table, message):
-    with pytest.raises(BadInput, match=message.replace("(", r"\(")):
+    with pytest.raises(BadInput, match=re.escape(message)):
         parse_budget(table, P)
 
 
@@ -131,11 +142,12 @@ def test_a_missing_slice_leaves_each_of_its_checks_unmeasured_and_the_others_che
 
 
 def test_budget_helpers():
-    budget = parse_budget({"min_accuracy": 0.5, "min_speedup_vs_float": 1.5, "sequence_length": 64,
+    budget = parse_budget({"min_accuracy": 0.5, "min_speedup_vs_float": 1.5, "max_size_mb": 1, "sequence_length": 64,
                            "slices": {"rare": {"min_accuracy": 0.4, "max_accuracy_drop": 0.1}}}, P)
-    assert budget.sets("min_accuracy") and budget.sets("max_accuracy_drop") and not budget.sets("max_size_mb")
+    assert budget.sets("min_accuracy") and budget.sets("max_accuracy_drop") and not budget.sets("latency_p95_ms")
     lean = budget.without("min_accuracy")
-    assert lean.limits == {"min_speedup_vs_float": 1.5} and lean.slices == {"rare": {"max_accuracy_drop": 0.1}}
+    assert lean.limits == {"min_speedup_vs_float": 1.5, "max_size_mb": 1.0}
+    assert lean.slices == {"rare": {"max_accuracy_drop": 0.1}}
     assert lean.sequence_length == 64
     # Only fp32, the baseline, loses the speedup limit; fp16 and the int precisions keep it.
     assert [("min_speedup_vs_float" in budget.for_precision(p).limits) for p in ("fp32", "fp16", "int8", "w8a8")] == [

@@ -41,6 +41,19 @@ def test_folder_of_npy(tmp_path):
     ({"x": np.zeros((2, 3), np.float32), "slice_r": np.array([0, 1])}, "boolean mask"),
     ({"x": np.zeros((2, 3), np.float32), "slice_r": np.array([False, False])}, "holds no samples"),
     ({"x": np.zeros((2, 3), np.float32), "weights": np.array([-1.0, 1.0])}, "non-negative"),
+    ({"x": np.zeros((2, 3), np.float32), "weights": np.array([np.nan, 1.0])}, "must be finite"),
+    ({"x": np.zeros((2, 3), np.float32), "weights": np.array([0.0, 0.0])}, "not all zero"),
+    ({"x": np.zeros((2, 3), np.float32), "weights": np.ones((2, 1))}, r"'weights' must be one value per sample \(2\), "
+                                                                       r"got shape \[2, 1\]"),
+    ({"x": np.zeros((2, 3), np.float32), "labels": np.array([0])}, r"one value per sample \(2\), got shape \[1\]"),
+    ({"x": np.zeros((3,), np.float32)}, r"shape \[3\], the model expects x\[batch, 3\] float32 \(2 dimensions\)"),
+    ({"x": np.zeros((2, 3, 1), np.float32)}, r"shape \[2, 3, 1\], the model expects x\[batch, 3\] float32 \(2 dimensions\)"),
+    ({"x": np.zeros((2, 2), np.float32)}, "dimension 1 is 2, not 3"),
+    ({"x": np.array([[np.nan, 0, 0], [0, 0, 0], [0, np.inf, -np.inf]], np.float32)}, "NaN or Inf in 2 sample"),
+    ({"x": np.zeros((2, 3), np.float32), "slice_r": np.array([0.0, 1.0])}, "'slice_r' must be a boolean mask, got "
+                                                                           "float64"),
+    ({"y": np.zeros((2, 3)), "labels": np.zeros(2, int), "slice_a": np.ones(2, bool)},
+     r"no array for model input\(s\) \['x'\]; the file holds \['y'\]"),
 ])
 def test_bad_data_is_named(tmp_path, arrays, message):
     with pytest.raises(BadInput, match=message) as err:
@@ -71,3 +84,65 @@ def test_selection_stratifies_by_slice_without_labels(tmp_path):
     rare[:3] = True
     data = load_dataset(write(tmp_path, x=np.zeros((100, 3), np.float32), slice_rare=rare), SPEC)
     assert select_samples(data, 10, seed=0).slices["rare"].sum() >= 1
+
+
+@pytest.mark.parametrize("name, message", [
+    ("d.csv", "unsupported data format '.csv'"), ("d.npy", "a single .npy has no input names")])
+def test_unsupported_files_are_named(tmp_path, name, message):
+    path = tmp_path / name
+    np.save(path, np.zeros((2, 3))) if name.endswith(".npy") else path.write_text("1,2,3\n")
+    with pytest.raises(BadInput, match=message):
+        load_dataset(path, SPEC)
+
+
+def test_a_pickled_array_in_a_folder_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(BadInput, match=r"x\.npy: cannot read data file \(Object arrays cannot be loaded"):
+        load_dataset(tmp_path, SPEC)
+
+
+def test_inputs_of_different_lengths_and_casts(tmp_path):
+    specs = [InputSpec("a", ("batch", 2), "float32"), InputSpec("b", ("batch",), "int64")]
+    with pytest.raises(BadInput, match=r"inputs have different sample counts: \{'a': 2, 'b': 3\}"):
+        load_dataset(write(tmp_path, a=np.zeros((2, 2)), b=np.zeros(3, np.int64)), specs)
+    data = load_dataset(write(tmp_path, a=np.zeros((2, 2), np.float64), b=np.array([1, 2], np.int32)), specs)
+    assert data.inputs["a"].dtype == np.float32 and data.inputs["b"].dtype == np.int64  # same-kind casts
+    assert data.labels is None and data.weights is None and data.slices == {}
+    fixed = [InputSpec("a", (4, 2), "float32")]  # a fixed batch of 4 in the model: any sample count is data
+    assert len(load_dataset(write(tmp_path, a=np.zeros((6, 2), np.float32)), fixed)) == 6
+
+
+def test_selection_takes_exactly_the_count_asked_for(tmp_path):
+    labels = np.repeat(np.arange(7), [40, 25, 13, 9, 6, 4, 3])  # uneven classes: remainders to share out
+    data = load_dataset(write(tmp_path, x=np.zeros((100, 3), np.float32), labels=labels), SPEC)
+    for count in (7, 10, 33, 64, 99):
+        picked = select_samples(data, count, seed=3)
+        assert len(picked) == count and len(np.unique(picked.labels)) == 7  # every class, however rare
+    assert len(select_samples(data, 100)) == 100
+
+
+def test_selection_shares_are_proportional_and_the_default_seed_is_0(tmp_path):
+    labels = np.repeat(np.arange(7), [40, 25, 13, 9, 6, 4, 3])
+    data = load_dataset(write(tmp_path, x=np.arange(300, dtype=np.float32).reshape(100, 3), labels=labels), SPEC)
+    picked = select_samples(data, 50)
+    assert np.array_equal(picked.inputs["x"], select_samples(data, 50, seed=0).inputs["x"])
+    counts = np.bincount(picked.labels, minlength=7)
+    quota = np.array([40, 25, 13, 9, 6, 4, 3]) * 50 / 100
+    assert counts.sum() == 50 and (counts >= np.maximum(1, np.floor(quota))).all() and (counts <= np.ceil(quota)).all()
+    assert (np.diff(picked.inputs["x"][:, 0]) > 0).all()  # in the data's order, no repeats
+
+
+def test_selection_without_labels_or_slices_is_a_seeded_sample(tmp_path):
+    data = load_dataset(write(tmp_path, x=np.arange(60, dtype=np.float32).reshape(20, 3)), SPEC)
+    a, b = select_samples(data, 5, seed=4), select_samples(data, 5, seed=4)
+    assert len(a) == 5 and np.array_equal(a.inputs["x"], b.inputs["x"]) and (np.diff(a.inputs["x"][:, 0]) > 0).all()
+    assert not np.array_equal(a.inputs["x"], select_samples(data, 5, seed=5).inputs["x"])
+
+
+def test_overlapping_slices_are_strata_of_their_own(tmp_path):
+    a, b = np.zeros(100, bool), np.zeros(100, bool)
+    a[:50], b[:10] = True, True  # b inside a: three strata, a&b, a only, neither
+    data = load_dataset(write(tmp_path, x=np.zeros((100, 3), np.float32), slice_a=a, slice_b=b), SPEC)
+    picked = select_samples(data, 10, seed=1)
+    both, a_only = picked.slices["a"] & picked.slices["b"], picked.slices["a"] & ~picked.slices["b"]
+    assert len(picked) == 10 and both.sum() == 1 and a_only.sum() == 4 and (~picked.slices["a"]).sum() == 5

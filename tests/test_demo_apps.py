@@ -46,7 +46,8 @@ BUNDLED = [f"{t}-{p}" for t in ("ort", "tflite") for p in ("fp32", "int8", "int4
 def test_android_bundle_places_artifacts_and_valid_model_json(android_bundle):
     names = sorted(p.name for p in android_bundle.iterdir())
     suffix = {"ort": ".ort", "tflite": ".tflite"}
-    assert names == sorted([n + ".model.json" for n in BUNDLED] + [n + suffix[n.split("-")[0]] for n in BUNDLED])
+    assert names == sorted([".edge-distill-bundle.json"] + [n + ".model.json" for n in BUNDLED]
+                           + [n + suffix[n.split("-")[0]] for n in BUNDLED])
     for name in BUNDLED:
         spec = json.loads((android_bundle / f"{name}.model.json").read_text())
         jsonschema.validate(spec, MODEL_SCHEMA)

@@ -178,7 +178,11 @@ def test_advise_cli_with_flags():
                    "5000000", "--task", "narrow", "--teacher", "strong", "--tolerance", "medium", "--data",
                    "labelled", "--no-off-the-shelf", "--teacher-stable")
     assert proc.returncode == 0, proc.stderr
-    assert "Start at: distill a student, then quantize it" in proc.stdout and "5." in proc.stdout
+    assert "Start at: distill a student, then quantize it" in proc.stdout
+    assert "3. Does 8- or 4-bit quantization of the current model meet the target?\n   Unlikely alone: 9.0x over " \
+           "budget" in proc.stdout
+    assert "5. Is the task narrow and the volume high enough for distillation to pay back?\n   Yes: a narrow task " \
+           "at 5,000,000 calls a month." in proc.stdout
     bad = run_cli("advise", "--latency-budget-ms", "-1", "--monthly-calls", "1", "--task", "narrow", "--teacher",
                   "strong", "--tolerance", "low", "--data", "none", "--no-off-the-shelf", "--teacher-moves")
     assert bad.returncode == 2 and "positive" in bad.stderr

@@ -83,3 +83,62 @@ def test_a_failed_run_leaves_the_old_output_as_it_was(tmp_path):
             raise RuntimeError("interrupted")
     assert (out / "report.json").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_refusal_lists_at_most_five_of_the_users_files(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    for i in range(7):
+        (out / f"mine-{i}.txt").write_text("mine")
+    with pytest.raises(BadInput, match=r"\(mine-0.txt, mine-1.txt, mine-2.txt, mine-3.txt, mine-4.txt \.\.\.\)"):
+        with output_folder(out):  # force defaults to off
+            pass
+
+
+def test_a_missing_parent_folder_is_created(tmp_path):
+    write(tmp_path / "a" / "b" / "out", **{"report.json": "1"})
+    assert (tmp_path / "a" / "b" / "out" / "report.json").read_text() == "1"
+
+
+def test_force_removes_our_stale_folders_and_keeps_odd_names(tmp_path):
+    out = tmp_path / "out"
+    with output_folder(out) as tmp:
+        (tmp / "onnx").mkdir()
+        (tmp / "onnx" / "model.onnx").write_text("old")
+    (out / "notes.txt").write_text("mine")
+    write(out, force=True, **{"-odd name.txt": "new"})  # sorts before the manifest's leading dot
+    assert sorted(p.name for p in out.iterdir()) == ["-odd name.txt", MARKER, "notes.txt"]
+    assert json.loads((out / MARKER).read_text()) == {"entries": ["-odd name.txt"]}
+
+
+def test_reports_are_written_from_one_report(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from edge_distill.budgets import Check
+    from edge_distill.outputs import write_reports
+    from edge_distill.report import Report
+
+    check = Check("ort-int8/min_accuracy", "accuracy", ">=", 0.9, 0.8, "", False)
+    report = Report(command="check", tool_version="0", created="2026-12-01T00:00:00+00:00", config=None,
+                    student={"reference": "s", "fingerprint": "0" * 64}, teacher=None, data={}, environment={},
+                    export=None, references={}, results=[], gate_checks=[check])
+    write_reports(report, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "report.json", "report.md"]
+    assert json.loads((tmp_path / "report.json").read_text())["exit_code"] == 1
+    failed = [c.get("name") for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
+              if c.find("failure") is not None]
+    assert failed == ["min_accuracy"]
+    assert "| `ort-int8/min_accuracy` | 0.8 | >= 0.9 | **broken** |" in (tmp_path / "report.md").read_text()
+
+
+def test_report_json_never_holds_nan_or_infinity():
+    from edge_distill.budgets import Check
+    from edge_distill.report import Report, to_json
+
+    checks = [Check("x/a", "teacher_cosine", ">=", 0.5, float("nan"), "", False),
+              Check("x/b", "latency.p95_ms", "<=", 10.0, float("inf"), "ms", False)]
+    report = Report(command="verify", tool_version="0", created="", config=None, student={}, teacher=None, data={},
+                    environment={}, export=None, references={}, results=[], gate_checks=checks)
+    text = to_json(report)
+    assert "NaN" not in text and "Infinity" not in text
+    assert [c["value"] for c in json.loads(text)["gate_checks"]] == [None, None]

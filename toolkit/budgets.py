@@ -28,6 +28,7 @@ Layers resolve as coremltools' do: global, then per precision.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,13 +97,7 @@ class Budget:
 def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: bool = True) -> Budget:
     allowed = set(SCALAR_CHECKS) | {"slices", "require"} | ({"precisions", "sequence_length"} if allow_layers else set())
     check_keys(table, allowed, where, path)
-    limits = {}
-    for key in SCALAR_CHECKS:
-        if key in table:
-            value = expect(table[key], (int, float), key, where, path)
-            if value < 0:
-                raise BadInput(f"'{key}' in [{where}] must not be negative, got {value}", path=path)
-            limits[key] = float(value)
+    limits = {key: _limit(table[key], key, where, path) for key in SCALAR_CHECKS if key in table}
     require = table.get("require")
     if require is not None and require not in PROVENANCE_RANK:
         raise BadInput(f"'require' in [{where}] must be one of {sorted(PROVENANCE_RANK)}, got {require!r}", path=path)
@@ -110,7 +105,7 @@ def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: 
     for name, sl in expect(table.get("slices", {}), dict, "slices", where, path).items():
         sub = f"{where}.slices.{name}"
         check_keys(expect(sl, dict, name, f"{where}.slices", path), set(SLICE_CHECKS), sub, path)
-        slices[name] = {k: float(expect(v, (int, float), k, sub, path)) for k, v in sl.items()}
+        slices[name] = {k: _limit(v, k, sub, path) for k, v in sl.items()}
     precisions = {}
     for name, layer in expect(table.get("precisions", {}), dict, "precisions", where, path).items():
         precisions[name] = parse_budget(expect(layer, dict, name, f"{where}.precisions", path), path,
@@ -119,6 +114,15 @@ def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: 
     if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
         raise BadInput(f"'sequence_length' in [{where}] must be a positive int (tokens), got {length!r}", path=path)
     return Budget(limits=limits, slices=slices, require=require, precisions=precisions, sequence_length=length)
+
+
+def _limit(value, key: str, where: str, path: Path) -> float:
+    """One limit, checked the same way at every level: a finite, non-negative number (a negative
+    limit would silently disable its gate; NaN compares false with everything and is not JSON)."""
+    value = expect(value, (int, float), key, where, path)
+    if not math.isfinite(value) or value < 0:
+        raise BadInput(f"'{key}' in [{where}] must be a finite number, not negative, got {value}", path=path)
+    return float(value)
 
 
 def load_budget_file(path: str | Path) -> Budget:

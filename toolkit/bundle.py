@@ -79,13 +79,14 @@ def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=prin
     if not chosen:
         return BundleOutcome([], refused, allow_failed)
 
+    artifacts = {r["name"]: _verified_artifact(source, r, report_path) for r in chosen}  # before any write
     models = spec["models_path"]
     models.mkdir(parents=True, exist_ok=True)
     previous = _manifest(models)
     plan = {}  # file name in the app -> source path (or JSON text)
     context = _Context(report, report_path)
     for result in chosen:
-        artifact = source / result["artifact"]
+        artifact = artifacts[result["name"]]
         name = _safe_name(result["name"])
         file_name = f"{name}{_suffix(artifact)}"
         plan[file_name] = artifact
@@ -102,6 +103,27 @@ def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=prin
         progress(f"bundled {models / file_name}")
     _write_atomic(models / MANIFEST, json.dumps({"files": sorted(set(previous) | set(plan))}, indent=1) + "\n")
     return BundleOutcome(sorted(plan), refused, allow_failed)
+
+
+def _verified_artifact(source: Path, result: dict, report_path: Path) -> Path:
+    """The artifact a report names, only if it lies inside the check folder and is, byte for byte,
+    the file the check verified (the report is untrusted input: it could name any file)."""
+    from .models import sha256_path
+
+    artifact = (source / str(result.get("artifact", ""))).resolve()
+    if source.resolve() not in artifact.parents:
+        raise BadInput(f"the report's artifact '{result.get('artifact')}' is outside the check folder; refused",
+                       path=report_path)
+    if not artifact.exists():
+        raise BadInput(f"the report's artifact '{result['artifact']}' is missing", path=report_path)
+    expected = result.get("sha256")
+    if not expected:
+        raise BadInput(f"the report carries no sha256 for {result['artifact']} (written by an older edge-distill)",
+                       path=report_path, hint="run check again")
+    if sha256_path(artifact) != expected:
+        raise BadInput(f"{result['artifact']} is not the file the check verified (its sha256 differs from the "
+                       "report's); refused", path=artifact, hint="run check again")
+    return artifact
 
 
 def _broken(result: dict) -> list[str]:

@@ -16,6 +16,7 @@ A pickled whole-module `.pt` is refused: unpickling runs arbitrary code. `trust_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import sys
@@ -78,6 +79,17 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_path(path: Path) -> str:
+    """sha256 of a file, or of a package folder (.mlpackage): its files' paths and contents, in order."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
+    return digest.hexdigest()
+
+
 def load_model(reference: str, weights: str | None = None, inputs: list[InputSpec] | None = None, *,
                trust_pickle: bool = False, search_path: Path | None = None) -> SourceModel:
     inputs = list(inputs or [])
@@ -85,7 +97,7 @@ def load_model(reference: str, weights: str | None = None, inputs: list[InputSpe
         path, _, output = reference.partition("#")
         return _load_onnx(Path(path), inputs, output or None)
     if reference.endswith(".pt2"):
-        return _load_exported(Path(reference), inputs)
+        return _load_exported(Path(reference), inputs, trust_pickle)
     if reference.endswith(PICKLE_SUFFIXES):
         return _load_pickled_module(Path(reference), inputs, trust_pickle)
     if Path(reference).is_dir() and (Path(reference) / "config.json").is_file():
@@ -269,12 +281,17 @@ def _load_pickled_module(path: Path, inputs: list[InputSpec], trust_pickle: bool
     return SourceModel(reference=str(path), kind="torch", inputs=inputs, fingerprint=sha256_file(path), module=model)
 
 
-def _load_exported(path: Path, inputs: list[InputSpec]) -> SourceModel:
+def _load_exported(path: Path, inputs: list[InputSpec], trust_pickle: bool = False) -> SourceModel:
+    from .archives import check_pt2, weights_only_loads
+
     torch = _require_torch(f"reading {path}")
     if not path.is_file():
         raise BadInput("model file not found", path=path)
+    if not trust_pickle:  # a .pt2 holds pickles: look before torch unpickles them
+        check_pt2(path)
     try:
-        program = torch.export.load(str(path))
+        with contextlib.nullcontext() if trust_pickle else weights_only_loads():
+            program = torch.export.load(str(path))
     except Exception as exc:  # torch raises many types for a bad archive
         raise BadInput(f"not a loadable torch.export program ({type(exc).__name__}: {exc})", path=path) from exc
     if not inputs:

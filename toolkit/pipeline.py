@@ -22,7 +22,7 @@ from .config import Config
 from .devices import EMULATED_ARM64, Device
 from .errors import BadInput, CannotMeasure, MissingDependency
 from .exporting import export_to_onnx
-from .models import SourceModel, load_model
+from .models import SourceModel, load_model, sha256_path
 from .provenance import host_environment
 from .report import Report, TargetResult, result_label
 
@@ -97,11 +97,17 @@ def _measured_on_phone(dev: Device, path: Path, how: dict, threads: int, warmup:
                       os=f"Android {phone['android']}",
                       method=f"{tool} on the phone: {bench.runs} timed runs after warm-up, batch 1")
     lat = measure.Latency(**bench.latency, runs=bench.runs, warmup=warmup, batch=1, provenance=prov,
-                          missing=bench.missing)
+                          missing="; ".join(filter(None, (bench.missing, _other_count(tool, bench.runs, runs)))))
     mem = measure.Memory(bench.peak_memory_mb, Provenance(**{**prov.__dict__, "method": bench.memory_method})
                          if bench.peak_memory_mb is not None else None,
                          None if bench.peak_memory_mb is not None else bench.memory_method)
     return lat, mem
+
+
+def _other_count(tool: str, reported: int, asked: int) -> str:
+    """Said when a device's benchmark ran another number of timed runs than asked: the figures are
+    from what it ran, and the report must not pass them off as the requested count."""
+    return "" if reported == asked else f"{tool} reported {reported} timed runs where {asked} were asked for"
 
 
 def _measured_on_iphone(dev: Device, path: Path, runner, warmup: int, runs: int):
@@ -117,7 +123,8 @@ def _measured_on_iphone(dev: Device, path: Path, runner, warmup: int, runs: int)
                       runtime="Core ML", runtime_version=f"iOS {phone.os}", cpu=phone.name, threads=0,
                       os=f"iOS {phone.os}", method=f"XCTest clock metric in ios-demo's testCandidateLatency: "
                                                  f"{len(values)} predictions, one per iteration, after {warmup} warm-up")
-    lat = measure.Latency(**apple.percentiles(values), runs=len(values), warmup=warmup, batch=1, provenance=prov)
+    lat = measure.Latency(**apple.percentiles(values), runs=len(values), warmup=warmup, batch=1, provenance=prov,
+                          missing=_other_count("the XCTest run", len(values), runs))
     return lat, measure.Memory(None, None, "the XCTest clock metric times predictions; memory on the iPhone is "
                                            "not measured")
 
@@ -203,7 +210,8 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     result = TargetResult(subject=subject, qualified=qualified, target=target_name, precision=precision,
                           artifact=str(path),
                           files=[str(f) for f in (artifact.files if artifact else [path])],
-                          size_bytes=artifact_size(path), latency=lat, memory=mem, speedup_vs_float=speedup,
+                          size_bytes=artifact_size(path), sha256=sha256_path(path), latency=lat, memory=mem,
+                          speedup_vs_float=speedup,
                           metrics=overall, slices=slices, details=details, evaluation=evaluation, warnings=warnings)
     if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
         result.details["compute_plan"] = runner.placement()
@@ -529,7 +537,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
     specs = get_target(target_name).open_runner(artifact, threads).input_specs()
     data = load_dataset(data_path, specs)
     float_out = teacher_out = float_latency = None
-    student_info = {"reference": str(artifact), "kind": "artifact", "fingerprint": _sha(artifact)}
+    student_info = {"reference": str(artifact), "kind": "artifact", "fingerprint": sha256_path(artifact)}
     teacher_info = None
     if float_model:
         progress(f"running the float model {float_model}")
@@ -562,20 +570,6 @@ def _graph_for(artifact: Path, float_model: str | None) -> Path | None:
         if candidate is not None and candidate.is_file():
             return candidate
     return None
-
-
-def _sha(path: Path) -> str:
-    """sha256 of a file, or of a package folder (.mlpackage): its files' paths and contents, in order."""
-    import hashlib
-
-    from .models import sha256_file
-
-    if not path.is_dir():
-        return sha256_file(path)
-    digest = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
-    return digest.hexdigest()
 
 
 def run_bench(artifact: Path, *, device: str = "host", data_path: Path | None = None, threads: int = 1,

