@@ -25,7 +25,7 @@ def minilm_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
     env = {**os.environ, "EDGE_DISTILL_CACHE": str(cache)}
     proc = subprocess.run([sys.executable, str(EXAMPLE / "distill.py"), "--steps", "300"], capture_output=True,
-                          text=True, env=env, timeout=900)
+                          text=True, env=env, timeout=1800)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return cache, proc
 

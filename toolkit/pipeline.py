@@ -210,7 +210,7 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     result = TargetResult(subject=subject, qualified=qualified, target=target_name, precision=precision,
                           artifact=str(path),
                           files=[str(f) for f in (artifact.files if artifact else [path])],
-                          size_bytes=artifact_size(path), sha256=sha256_path(path), latency=lat, memory=mem,
+                          size_bytes=artifact_size(path), sha256="", latency=lat, memory=mem,
                           speedup_vs_float=speedup,
                           metrics=overall, slices=slices, details=details, evaluation=evaluation, warnings=warnings)
     if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
@@ -237,10 +237,11 @@ def evaluate_artifact(target_name: str, precision: str, path: Path, *, data: Dat
     result.checks = evaluate(layer, _figures(
         result, why_no_latency=why_no_latency, why_no_numerics=why_no_numerics),
         slice_figures, _provenance(result), result.name)
-    if hasattr(target, "record"):
+    if hasattr(target, "record"):  # Core ML: the verdict travels inside the package, so hash after it
         target.record(path, {"passed": result.passed, "evaluation": result.evaluation,
                              "checks": [{"name": c.name, "limit": c.limit, "value": c.value, "passed": c.passed}
                                         for c in result.checks]})
+    result.sha256 = sha256_path(path)
     return result
 
 
