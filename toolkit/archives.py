@@ -34,15 +34,10 @@ _STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHOR
 
 
 def allowed_imports() -> set[str]:
-    """What torch's weights-only unpickler accepts, as "module.name"."""
-    try:
-        from torch._weights_only_unpickler import _get_allowed_globals
+    """What torch's weights-only unpickler accepts, as "module.name" (the table torch itself uses)."""
+    from torch._weights_only_unpickler import _get_allowed_globals
 
-        return set(_get_allowed_globals())
-    except (ImportError, AttributeError):  # a torch without that table: the few a tensor archive needs
-        return {"collections.OrderedDict", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
-                "torch.FloatStorage", "torch.HalfStorage", "torch.LongStorage", "torch.IntStorage",
-                "torch.BoolStorage", "torch.ByteStorage", "torch.Size", "torch.device"}
+    return set(_get_allowed_globals())
 
 
 def imports_of(stream: bytes) -> list[str]:

@@ -15,7 +15,6 @@ Writes are atomic; files the tool did not put there are never touched; nothing e
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -107,7 +106,8 @@ def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=prin
 
 def _verified_artifact(source: Path, result: dict, report_path: Path) -> Path:
     """The artifact a report names, only if it lies inside the check folder and is, byte for byte,
-    the file the check verified (the report is untrusted input: it could name any file)."""
+    the file the check verified (the report is untrusted input: it could name any file). Its hash,
+    so checked, is the one model.json carries."""
     from .models import sha256_path
 
     artifact = (source / str(result.get("artifact", ""))).resolve()
@@ -166,21 +166,15 @@ def _write_atomic(target: Path, content) -> None:
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for f in files:
-        digest.update(f.read_bytes())
-    return digest.hexdigest()
-
-
 class _Context:
     """What every model.json of one report shares: the config, the data, the golden inputs."""
 
     def __init__(self, report: dict, report_path: Path):
         from .config import load_config
 
-        self.report, self.report_hash = report, _sha256(report_path)
+        from .models import sha256_file
+
+        self.report, self.report_hash = report, sha256_file(report_path)
         self.cfg = load_config(report["config"]) if report.get("config") else None
         self._golden = None
 
@@ -262,7 +256,7 @@ class _Context:
         return {
             "schema_version": SCHEMA_VERSION,
             "name": result["name"], "target": result["target"], "precision": result["precision"],
-            "file": file_name, "sha256": _sha256(artifact), "size_bytes": result["size_bytes"],
+            "file": file_name, "sha256": result["sha256"], "size_bytes": result["size_bytes"],
             "task": task,
             "inputs": [{"name": i["name"], "shape": i["shape"], "dtype": i["dtype"],
                         "layout": "NHWC" if layout == "NHWC" else "NCHW" if len(i["shape"]) == 4 else "none",

@@ -147,7 +147,7 @@ def order_by_measured_cost(group: list[dict]) -> list[dict]:
     """One subject's measured rungs, cheapest first by measured size, then p50 latency. A quantized
     rung no smaller than a less aggressive one of the same subject (int4 that kept every conv in
     fp32, say) gets a note saying it saved nothing; so does one no faster than fp32."""
-    planned = [r["name"] for r in group]  # fp32, int8, int4: each more aggressive than the one before
+    fp32 = group[0]  # the group comes as planned: fp32, int8, int4, each more aggressive than the one before
     for i, rung in enumerate(group):
         notes = []
         bigger_than = [g for g in group[:i] if rung["size_bytes"] >= g["size_bytes"]]
@@ -155,14 +155,12 @@ def order_by_measured_cost(group: list[dict]) -> list[dict]:
             ref = min(bigger_than, key=lambda g: g["size_bytes"])
             notes.append(f"saved nothing in size: {rung['size_bytes']:,} bytes against {ref['size_bytes']:,} "
                          f"for {ref['name']}")
-        fp32 = group[0]
         if i and rung["p50_ms"] is not None and fp32["p50_ms"] is not None and rung["p50_ms"] >= fp32["p50_ms"]:
             notes.append(f"no faster than {fp32['name']}: p50 {rung['p50_ms']:.3g} ms against "
                          f"{fp32['p50_ms']:.3g} ms")
         rung["note"] = "; ".join(notes)
-    inf = float("inf")
-    return sorted(group, key=lambda r: (r["size_bytes"], r["p50_ms"] if r["p50_ms"] is not None else inf,
-                                        planned.index(r["name"])))
+    # sorted() is stable: equal size and latency keep the planned order
+    return sorted(group, key=lambda r: (r["size_bytes"], r["p50_ms"] if r["p50_ms"] is not None else float("inf")))
 
 
 def _verdict(chosen: str | None, rungs: list[dict]) -> str:

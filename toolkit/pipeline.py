@@ -538,8 +538,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
     specs = get_target(target_name).open_runner(artifact, threads).input_specs()
     data = load_dataset(data_path, specs)
     float_out = teacher_out = float_latency = None
-    student_info = {"reference": str(artifact), "kind": "artifact", "fingerprint": sha256_path(artifact)}
-    teacher_info = None
+    student_info = teacher_info = None
     if float_model:
         progress(f"running the float model {float_model}")
         ref = load_model(float_model, inputs=specs)
@@ -558,6 +557,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
                                float_latency=float_latency, progress=progress, device=dev,
                                graph=_graph_for(artifact, float_model))
     refs = reference_metrics(data, float_out, teacher_out)
+    student_info = student_info or {"reference": str(artifact), "kind": "artifact", "fingerprint": result.sha256}
     return Report(command="verify", tool_version=__version__, created=_now(), config=None, student=student_info,
                   teacher=teacher_info, data={"evaluation": _data_info(data)}, environment=host_environment(),
                   export=None, references=refs, results=[result])
