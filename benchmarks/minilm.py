@@ -81,7 +81,7 @@ def optimum_presets(onnx_path: Path, out: Path) -> dict[str, Path]:
 def main() -> None:
     from edge_distill.calibration import load_dataset
     from edge_distill.exporting import export_to_onnx
-    from edge_distill.measure import at_length
+    from edge_distill.devices.host import at_length
     from edge_distill.models import load_model
     from edge_distill.places import cache_home
     from edge_distill.targets import BuildRequest, get_target

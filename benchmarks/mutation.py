@@ -41,7 +41,7 @@ class Module:
 
 MODULES = {
     "budgets": Module("toolkit/budgets.py", ("tests/test_budgets.py",), why="budget parsing, layers, checks"),
-    "exit-codes": Module("toolkit/report.py", ("tests/test_budgets.py",), only=("exit_code", "passed", "checks"),
+    "exit-codes": Module("toolkit/result.py", ("tests/test_budgets.py",), only=("exit_code", "passed", "checks"),
                          why="the exit-code policy of a report and a ladder"),
     "outputs": Module("toolkit/outputs.py", ("tests/test_outputs.py",), why="atomic output folders, --force"),
     "readers": Module("calibration/readers.py", ("tests/test_calibration.py",), why="data files: inputs, labels, "

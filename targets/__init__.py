@@ -12,6 +12,7 @@ Third parties add targets through the entry-point group `edge_distill.targets`:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -26,21 +27,107 @@ BUILTIN = {"ort": "edge_distill.targets.ort:OrtTarget", "tflite": "edge_distill.
 
 
 @dataclass(frozen=True)
+class Precision:
+    """One precision a target builds, as data: what an estimate, the ladder and the bundle need to
+    know about it without reading its name."""
+
+    name: str
+    weight_bits: int  # bits per stored weight (4 for int4 and 4-bit palettes)
+    activation_bits: int  # bits of the activations the kernels run on
+    arithmetic: str  # "fp32" | "fp16" | "int8": whose throughput a device estimate counts
+    compute_unit: str = "cpu"  # "cpu" | "neural engine": where an estimate runs it
+    calibrated: bool = False  # needs calibration data
+    help: str = ""
+
+    @property
+    def is_float_baseline(self) -> bool:
+        """The fp32 artifact every speedup of this target is measured against."""
+        return self.weight_bits == 32 and self.arithmetic == "fp32"
+
+
+@dataclass(frozen=True)
+class Option:
+    """A target option ([[targets]] options, --option KEY=VALUE): typed, with its default and help,
+    validated once before any work (like Olive's PassConfigParam)."""
+
+    name: str
+    type: type
+    default: object
+    help: str
+    choices: tuple = ()
+    minimum: float | None = None
+
+    def parse(self, value, target: str):
+        try:
+            typed = _typed(value, self.type)
+        except (TypeError, ValueError):
+            raise BadInput(f"target '{target}': {self.name} takes a {self.type.__name__}, got {value!r}") from None
+        if self.choices and typed not in self.choices:
+            raise BadInput(f"target '{target}': {self.name} must be one of {', '.join(map(str, self.choices))}, "
+                           f"got {value!r}")
+        if self.minimum is not None and typed < self.minimum:
+            raise BadInput(f"target '{target}': {self.name} must be >= {self.minimum}, got {value!r}")
+        return typed
+
+
+def _typed(value, kind: type):
+    """`value` as `kind`; strings from the command line (--option KEY=VALUE) are converted."""
+    if kind is bool:
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if not isinstance(value, bool):
+            raise TypeError(value)
+        return value
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if kind in (int, float) and isinstance(value, str):
+        return kind(value)
+    if kind is float and isinstance(value, int):
+        return float(value)
+    if not isinstance(value, kind):
+        raise TypeError(value)
+    return value
+
+
+@dataclass(frozen=True)
 class Capabilities:
     """What a target can do, as data."""
 
     name: str
     description: str
-    precisions: tuple[str, ...]
+    precisions: tuple[Precision, ...]
     calibration_methods: tuple[str, ...]
     extra: str  # pip extra that installs what the target needs
     requires: tuple[str, ...]  # import names that must be present
     suffixes: tuple[str, ...]  # artifact file suffixes the target can run
     runtime: tuple[str, ...] = ()  # modules a runner needs (imported before a memory probe)
-    options: dict[str, str] = field(default_factory=dict)  # option -> what it does
+    options: tuple[Option, ...] = ()
 
     def missing_packages(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
+
+    @property
+    def precision_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.precisions)
+
+    def precision(self, name: str) -> Precision:
+        for p in self.precisions:
+            if p.name == name:
+                return p
+        raise BadInput(f"target '{self.name}' has no precision '{name}'; it offers: {', '.join(self.precision_names)}")
+
+    def float_baseline(self) -> str | None:
+        return next((p.name for p in self.precisions if p.is_float_baseline), None)
+
+    def options_with_defaults(self, given: dict | None) -> dict:
+        """The options a build or a runner reads: every declared one, typed, defaults filled in."""
+        given = dict(given or {})
+        known = {o.name: o for o in self.options}
+        unknown = sorted(set(given) - set(known))
+        if unknown:
+            offered = ", ".join(known) or "no options"
+            raise BadInput(f"target '{self.name}' has no option {unknown[0]!r}; it offers: {offered}")
+        return {name: o.parse(given[name], self.name) if name in given else o.default for name, o in known.items()}
 
 
 @dataclass
@@ -83,6 +170,8 @@ class Runner(Protocol):
     """Runs an artifact on this host. `describe()` says which runtime, for provenance."""
 
     input_names: list[str]
+    measures_latency: bool  # False where timing here would mean nothing (Core ML off macOS)
+    why_no_latency: str | None  # said in the report when measures_latency is False
 
     def run(self, feeds: dict) -> list: ...
 
@@ -91,14 +180,47 @@ class Runner(Protocol):
     def describe(self) -> dict: ...
 
 
+class EmulatedRunner(Protocol):
+    """A runner whose runtime also exists for aarch64 under the emulator: it says how the emulator's
+    worker must run the artifact and decodes what comes back. Runners without it cannot be emulated."""
+
+    def emulation_request(self, feeds: dict) -> tuple[dict, dict]:
+        """(request for emulation_worker.py, arrays to send) for these host feeds."""
+
+    def from_emulated(self, outputs: list) -> list:
+        """The worker's raw outputs, as `run` would return them."""
+
+
+class PlacedRunner(Protocol):
+    """A runner that can say which compute unit runs each op (Core ML on macOS)."""
+
+    def placement(self) -> dict: ...
+
+
 class Target(Protocol):
     capabilities: Capabilities
 
     def build(self, request: BuildRequest) -> Artifact: ...
 
-    def open_runner(self, path: Path, threads: int) -> Runner: ...
+    def open_runner(self, path: Path, threads: int, options: dict | None = None) -> Runner: ...
 
     def inspect(self, path: Path) -> dict: ...
+
+
+class RecordingTarget(Target, Protocol):
+    """A target whose artifact carries its own verdict (a Core ML package's metadata): `record`
+    writes it after the checks, and the artifact's hash is taken after that."""
+
+    def record(self, path: Path, verified: dict) -> None: ...
+
+
+def describe_capabilities(caps: Capabilities) -> dict:
+    """A target's capabilities as JSON-ready data (`edge-distill targets --json`)."""
+    out = dataclasses.asdict(caps)
+    out["precision_details"], out["precisions"] = out["precisions"], list(caps.precision_names)
+    out["options"] = [{**dataclasses.asdict(o), "type": o.type.__name__} for o in caps.options]
+    out["missing"] = caps.missing_packages()
+    return out
 
 
 def _load(ref: str):
@@ -147,15 +269,8 @@ def target_for_file(path: Path) -> str:
     raise BadInput(f"no target runs '{path.suffix}' files", path=path)
 
 
-def check_options(caps: Capabilities, options: dict) -> None:
-    unknown = sorted(set(options) - set(caps.options))
-    if unknown:
-        raise BadInput(f"target '{caps.name}' has no option {unknown[0]!r}; it offers: {', '.join(caps.options)}")
-
-
 def check_precision(caps: Capabilities, precision: str, calibration_method: str) -> None:
-    if precision not in caps.precisions:
-        raise BadInput(f"target '{caps.name}' has no precision '{precision}'; it offers: {', '.join(caps.precisions)}")
+    caps.precision(precision)
     if calibration_method not in caps.calibration_methods:
         raise BadInput(f"target '{caps.name}' has no calibration method '{calibration_method}'; "
                        f"it offers: {', '.join(caps.calibration_methods)}")

@@ -24,34 +24,45 @@ smaller ones stay fp16. The report lists weight bytes per dtype so this shows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edge_distill.errors import BadInput, CannotMeasure, MissingDependency
+from edge_distill.files import write_atomic
 from edge_distill.quiet import quiet
 
-from . import Artifact, BuildRequest, Capabilities, artifact_size
+from . import Artifact, BuildRequest, Capabilities, Option, Precision, artifact_size
 
 COREMLTOOLS_VERSION = "9.0"  # the evaluator leans on coremltools internals: pinned, and checked
 MAX_BATCH = 4096
 
+NE = "neural engine"  # where Core ML runs a compressed model on an iPhone, as far as an estimate knows
 capabilities = Capabilities(
     name="coreml",
     description="Core ML for iOS/macOS (.mlpackage ML Program via coremltools; reference MIL evaluation off macOS)",
-    precisions=("fp16", "int8", "int4", "palettize4", "w8a8"),
+    precisions=(Precision("fp16", 16, 16, "fp16", NE, help="the Core ML default compute precision"),
+                Precision("int8", 8, 16, "int8", NE, help="weight-only, per-channel"),
+                Precision("int4", 4, 16, "int8", NE, help="weight-only, per-block (iOS18)"),
+                Precision("palettize4", 4, 16, "fp16", NE, help="4-bit k-means lookup tables"),
+                Precision("w8a8", 8, 8, "int8", NE, calibrated=True, help="int8 weights and activations")),
     calibration_methods=("minmax",),
     extra="coreml",
     requires=("coremltools",),
     runtime=("coremltools",),
     suffixes=(".mlpackage",),
-    options={"deployment_target": "minimum deployment target, iOS17 (default) or iOS18 (int4 always uses iOS18)",
-             "int4_block_size": "int4 per-block size along the input dimension (default 32)",
-             "weight_threshold": "compress only weights with at least this many elements (default 2048)",
-             "compute_units": "macOS runner: ALL (default), CPU_ONLY, CPU_AND_NE or CPU_AND_GPU"},
+    options=(Option("deployment_target", str, "iOS17", "minimum deployment target (int4 always uses iOS18)",
+                    choices=("iOS17", "iOS18")),
+             Option("int4_block_size", int, 32, "int4 per-block size along the input dimension", minimum=1),
+             Option("weight_threshold", int, 2048, "compress only weights with at least this many elements",
+                    minimum=0),
+             Option("compute_units", str, "ALL", "which compute units the macOS runner lets Core ML use",
+                    choices=("ALL", "CPU_ONLY", "CPU_AND_NE", "CPU_AND_GPU"))),
 )
 
 
@@ -76,12 +87,11 @@ class CoremlTarget:
     capabilities = capabilities
 
     def build(self, request: BuildRequest) -> Artifact:
+        request = dataclasses.replace(request, options=capabilities.options_with_defaults(request.options))
         ct = _coremltools()
         opts = request.options
         precision = request.precision
-        target_name = "iOS18" if precision == "int4" else str(opts.get("deployment_target", "iOS17"))
-        if target_name not in ("iOS17", "iOS18"):
-            raise BadInput(f"deployment_target must be iOS17 or iOS18, got {target_name!r}")
+        target_name = "iOS18" if precision == "int4" else str(opts["deployment_target"])
         deployment = getattr(ct.target, target_name)
         if request.source.module is None:
             raise BadInput(f"{request.source.reference} is ONNX only; the coreml target converts from torch",
@@ -96,7 +106,7 @@ class CoremlTarget:
                 "the new_ones and __and__ ops that transformers 5 writes into attention masks",
                 hint="use the ort or tflite target for text models (README: the MiniLM example, Core ML)")
         out = request.out_dir / f"model.{precision}.mlpackage"
-        threshold = int(opts.get("weight_threshold", 2048))
+        threshold = int(opts["weight_threshold"])
         with _quiet():
             try:
                 if precision == "w8a8":
@@ -104,7 +114,7 @@ class CoremlTarget:
                 else:
                     model = _convert(ct, request.source.module, specs, _example(specs, request.calibration),
                                      deployment)
-                    model = _compress(ct, model, precision, threshold, int(opts.get("int4_block_size", 32)))
+                    model = _compress(ct, model, precision, threshold, int(opts["int4_block_size"]))
             except (BadInput, MissingDependency):
                 raise
             except Exception as exc:
@@ -123,7 +133,7 @@ class CoremlTarget:
             raise BadInput(f"coreml {precision} compressed no weight of {request.source.reference}", hint=hint)
         details = {"deployment_target": target_name, "weight_threshold": threshold,
                    "ops": info["ops"], "weight_bytes": info["weight_bytes"], "io": info["io"],
-                   "quantization": _DESCRIPTIONS[precision].replace("block 32", f"block {opts.get('int4_block_size', 32)}")}
+                   "quantization": _DESCRIPTIONS[precision].replace("block 32", f"block {opts['int4_block_size']}")}
         return Artifact(target="coreml", precision=precision, path=out, files=[out], details=details)
 
     def _convert_w8a8(self, ct, request: BuildRequest, deployment):
@@ -154,9 +164,9 @@ class CoremlTarget:
                                                                                           dtype=np.float32)],
                           convert_to="mlprogram", minimum_deployment_target=deployment)
 
-    def open_runner(self, path: Path, threads: int, compute_units: str = "ALL"):
+    def open_runner(self, path: Path, threads: int, options: dict | None = None):
         if native_coreml_available():
-            return CoreMLRunner(path, compute_units)
+            return CoreMLRunner(path, capabilities.options_with_defaults(options)["compute_units"])
         return ReferenceMilRunner(path)
 
     def inspect(self, path: Path) -> dict:
@@ -235,7 +245,7 @@ def _conversion_error(exc: Exception, reference: str) -> str:
 
 
 def _describe(model, request: BuildRequest, precision: str) -> None:
-    from edge_distill import __version__
+    from edge_distill.version import __version__
 
     source = request.source
     model.author = "edge-distill"
@@ -261,10 +271,10 @@ def annotate(path: Path, entries: dict) -> None:
         model = ct.models.MLModel(str(path), skip_model_load=True)
         for key, value in entries.items():
             model.user_defined_metadata[f"edge_distill.{key}"] = json.dumps(value)
-        tmp = path.with_name(f".tmp-{path.name}")  # coremltools insists on the .mlpackage suffix
-        model.save(str(tmp))
-    shutil.rmtree(path)
-    tmp.rename(path)
+        with tempfile.TemporaryDirectory(prefix="edge-distill-annotate-") as work:
+            saved = Path(work) / path.name  # coremltools insists on the .mlpackage suffix
+            model.save(str(saved))
+            write_atomic(path, saved)
 
 
 def native_coreml_available() -> bool:
@@ -356,13 +366,11 @@ class CoreMLRunner:
     """Real Core ML predictions on macOS, with the chosen compute units."""
 
     measures_latency = True
+    why_no_latency = None
 
     def __init__(self, path: Path, compute_units: str = "ALL"):
         ct = _coremltools()
-        units = getattr(ct.ComputeUnit, compute_units, None)
-        if units is None:
-            raise BadInput(f"compute_units must be ALL, CPU_ONLY, CPU_AND_NE or CPU_AND_GPU, got {compute_units!r}")
-        self.model = ct.models.MLModel(str(path), compute_units=units)
+        self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))
         spec = self.model.get_spec()
         self.input_names = [i.name for i in spec.description.input]
         self.output_names = [o.name for o in spec.description.output]

@@ -14,6 +14,7 @@ The `.ort` file uses the Fixed style: Runtime-style files of QDQ models fail to 
 
 from __future__ import annotations
 
+import dataclasses
 import contextlib
 import os
 import shutil
@@ -24,19 +25,22 @@ import numpy as np
 from edge_distill.errors import BadInput, MissingDependency
 from edge_distill.quiet import quiet
 
-from . import Artifact, BuildRequest, Capabilities
+from . import Artifact, BuildRequest, Capabilities, Option, Precision
 
 capabilities = Capabilities(
     name="ort",
     description="ONNX Runtime Mobile (.onnx + .ort, CPU EP; NNAPI / Core ML EP coverage reported)",
-    precisions=("fp32", "int8", "int8-dynamic", "int4"),
+    precisions=(Precision("fp32", 32, 32, "fp32", help="the verified export as it is"),
+                Precision("int8", 8, 8, "int8", calibrated=True, help="static QDQ, uint8 activations, int8 weights"),
+                Precision("int8-dynamic", 8, 32, "int8", help="int8 weights, activations quantized at run time"),
+                Precision("int4", 4, 32, "int8", help="weight-only MatMulNBits (Linear layers)")),
     calibration_methods=("minmax", "percentile", "entropy"),
     extra="ort",
     requires=("onnx", "onnxruntime"),
     suffixes=(".ort", ".onnx"),
     runtime=("onnxruntime",),
-    options={"int4_gather": "int4 also packs Gather (embedding) tables with GatherBlockQuantized",
-             "int4_block_size": "int4 block size (default 32)"},
+    options=(Option("int4_gather", bool, False, "int4 also packs Gather (embedding) tables with GatherBlockQuantized"),
+             Option("int4_block_size", int, 32, "int4 block size", minimum=16)),
 )
 
 
@@ -76,6 +80,7 @@ class OrtTarget:
     capabilities = capabilities
 
     def build(self, request: BuildRequest) -> Artifact:
+        request = dataclasses.replace(request, options=capabilities.options_with_defaults(request.options))
         try:
             import onnx  # noqa: F401
             import onnxruntime  # noqa: F401
@@ -163,8 +168,8 @@ class OrtTarget:
         from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
                                                                      MatMulNBitsQuantizer)
 
-        block = int(request.options.get("int4_block_size", 32))
-        op_types = ("MatMul", "Gather") if request.options.get("int4_gather") else ("MatMul",)
+        block = int(request.options["int4_block_size"])
+        op_types = ("MatMul", "Gather") if request.options["int4_gather"] else ("MatMul",)
         model = onnx.load(str(request.onnx_path))
         rewritten = gemm_to_matmul(model)
         config = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4,
@@ -182,7 +187,7 @@ class OrtTarget:
                 "int4_nodes": packed, "gemm_rewritten_to_matmul": rewritten}
 
     # -- running and inspecting ---------------------------------------------------------------
-    def open_runner(self, path: Path, threads: int):
+    def open_runner(self, path: Path, threads: int, options: dict | None = None):
         return OrtRunner(path, threads)
 
     def inspect(self, path: Path) -> dict:
@@ -197,6 +202,8 @@ class OrtTarget:
 
 
 class OrtRunner:
+    measures_latency, why_no_latency = True, None
+
     def __init__(self, path: Path, threads: int):
         import onnxruntime as ort
 
@@ -215,6 +222,13 @@ class OrtRunner:
 
     def run(self, feeds: dict) -> list:
         return self.session.run(None, feeds)
+
+    def emulation_request(self, feeds: dict) -> tuple[dict, dict]:
+        arrays = {n: np.ascontiguousarray(feeds[n]) for n in self.input_names}
+        return {"runtime": "ort", "batch": 256}, arrays
+
+    def from_emulated(self, outputs: list) -> list:
+        return outputs
 
     def input_specs(self) -> list:
         from edge_distill.calibration import InputSpec

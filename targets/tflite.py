@@ -22,6 +22,7 @@ transposes for a channels-last artifact.
 
 from __future__ import annotations
 
+import dataclasses
 import contextlib
 import json
 import os
@@ -33,23 +34,30 @@ import numpy as np
 
 from edge_distill.errors import BadInput, ExportMismatch, MissingDependency
 
-from . import Artifact, BuildRequest, Capabilities
+from . import Artifact, BuildRequest, Capabilities, Option, Precision
 
 capabilities = Capabilities(
     name="tflite",
     description="TFLite / LiteRT for Android (.tflite via litert-torch, verified in ai-edge-litert with XNNPACK)",
-    precisions=("fp32", "fp16", "int8", "int8-dynamic", "int4"),
+    precisions=(Precision("fp32", 32, 32, "fp32", help="the torch student converted by litert-torch"),
+                Precision("fp16", 16, 16, "fp16", help="fp16 weights (ai-edge-quantizer)"),
+                Precision("int8", 8, 8, "int8", calibrated=True, help="int8 weights and activations, calibrated"),
+                Precision("int8-dynamic", 8, 32, "int8", help="int8 weights, activations quantized at run time"),
+                Precision("int4", 4, 32, "int8", help="blockwise int4 FULLY_CONNECTED weights")),
     calibration_methods=("minmax",),
     extra="tflite",
     requires=("litert_torch", "ai_edge_litert", "ai_edge_quantizer"),
     runtime=("ai_edge_litert",),
     suffixes=(".tflite",),
-    options={"integer_io": "int8 with int8 inputs and outputs (some NPUs and delegates need it)",
-             "channels_last_io": "NHWC inputs for 4-D image inputs (the app's usual layout); NCHW otherwise",
-             "int8_recipe": "'pt2e' (default: litert-torch PT2E) or 'aeq' (ai-edge-quantizer static_wi8_ai8)",
-             "int4_recipe": "'dynamic' (default: int8 dynamic activations) or 'weight-only' (float compute)",
-             "int4_block_size": "blockwise int4 block for FULLY_CONNECTED layers (default 32)",
-             "tolerance": "max |fp32 .tflite - torch| on real samples (default 1e-4)"},
+    options=(Option("integer_io", bool, False, "int8 with int8 inputs and outputs (some NPUs and delegates need it)"),
+             Option("channels_last_io", bool, False,
+                    "NHWC inputs for 4-D image inputs (the app's usual layout); NCHW otherwise"),
+             Option("int8_recipe", str, "pt2e", "'pt2e' (litert-torch PT2E) or 'aeq' (ai-edge-quantizer "
+                                                "static_wi8_ai8)", choices=("pt2e", "aeq")),
+             Option("int4_recipe", str, "dynamic", "'dynamic' (int8 dynamic activations) or 'weight-only' "
+                                                   "(float compute)", choices=("dynamic", "weight-only")),
+             Option("int4_block_size", int, 32, "blockwise int4 block for FULLY_CONNECTED layers", minimum=16),
+             Option("tolerance", float, 1e-4, "max |fp32 .tflite - torch| on real samples", minimum=0.0)),
 )
 
 METADATA_NAME = "edge_distill"
@@ -79,19 +87,20 @@ class TfliteTarget:
     capabilities = capabilities
 
     def build(self, request: BuildRequest) -> Artifact:
+        request = dataclasses.replace(request, options=capabilities.options_with_defaults(request.options))
         missing = capabilities.missing_packages()
         if missing:
             raise MissingDependency(missing[0], "tflite", "the tflite target")
         opts = request.options
         module, specs = _torch_module(request.source), request.source.inputs
-        channels_last = bool(opts.get("channels_last_io"))
+        channels_last = bool(opts["channels_last_io"])
         sample = _sample_inputs(specs, request.calibration)
         out = request.out_dir / f"model.{request.precision}.tflite"
         fp32 = request.work_dir / "model.fp32.tflite"
         details: dict = {"layout": "NHWC" if channels_last else "source (NCHW for images)"}
         with _silenced_native_output():
             try:
-                if request.precision == "int8" and opts.get("int8_recipe", "pt2e") == "pt2e":
+                if request.precision == "int8" and opts["int8_recipe"] == "pt2e":
                     self._convert_int8(module, sample, specs, request, out, channels_last)
                 else:
                     _convert(module, sample, fp32, channels_last, specs)
@@ -113,9 +122,9 @@ class TfliteTarget:
         _write_metadata(out, specs, channels_last, request.precision)
         if request.precision == "fp32":
             details["parity_max_abs_diff"] = _check_parity(out, request.source, request.calibration,
-                                                           float(opts.get("tolerance", 1e-4)))
+                                                           float(opts["tolerance"]))
         info = inspect_tflite(out)
-        if opts.get("integer_io") and request.precision == "int8" and info["float_islands"]:
+        if opts["integer_io"] and request.precision == "int8" and info["float_islands"]:
             out.unlink()
             raise BadInput("integer I/O was asked for, but the int8 model keeps float islands: "
                            + ", ".join(dict.fromkeys(info["float_islands"])),
@@ -146,23 +155,21 @@ class TfliteTarget:
         converted = convert_pt2e(prepared, fold_quantize=False)
         edge = litert_torch.convert(converted, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         edge.export(str(out))
-        if not request.options.get("integer_io"):
+        if not request.options["integer_io"]:
             _float_io(out)
 
     def _quantize_int8(self, fp32: Path, out: Path, opts, details, request):
         """int8_recipe = "aeq": ai-edge-quantizer's own static recipe, calibrated on the same samples."""
         from ai_edge_quantizer import quantizer, recipe
 
-        if opts.get("int8_recipe") != "aeq":
-            raise BadInput(f"int8_recipe must be 'pt2e' or 'aeq', got {opts.get('int8_recipe')!r}")
         _require_calibration(request)
         data, specs = request.calibration, request.source.inputs
-        channels_last = bool(opts.get("channels_last_io"))
+        channels_last = bool(opts["channels_last_io"])
         samples = [{s.name: _as_tensors([s], {s.name: data.inputs[s.name][i: i + 1]}, channels_last)[0].numpy()
                     for s in specs} for i in range(len(data))]
         qt = quantizer.Quantizer(str(fp32), recipe.static_wi8_ai8())
         qt.quantize(qt.calibrate({"serving_default": samples})).export_model(str(out), overwrite=True)
-        if not opts.get("integer_io"):
+        if not opts["integer_io"]:
             _float_io(out)
         details["quantization"] = "ai-edge-quantizer static_wi8_ai8, calibrated"
 
@@ -188,10 +195,8 @@ class TfliteTarget:
         from ai_edge_quantizer import quantizer
         from ai_edge_quantizer.qtyping import QuantGranularity, TFLOperationName
 
-        kind = opts.get("int4_recipe", "dynamic")
-        if kind not in ("dynamic", "weight-only"):
-            raise BadInput(f"int4_recipe must be 'dynamic' or 'weight-only', got {kind!r}")
-        block = int(opts.get("int4_block_size", 32))
+        kind = opts["int4_recipe"]
+        block = int(opts["int4_block_size"])
         granularity = getattr(QuantGranularity, f"BLOCKWISE_{block}", None)
         if granularity is None:
             raise BadInput(f"int4_block_size must be 32, 64, 128 or 256, got {block}")
@@ -206,7 +211,7 @@ class TfliteTarget:
                                    f"{len(blockwise)} FULLY_CONNECTED layer(s) whose depth {block} divides")
 
     # -- running and inspecting ---------------------------------------------------------------
-    def open_runner(self, path: Path, threads: int):
+    def open_runner(self, path: Path, threads: int, options: dict | None = None):
         return TfliteRunner(path, threads)
 
     def inspect(self, path: Path) -> dict:
@@ -216,6 +221,8 @@ class TfliteTarget:
 class TfliteRunner:
     """ai-edge-litert's Interpreter (XNNPACK by default), batch by batch of the model's own batch
     size, quantizing integer inputs and dequantizing integer outputs from the tensor details."""
+
+    measures_latency, why_no_latency = True, None
 
     def __init__(self, path: Path, threads: int):
         try:
@@ -270,6 +277,14 @@ class TfliteRunner:
 
     def from_raw(self, outputs: list[np.ndarray]) -> list[np.ndarray]:
         return [self._dequantized(d, value) for d, value in zip(self._outputs, outputs)]
+
+    def emulation_request(self, feeds: dict) -> tuple[dict, dict]:
+        """The aarch64 interpreter gets the raw tensors, so the worker holds no conversion logic."""
+        arrays = {f"t{index}": array for index, array in self.raw_inputs(feeds).items()}
+        return {"runtime": "litert", "batch": self.batch, "outputs": self.output_indices}, arrays
+
+    def from_emulated(self, outputs: list) -> list:
+        return self.from_raw(outputs)
 
     def run(self, feeds: dict) -> list:
         n = len(next(iter(feeds.values())))

@@ -4,9 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_distill.budgets import SCALAR_CHECKS, Check, evaluate, load_budget_file, parse_budget
+from edge_distill.budgets import SCALAR_CHECKS, Check, check_figures, load_budget_file, parse_budget
+
 from edge_distill.errors import BadInput
-from edge_distill.report import Report
+from edge_distill.result import Ladder, Report, Rung
 
 P = Path("budget.toml")
 
@@ -16,7 +17,8 @@ def test_layers_resolve_global_then_precision():
                            "slices": {"rare": {"min_accuracy": 0.7}},
                            "precisions": {"int4": {"max_accuracy_drop": 0.03, "slices": {"rare": {"min_accuracy": 0.6}}}}},
                           P)
-    int4, int8, fp32 = (budget.for_precision(p) for p in ("int4", "int8", "fp32"))
+    int4, int8 = (budget.for_precision(p) for p in ("int4", "int8"))
+    fp32 = budget.for_precision("fp32", baseline=True)  # the target's float baseline
     assert int4.limits["max_accuracy_drop"] == 0.03 and int4.slices["rare"]["min_accuracy"] == 0.6
     assert int8.limits["max_accuracy_drop"] == 0.01 and int8.slices["rare"]["min_accuracy"] == 0.7
     assert "min_speedup_vs_float" not in fp32.limits and int8.limits["min_speedup_vs_float"] == 1.2
@@ -24,13 +26,13 @@ def test_layers_resolve_global_then_precision():
 
 def test_checks_compare_in_the_right_direction():
     budget = parse_budget({"latency_p95_ms": 10, "min_accuracy": 0.9}, P)
-    checks = evaluate(budget, {"latency.p95_ms": 10.0, "accuracy": 0.89}, {}, {"latency.p95_ms": "measured"}, "x")
+    checks = check_figures(budget, {"latency.p95_ms": 10.0, "accuracy": 0.89}, {}, {"latency.p95_ms": "measured"}, "x")
     assert [(c.metric, c.passed) for c in checks] == [("latency.p95_ms", True), ("accuracy", False)]
 
 
 def test_required_provenance_rejects_an_estimate():
     budget = parse_budget({"latency_p95_ms": 100, "require": "measured"}, P)
-    (check,) = evaluate(budget, {"latency.p95_ms": 1.0}, {}, {"latency.p95_ms": "estimated"}, "x")
+    (check,) = check_figures(budget, {"latency.p95_ms": 1.0}, {}, {"latency.p95_ms": "estimated"}, "x")
     assert check.passed is False and "requires a measured figure" in check.message
 
 
@@ -42,7 +44,7 @@ def report_with(*verdicts, ladder=None) -> Report:
 
 def test_missing_figure_is_unmeasured_and_exit_3():
     budget = parse_budget({"min_teacher_agreement": 0.9, "slices": {"nope": {"min_accuracy": 0.5}}}, P)
-    checks = evaluate(budget, {"teacher_agreement": None, "teacher_agreement.why": "no teacher was given"}, {}, {}, "x")
+    checks = check_figures(budget, {"teacher_agreement": None, "teacher_agreement.why": "no teacher was given"}, {}, {}, "x")
     assert [c.passed for c in checks] == [None, None]
     assert checks[0].message == "no teacher was given" and "no slice 'nope'" in checks[1].message
     report = report_with()
@@ -65,8 +67,8 @@ def test_exit_code_a_broken_budget_wins_over_unmeasurable(verdicts, code):
     ([True], "a", (None,), 0),
 ])
 def test_ladder_exit_codes(rungs, chosen, gate, code):
-    ladder = {"chosen": chosen, "rungs": [{"name": str(i), "measured": True, "meets_budget": m}
-                                          for i, m in enumerate(rungs)]}
+    steps = [Rung(str(i), measured=True, meets_budget=m) for i, m in enumerate(rungs)]
+    ladder = Ladder(order=[r.name for r in steps], rungs=steps, chosen=chosen, whole=False, verdict="")
     assert report_with(*gate, ladder=ladder).exit_code == code
 
 
@@ -76,7 +78,7 @@ def test_ladder_exit_codes(rungs, chosen, gate, code):
     ("reference-mil", "estimated", False), ("estimated", "estimated", True), ("emulated", "measured", True)])
 def test_require_ranks_every_provenance(require, kind, passed):
     budget = parse_budget({"min_accuracy": 0.5, "require": require, "slices": {"rare": {"min_accuracy": 0.5}}}, P)
-    overall, in_slice = evaluate(budget, {"accuracy": 0.9}, {"rare": {"accuracy": 0.9}}, {"accuracy": kind}, "x")
+    overall, in_slice = check_figures(budget, {"accuracy": 0.9}, {"rare": {"accuracy": 0.9}}, {"accuracy": kind}, "x")
     for check in (overall, in_slice):  # a slice's figure has its result's provenance, and the same bar
         assert check.passed is passed and check.provenance == kind
         assert check.message == ("" if passed else f"the budget requires a {require} figure; this one is {kind}")
@@ -85,10 +87,10 @@ def test_require_ranks_every_provenance(require, kind, passed):
 def test_require_in_a_precision_layer_applies_to_that_precision_only():
     budget = parse_budget({"min_accuracy": 0.5, "precisions": {"int8": {"require": "measured"}}}, P)
     figures, kinds = {"accuracy": 0.9}, {"accuracy": "emulated"}
-    assert evaluate(budget.for_precision("int8"), figures, {}, kinds, "x")[0].passed is False
+    assert check_figures(budget.for_precision("int8"), figures, {}, kinds, "x")[0].passed is False
     # Layers are keyed by the exact precision name: `int8` does not reach `int8-dynamic` (README, Budgets).
-    assert evaluate(budget.for_precision("int8-dynamic"), figures, {}, kinds, "x")[0].passed is True
-    assert evaluate(budget.for_precision("fp32"), figures, {}, kinds, "x")[0].passed is True
+    assert check_figures(budget.for_precision("int8-dynamic"), figures, {}, kinds, "x")[0].passed is True
+    assert check_figures(budget.for_precision("fp32", baseline=True), figures, {}, kinds, "x")[0].passed is True
 
 
 @pytest.mark.parametrize("table, message", [
@@ -127,14 +129,14 @@ def test_budget_file_forms(tmp_path):
     ("latency_p95_ms", 9.0, 10, True), ("latency_p95_ms", 10.0, 10, True), ("latency_p95_ms", 11.0, 10, False),
     ("min_accuracy", 0.91, 0.9, True), ("min_accuracy", 0.9, 0.9, True), ("min_accuracy", 0.89, 0.9, False)])
 def test_a_limit_is_inclusive_in_both_directions(key, value, limit, passed):
-    (check,) = evaluate(parse_budget({key: limit}, P), {SCALAR_CHECKS[key][0]: value}, {}, {}, "x")
+    (check,) = check_figures(parse_budget({key: limit}, P), {SCALAR_CHECKS[key][0]: value}, {}, {}, "x")
     assert check.passed is passed and check.value == value and check.limit == limit
 
 
 def test_a_missing_slice_leaves_each_of_its_checks_unmeasured_and_the_others_checked():
     budget = parse_budget({"slices": {"nope": {"min_accuracy": 0.5, "max_accuracy_drop": 0.1},
                                       "rare": {"min_accuracy": 0.5}}}, P)
-    checks = evaluate(budget, {}, {"rare": {"accuracy": 0.6}}, {}, "x")
+    checks = check_figures(budget, {}, {"rare": {"accuracy": 0.6}}, {}, "x")
     assert [(c.name, c.metric, c.comparison, c.unit, c.slice, c.passed) for c in checks] == [
         ("x/slice[nope]/min_accuracy", "accuracy", ">=", "", "nope", None),
         ("x/slice[nope]/max_accuracy_drop", "accuracy_drop", "<=", "", "nope", None),
@@ -150,8 +152,9 @@ def test_budget_helpers():
     assert lean.slices == {"rare": {"max_accuracy_drop": 0.1}}
     assert lean.sequence_length == 64
     # Only fp32, the baseline, loses the speedup limit; fp16 and the int precisions keep it.
-    assert [("min_speedup_vs_float" in budget.for_precision(p).limits) for p in ("fp32", "fp16", "int8", "w8a8")] == [
-        False, True, True, True]
+    # (which precision is the baseline is the target's to say: its Precision data, not the name)
+    assert [("min_speedup_vs_float" in budget.for_precision(p, baseline=p == "fp32").limits)
+            for p in ("fp32", "fp16", "int8", "w8a8")] == [False, True, True, True]
     with pytest.raises(dataclasses.FrozenInstanceError):
         budget.require = "measured"  # a resolved budget is a value: layers cannot change it behind a check
 

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLE, edit_config, run_cli
-from edge_distill.profiles import estimate, load_profile
+from edge_distill.devices.profiles import estimate, load_profile
+from edge_distill.targets import get_target
+
+ORT = {p.name: p for p in get_target("ort").capabilities.precisions}  # what an estimate reads of a precision
 from edge_distill.errors import BadInput
 
 
@@ -35,11 +38,11 @@ def test_estimates_follow_the_work_and_the_device(demo_run):
     _, demo = demo_run
     graph = demo / "onnx" / "model.onnx"
     mid, flagship = load_profile("android-midrange"), load_profile("android-flagship")
-    fp32_mid = estimate(graph, "fp32", mid)
+    fp32_mid = estimate(graph, ORT["fp32"], mid)
     assert fp32_mid["flops"] > 5e5 and fp32_mid["ops"] > 5  # the student: about 0.68 MFLOP
-    assert estimate(graph, "fp32", flagship)["latency_ms"] < fp32_mid["latency_ms"]
-    assert estimate(graph, "int8", mid)["latency_ms"] < fp32_mid["latency_ms"]
-    assert estimate(graph, "int8", mid)["peak_memory_mb"] < fp32_mid["peak_memory_mb"]
+    assert estimate(graph, ORT["fp32"], flagship)["latency_ms"] < fp32_mid["latency_ms"]
+    assert estimate(graph, ORT["int8"], mid)["latency_ms"] < fp32_mid["latency_ms"]
+    assert estimate(graph, ORT["int8"], mid)["peak_memory_mb"] < fp32_mid["peak_memory_mb"]
 
 
 def test_check_on_an_estimated_device(example, tmp_path):
@@ -73,7 +76,7 @@ def test_check_on_an_estimated_device(example, tmp_path):
 def test_int8_estimates_count_the_convolutions_of_a_qdq_graph(demo_run):
     _, demo = demo_run
     mid = load_profile("android-midrange")
-    fp32, qdq = estimate(demo / "onnx" / "model.onnx", "int8", mid), estimate(demo / "ort" / "model.int8.onnx", "int8", mid)
+    fp32, qdq = estimate(demo / "onnx" / "model.onnx", ORT["int8"], mid), estimate(demo / "ort" / "model.int8.onnx", ORT["int8"], mid)
     # The weights reach Conv and Gemm through DequantizeLinear: the multiply-adds are the float graph's,
     # plus the activations' (de)quantization, a few percent of elementwise work (2.5% here).
     assert fp32["flops"] < qdq["flops"] < fp32["flops"] * 1.05
@@ -114,7 +117,7 @@ def test_unknown_device_is_refused_before_any_work(tmp_path):
 # -- emulated-arm64: the real aarch64 runtimes under qemu-user ------------------------------------
 
 def _emulator_ready() -> bool:
-    from edge_distill.emulation import Emulator
+    from edge_distill.devices.emulated import Emulator
 
     state = Emulator.state()
     if not state.ready and os.environ.get("CI"):
@@ -152,7 +155,7 @@ def test_arm64_numerics_under_emulation(example, tmp_path):
 def test_a_model_the_arm_runtime_rejects_is_not_measured(tmp_path):
     if not _emulator_ready():
         pytest.skip("emulated-arm64 is not set up: `edge-distill devices setup emulated-arm64`")
-    from edge_distill.emulation import Emulator
+    from edge_distill.devices.emulated import Emulator
     from edge_distill.errors import CannotMeasure
 
     import numpy as np
@@ -167,11 +170,16 @@ def test_a_model_the_arm_runtime_rejects_is_not_measured(tmp_path):
 
 
 def test_emulated_device_refuses_coreml(tmp_path):
-    from edge_distill.emulation import emulated_outputs
+    from edge_distill.devices.emulated import emulated_outputs
     from edge_distill.errors import CannotMeasure
 
-    with pytest.raises(CannotMeasure, match="runs ORT and LiteRT artifacts; the coreml target runs only on Apple"):
-        emulated_outputs("coreml", None, tmp_path / "m.mlpackage", None, 1)
+    class ReferenceMilRunnerStandIn:  # what the coreml target's runner off macOS says of itself; no emulation hooks
+        def describe(self):
+            return {"runtime": "coremltools reference MIL evaluator"}
+
+    with pytest.raises(CannotMeasure, match="runs ORT and LiteRT artifacts; m.mlpackage runs on coremltools reference "
+                                            "MIL evaluator, which has no aarch64 Linux build"):
+        emulated_outputs(ReferenceMilRunnerStandIn(), tmp_path / "m.mlpackage", None, 1)
 
 
 # -- attached Android phones over adb (a stand-in adb replays the real tools' output) --------------
@@ -227,21 +235,22 @@ def test_check_on_a_phone_measures_there_and_gates(example, tmp_path, phone):
     assert "onnxruntime_perf_test -e cpu -m times -r 20 -x 1 -I -s" in log
     assert "--num_runs=20" in log and "--graph=/data/local/tmp/edge-distill/model.fp32.tflite" in log
 
-    # That measurement calibrates the mid-range profile: later estimates carry the ratio.
-    proc = run_cli("devices", "calibrate", "android-midrange", "--from", tmp_path / "out" / "report.json", env=phone)
+    # That measurement corrects the mid-range profile: later estimates carry the ratio.
+    proc = run_cli("devices", "correct", "android-midrange", "--from", tmp_path / "out" / "report.json", env=phone)
     assert proc.returncode == 0, proc.stderr
-    stored = json.loads((Path(phone["EDGE_DISTILL_CONFIG"]) / "calibrations" / "android-midrange.json").read_text())
+    stored = json.loads((Path(phone["EDGE_DISTILL_CONFIG"]) / "corrections" / "android-midrange.json").read_text())
     graph = tmp_path / "out" / "ort" / "model.fp32.onnx"
-    bare = estimate(graph, "fp32", load_profile("android-midrange"))["latency_ms"]  # this process: uncalibrated
+    bare = estimate(graph, ORT["fp32"], load_profile("android-midrange"))["latency_ms"]  # this process: uncorrected
     # The median of measured/estimated p50 over ORT (99.51 ms) and LiteRT (105.72 ms), one fp32 graph.
     assert stored["correction"] == pytest.approx((99.5086 + 105.718) / 2 / bare, rel=1e-3)
     assert stored["measured_on"] == ["adb:R5CT21ABCDE (SM-A546B, Android 14)"]
     listed = run_cli("devices", env=phone).stdout
-    assert f"calibrated x{stored['correction']:g}" in listed
+    assert f"corrected x{stored['correction']:g}" in listed
 
 
-def test_calibration_needs_a_device_measurement(demo_run, tmp_path, phone):
+def test_correction_needs_a_device_measurement(demo_run, tmp_path, phone):
     _, demo = demo_run
+    # `devices calibrate`, the old spelling of `devices correct`, still works
     proc = run_cli("devices", "calibrate", "android-midrange", "--from", demo / "report.json", env=phone)
     assert proc.returncode == 2 and "no latency measured on a device" in proc.stderr
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import EXAMPLE, edit_config, run_cli
 from edge_distill.advise import Answers, advise
 from edge_distill.errors import BadInput
-from edge_distill.ladder import parse_cost
+from edge_distill.cost import parse_cost
 
 
 def ladder(example, tmp_path, budget: str, *extra):

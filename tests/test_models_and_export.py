@@ -164,7 +164,8 @@ def test_latency_by_length_on_a_fixed_length_model(tmp_path):
     from onnx import TensorProto, helper
 
     from edge_distill.calibration import Dataset
-    from edge_distill.pipeline import Progress, _latency_by_length
+    from edge_distill.devices import Job, RunSettings, resolve
+    from edge_distill.devices.host import latency_by_length
     from edge_distill.targets import get_target
 
     ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 8])
@@ -177,8 +178,13 @@ def test_latency_by_length_on_a_fixed_length_model(tmp_path):
     runner = get_target("ort").open_runner(tmp_path / "fixed.onnx", 1)
     data = Dataset(source="s", inputs={"input_ids": np.array([[101, 7, 9, 102, 0, 0, 0, 0]] * 4),
                                        "attention_mask": np.array([[1, 1, 1, 1, 0, 0, 0, 0]] * 4)})
-    lat, by_length, length = _latency_by_length(runner, data, [4, 8], 8, 2, 20, "m", Progress(False))
+    def job(budget_length):
+        settings = RunSettings(resolve("host"), warmup=2, runs=20, sequence_lengths=(4, 8),
+                               sequence_length=budget_length)
+        return Job(target="ort", path=tmp_path / "fixed.onnx", runner=runner, data=data, settings=settings, label="m")
+
+    lat, by_length, length = latency_by_length(job(8))
     assert length == 8 and lat.p95_ms > 0 and by_length["8"]["p95_ms"] == lat.p95_ms
     assert "takes exactly 8 tokens (a fixed shape), not 4" in by_length["4"]["why"]
-    lat, by_length, length = _latency_by_length(runner, data, [4, 8], 16, 2, 20, "m", Progress(False))
+    lat, by_length, length = latency_by_length(job(16))
     assert lat is None and length == 16 and "not 16" in by_length["16"]["why"]

@@ -115,8 +115,7 @@ def test_reports_are_written_from_one_report(tmp_path):
     import xml.etree.ElementTree as ET
 
     from edge_distill.budgets import Check
-    from edge_distill.outputs import write_reports
-    from edge_distill.report import Report
+    from edge_distill.report import Report, write_reports
 
     check = Check("ort-int8/min_accuracy", "accuracy", ">=", 0.9, 0.8, "", False)
     report = Report(command="check", tool_version="0", created="2026-12-01T00:00:00+00:00", config=None,

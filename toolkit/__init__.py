@@ -1,24 +1,33 @@
 """edge-distill: ship a distilled student to phones with measured budgets.
 
-The Python API under the CLI:
+The Python API under the CLI (every command is one of these calls):
 
-    from edge_distill import load_config, run_check
-    report = run_check(load_config("edge-distill.toml"), out_folder, Progress())
+    from edge_distill import load_config, run_check, write_reports
+    report = run_check(load_config("edge-distill.toml"), out_folder)
+    write_reports(report, out_folder)
     report.exit_code   # 0 every budget holds, 1 a budget is broken, 3 something not measured
 
-Heavy packages (torch, onnx, onnxruntime) are imported only where they are used.
+Heavy packages (torch, onnx, onnxruntime) are imported only where they are used, so importing
+this package stays instant.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__", "Report", "bundle", "load_budget", "load_config", "run_bench", "run_check", "run_export",
+           "run_ladder", "run_verify", "write_reports"]
+
+_HOMES = {"run_check": "pipeline", "run_export": "pipeline", "run_verify": "pipeline", "run_bench": "pipeline",
+          "Progress": "pipeline", "run_ladder": "ladder", "bundle": "bundle", "write_reports": "report",
+          "load_config": "config", "Report": "result"}
 
 
-def __getattr__(name):  # lazy re-exports keep `import edge_distill` (and --help) instant
-    if name in ("run_check", "Progress", "evaluate_artifact"):
-        from . import pipeline
+def __getattr__(name):  # lazy: `import edge_distill` (and --help) stays instant
+    import importlib
 
-        return getattr(pipeline, name)
-    if name == "load_config":
-        from .config import load_config
+    if name == "load_budget":
+        from .budgets import load_budget_file
 
-        return load_config
-    raise AttributeError(name)
+        return load_budget_file
+    if name in _HOMES:
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module 'edge_distill' has no attribute {name!r}")

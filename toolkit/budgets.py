@@ -33,11 +33,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadInput
+from .provenance import RANK as PROVENANCE_RANK
+from .result import Check, TargetResult
 from .tomlfile import check_keys, expect, read_toml
 
-# How much a figure's provenance is worth, weakest first: a graph estimate; Core ML's program evaluated
-# op by op in numpy (not Apple's kernels); the real runtime's arm64 kernels under qemu; a real run.
-PROVENANCE_RANK = {"estimated": 0, "reference-mil": 1, "emulated": 2, "measured": 3}
 
 # key -> (metric it reads, comparison, unit). "<=" means the value must not exceed the limit.
 SCALAR_CHECKS = {
@@ -80,15 +79,15 @@ class Budget:
                       slices={n: {k: v for k, v in lim.items() if k != key} for n, lim in self.slices.items()},
                       require=self.require, sequence_length=self.sequence_length)
 
-    def for_precision(self, precision: str) -> Budget:
-        """This budget with the [precisions.<precision>] layer applied. The fp32 baseline is
-        not compared with itself, so it carries no speedup limit."""
+    def for_precision(self, precision: str, baseline: bool = False) -> Budget:
+        """This budget with the [precisions.<precision>] layer applied. The float baseline (the
+        target's fp32) is not compared with itself, so it carries no speedup limit."""
         layer = self.precisions.get(precision, Budget())
         slices = {k: dict(v) for k, v in self.slices.items()}
         for name, limits in layer.slices.items():
             slices.setdefault(name, {}).update(limits)
         limits = {**self.limits, **layer.limits}
-        if precision == "fp32":
+        if baseline:
             limits.pop("min_speedup_vs_float", None)
         return Budget(limits=limits, slices=slices, require=layer.require or self.require,
                       sequence_length=self.sequence_length)
@@ -135,25 +134,75 @@ def load_budget_file(path: str | Path) -> Budget:
     return parse_budget(data, path, where="top level")
 
 
-@dataclass
-class Check:
-    """One budget compared with one figure. `passed` is None when the figure could not be measured."""
-
-    name: str
-    metric: str
-    comparison: str
-    limit: float
-    value: float | None
-    unit: str
-    passed: bool | None
-    slice: str | None = None
-    provenance: str | None = None
-    message: str = ""
+def evaluate(result: TargetResult, budget: Budget, baseline: bool = False) -> list[Check]:
+    """The checks of one result against the budget (resolved for its precision here): a pure
+    function of the two. `baseline`: the result is its target's float baseline (no speedup limit)."""
+    layer, _ = applicable(result, budget, baseline)
+    why_no_numerics = result.evaluation.get("error")
+    slice_figures = {s: m.figures() for s, m in result.slices.items()}
+    if why_no_numerics:
+        for figures in slice_figures.values():
+            figures.update({f"{k}.why": why_no_numerics for k, v in list(figures.items()) if v is None})
+    return check_figures(layer, figures_of(result, baseline), slice_figures, provenance_of(result), result.name)
 
 
-def evaluate(budget: Budget, figures: dict, slice_figures: dict[str, dict], provenance: dict[str, str],
-             prefix: str) -> list[Check]:
-    """Compare a resolved budget with a result's figures.
+def applicable(result: TargetResult, budget: Budget, baseline: bool = False) -> tuple[Budget, list[str]]:
+    """The budget layer that applies to this result, and notes on the limits that do not."""
+    layer = budget.for_precision(result.precision, baseline)
+    if result.subject == "off-the-shelf" and layer.sets("min_teacher_cosine"):
+        return layer.without("min_teacher_cosine"), [
+            f"{result.name}: min_teacher_cosine does not apply to an off-the-shelf model (its embedding space "
+            "is its own); it is judged by retrieval agreement"]
+    return layer, []
+
+
+def figures_of(r: TargetResult, baseline: bool = False) -> dict:
+    """A result as the metric paths budgets read ("latency.p95_ms", "accuracy"), each missing figure
+    with the reason it is missing ("<path>.why")."""
+    figures = r.metrics.figures()
+    figures["size_mb"] = round(r.size_bytes / 1e6, 6)
+    figures["peak_memory_mb"] = r.memory.peak_mb
+    why_no_latency = r.memory.why_not if r.latency is None else None
+    if r.memory.peak_mb is None:
+        figures["peak_memory_mb.why"] = f"cannot measure peak memory: {r.memory.why_not}"
+    for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms"):
+        figures[f"latency.{k}"] = getattr(r.latency, k) if r.latency else None
+        if r.latency is None:
+            figures[f"latency.{k}.why"] = why_no_latency or "latency was not measured"
+        elif figures[f"latency.{k}"] is None:
+            figures[f"latency.{k}.why"] = r.latency.missing or "latency was not measured"
+    figures["speedup_vs_float"] = 1.0 if baseline else r.speedup_vs_float
+    if figures["speedup_vs_float"] is None:
+        figures["speedup_vs_float.why"] = why_no_latency or "no fp32 artifact of this target was measured to compare with"
+    for key in ("accuracy", "weighted_accuracy", "accuracy_drop"):
+        if figures.get(key) is None:
+            figures[f"{key}.why"] = "the evaluation data carry no labels" if key != "weighted_accuracy" \
+                else "the evaluation data carry no labels or no weights"
+    if figures.get("teacher_agreement") is None:
+        figures["teacher_agreement.why"] = "no teacher was given"
+    if figures.get("float_agreement") is None:
+        figures["float_agreement.why"] = "no float student was given"
+    if r.evaluation.get("error"):
+        figures.update({f"{k}.why": r.evaluation["error"] for k in r.metrics.figures()})
+    return figures
+
+
+def provenance_of(r: TargetResult) -> dict:
+    """Metric path -> how that figure was obtained (measured, emulated, reference-mil, estimated)."""
+    kind = r.evaluation.get("kind", "measured")
+    prov = {k: kind for k in ("accuracy", "weighted_accuracy", "accuracy_drop", "float_agreement",
+                              "teacher_agreement")}
+    if r.latency:
+        prov.update({f"latency.{k}": r.latency.provenance.kind for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")})
+        prov["speedup_vs_float"] = r.latency.provenance.kind
+    if r.memory.provenance:
+        prov["peak_memory_mb"] = r.memory.provenance.kind
+    return prov
+
+
+def check_figures(budget: Budget, figures: dict, slice_figures: dict[str, dict], provenance: dict[str, str],
+                  prefix: str) -> list[Check]:
+    """Compare a resolved budget with figures.
 
     `figures` maps metric paths (e.g. "latency.p95_ms", "accuracy") to values or None;
     `provenance` maps a metric path to its provenance kind where one applies.

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import BadInput
+from .files import sha256_file, sha256_path, write_atomic
 
 SCHEMA_VERSION = "1"
 MANIFEST = ".edge-distill-bundle.json"
@@ -98,9 +97,9 @@ def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=prin
             raise BadInput(f"the app already holds '{file_name}', which edge-distill did not write; it will not "
                            "overwrite it", path=target, hint="move it away, or bundle into another app folder")
     for file_name, content in plan.items():
-        _write_atomic(models / file_name, content)
+        write_atomic(models / file_name, content)
         progress(f"bundled {models / file_name}")
-    _write_atomic(models / MANIFEST, json.dumps({"files": sorted(set(previous) | set(plan))}, indent=1) + "\n")
+    write_atomic(models / MANIFEST, json.dumps({"files": sorted(set(previous) | set(plan))}, indent=1) + "\n")
     return BundleOutcome(sorted(plan), refused, allow_failed)
 
 
@@ -108,7 +107,6 @@ def _verified_artifact(source: Path, result: dict, report_path: Path) -> Path:
     """The artifact a report names, only if it lies inside the check folder and is, byte for byte,
     the file the check verified (the report is untrusted input: it could name any file). Its hash,
     so checked, is the one model.json carries."""
-    from .models import sha256_path
 
     artifact = (source / str(result.get("artifact", ""))).resolve()
     if source.resolve() not in artifact.parents:
@@ -124,6 +122,13 @@ def _verified_artifact(source: Path, result: dict, report_path: Path) -> Path:
         raise BadInput(f"{result['artifact']} is not the file the check verified (its sha256 differs from the "
                        "report's); refused", path=artifact, hint="run check again")
     return artifact
+
+
+def _full_precision(result: dict) -> bool:
+    """fp32 artifacts reproduce the tool's outputs to float rounding; quantized ones within 0.05."""
+    from edge_distill.targets import get_target
+
+    return get_target(result["target"]).capabilities.precision(result["precision"]).weight_bits == 32
 
 
 def _broken(result: dict) -> list[str]:
@@ -148,31 +153,11 @@ def _manifest(models: Path) -> set[str]:
         return set()
 
 
-def _write_atomic(target: Path, content) -> None:
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".edge-distill-", dir=target.parent))
-    try:
-        tmp = tmp_dir / target.name
-        if isinstance(content, str):
-            tmp.write_text(content)
-        elif Path(content).is_dir():
-            shutil.copytree(content, tmp)
-        else:
-            shutil.copyfile(content, tmp)
-        if target.is_dir() and not target.is_symlink():
-            old = tmp_dir / "old"
-            target.rename(old)
-        tmp.rename(target)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-
-
 class _Context:
     """What every model.json of one report shares: the config, the data, the golden inputs."""
 
     def __init__(self, report: dict, report_path: Path):
         from .config import load_config
-
-        from .models import sha256_file
 
         self.report, self.report_hash = report, sha256_file(report_path)
         self.cfg = load_config(report["config"]) if report.get("config") else None
@@ -228,20 +213,7 @@ class _Context:
         outputs = runner.run({n: data.inputs[n] for n in runner.input_names})[0]
         scale = float(normalization.get("scale", 1.0))
         task = m.task if m else "classification"
-        golden = []
-        for i in range(len(data)):
-            sample = {"inputs": {}, "expected_output": [round(float(v), 5) for v in outputs[i].ravel()]}
-            if task == "classification":
-                sample["expected_top1"] = int(outputs[i].argmax())
-            for name, array in data.inputs.items():
-                if np.issubdtype(array.dtype, np.integer):  # token ids and masks stay integers
-                    sample["inputs"][name] = [int(v) for v in array[i].ravel()]
-                    continue
-                raw = array[i] / scale  # back to the app's raw values (pixels 0..255 for the example)
-                sample["inputs"][name] = [round(float(v), 4) for v in raw.ravel()]
-            if labels:
-                sample["expected_label"] = labels[sample["expected_top1"]]
-            golden.append(sample)
+        golden = _golden_samples(data, outputs, scale, task, labels)
         if task == "embedding":
             dim = int(outputs.shape[-1])
             output = {"name": "output", "meaning": f"sentence embedding ({dim} floats, unit length)", "labels": [],
@@ -276,5 +248,24 @@ class _Context:
                            "report_sha256": self.report_hash, "tool_version": self.report["tool_version"]},
             "teacher": {"sha256": (self.report.get("teacher") or {}).get("fingerprint"),
                         "distilled_from": m.distilled_from if m else None},
-            "golden": {"tolerance": 0.05 if result["precision"] != "fp32" else 1e-3, "samples": golden},
+            "golden": {"tolerance": 1e-3 if _full_precision(result) else 0.05, "samples": golden},
         }
+
+
+def _golden_samples(data, outputs, scale: float, task: str, labels: list[str]) -> list[dict]:
+    """Inputs as the app gets them (raw values) with the outputs this tool measured for them."""
+    golden = []
+    for i in range(len(data)):
+        sample = {"inputs": {}, "expected_output": [round(float(v), 5) for v in outputs[i].ravel()]}
+        if task == "classification":
+            sample["expected_top1"] = int(outputs[i].argmax())
+        for name, array in data.inputs.items():
+            if np.issubdtype(array.dtype, np.integer):  # token ids and masks stay integers
+                sample["inputs"][name] = [int(v) for v in array[i].ravel()]
+                continue
+            raw = array[i] / scale  # back to the app's raw values (pixels 0..255 for the example)
+            sample["inputs"][name] = [round(float(v), 4) for v in raw.ravel()]
+        if labels:
+            sample["expected_label"] = labels[sample["expected_top1"]]
+        golden.append(sample)
+    return golden

@@ -55,14 +55,6 @@ _device_option = click.option("--device", help="Where figures come from: host (t
                                                "devices. See `edge-distill devices`.")
 
 
-def _use_device(cfg, name: str | None) -> None:
-    """--device wins over [measure] device and every target's own device."""
-    if name:
-        cfg.device = name
-        for tc in cfg.targets:
-            tc.device = None
-
-
 def _finish(report, folder: Path) -> None:
     from .report import to_table
 
@@ -73,13 +65,12 @@ def _finish(report, folder: Path) -> None:
 
 def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None = None) -> None:
     from .config import load_config
-    from .outputs import output_folder, write_reports
+    from .outputs import output_folder
     from .pipeline import Progress, run_check
+    from .report import write_reports
 
-    cfg = load_config(config)
-    _use_device(cfg, device)
     with output_folder(out, force) as tmp:
-        report = run_check(cfg, tmp, Progress(not quiet))
+        report = run_check(load_config(config), tmp, Progress(not quiet), device=device)
         write_reports(report, tmp)
     _finish(report, out)
 
@@ -136,13 +127,12 @@ def export(model, target, precision, weights, config, data, calibration, calibra
         summary = run_export(model, target, tmp, precision=precision, weights=weights, cfg=cfg, data_path=data,
                              calibration_path=calibration, calibration_method=calibration_method,
                              options=_parse_options(options), trust_pickle=trust_pickle, progress=Progress(not quiet))
-        (tmp / "export.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     e = summary["export"]
     click.echo(f"ONNX export: {out / 'model.onnx'} (opset {e['opset']}, max |difference| vs source "
                f"{e['parity_max_abs_diff']:.2e} on {e['parity_samples']} samples)")
     if summary["artifact"]:
         a = summary["artifact"]
-        click.echo(f"{a['target']}-{a['precision']}: {Path(out) / Path(a['path']).relative_to(tmp)} "
+        click.echo(f"{a['target']}-{a['precision']}: {Path(out) / a['path']} "
                    f"({a['size_bytes'] / 1024:.1f} KB)")
 
 
@@ -174,8 +164,9 @@ def verify(artifact, data, budget, float_model, teacher, precision, threads, war
            device):
     """Measure ARTIFACT on this host (latency, memory, accuracy per slice) against a budget."""
     from .budgets import Budget, load_budget_file
-    from .outputs import output_folder, write_reports
+    from .outputs import output_folder
     from .pipeline import Progress, run_verify
+    from .report import write_reports
 
     budget_obj = load_budget_file(budget) if budget else Budget()
     with output_folder(out, force) as tmp:
@@ -231,19 +222,18 @@ def bench(artifact, data, threads, warmup, runs, float_model, as_json, quiet, de
 def ladder(config, target, whole, budget, out, force, quiet, device):
     """Measure teacher fp32/int8/int4, an off-the-shelf model, then student fp32/int8/int4, cheapest
     first; stop at the first rung that meets every budget. Exit 1 when none does."""
+    from .budgets import load_budget_file
     from .config import load_config
     from .ladder import run_ladder
-    from .outputs import output_folder, write_reports
+    from .outputs import output_folder
     from .pipeline import Progress
-
-    from .budgets import load_budget_file
+    from .report import write_reports
 
     cfg = load_config(config)
-    _use_device(cfg, device)
     if budget:
         cfg.budget = load_budget_file(budget)
     with output_folder(out, force) as tmp:
-        report = run_ladder(cfg, tmp, Progress(not quiet), target=target, whole=whole)
+        report = run_ladder(cfg, tmp, Progress(not quiet), target=target, whole=whole, device=device)
         write_reports(report, tmp)
     _finish(report, out)
 
@@ -294,36 +284,17 @@ def advise(**answers):
 def fingerprint(model, config):
     """The content hash (sha256) of a teacher's weights or ONNX file: record it when you distill, so a
     stale student shows."""
+    from .config import record_fingerprint
     from .errors import BadInput
-    from .models import sha256_file
+    from .files import sha256_file
 
     if not model.is_file():
         raise BadInput("file not found", path=model)
     digest = sha256_file(model)
     click.echo(digest)
     if config:
-        _record_fingerprint(config, digest)
+        record_fingerprint(config, digest)
         click.echo(f"recorded as distilled_from in {config}")
-
-
-def _record_fingerprint(config: Path, digest: str) -> None:
-    import re
-
-    from .config import load_config
-    from .errors import BadInput
-
-    load_config(config)  # validate first: never rewrite a file we would not accept
-    text = config.read_text()
-    line = f'distilled_from = "{digest}"'
-    if re.search(r"(?m)^distilled_from\s*=.*$", text):
-        text = re.sub(r"(?m)^distilled_from\s*=.*$", line, text, count=1)
-    elif re.search(r"(?m)^\[model\]\s*$", text):
-        text = re.sub(r"(?m)^\[model\]\s*$", "[model]\n" + line, text, count=1)
-    else:
-        raise BadInput("has no [model] table to record the fingerprint in", path=config)
-    tmp = config.with_name(f".{config.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(config)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -347,7 +318,7 @@ def bundle(source, app, allow_failed):
 @click.pass_context
 def devices(ctx, as_json):
     """Devices a figure can come from: this host (measured), estimated profiles, the arm64 emulator,
-    attached phones. `devices setup emulated-arm64` prepares the emulator; `devices calibrate`
+    attached phones. `devices setup emulated-arm64` prepares the emulator; `devices correct`
     corrects a profile from a real measurement."""
     if ctx.invoked_subcommand is not None:
         return
@@ -371,46 +342,49 @@ def devices_setup(name):
     """Prepare a device once: for emulated-arm64, Debian's qemu-user-static (apt-get), an arm64
     Python 3.11 unpacked from Debian packages, and aarch64 wheels of numpy, onnxruntime and
     ai-edge-litert, all in the cache folder ($EDGE_DISTILL_CACHE or ~/.cache/edge-distill)."""
-    from .emulation import Emulator
+    from .devices.emulated import Emulator
 
     state = Emulator.setup(progress=click.echo)
     click.echo(f"{name}: {state.note}")
 
 
-@devices.command("calibrate")
 @click.argument("profile")
 @click.option("--from", "report", type=click.Path(path_type=Path), required=True,
               help="A report.json whose latencies were measured on the real device (e.g. check --device adb).")
-def devices_calibrate(profile, report):
+def devices_correct(profile, report):
     """Store measured/estimated latency for PROFILE (the median over the report's results); later
-    estimates on PROFILE are multiplied by it. Kept in $EDGE_DISTILL_CONFIG or ~/.config/edge-distill."""
-    from .profiles import calibrate, calibration_file
+    estimates on PROFILE are multiplied by it. Kept in $EDGE_DISTILL_CONFIG or ~/.config/edge-distill.
+    (`devices calibrate` is the old name of this command.)"""
+    from .devices.profiles import correct, correction_file
 
-    cal = calibrate(profile, report)
-    click.echo(f"{profile}: correction {cal['correction']:g} (median of {len(cal['ratios'])} measured/estimated "
-               f"ratios, measured on {', '.join(cal['measured_on'])}); stored in {calibration_file(profile)}")
+    info = correct(profile, report)
+    click.echo(f"{profile}: correction {info['correction']:g} (median of {len(info['ratios'])} measured/estimated "
+               f"ratios, measured on {', '.join(info['measured_on'])}); stored in {correction_file(profile)}")
+
+
+correct_command = click.command("correct")(devices_correct)
+devices.add_command(correct_command, "correct")
+devices.add_command(correct_command, "calibrate")  # the old spelling, kept working
 
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the capabilities as JSON.")
 def targets(as_json):
     """List targets and what they can do (no SDK is imported)."""
-    from dataclasses import asdict
-
-    from edge_distill.targets import available
+    from edge_distill.targets import available, describe_capabilities
 
     caps = available()
     if as_json:
-        click.echo(json.dumps({n: {**asdict(c), "missing": c.missing_packages()} for n, c in caps.items()}, indent=2))
+        click.echo(json.dumps({n: describe_capabilities(c) for n, c in caps.items()}, indent=2))
         return
     for name, c in caps.items():
         missing = c.missing_packages()
         state = "ready" if not missing else f"needs pip install 'edge-distill[{c.extra}]' (missing {', '.join(missing)})"
-        click.echo(f"{name}: {c.description}\n  precisions: {', '.join(c.precisions)}\n"
+        click.echo(f"{name}: {c.description}\n  precisions: {', '.join(c.precision_names)}\n"
                    f"  calibration: {', '.join(c.calibration_methods)}\n  files: {', '.join(c.suffixes)}\n"
                    f"  status: {state}")
-        for key, text in c.options.items():
-            click.echo(f"  option {key}: {text}")
+        for o in c.options:
+            click.echo(f"  option {o.name} ({o.type.__name__}, default {o.default!r}): {o.help}")
 
 
 @main.command()

@@ -41,6 +41,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,10 +95,9 @@ class Config:
     device: str = "host"
     sequence_lengths: list[int] = field(default_factory=list)  # text: latency measured at each token count
     device_tools: dict[str, str] = field(default_factory=dict)  # [measure.adb]: benchmark binaries for phones
-    devices: dict = field(default_factory=dict)  # name -> resolved edge_distill.devices.Device, once per run
     targets: list[TargetConfig] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
-    cost: object | None = None  # edge_distill.ladder.CostModel
+    cost: object | None = None  # edge_distill.cost.CostModel
     off_the_shelf: str | None = None
     off_the_shelf_weights: str | None = None
 
@@ -148,8 +148,26 @@ def load_config(path: str | Path) -> Config:
                path)
     if "model" not in data:
         raise BadInput("missing [model] table", path=path)
+    cfg = Config(path=path, model=_read_model(expect(data["model"], dict, "model", "top level", path), path))
+    section = lambda name: expect(data.get(name, {}), dict, name, "top level", path)  # noqa: E731
+    _read_data(cfg, section("data"))
+    _read_export(cfg, section("export"))
+    _read_measure(cfg, section("measure"))
+    for i, t in enumerate(expect(data.get("targets", []), list, "targets", "top level", path)):
+        cfg.targets.append(_read_target(t, f"targets[{i}]", path))
+    if "budgets" in data:
+        cfg.budget = parse_budget(section("budgets"), path)
+    if "cost" in data:
+        from .cost import parse_cost
 
-    m = expect(data["model"], dict, "model", "top level", path)
+        cfg.cost = parse_cost(section("cost"), path)
+    lad = section("ladder")
+    check_keys(lad, {"off_the_shelf", "off_the_shelf_weights"}, "ladder", path)
+    cfg.off_the_shelf, cfg.off_the_shelf_weights = lad.get("off_the_shelf"), lad.get("off_the_shelf_weights")
+    return cfg
+
+
+def _read_model(m: dict, path: Path) -> ModelConfig:
     check_keys(m, {"student", "weights", "teacher", "teacher_weights", "task", "labels", "inputs",
                    "normalization", "distilled_from", "stale_teacher", "trust_pickle"}, "model", path)
     if "student" not in m:
@@ -157,7 +175,10 @@ def load_config(path: str | Path) -> Config:
     task = m.get("task", "classification")
     if task not in TASKS:
         raise BadInput(f"'task' in [model] must be one of {TASKS}, got {task!r}", path=path)
-    model = ModelConfig(
+    if m.get("stale_teacher", "warn") not in ("warn", "fail"):
+        raise BadInput(f"'stale_teacher' in [model] must be \"warn\" or \"fail\", got {m['stale_teacher']!r}",
+                       path=path)
+    return ModelConfig(
         student=expect(m["student"], str, "student", "model", path),
         weights=m.get("weights"), teacher=m.get("teacher"), teacher_weights=m.get("teacher_weights"),
         task=task, labels=[str(x) for x in expect(m.get("labels", []), list, "labels", "model", path)],
@@ -168,25 +189,32 @@ def load_config(path: str | Path) -> Config:
         trust_pickle=expect(m.get("trust_pickle", False), bool, "trust_pickle", "model", path),
     )
 
-    if model.stale_teacher not in ("warn", "fail"):
-        raise BadInput(f"'stale_teacher' in [model] must be \"warn\" or \"fail\", got {model.stale_teacher!r}",
-                       path=path)
-    cfg = Config(path=path, model=model)
-    d = expect(data.get("data", {}), dict, "data", "top level", path)
+
+def _read_data(cfg: Config, d: dict) -> None:
+    path = cfg.path
     check_keys(d, {"calibration", "evaluation", "calibration_samples", "seed"}, "data", path)
     cfg.calibration = Path(cfg.resolve(d["calibration"])) if "calibration" in d else None
     cfg.evaluation = Path(cfg.resolve(d["evaluation"])) if "evaluation" in d else None
     cfg.calibration_samples = _positive_int(d, "calibration_samples", 256, "data", path)
     cfg.seed = expect(d.get("seed", 0), int, "seed", "data", path)
+    if isinstance(cfg.seed, bool) or cfg.seed < 0:
+        raise BadInput(f"'seed' in [data] must be a non-negative int, got {d['seed']!r}", path=path)
 
-    e = expect(data.get("export", {}), dict, "export", "top level", path)
+
+def _read_export(cfg: Config, e: dict) -> None:
+    path = cfg.path
     check_keys(e, {"opset", "tolerance"}, "export", path)
     cfg.opset = _positive_int(e, "opset", 18, "export", path)
     if cfg.opset < 18:
         raise BadInput(f"'opset' in [export] must be >= 18 (the dynamo exporter's floor), got {cfg.opset}", path=path)
     cfg.tolerance = float(expect(e.get("tolerance", 1e-4), (int, float), "tolerance", "export", path))
+    if not math.isfinite(cfg.tolerance) or cfg.tolerance <= 0:
+        raise BadInput(f"'tolerance' in [export] must be a positive number (max |ONNX - source|), got "
+                       f"{e['tolerance']!r}", path=path)
 
-    me = expect(data.get("measure", {}), dict, "measure", "top level", path)
+
+def _read_measure(cfg: Config, me: dict) -> None:
+    path = cfg.path
     check_keys(me, {"threads", "warmup", "runs", "device", "adb", "iphone", "sequence_lengths"}, "measure", path)
     lengths = expect(me.get("sequence_lengths", []), list, "sequence_lengths", "measure", path)
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lengths):
@@ -206,28 +234,18 @@ def load_config(path: str | Path) -> Config:
     if cfg.runs < 20:
         raise BadInput(f"'runs' in [measure] must be >= 20 for a p95 to mean anything, got {cfg.runs}", path=path)
 
-    for i, t in enumerate(expect(data.get("targets", []), list, "targets", "top level", path)):
-        where = f"targets[{i}]"
-        check_keys(expect(t, dict, "targets", "top level", path),
-                   {"name", "precisions", "calibration_method", "options", "device"}, where, path)
-        if "name" not in t:
-            raise BadInput(f"[{where}] needs 'name'", path=path)
-        precisions = expect(t.get("precisions", ["fp32"]), list, "precisions", where, path)
-        cfg.targets.append(TargetConfig(
-            name=expect(t["name"], str, "name", where, path), precisions=[str(p) for p in precisions],
-            calibration_method=expect(t.get("calibration_method", "minmax"), str, "calibration_method", where, path),
-            options=expect(t.get("options", {}), dict, "options", where, path),
-            device=expect(t["device"], str, "device", where, path) if "device" in t else None))
-    if "budgets" in data:
-        cfg.budget = parse_budget(expect(data["budgets"], dict, "budgets", "top level", path), path)
-    if "cost" in data:
-        from .ladder import parse_cost
 
-        cfg.cost = parse_cost(expect(data["cost"], dict, "cost", "top level", path), path)
-    lad = expect(data.get("ladder", {}), dict, "ladder", "top level", path)
-    check_keys(lad, {"off_the_shelf", "off_the_shelf_weights"}, "ladder", path)
-    cfg.off_the_shelf, cfg.off_the_shelf_weights = lad.get("off_the_shelf"), lad.get("off_the_shelf_weights")
-    return cfg
+def _read_target(t, where: str, path: Path) -> TargetConfig:
+    check_keys(expect(t, dict, "targets", "top level", path),
+               {"name", "precisions", "calibration_method", "options", "device"}, where, path)
+    if "name" not in t:
+        raise BadInput(f"[{where}] needs 'name'", path=path)
+    precisions = expect(t.get("precisions", ["fp32"]), list, "precisions", where, path)
+    return TargetConfig(
+        name=expect(t["name"], str, "name", where, path), precisions=[str(p) for p in precisions],
+        calibration_method=expect(t.get("calibration_method", "minmax"), str, "calibration_method", where, path),
+        options=expect(t.get("options", {}), dict, "options", where, path),
+        device=expect(t["device"], str, "device", where, path) if "device" in t else None)
 
 
 def _positive_int(table: dict, key: str, default: int, where: str, path: Path) -> int:
@@ -235,3 +253,23 @@ def _positive_int(table: dict, key: str, default: int, where: str, path: Path) -
     if value < 1:
         raise BadInput(f"'{key}' in [{where}] must be >= 1, got {value}", path=path)
     return value
+
+
+def record_fingerprint(config: str | Path, digest: str) -> None:
+    """Write `distilled_from = "<digest>"` into the config's [model] table, in place and atomically;
+    the config is validated first, so a file this tool would not accept is never rewritten."""
+    import re
+
+    from .files import write_atomic
+
+    config = Path(config)
+    load_config(config)
+    text = config.read_text()
+    line = f'distilled_from = "{digest}"'
+    if re.search(r"(?m)^distilled_from\s*=.*$", text):
+        text = re.sub(r"(?m)^distilled_from\s*=.*$", line, text, count=1)
+    elif re.search(r"(?m)^\[model\]\s*$", text):
+        text = re.sub(r"(?m)^\[model\]\s*$", "[model]\n" + line, text, count=1)
+    else:
+        raise BadInput("has no [model] table to record the fingerprint in", path=config)
+    write_atomic(config, text)

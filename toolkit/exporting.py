@@ -9,7 +9,6 @@ this is an error carrying the measured difference.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +18,9 @@ from edge_distill.calibration import Dataset
 from .errors import BadInput, ExportMismatch
 from .models import SourceModel, load_model
 from .quiet import quiet
+from .result import ExportInfo
 
 TWO_GB = 2 * 1024**3
-
-
-@dataclass
-class ExportInfo:
-    path: str
-    opset: int
-    exporter: str
-    dynamic_axes: dict[str, list[str]]
-    parity_max_abs_diff: float
-    parity_tolerance: float
-    parity_samples: int
-    seconds: float
 
 
 def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, samples: Dataset,

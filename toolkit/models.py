@@ -17,7 +17,6 @@ A pickled whole-module `.pt` is refused: unpickling runs arbitrary code. `trust_
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import sys
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ import numpy as np
 
 from edge_distill.calibration import Dataset, InputSpec
 
+from .files import sha256_file
 from .errors import BadInput, MissingDependency
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".bin")
@@ -48,7 +48,6 @@ class SourceModel:
     exported: object | None = None
     onnx_path: Path | None = None
     output_names: list[str] = field(default_factory=lambda: ["output"])
-    tokenizer: Path | None = None  # a Hugging Face folder's tokenizer.json / vocab.txt live here
 
     def predict(self, data: Dataset, batch_size: int = 256) -> np.ndarray:
         """The first output of the model for every sample of `data`, as float32."""
@@ -69,25 +68,6 @@ class SourceModel:
                 out = out[0] if isinstance(out, (tuple, list)) else out
                 outputs.append(out.detach().float().numpy())
         return np.concatenate(outputs)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def sha256_path(path: Path) -> str:
-    """sha256 of a file, or of a package folder (.mlpackage): its files' paths and contents, in order."""
-    path = Path(path)
-    if not path.is_dir():
-        return sha256_file(path)
-    digest = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        digest.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
-    return digest.hexdigest()
 
 
 def load_model(reference: str, weights: str | None = None, inputs: list[InputSpec] | None = None, *,
@@ -220,9 +200,8 @@ def _load_hf_folder(path: Path, inputs: list[InputSpec], trust_pickle: bool) -> 
                            "edge-distill takes sentence-transformers folders (modules.json) and "
                            "*ForSequenceClassification models", path=path)
     module.eval()
-    tokenizer = path if any((path / f).is_file() for f in ("tokenizer.json", "vocab.txt")) else None
     return SourceModel(reference=str(path), kind="torch", inputs=inputs or TEXT_INPUTS,
-                       fingerprint=sha256_file(weights), module=module, tokenizer=tokenizer)
+                       fingerprint=sha256_file(weights), module=module)
 
 
 @contextmanager

@@ -98,11 +98,3 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
-
-
-def write_reports(report, folder: Path) -> None:
-    from .report import to_json, to_junit, to_markdown
-
-    (folder / "report.json").write_text(to_json(report))
-    (folder / "junit.xml").write_text(to_junit(report))
-    (folder / "report.md").write_text(to_markdown(report))

@@ -7,12 +7,15 @@ import os
 import platform
 from dataclasses import dataclass
 
-KINDS = ("measured", "emulated", "estimated", "reference-mil")
+# The vocabulary of provenance kinds, ranked by how much a figure is worth, weakest first: a graph
+# estimate; Core ML's program evaluated op by op in numpy (not Apple's kernels); the real runtime's
+# arm64 kernels under qemu; a real run. A budget's `require` names the weakest kind it accepts.
+RANK = {"estimated": 0, "reference-mil": 1, "emulated": 2, "measured": 3}
 
 
 @dataclass(frozen=True)
 class Provenance:
-    kind: str  # measured | emulated | estimated
+    kind: str  # a key of RANK
     device: str  # "host" for this machine
     runtime: str
     runtime_version: str

@@ -1,110 +1,15 @@
-"""One result object, every report rendered from it: JSON (canonical), JUnit XML, Markdown,
-and the terminal table."""
+"""Renderers: every report is drawn from one `result.Report`: JSON (canonical, with a schema),
+JUnit XML, Markdown, and the terminal table. Nothing here measures or decides; the exit code is
+the result's."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-from dataclasses import dataclass, field
+from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from .budgets import Check
-from .exporting import ExportInfo
-from .measure import Latency, Memory
-from .metrics import Metrics
-
-SCHEMA_VERSION = "1"
-EXIT_PASSED, EXIT_BUDGET_BROKEN, EXIT_BAD_INPUT, EXIT_CANNOT_MEASURE = 0, 1, 2, 3
-
-
-def result_label(subject: str, target: str, precision: str, qualified: bool = False) -> str:
-    """"ort-int8" for the student; "teacher/ort-int8" for another subject, or when a report mixes them."""
-    return f"{subject}/{target}-{precision}" if qualified or subject != "student" else f"{target}-{precision}"
-
-
-@dataclass
-class TargetResult:
-    subject: str  # "student", "teacher" or "off-the-shelf": which model the artifact was built from
-    target: str
-    precision: str
-    artifact: str
-    files: list[str]
-    size_bytes: int
-    sha256: str  # of the artifact (a package folder: its files' paths and contents); bundle checks it
-    latency: Latency | None
-    memory: Memory
-    speedup_vs_float: float | None
-    metrics: Metrics
-    slices: dict[str, Metrics]
-    checks: list[Check] = field(default_factory=list)
-    details: dict = field(default_factory=dict)
-    build_seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)
-    qualified: bool = False  # name the subject even for the student (the ladder mixes subjects)
-    evaluation: dict = field(default_factory=dict)  # how the outputs were computed: kind, runtime, device
-
-    @property
-    def name(self) -> str:
-        return result_label(self.subject, self.target, self.precision, self.qualified)
-
-    @property
-    def passed(self) -> bool:
-        return all(c.passed for c in self.checks)
-
-
-@dataclass
-class Report:
-    command: str
-    tool_version: str
-    created: str
-    config: str | None
-    student: dict
-    teacher: dict | None
-    data: dict
-    environment: dict
-    export: ExportInfo | None
-    references: dict[str, dict]  # "float student" / "teacher" -> {"overall": Metrics, "slices": {...}}
-    results: list[TargetResult]
-    warnings: list[str] = field(default_factory=list)
-    gate_checks: list[Check] = field(default_factory=list)  # checks of the run itself (a stale teacher)
-    ladder: dict | None = None
-    task: str = "classification"
-    schema_version: str = SCHEMA_VERSION
-
-    @property
-    def checks(self) -> list[Check]:
-        return self.gate_checks + [c for r in self.results for c in r.checks]
-
-    @property
-    def exit_code(self) -> int:
-        """1 if any budget is broken (a sure failure wins), else 3 if any figure could not be measured.
-        A ladder passes when one rung meets every budget: the rungs below it are findings, not failures."""
-        if self.ladder is not None:
-            if any(c.passed is False for c in self.gate_checks):
-                return EXIT_BUDGET_BROKEN
-            if self.ladder.get("chosen"):
-                return EXIT_PASSED
-            return EXIT_CANNOT_MEASURE if any(r["meets_budget"] is None for r in self.ladder["rungs"]) \
-                else EXIT_BUDGET_BROKEN
-        if any(c.passed is False for c in self.checks):
-            return EXIT_BUDGET_BROKEN
-        if any(c.passed is None for c in self.checks):
-            return EXIT_CANNOT_MEASURE
-        return EXIT_PASSED
-
-    @property
-    def passed(self) -> bool:
-        return self.exit_code == EXIT_PASSED
-
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["passed"] = self.passed
-        out["exit_code"] = self.exit_code
-        for res, obj in zip(out["results"], self.results):
-            res["name"] = obj.name
-            res["passed"] = obj.passed
-        return out
+from .result import Check, Report
 
 
 def to_json(report: Report) -> str:
@@ -126,15 +31,15 @@ def _ladder_cases(report: Report) -> tuple[list[str], int]:
     """A ladder's rungs below the chosen one are findings: skipped, not failed. Only 'no rung meets
     the budget' fails the build."""
     cases = []
-    for rung in report.ladder["rungs"]:
+    for rung in report.ladder.rungs:
         body = ""
-        if not rung["measured"]:
-            body = f"<skipped message={quoteattr(rung['note'])}/>"
-        elif not rung["meets_budget"]:
-            body = f"<skipped message={quoteattr('does not meet: ' + ', '.join(rung['broken']))}/>"
-        cases.append(f'    <testcase classname="edge-distill.ladder" name={quoteattr(rung["name"])}>{body}</testcase>')
-    failed = report.ladder["chosen"] is None
-    verdict = f'<failure message={quoteattr(report.ladder["verdict"])}/>' if failed else ""
+        if not rung.measured:
+            body = f"<skipped message={quoteattr(rung.note)}/>"
+        elif not rung.meets_budget:
+            body = f"<skipped message={quoteattr('does not meet: ' + ', '.join(rung.broken))}/>"
+        cases.append(f'    <testcase classname="edge-distill.ladder" name={quoteattr(rung.name)}>{body}</testcase>')
+    failed = report.ladder.chosen is None
+    verdict = f'<failure message={quoteattr(report.ladder.verdict)}/>' if failed else ""
     cases.append(f'    <testcase classname="edge-distill.ladder" name="verdict">{verdict}</testcase>')
     return cases, int(failed)
 
@@ -278,7 +183,7 @@ def to_table(report: Report) -> str:
     out.append("")
     if report.ladder is not None:
         out.extend(_ladder_lines(report))
-        out.append({0: "PASSED", 1: "FAILED", 3: "INCOMPLETE"}[report.exit_code] + ": " + report.ladder["verdict"])
+        out.append({0: "PASSED", 1: "FAILED", 3: "INCOMPLETE"}[report.exit_code] + ": " + report.ladder.verdict)
         return "\n".join(out)
     out.append({0: "PASSED: every budget holds", 1: "FAILED: a budget is broken",
                 3: "INCOMPLETE: something could not be measured"}[report.exit_code]
@@ -288,18 +193,18 @@ def to_table(report: Report) -> str:
 
 def _ladder_lines(report: Report) -> list[str]:
     lines = ["Ladder (subjects in adoption order, each one's rungs by measured size then p50):"]
-    for rung in report.ladder["rungs"]:
-        if not rung["measured"]:
-            state = rung["note"]
-        elif rung["meets_budget"]:
+    for rung in report.ladder.rungs:
+        if not rung.measured:
+            state = rung.note
+        elif rung.meets_budget:
             state = "meets every budget"
         else:
-            state = "does not meet: " + ", ".join(rung["broken"])
-        size = f", {_size(rung['size_bytes'])}" if rung.get("size_bytes") is not None else ""
-        price = f", {rung['cost_per_call']:.3g} per call" if rung.get("cost_per_call") is not None else ""
-        note = f"; {rung['note']}" if rung["measured"] and rung.get("note") else ""
-        lines.append(f"  {rung['name']}: {state}{size}{price}{note}")
-    cost = report.ladder.get("cost")
+            state = "does not meet: " + ", ".join(rung.broken)
+        size = f", {_size(rung.size_bytes)}" if rung.size_bytes is not None else ""
+        price = f", {rung.cost_per_call:.3g} per call" if rung.cost_per_call is not None else ""
+        note = f"; {rung.note}" if rung.measured and rung.note else ""
+        lines.append(f"  {rung.name}: {state}{size}{price}{note}")
+    cost = report.ladder.cost
     if cost:
         lines.append(f"Cost: distillation {cost['fixed_cost_of_distillation']:.2f} once + "
                      f"{cost['upkeep_per_month']:.2f} a month (spread over {cost['amortize_months']:g} months); "
@@ -314,7 +219,7 @@ def to_markdown(report: Report) -> str:
     head, rows = _rows(report)
     status = {0: "✅ passed", 1: "❌ budget broken", 3: "⚠️ could not measure"}[report.exit_code]
     if report.ladder is not None:
-        status = "✅ " + report.ladder["chosen"] if report.ladder["chosen"] else "❌ no rung meets the budget"
+        status = "✅ " + report.ladder.chosen if report.ladder.chosen else "❌ no rung meets the budget"
     out = [f"# edge-distill {report.command}: {status}", "",
            f"Student `{report.student['reference']}` (sha256 `{report.student['fingerprint'][:12]}`)"
            + (f", teacher `{report.teacher['reference']}` (sha256 `{report.teacher['fingerprint'][:12]}`)"
@@ -325,7 +230,7 @@ def to_markdown(report: Report) -> str:
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"> **warning:** {w}")
     if report.ladder is not None:
-        out += ["", "## Ladder", "", f"**{report.ladder['verdict']}**", ""] + [
+        out += ["", "## Ladder", "", f"**{report.ladder.verdict}**", ""] + [
             f"- {line.strip()}" for line in _ladder_lines(report)[1:] if line.strip()]
     out += ["", "## Checks", "", "| check | value | limit | verdict |", "|---|---|---|---|"]
     for c in report.checks:
@@ -334,3 +239,11 @@ def to_markdown(report: Report) -> str:
         out.append(f"| `{c.name}` | {_fmt(c.value, c.unit)} | {c.comparison} {_fmt(c.limit, c.unit)} | "
                    f"{verdict}{note} |")
     return "\n".join(out) + "\n"
+
+
+def write_reports(report: Report, folder: Path) -> None:
+    """report.json, junit.xml and report.md into `folder` (a run's temporary output folder)."""
+    folder = Path(folder)
+    (folder / "report.json").write_text(to_json(report))
+    (folder / "junit.xml").write_text(to_junit(report))
+    (folder / "report.md").write_text(to_markdown(report))

@@ -29,8 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CannotMeasure
-from .places import cache_home
+from .. import metrics
+from ..errors import CannotMeasure
+from ..places import cache_home
+from ..result import Memory
+from .base import Device, Figures, Job
+from .host import HostDevice
 
 DEB_ROOTS = ("python3.11-minimal", "libpython3.11-stdlib", "libstdc++6")
 EMULATED_ORT = "1.27.0"  # 1.28 and newer crash on import under qemu 7.2 (1.28-1.32 tried)
@@ -38,7 +42,7 @@ EMULATED_LITERT = "1.4.0"  # the newest ai-edge-litert with a Linux aarch64 whee
 WHEELS = ("numpy==2.3.5", f"onnxruntime=={EMULATED_ORT}", f"ai-edge-litert=={EMULATED_LITERT}")
 SETUP = "edge-distill devices setup emulated-arm64"
 CPU = "cortex-a76"
-WORKER = Path(__file__).with_name("emulation_worker.py")
+WORKER = Path(__file__).with_name("emulated_worker.py")
 
 
 @dataclass
@@ -166,17 +170,14 @@ class Emulator:
         return info
 
 
-def emulated_outputs(target: str, runner, path: Path, data, threads: int) -> tuple[np.ndarray, dict]:
-    """The artifact's first output on every sample, computed by its aarch64 runtime."""
-    if target == "ort":
-        feeds = {n: np.ascontiguousarray(data.inputs[n]) for n in runner.input_names}
-        request = {"runtime": "ort", "batch": 256}
-    elif target == "tflite":
-        feeds = {f"t{index}": array for index, array in runner.raw_inputs(data.inputs).items()}
-        request = {"runtime": "litert", "batch": runner.batch, "outputs": runner.output_indices}
-    else:
-        raise CannotMeasure(f"device 'emulated-arm64' runs ORT and LiteRT artifacts; the {target} target runs "
-                            "only on Apple hardware", hint="give this target its own device in [[targets]]")
+def emulated_outputs(runner, path: Path, data, threads: int) -> tuple[np.ndarray, dict]:
+    """The artifact's first output on every sample, computed by its aarch64 runtime. The runner says
+    how its runtime takes the samples (`emulation_request`) and decodes what comes back."""
+    if not hasattr(runner, "emulation_request"):
+        raise CannotMeasure(f"device 'emulated-arm64' runs ORT and LiteRT artifacts; {Path(path).name} runs on "
+                            f"{runner.describe()['runtime']}, which has no aarch64 Linux build",
+                            hint="give this target its own device in [[targets]]")
+    request, feeds = runner.emulation_request(data.inputs)
     note = ""
     with tempfile.TemporaryDirectory(prefix="edge-distill-arm64-in-") as tmp:
         inputs = Path(tmp) / "inputs.npz"
@@ -185,24 +186,64 @@ def emulated_outputs(target: str, runner, path: Path, data, threads: int) -> tup
         try:
             info = Emulator.run({**request, "model": str(Path(path).resolve())}, f"running {Path(path).name}")
         except CannotMeasure as exc:
-            # A .ort file is written for the ORT release that made it; the emulated runtime is
-            # older (1.27). The .onnx beside it is the same graph before ORT's own optimization.
-            source = Path(path).with_suffix(".onnx")
-            if Path(path).suffix != ".ort" or not source.is_file():
-                runtime = f"onnxruntime {EMULATED_ORT}" if target == "ort" else f"ai-edge-litert {EMULATED_LITERT}"
-                raise CannotMeasure(f"{exc} (the emulated runtime is {runtime}, the newest that runs under "
-                                    f"qemu-user here; a phone app with a newer runtime may take this model)") from exc
-            info = Emulator.run({**request, "model": str(source.resolve())}, f"running {source.name}")
-            note = (f"{Path(path).name} does not load in the aarch64 onnxruntime {EMULATED_ORT} "
-                    f"({str(exc).split(': ')[-1][:160]}); its numerics come from {source.name}, the same graph "
-                    "before ORT's optimization")
-    outputs = info["outputs"] if target == "ort" else runner.from_raw(info["outputs"])
+            info, note = _through_the_onnx_beside(request, Path(path), exc)
     evaluation = {"kind": "emulated", "runtime": info["runtime"], "runtime_version": info["runtime_version"],
                   "device": "emulated-arm64", "machine": info["machine"], "cpu": CPU,
                   "emulator": Emulator.state().note}
     if note or info.get("note"):
         evaluation["note"] = "; ".join(n for n in (note, info.get("note")) if n)
-    return np.asarray(outputs[0], dtype=np.float32), evaluation
+    return np.asarray(runner.from_emulated(info["outputs"])[0], dtype=np.float32), evaluation
+
+
+def _through_the_onnx_beside(request: dict, path: Path, error: CannotMeasure) -> tuple[dict, str]:
+    """A .ort file is written for the ORT release that made it; the emulated runtime is older (1.27).
+    The .onnx beside it is the same graph before ORT's own optimization."""
+    source = path.with_suffix(".onnx")
+    if path.suffix != ".ort" or not source.is_file():
+        runtime = {"ort": f"onnxruntime {EMULATED_ORT}", "litert": f"ai-edge-litert {EMULATED_LITERT}"}[request["runtime"]]
+        raise CannotMeasure(f"{error} (the emulated runtime is {runtime}, the newest that runs under "
+                            f"qemu-user here; a phone app with a newer runtime may take this model)") from error
+    info = Emulator.run({**request, "model": str(source.resolve())}, f"running {source.name}")
+    return info, (f"{path.name} does not load in the aarch64 onnxruntime {EMULATED_ORT} "
+                  f"({str(error).split(': ')[-1][:160]}); its numerics come from {source.name}, the same graph "
+                  "before ORT's optimization")
+
+
+class EmulatedDevice(Device):
+    """Accuracy on the aarch64 kernels under qemu; latency and memory stay this host's."""
+
+    name = "emulated-arm64"
+    times_on_this_host = True
+
+    def __init__(self):
+        Emulator.installed()  # raises CannotMeasure with the setup command when it is not set up
+
+    def measure(self, job: Job) -> Figures:
+        if not job.numerics:
+            raise CannotMeasure("device 'emulated-arm64' checks numerics, not speed: the emulator's timing is not "
+                                "a device figure", hint="`check` or `verify --device emulated-arm64` for its accuracy")
+        figures = self._numerics(job)
+        speed = HostDevice().measure(job)
+        figures.latency, figures.memory, figures.why_no_latency = speed.latency, speed.memory, speed.why_no_latency
+        figures.details.update(speed.details)
+        return figures
+
+    def _numerics(self, job: Job) -> Figures:
+        job.progress(f"  {job.label}: accuracy on {len(job.data)} samples on aarch64 kernels under qemu")
+        figures = Figures(None, Memory(None, None), "on this host")
+        try:
+            figures.outputs, figures.evaluation = emulated_outputs(job.runner, job.path, job.data,
+                                                                   job.settings.threads)
+        except CannotMeasure as exc:  # this artifact's figures stay unmeasured; the others go on
+            figures.why_no_numerics = str(exc)
+            figures.evaluation = {"kind": "emulated", "runtime": job.runner.describe()["runtime"],
+                                  "runtime_version": "", "device": "emulated-arm64", "error": str(exc)}
+            figures.warnings.append(f"{job.label}: {exc}")
+            return figures
+        figures.details["arm64_vs_host"] = metrics.parity(figures.outputs, job.host_outputs)
+        if figures.evaluation.get("note"):
+            figures.warnings.append(f"{job.label} on emulated-arm64: {figures.evaluation['note']}")
+        return figures
 
 
 def _stamp(python: str, qemu: str) -> dict:

@@ -6,8 +6,12 @@ work (FLOPs, from the shapes) against the profile's sustained throughput for the
 bytes moved against its memory bandwidth, whichever is slower, plus a per-op and a per-inference
 overhead, times the profile's `correction` (measured/estimated, set once a real measurement exists).
 Such a figure is always `estimated`, with the profile's name and version; a budget with
-`require = "measured"` cannot pass on it. `calibrate` learns the correction from a report measured
-on the real device and keeps it in the user's config folder, never in the shipped profile.
+`require = "measured"` cannot pass on it. `correct` learns the correction from a report measured
+on the real device and keeps it in the user's config folder, never in the shipped profile. (The
+word "calibration" is kept for calibration data; a profile gets a correction.)
+
+What an estimate needs of a precision (bits of weights and activations, its arithmetic, the compute
+unit) comes from the target's `Precision` declaration, never from the precision's name.
 """
 
 from __future__ import annotations
@@ -19,15 +23,21 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from .errors import BadInput, CannotMeasure
-from .places import config_home
-from .tomlfile import check_keys, read_toml
+from edge_distill.targets import Precision
+
+from ..errors import BadInput, CannotMeasure
+from ..places import config_home
+from ..provenance import Provenance, host_cpu
+from ..result import Latency, Memory
+from ..files import write_atomic
+from ..tomlfile import check_keys, read_toml
+from .base import Device, Figures, Job
+from .host import host_speed
 
 PROFILE_KEYS = {"name", "version", "description", "fp32_gflops", "fp16_gflops", "int8_gops",
                 "memory_bandwidth_gbs", "op_overhead_us", "inference_overhead_us", "correction",
                 "neural_engine_tops", "neural_engine_overhead_us", "sources"}
-BYTES_PER_WEIGHT = {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int8-dynamic": 1.0, "w8a8": 1.0, "int4": 0.5,
-                    "palettize4": 0.5}
+FP32 = Precision("fp32", 32, 32, "fp32")  # what an artifact of unknown precision is estimated as
 
 
 @dataclass
@@ -38,18 +48,15 @@ class Profile:
     figures: dict[str, float]
     sources: dict[str, str]
     path: str = ""
-    calibration: dict | None = None  # the stored measured/estimated ratio and where it came from
+    correction_info: dict | None = None  # the stored measured/estimated ratio and where it came from
 
-    def throughput(self, precision: str, neural_engine: bool) -> float:
+    def throughput(self, precision: Precision) -> float:
         """Operations per second for this precision."""
         f = self.figures
-        if neural_engine and "neural_engine_tops" in f and precision != "fp32":
+        if precision.compute_unit == "neural engine" and "neural_engine_tops" in f:
             return f["neural_engine_tops"] * 1e12
-        if precision in ("int8", "int8-dynamic", "w8a8", "int4"):
-            return f["int8_gops"] * 1e9
-        if precision in ("fp16", "palettize4"):
-            return f["fp16_gflops"] * 1e9
-        return f["fp32_gflops"] * 1e9
+        return {"int8": f["int8_gops"] * 1e9, "fp16": f["fp16_gflops"] * 1e9}.get(precision.arithmetic,
+                                                                                 f["fp32_gflops"] * 1e9)
 
 
 def builtin_profiles() -> dict[str, Path]:
@@ -75,20 +82,20 @@ def load_profile(name: str) -> Profile:
     profile = Profile(name=data.get("name", name), version=str(data.get("version", "")),
                       description=data.get("description", ""), figures=figures, sources=data.get("sources", {}),
                       path=str(path))
-    stored = calibration_file(name)
+    stored = correction_file(name)
     if stored.is_file():
-        cal = json.loads(stored.read_text())
-        if cal.get("profile_version") == profile.version:  # a calibration of an older profile no longer applies
-            profile.figures["correction"] = float(cal["correction"])
-            profile.calibration = cal
+        info = json.loads(stored.read_text())
+        if info.get("profile_version") == profile.version:  # a correction of an older profile no longer applies
+            profile.figures["correction"] = float(info["correction"])
+            profile.correction_info = info
     return profile
 
 
-def calibration_file(name: str) -> Path:
-    return config_home() / "calibrations" / f"{name}.json"
+def correction_file(name: str) -> Path:
+    return config_home() / "corrections" / f"{name}.json"
 
 
-def calibrate(name: str, report_path: Path) -> dict:
+def correct(name: str, report_path: Path) -> dict:
     """Store measured/estimated for a profile from a report whose latencies were measured on that
     kind of device (not on the host): the median ratio over its results."""
     profile = load_profile(name)
@@ -105,22 +112,29 @@ def calibrate(name: str, report_path: Path) -> dict:
         if prov.get("kind") != "measured" or prov.get("device") == "host" or not r["latency"].get("p50_ms") \
                 or graph is None:
             continue
-        estimated = estimate(graph, r["precision"], profile, neural_engine=r["target"] == "coreml")["latency_ms"]
+        estimated = estimate(graph, _precision_of(r["target"], r["precision"]), profile)["latency_ms"]
         ratios.append(r["latency"]["p50_ms"] / estimated)
         seen.add(prov["device"])
     if not ratios:
-        raise BadInput("the report holds no latency measured on a device (host figures cannot calibrate a "
+        raise BadInput("the report holds no latency measured on a device (host figures cannot correct a "
                        "device profile)", path=report_path,
                        hint="run `edge-distill check --device adb` with the phone attached first")
-    cal = {"profile": name, "profile_version": profile.version, "correction": round(statistics.median(ratios), 4),
+    info = {"profile": name, "profile_version": profile.version, "correction": round(statistics.median(ratios), 4),
            "ratios": [round(x, 4) for x in ratios], "measured_on": sorted(seen), "report": str(report_path.resolve()),
            "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()}
-    target = calibration_file(name)
+    target = correction_file(name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(cal, indent=2) + "\n")
-    tmp.replace(target)
-    return cal
+    write_atomic(target, json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def _precision_of(target: str, name: str) -> Precision:
+    from edge_distill.targets import get_target
+
+    try:
+        return get_target(target).capabilities.precision(name)
+    except BadInput:  # a report of a target or precision this installation does not have
+        return FP32
 
 
 def _graph_of(folder: Path, report: dict, result: dict) -> Path | None:
@@ -178,15 +192,14 @@ def graph_cost(onnx_path: Path) -> list[tuple[str, float, float, float]]:
     return cost
 
 
-def estimate(onnx_path: Path, precision: str, profile: Profile, neural_engine: bool = False) -> dict:
+def estimate(onnx_path: Path, precision: Precision, profile: Profile) -> dict:
     """Batch-1 latency (ms) and peak memory (MB) of the graph on the profile's device."""
     if onnx_path is None or not Path(onnx_path).is_file():
         raise CannotMeasure(f"cannot estimate for device '{profile.name}': no ONNX graph of the model to count "
                             "its work", hint="give the float model as ONNX: --float model.onnx")
     f = profile.figures
-    throughput = profile.throughput(precision, neural_engine)
-    weight_bytes = BYTES_PER_WEIGHT.get(precision, 4.0)
-    act_bytes = 1.0 if precision in ("int8", "w8a8") else 2.0 if precision in ("fp16", "palettize4") else 4.0
+    throughput = profile.throughput(precision)
+    weight_bytes, act_bytes = precision.weight_bits / 8, precision.activation_bits / 8
     bandwidth = f["memory_bandwidth_gbs"] * 1e9
     seconds, peak_act = 0.0, 0.0
     cost = graph_cost(Path(onnx_path))
@@ -194,9 +207,41 @@ def estimate(onnx_path: Path, precision: str, profile: Profile, neural_engine: b
         moved = weights * weight_bytes + acts * act_bytes
         seconds += max(flops / throughput, moved / bandwidth) + f["op_overhead_us"] * 1e-6
         peak_act = max(peak_act, acts * act_bytes)
+    neural_engine = precision.compute_unit == "neural engine"
     fixed = f.get("neural_engine_overhead_us", f["inference_overhead_us"]) if neural_engine else \
         f["inference_overhead_us"]
     ms = (seconds + fixed * 1e-6) * 1e3 * f["correction"]
     total_weights = sum(w for _, _, w, _ in cost) * weight_bytes
     return {"latency_ms": ms, "peak_memory_mb": (total_weights + 2 * peak_act) / 1e6, "ops": len(cost),
-            "flops": sum(c[1] for c in cost), "compute_unit": "neural engine" if neural_engine else "cpu"}
+            "flops": sum(c[1] for c in cost), "compute_unit": precision.compute_unit}
+
+
+class EstimatedDevice(Device):
+    """A device profile: latency and memory estimated from the artifact's graph; accuracy measured
+    here (the host's latency is kept beside the estimate, for reference)."""
+
+    def __init__(self, name: str):
+        self.name, self.profile = name, load_profile(name)  # a broken profile fails here, not mid-run
+
+    def measure(self, job: Job) -> Figures:
+        host = host_speed(job) if job.numerics else None
+        precision = job.precision or FP32
+        est = estimate(job.graph, precision, self.profile)
+        p = self.profile
+        runtime = job.runner.describe()["runtime"]
+        prov = Provenance(kind="estimated", device=f"{p.name}@{p.version}", runtime=f"graph estimate for {runtime}",
+                          runtime_version=p.version, cpu=p.description, threads=1, os="",
+                          method=(f"graph estimate: {est['ops']} ops, {est['flops'] / 1e6:.3g} MFLOP on the "
+                                  f"{est['compute_unit']}, against the profile's sustained throughput and memory "
+                                  f"bandwidth (correction {p.figures['correction']:g}); not run on {host_cpu()}"))
+        ms = round(est["latency_ms"], 4)
+        figures = Figures(Latency(p50_ms=ms, p90_ms=ms, p95_ms=ms, p99_ms=ms, mean_ms=ms, min_ms=ms, runs=0,
+                                  warmup=0, batch=1, provenance=prov),
+                          Memory(round(est["peak_memory_mb"], 4), prov), f"on {self.name} (estimated)",
+                          details=dict(host.details) if host else {})
+        job.progress(f"  {job.label}: on {self.name}, estimated p50 {ms:.3g} ms")
+        figures.warnings.append(f"latency and memory on {self.name} are estimated from the graph, not measured")
+        if host and host.latency is not None:
+            figures.details["host_latency"] = {"p50_ms": host.latency.p50_ms, "p95_ms": host.latency.p95_ms,
+                                               "kind": "measured", "device": "host"}
+        return figures

@@ -21,9 +21,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
-from .errors import BadInput, CannotMeasure
+from ..errors import BadInput, CannotMeasure
+from ..provenance import Provenance
+from ..result import Latency, Memory
+from .attached import choose_attached
+from .base import Device, Figures, Job, other_count
+from .host import percentiles
 
 CANDIDATE = "edge-distill-latency"
 TEST = "EdgeDistillDemoTests/LatencyTests/testCandidateLatency"
@@ -66,8 +70,6 @@ def pick_iphone(udid: str | None) -> IPhone:
         raise CannotMeasure("device 'iphone': an attached iPhone is reached through Xcode's command-line tools "
                             "(xcrun, xcodebuild), which this machine does not have",
                             hint="run it on a Mac with Xcode, or pick the estimated profile iphone-15-pro")
-    from .devices import choose_attached
-
     phones = attached_iphones()
     phone = choose_attached(phones, [p.udid for p in phones], udid, kind="iphone", what="iPhone", id_name="UDID",
                             listing=[f"{p.name} ({p.udid}{'' if p.online else ', offline'})" for p in phones],
@@ -130,8 +132,28 @@ def parse_measured(text: str, phone: IPhone, returncode: int = 0) -> list[float]
     return values
 
 
-def percentiles(values_ms: list[float]) -> dict:
-    p50, p90, p95, p99 = np.percentile(values_ms, [50, 90, 95, 99])
-    return {"p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4), "p95_ms": round(float(p95), 4),
-            "p99_ms": round(float(p99), 4), "mean_ms": round(float(np.mean(values_ms)), 4),
-            "min_ms": round(float(np.min(values_ms)), 4)}
+class IPhoneDevice(Device):
+    """An attached iPhone (macOS with Xcode): latency from ios-demo's XCTest on the phone; accuracy
+    measured on this machine."""
+
+    def __init__(self, name: str, tools: dict | None = None):
+        self.name, self.tools = name, tools or {}
+        self.udid = pick_iphone(name.partition(":")[2] or None).udid
+
+    def measure(self, job: Job) -> Figures:
+        s = job.settings
+        job.progress(f"  {job.label}: latency on {self.name} (xcodebuild test, {s.warmup} warm-up + {s.runs} runs)")
+        phone = next(p for p in attached_iphones() if p.udid == self.udid)
+        inputs = [{"name": i.name, "shape": [1 if isinstance(d, str) else int(d) for d in i.shape],
+                   "dtype": "int32" if i.dtype.startswith("int") else "float32"} for i in job.runner.input_specs()]
+        values = measure(phone, Path(job.path), inputs, app_folder(self.tools.get("ios_app")), warmup=s.warmup,
+                         runs=s.runs)
+        prov = Provenance(kind="measured", device=f"iphone:{phone.udid} ({phone.name}, iOS {phone.os})",
+                          runtime="Core ML", runtime_version=f"iOS {phone.os}", cpu=phone.name, threads=0,
+                          os=f"iOS {phone.os}",
+                          method=f"XCTest clock metric in ios-demo's testCandidateLatency: {len(values)} "
+                                 f"predictions, one per iteration, after {s.warmup} warm-up")
+        lat = Latency(**percentiles(values), runs=len(values), warmup=s.warmup, batch=1, provenance=prov,
+                      missing=other_count("the XCTest run", len(values), s.runs))
+        return Figures(lat, Memory(None, None, "the XCTest clock metric times predictions; memory on the iPhone "
+                                               "is not measured"), f"on {self.name}")

@@ -19,19 +19,12 @@ import platform
 import sys
 from dataclasses import dataclass, field
 
-from .errors import BadInput, CannotMeasure
+from ..errors import BadInput, CannotMeasure
+from .base import Device, Figures, Job, RunSettings
 from .profiles import builtin_profiles, load_profile
 
+__all__ = ["Device", "DeviceInfo", "Figures", "Job", "RunSettings", "known_names", "list_devices", "resolve"]
 EMULATED_ARM64 = "emulated-arm64"
-
-
-@dataclass
-class Device:
-    name: str
-    numerics: str = "host"  # host | emulated-arm64
-    latency: str = "host"  # host | estimated | adb | iphone
-    serial: str | None = None  # adb's device serial, or the iPhone's UDID
-    tools: dict = field(default_factory=dict)  # benchmark binaries for a phone, by name
 
 
 @dataclass
@@ -48,46 +41,34 @@ class DeviceInfo:
 def resolve(name: str, tools: dict | None = None) -> Device:
     """The device behind a name, checked before any work starts: an unknown name is bad input
     (exit 2); a known device that is not usable here cannot measure (exit 3)."""
-    if name in ("host", "macos-local"):
-        if name == "macos-local" and sys.platform != "darwin":
+    from .host import HostDevice
+
+    if name == "host":
+        return HostDevice()
+    if name == "macos-local":
+        if sys.platform != "darwin":
             raise CannotMeasure("device 'macos-local' runs Core ML on this Mac, and this machine is "
                                 f"{platform.system()}", hint="use it on a Mac, or pick an estimated profile "
                                                              "(iphone-15-pro)")
-        return Device(name)
+        return HostDevice(name)
     if name in builtin_profiles():
-        load_profile(name)  # a broken profile fails here, not mid-run
-        return Device(name, latency="estimated")
+        from .profiles import EstimatedDevice
+
+        return EstimatedDevice(name)
     if name == EMULATED_ARM64:
-        from .emulation import Emulator
+        from .emulated import EmulatedDevice
 
-        Emulator.installed()  # raises CannotMeasure with the setup command when it is not set up
-        return Device(name, numerics=EMULATED_ARM64)
+        return EmulatedDevice()
     if name == "adb" or name.startswith("adb:"):
-        from .android import pick_device
+        from .android import AdbDevice
 
-        return Device(name, latency="adb", serial=pick_device(name.partition(":")[2] or None), tools=tools or {})
+        return AdbDevice(name, tools)
     if name == "iphone" or name.startswith("iphone:"):
-        from .apple import pick_iphone
+        from .apple import IPhoneDevice
 
-        phone = pick_iphone(name.partition(":")[2] or None)
-        return Device(name, latency="iphone", serial=phone.udid, tools=tools or {})
+        return IPhoneDevice(name, tools)
     raise BadInput(f"unknown device '{name}'; available: {', '.join(known_names())}",
                    hint="`edge-distill devices` lists them with what each can measure")
-
-
-def choose_attached(found: list, ids: list[str], wanted: str | None, *, kind: str, what: str, id_name: str,
-                    listing: list[str], hint: str):
-    """The attached device whose id is `wanted`, or the only one attached (adb phones, iPhones)."""
-    names = ", ".join(listing) or "none"
-    if wanted:
-        if wanted not in ids:
-            raise CannotMeasure(f"device '{kind}:{wanted}' is not attached (attached: {names})")
-        return found[ids.index(wanted)]
-    if not found:
-        raise CannotMeasure(f"device '{kind}': no {what} is attached", hint=hint)
-    if len(found) > 1:
-        raise BadInput(f"device '{kind}': {len(found)} devices are attached ({names}); name one as {kind}:{id_name}")
-    return found[0]
 
 
 def known_names() -> list[str]:
@@ -97,16 +78,16 @@ def known_names() -> list[str]:
 def list_devices() -> list[DeviceInfo]:
     from .android import attached_devices
     from .apple import attached_iphones
-    from .emulation import Emulator
+    from .emulated import Emulator
 
     devices = [DeviceInfo("host", "measured", ["latency", "memory", "accuracy"],
                           f"this machine ({platform.machine()}): a proxy for a phone's CPU, not a phone")]
     for name in sorted(builtin_profiles()):
         p = load_profile(name)
-        calibrated = f", calibrated x{p.figures['correction']:g} from {', '.join(p.calibration['measured_on'])}" \
-            if p.calibration else ""
+        corrected = f", corrected x{p.figures['correction']:g} from {', '.join(p.correction_info['measured_on'])}" \
+            if p.correction_info else ""
         devices.append(DeviceInfo(name, "estimated", ["latency", "memory"],
-                                  f"{p.description} (v{p.version}{calibrated})"))
+                                  f"{p.description} (v{p.version}{corrected})"))
     state = Emulator.state()
     devices.append(DeviceInfo(EMULATED_ARM64, "emulated", ["accuracy (aarch64 kernels of ORT and LiteRT)"],
                               state.note, ready=state.ready))

@@ -20,7 +20,11 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadInput, CannotMeasure
+from ..errors import BadInput, CannotMeasure
+from ..provenance import Provenance
+from ..result import Latency, Memory
+from .attached import choose_attached
+from .base import Device, Figures, Job, other_count
 
 REMOTE_DIR = "/data/local/tmp/edge-distill"
 TOOL_FOR_SUFFIX = {".tflite": "benchmark_model", ".onnx": "onnxruntime_perf_test", ".ort": "onnxruntime_perf_test"}
@@ -89,8 +93,6 @@ def attached_devices() -> list[Phone]:
 
 def pick_device(serial: str | None) -> str:
     """The serial to use: the one named, or the only one attached."""
-    from .devices import choose_attached
-
     _require_adb()
     phones = attached_devices()
     phone = choose_attached(phones, [p.serial for p in phones], serial, kind="adb", what="Android device",
@@ -211,3 +213,30 @@ def parse_perf_test(text: str) -> BenchmarkResult:
                            peak_memory_mb=round(int(peak.group(1)) / 2**20, 4) if peak else None,
                            memory_method="onnxruntime_perf_test's peak working set of the whole process",
                            missing="" if seconds("P50") is not None else "onnxruntime_perf_test printed no percentiles")
+
+
+class AdbDevice(Device):
+    """An attached Android phone: latency and memory from the runtime's own benchmark binary on it;
+    accuracy measured on this host."""
+
+    def __init__(self, name: str, tools: dict | None = None):
+        self.name, self.tools = name, tools or {}
+        self.serial = pick_device(name.partition(":")[2] or None)
+
+    def measure(self, job: Job) -> Figures:
+        s = job.settings
+        job.progress(f"  {job.label}: latency on {self.name} ({s.warmup} warm-up + {s.runs} runs)")
+        phone = describe(self.serial)
+        bench = benchmark(self.serial, job.path, self.tools, threads=s.threads, warmup=s.warmup, runs=s.runs)
+        tool = TOOL_FOR_SUFFIX[job.path.suffix]
+        prov = Provenance(kind="measured", device=f"adb:{self.serial} ({phone['model']}, Android {phone['android']})",
+                          runtime=tool, runtime_version="as built by the user", cpu=phone["abi"], threads=s.threads,
+                          os=f"Android {phone['android']}",
+                          method=f"{tool} on the phone: {bench.runs} timed runs after warm-up, batch 1")
+        missing = "; ".join(filter(None, (bench.missing, other_count(tool, bench.runs, s.runs))))
+        lat = Latency(**bench.latency, runs=bench.runs, warmup=s.warmup, batch=1, provenance=prov, missing=missing)
+        measured = bench.peak_memory_mb is not None
+        mem = Memory(bench.peak_memory_mb, Provenance(**{**prov.__dict__, "method": bench.memory_method})
+                     if measured else None, None if measured else bench.memory_method)
+        return Figures(lat, mem, f"on {self.name}")
+

@@ -1,4 +1,4 @@
-"""Measuring an artifact on this host: latency percentiles, peak memory, and its outputs.
+"""This host as a device: latency percentiles and peak memory, measured here.
 
 Latency: batch 1, real samples in turn, warm-up runs first, a fixed thread count, then enough
 timed runs for p50/p90/p95/p99. Peak memory: a fresh Python process loads the model and runs
@@ -13,36 +13,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from edge_distill.calibration import Dataset
 
-from .provenance import Provenance, measured_on_host
-
-
-@dataclass
-class Latency:
-    p50_ms: float | None  # None only where a device's benchmark binary does not print the percentile
-    p90_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    mean_ms: float | None
-    min_ms: float | None
-    runs: int
-    warmup: int
-    batch: int
-    provenance: Provenance
-    missing: str = ""  # which percentiles the source does not give, and why
-
-
-@dataclass
-class Memory:
-    peak_mb: float | None
-    provenance: Provenance | None
-    why_not: str | None = None
+from ..provenance import measured_on_host
+from ..result import Latency, Memory
+from .base import Device, Figures, Job
 
 
 def latency(runner, data: Dataset, *, warmup: int, runs: int) -> Latency:
@@ -55,10 +34,15 @@ def latency(runner, data: Dataset, *, warmup: int, runs: int) -> Latency:
         start = time.perf_counter_ns()
         runner.run(feeds)
         times[i] = (time.perf_counter_ns() - start) / 1e6
-    p50, p90, p95, p99 = np.percentile(times, [50, 90, 95, 99])
     prov = measured_on_host(runner.describe(), f"wall time of {runs} runs after {warmup} warm-up runs, batch 1")
-    return Latency(p50_ms=_r(p50), p90_ms=_r(p90), p95_ms=_r(p95), p99_ms=_r(p99), mean_ms=_r(times.mean()),
-                   min_ms=_r(times.min()), runs=runs, warmup=warmup, batch=1, provenance=prov)
+    return Latency(**percentiles(times), runs=runs, warmup=warmup, batch=1, provenance=prov)
+
+
+def percentiles(values_ms) -> dict:
+    """The latency record's statistics of per-run times (ms), rounded to 0.1 µs."""
+    p50, p90, p95, p99 = np.percentile(values_ms, [50, 90, 95, 99])
+    return {"p50_ms": _r(p50), "p90_ms": _r(p90), "p95_ms": _r(p95), "p99_ms": _r(p99),
+            "mean_ms": _r(np.mean(values_ms)), "min_ms": _r(np.min(values_ms))}
 
 
 def at_length(data: Dataset, length: int, count: int = 32) -> Dataset:
@@ -73,10 +57,6 @@ def at_length(data: Dataset, length: int, count: int = 32) -> Dataset:
     out = np.stack(rows).astype(ids.dtype)
     return Dataset(source=f"{data.source} at {length} tokens", inputs={"input_ids": out,
                                                                      "attention_mask": np.ones_like(out)})
-
-
-def outputs(runner, data: Dataset, batch_size: int = 256) -> np.ndarray:
-    return np.concatenate([runner.run({n: b[n] for n in runner.input_names})[0] for b in data.batches(batch_size)])
 
 
 _PROBE = r"""
@@ -127,3 +107,60 @@ def peak_memory(target: str, path: Path, data: Dataset, input_names: list[str], 
 
 def _r(x: float) -> float:
     return round(float(x), 4)
+
+
+class HostDevice(Device):
+    """This machine: a proxy for a phone's CPU, not a phone. Also the macOS Core ML device."""
+
+    times_on_this_host = True
+
+    def __init__(self, name: str = "host"):
+        self.name = name
+
+    def measure(self, job: Job) -> Figures:
+        figures = host_speed(job)
+        if figures.latency is not None:
+            job.progress(f"  {job.label}: peak memory in a fresh process")
+            figures.memory = peak_memory(job.target, job.path, job.data, job.runner.input_names,
+                                         job.settings.threads, job.runner.describe())
+        return figures
+
+
+def host_speed(job: Job) -> Figures:
+    """Latency on this host (at each sequence length for a text model); memory left to the caller."""
+    runner, s = job.runner, job.settings
+    figures = Figures(None, Memory(None, None, runner.why_no_latency), "on this host", why_no_latency=runner.why_no_latency)
+    if not runner.measures_latency:
+        return figures
+    if s.sequence_lengths:
+        figures.latency, by_length, length = latency_by_length(job)
+        figures.details["latency_by_length"] = by_length
+        if figures.latency is None:
+            figures.memory = Memory(None, None, by_length[str(length)]["why"])
+            figures.why_no_latency = figures.memory.why_not
+        return figures
+    job.progress(f"  {job.label}: latency ({s.warmup} warm-up + {s.runs} runs, {s.threads} thread(s))")
+    figures.latency = latency(runner, job.data, warmup=s.warmup, runs=s.runs)
+    return figures
+
+
+def latency_by_length(job: Job):
+    """Latency at each token count; the result's own latency is the one at the budget's length
+    (the longest configured when the budget names none). An artifact built for one fixed length
+    (LiteRT, Core ML) is timed at that length only."""
+    runner, s = job.runner, job.settings
+    fixed = [spec.shape[1] for spec in runner.input_specs() if len(spec.shape) > 1 and isinstance(spec.shape[1], int)]
+    by_length, chosen = {}, s.sequence_length or max(s.sequence_lengths)
+    for length in sorted(set(s.sequence_lengths) | {chosen}):
+        if fixed and fixed[0] != length:
+            by_length[str(length)] = {"why": f"this artifact takes exactly {fixed[0]} tokens (a fixed shape), "
+                                             f"not {length}"}
+            continue
+        job.progress(f"  {job.label}: latency at {length} tokens ({s.warmup} warm-up + {s.runs} runs)")
+        lat = latency(runner, at_length(job.data, length), warmup=s.warmup, runs=s.runs)
+        by_length[str(length)] = {"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms,
+                                  "latency": lat}
+    lat = by_length[str(chosen)].get("latency")
+    for entry in by_length.values():
+        entry.pop("latency", None)
+    return lat, by_length, chosen

@@ -1,0 +1,144 @@
+"""One artifact, measured and judged, in stages:
+
+    outputs (this host) -> device figures (latency, memory, a device's own numerics)
+    -> metrics (overall and per slice) -> TargetResult -> checks (budgets.evaluate)
+
+`check`, `verify`, the ladder and `bench` all come through here; a device is asked once, and the
+figures it returns already say how they were obtained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edge_distill.calibration import Dataset
+from edge_distill.targets import Artifact, artifact_size, get_target
+
+from . import budgets, metrics
+from .budgets import Budget
+from .devices import Figures, Job, RunSettings
+from .errors import BadInput
+from .files import sha256_path
+from .result import Latency, TargetResult, result_label
+
+
+@dataclass
+class References:
+    """What an artifact's outputs are compared with: the float student's and the teacher's outputs on
+    the same samples, and the float artifact's latency on the same device (for the speedup)."""
+
+    float_outputs: np.ndarray | None = None
+    teacher_outputs: np.ndarray | None = None
+    float_latency: Latency | None = None
+
+
+@dataclass
+class Candidate:
+    """An artifact to evaluate, and whose it is."""
+
+    target: str
+    precision: str
+    path: Path
+    built: Artifact | None = None  # as the target built it (details, files); None for `verify`
+    subject: str = "student"  # "student", "teacher" or "off-the-shelf"
+    qualified: bool = False  # name the subject even for the student (the ladder mixes subjects)
+    graph: Path | None = None  # the ONNX graph a device estimate counts
+
+    @property
+    def label(self) -> str:
+        return result_label(self.subject, self.target, self.precision, self.qualified)
+
+    def precision_data(self):
+        """The target's declaration of this precision; None for one it does not know ("unknown")."""
+        try:
+            return get_target(self.target).capabilities.precision(self.precision)
+        except BadInput:
+            return None
+
+
+def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings, refs: References,
+                      budget: Budget, *, task: str = "classification", progress=lambda message: None) -> TargetResult:
+    """Measure one artifact (numerics, latency, memory, each where the device says) and check it
+    against its budget."""
+    target = get_target(candidate.target)
+    runner = target.open_runner(candidate.path, settings.threads, settings.options)
+    how = runner.describe()
+    progress(f"  {candidate.label}: accuracy on {len(data)} samples ({how['runtime']})")
+    outputs = host_outputs(runner, data)
+    precision = candidate.precision_data()
+    figures = settings.device.measure(Job(
+        target=candidate.target, path=candidate.path, runner=runner, data=data, settings=settings,
+        label=candidate.label, precision=precision, graph=candidate.graph, host_outputs=outputs, progress=progress))
+    baseline = bool(precision and precision.is_float_baseline)
+    result = assemble(candidate, how, outputs, figures, data, refs, task, baseline)
+    result.warnings += _speed_warnings(result, figures, runner, settings.device.name)
+    _, notes = budgets.applicable(result, budget, baseline)
+    result.warnings += notes
+    result.checks = budgets.evaluate(result, budget, baseline)
+    if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
+        result.details["compute_plan"] = runner.placement()
+    if hasattr(target, "record"):  # Core ML: the verdict travels inside the package, so hash after it
+        target.record(candidate.path, {"passed": result.passed, "evaluation": result.evaluation,
+                                       "checks": [{"name": c.name, "limit": c.limit, "value": c.value,
+                                                   "passed": c.passed} for c in result.checks]})
+    result.sha256 = sha256_path(candidate.path)
+    return result
+
+
+def host_outputs(runner, data: Dataset, batch_size: int = 256) -> np.ndarray:
+    """The artifact's first output on every sample, run on this host."""
+    return np.concatenate([runner.run({n: b[n] for n in runner.input_names})[0] for b in data.batches(batch_size)])
+
+
+def score(outputs: np.ndarray | None, data: Dataset, refs: References, task: str, subject: str):
+    """Task metrics overall and per slice; empty (samples only) when there are no outputs to score."""
+    if outputs is None:
+        return (metrics.Metrics(samples=len(data)),
+                {s: metrics.Metrics(samples=int(m.sum())) for s, m in data.slices.items()})
+    kw = dict(labels=data.labels, weights=data.weights, float_outputs=refs.float_outputs,
+              teacher_outputs=refs.teacher_outputs,
+              same_space_as_teacher=subject != "off-the-shelf")  # a model trained apart: retrieval only
+    task_score = metrics.TASK_METRICS[task]
+    return task_score(outputs, **kw), {s: task_score(outputs, mask=m, **kw) for s, m in data.slices.items()}
+
+
+def assemble(candidate: Candidate, how: dict, outputs: np.ndarray, figures: Figures, data: Dataset,
+             refs: References, task: str, baseline: bool) -> TargetResult:
+    """The result record: the device's figures, the metrics of whichever outputs count, the speedup."""
+    built = candidate.built
+    details = {**(built.details if built else {}), **figures.details}
+    evaluation = figures.evaluation or {"kind": how.get("kind", "measured"), "runtime": how["runtime"],
+                                        "runtime_version": how["runtime_version"], "device": "host"}
+    if figures.why_no_numerics:
+        counted = None
+    else:
+        counted = figures.outputs if figures.outputs is not None else outputs
+    overall, slices = score(counted, data, refs, task, candidate.subject)
+    lat, float_lat = figures.latency, refs.float_latency
+    speedup = None
+    if float_lat and lat and not baseline and float_lat.p50_ms and lat.p50_ms:
+        speedup = round(float_lat.p50_ms / lat.p50_ms, 3)
+    return TargetResult(subject=candidate.subject, qualified=candidate.qualified, target=candidate.target,
+                        precision=candidate.precision, artifact=str(candidate.path),
+                        files=[str(f) for f in (built.files if built else [candidate.path])],
+                        size_bytes=artifact_size(candidate.path), sha256="", latency=lat, memory=figures.memory,
+                        speedup_vs_float=speedup, metrics=overall, slices=slices, details=details,
+                        evaluation=evaluation,
+                        warnings=list(details.get("notes", [])) + figures.warnings)
+
+
+def _speed_warnings(result: TargetResult, figures: Figures, runner, device: str) -> list[str]:
+    """What the report must say about speed: why there is none, what a device did not give, and a
+    quantized artifact slower than its fp32 (reported, never hidden)."""
+    warnings = []
+    if result.latency is None:
+        if runner.why_no_latency:
+            warnings.append(f"{result.target}: {runner.why_no_latency}")
+    elif result.latency.missing:
+        warnings.append(f"{result.name} on {device}: {result.latency.missing}")
+    if result.speedup_vs_float is not None and result.speedup_vs_float < 1.0:
+        warnings.append(f"{result.name} is slower than fp32 {figures.where} (speedup {result.speedup_vs_float:.2f}x)")
+    return warnings

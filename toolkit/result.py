@@ -1,0 +1,180 @@
+"""The result of a run, as data: one `Report` from which every renderer (JSON, JUnit, Markdown, the
+terminal table) draws. Field for field it mirrors schemas/report.schema.json; `report.to_json`
+writes it. The exit-code policy lives here too, next to the data it reads.
+
+Imports only metrics and provenance: anything may import this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .metrics import Metrics
+from .provenance import Provenance
+
+SCHEMA_VERSION = "1"
+EXIT_PASSED, EXIT_BUDGET_BROKEN, EXIT_CANNOT_MEASURE = 0, 1, 3  # 2 (bad input) is an error's, see errors.py
+
+
+def result_label(subject: str, target: str, precision: str, qualified: bool = False) -> str:
+    """"ort-int8" for the student; "teacher/ort-int8" for another subject, or when a report mixes them."""
+    return f"{subject}/{target}-{precision}" if qualified or subject != "student" else f"{target}-{precision}"
+
+
+@dataclass
+class Latency:
+    p50_ms: float | None  # None only where a device's benchmark binary does not print the percentile
+    p90_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    mean_ms: float | None
+    min_ms: float | None
+    runs: int
+    warmup: int
+    batch: int
+    provenance: Provenance
+    missing: str = ""  # which percentiles the source does not give, and why
+
+
+@dataclass
+class Memory:
+    peak_mb: float | None
+    provenance: Provenance | None
+    why_not: str | None = None
+
+
+@dataclass
+class ExportInfo:
+    path: str
+    opset: int
+    exporter: str
+    dynamic_axes: dict[str, list[str]]
+    parity_max_abs_diff: float
+    parity_tolerance: float
+    parity_samples: int
+    seconds: float
+
+
+@dataclass
+class Check:
+    """One budget compared with one figure. `passed` is None when the figure could not be measured."""
+
+    name: str
+    metric: str
+    comparison: str
+    limit: float
+    value: float | None
+    unit: str
+    passed: bool | None
+    slice: str | None = None
+    provenance: str | None = None
+    message: str = ""
+
+
+@dataclass
+class TargetResult:
+    subject: str  # "student", "teacher" or "off-the-shelf": which model the artifact was built from
+    target: str
+    precision: str
+    artifact: str
+    files: list[str]
+    size_bytes: int
+    sha256: str  # of the artifact (a package folder: its files' paths and contents); bundle checks it
+    latency: Latency | None
+    memory: Memory
+    speedup_vs_float: float | None
+    metrics: Metrics
+    slices: dict[str, Metrics]
+    checks: list[Check] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    build_seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)
+    qualified: bool = False  # name the subject even for the student (the ladder mixes subjects)
+    evaluation: dict = field(default_factory=dict)  # how the outputs were computed: kind, runtime, device
+
+    @property
+    def name(self) -> str:
+        return result_label(self.subject, self.target, self.precision, self.qualified)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+
+@dataclass
+class Rung:
+    """One step of the ladder: a subject at one precision on one target."""
+
+    name: str
+    measured: bool
+    meets_budget: bool | None  # None: a figure a budget needs could not be measured
+    broken: list[str] = field(default_factory=list)
+    cost_per_call: float | None = None
+    size_bytes: int | None = None
+    p50_ms: float | None = None
+    note: str = ""  # why it was not measured, or what the precision saved nothing in
+
+
+@dataclass
+class Ladder:
+    order: list[str]
+    rungs: list[Rung]
+    chosen: str | None
+    whole: bool
+    verdict: str
+    cost: dict | None = None
+
+
+@dataclass
+class Report:
+    command: str
+    tool_version: str
+    created: str
+    config: str | None
+    student: dict
+    teacher: dict | None
+    data: dict
+    environment: dict
+    export: ExportInfo | None
+    references: dict[str, dict]  # "float student" / "teacher" -> {"overall": Metrics, "slices": {...}}
+    results: list[TargetResult]
+    warnings: list[str] = field(default_factory=list)
+    gate_checks: list[Check] = field(default_factory=list)  # checks of the run itself (a stale teacher)
+    ladder: Ladder | None = None
+    task: str = "classification"
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def checks(self) -> list[Check]:
+        return self.gate_checks + [c for r in self.results for c in r.checks]
+
+    @property
+    def exit_code(self) -> int:
+        """1 if any budget is broken (a sure failure wins), else 3 if any figure could not be measured.
+        A ladder passes when one rung meets every budget: the rungs below it are findings, not failures."""
+        if self.ladder is not None:
+            if any(c.passed is False for c in self.gate_checks):
+                return EXIT_BUDGET_BROKEN
+            if self.ladder.chosen:
+                return EXIT_PASSED
+            return EXIT_CANNOT_MEASURE if any(r.meets_budget is None for r in self.ladder.rungs) \
+                else EXIT_BUDGET_BROKEN
+        if any(c.passed is False for c in self.checks):
+            return EXIT_BUDGET_BROKEN
+        if any(c.passed is None for c in self.checks):
+            return EXIT_CANNOT_MEASURE
+        return EXIT_PASSED
+
+    @property
+    def passed(self) -> bool:
+        return self.exit_code == EXIT_PASSED
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["passed"] = self.passed
+        out["exit_code"] = self.exit_code
+        for res, obj in zip(out["results"], self.results):
+            res["name"] = obj.name
+            res["passed"] = obj.passed
+        return out
