@@ -19,6 +19,11 @@ class InputSpec:
         dims = ", ".join(str(d) for d in self.shape)
         return f"{self.name}[{dims}] {self.dtype}"
 
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch the model was saved with, when its leading dimension is a number."""
+        return self.shape[0] if self.shape and isinstance(self.shape[0], int) else None
+
     def example_shape(self, batch: int) -> tuple[int, ...]:
         """A concrete shape: the leading dynamic dim becomes `batch`, other dynamic dims 1."""
         out = []
@@ -53,3 +58,30 @@ class Dataset:
         """Yield dicts of input arrays, `size` samples at a time, in order."""
         for start in range(0, len(self), size):
             yield {k: v[start: start + size] for k, v in self.inputs.items()}
+
+
+def fixed_batch_of(specs) -> int | None:
+    """A model's fixed batch: the leading dimension its inputs were saved with (None: dynamic)."""
+    return next((s.fixed_batch for s in specs if s.fixed_batch), None)
+
+
+def padded(feeds: dict, size: int) -> dict:
+    """`feeds` with exactly `size` samples: cut, or filled by repeating the last sample."""
+    n = len(next(iter(feeds.values())))
+    if n >= size:
+        return {k: v[:size] for k, v in feeds.items()}
+    return {k: np.concatenate([v, np.repeat(v[-1:], size - n, axis=0)]) for k, v in feeds.items()}
+
+
+def run_in_batches(run, feeds: dict, batch: int | None, chunk: int = 256) -> list:
+    """`run(feeds) -> [outputs]` over any number of samples. A model with a fixed batch gets chunks of
+    exactly that size (the last one padded with its last sample, the padding's outputs dropped);
+    a dynamic one gets chunks of `chunk`."""
+    n = len(next(iter(feeds.values())))
+    step, parts = batch or chunk, []
+    for start in range(0, n, step):
+        part = {k: v[start: start + step] for k, v in feeds.items()}
+        real = len(next(iter(part.values())))
+        outputs = run(padded(part, batch) if batch else part)
+        parts.append([np.asarray(o)[:real] for o in outputs])
+    return [np.concatenate(p) for p in zip(*parts)]

@@ -102,6 +102,9 @@ class Capabilities:
     suffixes: tuple[str, ...]  # artifact file suffixes the target can run
     runtime: tuple[str, ...] = ()  # modules a runner needs (imported before a memory probe)
     options: tuple[Option, ...] = ()
+    # The pip package whose versions match the runtime an app ships (onnxruntime for onnxruntime-android):
+    # `bundle` proves an artifact loads in the app's version with it. None: the runtime is the OS's.
+    app_runtime_package: str | None = None
 
     def missing_packages(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -128,6 +131,43 @@ class Capabilities:
             offered = ", ".join(known) or "no options"
             raise BadInput(f"target '{self.name}' has no option {unknown[0]!r}; it offers: {offered}")
         return {name: o.parse(given[name], self.name) if name in given else o.default for name, o in known.items()}
+
+
+@dataclass
+class Coverage:
+    """How much of a quantized artifact really is quantized, read from the artifact itself: weight
+    elements (and multiply-accumulates, where the format gives shapes) stored in int8/int4 against
+    those left in float, per op type, and the ops left in float with the reason when one is known."""
+
+    quantized_weights: int = 0
+    float_weights: int = 0
+    quantized_macs: int | None = 0  # None: the format does not say (Core ML packages)
+    float_macs: int | None = 0
+    by_op: dict = field(default_factory=dict)  # op type -> {"quantized": elements, "float": elements}
+    float_ops: list = field(default_factory=list)  # "Conv /conv1/Conv: why" for the first few
+
+    def add(self, op: str, elements: int, macs: int | None, quantized: bool, name: str = "", why: str = ""):
+        kind = "quantized" if quantized else "float"
+        entry = self.by_op.setdefault(op, {"quantized": 0, "float": 0})
+        entry[kind] += int(elements)
+        if quantized:
+            self.quantized_weights += int(elements)
+            self.quantized_macs = None if self.quantized_macs is None or macs is None else self.quantized_macs + macs
+        else:
+            self.float_weights += int(elements)
+            self.float_macs = None if self.float_macs is None or macs is None else self.float_macs + macs
+            entry = " ".join(filter(None, (op, name))) + (f": {why}" if why else "")
+            if len(self.float_ops) < 20 and entry not in self.float_ops:  # a recurrent node has several weights
+                self.float_ops.append(entry)
+
+    def to_dict(self) -> dict:
+        weights = self.quantized_weights + self.float_weights
+        macs = None if self.quantized_macs is None or self.float_macs is None else self.quantized_macs + self.float_macs
+        return {"quantized_weight_fraction": round(self.quantized_weights / weights, 4) if weights else None,
+                "quantized_mac_fraction": round(self.quantized_macs / macs, 4) if macs else None,
+                "quantized_weights": self.quantized_weights, "float_weights": self.float_weights,
+                "quantized_macs": self.quantized_macs, "float_macs": self.float_macs,
+                "by_op": dict(sorted(self.by_op.items())), "float_ops": self.float_ops}
 
 
 @dataclass
@@ -205,6 +245,12 @@ class Target(Protocol):
     def open_runner(self, path: Path, threads: int, options: dict | None = None) -> Runner: ...
 
     def inspect(self, path: Path) -> dict: ...
+
+
+class MeasuringTarget(Target, Protocol):
+    """A target that can read from its artifact how much of it is quantized."""
+
+    def coverage(self, path: Path) -> Coverage: ...
 
 
 class RecordingTarget(Target, Protocol):

@@ -33,11 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_distill.calibration import fixed_batch_of, padded, run_in_batches
 from edge_distill.errors import BadInput, CannotMeasure, MissingDependency
 from edge_distill.files import write_atomic
 from edge_distill.quiet import quiet
 
-from . import Artifact, BuildRequest, Capabilities, Option, Precision, artifact_size
+from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision, artifact_size
 
 COREMLTOOLS_VERSION = "9.0"  # the evaluator leans on coremltools internals: pinned, and checked
 MAX_BATCH = 4096
@@ -154,10 +155,12 @@ class CoremlTarget:
         prepared = quantizer.prepare(example_inputs=example, inplace=False)
         quantizer.step()
         prepared.eval()
+        step = fixed_batch_of(specs) or 32
         with torch.no_grad():
-            for start in range(0, len(data), 32):
-                prepared(*[torch.from_numpy(np.ascontiguousarray(data.inputs[s.name][start: start + 32]))
-                           for s in specs])
+            for start in range(0, len(data), step):
+                feeds = padded({s.name: data.inputs[s.name][start: start + step] for s in specs}, step) \
+                    if fixed_batch_of(specs) else {s.name: data.inputs[s.name][start: start + step] for s in specs}
+                prepared(*[torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in specs])
         final = quantizer.finalize(inplace=False).eval()
         traced = torch.jit.trace(final, example, check_trace=False)  # torch.export cannot take quantized tensors
         return ct.convert(traced, inputs=_input_types(ct, specs), outputs=[ct.TensorType(name="output",
@@ -170,7 +173,18 @@ class CoremlTarget:
         return ReferenceMilRunner(path)
 
     def inspect(self, path: Path) -> dict:
-        return inspect_package(path)
+        return {**inspect_package(path), "coverage": self.coverage(path).to_dict()}
+
+    def coverage(self, path: Path) -> Coverage:
+        """By weight storage type only: a package's weights carry no op-level shapes here, so no MACs."""
+        result = Coverage(quantized_macs=None, float_macs=None)
+        per_element = {"fp32": 4, "fp16": 2, "int8": 1, "uint8": 1, "int4": 0.5, "uint4": 0.5}
+        for dtype, size in inspect_package(path)["weight_bytes"].items():
+            if dtype in per_element:
+                quantized = per_element[dtype] < 2
+                result.add(f"{dtype} weights", int(size / per_element[dtype]), None, quantized,
+                           why="" if quantized else f"kept in {dtype} (under weight_threshold, or not compressible)")
+        return result
 
     def record(self, path: Path, verified: dict) -> None:
         """Write what verification found (budgets, provenance) into the package's metadata."""
@@ -187,11 +201,14 @@ _DESCRIPTIONS = {
 
 
 def _example(specs, calibration) -> tuple:
+    """Two samples to trace a dynamic batch with, or the model's own fixed batch."""
     import torch
 
-    if calibration is not None and len(calibration) >= 2:
-        return tuple(torch.from_numpy(np.ascontiguousarray(calibration.inputs[s.name][:2])) for s in specs)
-    return tuple(torch.zeros(s.example_shape(2), dtype=getattr(torch, s.dtype)) for s in specs)
+    size = fixed_batch_of(specs) or 2
+    if calibration is not None:
+        feeds = padded({s.name: calibration.inputs[s.name] for s in specs}, size)
+        return tuple(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in specs)
+    return tuple(torch.zeros(s.example_shape(size), dtype=getattr(torch, s.dtype)) for s in specs)
 
 
 def _input_types(ct, specs) -> list:
@@ -310,6 +327,7 @@ class ReferenceMilRunner:
                 raise BadInput(f"not a loadable ML program package: {str(exc).splitlines()[0]}", path=path) from exc
         self.function = program.functions["main"]
         self.input_names = list(self.function.inputs)
+        self.fixed_batch = _fixed_batch(spec)
         self.output_names = [v.name for v in self.function.outputs]
         self._spec = spec
         self._constants = {}
@@ -328,6 +346,9 @@ class ReferenceMilRunner:
                                 path=path, hint="accuracy of this Core ML package can be measured on macOS only")
 
     def run(self, feeds: dict) -> list:
+        return run_in_batches(self._run, feeds, self.fixed_batch)
+
+    def _run(self, feeds: dict) -> list:
         env = dict(self._constants)
         for name, var in self.function.inputs.items():
             env[name] = np.asarray(feeds[name], dtype=np.float32)
@@ -374,12 +395,12 @@ class CoreMLRunner:
         spec = self.model.get_spec()
         self.input_names = [i.name for i in spec.description.input]
         self.output_names = [o.name for o in spec.description.output]
+        self.fixed_batch = _fixed_batch(spec)
         self._units, self._version, self._spec = compute_units, ct.__version__, spec
 
     def run(self, feeds: dict) -> list:
-        n = len(next(iter(feeds.values())))
-        outputs = [self.model.predict({k: v[i: i + 1] for k, v in feeds.items()}) for i in range(n)]
-        return [np.concatenate([o[name] for o in outputs]) for name in self.output_names]
+        predict = lambda chunk: [self.model.predict(chunk)[name] for name in self.output_names]  # noqa: E731
+        return run_in_batches(predict, feeds, self.fixed_batch or 1)
 
     def input_specs(self) -> list:
         return _input_specs(self._spec)
@@ -409,6 +430,12 @@ class CoreMLRunner:
     def describe(self) -> dict:
         return {"runtime": "Core ML", "runtime_version": f"coremltools {self._version}",
                 "execution_provider": f"compute units {self._units}", "threads": 1, "kind": "measured"}
+
+
+def _fixed_batch(spec) -> int | None:
+    """The batch a package was converted at, when its inputs take no other (no shape range)."""
+    first = spec.description.input[0].type.multiArrayType
+    return int(first.shape[0]) if first.WhichOneof("ShapeFlexibility") is None and first.shape else None
 
 
 def _input_specs(spec) -> list:

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_distill.calibration import fixed_batch_of, padded, run_in_batches
 from edge_distill.errors import BadInput, MissingDependency
 from edge_distill.quiet import quiet
 
-from . import Artifact, BuildRequest, Capabilities, Option, Precision
+from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision
 
 capabilities = Capabilities(
     name="ort",
@@ -41,6 +42,7 @@ capabilities = Capabilities(
     runtime=("onnxruntime",),
     options=(Option("int4_gather", bool, False, "int4 also packs Gather (embedding) tables with GatherBlockQuantized"),
              Option("int4_block_size", int, 32, "int4 block size", minimum=16)),
+    app_runtime_package="onnxruntime",
 )
 
 
@@ -56,24 +58,26 @@ def _working_in(folder: Path):
 
 
 class _Reader:
-    """onnxruntime's CalibrationDataReader protocol over a Dataset, one sample at a time."""
+    """onnxruntime's CalibrationDataReader protocol over a Dataset: one sample at a time, or chunks of
+    a fixed-batch model's batch (the last one padded with its last sample)."""
 
-    def __init__(self, data, input_names):
-        self._data, self._names = data, input_names
+    def __init__(self, data, input_names, batch: int | None = None):
+        self._data, self._names, self._step = data, input_names, batch or 1
         self.rewind()
 
     def get_next(self):
         return next(self._iter, None)
 
     def rewind(self):
-        self._iter = ({n: self._data.inputs[n][i: i + 1] for n in self._names} for i in range(len(self._data)))
+        self.set_range(0, len(self._data))
 
     def __len__(self):
-        return len(self._data)
+        return -(-len(self._data) // self._step)
 
     def set_range(self, start_index: int, end_index: int):
-        self._iter = ({n: self._data.inputs[n][i: i + 1] for n in self._names}
-                      for i in range(start_index, min(end_index, len(self._data))))
+        step, end = self._step, min(end_index * self._step, len(self._data))
+        self._iter = (padded({n: self._data.inputs[n][i: i + step] for n in self._names}, step)
+                      for i in range(start_index * step, end, step))
 
 
 class OrtTarget:
@@ -103,6 +107,9 @@ class OrtTarget:
             details["notes"] = [f"no .ort for {request.precision}: onnxruntime cannot read back the ORT-format file "
                                 f"({unreadable}); the artifact is the .onnx, which ORT Mobile's full build loads"]
             ort_path = onnx_out
+        # The .ort's bytes change layout from run to run (same graph); the .onnx it is converted from
+        # does not. This hash, of that .onnx and the converter's version, is the same on every run.
+        details["stable_sha256"] = _stable_hash(onnx_out)
         details["ops"] = op_counts(onnx_out)
         details["mobile_usability"] = mobile_usability(onnx_out)
         files = list(dict.fromkeys([ort_path, onnx_out, *sorted(request.out_dir.glob(f"{onnx_out.stem}*.config"))]))
@@ -136,7 +143,8 @@ class OrtTarget:
                             calibration_cache_path=str(cache), **common)
         else:
             calibrate = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[method]
-            quantize_static(str(pre), str(out), _Reader(request.calibration, names), calibrate_method=calibrate,
+            quantize_static(str(pre), str(out), _Reader(request.calibration, names, fixed_batch_of(request.source.inputs)),
+                            calibrate_method=calibrate,
                             **common)
         return {"calibration": {"method": method, "samples": len(request.calibration),
                                 "source": request.calibration.source},
@@ -149,7 +157,7 @@ class OrtTarget:
                                        calibrate_method=CalibrationMethod.Entropy,
                                        extra_options={"num_bins": 2048, "num_quantized_bins": 128})
         try:
-            calibrator.collect_data(_Reader(request.calibration, names))
+            calibrator.collect_data(_Reader(request.calibration, names, fixed_batch_of(request.source.inputs)))
             ranges = calibrator.compute_data()
         except ValueError as exc:
             raise BadInput(f"entropy calibration failed on this model ({exc}); use minmax or percentile") from exc
@@ -190,12 +198,17 @@ class OrtTarget:
     def open_runner(self, path: Path, threads: int, options: dict | None = None):
         return OrtRunner(path, threads)
 
+    def coverage(self, path: Path) -> Coverage | None:
+        onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")  # the .ort's own graph
+        return coverage(onnx_path) if onnx_path.is_file() else None
+
     def inspect(self, path: Path) -> dict:
         onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
         info = {"file": str(path), "size_bytes": path.stat().st_size}
         if onnx_path.exists():
             info["ops"] = op_counts(onnx_path)
             info["mobile_usability"] = mobile_usability(onnx_path)
+            info["coverage"] = coverage(onnx_path).to_dict()
         elif path.suffix == ".ort":  # an ORT-format file alone: what its flatbuffer says
             info.update(_ort_file_contents(path))
         return info
@@ -217,15 +230,22 @@ class OrtRunner:
         except Exception as exc:
             raise BadInput(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}", path=path) from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
+        # saved with a fixed batch: fed in chunks of it, whatever the caller passes
+        self.fixed_batch = next((i.shape[0] for i in self.session.get_inputs() if isinstance(i.shape[0], int)), None)
         self.threads = threads
         self._version = ort.__version__
 
     def run(self, feeds: dict) -> list:
+        if self.fixed_batch and len(next(iter(feeds.values()))) != self.fixed_batch:
+            return run_in_batches(lambda chunk: self.session.run(None, chunk), feeds, self.fixed_batch)
         return self.session.run(None, feeds)
 
     def emulation_request(self, feeds: dict) -> tuple[dict, dict]:
-        arrays = {n: np.ascontiguousarray(feeds[n]) for n in self.input_names}
-        return {"runtime": "ort", "batch": 256}, arrays
+        n = len(next(iter(feeds.values())))
+        step = self.fixed_batch or 256
+        total = -(-n // step) * step  # whole batches; the worker drops the padding's outputs
+        arrays = {k: np.ascontiguousarray(padded(feeds, total)[k]) for k in self.input_names}
+        return {"runtime": "ort", "batch": step, "samples": n}, arrays
 
     def from_emulated(self, outputs: list) -> list:
         return outputs
@@ -253,7 +273,18 @@ def _convert_to_ort(onnx_path: Path, out_dir: Path) -> Path:
     ort_path = out_dir / f"{onnx_path.stem}.ort"
     if not ort_path.exists():
         raise BadInput(f"ORT format conversion produced no {ort_path.name}", path=onnx_path)
+    for config in out_dir.glob(f"{onnx_path.stem}*.config"):  # its comment names the build's temporary path
+        config.write_text("".join(f"# - {ort_path.name}\n" if line.startswith("# - ") else line
+                                  for line in config.read_text().splitlines(keepends=True)))
     return ort_path
+
+
+def _stable_hash(onnx_path: Path) -> str:
+    import hashlib
+
+    import onnxruntime as ort
+
+    return hashlib.sha256(f"onnxruntime {ort.__version__} Fixed\n".encode() + onnx_path.read_bytes()).hexdigest()
 
 
 def _ort_file_contents(path: Path) -> dict:
@@ -364,3 +395,83 @@ def mobile_usability(onnx_path: Path) -> dict:
                        "partitions": info.num_partitions, "unsupported_ops": sorted(info.unsupported_ops),
                        "suitability": info.suitability().name}
     return out
+
+
+# op type -> (index of its weight inputs, bits when the op itself holds quantized weights)
+_QUANTIZED_OPS = {"MatMulNBits": ((1,), 4), "GatherBlockQuantized": ((0,), 4), "MatMulInteger": ((1,), 8),
+                  "ConvInteger": ((1,), 8), "DynamicQuantizeMatMul": ((1,), 8), "QLinearConv": ((3,), 8),
+                  "QLinearMatMul": ((3,), 8), "DynamicQuantizeLSTM": ((1, 2), 8), "QGemm": ((3,), 8)}
+_FLOAT_OPS = {"Conv": (1,), "ConvTranspose": (1,), "MatMul": (1,), "Gemm": (1,), "LSTM": (1, 2), "GRU": (1, 2),
+              "RNN": (1, 2), "Gather": (0,)}
+_WHY_FLOAT = {"Conv": "int4 (MatMulNBits) covers MatMul and Gemm only", "Gather": "int4_gather is off",
+              "LSTM": "static QDQ leaves recurrent weights in float; int8-dynamic quantizes them",
+              "GRU": "onnxruntime's quantizers keep GRU weights in float (dynamic covers LSTM only)",
+              "RNN": "onnxruntime's quantizers keep RNN weights in float (dynamic covers LSTM only)"}
+
+
+def coverage(onnx_path: Path) -> Coverage:
+    """Weights and multiply-accumulates of an ORT graph, quantized or float, per op: QDQ weights
+    (DequantizeLinear of an int8 initializer), the quantized ops (MatMulNBits, MatMulInteger, ...)."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(onnx_path))
+    for value in list(model.graph.input) + list(model.graph.output):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param:
+                dim.Clear()
+                dim.dim_value = 1  # batch 1, as the latency is reported
+    try:
+        model = shape_inference.infer_shapes(model)
+    except Exception:  # contrib ops may not infer: MACs of what does
+        pass
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(model.graph.input) + list(model.graph.value_info) + list(model.graph.output)}
+    inits = {i.name: i for i in model.graph.initializer}
+    dequantized = {n.output[0]: inits[n.input[0]] for n in model.graph.node
+                   if n.op_type == "DequantizeLinear" and n.input[0] in inits}
+    result = Coverage()
+    for node in model.graph.node:
+        if node.op_type in _QUANTIZED_OPS:
+            indices, _ = _QUANTIZED_OPS[node.op_type]
+            quantized = True
+        elif node.op_type in _FLOAT_OPS:
+            indices, quantized = _FLOAT_OPS[node.op_type], None
+        else:
+            continue
+        for index in indices:
+            name = node.input[index] if index < len(node.input) else ""
+            tensor = dequantized.get(name) or inits.get(name)
+            if tensor is None:
+                continue  # an activation (MatMul of two activations): no weights
+            elements = _weight_elements(node, tensor)
+            is_quantized = quantized or name in dequantized
+            result.add(node.op_type, elements, _macs(node, shapes, elements), is_quantized, node.name,
+                       "" if is_quantized else _WHY_FLOAT.get(node.op_type, ""))
+    return result
+
+
+def _weight_elements(node, tensor) -> int:
+    if node.op_type == "MatMulNBits":
+        attrs = {a.name: a.i for a in node.attribute}
+        return attrs["K"] * attrs["N"]
+    count = int(np.prod(tensor.dims)) if len(tensor.dims) else 1
+    return count * 2 if node.op_type == "GatherBlockQuantized" else count  # two 4-bit values per byte
+
+
+def _macs(node, shapes: dict, elements: int) -> int | None:
+    """Multiply-accumulates per sample: every weight once per output position (a lookup: none). The
+    leading axis is the batch (fixed graphs keep theirs), so it is left out."""
+    if node.op_type in ("Gather", "GatherBlockQuantized"):
+        return 0
+    out = shapes.get(node.output[0])
+    if (not out or not all(out)) and shapes.get(node.input[0]):  # a contrib op's output is not inferred
+        rows = shapes[node.input[0]][1:-1]
+        return int(np.prod(rows)) * elements if all(rows) else None
+    if not out or not all(out):
+        return None
+    if node.op_type in ("Conv", "ConvInteger", "QLinearConv", "ConvTranspose"):
+        return int(np.prod(out[2:])) * elements  # each output pixel uses every weight of its group
+    if node.op_type in ("LSTM", "GRU", "RNN", "DynamicQuantizeLSTM"):
+        return int(out[0]) * elements  # every weight at every time step
+    return int(np.prod(out[1:-1])) * elements  # MatMul / Gemm: every weight once per row of a sample

@@ -32,9 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_distill.calibration import fixed_batch_of, padded, run_in_batches
 from edge_distill.errors import BadInput, ExportMismatch, MissingDependency
 
-from . import Artifact, BuildRequest, Capabilities, Option, Precision
+from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision
 
 capabilities = Capabilities(
     name="tflite",
@@ -58,6 +59,7 @@ capabilities = Capabilities(
                                                    "(float compute)", choices=("dynamic", "weight-only")),
              Option("int4_block_size", int, 32, "blockwise int4 block for FULLY_CONNECTED layers", minimum=16),
              Option("tolerance", float, 1e-4, "max |fp32 .tflite - torch| on real samples", minimum=0.0)),
+    app_runtime_package="ai-edge-litert",
 )
 
 METADATA_NAME = "edge_distill"
@@ -148,10 +150,9 @@ class TfliteTarget:
         quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
                                                                                  is_dynamic=False))
         prepared = prepare_pt2e(torch.export.export(module, sample).module(), quantizer)
-        data = request.calibration
         with torch.no_grad():
-            for i in range(len(data)):
-                prepared(*_as_tensors(specs, {s.name: data.inputs[s.name][i: i + 1] for s in specs}, channels_last))
+            for feeds in _calibration_feeds(request.calibration, specs):
+                prepared(*_as_tensors(specs, feeds, channels_last))
         converted = convert_pt2e(prepared, fold_quantize=False)
         edge = litert_torch.convert(converted, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
         edge.export(str(out))
@@ -165,8 +166,8 @@ class TfliteTarget:
         _require_calibration(request)
         data, specs = request.calibration, request.source.inputs
         channels_last = bool(opts["channels_last_io"])
-        samples = [{s.name: _as_tensors([s], {s.name: data.inputs[s.name][i: i + 1]}, channels_last)[0].numpy()
-                    for s in specs} for i in range(len(data))]
+        samples = [{s.name: _as_tensors([s], {s.name: feeds[s.name]}, channels_last)[0].numpy() for s in specs}
+                   for feeds in _calibration_feeds(data, specs)]
         qt = quantizer.Quantizer(str(fp32), recipe.static_wi8_ai8())
         qt.quantize(qt.calibrate({"serving_default": samples})).export_model(str(out), overwrite=True)
         if not opts["integer_io"]:
@@ -215,7 +216,10 @@ class TfliteTarget:
         return TfliteRunner(path, threads)
 
     def inspect(self, path: Path) -> dict:
-        return inspect_tflite(path)
+        return {**inspect_tflite(path), "coverage": coverage(path).to_dict()}
+
+    def coverage(self, path: Path) -> Coverage:
+        return coverage(path)
 
 
 class TfliteRunner:
@@ -267,6 +271,10 @@ class TfliteRunner:
         return int(next(iter(self._inputs.values()))["shape"][0]) or 1
 
     @property
+    def fixed_batch(self) -> int:
+        return self.batch  # a .tflite file always has one
+
+    @property
     def output_indices(self) -> list[int]:
         return [int(d["index"]) for d in self._outputs]
 
@@ -280,21 +288,22 @@ class TfliteRunner:
 
     def emulation_request(self, feeds: dict) -> tuple[dict, dict]:
         """The aarch64 interpreter gets the raw tensors, so the worker holds no conversion logic."""
-        arrays = {f"t{index}": array for index, array in self.raw_inputs(feeds).items()}
-        return {"runtime": "litert", "batch": self.batch, "outputs": self.output_indices}, arrays
+        n = len(next(iter(feeds.values())))
+        whole = padded(feeds, -(-n // self.batch) * self.batch)  # whole batches; the worker drops the padding
+        arrays = {f"t{index}": array for index, array in self.raw_inputs(whole).items()}
+        return {"runtime": "litert", "batch": self.batch, "outputs": self.output_indices, "samples": n}, arrays
 
     def from_emulated(self, outputs: list) -> list:
         return self.from_raw(outputs)
 
     def run(self, feeds: dict) -> list:
-        n = len(next(iter(feeds.values())))
-        results = []
-        for start in range(0, n, self.batch):
-            for index, value in self.raw_inputs({k: v[start: start + self.batch] for k, v in feeds.items()}).items():
-                self.interpreter.set_tensor(index, value)
-            self.interpreter.invoke()
-            results.append(self.from_raw([self.interpreter.get_tensor(i) for i in self.output_indices]))
-        return [np.concatenate(parts) for parts in zip(*results)]
+        return run_in_batches(self._invoke, feeds, self.batch)
+
+    def _invoke(self, feeds: dict) -> list:
+        for index, value in self.raw_inputs(feeds).items():
+            self.interpreter.set_tensor(index, value)
+        self.interpreter.invoke()
+        return self.from_raw([self.interpreter.get_tensor(i) for i in self.output_indices])
 
     def input_specs(self) -> list:
         from edge_distill.calibration import InputSpec
@@ -316,6 +325,12 @@ class TfliteRunner:
 
 # -- conversion helpers ---------------------------------------------------------------------------
 def _torch_module(source):
+    if source.exported is not None:
+        # A .pt2's module() refuses train()/eval() ("not supported yet"), which litert-torch calls; it
+        # is already in inference form, so both are no-ops here.
+        module = source.module
+        module.train = module.eval = lambda *args, **kwargs: module
+        return module
     if source.module is not None:
         return source.module
     try:
@@ -362,11 +377,21 @@ def _image_args(specs) -> list[int]:
 
 
 def _sample_inputs(specs, calibration) -> tuple:
+    """The example the converter traces with: one sample, or the model's own fixed batch."""
     import torch
 
+    size = fixed_batch_of(specs) or 1
     if calibration is not None:
-        return tuple(torch.from_numpy(np.ascontiguousarray(calibration.inputs[s.name][:1])) for s in specs)
-    return tuple(torch.zeros(s.example_shape(1), dtype=getattr(torch, s.dtype)) for s in specs)
+        feeds = padded({s.name: calibration.inputs[s.name] for s in specs}, size)
+        return tuple(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in specs)
+    return tuple(torch.zeros(s.example_shape(size), dtype=getattr(torch, s.dtype)) for s in specs)
+
+
+def _calibration_feeds(data, specs):
+    """Calibration samples one at a time, or in chunks of a fixed-batch model's batch."""
+    step = fixed_batch_of(specs) or 1
+    for i in range(0, len(data), step):
+        yield padded({s.name: data.inputs[s.name][i: i + step] for s in specs}, step)
 
 
 def _as_tensors(specs, arrays: dict, channels_last: bool) -> tuple:
@@ -599,3 +624,51 @@ def _constant_tensors(path: Path) -> set[int]:
         if buffer is not None and (buffer.DataLength() > 0 or buffer.Offset() > 1):
             constant.add(i)
     return constant
+
+
+# op -> indices of its weight inputs; recurrent ops hold their gate weights in inputs 1-8
+_WEIGHTED = {"FULLY_CONNECTED": (1,), "CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,), "TRANSPOSE_CONV": (1,),
+             "BATCH_MATMUL": (1,), "EMBEDDING_LOOKUP": (1,), "UNIDIRECTIONAL_SEQUENCE_LSTM": tuple(range(1, 9)),
+             "UNIDIRECTIONAL_SEQUENCE_RNN": (1, 2)}
+_INTEGER_TYPES = {3: "uint8", 9: "int8", 17: "int4"}  # TensorType of the flatbuffer schema
+
+
+def coverage(path: Path) -> Coverage:
+    """Weights of a .tflite file by storage type, following DEQUANTIZE ops back to their constant
+    (weight-only and dynamic recipes keep int8 weights and dequantize them at run time)."""
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    graph = fb.Model.GetRootAs(Path(path).read_bytes(), 0).Subgraphs(0)
+    types = {i: graph.Tensors(i).Type() for i in range(graph.TensorsLength())}
+    it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    tensors = {t["index"]: t for t in it.get_tensor_details()}
+    ops = it._get_ops_details()
+    dequantized = {int(op["outputs"][0]): int(op["inputs"][0]) for op in ops if op["op_name"] == "DEQUANTIZE"}
+    constant = _constant_tensors(path)
+    result = Coverage()
+    for op in ops:
+        for position in _WEIGHTED.get(op["op_name"], ()):
+            if position >= len(op["inputs"]) or op["inputs"][position] < 0:
+                continue
+            index = dequantized.get(int(op["inputs"][position]), int(op["inputs"][position]))
+            if index not in constant:
+                continue  # an activation (BATCH_MATMUL of two activations)
+            shape = [int(x) for x in tensors[index]["shape"]]
+            elements = int(np.prod(shape)) if shape else 1
+            out = [int(x) for x in tensors[int(op["outputs"][0])]["shape"]]
+            macs = 0 if op["op_name"] == "EMBEDDING_LOOKUP" else _tflite_macs(op["op_name"], out, shape, elements)
+            result.add(op["op_name"], elements, macs, types.get(index) in _INTEGER_TYPES, f"#{op['index']}",
+                       "kept in float by the recipe")
+    return result
+
+
+def _tflite_macs(op: str, out: list[int], weight: list[int], elements: int) -> int:
+    if op in ("CONV_2D", "TRANSPOSE_CONV"):
+        return int(np.prod(out[1:3])) * elements  # NHWC: every weight at every output pixel
+    if op == "DEPTHWISE_CONV_2D":
+        return int(np.prod(out[1:3])) * elements
+    if op.startswith("UNIDIRECTIONAL_SEQUENCE"):
+        return int(out[1] if len(out) > 2 else 1) * elements
+    return int(np.prod(out[1:-1])) * elements  # FULLY_CONNECTED / BATCH_MATMUL: once per row of a sample

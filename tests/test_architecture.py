@@ -160,7 +160,7 @@ def test_every_import_of_our_own_names_resolves():
 
     missing = []
     for name, path in MODULES.items():
-        if name.endswith("emulated_worker"):
+        if name.endswith("runtime_worker"):
             continue  # runs inside the emulated aarch64 Python, without edge_distill
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         for node in ast.walk(ast.parse(path.read_text())):

@@ -222,9 +222,10 @@ def test_check_on_a_phone_measures_there_and_gates(example, tmp_path, phone):
         assert prov["kind"] == "measured" and prov["device"] == "adb:R5CT21ABCDE (SM-A546B, Android 14)"
     # Figures parsed from the tools' own output (replayed): perf_test's P95 in s, benchmark_model's p95 in µs.
     assert ort["latency"]["p95_ms"] == pytest.approx(101.519) and ort["latency"]["p50_ms"] == pytest.approx(99.5086)
-    assert ort["memory"]["peak_mb"] == pytest.approx(271122432 / 2**20, rel=1e-4)
+    assert ort["memory"]["peak_mb"] == pytest.approx(271.122432, rel=1e-4)  # bytes / 10^6: one MB everywhere
     assert tfl["latency"]["p95_ms"] == pytest.approx(106.281) and tfl["latency"]["p50_ms"] == pytest.approx(105.718)
     assert tfl["latency"]["p99_ms"] is None  # benchmark_model prints p5/median/p95 only: not invented
+    assert tfl["memory"]["peak_mb"] == pytest.approx(14.8164 * 2**20 / 1e6, rel=1e-4)  # its "MB" is MiB
     # The captured logs hold 5 and 50 timed runs; 20 were asked for: the report says so, never passes them off.
     assert ort["latency"]["runs"] == 5 and tfl["latency"]["runs"] == 50
     assert any("onnxruntime_perf_test reported 5 timed runs where 20 were asked for" in w for w in ort["warnings"])

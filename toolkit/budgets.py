@@ -13,6 +13,7 @@ A budget table (in `edge-distill.toml` under [budgets], or a budget file given t
     min_speedup_vs_float = 1.0    # float p50 / this p50, for quantized artifacts
     min_teacher_cosine = 0.95     # embedding: mean cosine similarity to the teacher's (also min_float_cosine)
     min_retrieval_agreement = 0.9 # embedding: same nearest neighbour as the teacher (min_float_retrieval_agreement)
+    min_quantized_fraction = 0.9  # quantized precisions: share of the weights really stored in int8/int4
     sequence_length = 128         # text: the token count the latency limits hold at
     require = "measured"          # the weakest provenance a figure may have, overall and in slices:
                                   # measured > emulated > reference-mil > estimated
@@ -34,7 +35,7 @@ from pathlib import Path
 
 from .errors import BadInput
 from .provenance import RANK as PROVENANCE_RANK
-from .result import Check, TargetResult
+from .result import MB, Check, TargetResult
 from .tomlfile import check_keys, expect, read_toml
 
 
@@ -56,6 +57,7 @@ SCALAR_CHECKS = {
     "min_float_cosine": ("float_cosine", ">=", ""),
     "min_retrieval_agreement": ("teacher_retrieval_agreement", ">=", ""),
     "min_float_retrieval_agreement": ("float_retrieval_agreement", ">=", ""),
+    "min_quantized_fraction": ("quantized_fraction", ">=", ""),  # of the weights, in int8/int4: quantized precisions
 }
 SLICE_CHECKS = {k: SCALAR_CHECKS[k] for k in
                 ("min_accuracy", "max_accuracy_drop", "min_float_agreement", "min_teacher_agreement",
@@ -134,10 +136,12 @@ def load_budget_file(path: str | Path) -> Budget:
     return parse_budget(data, path, where="top level")
 
 
-def evaluate(result: TargetResult, budget: Budget, baseline: bool = False) -> list[Check]:
+def evaluate(result: TargetResult, budget: Budget, precision=None) -> list[Check]:
     """The checks of one result against the budget (resolved for its precision here): a pure
-    function of the two. `baseline`: the result is its target's float baseline (no speedup limit)."""
-    layer, _ = applicable(result, budget, baseline)
+    function of the two, and of what the target declares of the precision (a `targets.Precision`:
+    the float baseline carries no speedup limit, a float precision no quantized-fraction limit)."""
+    layer, _ = applicable(result, budget, precision)
+    baseline = bool(precision and precision.is_float_baseline)
     why_no_numerics = result.evaluation.get("error")
     slice_figures = {s: m.figures() for s, m in result.slices.items()}
     if why_no_numerics:
@@ -146,9 +150,11 @@ def evaluate(result: TargetResult, budget: Budget, baseline: bool = False) -> li
     return check_figures(layer, figures_of(result, baseline), slice_figures, provenance_of(result), result.name)
 
 
-def applicable(result: TargetResult, budget: Budget, baseline: bool = False) -> tuple[Budget, list[str]]:
+def applicable(result: TargetResult, budget: Budget, precision=None) -> tuple[Budget, list[str]]:
     """The budget layer that applies to this result, and notes on the limits that do not."""
-    layer = budget.for_precision(result.precision, baseline)
+    layer = budget.for_precision(result.precision, bool(precision and precision.is_float_baseline))
+    if precision is not None and precision.weight_bits > 8 and layer.sets("min_quantized_fraction"):
+        layer = layer.without("min_quantized_fraction")  # nothing to quantize in a float artifact
     if result.subject == "off-the-shelf" and layer.sets("min_teacher_cosine"):
         return layer.without("min_teacher_cosine"), [
             f"{result.name}: min_teacher_cosine does not apply to an off-the-shelf model (its embedding space "
@@ -160,7 +166,7 @@ def figures_of(r: TargetResult, baseline: bool = False) -> dict:
     """A result as the metric paths budgets read ("latency.p95_ms", "accuracy"), each missing figure
     with the reason it is missing ("<path>.why")."""
     figures = r.metrics.figures()
-    figures["size_mb"] = round(r.size_bytes / 1e6, 6)
+    figures["size_mb"] = round(r.size_bytes / MB, 6)
     figures["peak_memory_mb"] = r.memory.peak_mb
     why_no_latency = r.memory.why_not if r.latency is None else None
     if r.memory.peak_mb is None:
@@ -182,6 +188,9 @@ def figures_of(r: TargetResult, baseline: bool = False) -> dict:
         figures["teacher_agreement.why"] = "no teacher was given"
     if figures.get("float_agreement") is None:
         figures["float_agreement.why"] = "no float student was given"
+    figures["quantized_fraction"] = (r.coverage or {}).get("quantized_weight_fraction")
+    if figures["quantized_fraction"] is None:
+        figures["quantized_fraction.why"] = f"the {r.target} target cannot read what share of this artifact is quantized"
     if r.evaluation.get("error"):
         figures.update({f"{k}.why": r.evaluation["error"] for k in r.metrics.figures()})
     return figures

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,11 +36,15 @@ class BundleOutcome:
     written: list[str]
     refused: list[str]  # results that failed their budgets: left out, or bundled with allow_failed
     allow_failed: bool = False
+    unloadable: list[str] = field(default_factory=list)  # do not load in the app's runtime version
 
     @property
     def exit_code(self) -> int:
-        """1 when a model was left out for a broken budget, so CI notices."""
-        return 1 if self.refused and not self.allow_failed else 0
+        """2 when an artifact would not load in the app (it would crash it); 1 when a model was left
+        out for a broken budget, so CI notices; --allow-failed bundles both, loudly, and exits 0."""
+        if self.allow_failed:
+            return 0
+        return 2 if self.unloadable else 1 if self.refused else 0
 
 
 def read_app(app: Path) -> dict:
@@ -58,7 +62,11 @@ def read_app(app: Path) -> dict:
     models = (app / spec["models_dir"]).resolve()
     if app.resolve() not in models.parents and models != app.resolve():
         raise BadInput(f"models_dir '{spec['models_dir']}' escapes the app folder", path=path)
-    return {**spec, "models_path": models}
+    runtimes = spec.get("runtimes", {})
+    if not isinstance(runtimes, dict) or not all(isinstance(v, str) for v in runtimes.values()):
+        raise BadInput("'runtimes' must map a target to the runtime version the app ships, e.g. "
+                       '{"ort": "1.22.0"}', path=path)
+    return {**spec, "models_path": models, "runtimes": runtimes}
 
 
 def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=print) -> BundleOutcome:
@@ -78,11 +86,21 @@ def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=prin
         return BundleOutcome([], refused, allow_failed)
 
     artifacts = {r["name"]: _verified_artifact(source, r, report_path) for r in chosen}  # before any write
+    context = _Context(report, report_path)
+    unloadable = []
+    for result in list(chosen):
+        proof = _in_the_apps_runtime(result, artifacts[result["name"]], spec["runtimes"], context, progress)
+        if proof is not None and not proof.ok:
+            unloadable.append(f"{result['name']}: {proof.error.splitlines()[0][:300]} in {proof.runtime}, the "
+                              f"version the app ships")
+            if not allow_failed:
+                chosen.remove(result)
+    if not chosen:
+        return BundleOutcome([], refused, allow_failed, unloadable)
     models = spec["models_path"]
     models.mkdir(parents=True, exist_ok=True)
     previous = _manifest(models)
     plan = {}  # file name in the app -> source path (or JSON text)
-    context = _Context(report, report_path)
     for result in chosen:
         artifact = artifacts[result["name"]]
         name = _safe_name(result["name"])
@@ -100,7 +118,27 @@ def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=prin
         write_atomic(models / file_name, content)
         progress(f"bundled {models / file_name}")
     write_atomic(models / MANIFEST, json.dumps({"files": sorted(set(previous) | set(plan))}, indent=1) + "\n")
-    return BundleOutcome(sorted(plan), refused, allow_failed)
+    return BundleOutcome(sorted(plan), refused, allow_failed, unloadable)
+
+
+def _in_the_apps_runtime(result: dict, artifact: Path, runtimes: dict, context, progress):
+    """The proof that the artifact loads, and reproduces its golden outputs, in the runtime version
+    the app ships; None where the app names no version or the runtime is the OS's (Core ML)."""
+    from edge_distill.targets import get_target
+
+    from .runtimes import prove
+
+    target = get_target(result["target"])
+    version, package = runtimes.get(result["target"]), target.capabilities.app_runtime_package
+    if not version or not package:
+        return None
+    runner, data, expected = context.golden_outputs(result, artifact)
+    proof = prove(runner, artifact, package, version, {n: data.inputs[n] for n in runner.input_names}, expected,
+                  1e-3 if _full_precision(result) else 0.05, progress)
+    context.proofs[result["name"]] = proof
+    progress(f"{result['name']} in {proof.runtime} (the app's): " + (
+        f"loads, golden outputs within {proof.max_abs_diff:.2g}" if proof.ok else "FAILS"))
+    return proof
 
 
 def _verified_artifact(source: Path, result: dict, report_path: Path) -> Path:
@@ -122,6 +160,13 @@ def _verified_artifact(source: Path, result: dict, report_path: Path) -> Path:
         raise BadInput(f"{result['artifact']} is not the file the check verified (its sha256 differs from the "
                        "report's); refused", path=artifact, hint="run check again")
     return artifact
+
+
+def _proof_record(proof) -> dict | None:
+    if proof is None:
+        return None
+    return {"package": proof.package, "version": proof.version, "loads": proof.loaded,
+            "golden_max_abs_diff": proof.max_abs_diff, "error": proof.error}
 
 
 def _full_precision(result: dict) -> bool:
@@ -162,6 +207,18 @@ class _Context:
         self.report, self.report_hash = report, sha256_file(report_path)
         self.cfg = load_config(report["config"]) if report.get("config") else None
         self._golden = None
+        self._outputs: dict = {}
+        self.proofs: dict = {}  # result name -> runtimes.Proof in the app's runtime version
+
+    def golden_outputs(self, result: dict, artifact: Path):
+        """(runner, golden samples, the artifact's first output on them), computed once per result."""
+        if result["name"] not in self._outputs:
+            from edge_distill.targets import get_target
+
+            data = self.golden()
+            runner = get_target(result["target"]).open_runner(artifact, 1)
+            self._outputs[result["name"]] = runner, data, runner.run({n: data.inputs[n] for n in runner.input_names})[0]
+        return self._outputs[result["name"]]
 
     def golden(self):
         if self._golden is None:
@@ -203,14 +260,10 @@ class _Context:
         return info
 
     def model_json(self, result: dict, file_name: str, artifact: Path) -> dict:
-        from edge_distill.targets import get_target
-
         m = self.cfg.model if self.cfg else None
         normalization = dict(m.normalization) if m else {}
         labels = list(m.labels) if m else []
-        data = self.golden()
-        runner = get_target(result["target"]).open_runner(artifact, 1)
-        outputs = runner.run({n: data.inputs[n] for n in runner.input_names})[0]
+        _, data, outputs = self.golden_outputs(result, artifact)
         scale = float(normalization.get("scale", 1.0))
         task = m.task if m else "classification"
         golden = _golden_samples(data, outputs, scale, task, labels)
@@ -245,7 +298,8 @@ class _Context:
                         "broken": _broken(result)},
             "provenance": {"evaluation": result.get("evaluation", {}),
                            "latency": latency["provenance"] if latency else None,
-                           "report_sha256": self.report_hash, "tool_version": self.report["tool_version"]},
+                           "report_sha256": self.report_hash, "tool_version": self.report["tool_version"],
+                           "app_runtime": _proof_record(self.proofs.get(result["name"]))},
             "teacher": {"sha256": (self.report.get("teacher") or {}).get("fingerprint"),
                         "distilled_from": m.distilled_from if m else None},
             "golden": {"tolerance": 1e-3 if _full_precision(result) else 0.05, "samples": golden},

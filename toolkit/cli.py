@@ -133,7 +133,7 @@ def export(model, target, precision, weights, config, data, calibration, calibra
     if summary["artifact"]:
         a = summary["artifact"]
         click.echo(f"{a['target']}-{a['precision']}: {Path(out) / a['path']} "
-                   f"({a['size_bytes'] / 1024:.1f} KB)")
+                   f"({a['size_bytes'] / 1000:.1f} KB)")
 
 
 def _parse_options(items) -> dict:
@@ -307,6 +307,10 @@ def bundle(source, app, allow_failed):
     from .bundle import bundle as run_bundle
 
     outcome = run_bundle(source, app, allow_failed=allow_failed, progress=click.echo)
+    for item in outcome.unloadable:
+        click.echo(("WARNING: bundled although it does not load in the app: " if allow_failed else
+                    "error: refused, it does not load in the app (--allow-failed to bundle it anyway): ") + item,
+                   err=True)
     for item in outcome.refused:
         click.echo(("WARNING: bundled although it broke its budget: " if allow_failed else
                     "refused (broke its budget; --allow-failed to bundle it anyway): ") + item, err=True)

@@ -35,6 +35,7 @@
     precisions = ["fp32", "int8", "int4"]
     calibration_method = "minmax"         # minmax | percentile | entropy
     options = { int4_gather = false }
+    runtime_version = "1.22.0"            # optional: the version your app ships; each artifact must load in it
 
     [budgets]                             # see edge_distill.budgets
 """
@@ -77,6 +78,7 @@ class TargetConfig:
     calibration_method: str = "minmax"
     options: dict = field(default_factory=dict)
     device: str | None = None  # overrides [measure] device for this target
+    runtime_version: str | None = None  # the runtime version an app ships: every artifact must load in it
 
 
 @dataclass
@@ -237,7 +239,7 @@ def _read_measure(cfg: Config, me: dict) -> None:
 
 def _read_target(t, where: str, path: Path) -> TargetConfig:
     check_keys(expect(t, dict, "targets", "top level", path),
-               {"name", "precisions", "calibration_method", "options", "device"}, where, path)
+               {"name", "precisions", "calibration_method", "options", "device", "runtime_version"}, where, path)
     if "name" not in t:
         raise BadInput(f"[{where}] needs 'name'", path=path)
     precisions = expect(t.get("precisions", ["fp32"]), list, "precisions", where, path)
@@ -245,7 +247,9 @@ def _read_target(t, where: str, path: Path) -> TargetConfig:
         name=expect(t["name"], str, "name", where, path), precisions=[str(p) for p in precisions],
         calibration_method=expect(t.get("calibration_method", "minmax"), str, "calibration_method", where, path),
         options=expect(t.get("options", {}), dict, "options", where, path),
-        device=expect(t["device"], str, "device", where, path) if "device" in t else None)
+        device=expect(t["device"], str, "device", where, path) if "device" in t else None,
+        runtime_version=expect(t["runtime_version"], str, "runtime_version", where, path)
+        if "runtime_version" in t else None)
 
 
 def _positive_int(table: dict, key: str, default: int, where: str, path: Path) -> int:

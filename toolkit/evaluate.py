@@ -22,7 +22,7 @@ from .budgets import Budget
 from .devices import Figures, Job, RunSettings
 from .errors import BadInput
 from .files import sha256_path
-from .result import Latency, TargetResult, result_label
+from .result import Check, Latency, TargetResult, result_label
 
 
 @dataclass
@@ -33,6 +33,7 @@ class References:
     float_outputs: np.ndarray | None = None
     teacher_outputs: np.ndarray | None = None
     float_latency: Latency | None = None
+    float_size: int | None = None  # bytes of the target's fp32 artifact: a quantized one must be smaller
 
 
 @dataclass
@@ -72,12 +73,18 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
     figures = settings.device.measure(Job(
         target=candidate.target, path=candidate.path, runner=runner, data=data, settings=settings,
         label=candidate.label, precision=precision, graph=candidate.graph, host_outputs=outputs, progress=progress))
-    baseline = bool(precision and precision.is_float_baseline)
-    result = assemble(candidate, how, outputs, figures, data, refs, task, baseline)
+    result = assemble(candidate, how, outputs, figures, data, refs, task, bool(precision and precision.is_float_baseline))
     result.warnings += _speed_warnings(result, figures, runner, settings.device.name)
-    _, notes = budgets.applicable(result, budget, baseline)
+    if precision is not None and precision.weight_bits <= 8:
+        result.coverage = _coverage(target, candidate.path)
+        result.warnings += quantization_warnings(result, refs)
+    _, notes = budgets.applicable(result, budget, precision)
     result.warnings += notes
-    result.checks = budgets.evaluate(result, budget, baseline)
+    result.checks = budgets.evaluate(result, budget, precision)
+    if settings.app_runtime:
+        tolerance = 1e-3 if precision and precision.weight_bits == 32 else 0.05  # as the bundle's goldens
+        result.checks.append(_loads_in_app_runtime(result, candidate.path, runner, data, outputs, settings.app_runtime,
+                                                   tolerance, progress))
     if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
         result.details["compute_plan"] = runner.placement()
     if hasattr(target, "record"):  # Core ML: the verdict travels inside the package, so hash after it
@@ -86,6 +93,48 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
                                                    "passed": c.passed} for c in result.checks]})
     result.sha256 = sha256_path(candidate.path)
     return result
+
+
+def _coverage(target, path: Path) -> dict | None:
+    """What share of the artifact is really quantized, as its target reads it from the file."""
+    if not hasattr(target, "coverage"):
+        return None
+    found = target.coverage(path)
+    return found.to_dict() if found is not None else None
+
+
+def quantization_warnings(result: TargetResult, refs: References) -> list[str]:
+    """A quantized artifact that quantized little, or saved nothing, is reported, never hidden."""
+    warnings, cov = [], result.coverage or {}
+    weights, macs = cov.get("quantized_weight_fraction"), cov.get("quantized_mac_fraction")
+    left = "; left in float: " + ", ".join(cov["float_ops"][:3]) if cov.get("float_ops") else ""
+    if weights is not None and weights < 0.5:
+        warnings.append(f"{result.name} stores only {weights:.0%} of its weights in int8/int4 "
+                        f"({cov['quantized_weights']:,} of {cov['quantized_weights'] + cov['float_weights']:,}){left}")
+    elif macs is not None and macs < 0.5:
+        warnings.append(f"{result.name} quantized {weights:.0%} of its weights but only {macs:.0%} of its "
+                        f"multiply-accumulates: most of the compute still runs in float{left}")
+    if refs.float_size is not None and result.size_bytes >= refs.float_size:
+        warnings.append(f"{result.name} is no smaller than its fp32: {result.size_bytes:,} bytes against "
+                        f"{refs.float_size:,}")
+    return warnings
+
+
+def _loads_in_app_runtime(result: TargetResult, path: Path, runner, data: Dataset, outputs: np.ndarray, runtime,
+                          tolerance: float, progress, samples: int = 16) -> Check:
+    """A check that the artifact loads, and gives this host's outputs, in the runtime version an app
+    ships ([[targets]] runtime_version): found at export time rather than as a crash in the app."""
+    from .runtimes import prove
+
+    package, version = runtime
+    progress(f"  {result.name}: loading it in {package} {version} (the app's runtime)")
+    feeds = {n: data.inputs[n][:samples] for n in runner.input_names}
+    proof = prove(runner, path, package, version, feeds, outputs[:samples], tolerance, progress)
+    result.details["app_runtime"] = {"package": package, "version": version, "loads": proof.loaded,
+                                     "max_abs_diff": proof.max_abs_diff, "error": proof.error}
+    return Check(name=f"{result.name}/loads_in_app_runtime", metric="loads_in_app_runtime", comparison="==",
+                 limit=1.0, value=1.0 if proof.ok else 0.0, unit="", passed=proof.ok, provenance="measured",
+                 message="" if proof.ok else f"in {proof.runtime}: {proof.error.splitlines()[0][:300]}")
 
 
 def host_outputs(runner, data: Dataset, batch_size: int = 256) -> np.ndarray:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import Dataset
+from edge_distill.calibration import Dataset, fixed_batch_of, padded
 
 from .errors import BadInput, ExportMismatch
 from .models import SourceModel, load_model
@@ -64,10 +64,11 @@ def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, sampl
 def _torch_export(model: SourceModel, out_path: Path, opset: int, samples: Dataset) -> None:
     import torch
 
-    batch = samples.subset(np.arange(min(2, len(samples))))
-    if len(batch) < 2:
+    fixed = fixed_batch_of(model.inputs)  # saved with a fixed batch: exported at that batch, kept fixed
+    if not fixed and len(samples) < 2:
         raise BadInput("export needs at least 2 samples (a batch of 1 freezes the batch axis)", path=samples.source)
-    args = tuple(torch.from_numpy(np.ascontiguousarray(batch.inputs[s.name])) for s in model.inputs)
+    batch = padded(dict(samples.inputs), fixed or 2)
+    args = tuple(torch.from_numpy(np.ascontiguousarray(batch[s.name])) for s in model.inputs)
     dims: dict[str, object] = {}
     dynamic_shapes = []
     for spec in model.inputs:

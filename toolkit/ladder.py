@@ -42,7 +42,7 @@ def run_ladder(cfg: Config, out: Path, progress: Progress = Progress(False), *, 
     precisions = rung_precisions(plan[0])
     results: list[TargetResult] = []
     rungs, chosen, exports, float_outputs = [], None, {}, {}
-    with tempfile.TemporaryDirectory(prefix="edge-distill-ladder-") as work:
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
         for subject in (s for s in SUBJECT_ORDER if s in subjects):
             subject_precisions = precisions if subject != "off-the-shelf" else precisions[:1]
             names = [f"{subject}/{plan[0].config.name}-{p}" for p in subject_precisions]
@@ -87,7 +87,7 @@ def _climb(cfg: Config, planned: PlannedTarget, subject: str, model, precisions,
                                    f"{subject}/{planned.config.name}", work, loaded, refs, progress,
                                    subject=subject, qualified=True)
         if precision == baseline:
-            refs.float_latency = result.latency
+            refs.float_latency, refs.float_size = result.latency, result.size_bytes
         results.append(result)
         group.append(_rung(result.name, result, cfg.cost))
     return order_by_measured_cost(group)

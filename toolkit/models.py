@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import Dataset, InputSpec
+from edge_distill.calibration import Dataset, InputSpec, fixed_batch_of, run_in_batches
 
 from .files import sha256_file
 from .errors import BadInput, MissingDependency
@@ -50,24 +50,26 @@ class SourceModel:
     output_names: list[str] = field(default_factory=lambda: ["output"])
 
     def predict(self, data: Dataset, batch_size: int = 256) -> np.ndarray:
-        """The first output of the model for every sample of `data`, as float32."""
+        """The first output of the model for every sample of `data`, as float32. A model saved with a
+        fixed batch runs in chunks of that batch (the last padded, the padding dropped)."""
         if self.kind == "onnx":
             import onnxruntime as ort
 
             options = ort.SessionOptions()
             options.log_severity_level = 3
             session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
-            return np.concatenate([session.run(self.output_names[:1], b)[0]
-                                   for b in data.batches(batch_size)]).astype(np.float32)
+            batch = next((i.shape[0] for i in session.get_inputs() if isinstance(i.shape[0], int)), None)
+            run = lambda feeds: session.run(self.output_names[:1], feeds)  # noqa: E731
+            return run_in_batches(run, dict(data.inputs), batch, batch_size)[0].astype(np.float32)
         import torch
 
-        outputs = []
-        with torch.no_grad():
-            for b in data.batches(batch_size):
-                out = self.module(*[torch.from_numpy(np.ascontiguousarray(b[s.name])) for s in self.inputs])
-                out = out[0] if isinstance(out, (tuple, list)) else out
-                outputs.append(out.detach().float().numpy())
-        return np.concatenate(outputs)
+        def run(feeds):
+            with torch.no_grad():
+                out = self.module(*[torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in self.inputs])
+            out = out[0] if isinstance(out, (tuple, list)) else out
+            return [out.detach().float().numpy()]
+
+        return run_in_batches(run, dict(data.inputs), fixed_batch_of(self.inputs), batch_size)[0]
 
 
 def load_model(reference: str, weights: str | None = None, inputs: list[InputSpec] | None = None, *,
@@ -95,6 +97,27 @@ def _require_torch(purpose: str):
     except ImportError as exc:
         raise MissingDependency("torch", "ort", purpose) from exc
     return torch
+
+
+@contextmanager
+def _logged(name: str):
+    """What a third-party logger says (tracebacks included), kept from the terminal: the caller
+    quotes the part that matters in its own one-line message."""
+    import logging
+
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            said.append(self.format(record))
+
+    logger = logging.getLogger(name)
+    handlers, propagate = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [Keep()], False  # torch attaches its own handler here
+    try:
+        yield said
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
 
 
 @contextmanager
@@ -269,10 +292,12 @@ def _load_exported(path: Path, inputs: list[InputSpec], trust_pickle: bool = Fal
     if not trust_pickle:  # a .pt2 holds pickles: look before torch unpickles them
         check_pt2(path)
     try:
-        with contextlib.nullcontext() if trust_pickle else weights_only_loads():
+        with contextlib.nullcontext() if trust_pickle else weights_only_loads(), _logged("torch.export") as said:
             program = torch.export.load(str(path))
-    except Exception as exc:  # torch raises many types for a bad archive
-        raise BadInput(f"not a loadable torch.export program ({type(exc).__name__}: {exc})", path=path) from exc
+    except Exception as exc:  # torch raises many types for a bad archive; its logger holds the real cause
+        cause = next((line.strip() for line in reversed("\n".join(said).splitlines()) if "Error" in line),
+                     f"{type(exc).__name__}: {exc}")
+        raise BadInput(f"not a loadable torch.export program ({cause})", path=path) from None
     if not inputs:
         inputs = _signature_of_exported(program)
     return SourceModel(reference=str(path), kind="exported", inputs=inputs, fingerprint=sha256_file(path),
@@ -311,6 +336,7 @@ def _load_onnx(path: Path, inputs: list[InputSpec], output: str | None = None) -
         onnx.checker.check_model(str(path))
     except onnx.checker.ValidationError as exc:
         raise BadInput(f"ONNX checker rejects the model: {str(exc).splitlines()[0]}", path=path) from exc
+    _check_runnable(path)
     if not inputs:
         inputs = onnx_input_specs(proto)
     outputs = [o.name for o in proto.graph.output]
@@ -335,6 +361,40 @@ def _check_external_data(proto, path: Path) -> None:
                            hint="keep external data files beside the .onnx file")
         if not target.is_file():
             raise BadInput(f"external data file '{location}' of tensor '{tensor.name}' is missing", path=path)
+        fields = {e.key: e.value for e in tensor.external_data}
+        needed = int(fields.get("offset", 0)) + int(fields.get("length") or _tensor_bytes(tensor))
+        if target.stat().st_size < needed:
+            raise BadInput(f"external data of tensor '{tensor.name}' is truncated: it needs bytes up to {needed:,} "
+                           f"and the file holds {target.stat().st_size:,}", path=target)
+
+
+def _tensor_bytes(tensor) -> int:
+    import onnx
+
+    count = int(np.prod(tensor.dims)) if len(tensor.dims) else 1
+    return count * np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+
+
+def _check_runnable(path: Path) -> None:
+    """onnxruntime must be able to load the user's model: an op it does not know (a custom op
+    without its library) is the file's problem, named here rather than on a temporary copy later."""
+    import re
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    try:
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail / InvalidGraph / NotImplemented types
+        text = " ".join(str(exc).split())
+        op = re.search(r"([\w.]*:?\w+)\(-?\d+\) is not a registered function/op", text)
+        if op:
+            raise BadInput(f"onnxruntime does not know the operator {op.group(1)} (a custom op?); edge-distill "
+                           "needs a model onnxruntime can run", path=path,
+                           hint="export the model with standard ONNX operators") from None
+        raise BadInput(f"onnxruntime cannot load the model: {text.split('failed:')[-1].strip()[:300]}",
+                       path=path) from None
 
 
 ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8", 9: "bool"}

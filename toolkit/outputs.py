@@ -10,7 +10,9 @@ input: only plain names inside the folder count as ours.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 from .errors import BadInput
 
 MARKER = ".edge-distill-output.json"
+PARTIAL = ".edge-distill-partial.json"  # in a folder being written: which process writes it
 
 
 def _ours(out: Path) -> set[str]:
@@ -52,18 +55,61 @@ def check_writable(out: Path, force: bool) -> None:
 
 @contextmanager
 def output_folder(out: str | Path, force: bool = False):
-    """Yield a temporary folder; on success it becomes `out`, on an exception it disappears."""
+    """Yield a temporary folder; on success it becomes `out`, on an exception it disappears. The
+    run's scratch space belongs inside it (a killed run leaves one folder, which the next run into
+    the same `out` removes)."""
     out = Path(out).absolute()
     check_writable(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = _partial_folder(out)
     try:
         yield tmp
+        (tmp / PARTIAL).unlink()
         entries = sorted(p.name for p in tmp.iterdir())
         (tmp / MARKER).write_text(json.dumps({"entries": entries}, indent=1) + "\n")
         _commit(tmp, out, force)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _partial_folder(out: Path) -> Path:
+    """A fresh `.NAME.partial-*` beside `out`, with the user's umask (not mkdtemp's 0700), marked with
+    this process so that a later run can tell a dead run's leftovers from a live run's work."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_partials(out)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    except OSError as exc:
+        blocker = next((p for p in [out.parent, *out.parent.parents] if p.exists() and not p.is_dir()), None)
+        why = f"{blocker} is a file, not a folder" if blocker else exc.strerror or type(exc).__name__
+        raise BadInput(f"cannot create the output folder: {why}", path=out) from None
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    (tmp / PARTIAL).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
+    return tmp
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Partial folders of `out` left by a run that was killed: ours (they carry the mark) and their
+    process gone. Anything else beside `out` is left alone."""
+    for folder in out.parent.glob(f".{out.name}.partial-*"):
+        try:
+            mark = json.loads((folder / PARTIAL).read_text())
+            pid, host = int(mark["pid"]), mark["host"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if host == socket.gethostname() and not _alive(pid):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _commit(tmp: Path, out: Path, force: bool) -> None:

@@ -84,9 +84,11 @@ class PlannedTarget:
     device: Device
 
     def settings(self, cfg: Config) -> RunSettings:
+        caps = get_target(self.config.name).capabilities
+        runtime = (caps.app_runtime_package, self.config.runtime_version) if self.config.runtime_version else None
         return RunSettings(device=self.device, threads=cfg.threads, warmup=cfg.warmup, runs=cfg.runs,
                            sequence_lengths=tuple(cfg.sequence_lengths), sequence_length=cfg.budget.sequence_length,
-                           options=get_target(self.config.name).capabilities.options_with_defaults(self.config.options))
+                           options=caps.options_with_defaults(self.config.options), app_runtime=runtime)
 
 
 def plan_targets(cfg: Config, names: list[str] | None = None, device: str | None = None) -> list[PlannedTarget]:
@@ -124,6 +126,9 @@ def _checked_capabilities(cfg: Config, tc: TargetConfig):
         caps.options_with_defaults(tc.options)
         for p in tc.precisions:
             check_precision(caps, p, tc.calibration_method)
+        if tc.runtime_version and not caps.app_runtime_package:
+            raise BadInput(f"target '{tc.name}' runs on the phone's own runtime (the OS's): runtime_version does "
+                           "not apply to it")
     except BadInput as exc:
         exc.path = exc.path or str(cfg.path)
         raise
@@ -219,14 +224,14 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     float_out = loaded.student.predict(loaded.evaluation)
     teacher_out = loaded.teacher.predict(loaded.evaluation) if loaded.teacher else None
     results = []
-    with tempfile.TemporaryDirectory(prefix="edge-distill-work-") as work:
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
         for planned in plan:
             refs = References(float_out, teacher_out)
             for precision in planned.precisions:
                 result = build_and_measure(cfg, planned, precision, loaded.student, out / "onnx" / "model.onnx", out,
                                            planned.config.name, Path(work), loaded, refs, progress)
                 if precision == get_target(planned.config.name).capabilities.float_baseline():
-                    refs.float_latency = result.latency
+                    refs.float_latency, refs.float_size = result.latency, result.size_bytes
                 results.append(result)
     return build_report("check", cfg, loaded, export, float_out, teacher_out, results)
 
@@ -309,7 +314,7 @@ def _export_artifact(model: SourceModel, target_name: str, precision: str, calib
                      options: dict | None, out: Path, progress) -> dict:
     (out / target_name).mkdir()
     progress(f"building {target_name}-{precision}")
-    with tempfile.TemporaryDirectory(prefix="edge-distill-work-") as work:
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
         artifact = get_target(target_name).build(BuildRequest(
             onnx_path=out / "model.onnx", source=model, precision=precision, calibration=calib,
             calibration_method=calibration_method, options=options or {}, out_dir=out / target_name,

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from .result import Check, Report
+from .result import KB, MB, Check, Report
 
 
 def to_json(report: Report) -> str:
@@ -100,13 +100,13 @@ HEADLINE = {"classification": ("acc", "accuracy"), "embedding": ("retr agr", "te
 
 def _rows(report: Report) -> tuple[list[str], list[list[str]]]:
     columns, (slice_head, slice_field) = COLUMNS[report.task], HEADLINE[report.task]
-    head = ["artifact", "size", "p50 ms", "p95 ms", "peak MB", "speedup"] + [c for c, _ in columns]
+    head = ["artifact", "size", "int8/4 wts", "p50 ms", "p95 ms", "peak MB", "speedup"] + [c for c, _ in columns]
     slice_names = sorted({s for r in report.results for s in r.slices})
     head += [f"{s} {slice_head}" for s in slice_names] + ["budgets"]
     rows = []
     for name, ref in report.references.items():
         m = ref["overall"]
-        rows.append([f"({name})", "", "", "", "", ""]
+        rows.append([f"({name})", "", "", "", "", "", ""]
                     + [_fmt(getattr(m, f)) if f in ("accuracy", "teacher_agreement", "teacher_retrieval_agreement",
                                                      "teacher_cosine") else "" for _, f in columns]
                     + [_fmt(getattr(ref["slices"][s], slice_field)) if s in ref["slices"] else ""
@@ -114,12 +114,18 @@ def _rows(report: Report) -> tuple[list[str], list[list[str]]]:
     for r in report.results:
         lat = r.latency
         verdict = "pass" if r.passed else ("FAIL" if any(c.passed is False for c in r.checks) else "UNMEASURED")
-        rows.append([r.name, _size(r.size_bytes), _fmt(lat and lat.p50_ms), _fmt(lat and lat.p95_ms),
+        rows.append([r.name, _size(r.size_bytes), _share(r), _fmt(lat and lat.p50_ms), _fmt(lat and lat.p95_ms),
                      _fmt(r.memory.peak_mb), _fmt(r.speedup_vs_float, "x") if r.speedup_vs_float else "-"]
                     + [_fmt(getattr(r.metrics, f)) for _, f in columns]
                     + [_fmt(getattr(r.slices[s], slice_field)) if s in r.slices else "" for s in slice_names]
                     + [f"{verdict} ({sum(bool(c.passed) for c in r.checks)}/{len(r.checks)})"])
     return head, rows
+
+
+def _share(r) -> str:
+    """The share of a quantized artifact's weights stored in int8/int4 ("-" for a float one)."""
+    fraction = (r.coverage or {}).get("quantized_weight_fraction")
+    return "-" if fraction is None else f"{fraction:.0%}"
 
 
 def _length_lines(report: Report) -> list[str]:
@@ -135,7 +141,7 @@ def _length_lines(report: Report) -> list[str]:
 
 
 def _size(n: int) -> str:
-    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
+    return f"{n / KB:.1f} KB" if n < MB else f"{n / MB:.2f} MB"
 
 
 def _provenance_line(report: Report) -> str:
@@ -184,6 +190,9 @@ def to_table(report: Report) -> str:
     if report.ladder is not None:
         out.extend(_ladder_lines(report))
         out.append({0: "PASSED", 1: "FAILED", 3: "INCOMPLETE"}[report.exit_code] + ": " + report.ladder.verdict)
+        return "\n".join(out)
+    if not report.checks:
+        out.append("PASSED: no budget was given, so nothing was checked (a [budgets] table, or verify --budget FILE)")
         return "\n".join(out)
     out.append({0: "PASSED: every budget holds", 1: "FAILED: a budget is broken",
                 3: "INCOMPLETE: something could not be measured"}[report.exit_code]

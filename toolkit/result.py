@@ -15,6 +15,7 @@ from .provenance import Provenance
 
 SCHEMA_VERSION = "1"
 EXIT_PASSED, EXIT_BUDGET_BROKEN, EXIT_CANNOT_MEASURE = 0, 1, 3  # 2 (bad input) is an error's, see errors.py
+KB, MB = 1_000, 1_000_000  # one definition everywhere: sizes, memory, budgets, tables (decimal, as phones show)
 
 
 def result_label(subject: str, target: str, precision: str, qualified: bool = False) -> str:
@@ -92,6 +93,7 @@ class TargetResult:
     warnings: list[str] = field(default_factory=list)
     qualified: bool = False  # name the subject even for the student (the ladder mixes subjects)
     evaluation: dict = field(default_factory=dict)  # how the outputs were computed: kind, runtime, device
+    coverage: dict | None = None  # of a quantized artifact: what share of weights and MACs is int8/int4
 
     @property
     def name(self) -> str:

@@ -28,6 +28,8 @@ android {
 
 dependencies {
     implementation(project(":core"))
-    implementation("com.google.ai.edge.litert:litert:1.4.0")
-    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.22.0")
+    // The runtime versions edge-distill-app.json declares ("runtimes"): bundle proves every artifact
+    // loads in exactly these (tests/test_app_runtimes.py keeps the two in step).
+    implementation("com.google.ai.edge.litert:litert:2.3.0")
+    implementation("com.microsoft.onnxruntime:onnxruntime-android:1.32.0")
 }

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import BadInput, CannotMeasure
 from ..provenance import Provenance
-from ..result import Latency, Memory
+from ..result import MB, Latency, Memory
 from .attached import choose_attached
 from .base import Device, Figures, Job, other_count
 
@@ -189,6 +189,8 @@ def parse_benchmark_model(text: str) -> BenchmarkResult:
     memory, method = (float(peak.group(1)), "benchmark_model's peak memory footprint (periodic monitoring)") \
         if peak else (float(delta.group(1)), "benchmark_model's memory footprint growth from its start") \
         if delta else (None, "benchmark_model printed no memory figure")
+    if memory is not None:  # its "MB" is KiB / 1024 (LiteRT's memory_info.h); ours is 10^6 bytes
+        memory = round(memory * 2**20 / MB, 4)
     ms = lambda us: None if us is None else round(us / 1000.0, 4)  # noqa: E731
     return BenchmarkResult(latency={"p50_ms": ms(median), "p90_ms": None, "p95_ms": ms(p95), "p99_ms": None,
                                     "mean_ms": ms(avg), "min_ms": ms(low)},
@@ -210,7 +212,7 @@ def parse_perf_test(text: str) -> BenchmarkResult:
     return BenchmarkResult(latency={**{f"p{q}_ms": seconds(f"P{q}") for q in (50, 90, 95, 99)},
                                     "mean_ms": float(mean.group(1)) if mean else None, "min_ms": seconds("Min")},
                            runs=int(runs.group(1)),
-                           peak_memory_mb=round(int(peak.group(1)) / 2**20, 4) if peak else None,
+                           peak_memory_mb=round(int(peak.group(1)) / MB, 4) if peak else None,
                            memory_method="onnxruntime_perf_test's peak working set of the whole process",
                            missing="" if seconds("P50") is not None else "onnxruntime_perf_test printed no percentiles")
 

@@ -25,6 +25,7 @@ class RunSettings:
     sequence_lengths: tuple[int, ...] = ()  # text models: latency at each token count
     sequence_length: int | None = None  # the budget's: the token count its latency limits hold at
     options: dict = field(default_factory=dict)  # the target's options (a runner may read them)
+    app_runtime: tuple[str, str] | None = None  # (pip package, version) an app ships: artifacts must load in it
 
 
 @dataclass

@@ -42,7 +42,7 @@ EMULATED_LITERT = "1.4.0"  # the newest ai-edge-litert with a Linux aarch64 whee
 WHEELS = ("numpy==2.3.5", f"onnxruntime=={EMULATED_ORT}", f"ai-edge-litert=={EMULATED_LITERT}")
 SETUP = "edge-distill devices setup emulated-arm64"
 CPU = "cortex-a76"
-WORKER = Path(__file__).with_name("emulated_worker.py")
+WORKER = Path(__file__).parent.parent / "runtime_worker.py"  # shared with runtimes.py
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 from edge_distill.calibration import Dataset
 
 from ..provenance import measured_on_host
-from ..result import Latency, Memory
+from ..result import MB, Latency, Memory
 from .base import Device, Figures, Job
 
 
@@ -34,8 +34,10 @@ def latency(runner, data: Dataset, *, warmup: int, runs: int) -> Latency:
         start = time.perf_counter_ns()
         runner.run(feeds)
         times[i] = (time.perf_counter_ns() - start) / 1e6
-    prov = measured_on_host(runner.describe(), f"wall time of {runs} runs after {warmup} warm-up runs, batch 1")
-    return Latency(**percentiles(times), runs=runs, warmup=warmup, batch=1, provenance=prov)
+    batch = getattr(runner, "fixed_batch", None) or 1
+    per = "batch 1" if batch == 1 else f"batch {batch}, the model's fixed batch: one run is {batch} samples"
+    prov = measured_on_host(runner.describe(), f"wall time of {runs} runs after {warmup} warm-up runs, {per}")
+    return Latency(**percentiles(times), runs=runs, warmup=warmup, batch=batch, provenance=prov)
 
 
 def percentiles(values_ms) -> dict:
@@ -102,7 +104,7 @@ def peak_memory(target: str, path: Path, data: Dataset, input_names: list[str], 
         return Memory(None, None, "the memory probe printed no result")
     prov = measured_on_host(runner_info, f"peak RSS growth (VmHWM) of a fresh process loading the model and "
                                          f"running {runs} batch-1 inferences")
-    return Memory(peak_mb=_r((probe["peak_kb"] - probe["before_kb"]) / 1024), provenance=prov)
+    return Memory(peak_mb=_r((probe["peak_kb"] - probe["before_kb"]) * 1024 / MB), provenance=prov)  # /proc: KiB
 
 
 def _r(x: float) -> float:

@@ -28,7 +28,7 @@ from edge_distill.targets import Precision
 from ..errors import BadInput, CannotMeasure
 from ..places import config_home
 from ..provenance import Provenance, host_cpu
-from ..result import Latency, Memory
+from ..result import MB, Latency, Memory
 from ..files import write_atomic
 from ..tomlfile import check_keys, read_toml
 from .base import Device, Figures, Job
@@ -212,7 +212,7 @@ def estimate(onnx_path: Path, precision: Precision, profile: Profile) -> dict:
         f["inference_overhead_us"]
     ms = (seconds + fixed * 1e-6) * 1e3 * f["correction"]
     total_weights = sum(w for _, _, w, _ in cost) * weight_bytes
-    return {"latency_ms": ms, "peak_memory_mb": (total_weights + 2 * peak_act) / 1e6, "ops": len(cost),
+    return {"latency_ms": ms, "peak_memory_mb": (total_weights + 2 * peak_act) / MB, "ops": len(cost),
             "flops": sum(c[1] for c in cost), "compute_unit": precision.compute_unit}
 
 

@@ -1,8 +1,11 @@
-"""Runs inside the emulated aarch64 Python (numpy and the runtime only; edge_distill is not there).
+"""Runs an artifact in another Python: the emulated aarch64 one (devices/emulated.py), or this one with
+an exact runtime version an app ships on its path (runtimes.py). Numpy and the runtime only:
+edge_distill is not importable there.
 
-Usage: python emulation_worker.py REQUEST.json
+Usage: python runtime_worker.py REQUEST.json
 REQUEST: {"runtime": "ort" | "litert", "model": path, "inputs": in.npz, "output": out.npz,
-          "batch": samples per call, "threads": n, "outputs": [LiteRT output tensor indices]}
+          "batch": samples per call, "threads": n, "outputs": [LiteRT output tensor indices],
+          "samples": how many leading outputs are real (the inputs were padded to whole batches)}
 The host prepares the inputs exactly as the runtime takes them (layout, integer quantization) and
 reads the raw outputs back, so this file holds no conversion logic to drift from the host's.
 ORT inputs are keyed by name; LiteRT inputs by tensor index ("t<index>"). Prints one JSON line
@@ -63,6 +66,7 @@ def main(path):
     with np.load(req["inputs"]) as data:
         feeds = {k: data[k] for k in data.files}
     outputs, (runtime, runtime_version, note) = {"ort": run_ort, "litert": run_litert}[req["runtime"]](req, feeds)
+    outputs = {k: v[: req.get("samples")] for k, v in outputs.items()}  # inputs padded to whole batches
     tmp = req["output"] + ".partial.npz"
     np.savez(tmp, **outputs)
     os.replace(tmp, req["output"])
