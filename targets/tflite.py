@@ -23,17 +23,15 @@ transposes for a channels-last artifact.
 from __future__ import annotations
 
 import dataclasses
-import contextlib
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from edge_distill.calibration import fixed_batch_of, padded, run_in_batches
 from edge_distill.errors import BadInput, ExportMismatch, MissingDependency
+from edge_distill.quiet import native_output_silenced
 
 from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision
 
@@ -65,26 +63,6 @@ capabilities = Capabilities(
 METADATA_NAME = "edge_distill"
 
 
-@contextlib.contextmanager
-def _silenced_native_output():
-    """litert-torch and its converter print progress bars and C++ logs straight to the file
-    descriptors; keep them out of our output (errors still arrive as exceptions)."""
-    with tempfile.TemporaryFile(mode="w+b") as sink:
-        saved = [os.dup(1), os.dup(2)]
-        os.dup2(sink.fileno(), 1)
-        os.dup2(sink.fileno(), 2)
-        log = {"text": ""}
-        try:
-            yield log
-        finally:
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            for fd in saved:
-                os.close(fd)
-            sink.seek(0)
-            log["text"] = sink.read().decode(errors="replace")
-
-
 class TfliteTarget:
     capabilities = capabilities
 
@@ -100,10 +78,10 @@ class TfliteTarget:
         out = request.out_dir / f"model.{request.precision}.tflite"
         fp32 = request.work_dir / "model.fp32.tflite"
         details: dict = {"layout": "NHWC" if channels_last else "source (NCHW for images)"}
-        with _silenced_native_output():
+        with native_output_silenced():
             try:
                 if request.precision == "int8" and opts["int8_recipe"] == "pt2e":
-                    self._convert_int8(module, sample, specs, request, out, channels_last)
+                    self._pt2e_or_aeq(module, sample, specs, request, out, fp32, details)
                 else:
                     _convert(module, sample, fp32, channels_last, specs)
                     _name_signature(fp32, specs)
@@ -158,6 +136,24 @@ class TfliteTarget:
         edge.export(str(out))
         if not request.options["integer_io"]:
             _float_io(out)
+
+    def _pt2e_or_aeq(self, module, sample, specs, request, out: Path, fp32: Path, details: dict) -> None:
+        """litert-torch's PT2E quantizer, and ai-edge-quantizer's static recipe when PT2E crashes
+        (its GRU annotation raises IndexError, for one): the fallback is said, never silent."""
+        channels_last = bool(request.options["channels_last_io"])
+        try:
+            self._convert_int8(module, sample, specs, request, out, channels_last)
+        except (BadInput, MissingDependency):
+            raise
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+            _convert(module, sample, fp32, channels_last, specs)
+            _name_signature(fp32, specs)
+            self._quantize_int8(fp32, out, request.options, details, request)
+            details.setdefault("notes", []).append(
+                f"litert-torch's PT2E int8 quantizer failed on this model ({why}); built with ai-edge-quantizer's "
+                "static recipe instead (the int8_recipe = \"aeq\" option)")
+            details["recipe_fallback"] = {"asked": "pt2e", "used": "aeq", "why": why}
 
     def _quantize_int8(self, fp32: Path, out: Path, opts, details, request):
         """int8_recipe = "aeq": ai-edge-quantizer's own static recipe, calibrated on the same samples."""
@@ -235,7 +231,7 @@ class TfliteRunner:
         except ImportError as exc:
             raise MissingDependency("ai-edge-litert", "tflite", "running .tflite files") from exc
         try:
-            with _silenced_native_output():  # "Created TensorFlow Lite XNNPACK delegate" on every load
+            with native_output_silenced():  # "Created TensorFlow Lite XNNPACK delegate" on every load
                 self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
                 self.interpreter.allocate_tensors()
             runner = self.interpreter.get_signature_runner()

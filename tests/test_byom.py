@@ -133,9 +133,9 @@ def _keyword_data(n: int, seed: int):
     return frames, labels
 
 
-def test_a_recurrent_model_that_int8_barely_quantizes_is_reported(tmp_path):
-    """ORT keeps GRU weights in float in every int8 recipe: 97% of this model's weights. The report
-    says so, and a min_quantized_fraction budget breaks on it."""
+@pytest.fixture
+def keyword_gru(tmp_path):
+    """A trained GRU keyword spotter, saved as a fixed-batch .pt2, with its evaluation data."""
     torch.manual_seed(0)
     net = KeywordGRU()
     frames, labels = _keyword_data(256, 0)
@@ -149,7 +149,13 @@ def test_a_recurrent_model_that_int8_barely_quantizes_is_reported(tmp_path):
     torch.export.save(torch.export.export(net.eval(), (torch.from_numpy(frames[:BATCH]),)), str(tmp_path / "kws.pt2"))
     eval_frames, eval_labels = _keyword_data(64, 1)
     np.savez(tmp_path / "eval.npz", frames=eval_frames, labels=eval_labels)
-    config = _config(tmp_path, "kws.pt2", '[[targets]]\nname = "ort"\nprecisions = ["fp32", "int8", "int8-dynamic"]\n')
+    return tmp_path
+
+
+def test_a_recurrent_model_that_int8_barely_quantizes_is_reported(keyword_gru, tmp_path):
+    """ORT keeps GRU weights in float in every int8 recipe: 97% of this model's weights. The report
+    says so, and a min_quantized_fraction budget breaks on it."""
+    config = _config(keyword_gru, "kws.pt2", '[[targets]]\nname = "ort"\nprecisions = ["fp32", "int8", "int8-dynamic"]\n')
     config.write_text(config.read_text().replace("min_accuracy = 0.8\nmin_float_agreement = 0.9\n",
                                                  "min_quantized_fraction = 0.5\n"))
     proc = run_cli("check", config, "--out", tmp_path / "out")
@@ -162,3 +168,217 @@ def test_a_recurrent_model_that_int8_barely_quantizes_is_reported(tmp_path):
         (check,) = [c for c in r["checks"] if c["metric"] == "quantized_fraction"]
         assert check["passed"] is False and check["value"] == pytest.approx(128 / (128 + 3840), abs=1e-4)
     assert [c["name"] for c in report["results"][0]["checks"]] == []  # fp32: nothing to quantize, no check
+
+
+def test_a_quantizer_crash_falls_back_to_the_other_recipe_and_says_so(keyword_gru, tmp_path):
+    """litert-torch's PT2E quantizer raises IndexError in its GRU annotation: ai-edge-quantizer's
+    static recipe builds the int8 instead, and the report names the fallback and the error."""
+    config = _config(keyword_gru, "kws.pt2", '[[targets]]\nname = "tflite"\nprecisions = ["fp32", "int8"]\n')
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # the budgets judge it; no internal error
+    int8 = json.loads((tmp_path / "out" / "report.json").read_text())["results"][1]
+    assert int8["details"]["recipe_fallback"] == {"asked": "pt2e", "used": "aeq",
+                                                  "why": "IndexError: list index out of range"}
+    assert int8["metrics"]["float_agreement"] >= 0.9
+    assert any("PT2E int8 quantizer failed on this model" in w for w in int8["warnings"])
+
+
+ZOO = '''
+import torch
+
+
+class Branchy(torch.nn.Module):
+    """Branches on its input's values: torch.export cannot trace it; TorchScript records the branch taken."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(8, 4)
+
+    def forward(self, x):
+        if x.abs().sum() >= 0:
+            return self.fc(x)
+        return -self.fc(x)
+
+
+class Inverting(torch.nn.Module):
+    """torch.linalg.inv has no ONNX export in either exporter."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(16, 16)
+
+    def forward(self, x):
+        return torch.linalg.inv(self.fc(x).reshape(-1, 4, 4)).reshape(-1, 16)
+
+
+class MaskedEncoder(torch.nn.Module):
+    """Token ids and an attention mask: one attention layer, masked mean pooling, a classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = torch.nn.Embedding(64, 16)
+        self.qkv = torch.nn.Linear(16, 48)
+        self.fc = torch.nn.Linear(16, 4)
+
+    def forward(self, input_ids, attention_mask):
+        x = self.embed(input_ids)
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        scores = q @ k.transpose(1, 2) / 4.0 + (1.0 - attention_mask[:, None, :].float()) * -1e4
+        x = torch.softmax(scores, dim=-1) @ v
+        keep = attention_mask[..., None].float()
+        return self.fc((x * keep).sum(1) / keep.sum(1))
+
+
+def branchy():
+    return Branchy().eval()
+
+
+def inverting():
+    return Inverting().eval()
+
+
+def masked():
+    return MaskedEncoder().eval()
+'''
+
+
+@pytest.fixture
+def zoo(tmp_path):
+    from safetensors.torch import save_file
+
+    (tmp_path / "zoo.py").write_text(ZOO)
+    namespace: dict = {}
+    exec(compile(ZOO, "zoo.py", "exec"), namespace)
+    torch.manual_seed(0)
+    for name in ("branchy", "inverting", "masked"):
+        save_file(namespace[name]().state_dict(), str(tmp_path / f"{name}.safetensors"))
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "x8.npz", x=rng.random((32, 8), np.float32))
+    np.savez(tmp_path / "x16.npz", x=rng.random((32, 16), np.float32))
+    np.savez(tmp_path / "tokens.npz", input_ids=rng.integers(1, 64, (32, 12)), attention_mask=np.ones((32, 12), np.int64),
+             labels=rng.integers(0, 4, 32))
+    return tmp_path
+
+
+def _inputs(folder, name, *specs) -> str:
+    path = folder / f"{name}.toml"
+    path.write_text("[model]\nstudent = \"zoo:x\"\n" + "".join(
+        f'[[model.inputs]]\nname = "{n}"\nshape = {json.dumps(shape)}\ndtype = "{dtype}"\n' for n, shape, dtype in specs))
+    return path
+
+
+def test_when_dynamo_cannot_export_torchscript_does_and_the_report_says_so(zoo):
+    config = _inputs(zoo, "branchy", ("x", ["batch", 8], "float32"))
+    proc = run_cli("export", "zoo:branchy", "--weights", zoo / "branchy.safetensors", "--config", config,
+                   "--data", zoo / "x8.npz", "--out", zoo / "out", cwd=zoo)
+    assert proc.returncode == 0, proc.stderr
+    exporter = json.loads((zoo / "out" / "export.json").read_text())["export"]["exporter"]
+    assert exporter.startswith("torch.onnx.export (TorchScript; dynamo failed: GuardOnDataDependentSymNode")
+
+
+def test_when_both_exporters_fail_the_root_causes_are_named(zoo):
+    config = _inputs(zoo, "inverting", ("x", ["batch", 16], "float32"))
+    proc = run_cli("export", "zoo:inverting", "--weights", zoo / "inverting.safetensors", "--config", config,
+                   "--data", zoo / "x16.npz", "--out", zoo / "out", cwd=zoo)
+    assert proc.returncode == 2, proc.stderr
+    assert "with dynamo, DispatchError: No ONNX function found for <OpOverload(op='aten.linalg_inv_ex'" in proc.stderr
+    assert "with TorchScript, UnsupportedOperatorError: Exporting the operator 'aten::linalg_inv'" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Torch IR graph" not in proc.stderr and not (zoo / "out").exists()
+
+
+def test_static_int8_on_a_masked_model_and_unpadded_data_are_warned_about(zoo, tmp_path):
+    config = zoo / "masked.toml"
+    config.write_text(textwrap.dedent("""\
+        [model]
+        student = "zoo:masked"
+        weights = "masked.safetensors"
+        [[model.inputs]]
+        name = "input_ids"
+        shape = ["batch", 12]
+        dtype = "int64"
+        [[model.inputs]]
+        name = "attention_mask"
+        shape = ["batch", 12]
+        dtype = "int64"
+        [data]
+        evaluation = "tokens.npz"
+        calibration = "tokens.npz"
+        [measure]
+        runs = 20
+        warmup = 2
+        [[targets]]
+        name = "ort"
+        precisions = ["int8"]
+        [[targets]]
+        name = "tflite"
+        precisions = ["fp32"]
+        """))
+    proc = run_cli("check", config, "--out", tmp_path / "out", cwd=zoo)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert any("the evaluation data never pads (attention_mask is 1 everywhere)" in w for w in report["warnings"])
+    int8 = report["results"][0]
+    assert any("static int8 on a model with an attention mask (attention_mask)" in w and "int8-dynamic" in w
+               for w in int8["warnings"])
+    # The .tflite takes int32 token ids, its float ONNX twin int64: verify feeds each its own type.
+    verified = run_cli("verify", tmp_path / "out" / "tflite" / "model.fp32.tflite", "--float",
+                       tmp_path / "out" / "onnx" / "model.onnx", "--data", zoo / "tokens.npz", "--runs", "20",
+                       "--out", tmp_path / "verify")
+    assert verified.returncode == 0, verified.stderr
+    result = json.loads((tmp_path / "verify" / "report.json").read_text())["results"][0]
+    assert result["metrics"]["float_agreement"] == 1.0
+
+
+class TwoHeads(torch.nn.Module):
+    """Two inputs (an image, a 4-value side channel), two outputs: which quadrant is brightest
+    (classification) and the image's mean brightness scaled by the side channel's sum (regression)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 8, 3, stride=2, padding=1)
+        self.quadrant = torch.nn.Linear(8 * 8 * 8, 4)
+        self.brightness = torch.nn.Linear(8 * 8 * 8 + 4, 1)
+
+    def forward(self, image, side):
+        x = torch.relu(self.conv(image)).flatten(1)
+        return self.quadrant(x), self.brightness(torch.cat([x, side], dim=1))
+
+
+def test_every_output_of_a_two_output_model_is_evaluated_and_budgeted(tmp_path):
+    torch.manual_seed(0)
+    net = TwoHeads()
+    images, labels = _quadrant_data(512, 0)
+    side = np.random.default_rng(2).random((512, 4), np.float32)
+    target = images.mean(axis=(1, 2, 3)) * side.sum(1)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for step in range(200):
+        i = np.arange(step * 32, step * 32 + 32) % 512
+        logits, value = net(torch.from_numpy(images[i]), torch.from_numpy(side[i]))
+        loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels[i])) + \
+            torch.nn.functional.mse_loss(value[:, 0], torch.from_numpy(target[i]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    example = (torch.from_numpy(images[:BATCH]), torch.from_numpy(side[:BATCH]))
+    torch.export.save(torch.export.export(net.eval(), example), str(tmp_path / "heads.pt2"))
+    eval_images, eval_labels = _quadrant_data(64, 1)
+    np.savez(tmp_path / "eval.npz", image=eval_images, side=np.random.default_rng(3).random((64, 4), np.float32),
+             labels=eval_labels)
+    config = _config(tmp_path, "heads.pt2", '[[targets]]\nname = "ort"\nprecisions = ["fp32", "int8"]\n')
+    text = config.read_text().replace('student = "heads.pt2"\n', 'student = "heads.pt2"\noutputs = { quadrant = '
+                                      '"classification", brightness = "regression" }\n')
+    config.write_text(text + "[budgets.outputs.brightness]\nmax_mean_abs_error = 0.05\nmin_cosine = 0.99\n")
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = {r["precision"]: r for r in json.loads((tmp_path / "out" / "report.json").read_text())["results"]}
+    assert results["fp32"]["outputs"]["brightness"]["max_abs_error"] < 1e-4  # the float artifact: itself
+    brightness = results["int8"]["outputs"]["brightness"]
+    assert brightness["task"] == "regression" and brightness["shape"] == [1] and 0 < brightness["mean_abs_error"] < 0.05
+    assert "ort-int8 brightness (regression): mean |err|" in proc.stdout
+    # A budget on the second output alone can fail the gate.
+    config.write_text(text + "[budgets.precisions.int8.outputs.brightness]\nmax_mean_abs_error = 0.000001\n")
+    failed = run_cli("check", config, "--out", tmp_path / "failed")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    junit = (tmp_path / "failed" / "junit.xml").read_text()
+    assert 'classname="edge-distill.ort-int8" name="output[brightness]/max_mean_abs_error"' in junit
+    assert junit.count("<failure") == 1

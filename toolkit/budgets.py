@@ -59,6 +59,14 @@ SCALAR_CHECKS = {
     "min_float_retrieval_agreement": ("float_retrieval_agreement", ">=", ""),
     "min_quantized_fraction": ("quantized_fraction", ">=", ""),  # of the weights, in int8/int4: quantized precisions
 }
+# [budgets.outputs.NAME]: the other outputs of a multi-output model, against the float student's
+OUTPUT_CHECKS = {
+    "min_float_agreement": ("float_agreement", ">=", ""),  # classification heads: same top-1
+    "max_max_abs_error": ("max_abs_error", "<=", ""),
+    "max_mean_abs_error": ("mean_abs_error", "<=", ""),
+    "max_relative_error": ("relative_error", "<=", ""),  # mean |error| / mean |float output|
+    "min_cosine": ("cosine", ">=", ""),  # per sample, averaged
+}
 SLICE_CHECKS = {k: SCALAR_CHECKS[k] for k in
                 ("min_accuracy", "max_accuracy_drop", "min_float_agreement", "min_teacher_agreement",
                  "min_teacher_cosine", "min_float_cosine", "min_retrieval_agreement", "min_float_retrieval_agreement")}
@@ -71,6 +79,7 @@ class Budget:
     require: str | None = None
     precisions: dict[str, Budget] = field(default_factory=dict)
     sequence_length: int | None = None  # text models: the token count the latency limits hold at
+    outputs: dict[str, dict[str, float]] = field(default_factory=dict)  # output name -> OUTPUT_CHECKS limits
 
     def sets(self, key: str) -> bool:
         return key in self.limits or any(key in limits for limits in self.slices.values())
@@ -79,7 +88,7 @@ class Budget:
         """This (resolved) budget with one limit removed, overall and in every slice."""
         return Budget(limits={k: v for k, v in self.limits.items() if k != key},
                       slices={n: {k: v for k, v in lim.items() if k != key} for n, lim in self.slices.items()},
-                      require=self.require, sequence_length=self.sequence_length)
+                      require=self.require, sequence_length=self.sequence_length, outputs=self.outputs)
 
     def for_precision(self, precision: str, baseline: bool = False) -> Budget:
         """This budget with the [precisions.<precision>] layer applied. The float baseline (the
@@ -91,12 +100,16 @@ class Budget:
         limits = {**self.limits, **layer.limits}
         if baseline:
             limits.pop("min_speedup_vs_float", None)
+        outputs = {k: dict(v) for k, v in self.outputs.items()}
+        for name, output_limits in layer.outputs.items():
+            outputs.setdefault(name, {}).update(output_limits)
         return Budget(limits=limits, slices=slices, require=layer.require or self.require,
-                      sequence_length=self.sequence_length)
+                      sequence_length=self.sequence_length, outputs=outputs)
 
 
 def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: bool = True) -> Budget:
-    allowed = set(SCALAR_CHECKS) | {"slices", "require"} | ({"precisions", "sequence_length"} if allow_layers else set())
+    allowed = set(SCALAR_CHECKS) | {"slices", "require", "outputs"} | (
+        {"precisions", "sequence_length"} if allow_layers else set())
     check_keys(table, allowed, where, path)
     limits = {key: _limit(table[key], key, where, path) for key in SCALAR_CHECKS if key in table}
     require = table.get("require")
@@ -107,6 +120,11 @@ def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: 
         sub = f"{where}.slices.{name}"
         check_keys(expect(sl, dict, name, f"{where}.slices", path), set(SLICE_CHECKS), sub, path)
         slices[name] = {k: _limit(v, k, sub, path) for k, v in sl.items()}
+    outputs = {}
+    for name, limits in expect(table.get("outputs", {}), dict, "outputs", where, path).items():
+        sub = f"{where}.outputs.{name}"
+        check_keys(expect(limits, dict, name, f"{where}.outputs", path), set(OUTPUT_CHECKS), sub, path)
+        outputs[name] = {k: _limit(v, k, sub, path) for k, v in limits.items()}
     precisions = {}
     for name, layer in expect(table.get("precisions", {}), dict, "precisions", where, path).items():
         precisions[name] = parse_budget(expect(layer, dict, name, f"{where}.precisions", path), path,
@@ -114,7 +132,8 @@ def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: 
     length = table.get("sequence_length")
     if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
         raise BadInput(f"'sequence_length' in [{where}] must be a positive int (tokens), got {length!r}", path=path)
-    return Budget(limits=limits, slices=slices, require=require, precisions=precisions, sequence_length=length)
+    return Budget(limits=limits, slices=slices, require=require, precisions=precisions, sequence_length=length,
+                  outputs=outputs)
 
 
 def _limit(value, key: str, where: str, path: Path) -> float:
@@ -147,7 +166,29 @@ def evaluate(result: TargetResult, budget: Budget, precision=None) -> list[Check
     if why_no_numerics:
         for figures in slice_figures.values():
             figures.update({f"{k}.why": why_no_numerics for k, v in list(figures.items()) if v is None})
-    return check_figures(layer, figures_of(result, baseline), slice_figures, provenance_of(result), result.name)
+    return check_figures(layer, figures_of(result, baseline), slice_figures, provenance_of(result), result.name) \
+        + _output_checks(result, layer)
+
+
+def _output_checks(result: TargetResult, layer: Budget) -> list[Check]:
+    """[budgets.outputs.NAME] against the figures of that output (outputs after the model's first)."""
+    checks = []
+    for name, limits in layer.outputs.items():
+        figures = result.outputs.get(name)
+        for key, limit in limits.items():
+            label = f"{result.name}/output[{name}]/{key}"
+            if figures is None:
+                metric, comparison, unit = OUTPUT_CHECKS[key]
+                others = ", ".join(result.outputs) or "none beyond its first"
+                checks.append(Check(label, metric, comparison, limit, None, unit, None,
+                                    message=f"the artifact has no output '{name}' (its other outputs: {others})"))
+                continue
+            metric = OUTPUT_CHECKS[key][0]
+            kind = figures.get("provenance", "measured")
+            checks.append(_check(label, key, limit, {**figures, f"{metric}.why": f"no {metric} for output '{name}' "
+                                                     "(no float student to compare with, or another task)"},
+                                 {metric: kind}, layer.require, OUTPUT_CHECKS))
+    return checks
 
 
 def applicable(result: TargetResult, budget: Budget, precision=None) -> tuple[Budget, list[str]]:
@@ -232,8 +273,8 @@ def check_figures(budget: Budget, figures: dict, slice_figures: dict[str, dict],
     return checks
 
 
-def _check(label, key, limit, figures, provenance, require) -> Check:
-    metric, comparison, unit = SCALAR_CHECKS[key]
+def _check(label, key, limit, figures, provenance, require, table=SCALAR_CHECKS) -> Check:
+    metric, comparison, unit = table[key]
     value = figures.get(metric)
     kind = provenance.get(metric)
     check = Check(label, metric, comparison, limit, value, unit, None, provenance=kind)

@@ -8,6 +8,8 @@
     task = "classification"
     labels = ["T-shirt/top", ...]
     distilled_from = "<sha256 of the teacher's weights>"   # optional: flags a stale student
+    outputs = { logits = "classification", box = "regression" }   # optional, multi-output models: each
+                                          # output's task, in output order (the first is the task metric's)
     [[model.inputs]]                      # optional for .pt2 / .onnx (read from the model)
     name = "image"
     shape = ["batch", 1, 28, 28]
@@ -53,6 +55,7 @@ from .errors import BadInput
 from .tomlfile import check_keys, expect, read_toml
 
 TASKS = ("classification", "embedding")
+OUTPUT_TASKS = ("classification", "regression", "embedding")  # metrics.output_figures per output
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
 
 
@@ -68,6 +71,7 @@ class ModelConfig:
     normalization: dict[str, float | list[float]] = field(default_factory=dict)
     distilled_from: str | None = None
     stale_teacher: str = "warn"  # "warn" or "fail" when the teacher no longer matches distilled_from
+    outputs: dict[str, str] = field(default_factory=dict)  # output name -> task, in the model's output order
     trust_pickle: bool = False
 
 
@@ -171,7 +175,11 @@ def load_config(path: str | Path) -> Config:
 
 def _read_model(m: dict, path: Path) -> ModelConfig:
     check_keys(m, {"student", "weights", "teacher", "teacher_weights", "task", "labels", "inputs",
-                   "normalization", "distilled_from", "stale_teacher", "trust_pickle"}, "model", path)
+                   "normalization", "distilled_from", "stale_teacher", "trust_pickle", "outputs"}, "model", path)
+    outputs = expect(m.get("outputs", {}), dict, "outputs", "model", path)
+    bad = {k: v for k, v in outputs.items() if v not in OUTPUT_TASKS}
+    if bad:
+        raise BadInput(f"[model] outputs: {bad} - each output's task must be one of {OUTPUT_TASKS}", path=path)
     if "student" not in m:
         raise BadInput("[model] needs 'student' (module:factory, .pt2 or .onnx)", path=path)
     task = m.get("task", "classification")
@@ -189,6 +197,7 @@ def _read_model(m: dict, path: Path) -> ModelConfig:
         distilled_from=m.get("distilled_from"),
         stale_teacher=m.get("stale_teacher", "warn"),
         trust_pickle=expect(m.get("trust_pickle", False), bool, "trust_pickle", "model", path),
+        outputs=dict(outputs),
     )
 
 

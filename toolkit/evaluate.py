@@ -9,7 +9,7 @@ figures it returns already say how they were obtained.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,8 @@ class References:
     teacher_outputs: np.ndarray | None = None
     float_latency: Latency | None = None
     float_size: int | None = None  # bytes of the target's fp32 artifact: a quantized one must be smaller
+    # a multi-output model's outputs after the first: (name, task, the float student's output)
+    extra_outputs: list = field(default_factory=list)
 
 
 @dataclass
@@ -68,13 +70,17 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
     runner = target.open_runner(candidate.path, settings.threads, settings.options)
     how = runner.describe()
     progress(f"  {candidate.label}: accuracy on {len(data)} samples ({how['runtime']})")
-    outputs = host_outputs(runner, data)
+    every_output = host_outputs(runner, data)
+    outputs = every_output[0]  # the task metric's; the others are compared output by output below
     precision = candidate.precision_data()
     figures = settings.device.measure(Job(
         target=candidate.target, path=candidate.path, runner=runner, data=data, settings=settings,
         label=candidate.label, precision=precision, graph=candidate.graph, host_outputs=outputs, progress=progress))
     result = assemble(candidate, how, outputs, figures, data, refs, task, bool(precision and precision.is_float_baseline))
     result.warnings += _speed_warnings(result, figures, runner, settings.device.name)
+    result.outputs = {name: {**metrics.output_figures(task, every_output[i], reference),
+                             "provenance": how.get("kind", "measured")}  # computed here, by the runtime
+                      for i, (name, task, reference) in enumerate(refs.extra_outputs, start=1) if i < len(every_output)}
     if precision is not None and precision.weight_bits <= 8:
         result.coverage = _coverage(target, candidate.path)
         result.warnings += quantization_warnings(result, refs)
@@ -137,9 +143,10 @@ def _loads_in_app_runtime(result: TargetResult, path: Path, runner, data: Datase
                  message="" if proof.ok else f"in {proof.runtime}: {proof.error.splitlines()[0][:300]}")
 
 
-def host_outputs(runner, data: Dataset, batch_size: int = 256) -> np.ndarray:
-    """The artifact's first output on every sample, run on this host."""
-    return np.concatenate([runner.run({n: b[n] for n in runner.input_names})[0] for b in data.batches(batch_size)])
+def host_outputs(runner, data: Dataset, batch_size: int = 256) -> list[np.ndarray]:
+    """Every output of the artifact on every sample, run on this host."""
+    parts = [runner.run({n: b[n] for n in runner.input_names}) for b in data.batches(batch_size)]
+    return [np.concatenate(p) for p in zip(*parts)]
 
 
 def score(outputs: np.ndarray | None, data: Dataset, refs: References, task: str, subject: str):

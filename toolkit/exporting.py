@@ -17,7 +17,7 @@ from edge_distill.calibration import Dataset, fixed_batch_of, padded
 
 from .errors import BadInput, ExportMismatch
 from .models import SourceModel, load_model
-from .quiet import quiet
+from .quiet import native_output_silenced, quiet
 from .result import ExportInfo
 
 TWO_GB = 2 * 1024**3
@@ -33,8 +33,7 @@ def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, sampl
         _copy_onnx_self_contained(model.onnx_path, out_path, keep_outputs=model.output_names)
         exporter = "copy of the source ONNX"
     else:
-        _torch_export(model, out_path, opset, samples)
-        exporter = "torch.onnx.export (dynamo)"
+        exporter = _torch_export(model, out_path, opset, samples)
 
     import onnx
 
@@ -61,7 +60,7 @@ def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, sampl
                       seconds=round(time.perf_counter() - start, 3))
 
 
-def _torch_export(model: SourceModel, out_path: Path, opset: int, samples: Dataset) -> None:
+def _torch_export(model: SourceModel, out_path: Path, opset: int, samples: Dataset) -> str:
     import torch
 
     fixed = fixed_batch_of(model.inputs)  # saved with a fixed batch: exported at that batch, kept fixed
@@ -83,17 +82,42 @@ def _torch_export(model: SourceModel, out_path: Path, opset: int, samples: Datas
     output_names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
     source = model.exported if model.exported is not None else model.module
     kwargs = {} if model.exported is not None else {"dynamic_shapes": tuple(dynamic_shapes)}
+    names = {"input_names": [s.name for s in model.inputs], "output_names": output_names, "opset_version": opset}
     # The exporter prints progress to stdout and warnings about optional packages (torchvision);
     # keep our own output readable. Real failures still raise.
-    with quiet("torch.onnx", streams=True):
+    with quiet("torch.onnx", "torch.export", "torch.fx", streams=True), native_output_silenced():
         try:
-            torch.onnx.export(source, args, str(out_path), input_names=[s.name for s in model.inputs],
-                              output_names=output_names, opset_version=opset, dynamo=True,
-                              external_data=False, verbose=False, **kwargs)
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BadInput(f"torch.onnx.export failed for {model.reference}: {first}") from exc
+            torch.onnx.export(source, args, str(out_path), dynamo=True, external_data=False, verbose=False,
+                              **names, **kwargs)
+            exporter = "torch.onnx.export (dynamo)"
+        except Exception as dynamo_error:
+            why = root_cause(dynamo_error)
+            try:  # the TorchScript exporter traces where torch.export cannot (some control flow, some ops)
+                torch.onnx.export(model.module, args, str(out_path), dynamo=False, **names,
+                                  dynamic_axes=_dynamic_axes_of(model.inputs, output_names))
+            except Exception as script_error:
+                raise BadInput(f"torch.onnx.export cannot export {model.reference}: with dynamo, {why}; with "
+                               f"TorchScript, {root_cause(script_error)}") from None
+            exporter = f"torch.onnx.export (TorchScript; dynamo failed: {why[:200]})"
     _name_dynamic_dims(out_path, model.inputs)
+    return exporter
+
+
+def root_cause(exc: BaseException) -> str:
+    """The first real error line of an exporter's failure: the innermost cause, not its boilerplate
+    ("Failed to export ... Next steps: ...")."""
+    while exc.__cause__ is not None:  # not __context__: a fallback's error would lead back to the first
+        exc = exc.__cause__
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _dynamic_axes_of(specs, output_names: list[str]) -> dict:
+    """TorchScript's dynamic_axes: every named dimension of the inputs; the batch of the outputs."""
+    axes = {s.name: {i: str(d) for i, d in enumerate(s.shape) if isinstance(d, str)} for s in specs}
+    batch = next((s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], str)), None)
+    axes.update({name: {0: batch} for name in output_names if batch})
+    return {k: v for k, v in axes.items() if v}
 
 
 def _name_dynamic_dims(path: Path, specs) -> None:

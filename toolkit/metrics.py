@@ -85,6 +85,25 @@ def _neighbours(unit: np.ndarray) -> np.ndarray:
 
 
 TASK_METRICS = {"classification": classification, "embedding": embedding}
+OUTPUT_TASKS = ("classification", "regression", "embedding")
+
+
+def output_figures(task: str, outputs: np.ndarray, float_outputs: np.ndarray | None) -> dict:
+    """One more output of a multi-output model against the float student's same output: top-1
+    agreement for a classification head; for regression / dense outputs the max and mean absolute
+    error, the error relative to the float output's mean magnitude, and the cosine per sample."""
+    out = np.asarray(outputs, np.float64)
+    figures = {"task": task, "shape": list(out.shape[1:])}
+    if float_outputs is None:
+        return figures
+    ref = np.asarray(float_outputs, np.float64)
+    if task == "classification":
+        figures["float_agreement"] = _round(np.mean(out.reshape(len(out), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1)))
+    error = np.abs(out - ref)
+    figures.update(max_abs_error=_round(error.max()), mean_abs_error=_round(error.mean()),
+                   relative_error=_round(error.mean() / max(float(np.abs(ref).mean()), 1e-12)),
+                   cosine=_round(np.sum(_unit(out) * _unit(ref), axis=1).mean()))
+    return figures
 
 
 def _round(x) -> float:

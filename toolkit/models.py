@@ -50,8 +50,12 @@ class SourceModel:
     output_names: list[str] = field(default_factory=lambda: ["output"])
 
     def predict(self, data: Dataset, batch_size: int = 256) -> np.ndarray:
-        """The first output of the model for every sample of `data`, as float32. A model saved with a
-        fixed batch runs in chunks of that batch (the last padded, the padding dropped)."""
+        """The first output of the model for every sample of `data`, as float32."""
+        return self.predict_all(data, batch_size)[0]
+
+    def predict_all(self, data: Dataset, batch_size: int = 256) -> list[np.ndarray]:
+        """Every output of the model for every sample, as float32. A model saved with a fixed batch
+        runs in chunks of that batch (the last padded, the padding dropped)."""
         if self.kind == "onnx":
             import onnxruntime as ort
 
@@ -59,17 +63,32 @@ class SourceModel:
             options.log_severity_level = 3
             session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
             batch = next((i.shape[0] for i in session.get_inputs() if isinstance(i.shape[0], int)), None)
-            run = lambda feeds: session.run(self.output_names[:1], feeds)  # noqa: E731
-            return run_in_batches(run, dict(data.inputs), batch, batch_size)[0].astype(np.float32)
+            run = lambda feeds: session.run(self.output_names, feeds)  # noqa: E731
+            return [o.astype(np.float32) for o in run_in_batches(run, _as_model_types(session, data), batch,
+                                                                 batch_size)]
         import torch
 
         def run(feeds):
             with torch.no_grad():
                 out = self.module(*[torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in self.inputs])
-            out = out[0] if isinstance(out, (tuple, list)) else out
-            return [out.detach().float().numpy()]
+            return [o.detach().float().numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
 
-        return run_in_batches(run, dict(data.inputs), fixed_batch_of(self.inputs), batch_size)[0]
+        return run_in_batches(run, dict(data.inputs), fixed_batch_of(self.inputs), batch_size)
+
+
+ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
+             "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
+
+
+def _as_model_types(session, data: Dataset) -> dict:
+    """The data in the dtypes the ONNX model takes: token ids read for a .tflite artifact are int32,
+    its float ONNX twin takes int64."""
+    feeds = dict(data.inputs)
+    for i in session.get_inputs():
+        want = ORT_TYPES.get(i.type)
+        if i.name in feeds and want is not None and feeds[i.name].dtype != want:
+            feeds[i.name] = feeds[i.name].astype(want)
+    return feeds
 
 
 def load_model(reference: str, weights: str | None = None, inputs: list[InputSpec] | None = None, *,

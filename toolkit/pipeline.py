@@ -221,12 +221,13 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     plan = plan_targets(cfg, device=device)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
-    float_out = loaded.student.predict(loaded.evaluation)
+    float_all = loaded.student.predict_all(loaded.evaluation)
+    float_out = float_all[0]
     teacher_out = loaded.teacher.predict(loaded.evaluation) if loaded.teacher else None
     results = []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
         for planned in plan:
-            refs = References(float_out, teacher_out)
+            refs = References(float_out, teacher_out, extra_outputs=extra_outputs(cfg, float_all))
             for precision in planned.precisions:
                 result = build_and_measure(cfg, planned, precision, loaded.student, out / "onnx" / "model.onnx", out,
                                            planned.config.name, Path(work), loaded, refs, progress)
@@ -236,8 +237,17 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     return build_report("check", cfg, loaded, export, float_out, teacher_out, results)
 
 
+def extra_outputs(cfg: Config, float_all: list) -> list[tuple]:
+    """A multi-output model's outputs after the first, named and tasked by [model] outputs (in output
+    order) or "output_N" / "regression", each with the float student's values."""
+    names, tasks = list(cfg.model.outputs), list(cfg.model.outputs.values())
+    return [(names[i] if i < len(names) else f"output_{i}", tasks[i] if i < len(tasks) else "regression", values)
+            for i, values in enumerate(float_all) if i > 0]
+
+
 def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, teacher_out, results, **extra) -> Report:
     warnings, gate = stale_teacher(cfg, loaded.teacher)
+    warnings += padding_warnings(loaded)
     return Report(command=command, tool_version=__version__, created=_now(), config=str(cfg.path),
                   student=_model_info(loaded.student),
                   teacher=_model_info(loaded.teacher) if loaded.teacher else None,
@@ -247,6 +257,20 @@ def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, t
                   references=reference_metrics(loaded.evaluation, float_out, teacher_out, cfg.model.task),
                   results=results, task=cfg.model.task,
                   warnings=warnings, gate_checks=gate, **extra)
+
+
+def padding_warnings(loaded: Loaded) -> list[str]:
+    """A model with an attention mask judged only on unpadded data says nothing of padded inputs, where
+    static int8 is known to collapse: say so."""
+    warnings = []
+    for spec in loaded.student.inputs:
+        if "mask" not in spec.name.lower() or not spec.dtype.startswith(("int", "bool")):
+            continue
+        for what, data in (("evaluation", loaded.evaluation), ("calibration", loaded.calibration)):
+            if data is not None and spec.name in data.inputs and data.inputs[spec.name].all():
+                warnings.append(f"the {what} data never pads ({spec.name} is 1 everywhere): how the artifacts behave "
+                                "on padded inputs is not judged; add padded samples")
+    return warnings
 
 
 def stale_teacher(cfg: Config, teacher: SourceModel | None) -> tuple[list[str], list[Check]]:

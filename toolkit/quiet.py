@@ -6,6 +6,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import sys
+import tempfile
 import warnings
 
 
@@ -27,3 +30,25 @@ def quiet(*logger_names: str, streams: bool = False):
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def native_output_silenced():
+    """Converters print progress bars and C++ logs straight to the file descriptors; keep them out of
+    our output (errors still arrive as exceptions). Yields a dict whose "text" holds what was said."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = [os.dup(1), os.dup(2)]
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        log = {"text": ""}
+        try:
+            yield log
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            sink.seek(0)
+            log["text"] = sink.read().decode(errors="replace")

@@ -122,6 +122,20 @@ def _rows(report: Report) -> tuple[list[str], list[list[str]]]:
     return head, rows
 
 
+def _output_lines(report: Report) -> list[str]:
+    """The other outputs of a multi-output model, against the float student's."""
+    lines = []
+    for r in report.results:
+        for name, f in r.outputs.items():
+            cells = [f"{label} {_fmt(f[key])}" for key, label in (("float_agreement", "float agr"),
+                                                                  ("mean_abs_error", "mean |err|"),
+                                                                  ("max_abs_error", "max |err|"),
+                                                                  ("relative_error", "rel err"), ("cosine", "cosine"))
+                     if key in f]
+            lines.append(f"  {r.name} {name} ({f['task']}): " + (", ".join(cells) or "no float output to compare"))
+    return (["Other outputs (against the float student's):"] + lines) if lines else []
+
+
 def _share(r) -> str:
     """The share of a quantized artifact's weights stored in int8/int4 ("-" for a float one)."""
     fraction = (r.coverage or {}).get("quantized_weight_fraction")
@@ -180,6 +194,7 @@ def to_table(report: Report) -> str:
     broken = [c for c in report.checks if c.passed is not True]
     out.append("")
     out.extend(_length_lines(report))
+    out.extend(_output_lines(report))
     out.append(_provenance_line(report))
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"warning: {w}")
@@ -235,7 +250,7 @@ def to_markdown(report: Report) -> str:
               if report.teacher else "") + ".", ""]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    out += ["", *_length_lines(report), _provenance_line(report), ""]
+    out += ["", *_length_lines(report), *_output_lines(report), _provenance_line(report), ""]
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"> **warning:** {w}")
     if report.ladder is not None:

@@ -94,6 +94,7 @@ class TargetResult:
     qualified: bool = False  # name the subject even for the student (the ladder mixes subjects)
     evaluation: dict = field(default_factory=dict)  # how the outputs were computed: kind, runtime, device
     coverage: dict | None = None  # of a quantized artifact: what share of weights and MACs is int8/int4
+    outputs: dict = field(default_factory=dict)  # a multi-output model's other outputs: name -> figures
 
     @property
     def name(self) -> str:
