@@ -260,6 +260,16 @@ class RecordingTarget(Target, Protocol):
     def record(self, path: Path, verified: dict) -> None: ...
 
 
+def inference_module(source):
+    """The source model's torch module, ready for a converter. A .pt2's module() refuses train() and
+    eval() ("not supported yet"), which converters call; it is already in inference form, so for it
+    both become no-ops."""
+    module = source.module
+    if getattr(source, "exported", None) is not None:
+        module.train = module.eval = lambda *args, **kwargs: module
+    return module
+
+
 def describe_capabilities(caps: Capabilities) -> dict:
     """A target's capabilities as JSON-ready data (`edge-distill targets --json`)."""
     out = dataclasses.asdict(caps)

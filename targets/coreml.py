@@ -38,7 +38,7 @@ from edge_distill.errors import BadInput, CannotMeasure, MissingDependency
 from edge_distill.files import write_atomic
 from edge_distill.quiet import quiet
 
-from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision, artifact_size
+from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision, artifact_size, inference_module
 
 COREMLTOOLS_VERSION = "9.0"  # the evaluator leans on coremltools internals: pinned, and checked
 MAX_BATCH = 4096
@@ -113,7 +113,7 @@ class CoremlTarget:
                 if precision == "w8a8":
                     model = self._convert_w8a8(ct, request, deployment)
                 else:
-                    model = _convert(ct, request.source.module, specs, _example(specs, request.calibration),
+                    model = _convert(ct, inference_module(request.source), specs, _example(specs, request.calibration),
                                      deployment)
                     model = _compress(ct, model, precision, threshold, int(opts["int4_block_size"]))
             except (BadInput, MissingDependency):
@@ -358,16 +358,12 @@ class ReferenceMilRunner:
                     continue
                 args = {k: ([env.get(i.name, i.val) for i in v] if isinstance(v, (list, tuple))
                             else env.get(v.name, v.val)) for k, v in op.inputs.items()}
-                if op.op_type in _KERNELS:
-                    values = _KERNELS[op.op_type](args)
-                else:
-                    for var in _vars(op):
-                        value = env.get(var.name, var.val)
-                        if value is not None:
-                            holder = var.sym_type()
-                            holder.val = _plain(value)
-                            var._sym_val = holder
-                    values = op.value_inference()
+                try:
+                    values = _KERNELS[op.op_type](args) if op.op_type in _KERNELS else _inferred(op, env)
+                except Exception as exc:  # an op this evaluator cannot compute: the package's accuracy is unmeasured
+                    raise CannotMeasure(f"the reference MIL evaluator cannot compute op '{op.op_type}' ({op.name}): "
+                                        f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}",
+                                        hint="Core ML's own predictions (macOS) measure this package") from None
                 for var, value in zip(op.outputs, values if isinstance(values, tuple) else (values,)):
                     if value is None:
                         raise CannotMeasure(f"the reference MIL evaluator got no value from op '{op.op_type}' "
@@ -436,6 +432,17 @@ def _fixed_batch(spec) -> int | None:
     """The batch a package was converted at, when its inputs take no other (no shape range)."""
     first = spec.description.input[0].type.multiArrayType
     return int(first.shape[0]) if first.WhichOneof("ShapeFlexibility") is None and first.shape else None
+
+
+def _inferred(op, env: dict):
+    """An op's value through coremltools' own value inference, its inputs bound to this run's values."""
+    for var in _vars(op):
+        value = env.get(var.name, var.val)
+        if value is not None:
+            holder = var.sym_type()
+            holder.val = _plain(value)
+            var._sym_val = holder
+    return op.value_inference()
 
 
 def _input_specs(spec) -> list:
@@ -536,7 +543,20 @@ _KERNELS = {
     "batch_norm": _torch_nchw(_batch_norm),
     "reshape": lambda a: np.reshape(a["x"], [int(d) for d in np.asarray(a["shape"])]),
     "dequantize": _dequantize,
+    # coremltools' own value inference of the reductions passes keep_dims as numpy.bool, which numpy rejects
+    "reduce_mean": lambda a: _reduce(np.mean, a),
+    "reduce_sum": lambda a: _reduce(np.sum, a),
+    "reduce_max": lambda a: _reduce(np.max, a),
+    "expand_dims": lambda a: np.expand_dims(a["x"], tuple(int(d) for d in np.asarray(a["axes"]).ravel())),
+    "squeeze": lambda a: np.squeeze(a["x"], None if a.get("axes") is None
+                                    else tuple(int(d) for d in np.asarray(a["axes"]).ravel())),
 }
+
+
+def _reduce(fn, a):
+    axes = a.get("axes")
+    axis = None if axes is None else tuple(int(d) for d in np.asarray(axes).ravel())
+    return fn(a["x"], axis=axis, keepdims=bool(a.get("keep_dims", False)))
 
 
 # -- inspecting ------------------------------------------------------------------------------------

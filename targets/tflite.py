@@ -33,7 +33,7 @@ from edge_distill.calibration import fixed_batch_of, padded, run_in_batches
 from edge_distill.errors import BadInput, ExportMismatch, MissingDependency
 from edge_distill.quiet import native_output_silenced
 
-from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision
+from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision, inference_module
 
 capabilities = Capabilities(
     name="tflite",
@@ -321,14 +321,8 @@ class TfliteRunner:
 
 # -- conversion helpers ---------------------------------------------------------------------------
 def _torch_module(source):
-    if source.exported is not None:
-        # A .pt2's module() refuses train()/eval() ("not supported yet"), which litert-torch calls; it
-        # is already in inference form, so both are no-ops here.
-        module = source.module
-        module.train = module.eval = lambda *args, **kwargs: module
-        return module
     if source.module is not None:
-        return source.module
+        return inference_module(source)
     try:
         from onnx2torch import convert
     except ImportError as exc:

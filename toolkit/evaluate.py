@@ -20,7 +20,7 @@ from edge_distill.targets import Artifact, artifact_size, get_target
 from . import budgets, metrics
 from .budgets import Budget
 from .devices import Figures, Job, RunSettings
-from .errors import BadInput
+from .errors import BadInput, CannotMeasure
 from .files import sha256_path
 from .result import Check, Latency, TargetResult, result_label
 
@@ -70,12 +70,20 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
     runner = target.open_runner(candidate.path, settings.threads, settings.options)
     how = runner.describe()
     progress(f"  {candidate.label}: accuracy on {len(data)} samples ({how['runtime']})")
-    every_output = host_outputs(runner, data)
+    try:
+        every_output, why_no_outputs = host_outputs(runner, data), None
+    except CannotMeasure as exc:  # this artifact's accuracy stays unmeasured; its other figures go on
+        every_output, why_no_outputs = [None], str(exc)
     outputs = every_output[0]  # the task metric's; the others are compared output by output below
     precision = candidate.precision_data()
     figures = settings.device.measure(Job(
         target=candidate.target, path=candidate.path, runner=runner, data=data, settings=settings,
         label=candidate.label, precision=precision, graph=candidate.graph, host_outputs=outputs, progress=progress))
+    if why_no_outputs:
+        figures.why_no_numerics = figures.why_no_numerics or why_no_outputs
+        figures.evaluation = {"kind": how.get("kind", "measured"), "runtime": how["runtime"],
+                              "runtime_version": how["runtime_version"], "device": "host", "error": why_no_outputs}
+        figures.warnings.append(f"{candidate.label}: {why_no_outputs}")
     result = assemble(candidate, how, outputs, figures, data, refs, task, bool(precision and precision.is_float_baseline))
     result.warnings += _speed_warnings(result, figures, runner, settings.device.name)
     result.outputs = {name: {**metrics.output_figures(task, every_output[i], reference),

@@ -240,7 +240,8 @@ class EmulatedDevice(Device):
                                   "runtime_version": "", "device": "emulated-arm64", "error": str(exc)}
             figures.warnings.append(f"{job.label}: {exc}")
             return figures
-        figures.details["arm64_vs_host"] = metrics.parity(figures.outputs, job.host_outputs)
+        if job.host_outputs is not None:
+            figures.details["arm64_vs_host"] = metrics.parity(figures.outputs, job.host_outputs)
         if figures.evaluation.get("note"):
             figures.warnings.append(f"{job.label} on emulated-arm64: {figures.evaluation['note']}")
         return figures

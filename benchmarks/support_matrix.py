@@ -1,0 +1,86 @@
+"""The support matrix: every model of tests/zoo.py, in every intake form, through every target and
+precision, with `edge-distill check`. Writes docs/support.md (the table README links to) and exits 1
+when any cell ended in an internal error (exit 3): a cell is a pass with its figures, or a
+limitation that exits 2 with its message.
+
+    python benchmarks/support_matrix.py [--workers 2] [--models cnn,gru]
+
+tests/test_support_matrix.py runs a fast subset of the same cells in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import zoo  # noqa: E402
+
+
+def cells_of(name: str, work: Path) -> list:
+    model = zoo.trained(name)
+    cells = []
+    for form in zoo.FORMS:
+        for target, precisions in zoo.TARGETS.items():
+            cells += zoo.run(name, form, {target: precisions}, work / name / form / target, model=model)
+    return cells
+
+
+def render(cells: list, seconds: float, workers: int) -> str:
+    lines = ["# Support matrix", "",
+             f"Written by `python benchmarks/support_matrix.py` ({seconds / 60:.1f} min with {workers} workers on a "
+             "shared 2-core AMD EPYC). Each model of `tests/zoo.py` is trained for a fixed number of steps on synthetic "
+             "data whose labels depend on its inputs, saved in each intake form, and run through `edge-distill check`. "
+             "A cell lists each precision's top-1 agreement with the float student (per pixel for the segmenter) and, "
+             "for quantized ones, the share of weights stored in int8/int4; or the limitation's message (exit 2). "
+             "No cell may end in an internal error (exit 3).", "",
+             "| model | form | " + " | ".join(zoo.TARGETS) + " |", "|---|---|" + "---|" * len(zoo.TARGETS)]
+    by_key = {(c.model, c.form, c.target): c for c in cells}
+    for name in dict.fromkeys(c.model for c in cells):
+        for form in zoo.FORMS:
+            row = [by_key.get((name, form, t)) for t in zoo.TARGETS]
+            lines.append(f"| {name} | {form} | " + " | ".join(_cell(c) for c in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(cell) -> str:
+    if cell is None:
+        return ""
+    if cell.code in (0, 1):
+        return cell.text.removeprefix("pass: ")
+    mark = "INTERNAL ERROR" if cell.code == 3 else "limitation" if cell.code == 2 else "not saved"
+    text = re.sub(r"/\S*?edge-distill-matrix-[^/\s]+/(?:[^/\s]+/)*", "", cell.text.removeprefix("error: "))
+    return f"{mark}: {text}".replace("|", "/")[:220]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--models", default=",".join(zoo.ZOO))
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "support.md")
+    args = parser.parse_args()
+    names = args.models.split(",")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edge-distill-matrix-") as work, \
+            ProcessPoolExecutor(args.workers) as pool:  # processes: torch.export is not thread-safe
+        results = list(pool.map(cells_of, names, [Path(work)] * len(names)))
+    cells = [c for group in results for c in group]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(cells, time.perf_counter() - start, args.workers))
+    internal = [c for c in cells if c.code == 3]
+    print(f"{len(cells)} cells, {sum(c.code in (0, 1) for c in cells)} pass, {sum(c.code == 2 for c in cells)} "
+          f"limitations, {len(internal)} internal errors -> {args.out}")
+    for c in internal:
+        print(f"INTERNAL: {c.model} {c.form} {c.target}: {c.text}")
+    return 1 if internal else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
