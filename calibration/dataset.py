@@ -73,6 +73,12 @@ def padded(feeds: dict, size: int) -> dict:
     return {k: np.concatenate([v, np.repeat(v[-1:], size - n, axis=0)]) for k, v in feeds.items()}
 
 
+def whole_batches(feeds: dict, batch: int) -> dict:
+    """`feeds` padded (by repeating the last sample) to a multiple of `batch` samples."""
+    n = len(next(iter(feeds.values())))
+    return padded(feeds, -(-n // batch) * batch)
+
+
 def run_in_batches(run, feeds: dict, batch: int | None, chunk: int = 256) -> list:
     """`run(feeds) -> [outputs]` over any number of samples. A model with a fixed batch gets chunks of
     exactly that size (the last one padded with its last sample, the padding's outputs dropped);

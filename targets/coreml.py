@@ -155,11 +155,11 @@ class CoremlTarget:
         prepared = quantizer.prepare(example_inputs=example, inplace=False)
         quantizer.step()
         prepared.eval()
-        step = fixed_batch_of(specs) or 32
+        fixed = fixed_batch_of(specs)  # a fixed-batch model takes exactly its batch; others chunks of 32
         with torch.no_grad():
-            for start in range(0, len(data), step):
-                feeds = padded({s.name: data.inputs[s.name][start: start + step] for s in specs}, step) \
-                    if fixed_batch_of(specs) else {s.name: data.inputs[s.name][start: start + step] for s in specs}
+            for start in range(0, len(data), fixed or 32):
+                feeds = {s.name: data.inputs[s.name][start: start + (fixed or 32)] for s in specs}
+                feeds = padded(feeds, fixed) if fixed else feeds
                 prepared(*[torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in specs])
         final = quantizer.finalize(inplace=False).eval()
         traced = torch.jit.trace(final, example, check_trace=False)  # torch.export cannot take quantized tensors

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import fixed_batch_of, padded, run_in_batches
+from edge_distill.calibration import fixed_batch_of, padded, run_in_batches, whole_batches
 from edge_distill.errors import BadInput, MissingDependency
 from edge_distill.quiet import quiet
 
@@ -259,10 +259,9 @@ class OrtRunner:
         return self.session.run(None, feeds)
 
     def emulation_request(self, feeds: dict) -> tuple[dict, dict]:
-        n = len(next(iter(feeds.values())))
-        step = self.fixed_batch or 256
-        total = -(-n // step) * step  # whole batches; the worker drops the padding's outputs
-        arrays = {k: np.ascontiguousarray(padded(feeds, total)[k]) for k in self.input_names}
+        n, step = len(next(iter(feeds.values()))), self.fixed_batch or 256
+        whole = whole_batches(feeds, step)  # the worker drops the padding's outputs
+        arrays = {k: np.ascontiguousarray(whole[k]) for k in self.input_names}
         return {"runtime": "ort", "batch": step, "samples": n}, arrays
 
     def from_emulated(self, outputs: list) -> list:

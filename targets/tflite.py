@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import fixed_batch_of, padded, run_in_batches
+from edge_distill.calibration import fixed_batch_of, padded, run_in_batches, whole_batches
 from edge_distill.errors import BadInput, ExportMismatch, MissingDependency
 from edge_distill.quiet import native_output_silenced
 
@@ -285,7 +285,7 @@ class TfliteRunner:
     def emulation_request(self, feeds: dict) -> tuple[dict, dict]:
         """The aarch64 interpreter gets the raw tensors, so the worker holds no conversion logic."""
         n = len(next(iter(feeds.values())))
-        whole = padded(feeds, -(-n // self.batch) * self.batch)  # whole batches; the worker drops the padding
+        whole = whole_batches(feeds, self.batch)  # the worker drops the padding's outputs
         arrays = {f"t{index}": array for index, array in self.raw_inputs(whole).items()}
         return {"runtime": "litert", "batch": self.batch, "outputs": self.output_indices, "samples": n}, arrays
 

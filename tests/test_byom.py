@@ -175,7 +175,7 @@ def test_a_quantizer_crash_falls_back_to_the_other_recipe_and_says_so(keyword_gr
     static recipe builds the int8 instead, and the report names the fallback and the error."""
     config = _config(keyword_gru, "kws.pt2", '[[targets]]\nname = "tflite"\nprecisions = ["fp32", "int8"]\n')
     proc = run_cli("check", config, "--out", tmp_path / "out")
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr  # the budgets judge it; no internal error
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # every budget holds on the fallback artifact
     int8 = json.loads((tmp_path / "out" / "report.json").read_text())["results"][1]
     assert int8["details"]["recipe_fallback"] == {"asked": "pt2e", "used": "aeq",
                                                   "why": "IndexError: list index out of range"}

@@ -303,8 +303,9 @@ def run_export(reference: str, target_string: str, out: Path, *, precision: str 
                        "pass --data (or --calibration)")
     if target_name != "onnx":  # everything the target needs is checked before the export's work
         caps = get_target(target_name).capabilities
-        if caps.missing_packages():
-            raise MissingDependency(caps.missing_packages()[0], caps.extra, f"target '{target_name}'")
+        missing = caps.missing_packages()
+        if missing:
+            raise MissingDependency(missing[0], caps.extra, f"target '{target_name}'")
         check_precision(caps, precision, calibration_method)
         caps.options_with_defaults(options)
     samples = load_dataset(samples_path, model.inputs)
