@@ -11,6 +11,7 @@ tests/test_support_matrix.py runs a fast subset of the same cells in CI.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import tempfile
@@ -24,13 +25,31 @@ sys.path.insert(0, str(ROOT / "tests"))
 import zoo  # noqa: E402
 
 
-def cells_of(name: str, work: Path) -> list:
-    model = zoo.trained(name)
+def cells_of(name: str, form: str, work: Path) -> list:
+    model = _trained(name)
     cells = []
-    for form in zoo.FORMS:
-        for target, precisions in zoo.TARGETS.items():
-            cells += zoo.run(name, form, {target: precisions}, work / name / form / target, model=model)
+    for target, precisions in zoo.TARGETS.items():
+        cells += zoo.run(name, form, {target: precisions}, work / name / form / target, model=model)
     return cells
+
+
+_models: dict = {}
+
+
+def _trained(name: str):
+    """Trained once per worker process (training is seeded: every worker gets the same model)."""
+    if name not in _models:
+        _models[name] = zoo.trained(name)
+    return _models[name]
+
+
+def _one_thread_each() -> None:
+    """Two workers on two cores: each `check` (and what it starts) on one thread, not fighting."""
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
+        os.environ[variable] = "1"
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def render(cells: list, seconds: float, workers: int) -> str:
@@ -38,7 +57,8 @@ def render(cells: list, seconds: float, workers: int) -> str:
              f"Written by `python benchmarks/support_matrix.py` ({seconds / 60:.1f} min with {workers} workers on a "
              "shared 2-core AMD EPYC). Each model of `tests/zoo.py` is trained for a fixed number of steps on synthetic "
              "data whose labels depend on its inputs, saved in each intake form, and run through `edge-distill check`. "
-             "A cell lists each precision's top-1 agreement with the float student (per pixel for the segmenter) and, "
+             "Core ML runs with the target option `weight_threshold = 64` (the zoo's weights are tiny; the default, 2,048, "
+             "would leave most of them fp16). A cell lists each precision's top-1 agreement with the float student (per pixel for the segmenter) and, "
              "for quantized ones, the share of weights stored in int8/int4; or the limitation's message (exit 2). "
              "No cell may end in an internal error (exit 3).", "",
              "| model | form | " + " | ".join(zoo.TARGETS) + " |", "|---|---|" + "---|" * len(zoo.TARGETS)]
@@ -68,9 +88,10 @@ def main() -> int:
     args = parser.parse_args()
     names = args.models.split(",")
     start = time.perf_counter()
+    tasks = [(name, form) for name in names for form in zoo.FORMS]
     with tempfile.TemporaryDirectory(prefix="edge-distill-matrix-") as work, \
-            ProcessPoolExecutor(args.workers) as pool:  # processes: torch.export is not thread-safe
-        results = list(pool.map(cells_of, names, [Path(work)] * len(names)))
+            ProcessPoolExecutor(args.workers, initializer=_one_thread_each) as pool:  # torch.export is not thread-safe
+        results = list(pool.map(cells_of, *zip(*tasks), [Path(work)] * len(tasks)))
     cells = [c for group in results for c in group]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(cells, time.perf_counter() - start, args.workers))

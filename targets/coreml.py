@@ -1,6 +1,8 @@
 """Core ML for iOS and macOS: `.mlpackage` ML Programs, converted with coremltools from the torch
-student (torch.export, run_decompositions({}), ct.convert), float32 inputs and outputs, iOS17 by
-default and iOS18 where the compression needs it (int4 per-block). A dynamic batch (1..4096).
+student (torch.export, run_decompositions({}), ct.convert; recurrent layers, which that frontend
+does not convert, through coremltools' TorchScript frontend), every output, float32 inputs (int32
+for token ids and masks: Core ML has no int64 input) and outputs, iOS17 by default and iOS18 where
+the compression needs it (int4 per-block). A dynamic batch (1..4096, or the .pt2's own bound).
 
 Precisions
   fp16        the Core ML default compute precision
@@ -98,14 +100,6 @@ class CoremlTarget:
             raise BadInput(f"{request.source.reference} is ONNX only; the coreml target converts from torch",
                            hint="give the torch student (module:factory + weights, or a .pt2 program)")
         specs = request.source.inputs
-        ids = [s.name for s in specs if s.dtype.startswith("int")]
-        if ids:
-            raise BadInput(
-                f"the coreml target does not take token-id inputs yet ({', '.join(ids)} of "
-                f"{request.source.reference}): it converts every named axis as dynamic float32 input, and a "
-                "transformer needs a fixed sequence length with int32 ids; coremltools 9.0 also has no converter for "
-                "the new_ones and __and__ ops that transformers 5 writes into attention masks",
-                hint="use the ort or tflite target for text models (README: the MiniLM example, Core ML)")
         out = request.out_dir / f"model.{precision}.mlpackage"
         threshold = int(opts["weight_threshold"])
         with _quiet():
@@ -113,8 +107,7 @@ class CoremlTarget:
                 if precision == "w8a8":
                     model = self._convert_w8a8(ct, request, deployment)
                 else:
-                    model = _convert(ct, inference_module(request.source), specs, _example(specs, request.calibration),
-                                     deployment)
+                    model = _convert(ct, request, _example(specs, request.calibration), deployment)
                     model = _compress(ct, model, precision, threshold, int(opts["int4_block_size"]))
             except (BadInput, MissingDependency):
                 raise
@@ -163,9 +156,9 @@ class CoremlTarget:
                 prepared(*[torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in specs])
         final = quantizer.finalize(inplace=False).eval()
         traced = torch.jit.trace(final, example, check_trace=False)  # torch.export cannot take quantized tensors
-        return ct.convert(traced, inputs=_input_types(ct, specs), outputs=[ct.TensorType(name="output",
-                                                                                          dtype=np.float32)],
-                          convert_to="mlprogram", minimum_deployment_target=deployment)
+        return ct.convert(traced, inputs=_input_types(ct, specs, _max_batch(request.source)),
+                          outputs=_output_types(ct, request), convert_to="mlprogram",
+                          minimum_deployment_target=deployment)
 
     def open_runner(self, path: Path, threads: int, options: dict | None = None):
         if native_coreml_available():
@@ -211,23 +204,52 @@ def _example(specs, calibration) -> tuple:
     return tuple(torch.zeros(s.example_shape(size), dtype=getattr(torch, s.dtype)) for s in specs)
 
 
-def _input_types(ct, specs) -> list:
+def _input_types(ct, specs, max_batch: int) -> list:
+    """Float inputs as float32, integer ones (token ids, masks) as int32: Core ML has no int64 input."""
+    def dim(d):
+        return d if isinstance(d, int) else ct.RangeDim(1, max_batch, default=1)
+
     return [ct.TensorType(name=s.name, dtype=np.float32 if s.dtype.startswith("float") else np.int32,
-                          shape=tuple(ct.RangeDim(1, MAX_BATCH, default=1) if i == 0 and isinstance(d, str)
-                                      else (d if isinstance(d, int) else ct.RangeDim(1, MAX_BATCH, default=1))
-                                      for i, d in enumerate(s.shape)))
-            for s in specs]
+                          shape=tuple(dim(d) for d in s.shape)) for s in specs]
 
 
-def _convert(ct, module, specs, example, deployment):
+def _output_types(ct, request: BuildRequest) -> list:
+    """Every output, named as in the verified ONNX export (what the other targets' artifacts call them)."""
+    names = request.source.output_names
+    if request.onnx_path is not None:
+        import onnx
+
+        names = [o.name for o in onnx.load(str(request.onnx_path), load_external_data=False).graph.output]
+    return [ct.TensorType(name=name, dtype=np.float32) for name in names]
+
+
+def _max_batch(source) -> int:
+    """A .pt2 saved with a dynamic batch bounds it (`Dim(max=...)`): the package takes no more."""
+    program = getattr(source, "exported", None)
+    uppers = [r.upper for r in (program.range_constraints.values() if program is not None else ())]
+    return min([MAX_BATCH, *(int(u) for u in uppers if u.is_number and u < MAX_BATCH)])
+
+
+def _convert(ct, request: BuildRequest, example, deployment):
+    """torch.export, then coremltools; recurrent layers (which coremltools' torch.export frontend
+    does not convert) go through its TorchScript frontend instead."""
     import torch
 
+    source = request.source
+    specs, module, max_batch = source.inputs, inference_module(source).eval(), _max_batch(source)
     dims = {}
-    dynamic = tuple({axis: dims.setdefault(d, torch.export.Dim(str(d).replace("-", "_"), min=1, max=MAX_BATCH))
+    dynamic = tuple({axis: dims.setdefault(d, torch.export.Dim(str(d).replace("-", "_"), min=1, max=max_batch))
                      for axis, d in enumerate(s.shape) if isinstance(d, str)} or None for s in specs)
-    program = torch.export.export(module.eval(), example, dynamic_shapes=dynamic).run_decompositions({})
-    return ct.convert(program, inputs=_input_types(ct, specs),
-                      outputs=[ct.TensorType(name="output", dtype=np.float32)], minimum_deployment_target=deployment)
+    program = torch.export.export(module, example, dynamic_shapes=dynamic).run_decompositions({})
+    inputs, outputs = _input_types(ct, specs, max_batch), _output_types(ct, request)
+    try:
+        return ct.convert(program, inputs=inputs, outputs=outputs, minimum_deployment_target=deployment)
+    except NotImplementedError as exc:
+        if "Unsupported fx node" not in str(exc):
+            raise
+        traced = torch.jit.trace(module, example, check_trace=False)
+        return ct.convert(traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",
+                          minimum_deployment_target=deployment)
 
 
 def _compress(ct, model, precision: str, threshold: int, block: int):
@@ -269,8 +291,11 @@ def _describe(model, request: BuildRequest, precision: str) -> None:
     model.version = __version__
     model.short_description = f"{source.reference} ({precision}), built and verified by edge-distill"
     for spec in source.inputs:
-        model.input_description[spec.name] = f"{spec.describe()}, float32"
-    model.output_description["output"] = "the model's first output (logits for a classifier)"
+        kind = "float32" if spec.dtype.startswith("float") else "int32"
+        model.input_description[spec.name] = f"{spec.describe()}, {kind}"
+    outputs = [o.name for o in model.get_spec().description.output]
+    for name in outputs:
+        model.output_description[name] = f"the model's output {name}"
     meta = model.user_defined_metadata
     meta["edge_distill.precision"] = precision
     meta["edge_distill.source_sha256"] = source.fingerprint
@@ -278,7 +303,7 @@ def _describe(model, request: BuildRequest, precision: str) -> None:
         meta[f"edge_distill.{key}"] = json.dumps(value)
     labels = request.metadata.get("labels")
     if labels:
-        model.output_description["output"] = f"logits over {len(labels)} classes: {', '.join(labels)}"
+        model.output_description[outputs[0]] = f"logits over {len(labels)} classes: {', '.join(labels)}"
 
 
 def annotate(path: Path, entries: dict) -> None:
@@ -338,20 +363,23 @@ class ReferenceMilRunner:
                 elif op.op_type.startswith("constexpr_"):
                     self._constants[op.outputs[0].name] = op.materialized_val_inference()
         self._version = ct.__version__
-        unknown = sorted({op.op_type for op in self.function.operations
-                          if op.op_type not in _KERNELS and not op.op_type.startswith("const")
-                          and not _has_value_inference(op)})
-        if unknown:
-            raise CannotMeasure(f"the reference MIL evaluator has no kernel for op(s) {', '.join(unknown)}",
-                                path=path, hint="accuracy of this Core ML package can be measured on macOS only")
+        self._path = path
+        self._unknown = sorted({op.op_type for op in self.function.operations
+                                if op.op_type not in _KERNELS and not op.op_type.startswith("const")
+                                and not _has_value_inference(op)})
 
     def run(self, feeds: dict) -> list:
+        if self._unknown:  # raised here, not on opening: the package's size and coverage still count
+            raise CannotMeasure(f"the reference MIL evaluator has no kernel for op(s) {', '.join(self._unknown)}",
+                                path=self._path, hint="accuracy of this Core ML package can be measured on macOS only")
         return run_in_batches(self._run, feeds, self.fixed_batch)
 
     def _run(self, feeds: dict) -> list:
+        from coremltools.converters.mil.mil import types
+
         env = dict(self._constants)
         for name, var in self.function.inputs.items():
-            env[name] = np.asarray(feeds[name], dtype=np.float32)
+            env[name] = np.asarray(feeds[name], dtype=np.int32 if types.is_int(var.dtype) else np.float32)
         with _quiet():
             for op in self.function.operations:
                 if op.outputs[0].name in env:
@@ -449,8 +477,12 @@ def _input_specs(spec) -> list:
     """Input specs of a package, read from its description (the batch axis is dynamic)."""
     from edge_distill.calibration import InputSpec
 
+    from coremltools.proto import FeatureTypes_pb2
+
+    int32 = FeatureTypes_pb2.ArrayFeatureType.INT32
     return [InputSpec(name=item.name, shape=tuple(["batch"] + [int(d) for d in list(item.type.multiArrayType.shape)[1:]]),
-                      dtype="float32") for item in spec.description.input]
+                      dtype="int32" if item.type.multiArrayType.dataType == int32 else "float32")
+            for item in spec.description.input]
 
 
 def _vars(op):

@@ -94,7 +94,10 @@ def test_a_fixed_batch_pt2_goes_through_every_target(saved, tmp_path):
         assert r["metrics"]["samples"] == 90  # every sample, the padding of the last batch dropped
         assert r["metrics"]["float_agreement"] >= 0.9, r["name"]
         if r["latency"]:
-            assert r["latency"]["batch"] == BATCH and "the model's fixed batch" in r["latency"]["provenance"]["method"]
+            lat = r["latency"]
+            assert lat["batch"] == BATCH and "the model's fixed batch" in lat["provenance"]["method"]
+            assert lat["per_sample_p95_ms"] == round(lat["p95_ms"] / BATCH, 4)
+            assert f"{r['name']}: one run is the model's fixed batch of {BATCH} samples; per sample" in proc.stdout
 
 
 def test_a_fixed_batch_onnx_goes_through_ort_with_its_coverage(saved, tmp_path):

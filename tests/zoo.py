@@ -24,6 +24,8 @@ BATCH = 4  # the batch a fixed-batch form is saved with
 FORMS = ("factory", "pt2-fixed", "pt2-dynamic", "onnx-fixed", "onnx-dynamic")
 TARGETS = {"ort": ["fp32", "int8", "int8-dynamic", "int4"], "tflite": ["fp32", "int8", "int4"],
            "coreml": ["fp16", "int8"]}
+# The zoo's weights are tiny (64 to 5,000 elements); Core ML's default threshold (2,048) would leave most fp16.
+TARGET_OPTIONS = {"coreml": {"weight_threshold": 64}}
 
 
 # -- architectures -------------------------------------------------------------------------------
@@ -320,6 +322,7 @@ def config(name: str, student: str, targets: dict, folder: Path) -> Path:
     lines += ["[data]", 'evaluation = "eval.npz"', 'calibration = "eval.npz"', "[measure]", "runs = 20", "warmup = 2"]
     for target, precisions in targets.items():
         lines += ["[[targets]]", f'name = "{target}"', f"precisions = {json.dumps(precisions)}"]
+        lines += [f"options = {{ {k} = {v} }}" for k, v in TARGET_OPTIONS.get(target, {}).items()]
     path = folder / "edge-distill.toml"
     path.write_text("\n".join(lines) + "\n")
     return path

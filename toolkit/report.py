@@ -142,6 +142,13 @@ def _share(r) -> str:
     return "-" if fraction is None else f"{fraction:.0%}"
 
 
+def _batch_lines(report: Report) -> list[str]:
+    """A fixed-batch model's latency is per run of its batch: say so, and give it per sample."""
+    return [f"  {r.name}: one run is the model's fixed batch of {r.latency.batch} samples; per sample "
+            f"p50 {_fmt(r.latency.per_sample_p50_ms)} / p95 {_fmt(r.latency.per_sample_p95_ms)} ms"
+            for r in report.results if r.latency and r.latency.batch > 1]
+
+
 def _length_lines(report: Report) -> list[str]:
     """Latency at each sequence length, for text models."""
     lines = []
@@ -193,6 +200,7 @@ def to_table(report: Report) -> str:
     out = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
     broken = [c for c in report.checks if c.passed is not True]
     out.append("")
+    out.extend(_batch_lines(report))
     out.extend(_length_lines(report))
     out.extend(_output_lines(report))
     out.append(_provenance_line(report))
@@ -250,7 +258,7 @@ def to_markdown(report: Report) -> str:
               if report.teacher else "") + ".", ""]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    out += ["", *_length_lines(report), *_output_lines(report), _provenance_line(report), ""]
+    out += ["", *_batch_lines(report), *_length_lines(report), *_output_lines(report), _provenance_line(report), ""]
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"> **warning:** {w}")
     if report.ladder is not None:

@@ -36,6 +36,14 @@ class Latency:
     batch: int
     provenance: Provenance
     missing: str = ""  # which percentiles the source does not give, and why
+    # A fixed-batch model's run is `batch` samples: the same figures per sample, beside the per-run ones.
+    per_sample_p50_ms: float | None = None
+    per_sample_p95_ms: float | None = None
+
+    def __post_init__(self):
+        if self.batch > 1:
+            self.per_sample_p50_ms = None if self.p50_ms is None else round(self.p50_ms / self.batch, 4)
+            self.per_sample_p95_ms = None if self.p95_ms is None else round(self.p95_ms / self.batch, 4)
 
 
 @dataclass
