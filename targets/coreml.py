@@ -568,6 +568,32 @@ def _dequantize(a):
     return ((x - zero) * scale).astype(np.float32)
 
 
+_DTYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int16": np.int16, "uint16": np.uint16,
+           "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
+_ACTIVATIONS = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0),
+                "linear": lambda v: v}
+
+
+def _lstm(a):
+    """MIL's lstm (one direction): x <s, b, I>, gates stacked input, forget, output, cell."""
+    direction = str(a.get("direction") or "forward")
+    if direction == "bidirectional" or a.get("peephole") is not None or a.get("clip") is not None:
+        raise NotImplementedError(f"lstm with direction {direction}, peepholes or a clip")
+    gate, cell, out_act = (_ACTIVATIONS[str(a.get(k) or default)] for k, default in
+                           (("recurrent_activation", "sigmoid"), ("cell_activation", "tanh"), ("activation", "tanh")))
+    x, h, c = (np.asarray(a[k], dtype=np.float32) for k in ("x", "initial_h", "initial_c"))
+    w_ih, w_hh = np.asarray(a["weight_ih"], np.float32), np.asarray(a["weight_hh"], np.float32)
+    bias = np.zeros(w_ih.shape[0], np.float32) if a.get("bias") is None else np.asarray(a["bias"], np.float32)
+    steps = []
+    for t in (range(len(x)) if direction == "forward" else reversed(range(len(x)))):
+        i, f, o, z = np.split(x[t] @ w_ih.T + h @ w_hh.T + bias, 4, axis=-1)
+        c = gate(f) * c + gate(i) * cell(z)
+        h = gate(o) * out_act(c)
+        steps.append(h)
+    sequence = np.stack(steps if direction == "forward" else steps[::-1])
+    return (sequence if a.get("output_sequence") else h[None]), h, c
+
+
 _KERNELS = {
     "conv": _torch_nchw(_conv),
     "max_pool": _torch_nchw(_pool("max")),
@@ -582,8 +608,11 @@ _KERNELS = {
     "expand_dims": lambda a: np.expand_dims(a["x"], tuple(int(d) for d in np.asarray(a["axes"]).ravel())),
     "squeeze": lambda a: np.squeeze(a["x"], None if a.get("axes") is None
                                     else tuple(int(d) for d in np.asarray(a["axes"]).ravel())),
+    "lstm": _lstm,
+    # value inference gives a dynamic batch's size as a symbol, and nothing for its cast
+    "shape": lambda a: np.asarray(np.shape(a["x"]), dtype=np.int32),
+    "cast": lambda a: np.asarray(a["x"]).astype(_DTYPES[str(a["dtype"])]),
 }
-
 
 def _reduce(fn, a):
     axes = a.get("axes")

@@ -41,7 +41,11 @@ capabilities = Capabilities(
     suffixes=(".ort", ".onnx"),
     runtime=("onnxruntime",),
     options=(Option("int4_gather", bool, False, "int4 also packs Gather (embedding) tables with GatherBlockQuantized"),
-             Option("int4_block_size", int, 32, "int4 block size", minimum=16)),
+             Option("int4_block_size", int, 32, "int4 block size", minimum=16),
+             Option("int8_recipe", str, "onnxruntime",
+                    "who quantizes int8-dynamic: onnxruntime's quantize_dynamic as described above, or optimum's "
+                    "AutoQuantizationConfig for that CPU (needs the optimum extra)",
+                    choices=("onnxruntime", "optimum-arm64", "optimum-avx2", "optimum-avx512", "optimum-avx512-vnni"))),
     app_runtime_package="onnxruntime",
 )
 
@@ -130,6 +134,10 @@ class OrtTarget:
     def _build_int8(self, request: BuildRequest, out: Path) -> dict:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
+        if request.options["int8_recipe"] != "onnxruntime":
+            raise BadInput(f"int8_recipe = {request.options['int8_recipe']!r} builds int8-dynamic only: optimum's "
+                           "static recipe calibrates through the `datasets` library, which edge-distill does not use",
+                           hint="ask for int8-dynamic with this recipe, or int8 with int8_recipe = 'onnxruntime'")
         if request.calibration is None:
             raise BadInput("int8 (static) needs calibration data: set [data] calibration or pass --calibration")
         pre = self._preprocessed(request)
@@ -186,6 +194,8 @@ class OrtTarget:
     def _build_int8_dynamic(self, request: BuildRequest, out: Path) -> dict:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
+        if request.options["int8_recipe"] != "onnxruntime":
+            return _optimum_dynamic(request, out, request.options["int8_recipe"])
         quantize_dynamic(str(self._preprocessed(request)), str(out), weight_type=QuantType.QInt8, per_channel=True)
         return {"quantization": "dynamic: int8 per-channel weights, activations quantized at run time"}
 
@@ -230,6 +240,35 @@ class OrtTarget:
         elif path.suffix == ".ort":  # an ORT-format file alone: what its flatbuffer says
             info.update(_ort_file_contents(path))
         return info
+
+
+def _optimum_dynamic(request: BuildRequest, out: Path, recipe: str) -> dict:
+    """Dynamic int8 as optimum configures it for a CPU family (`AutoQuantizationConfig.arm64` and
+    the like: its operator list, symmetric weights, per-channel), applied by optimum's ORTQuantizer
+    to the verified export."""
+    import logging
+
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's enum notices on import
+    try:
+        from optimum.onnxruntime import ORTQuantizer
+        from optimum.onnxruntime.configuration import AutoQuantizationConfig
+    except ImportError as exc:
+        raise MissingDependency("optimum-onnx", "optimum", f"int8_recipe = {recipe!r}") from exc
+    cpu = recipe.removeprefix("optimum-").replace("-", "_")
+    config = getattr(AutoQuantizationConfig, cpu)(is_static=False)
+    model = request.work_dir / "optimum-input" / "model.onnx"
+    model.parent.mkdir()
+    shutil.copyfile(request.onnx_path, model)  # ORTQuantizer reads a folder; the export's holds other files
+    saved = Path(ORTQuantizer.from_pretrained(model.parent, file_name=model.name)
+                 .quantize(save_dir=request.work_dir / "optimum-output", quantization_config=config))
+    shutil.move(saved / "model_quantized.onnx", out)
+    import optimum.version
+
+    return {"quantization": f"optimum {optimum.version.__version__} AutoQuantizationConfig.{cpu}(is_static=False): "
+                            f"{config.weights_dtype.name} weights ({'per-channel' if config.per_channel else 'per-tensor'}"
+                            f", {'symmetric' if config.weights_symmetric else 'asymmetric'}), activations quantized "
+                            f"at run time; ops {', '.join(config.operators_to_quantize)}",
+            "recipe": recipe}
 
 
 class OrtRunner:

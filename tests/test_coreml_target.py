@@ -190,15 +190,27 @@ def test_a_pt2_bounded_batch_is_the_packages_bound(tmp_path):
     assert np.abs(out - net(torch.from_numpy(CAL.inputs["x"])).detach().numpy()).max() < 2e-2
 
 
-def test_a_recurrent_model_converts_and_its_accuracy_is_unmeasured_here(tmp_path):
-    """coremltools' torch.export frontend has no LSTM; its TorchScript frontend does. The reference
-    evaluator has no lstm kernel: the package is built, its accuracy stays unmeasured (macOS measures it)."""
+def test_a_recurrent_model_converts_and_the_reference_evaluator_runs_its_lstm(tmp_path):
+    """coremltools' torch.export frontend has no LSTM; its TorchScript frontend does, and the
+    reference evaluator has an lstm kernel: parity with torch, within fp16 compute."""
+    model = zoo.trained("lstm", steps=60)
+    source = SourceModel("lstm", "torch", [InputSpec("frames", ("batch", 20, 8))], "0" * 64, module=model)
+    frames, _ = zoo.ZOO["lstm"].data(np.random.default_rng(4), 16)
+    artifact = get_target("coreml").build(BuildRequest(None, source, "fp16", Dataset("cal", frames), "minmax", {},
+                                                       tmp_path, tmp_path))
+    assert "lstm" in artifact.details["ops"]
+    out = get_target("coreml").open_runner(artifact.path, 1).run(frames)[0]
+    reference = model(torch.from_numpy(frames["frames"])).detach().numpy()
+    assert np.abs(out - reference).max() < 0.02 * np.abs(reference).max() + 1e-2
+    assert (out.argmax(1) == reference.argmax(1)).all()
+
+
+def test_an_op_without_kernel_leaves_accuracy_unmeasured_in_check(tmp_path):
+    """A GRU converts to a while_loop the reference evaluator cannot run: the package is built and
+    sized, its accuracy unmeasured with the reason, never an internal error."""
     if native_coreml_available():
         pytest.skip("on macOS Core ML itself runs the model")
-    source = SourceModel("lstm", "torch", [InputSpec("frames", ("batch", 20, 8))], "0" * 64, module=zoo.lstm())
-    frames = np.random.default_rng(0).normal(size=(4, 20, 8)).astype(np.float32)
-    artifact = get_target("coreml").build(BuildRequest(None, source, "fp16", Dataset("cal", {"frames": frames}),
-                                                       "minmax", {}, tmp_path, tmp_path))
-    assert "lstm" in artifact.details["ops"]
-    with pytest.raises(CannotMeasure, match=r"no kernel for op\(s\) lstm"):
-        get_target("coreml").open_runner(artifact.path, 1).run({"frames": frames})
+    (cell,) = zoo.run("gru", "factory", {"coreml": ["fp16"]}, tmp_path)
+    assert (cell.code, cell.text) == (0, "pass: fp16 n/a")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert "no kernel for op(s) while_loop" in report["results"][0]["evaluation"]["error"]

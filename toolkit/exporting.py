@@ -63,6 +63,12 @@ def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, sampl
 def _torch_export(model: SourceModel, out_path: Path, opset: int, samples: Dataset) -> str:
     import torch
 
+    why_not_optimum = None
+    if model.sentence_transformers_folder:
+        via_optimum, why_not_optimum = _optimum_export(model, out_path, opset)
+        if via_optimum:
+            return via_optimum
+
     fixed = fixed_batch_of(model.inputs)  # saved with a fixed batch: exported at that batch, kept fixed
     if not fixed and len(samples) < 2:
         raise BadInput("export needs at least 2 samples (a batch of 1 freezes the batch axis)", path=samples.source)
@@ -100,7 +106,47 @@ def _torch_export(model: SourceModel, out_path: Path, opset: int, samples: Datas
                                f"TorchScript, {root_cause(script_error)}") from None
             exporter = f"torch.onnx.export (TorchScript; dynamo failed: {why[:200]})"
     _name_dynamic_dims(out_path, model.inputs)
-    return exporter
+    return exporter + (f"; optimum's exporter not used: {why_not_optimum}" if why_not_optimum else "")
+
+
+def _optimum_export(model: SourceModel, out_path: Path, opset: int) -> tuple[str | None, str | None]:
+    """A sentence-transformers folder through optimum's task-aware exporter (feature-extraction:
+    the pooled, normalized `sentence_embedding` becomes the graph's `output`). Returns the exporter's
+    description, or None and why it was not used (not installed, or it failed: torch's exporter then)."""
+    try:
+        import logging
+
+        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's enum notices
+        with quiet("optimum", "transformers", streams=True):
+            from optimum.exporters.onnx import main_export
+            from optimum.version import __version__
+    except ImportError:
+        return None, "optimum-onnx is not installed (pip install 'edge-distill[optimum]')"
+    work = out_path.parent / ".optimum-export"
+    try:
+        with quiet("optimum", "transformers", "torch.onnx", streams=True), native_output_silenced():
+            main_export(model.reference, output=work, task="feature-extraction", opset=opset,
+                        library_name="sentence_transformers", local_files_only=True, do_validation=False)
+        _copy_onnx_self_contained(work / "model.onnx", out_path, keep_outputs=["sentence_embedding"])
+        _rename_output(out_path, "sentence_embedding", "output")
+        _name_dynamic_dims(out_path, model.inputs)
+    except Exception as exc:  # an architecture optimum does not know, say: torch's exporter next
+        return None, f"it failed ({root_cause(exc)[:200]})"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return f"optimum {__version__} main_export (feature-extraction, sentence_transformers)", None
+
+
+def _rename_output(path: Path, old: str, new: str) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    for node in proto.graph.node:
+        node.output[:] = [new if o == old else o for o in node.output]
+        node.input[:] = [new if i == old else i for i in node.input]
+    for value in proto.graph.output:
+        value.name = new if value.name == old else value.name
+    onnx.save(proto, str(path), save_as_external_data=False)
 
 
 def root_cause(exc: BaseException) -> str:

@@ -48,6 +48,7 @@ class SourceModel:
     exported: object | None = None
     onnx_path: Path | None = None
     output_names: list[str] = field(default_factory=lambda: ["output"])
+    sentence_transformers_folder: bool = False  # optimum's exporter knows these (exporting.py)
 
     def predict(self, data: Dataset, batch_size: int = 256) -> np.ndarray:
         """The first output of the model for every sample of `data`, as float32."""
@@ -243,7 +244,8 @@ def _load_hf_folder(path: Path, inputs: list[InputSpec], trust_pickle: bool) -> 
                            "*ForSequenceClassification models", path=path)
     module.eval()
     return SourceModel(reference=str(path), kind="torch", inputs=inputs or TEXT_INPUTS,
-                       fingerprint=sha256_file(weights), module=module)
+                       fingerprint=sha256_file(weights), module=module,
+                       sentence_transformers_folder=modules.is_file() and weights.suffix == ".safetensors")
 
 
 @contextmanager
