@@ -28,6 +28,7 @@ from edge_distill.targets import Precision
 from ..errors import BadInput, CannotMeasure
 from ..places import config_home
 from ..provenance import Provenance, host_cpu
+from ..quiet import quiet
 from ..result import MB, Latency, Memory
 from ..files import write_atomic
 from ..tomlfile import check_keys, read_toml
@@ -151,7 +152,7 @@ def graph_cost(onnx_path: Path) -> list[tuple[str, float, float, float]]:
     """(op type, FLOPs, weight elements, activation elements) per node of a batch-1 graph."""
     import numpy as np
     import onnx
-    from onnx import numpy_helper, shape_inference
+    from onnx import numpy_helper
 
     model = onnx.load(str(onnx_path))
     for value in list(model.graph.input) + list(model.graph.output):
@@ -159,7 +160,7 @@ def graph_cost(onnx_path: Path) -> list[tuple[str, float, float, float]]:
             if dim.dim_param:
                 dim.Clear()
                 dim.dim_value = 1
-    model = shape_inference.infer_shapes(model)
+    model = _with_shapes(model)
     shapes = {}
     for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
         shapes[value.name] = [d.dim_value for d in value.type.tensor_type.shape.dim]
@@ -180,16 +181,70 @@ def graph_cost(onnx_path: Path) -> list[tuple[str, float, float, float]]:
         act_elems = out_elems + float(sum(np.prod(shapes[i]) for i in node.input
                                           if i in shapes and i not in weights and all(shapes[i])))
         flops = out_elems
-        if node.op_type == "Conv" and node.input[1] in weights:
-            w = weights[node.input[1]]
-            flops = 2.0 * out_elems * float(np.prod(w[1:]))
-        elif node.op_type in ("Gemm", "MatMul") and node.input[0] in shapes and shapes[node.input[0]]:
+        kernel = node.input[_CONV_WEIGHT[node.op_type]] if node.op_type in _CONV_WEIGHT else None
+        if kernel in weights:
+            flops = 2.0 * out_elems * float(np.prod(weights[kernel][1:]))
+        elif node.op_type in _MATMUL_LIKE and node.input[0] in shapes and shapes[node.input[0]]:
             flops = 2.0 * out_elems * float(shapes[node.input[0]][-1])
         elif node.op_type == "MatMulNBits":  # int4 weights packed in blocks: K x N of them, whatever the packing
             attrs = {a.name: a.i for a in node.attribute}
             flops, weight_elems = 2.0 * out_elems * attrs["K"], float(attrs["K"] * attrs["N"])
         cost.append((node.op_type, flops, weight_elems, act_elems))
     return cost
+
+
+# Where the work is, in float and in quantized graphs (QDQ keeps Conv/MatMul; QOperator, dynamic
+# quantization and ORT's fused contrib ops rename them): the weight input of each convolution, and
+# the matrix products whose first input's last axis is the reduction.
+_CONV_WEIGHT = {"Conv": 1, "FusedConv": 1, "ConvInteger": 1, "QLinearConv": 3}
+_MATMUL_LIKE = {"Gemm", "MatMul", "FusedMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm",
+                "DynamicQuantizeMatMul"}
+
+
+def _with_shapes(model):
+    """Every tensor's shape. onnxruntime's symbolic inference knows most contrib ops (QGemm,
+    MatMulNBits, ...); where it gives up (QOperator graphs), ONNX's inference is taught the contrib
+    ops it stops at, one at a time."""
+    import onnx
+    from onnx import shape_inference
+
+    try:
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        with quiet("", streams=True):
+            return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception:  # "Incomplete symbolic shape inference", or no onnxruntime
+        pass
+    for _ in range(len(model.graph.node) + 1):
+        model = shape_inference.infer_shapes(model)
+        known = {v.name: v.type.tensor_type for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]
+                 if v.type.tensor_type.shape.dim and all(d.dim_value for d in v.type.tensor_type.shape.dim)}
+        node = next((n for n in model.graph.node if n.op_type in _CONTRIB_SHAPES and n.output[0] not in known
+                     and n.input[0] in known), None)
+        if node is None:
+            return model
+        source = known[node.input[0]]
+        weights = {i.name: list(i.dims) for i in model.graph.initializer}
+        shape = _CONTRIB_SHAPES[node.op_type]([d.dim_value for d in source.shape.dim], node, weights)
+        model.graph.value_info.append(onnx.helper.make_tensor_value_info(node.output[0], source.elem_type, shape))
+    return model
+
+
+def _pooled(shape: list, node, weights: dict) -> list:
+    channels_last = any(a.name == "channels_last" and a.i for a in node.attribute)
+    return [shape[0], *([1] * (len(shape) - 2)), shape[-1]] if channels_last else [*shape[:2], *([1] * (len(shape) - 2))]
+
+
+def _qgemm(shape: list, node, weights: dict) -> list:
+    b = weights.get(node.input[3], [0, 0])
+    trans_b = any(a.name == "transB" and a.i for a in node.attribute)
+    return [shape[0], b[0] if trans_b else b[1]]
+
+
+# Output shapes of ORT's QOperator contrib ops, from their first input's (and QGemm's weight).
+_CONTRIB_SHAPES = {**{op: (lambda shape, node, weights: shape) for op in ("QLinearAdd", "QLinearMul", "QLinearSigmoid",
+                                                                           "QLinearLeakyRelu", "QLinearSoftmax")},
+                   "QLinearGlobalAveragePool": _pooled, "QGemm": _qgemm}
 
 
 def estimate(onnx_path: Path, precision: Precision, profile: Profile) -> dict:
