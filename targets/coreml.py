@@ -204,13 +204,15 @@ def _example(specs, calibration) -> tuple:
     return tuple(torch.zeros(s.example_shape(size), dtype=getattr(torch, s.dtype)) for s in specs)
 
 
-def _input_types(ct, specs, max_batch: int) -> list:
-    """Float inputs as float32, integer ones (token ids, masks) as int32: Core ML has no int64 input."""
+def _input_types(ct, specs, max_batch: int, fixed_shapes: list | None = None) -> list:
+    """Float inputs as float32, integer ones (token ids, masks) as int32: Core ML has no int64 input.
+    Named axes are ranges, unless `fixed_shapes` pins every input's shape."""
     def dim(d):
         return d if isinstance(d, int) else ct.RangeDim(1, max_batch, default=1)
 
     return [ct.TensorType(name=s.name, dtype=np.float32 if s.dtype.startswith("float") else np.int32,
-                          shape=tuple(dim(d) for d in s.shape)) for s in specs]
+                          shape=tuple(fixed_shapes[i]) if fixed_shapes else tuple(dim(d) for d in s.shape))
+            for i, s in enumerate(specs)]
 
 
 def _output_types(ct, request: BuildRequest) -> list:
@@ -247,6 +249,9 @@ def _convert(ct, request: BuildRequest, example, deployment):
     except NotImplementedError as exc:
         if "Unsupported fx node" not in str(exc):
             raise
+        if source.exported is not None:  # a .pt2's graph holds its initial states at the traced batch: batch 1
+            example = tuple(x[: fixed_batch_of(specs) or 1] for x in example)
+            inputs = _input_types(ct, specs, max_batch, fixed_shapes=[tuple(x.shape) for x in example])
         traced = torch.jit.trace(module, example, check_trace=False)
         return ct.convert(traced, inputs=inputs, outputs=outputs, convert_to="mlprogram",
                           minimum_deployment_target=deployment)

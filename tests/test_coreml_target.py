@@ -214,3 +214,20 @@ def test_an_op_without_kernel_leaves_accuracy_unmeasured_in_check(tmp_path):
     assert (cell.code, cell.text) == (0, "pass: fp16 n/a")
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert "no kernel for op(s) while_loop" in report["results"][0]["evaluation"]["error"]
+
+
+def test_a_pt2_recurrent_model_is_converted_at_batch_1_where_its_states_are_baked_in(tmp_path):
+    """A .pt2's LSTM holds its zero initial states at the batch it was exported with; traced for
+    coremltools' TorchScript frontend, the package takes batch 1 and the runner feeds it sample by sample."""
+    model = zoo.trained("lstm", steps=60)
+    frames, _ = zoo.ZOO["lstm"].data(np.random.default_rng(5), 12)
+    program = torch.export.export(model, (torch.from_numpy(frames["frames"][:2]),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    source = SourceModel("lstm.pt2", "exported", [InputSpec("frames", ("batch", 20, 8))], "0" * 64,
+                         module=program.module(), exported=program)
+    artifact = get_target("coreml").build(BuildRequest(None, source, "fp16", Dataset("cal", frames), "minmax", {},
+                                                       tmp_path, tmp_path))
+    assert artifact.details["io"]["inputs"] == [{"name": "frames", "shape": [1, 20, 8]}]
+    out = get_target("coreml").open_runner(artifact.path, 1).run(frames)[0]
+    reference = model(torch.from_numpy(frames["frames"])).detach().numpy()
+    assert out.shape == reference.shape and np.abs(out - reference).max() < 0.02 * np.abs(reference).max() + 1e-2
