@@ -66,7 +66,9 @@ def render(cells: list, seconds: float, workers: int) -> str:
              "data whose labels depend on its inputs, saved in each intake form, and run through `edge-distill check`. "
              "Core ML runs with the target option `weight_threshold = 64` (the zoo's weights are tiny; the default, 2,048, "
              "would leave most of them fp16). A cell lists each precision's top-1 agreement with the float student (per pixel for the segmenter) and, "
-             "for quantized ones, the share of weights stored in int8/int4; or the limitation's message (exit 2). "
+             "for quantized ones, the share of weights stored in int8/int4 (n/a: accuracy not measurable on this "
+             "host, as a GRU's Core ML while_loop is for the reference evaluator); or the limitation's message "
+             "(exit 2). "
              "No cell may end in an internal error (exit 3).", "",
              "| model | form | " + " | ".join(zoo.TARGETS) + " |", "|---|---|" + "---|" * len(zoo.TARGETS)]
     by_key = {(c.model, c.form, c.target): c for c in cells}
