@@ -6,12 +6,17 @@ For each profile with published one-thread runs of its core in toolkit/device_pr
 mean latency. ncnn's "fp32" runs use fp16 storage and arithmetic on ARMv8.2 cores (its defaults),
 so they are compared with the profile's fp16 estimate.
 
-    python benchmarks/estimates.py      # prints the table; writes benchmarks/results/estimates.json
+    python benchmarks/estimates.py [--update-profiles]
+
+prints the table, writes benchmarks/results/estimates.json and, with --update-profiles, each scored
+profile's [validation] table (what `edge-distill devices` shows, and the range every estimate carries).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
+import re
 import json
 import statistics
 import sys
@@ -81,13 +86,29 @@ def rows() -> list[dict]:
 def summary(result: list[dict]) -> dict:
     by_profile = {}
     for name in dict.fromkeys(r["profile"] for r in result):
-        errors = [max(r["ratio"], 1 / r["ratio"]) for r in result if r["profile"] == name]
-        by_profile[name] = {"runs": len(errors), "median_error": round(statistics.median(errors), 2),
-                            "within_1_5x": round(sum(e <= 1.5 for e in errors) / len(errors), 2)}
+        ratios = [r["ratio"] for r in result if r["profile"] == name]
+        errors = [max(r, 1 / r) for r in ratios]
+        device, threads = VALIDATED_ON[name]
+        by_profile[name] = {"against": f"ncnn, {device}, {threads} thread", "runs": len(errors),
+                            "median_error": round(statistics.median(errors), 2),
+                            "within_1_5x": round(sum(e <= 1.5 for e in errors) / len(errors), 2),
+                            "ratio_low": min(ratios), "ratio_high": max(ratios)}
     return by_profile
 
 
+def update_profile(name: str, validation: dict) -> None:
+    """Replace the profile's [validation] table (always the file's last) with these figures."""
+    path = ROOT / "toolkit" / "device_profiles" / f"{name}.toml"
+    text = re.sub(r"\n\[validation\][^\n]*\n.*\Z", "\n", path.read_text(), flags=re.S).rstrip("\n") + "\n"
+    lines = ["", "[validation]  # written by benchmarks/estimates.py: estimate / published on the corpus's runs"]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in validation.items()]
+    path.write_text(text + "\n".join(lines) + "\n")
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--update-profiles", action="store_true", help="write each profile's [validation]")
+    args = parser.parse_args()
     result = rows()
     print("| profile | model | precision | published ms | estimated ms | estimate / published |")
     print("|---|---|---|---|---|---|")
@@ -101,6 +122,9 @@ def main() -> int:
     out = ROOT / "benchmarks" / "results" / "estimates.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"rows": result, "profiles": scores}, indent=2, sort_keys=True) + "\n")
+    if args.update_profiles:
+        for name, validation in scores.items():
+            update_profile(name, validation)
     return 0
 
 

@@ -445,3 +445,26 @@ def test_quantized_graphs_of_every_ort_format_cost_the_float_graphs_work(tmp_pat
         assert ops & {"QLinearConv", "ConvInteger", "Conv"}, (name, ops)
         macs = sum(flops for _, flops, _, _ in graph_cost(path))
         assert 0.9 * float_macs <= macs <= 1.1 * float_macs, (name, macs / float_macs)
+
+
+def test_devices_shows_each_profiles_validated_error():
+    proc = run_cli("devices")
+    assert proc.returncode == 0, proc.stderr
+    scored = json.loads((Path(__file__).parents[1] / "benchmarks" / "results" / "estimates.json").read_text())
+    pi = load_profile("raspberry-pi-5")
+    assert pi.validation["runs"] == sum(r["profile"] == "raspberry-pi-5" for r in scored["rows"])
+    assert pi.validation == scored["profiles"]["raspberry-pi-5"]  # the profile holds what the script measured
+    assert "validated: median error 2.03x, 18% within 1.5x, on 11 published runs" in proc.stdout
+    assert "not validated: no published runs of its core in the corpus" in proc.stdout  # iphone-15-pro
+
+
+def test_an_estimate_carries_the_range_its_profiles_validation_gives(demo_run):
+    _, demo = demo_run
+    pi = load_profile("raspberry-pi-5")
+    bench = run_cli("bench", demo / "ort" / "model.int8.onnx", "--device", "raspberry-pi-5", "--json")
+    assert bench.returncode == 0, bench.stderr
+    latency = json.loads(bench.stdout)["latency"]
+    assert latency["low_ms"] == round(latency["p50_ms"] / pi.validation["ratio_high"], 4)
+    assert latency["high_ms"] == round(latency["p50_ms"] / pi.validation["ratio_low"], 4)
+    assert latency["high_ms"] < latency["p50_ms"]  # every published run was faster than its estimate
+    assert pi.validated_error() in latency["provenance"]["method"]

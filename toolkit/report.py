@@ -149,6 +149,13 @@ def _batch_lines(report: Report) -> list[str]:
             for r in report.results if r.latency and r.latency.batch > 1]
 
 
+def _range_lines(report: Report) -> list[str]:
+    """An estimate is a point inside a range its profile's validation gives: say the range."""
+    return [f"  {r.name}: estimated p50 {_fmt(r.latency.p50_ms)} ms, {_fmt(r.latency.low_ms)}-{_fmt(r.latency.high_ms)} "
+            "ms if it errs as the profile's published runs did"
+            for r in report.results if r.latency and r.latency.low_ms is not None]
+
+
 def _length_lines(report: Report) -> list[str]:
     """Latency at each sequence length, for text models."""
     lines = []
@@ -201,6 +208,7 @@ def to_table(report: Report) -> str:
     broken = [c for c in report.checks if c.passed is not True]
     out.append("")
     out.extend(_batch_lines(report))
+    out.extend(_range_lines(report))
     out.extend(_length_lines(report))
     out.extend(_output_lines(report))
     out.append(_provenance_line(report))
@@ -258,7 +266,7 @@ def to_markdown(report: Report) -> str:
               if report.teacher else "") + ".", ""]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    out += ["", *_batch_lines(report), *_length_lines(report), *_output_lines(report), _provenance_line(report), ""]
+    out += ["", *_batch_lines(report), *_range_lines(report), *_length_lines(report), *_output_lines(report), _provenance_line(report), ""]
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"> **warning:** {w}")
     if report.ladder is not None:

@@ -39,6 +39,9 @@ class Latency:
     # A fixed-batch model's run is `batch` samples: the same figures per sample, beside the per-run ones.
     per_sample_p50_ms: float | None = None
     per_sample_p95_ms: float | None = None
+    # An estimate's range: where the true latency lies if it errs as the profile's validated ones did.
+    low_ms: float | None = None
+    high_ms: float | None = None
 
     def __post_init__(self):
         if self.batch > 1:

@@ -37,7 +37,8 @@ from .host import host_speed
 
 PROFILE_KEYS = {"name", "version", "description", "fp32_gflops", "fp16_gflops", "int8_gops",
                 "memory_bandwidth_gbs", "op_overhead_us", "inference_overhead_us", "correction",
-                "neural_engine_tops", "neural_engine_overhead_us", "sources"}
+                "neural_engine_tops", "neural_engine_overhead_us", "sources", "validation"}
+VALIDATION_KEYS = {"against", "runs", "median_error", "within_1_5x", "ratio_low", "ratio_high"}
 FP32 = Precision("fp32", 32, 32, "fp32")  # what an artifact of unknown precision is estimated as
 
 
@@ -50,6 +51,20 @@ class Profile:
     sources: dict[str, str]
     path: str = ""
     correction_info: dict | None = None  # the stored measured/estimated ratio and where it came from
+    validation: dict | None = None  # how far its estimates were from published runs (benchmarks/estimates.py)
+
+    def validated_error(self) -> str:
+        v = self.validation
+        if not v:
+            return "not validated: no published runs of its core in the corpus"
+        return (f"validated: median error {v['median_error']:g}x, {v['within_1_5x']:.0%} within 1.5x, on "
+                f"{v['runs']} published runs ({v['against']})")
+
+    def interval(self, ms: float) -> tuple[float, float] | None:
+        """Where the true latency lies if this estimate errs as the validated ones did (estimate /
+        published ranged over ratio_low..ratio_high)."""
+        v = self.validation
+        return (round(ms / v["ratio_high"], 4), round(ms / v["ratio_low"], 4)) if v else None
 
     def throughput(self, precision: Precision) -> float:
         """Operations per second for this precision."""
@@ -78,11 +93,17 @@ def load_profile(name: str) -> Profile:
     if missing:
         raise BadInput(f"device profile needs positive {', '.join(missing)}", path=path)
     figures = {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    validation = data.get("validation")
+    if validation is not None:
+        check_keys(validation, VALIDATION_KEYS, f"device {name} [validation]", path)
+        if set(validation) != VALIDATION_KEYS or not 0 < validation["ratio_low"] <= validation["ratio_high"]:
+            raise BadInput(f"[validation] needs {', '.join(sorted(VALIDATION_KEYS))}, with 0 < ratio_low <= "
+                           "ratio_high", path=path)
     figures.setdefault("correction", 1.0)
     figures.setdefault("inference_overhead_us", 0.0)
     profile = Profile(name=data.get("name", name), version=str(data.get("version", "")),
                       description=data.get("description", ""), figures=figures, sources=data.get("sources", {}),
-                      path=str(path))
+                      path=str(path), validation=validation)
     stored = correction_file(name)
     if stored.is_file():
         info = json.loads(stored.read_text())
@@ -288,10 +309,12 @@ class EstimatedDevice(Device):
                           runtime_version=p.version, cpu=p.description, threads=1, os="",
                           method=(f"graph estimate: {est['ops']} ops, {est['flops'] / 1e6:.3g} MFLOP on the "
                                   f"{est['compute_unit']}, against the profile's sustained throughput and memory "
-                                  f"bandwidth (correction {p.figures['correction']:g}); not run on {host_cpu()}"))
+                                  f"bandwidth (correction {p.figures['correction']:g}); not run on {host_cpu()}; "
+                                  f"{p.validated_error()}"))
         ms = round(est["latency_ms"], 4)
+        low, high = p.interval(ms) or (None, None)
         figures = Figures(Latency(p50_ms=ms, p90_ms=ms, p95_ms=ms, p99_ms=ms, mean_ms=ms, min_ms=ms, runs=0,
-                                  warmup=0, batch=1, provenance=prov),
+                                  warmup=0, batch=1, provenance=prov, low_ms=low, high_ms=high),
                           Memory(round(est["peak_memory_mb"], 4), prov), f"on {self.name} (estimated)",
                           details=dict(host.details) if host else {})
         job.progress(f"  {job.label}: on {self.name}, estimated p50 {ms:.3g} ms")
