@@ -165,3 +165,35 @@ def test_zero_limits_are_allowed_and_sequence_length_is_a_positive_int():
     for bad in (0, -3, True, 12.5, "128"):
         with pytest.raises(BadInput, match="'sequence_length' in \\[budgets\\] must be a positive int"):
             parse_budget({"sequence_length": bad}, P)
+
+
+def _estimated(p95_ms: float, high_ms: float | None):
+    from edge_distill.metrics import Metrics
+    from edge_distill.provenance import Provenance
+    from edge_distill.result import Latency, Memory, TargetResult
+
+    prov = Provenance("estimated", "raspberry-pi-5@2026.11", "graph estimate", "2026.11", "Cortex-A76", 1, "", "graph")
+    latency = Latency(p95_ms, p95_ms, p95_ms, p95_ms, p95_ms, p95_ms, runs=0, warmup=0, batch=1, provenance=prov,
+                      low_ms=None if high_ms is None else high_ms / 4, high_ms=high_ms)
+    return TargetResult("student", "ort", "int8", "ort/model.int8.ort", [], 1000, "0" * 64, latency,
+                        Memory(None, None, "estimated"), None, Metrics(samples=10), {})
+
+
+@pytest.mark.parametrize("estimate, high_ms, passed, says", [
+    (None, 80.0, False, ""),            # the default judges the estimate itself
+    ("point", 80.0, False, ""),
+    ("upper", 80.0, True, "judged at the high end of the estimate's validated range (80.0 ms; the estimate is 120.0 ms)"),
+    ("upper", 130.0, False, "judged at the high end"),
+    ("upper", None, False, ""),         # an unvalidated profile gives no range: the estimate itself
+])
+def test_an_estimate_is_judged_where_the_budget_says(estimate, high_ms, passed, says):
+    from edge_distill.budgets import evaluate
+
+    budget = parse_budget({"latency_p95_ms": 100, **({"estimate": estimate} if estimate else {})}, Path("b.toml"))
+    (check,) = evaluate(_estimated(120.0, high_ms), budget)
+    assert check.passed is passed and says in check.message
+
+
+def test_estimate_must_be_point_or_upper():
+    with pytest.raises(BadInput, match="'estimate' in \\[budgets\\] must be \"point\" or \"upper\", got 'high'"):
+        parse_budget({"estimate": "high"}, Path("b.toml"))

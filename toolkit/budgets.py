@@ -17,6 +17,9 @@ A budget table (in `edge-distill.toml` under [budgets], or a budget file given t
     sequence_length = 128         # text: the token count the latency limits hold at
     require = "measured"          # the weakest provenance a figure may have, overall and in slices:
                                   # measured > emulated > reference-mil > estimated
+    estimate = "upper"            # an estimated latency is judged at the high end of the range its
+                                  # profile's validation gives (latency.high_ms); "point" (the default)
+                                  # judges the estimate itself
 
     [budgets.slices.high_risk]    # per slice: min_accuracy, max_accuracy_drop,
     min_accuracy = 0.70           #            min_float_agreement, min_teacher_agreement
@@ -80,6 +83,7 @@ class Budget:
     precisions: dict[str, Budget] = field(default_factory=dict)
     sequence_length: int | None = None  # text models: the token count the latency limits hold at
     outputs: dict[str, dict[str, float]] = field(default_factory=dict)  # output name -> OUTPUT_CHECKS limits
+    estimate: str | None = None  # "upper": estimated latencies judged at latency.high_ms; None or "point": as estimated
 
     def sets(self, key: str) -> bool:
         return key in self.limits or any(key in limits for limits in self.slices.values())
@@ -88,7 +92,8 @@ class Budget:
         """This (resolved) budget with one limit removed, overall and in every slice."""
         return Budget(limits={k: v for k, v in self.limits.items() if k != key},
                       slices={n: {k: v for k, v in lim.items() if k != key} for n, lim in self.slices.items()},
-                      require=self.require, sequence_length=self.sequence_length, outputs=self.outputs)
+                      require=self.require, sequence_length=self.sequence_length, outputs=self.outputs,
+                      estimate=self.estimate)
 
     def for_precision(self, precision: str, baseline: bool = False) -> Budget:
         """This budget with the [precisions.<precision>] layer applied. The float baseline (the
@@ -104,17 +109,20 @@ class Budget:
         for name, output_limits in layer.outputs.items():
             outputs.setdefault(name, {}).update(output_limits)
         return Budget(limits=limits, slices=slices, require=layer.require or self.require,
-                      sequence_length=self.sequence_length, outputs=outputs)
+                      sequence_length=self.sequence_length, outputs=outputs, estimate=layer.estimate or self.estimate)
 
 
 def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: bool = True) -> Budget:
-    allowed = set(SCALAR_CHECKS) | {"slices", "require", "outputs"} | (
+    allowed = set(SCALAR_CHECKS) | {"slices", "require", "outputs", "estimate"} | (
         {"precisions", "sequence_length"} if allow_layers else set())
     check_keys(table, allowed, where, path)
     limits = {key: _limit(table[key], key, where, path) for key in SCALAR_CHECKS if key in table}
     require = table.get("require")
     if require is not None and require not in PROVENANCE_RANK:
         raise BadInput(f"'require' in [{where}] must be one of {sorted(PROVENANCE_RANK)}, got {require!r}", path=path)
+    estimate = table.get("estimate")
+    if estimate is not None and estimate not in ("point", "upper"):
+        raise BadInput(f"'estimate' in [{where}] must be \"point\" or \"upper\", got {estimate!r}", path=path)
     slices = {}
     for name, sl in expect(table.get("slices", {}), dict, "slices", where, path).items():
         sub = f"{where}.slices.{name}"
@@ -133,7 +141,7 @@ def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: 
     if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
         raise BadInput(f"'sequence_length' in [{where}] must be a positive int (tokens), got {length!r}", path=path)
     return Budget(limits=limits, slices=slices, require=require, precisions=precisions, sequence_length=length,
-                  outputs=outputs)
+                  outputs=outputs, estimate=estimate)
 
 
 def _limit(value, key: str, where: str, path: Path) -> float:
@@ -166,8 +174,23 @@ def evaluate(result: TargetResult, budget: Budget, precision=None) -> list[Check
     if why_no_numerics:
         for figures in slice_figures.values():
             figures.update({f"{k}.why": why_no_numerics for k, v in list(figures.items()) if v is None})
-    return check_figures(layer, figures_of(result, baseline), slice_figures, provenance_of(result), result.name) \
-        + _output_checks(result, layer)
+    figures = figures_of(result, baseline)
+    upper = _upper_latency(result) if layer.estimate == "upper" else {}
+    checks = check_figures(layer, {**figures, **upper}, slice_figures, provenance_of(result), result.name)
+    for check in checks:
+        if check.metric in upper and check.passed is not None:
+            check.message = check.message or (f"judged at the high end of the estimate's validated range "
+                                               f"({upper[check.metric]} ms; the estimate is {figures[check.metric]} ms)")
+    return checks + _output_checks(result, layer)
+
+
+def _upper_latency(r: TargetResult) -> dict:
+    """An estimated latency at the high end of the range its profile's validation gives (only
+    estimates carry a range)."""
+    lat = r.latency
+    if lat is None or lat.high_ms is None:
+        return {}
+    return {f"latency.{k}": lat.high_ms for k in ("p50_ms", "p90_ms", "p95_ms", "p99_ms")}
 
 
 def _output_checks(result: TargetResult, layer: Budget) -> list[Check]:
