@@ -23,8 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -42,7 +40,7 @@ PRECISIONS = {"fp32": Precision("fp16", 16, 16, "fp16"), "int8": Precision("int8
 
 def graphs(folder: Path) -> dict:
     """(network, precision) -> ONNX path: the float export and its static QDQ int8."""
-    from onnxruntime.quantization import CalibrationDataReader, quantize_static
+    from onnxruntime.quantization import quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     out = {}
@@ -50,16 +48,7 @@ def graphs(folder: Path) -> dict:
         exported, fp32, int8 = (folder / f"{name}.{kind}.onnx" for kind in ("exported", "fp32", "int8"))
         networks.export(name, exported)
         quant_pre_process(str(exported), str(fp32))
-        size = networks.INPUT.get(name, 224)
-
-        class Reader(CalibrationDataReader):
-            samples = iter([{"image": np.random.default_rng(i).normal(size=(1, 3, size, size)).astype(np.float32)}
-                            for i in range(2)])
-
-            def get_next(self):
-                return next(self.samples, None)
-
-        quantize_static(str(fp32), str(int8), Reader(), per_channel=True)
+        quantize_static(str(fp32), str(int8), networks.random_reader(networks.INPUT.get(name, 224)), per_channel=True)
         out[name, "fp32"], out[name, "int8"] = fp32, int8
     return out
 

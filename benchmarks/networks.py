@@ -127,3 +127,20 @@ def export(name: str, path) -> None:
     size = INPUT.get(name, 224)
     model = NETWORKS[name]().eval()
     torch.onnx.export(model, (torch.randn(1, 3, size, size),), str(path), input_names=["image"], dynamo=False)
+
+
+def random_reader(size: int, count: int = 2):
+    """onnxruntime's calibration protocol over `count` random images: an estimate counts work, so
+    the ranges need not be realistic."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.samples = iter([{"image": np.random.default_rng(i).normal(size=(1, 3, size, size)).astype(np.float32)}
+                                 for i in range(count)])
+
+        def get_next(self):
+            return next(self.samples, None)
+
+    return Reader()

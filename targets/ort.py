@@ -14,9 +14,8 @@ The `.ort` file uses the Fixed style: Runtime-style files of QDQ models fail to 
 
 from __future__ import annotations
 
-import dataclasses
 import contextlib
-import os
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -24,7 +23,8 @@ import numpy as np
 
 from edge_distill.calibration import fixed_batch_of, padded, run_in_batches, whole_batches
 from edge_distill.errors import BadInput, MissingDependency
-from edge_distill.quiet import quiet
+from edge_distill.files import working_in
+from edge_distill.quiet import hush_torchao, quiet
 
 from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision
 
@@ -48,17 +48,6 @@ capabilities = Capabilities(
                     choices=("onnxruntime", "optimum-arm64", "optimum-avx2", "optimum-avx512", "optimum-avx512-vnni"))),
     app_runtime_package="onnxruntime",
 )
-
-
-@contextlib.contextmanager
-def _working_in(folder: Path):
-    """ORT's quantization tools leave temporary files in the current folder: keep them in ours."""
-    previous = os.getcwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(previous)
 
 
 class _Reader:
@@ -101,7 +90,7 @@ class OrtTarget:
             shutil.copyfile(request.onnx_path, onnx_out)
         else:
             builder = getattr(self, f"_build_{precision}")
-            with _working_in(request.work_dir), quiet("", "ort_format_model.utils", "onnxruntime"):
+            with working_in(request.work_dir), quiet("", "ort_format_model.utils", "onnxruntime"):
                 details.update(builder(request, onnx_out) or {})
         ort_path = _convert_to_ort(onnx_out, request.out_dir)
         unreadable = _unloadable(ort_path)
@@ -246,12 +235,11 @@ def _optimum_dynamic(request: BuildRequest, out: Path, recipe: str) -> dict:
     """Dynamic int8 as optimum configures it for a CPU family (`AutoQuantizationConfig.arm64` and
     the like: its operator list, symmetric weights, per-channel), applied by optimum's ORTQuantizer
     to the verified export."""
-    import logging
-
-    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's enum notices on import
+    hush_torchao()
     try:
         from optimum.onnxruntime import ORTQuantizer
         from optimum.onnxruntime.configuration import AutoQuantizationConfig
+        from optimum.version import __version__
     except ImportError as exc:
         raise MissingDependency("optimum-onnx", "optimum", f"int8_recipe = {recipe!r}") from exc
     cpu = recipe.removeprefix("optimum-").replace("-", "_")
@@ -262,9 +250,7 @@ def _optimum_dynamic(request: BuildRequest, out: Path, recipe: str) -> dict:
     saved = Path(ORTQuantizer.from_pretrained(model.parent, file_name=model.name)
                  .quantize(save_dir=request.work_dir / "optimum-output", quantization_config=config))
     shutil.move(saved / "model_quantized.onnx", out)
-    import optimum.version
-
-    return {"quantization": f"optimum {optimum.version.__version__} AutoQuantizationConfig.{cpu}(is_static=False): "
+    return {"quantization": f"optimum {__version__} AutoQuantizationConfig.{cpu}(is_static=False): "
                             f"{config.weights_dtype.name} weights ({'per-channel' if config.per_channel else 'per-tensor'}"
                             f", {'symmetric' if config.weights_symmetric else 'asymmetric'}), activations quantized "
                             f"at run time; ops {', '.join(config.operators_to_quantize)}",

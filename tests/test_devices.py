@@ -383,59 +383,29 @@ def test_phone_without_adb_installed(demo_run, tmp_path):
     assert proc.returncode == 3 and "adb is not installed, so no Android device can be reached" in proc.stderr
 
 
-def _resnet18(classes: int = 100):
-    """ResNet-18 (He et al. 2016): four stages of two basic blocks, 64 to 512 channels."""
-    import torch
-    from torch import nn
-
-    def block(cin, cout, stride):
-        body = nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
-                             nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
-        skip = nn.Identity() if stride == 1 and cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                                                               nn.BatchNorm2d(cout))
-        return body, skip
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.body, self.skip = block(cin, cout, stride)
-
-        def forward(self, x):
-            return torch.relu(self.body(x) + self.skip(x))
-
-    stages = [Block(64, 64, 1), Block(64, 64, 1), Block(64, 128, 2), Block(128, 128, 1),
-              Block(128, 256, 2), Block(256, 256, 1), Block(256, 512, 2), Block(512, 512, 1)]
-    return nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1),
-                         *stages, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, classes)).eval()
-
-
 def test_quantized_graphs_of_every_ort_format_cost_the_float_graphs_work(tmp_path, monkeypatch):
     """ResNet-18 at 112x112: QDQ, QOperator (QLinearConv) and dynamic (ConvInteger, MatMulInteger)
     graphs carry the float graph's multiply-adds, within 10%."""
-    import numpy as np
     import torch
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
 
     from edge_distill.devices.profiles import graph_cost
 
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     float_path, exported = tmp_path / "resnet18.onnx", tmp_path / "exported.onnx"
-    torch.onnx.export(_resnet18(), (torch.randn(1, 3, 112, 112),), str(exported), input_names=["image"], dynamo=False)
+    sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+    import networks  # the corpus's networks: ResNet-18 as published
+
+    torch.onnx.export(networks.resnet18().eval(), (torch.randn(1, 3, 112, 112),), str(exported), input_names=["image"],
+                      dynamo=False)
     quant_pre_process(str(exported), str(float_path))  # as the ort target does: BatchNorm folded, shapes inferred
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.samples = iter([{"image": np.random.default_rng(i).normal(size=(1, 3, 112, 112)).astype(np.float32)}
-                                 for i in range(4)])
-
-        def get_next(self):
-            return next(self.samples, None)
 
     graphs = {}
     for fmt in (QuantFormat.QDQ, QuantFormat.QOperator):
         graphs[fmt.name] = tmp_path / f"{fmt.name}.onnx"
-        quantize_static(str(float_path), str(graphs[fmt.name]), Reader(), quant_format=fmt, per_channel=True)
+        quantize_static(str(float_path), str(graphs[fmt.name]), networks.random_reader(112, 4), quant_format=fmt,
+                        per_channel=True)
     graphs["dynamic"] = tmp_path / "dynamic.onnx"
     quantize_dynamic(str(float_path), str(graphs["dynamic"]), op_types_to_quantize=["Conv", "MatMul", "Gemm"])
     cwd = tmp_path / "cwd"

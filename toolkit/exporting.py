@@ -17,7 +17,7 @@ from edge_distill.calibration import Dataset, fixed_batch_of, padded
 
 from .errors import BadInput, ExportMismatch
 from .models import SourceModel, load_model
-from .quiet import native_output_silenced, quiet
+from .quiet import hush_torchao, native_output_silenced, quiet
 from .result import ExportInfo
 
 TWO_GB = 2 * 1024**3
@@ -113,10 +113,8 @@ def _optimum_export(model: SourceModel, out_path: Path, opset: int) -> tuple[str
     """A sentence-transformers folder through optimum's task-aware exporter (feature-extraction:
     the pooled, normalized `sentence_embedding` becomes the graph's `output`). Returns the exporter's
     description, or None and why it was not used (not installed, or it failed: torch's exporter then)."""
+    hush_torchao()
     try:
-        import logging
-
-        logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)  # torchao's enum notices
         with quiet("optimum", "transformers", streams=True):
             from optimum.exporters.onnx import main_export
             from optimum.version import __version__

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -46,3 +48,15 @@ def write_atomic(target: Path, content: str | Path) -> None:
         tmp.rename(target)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def working_in(folder: Path):
+    """Tools that leave files in the current folder (ORT's quantizers, its shape inference) run in
+    `folder` instead."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)

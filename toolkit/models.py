@@ -29,6 +29,7 @@ from edge_distill.calibration import Dataset, InputSpec, fixed_batch_of, run_in_
 
 from .files import sha256_file
 from .errors import BadInput, MissingDependency
+from .quiet import hush_torchao
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".bin")
 SAFE_FORMATS_HINT = ("save the weights with safetensors (safetensors.torch.save_file(model.state_dict(), "
@@ -197,12 +198,7 @@ TEXT_INPUTS = [InputSpec("input_ids", ("batch", "sequence"), "int64"),
 
 def _load_hf_folder(path: Path, inputs: list[InputSpec], trust_pickle: bool) -> SourceModel:
     _require_torch(f"loading {path}")
-    import logging
-
-    # transformers pulls in torchao, which reports CUDA kernels it cannot load, and torch's pytree
-    # warns about torchao's enums: nothing a user of this tool can act on
-    for chatty in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(chatty).setLevel(logging.ERROR)
+    hush_torchao()
     try:
         import transformers
     except ImportError as exc:

@@ -12,6 +12,13 @@ import tempfile
 import warnings
 
 
+def hush_torchao() -> None:
+    """transformers and optimum pull in torchao, which reports CUDA kernels it cannot load, and
+    torch's pytree warns about torchao's enums: nothing a user of this tool can act on."""
+    for chatty in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(chatty).setLevel(logging.ERROR)
+
+
 @contextlib.contextmanager
 def quiet(*logger_names: str, streams: bool = False):
     """Raise the named loggers (the root logger with "") to ERROR and ignore warnings; with

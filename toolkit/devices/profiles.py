@@ -30,7 +30,7 @@ from ..places import config_home
 from ..provenance import Provenance, host_cpu
 from ..quiet import quiet
 from ..result import MB, Latency, Memory
-from ..files import write_atomic
+from ..files import working_in, write_atomic
 from ..tomlfile import check_keys, read_toml
 from .base import Device, Figures, Job
 from .host import host_speed
@@ -229,21 +229,17 @@ def _with_shapes(model):
     import onnx
     from onnx import shape_inference
 
-    import os
     import tempfile
 
-    previous = os.getcwd()
     try:
         from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
         # Where it gives up it saves the model to the current folder: let that be a scratch one.
-        with quiet("", streams=True), tempfile.TemporaryDirectory(prefix="edge-distill-shapes-") as scratch:
-            os.chdir(scratch)
+        with quiet("", streams=True), tempfile.TemporaryDirectory(prefix="edge-distill-shapes-") as scratch, \
+                working_in(Path(scratch)):
             return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     except Exception:  # "Incomplete symbolic shape inference", or no onnxruntime
         pass
-    finally:
-        os.chdir(previous)
     for _ in range(len(model.graph.node) + 1):
         model = shape_inference.infer_shapes(model)
         known = {v.name: v.type.tensor_type for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]
