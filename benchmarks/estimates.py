@@ -1,119 +1,431 @@
-"""How far the device profiles' estimates are from published measurements.
+"""Fit the estimator's cost model on published measurements, and score it by cross-validation.
 
-For each profile with published one-thread runs of its core in toolkit/device_profiles/measurements/
-(ncnn's benchmark tables), the standard networks of benchmarks/networks.py are exported to ONNX
-(fp32, and int8 as ORT static QDQ), estimated with the profile, and compared with the published
-mean latency. ncnn's "fp32" runs use fp16 storage and arithmetic on ARMv8.2 cores (its defaults),
-so they are compared with the profile's fp16 estimate.
+The corpus (toolkit/device_profiles/measurements/, every row with its source line) holds batch-1
+latencies of standard networks: ncnn's benchmark tables (the fit), and XNNPACK, TFLite, ONNX
+Runtime and Core ML runs from their projects' pages (the check). devices.csv names each device's
+core and clock, cost_model/cores.toml each core's peak. The networks are written in
+benchmarks/networks.py, exported to ONNX (fp32, and int8 as ORT static QDQ) and counted by the
+estimator's own graph_work, so the fit sees what the product sees.
+
+The CPU model (toolkit/devices/cost_model.py) has shared figures (per op class efficiencies for
+float and int8, cycles per light element, weight streaming, per-op overhead, thread scaling), a
+speed per kind of core, and an offset per device and run setting, all shrunk towards 0 but the
+first. It is scored three ways:
+- leave-one-network-out on ncnn: each network's rows predicted by a fit without that network;
+- on the other runtimes' CPU runs, none of which the fit saw, with no device offsets: how the
+  estimate of a GEMM-kernel runtime (what the targets run) carries from ncnn's fit;
+- the Neural Engine model, leave-one-network-out on Core ML's published runs.
 
     python benchmarks/estimates.py [--update-profiles]
 
-prints the table, writes benchmarks/results/estimates.json and, with --update-profiles, each scored
-profile's [validation] table (what `edge-distill devices` shows, and the range every estimate carries).
+prints the tables, writes benchmarks/results/estimates.json and, with --update-profiles,
+device_profiles/cost_model/fitted.toml (the fit on every row) and each profile's [validation]
+(what `edge-distill devices` shows and the interval every estimate carries).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import re
+import hashlib
 import json
+import math
+import re
 import statistics
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import networks  # noqa: E402
 
-from edge_distill.devices.profiles import estimate, load_profile  # noqa: E402
+from edge_distill.devices.cost_model import (GEMM_KERNELS, WINOGRAD_FAMILIES, Coefficients, Workload, core_of,  # noqa: E402
+                                             load_cores, seconds)
+from edge_distill.devices.graph_work import CONV3X3_S1, OP_CLASSES, graph_work  # noqa: E402
 from edge_distill.targets import Precision  # noqa: E402
 
-CORPUS = ROOT / "toolkit" / "device_profiles" / "measurements" / "ncnn.csv"
-# profile -> (the corpus device whose core it describes, threads)
-VALIDATED_ON = {"raspberry-pi-5": ("Raspberry Pi 5", "1"),
-                "android-flagship": ("MediaTek reference device (hostname k6989v1_64)", "1")}
-PRECISIONS = {"fp32": Precision("fp16", 16, 16, "fp16"), "int8": Precision("int8", 8, 8, "int8")}
+MEASUREMENTS = ROOT / "toolkit" / "device_profiles" / "measurements"
+PROFILES = ROOT / "toolkit" / "device_profiles"
+RESULTS = ROOT / "benchmarks" / "results"
+PRECISIONS = {"fp32": Precision("fp32", 32, 32, "fp32"), "int8": Precision("int8", 8, 8, "int8")}
+CLASSES = [c for c in OP_CLASSES if c != "light"]
+SIGMA, TAU = 0.25, 0.5  # the spread of log errors the fit expects, and of a device's offset
 
 
-def graphs(folder: Path) -> dict:
-    """(network, precision) -> ONNX path: the float export and its static QDQ int8."""
-    from onnxruntime.quantization import quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+def workloads(needed: set[tuple[str, str, int]]) -> dict[tuple[str, str, int], Workload]:
+    """(network, precision, input size) -> its Workload, cached by the networks' source."""
+    key = hashlib.sha256((ROOT / "benchmarks" / "networks.py").read_bytes()).hexdigest()[:16]
+    cache = RESULTS / f"workloads-{key}.json"
+    known = {}
+    if cache.is_file():
+        known = {(n, p, int(z)): Workload(**v) for (n, p, z), v in
+                 ((k.split("/"), v) for k, v in json.loads(cache.read_text()).items())}
+    missing = sorted({(n, z) for n, _, z in needed if any((n, p, z) not in known for p in PRECISIONS)})
+    if missing:
+        from onnxruntime.quantization import quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    out = {}
-    for name in networks.NETWORKS:
-        exported, fp32, int8 = (folder / f"{name}.{kind}.onnx" for kind in ("exported", "fp32", "int8"))
-        networks.export(name, exported)
-        quant_pre_process(str(exported), str(fp32))
-        quantize_static(str(fp32), str(int8), networks.random_reader(networks.INPUT.get(name, 224)), per_channel=True)
-        out[name, "fp32"], out[name, "int8"] = fp32, int8
+        with tempfile.TemporaryDirectory() as work:
+            for name, size in missing:
+                print(f"counting {name} at {size}x{size}", file=sys.stderr)
+                exported, fp32, int8 = (Path(work) / f"{name}.{kind}.onnx" for kind in ("exported", "fp32", "int8"))
+                networks.export(name, exported, size)
+                quant_pre_process(str(exported), str(fp32))  # as the ort target does: BatchNorm folded
+                quantize_static(str(fp32), str(int8), networks.random_reader(size), per_channel=True)
+                known[name, "fp32", size] = Workload.of(graph_work(fp32))
+                known[name, "int8", size] = Workload.of(graph_work(int8))
+        RESULTS.mkdir(exist_ok=True)
+        cache.write_text(json.dumps({f"{n}/{p}/{z}": vars(v) for (n, p, z), v in known.items()}, indent=1))
+    return known
+
+
+# Runtime (as the corpus names it) -> the cost model's family: what it computes fp32 in, and whether
+# its 3x3 convolutions are Winograd (see toolkit/devices/cost_model.py).
+FAMILIES = {"ncnn": "ncnn", "xnnpack": GEMM_KERNELS, "executorch-xnnpack": GEMM_KERNELS, "tflite": GEMM_KERNELS,
+            "onnxruntime": GEMM_KERNELS}
+
+
+def corpus(name: str) -> list[dict]:
+    """The published CPU rows of networks we have (fp32 and int8, batch 1), each with its device's core."""
+    cores = load_cores()
+    devices = {r["device"]: r for r in csv.DictReader((MEASUREMENTS / "devices.csv").open())}
+    rows = []
+    for row in csv.DictReader((MEASUREMENTS / name).open()):
+        size = int(row["input"].split("x")[0]) if re.fullmatch(r"\d+x\d+x3", row["input"]) else None
+        if row["model"] not in networks.NETWORKS or row["precision"] not in PRECISIONS or not size \
+                or row["device"] not in devices or row["runtime"] not in FAMILIES:
+            continue
+        spec = devices[row["device"]]
+        rows.append({**row, "size": size, "family": FAMILIES[row["runtime"]],
+                     "core": core_of(spec["core"], float(spec["clock_ghz"]), cores),
+                     "setting": f"{row['device']} | {row['threads']} threads | powersave {row['powersave']}",
+                     "published_ms": float(row["latency_ms"])})
+    return rows
+
+
+def load_of(loads: dict, row: dict) -> Workload:
+    return loads[row["model"], row["precision"], row["size"]]
+
+
+class Design:
+    """The rows as arrays, so that a fit evaluates the cost model for all of them at once."""
+
+    def __init__(self, rows: list[dict], loads: dict, settings: list[str], cores: list[str]):
+        from edge_distill.devices.cost_model import arithmetic_of
+
+        load = [load_of(loads, r) for r in rows]
+        arith = [arithmetic_of(PRECISIONS[r["precision"]], r["family"], r["core"]) for r in rows]
+        self.int8 = np.array([a == "int8" for a in arith])
+        self.flops = np.array([[w.flops[c] for c in CLASSES] for w in load])
+        winograd = np.array([r["family"] in WINOGRAD_FAMILIES for r in rows])
+        i3, ic = CLASSES.index(CONV3X3_S1), CLASSES.index("conv")
+        self.flops[~winograd, ic] += self.flops[~winograd, i3]  # no Winograd: as the other convolutions
+        self.flops[~winograd, i3] = 0
+        self.peak = np.array([r["core"].peak(a) for r, a in zip(rows, arith)])
+        self.clock = np.array([r["core"].clock_ghz * 1e9 for r in rows])
+        self.light = np.array([w.light_elements for w in load])
+        wbytes = np.array([2.0 if a == "fp16" else (1.0 if a == "int8" else 4.0) for a in arith])
+        self.streamed = np.array([w.matrix_weights for w in load]) * wbytes
+        self.ops = np.array([w.ops for w in load], dtype=float)
+        self.threads = np.array([float(r["threads"]) for r in rows])
+        self.setting = np.array([settings.index(r["setting"]) if r["setting"] in settings else -1 for r in rows])
+        self.core = np.array([cores.index(r["core"].kind) if r["core"].kind in cores else -1 for r in rows])
+        self.observed = np.log([r["published_ms"] / 1e3 for r in rows])
+
+    def predict(self, p: dict) -> np.ndarray:
+        """log seconds, as cost_model.seconds computes them."""
+        eff = np.where(self.int8[:, None], np.exp(p["efficiency"] + p["int8_ratio"] + p["int8_deviation"]),
+                       np.exp(p["efficiency"]))
+        light = np.exp(np.where(self.int8, p["light_int8"], p["light_float"]))
+        compute = (self.flops / eff).sum(axis=1) / self.peak + self.light * light / self.clock
+        total = (compute / self.threads ** p["thread_scaling"] + self.streamed * np.exp(p["stream"]) / self.clock
+                 + self.ops * np.exp(p["overhead"]) / self.clock)
+        pick = lambda values, index: np.where(index >= 0, values[np.maximum(index, 0)], 0.0)  # noqa: E731
+        return np.log(total) + pick(p["core_speed"], self.core) + pick(p["offsets"], self.setting)
+
+
+# The fitted figures: (start, lower, upper) per element, and the prior's spread for those shrunk to 0.
+K = len(CLASSES)
+BLOCKS = {"efficiency": (math.log(0.3), math.log(0.01), math.log(8.0), K), "int8_deviation": (0.0, -3.0, 3.0, K),
+          "light_float": (math.log(2.0), math.log(0.01), math.log(100.0), 1),
+          "light_int8": (math.log(2.0), math.log(0.01), math.log(100.0), 1),
+          "stream": (math.log(0.5), math.log(1e-3), math.log(20.0), 1),
+          "overhead": (math.log(3000.0), math.log(10.0), math.log(1e6), 1), "thread_scaling": (0.8, 0.3, 1.0, 1),
+          "int8_ratio": (0.0, -3.0, 3.0, 1)}
+SHRUNK = {"int8_deviation": TAU, "core_speed": TAU, "offsets": TAU}
+
+
+def unpack(x: np.ndarray, n_cores: int, n_settings: int) -> dict:
+    sizes = {**{name: block[3] for name, block in BLOCKS.items()}, "core_speed": n_cores, "offsets": n_settings}
+    out, at = {}, 0
+    for name, size in sizes.items():
+        out[name] = x[at:at + size] if size > 1 or name in ("core_speed", "offsets") else x[at]
+        at += size
     return out
 
 
-def rows() -> list[dict]:
-    published = list(csv.DictReader(CORPUS.open()))
-    result = []
-    with tempfile.TemporaryDirectory() as work:
-        paths = graphs(Path(work))
-        for profile_name, (device, threads) in VALIDATED_ON.items():
-            profile = load_profile(profile_name)
-            for row in published:
-                key = (row["model"], row["precision"])
-                if row["device"] != device or row["threads"] != threads or key not in paths:
-                    continue
-                ms = estimate(paths[key], PRECISIONS[row["precision"]], profile)["latency_ms"]
-                result.append({"profile": profile_name, "device": device, "model": row["model"],
-                               "precision": row["precision"], "published_ms": float(row["latency_ms"]),
-                               "estimated_ms": round(ms, 3), "ratio": round(ms / float(row["latency_ms"]), 3),
-                               "source": row["source"]})
-    return result
+def fit(rows: list[dict], loads: dict) -> tuple[dict, list[str], list[str]]:
+    """The fitted figures (by name), with the core kinds and settings their arrays follow."""
+    from scipy.optimize import least_squares
+
+    settings, cores = sorted({r["setting"] for r in rows}), sorted({r["core"].kind for r in rows})
+    design = Design(rows, loads, settings, cores)
+    blocks = list(BLOCKS.values()) + [(0.0, -3.0, 3.0, len(cores)), (0.0, -3.0, 3.0, len(settings))]
+    start, lower, upper = (np.concatenate([np.full(b[3], b[i]) for b in blocks]) for i in range(3))
+
+    def residuals(x):
+        p = unpack(x, len(cores), len(settings))
+        return np.concatenate([(design.predict(p) - design.observed) / SIGMA,
+                               *[np.atleast_1d(p[name]) / spread for name, spread in SHRUNK.items()]])
+
+    x = least_squares(residuals, start, bounds=(lower, upper)).x
+    return unpack(x, len(cores), len(settings)), cores, settings
 
 
-def summary(result: list[dict]) -> dict:
-    by_profile = {}
-    for name in dict.fromkeys(r["profile"] for r in result):
-        ratios = [r["ratio"] for r in result if r["profile"] == name]
-        errors = [max(r, 1 / r) for r in ratios]
-        device, threads = VALIDATED_ON[name]
-        by_profile[name] = {"against": f"ncnn, {device}, {threads} thread", "runs": len(errors),
-                            "median_error": round(statistics.median(errors), 2),
-                            "within_1_5x": round(sum(e <= 1.5 for e in errors) / len(errors), 2),
-                            "ratio_low": min(ratios), "ratio_high": max(ratios)}
-    return by_profile
+def coefficients(p: dict, cores: list[str], fitted_on: str) -> Coefficients:
+    rounded = lambda values: [round(float(v), 4) for v in values]  # noqa: E731
+    return Coefficients(efficiency={"float": dict(zip(CLASSES, rounded(np.exp(p["efficiency"])))),
+                                    "int8": dict(zip(CLASSES, rounded(np.exp(p["efficiency"] + p["int8_ratio"]
+                                                                             + p["int8_deviation"]))))},
+                        light_cycles={"float": round(math.exp(p["light_float"]), 4),
+                                      "int8": round(math.exp(p["light_int8"]), 4)},
+                        stream_cycles_per_byte=round(math.exp(p["stream"]), 4),
+                        op_overhead_cycles=round(math.exp(p["overhead"]), 1),
+                        thread_scaling=round(float(p["thread_scaling"]), 4),
+                        core_speed=dict(zip(cores, rounded(p["core_speed"]))), fitted_on=fitted_on)
 
 
-def update_profile(name: str, validation: dict) -> None:
-    """Replace the profile's [validation] table (always the file's last) with these figures."""
-    path = ROOT / "toolkit" / "device_profiles" / f"{name}.toml"
-    text = re.sub(r"\n\[validation\][^\n]*\n.*\Z", "\n", path.read_text(), flags=re.S).rstrip("\n") + "\n"
-    lines = ["", "[validation]  # written by benchmarks/estimates.py: estimate / published on the corpus's runs"]
-    lines += [f"{k} = {json.dumps(v)}" for k, v in validation.items()]
+def predict(rows: list[dict], loads: dict, c: Coefficients, offsets: dict[str, float]) -> list[dict]:
+    """Each row with the model's estimate beside the published figure."""
+    out = []
+    for r in rows:
+        ms = 1e3 * seconds(load_of(loads, r), r["core"], PRECISIONS[r["precision"]], r["family"], int(r["threads"]), c,
+                           offsets.get(r["setting"], 0.0))
+        out.append({k: r[k] for k in ("device", "runtime", "model", "size", "precision", "threads", "powersave",
+                                      "published_ms", "source", "setting")}
+                   | {"estimated_ms": round(ms, 3), "ratio": round(ms / r["published_ms"], 3)})
+    return out
+
+
+def cross_validate(rows: list[dict], loads: dict) -> list[dict]:
+    """Each network's rows predicted by a fit without that network."""
+    out = []
+    for model in sorted({r["model"] for r in rows}):
+        print(f"cross-validating: {model} held out", file=sys.stderr)
+        p, cores, settings = fit([r for r in rows if r["model"] != model], loads)
+        offsets = dict(zip(settings, p["offsets"]))
+        held = [r for r in rows if r["model"] == model]
+        c = coefficients(p, cores, "")
+        for with_offset, without in zip(predict(held, loads, c, offsets), predict(held, loads, c, {})):
+            out.append(with_offset | {"ratio_no_offset": without["ratio"]})
+    return out
+
+
+def score(held: list[dict]) -> dict:
+    ratios = [r["ratio"] for r in held]
+    errors = sorted(max(x, 1 / x) for x in ratios)
+    return {"runs": len(errors), "median_error": round(statistics.median(errors), 2),
+            "within_1_5x": round(sum(e <= 1.5 for e in errors) / len(errors), 2),
+            "ratio_low": round(float(np.quantile(ratios, 0.05)), 3), "ratio_high": round(float(np.quantile(ratios, 0.95)), 3)}
+
+
+def report(held: list[dict]) -> dict:
+    """Scores overall, per precision and thread count, and per device setting."""
+    groups = {"all": held}
+    for precision in ("fp32", "int8"):
+        groups[precision] = [r for r in held if r["precision"] == precision]
+    for threads in ("1", "4"):
+        groups[f"{threads} thread(s)"] = [r for r in held if r["threads"] == threads]
+    scores = {name: score(rows) for name, rows in groups.items() if rows}
+    scores["settings"] = {s: score([r for r in held if r["setting"] == s]) for s in sorted({r["setting"] for r in held})}
+    return scores
+
+
+# Core ML on the Neural Engine: the corpus's precisions as Core ML builds them, and each iPhone's
+# Neural Engine figures (Apple: A16 "nearly 17 trillion operations per second"; A17 Pro "up to 35",
+# taken as int8, fp16 at half of it).
+NE = "neural engine"
+NE_PRECISIONS = {"fp16": Precision("fp16", 16, 16, "fp16", NE), "int8": Precision("w8a8", 8, 8, "int8", NE),
+                 "int8-weight-only": Precision("int8", 8, 16, "int8", NE),
+                 **{f"palettized-{b}bit": Precision(f"palettize{b}", b, 16, "fp16", NE) for b in (1, 2, 4, 6, 8)}}
+NE_TOPS = {"iPhone 14 Pro": (17.0, 17.0), "iPhone 15 Pro": (17.5, 35.0), "Apple iPhone 15 Pro": (17.5, 35.0)}
+NE_KEYS = ("fixed_us", "op_us", "efficiency", "depthwise_efficiency", "output_ns_per_byte")
+
+
+def neural_engine_rows() -> list[dict]:
+    rows = []
+    for row in csv.DictReader((MEASUREMENTS / "other-runtimes.csv").open()):
+        precision = re.sub(r"-gs\d+$", "", row["precision"])
+        if "coreml" in row["runtime"] and row["model"] in networks.NETWORKS and precision in NE_PRECISIONS \
+                and row["device"] in NE_TOPS and row["input"] == "224x224x3":
+            rows.append({**row, "size": 224, "ne_precision": NE_PRECISIONS[precision], "published_ms": float(row["latency_ms"])})
+    return rows
+
+
+def neural_engine_predict(rows, loads, ne: dict) -> list[float]:
+    from edge_distill.devices.cost_model import neural_engine_seconds
+
+    c = Coefficients({}, {}, 0, 0, 0, neural_engine=ne)
+    out = []
+    for r in rows:
+        precision = r["ne_precision"]
+        tops = NE_TOPS[r["device"]][1 if precision.activation_bits <= 8 else 0]
+        out.append(1e3 * neural_engine_seconds(loads[r["model"], "fp32", 224], precision, tops, c))
+    return out
+
+
+def neural_engine_fit(rows, loads) -> dict:
+    from scipy.optimize import least_squares
+
+    start = np.log([150.0, 2.0, 0.3, 0.05, 0.05])
+    observed = np.log([r["published_ms"] for r in rows])
+
+    def residuals(x):
+        predicted = np.log(neural_engine_predict(rows, loads, dict(zip(NE_KEYS, np.exp(x)))))
+        return np.concatenate([(predicted - observed) / SIGMA, (x - start) / 2.0])  # a weak prior: the fit decides
+
+    x = least_squares(residuals, start).x
+    return {k: round(float(v), 5) for k, v in zip(NE_KEYS, np.exp(x))}
+
+
+def neural_engine_cross_validate(rows, loads) -> list[dict]:
+    out = []
+    for model in sorted({r["model"] for r in rows}):
+        ne = neural_engine_fit([r for r in rows if r["model"] != model], loads)
+        held = [r for r in rows if r["model"] == model]
+        for r, ms in zip(held, neural_engine_predict(held, loads, ne)):
+            out.append({k: r[k] for k in ("device", "runtime", "model", "precision", "published_ms", "source")}
+                       | {"estimated_ms": round(ms, 4), "ratio": round(ms / r["published_ms"], 3)})
+    return out
+
+
+# profile -> the corpus devices that score it: its own device, or (no runs of its own) devices of its core
+PROFILE_DEVICES = {"raspberry-pi-5": ["Raspberry Pi 5"], "android-flagship": ["MediaTek reference device (hostname k6989v1_64)"],
+                   "iphone-15-pro": ["MacBook Air (13-inch, M3, 2024)"],
+                   "android-midrange": ["NVIDIA Jetson AGX Orin", "NVIDIA Jetson Orin Nano"]}
+
+
+def profile_scores(held: list[dict], transfer: list[dict], ne_held: list[dict]) -> tuple[dict, dict]:
+    """Each profile's validation, and the score of ncnn on its devices.
+
+    A profile estimates the targets' runtimes (XNNPACK, MLAS, Core ML), so its validation is the
+    published runs of such runtimes, none of which the fit saw. ncnn's held-out runs on the profile's
+    own devices are scored too, as the product estimates them (no device offset: ncnn's offsets do
+    not carry to other runtimes), for the README."""
+    import tomllib
+
+    runtimes = sorted({r["runtime"] for r in transfer})
+    validation = score(transfer) | {"against": f"{', '.join(runtimes)} on {len({r['device'] for r in transfer})} "
+                                               "devices; none in the fit"}
+    profiles, on_devices = {}, {}
+    for name, devices in PROFILE_DEVICES.items():
+        profile = tomllib.loads((PROFILES / f"{name}.toml").read_text())
+        profiles[name] = {"validation": validation}
+        if "neural_engine_fp16_tops" in profile:
+            profiles[name]["neural_engine_validation"] = score(ne_held) | {
+                "against": "Core ML on iPhone 14 Pro and 15 Pro (coremltools, ExecuTorch), networks held out"}
+        rows = [r | {"ratio": r["ratio_no_offset"]} for r in held
+                if r["device"] in devices and r["threads"] == str(profile["threads"])]
+        on_devices[f"{name} vs ncnn on {' / '.join(devices)}"] = score(rows)
+    return profiles, on_devices
+
+
+def write_profile(name: str, entry: dict) -> None:
+    """Replace the profile's validation tables (always its last)."""
+    path = PROFILES / f"{name}.toml"
+    text = re.sub(r"\n\[(neural_engine_)?validation\].*\Z", "\n", path.read_text(), flags=re.S).rstrip("\n") + "\n"
+    lines = []
+    for table in ("validation", "neural_engine_validation"):
+        if table in entry:
+            lines += ["", f"[{table}]  # written by benchmarks/estimates.py: estimate / published, cross-validated"]
+            lines += [f"{k} = {json.dumps(v)}" for k, v in sorted(entry[table].items())]
     path.write_text(text + "\n".join(lines) + "\n")
+
+
+def write_cost_model(model: Coefficients) -> None:
+    lines = ["# The estimated profiles' cost model (toolkit/devices/cost_model.py), fitted by benchmarks/estimates.py:",
+             "# do not edit by hand. Efficiencies are fractions of a core's peak; cycles are the core's.",
+             f"fitted_on = {json.dumps(model.fitted_on)}"]
+    lines += [f"{k} = {json.dumps(getattr(model, k))}" for k in ("stream_cycles_per_byte",
+                                                                  "op_overhead_cycles", "thread_scaling")]
+    tables = {"light_cycles": model.light_cycles, "core_speed": model.core_speed, "neural_engine": model.neural_engine,
+              **{f"efficiency.{kind}": v for kind, v in model.efficiency.items()}}
+    for table, values in tables.items():
+        lines += ["", f"[{table}]"] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    (PROFILES / "cost_model" / "fitted.toml").write_text("\n".join(lines) + "\n")
+
+
+# Devices with runs of another runtime and of ncnn (the same phone or board): does ncnn's offset carry?
+TWINS = {("Pixel 2", "1"): "Android phone (hostname taimen) | 1 threads | powersave 2",
+         ("Raspberry Pi 4 (ARM64 OS)", "4"): "Raspberry Pi 4 Model B | 4 threads | powersave 0",
+         ("Raspberry Pi 3+ (32-bit Raspbian)", "4"): "Raspberry Pi 3 Model B+ | 4 threads | powersave 0"}
+
+
+def offsets_carry(others: list[dict], loads: dict, model: Coefficients, offsets: dict) -> dict:
+    """Other runtimes' runs on a device ncnn also ran on, estimated without and with ncnn's offset."""
+    out = {}
+    for (device, threads), setting in TWINS.items():
+        rows = [r | {"setting": setting} for r in others if r["device"] == device and r["threads"] == threads]
+        out[f"{device}, {threads} thread(s)"] = {"without": score(predict(rows, loads, model, {})),
+                                                 "with ncnn's offset": score(predict(rows, loads, model, offsets))}
+    return out
+
+
+def table(scores: dict) -> None:
+    print()
+    print("| | runs | median error | within 1.5x | estimate/published 5%..95% |")
+    print("|---|---|---|---|---|")
+    for name, s in scores.items():
+        print(f"| {name} | {s['runs']} | {s['median_error']}x | {s['within_1_5x']:.0%} | "
+              f"{s['ratio_low']}..{s['ratio_high']} |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--update-profiles", action="store_true", help="write each profile's [validation]")
+    parser.add_argument("--update-profiles", action="store_true",
+                        help="write cost_model/fitted.toml and each profile's [validation]")
     args = parser.parse_args()
-    result = rows()
-    print("| profile | model | precision | published ms | estimated ms | estimate / published |")
-    print("|---|---|---|---|---|---|")
-    for r in result:
-        print(f"| {r['profile']} | {r['model']} | {r['precision']} | {r['published_ms']:.2f} | "
-              f"{r['estimated_ms']:.2f} | {r['ratio']:.2f} |")
-    scores = summary(result)
-    for name, s in scores.items():
-        print(f"{name}: median error {s['median_error']}x, {s['within_1_5x']:.0%} within 1.5x, on {s['runs']} "
-              "published runs")
-    out = ROOT / "benchmarks" / "results" / "estimates.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"rows": result, "profiles": scores}, indent=2, sort_keys=True) + "\n")
+    ncnn, others, ne_rows = corpus("ncnn.csv"), corpus("other-runtimes.csv"), neural_engine_rows()
+    loads = workloads({(r["model"], r["precision"], r["size"]) for r in ncnn + others}
+                      | {(r["model"], "fp32", 224) for r in ne_rows})
+    held = cross_validate(ncnn, loads)
+    scores = report(held)
+    print("ncnn, leave-one-network-out:")
+    table({k: v for k, v in scores.items() if k != "settings"})
+    p, cores, settings = fit(ncnn, loads)
+    model = coefficients(p, cores, f"{len(ncnn)} published ncnn runs of {len({r['model'] for r in ncnn})} networks on "
+                                f"{len({r['device'] for r in ncnn})} devices, and {len(ne_rows)} Core ML runs")
+    transfer = predict([r for r in others if r["threads"]], loads, model, {})
+    carry = offsets_carry(others, loads, model, dict(zip(settings, p["offsets"])))
+    print("\nother runtimes (no row of theirs in the fit; no device offsets):")
+    groups = {f"{rt} {p}": [r for r in transfer if r["runtime"] == rt and r["precision"] == p]
+              for rt in sorted({r["runtime"] for r in transfer}) for p in PRECISIONS}
+    table({k: score(v) for k, v in {"all": transfer, **groups}.items() if v})
+    ne_held = neural_engine_cross_validate(ne_rows, loads)
+    model = replace(model, neural_engine=neural_engine_fit(ne_rows, loads))
+    print("\nCore ML on the Neural Engine, leave-one-network-out:")
+    table({"all": score(ne_held), **{p: score([r for r in ne_held if r["precision"] == p])
+                                     for p in sorted({r["precision"] for r in ne_held})}})
+    print("\nncnn's device offsets on other runtimes' runs of the same device (they do not carry):")
+    table({f"{device}, {way}": s for device, ways in carry.items() for way, s in ways.items()})
+    profiles, on_devices = profile_scores(held, transfer, ne_held)
+    print("\nthe profiles' devices, ncnn's runs (networks held out, no device offset):")
+    table(on_devices)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "estimates.json").write_text(json.dumps({"held_out": held, "scores": scores, "transfer": transfer,
+                                                        "neural_engine": ne_held, "model": vars(model),
+                                                        "profiles": profiles, "on_devices": on_devices,
+                                                        "offsets_carry": carry},
+                                                       indent=1, sort_keys=True))
     if args.update_profiles:
-        for name, validation in scores.items():
-            update_profile(name, validation)
+        write_cost_model(model)
+        for name, entry in profiles.items():
+            write_profile(name, entry)
     return 0
 
 

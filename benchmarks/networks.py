@@ -53,7 +53,8 @@ class _Residual(nn.Module):
         super().__init__()
         if bottleneck:
             mid = cout // 4
-            self.body = nn.Sequential(_conv(cin, mid, 1), _conv(mid, mid, 3, stride),
+            # stride on the first 1x1, as in the published (Caffe) ResNet-50 that ncnn benchmarks
+            self.body = nn.Sequential(_conv(cin, mid, 1, stride), _conv(mid, mid, 3),
                                       nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
         else:
             self.body = nn.Sequential(_conv(cin, cout, 3, stride), nn.Conv2d(cout, cout, 3, 1, 1, bias=False),
@@ -81,7 +82,7 @@ def resnet18() -> nn.Module:
 
 
 def resnet50() -> nn.Module:
-    """ResNet-50 (He et al. 2016), stride on the 3x3 (v1.5)."""
+    """ResNet-50 (He et al. 2016), stride on the first 1x1 (v1, not torchvision's v1.5)."""
     return _resnet([3, 4, 6, 3], bottleneck=True)
 
 
@@ -118,13 +119,185 @@ def vgg16() -> nn.Module:
                          nn.ReLU(), nn.Linear(4096, 1000))
 
 
-NETWORKS = {"mobilenet": mobilenet, "mobilenet_v2": mobilenet_v2, "resnet18": resnet18, "resnet50": resnet50,
-            "squeezenet": squeezenet, "vgg16": vgg16}
-INPUT = {"squeezenet": 227}  # the others take 224x224
+class _SE(nn.Module):
+    def __init__(self, channels, squeeze, act=nn.ReLU, gate=nn.Sigmoid):
+        super().__init__()
+        self.body = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, squeeze, 1), act(),
+                                  nn.Conv2d(squeeze, channels, 1), gate())
+
+    def forward(self, x):
+        return x * self.body(x)
 
 
-def export(name: str, path) -> None:
-    size = INPUT.get(name, 224)
+class _MBConv(nn.Module):
+    """An inverted residual: 1x1 expansion, kxk depthwise, optional squeeze-excitation, 1x1 projection."""
+
+    def __init__(self, cin, hidden, cout, k, stride, se=0, act=nn.ReLU, gate=nn.Sigmoid):
+        super().__init__()
+        layers = [_conv(cin, hidden, 1, act=act)] if hidden != cin else []
+        layers.append(_conv(hidden, hidden, k, stride, groups=hidden, act=act))
+        if se:
+            layers.append(_SE(hidden, se, nn.ReLU if gate is nn.Hardsigmoid else act, gate))
+        layers += [nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.body, self.residual = nn.Sequential(*layers), stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+def _head(cin, classes=1000, hidden=None, act=nn.ReLU):
+    tail = [nn.Linear(cin, hidden), act(), nn.Linear(hidden, classes)] if hidden else [nn.Linear(cin, classes)]
+    return [nn.AdaptiveAvgPool2d(1), nn.Flatten(), *tail]
+
+
+def _mobilenet_v3(plan, relu_blocks, last, hidden) -> nn.Module:
+    """(kernel, expansion width, out, squeeze-excitation, stride) blocks; ReLU in the first ones, hard-swish after."""
+    layers, cin = [_conv(3, 16, 3, 2, act=nn.Hardswish)], 16
+    for i, (k, expanded, cout, se, stride) in enumerate(plan):
+        act = nn.ReLU if i < relu_blocks else nn.Hardswish
+        layers.append(_MBConv(cin, expanded, cout, k, stride, se=((expanded // 4 + 4) // 8 * 8) * se, act=act,
+                              gate=nn.Hardsigmoid))
+        cin = cout
+    return nn.Sequential(*layers, _conv(cin, last, 1, act=nn.Hardswish), *_head(last, hidden=hidden, act=nn.Hardswish))
+
+
+def mobilenet_v3() -> nn.Module:
+    """MobileNetV3-Large (Howard et al. 2019)."""
+    plan = [(3, 16, 16, 0, 1), (3, 64, 24, 0, 2), (3, 72, 24, 0, 1), (5, 72, 40, 1, 2), (5, 120, 40, 1, 1),
+            (5, 120, 40, 1, 1), (3, 240, 80, 0, 2), (3, 200, 80, 0, 1), (3, 184, 80, 0, 1), (3, 184, 80, 0, 1),
+            (3, 480, 112, 1, 1), (3, 672, 112, 1, 1), (5, 672, 160, 1, 2), (5, 960, 160, 1, 1), (5, 960, 160, 1, 1)]
+    return _mobilenet_v3(plan, 6, 960, 1280)
+
+
+def mobilenet_v3_small() -> nn.Module:
+    """MobileNetV3-Small (Howard et al. 2019)."""
+    plan = [(3, 16, 16, 1, 2), (3, 72, 24, 0, 2), (3, 88, 24, 0, 1), (5, 96, 40, 1, 2), (5, 240, 40, 1, 1),
+            (5, 240, 40, 1, 1), (5, 120, 48, 1, 1), (5, 144, 48, 1, 1), (5, 288, 96, 1, 2), (5, 576, 96, 1, 1),
+            (5, 576, 96, 1, 1)]
+    return _mobilenet_v3(plan, 3, 576, 1024)
+
+
+def _mobile_stages(plan, stem, se_ratio, act) -> list:
+    """(expand, kernel, stride, out, repeats) stages after a stem of `stem` channels."""
+    layers, cin = [], stem
+    for expand, k, stride, cout, repeats in plan:
+        for i in range(repeats):
+            layers.append(_MBConv(cin, cin * expand, cout, k, stride if i == 0 else 1, se=int(cin * se_ratio), act=act))
+            cin = cout
+    return layers
+
+
+def mnasnet() -> nn.Module:
+    """MnasNet-A1 without squeeze-excitation, depth 1.0 (Tan et al. 2019; torchvision's mnasnet1_0)."""
+    plan = [(3, 3, 2, 24, 3), (3, 5, 2, 40, 3), (6, 5, 2, 80, 3), (6, 3, 1, 96, 2), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1)]
+    stem = [_conv(3, 32, 3, 2), _conv(32, 32, 3, groups=32), nn.Conv2d(32, 16, 1, bias=False), nn.BatchNorm2d(16)]
+    return nn.Sequential(*stem, *_mobile_stages(plan, 16, 0, nn.ReLU), _conv(320, 1280, 1), *_head(1280))
+
+
+def efficientnet_b0() -> nn.Module:
+    """EfficientNet-B0 (Tan and Le 2019)."""
+    plan = [(1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4),
+            (6, 3, 1, 320, 1)]
+    return nn.Sequential(_conv(3, 32, 3, 2, act=nn.SiLU), *_mobile_stages(plan, 32, 0.25, nn.SiLU),
+                         _conv(320, 1280, 1, act=nn.SiLU), *_head(1280))
+
+
+class _Shuffle(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        half = cout // 2
+        self.stride = stride
+        self.left = nn.Sequential(_conv(cin, cin, 3, stride, groups=cin, act=nn.Identity), _conv(cin, half, 1)) \
+            if stride == 2 else nn.Identity()
+        source = cin if stride == 2 else half
+        self.right = nn.Sequential(_conv(source, half, 1), _conv(half, half, 3, stride, groups=half, act=nn.Identity),
+                                   _conv(half, half, 1))
+
+    def forward(self, x):
+        left, right = (x, x) if self.stride == 2 else x.chunk(2, dim=1)
+        out = torch.cat([self.left(left), self.right(right)], 1)
+        n, c, h, w = out.shape
+        return out.view(n, 2, c // 2, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def shufflenet_v2() -> nn.Module:
+    """ShuffleNet V2 1.0x (Ma et al. 2018)."""
+    layers, cin = [_conv(3, 24, 3, 2), nn.MaxPool2d(3, 2, 1)], 24
+    for repeats, cout in [(4, 116), (8, 232), (4, 464)]:
+        for i in range(repeats):
+            layers.append(_Shuffle(cin, cout, 2 if i == 0 else 1))
+            cin = cout
+    return nn.Sequential(*layers, _conv(464, 1024, 1), *_head(1024))
+
+
+class _RegNetY(nn.Module):
+    def __init__(self, cin, cout, stride, group_width=8):
+        super().__init__()
+        self.body = nn.Sequential(_conv(cin, cout, 1), _conv(cout, cout, 3, stride, groups=cout // group_width),
+                                  _SE(cout, int(round(0.25 * cin))), nn.Conv2d(cout, cout, 1, bias=False),
+                                  nn.BatchNorm2d(cout))
+        self.skip = nn.Identity() if stride == 1 and cin == cout else \
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        return torch.relu(self.body(x) + self.skip(x))
+
+
+def regnety_400m() -> nn.Module:
+    """RegNetY-400MF (Radosavovic et al. 2020)."""
+    layers, cin = [_conv(3, 32, 3, 2)], 32
+    for depth, cout in [(1, 48), (3, 104), (6, 208), (6, 440)]:
+        for i in range(depth):
+            layers.append(_RegNetY(cin, cout, 2 if i == 0 else 1))
+            cin = cout
+    return nn.Sequential(*layers, *_head(440))
+
+
+class _Inception(nn.Module):
+    def __init__(self, cin, c1, c3r, c3, c5r, c5, pool):
+        super().__init__()
+        self.branches = nn.ModuleList([_conv(cin, c1, 1), nn.Sequential(_conv(cin, c3r, 1), _conv(c3r, c3, 3)),
+                                       nn.Sequential(_conv(cin, c5r, 1), _conv(c5r, c5, 5)),
+                                       nn.Sequential(nn.MaxPool2d(3, 1, 1), _conv(cin, pool, 1))])
+
+    def forward(self, x):
+        return torch.cat([b(x) for b in self.branches], 1)
+
+
+def googlenet() -> nn.Module:
+    """GoogLeNet (Szegedy et al. 2014), 5x5 branches as published (BVLC, which ncnn benchmarks)."""
+    pool = lambda: nn.MaxPool2d(3, 2, ceil_mode=True)  # noqa: E731
+    return nn.Sequential(_conv(3, 64, 7, 2), pool(), _conv(64, 64, 1), _conv(64, 192, 3), pool(),
+                         _Inception(192, 64, 96, 128, 16, 32, 32), _Inception(256, 128, 128, 192, 32, 96, 64), pool(),
+                         _Inception(480, 192, 96, 208, 16, 48, 64), _Inception(512, 160, 112, 224, 24, 64, 64),
+                         _Inception(512, 128, 128, 256, 24, 64, 64), _Inception(512, 112, 144, 288, 32, 64, 64),
+                         _Inception(528, 256, 160, 320, 32, 128, 128), pool(),
+                         _Inception(832, 256, 160, 320, 32, 128, 128), _Inception(832, 384, 192, 384, 48, 128, 128),
+                         *_head(1024))
+
+
+def alexnet() -> nn.Module:
+    """AlexNet (Krizhevsky et al. 2012) as BVLC's Caffe model that ncnn benchmarks: two towers
+    (conv2, conv4, conv5 in 2 groups), 227x227 input."""
+    pool = lambda: nn.MaxPool2d(3, 2)  # noqa: E731
+    return nn.Sequential(nn.Conv2d(3, 96, 11, 4), nn.ReLU(), pool(), nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(),
+                         pool(), nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(), nn.Conv2d(384, 384, 3, padding=1, groups=2),
+                         nn.ReLU(), nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(), pool(), nn.Flatten(),
+                         nn.Linear(256 * 6 * 6, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(),
+                         nn.Linear(4096, 1000))
+
+
+# ShuffleNet v1, ProxylessNAS and EfficientNetV2-B0 are not written: their published rows stay unscored.
+NETWORKS = {"mobilenet": mobilenet, "mobilenet_v2": mobilenet_v2, "mobilenet_v3": mobilenet_v3,
+            "mobilenet_v3_small": mobilenet_v3_small, "mnasnet": mnasnet,
+            "efficientnet_b0": efficientnet_b0, "shufflenet_v2": shufflenet_v2, "regnety_400m": regnety_400m,
+            "squeezenet": squeezenet, "googlenet": googlenet, "alexnet": alexnet, "resnet18": resnet18,
+            "resnet50": resnet50, "vgg16": vgg16}
+INPUT = {"squeezenet": 227, "alexnet": 227}  # the others take 224x224
+
+
+def export(name: str, path, size: int | None = None) -> None:
+    size = size or INPUT.get(name, 224)
     model = NETWORKS[name]().eval()
     torch.onnx.export(model, (torch.randn(1, 3, size, size),), str(path), input_names=["image"], dynamo=False)
 

@@ -105,6 +105,9 @@ class Capabilities:
     # The pip package whose versions match the runtime an app ships (onnxruntime for onnxruntime-android):
     # `bundle` proves an artifact loads in the app's version with it. None: the runtime is the OS's.
     app_runtime_package: str | None = None
+    # How its CPU runtime computes convolutions, for device estimates (edge_distill.devices.cost_model):
+    # "gemm" (im2col or indirect GEMM, fp32 in fp32: XNNPACK, MLAS, BNNS) or "ncnn" (Winograd, fp16).
+    kernels: str = "gemm"
 
     def missing_packages(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]

@@ -39,7 +39,7 @@ capabilities = Capabilities(
     name="tflite",
     description="TFLite / LiteRT for Android (.tflite via litert-torch, verified in ai-edge-litert with XNNPACK)",
     precisions=(Precision("fp32", 32, 32, "fp32", help="the torch student converted by litert-torch"),
-                Precision("fp16", 16, 16, "fp16", help="fp16 weights (ai-edge-quantizer)"),
+                Precision("fp16", 16, 32, "fp32", help="fp16 weights (ai-edge-quantizer); XNNPACK computes in fp32"),
                 Precision("int8", 8, 8, "int8", calibrated=True, help="int8 weights and activations, calibrated"),
                 Precision("int8-dynamic", 8, 32, "int8", help="int8 weights, activations quantized at run time"),
                 Precision("int4", 4, 32, "int8", help="blockwise int4 FULLY_CONNECTED weights")),

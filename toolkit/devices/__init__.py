@@ -87,7 +87,7 @@ def list_devices() -> list[DeviceInfo]:
         corrected = f", corrected x{p.figures['correction']:g} from {', '.join(p.correction_info['measured_on'])}" \
             if p.correction_info else ""
         devices.append(DeviceInfo(name, "estimated", ["latency", "memory"],
-                                  f"{p.description} (v{p.version}{corrected}); {p.validated_error()}"))
+                                  f"{p.description} (v{p.version}{corrected}); {p.validated_errors()}"))
     state = Emulator.state()
     devices.append(DeviceInfo(EMULATED_ARM64, "emulated", ["accuracy (aarch64 kernels of ORT and LiteRT)"],
                               state.note, ready=state.ready))

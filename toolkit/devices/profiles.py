@@ -1,14 +1,16 @@
-"""Estimated device profiles: a latency from the artifact's graph and a device's sustained figures.
+"""Estimated device profiles: a latency from the artifact's graph and a device's core.
 
-An estimated profile (one TOML per device in
-device_profiles/, every figure with its source) turns the artifact's graph into a latency: per-op
-work (FLOPs, from the shapes) against the profile's sustained throughput for the precision, and
-bytes moved against its memory bandwidth, whichever is slower, plus a per-op and a per-inference
-overhead, times the profile's `correction` (measured/estimated, set once a real measurement exists).
-Such a figure is always `estimated`, with the profile's name and version; a budget with
-`require = "measured"` cannot pass on it. `correct` learns the correction from a report measured
-on the real device and keeps it in the user's config folder, never in the shipped profile. (The
-word "calibration" is kept for calibration data; a profile gets a correction.)
+An estimated profile (one TOML per device in device_profiles/, every figure with its source) names
+the device's core, its clock and the threads a run uses; the cost model (cost_model.py, fitted on
+published runs of standard networks) turns the graph's work, op class by op class, into a latency
+on that core. A Neural
+Engine precision is estimated against the profile's Neural Engine throughput instead. The result
+is times the profile's `correction` (measured/estimated, set once a real measurement exists).
+Such a figure is always `estimated`, with the profile's name and version, its validated error and
+an interval from it; a budget with `require = "measured"` cannot pass on it. `correct` learns the
+correction from a report measured on the real device and keeps it in the user's config folder,
+never in the shipped profile. (The word "calibration" is kept for calibration data; a profile gets
+a correction.)
 
 What an estimate needs of a precision (bits of weights and activations, its arithmetic, the compute
 unit) comes from the target's `Precision` declaration, never from the precision's name.
@@ -28,16 +30,17 @@ from edge_distill.targets import Precision
 from ..errors import BadInput, CannotMeasure
 from ..places import config_home
 from ..provenance import Provenance, host_cpu
-from ..quiet import quiet
 from ..result import MB, Latency, Memory
-from ..files import working_in, write_atomic
+from ..files import write_atomic
 from ..tomlfile import check_keys, read_toml
 from .base import Device, Figures, Job
+from .cost_model import GEMM_KERNELS, Core, Workload, core_of, load_coefficients, neural_engine_seconds, seconds
+from .graph_work import graph_work
 from .host import host_speed
 
-PROFILE_KEYS = {"name", "version", "description", "fp32_gflops", "fp16_gflops", "int8_gops",
-                "memory_bandwidth_gbs", "op_overhead_us", "inference_overhead_us", "correction",
-                "neural_engine_tops", "neural_engine_overhead_us", "sources", "validation"}
+PROFILE_KEYS = {"name", "version", "description", "core", "clock_ghz", "threads", "correction",
+                "neural_engine_fp16_tops", "neural_engine_int8_tops", "sources", "validation",
+                "neural_engine_validation"}
 VALIDATION_KEYS = {"against", "runs", "median_error", "within_1_5x", "ratio_low", "ratio_high"}
 FP32 = Precision("fp32", 32, 32, "fp32")  # what an artifact of unknown precision is estimated as
 
@@ -52,27 +55,40 @@ class Profile:
     path: str = ""
     correction_info: dict | None = None  # the stored measured/estimated ratio and where it came from
     validation: dict | None = None  # how far its estimates were from published runs (benchmarks/estimates.py)
+    core_kind: str = ""
+    neural_engine_validation: dict | None = None  # the same, for Core ML on the Neural Engine
 
-    def validated_error(self) -> str:
-        v = self.validation
+    def on_neural_engine(self, precision: Precision) -> bool:
+        return precision.compute_unit == "neural engine" and "neural_engine_fp16_tops" in self.figures
+
+    def validation_for(self, precision: Precision | None) -> dict | None:
+        return self.neural_engine_validation if precision and self.on_neural_engine(precision) else self.validation
+
+    def validated_error(self, precision: Precision | None = None) -> str:
+        v = self.validation_for(precision)
         if not v:
             return "not validated: no published runs of its core in the corpus"
         return (f"validated: median error {v['median_error']:g}x, {v['within_1_5x']:.0%} within 1.5x, on "
                 f"{v['runs']} published runs ({v['against']})")
 
-    def interval(self, ms: float) -> tuple[float, float] | None:
+    def validated_errors(self) -> str:
+        """Every validated error the profile has: its CPU's, and its Neural Engine's."""
+        text = f"CPU {self.validated_error()}"
+        if self.neural_engine_validation:
+            v = self.neural_engine_validation
+            text += (f"; Neural Engine validated: median error {v['median_error']:g}x, {v['within_1_5x']:.0%} within "
+                     f"1.5x, on {v['runs']} published runs ({v['against']})")
+        return text
+
+    def interval(self, ms: float, precision: Precision | None = None) -> tuple[float, float] | None:
         """Where the true latency lies if this estimate errs as the validated ones did (estimate /
-        published ranged over ratio_low..ratio_high)."""
-        v = self.validation
+        published ranged over ratio_low..ratio_high, their 5th to 95th percentiles)."""
+        v = self.validation_for(precision)
         return (round(ms / v["ratio_high"], 4), round(ms / v["ratio_low"], 4)) if v else None
 
-    def throughput(self, precision: Precision) -> float:
-        """Operations per second for this precision."""
-        f = self.figures
-        if precision.compute_unit == "neural engine" and "neural_engine_tops" in f:
-            return f["neural_engine_tops"] * 1e12
-        return {"int8": f["int8_gops"] * 1e9, "fp16": f["fp16_gflops"] * 1e9}.get(precision.arithmetic,
-                                                                                 f["fp32_gflops"] * 1e9)
+    @property
+    def core(self) -> Core:
+        return core_of(self.core_kind, self.figures["clock_ghz"])
 
 
 def builtin_profiles() -> dict[str, Path]:
@@ -88,22 +104,18 @@ def load_profile(name: str) -> Profile:
                        hint="`edge-distill devices` lists them with what each can measure")
     data = read_toml(path)
     check_keys(data, PROFILE_KEYS, f"device {name}", path)
-    missing = [k for k in ("fp32_gflops", "fp16_gflops", "int8_gops", "memory_bandwidth_gbs", "op_overhead_us")
-               if not isinstance(data.get(k), (int, float)) or data[k] <= 0]
-    if missing:
-        raise BadInput(f"device profile needs positive {', '.join(missing)}", path=path)
+    missing = [k for k in ("clock_ghz", "threads") if not isinstance(data.get(k), (int, float)) or data[k] <= 0]
+    if missing or not isinstance(data.get("core"), str):
+        raise BadInput(f"device profile needs a core and positive {', '.join(missing or ['clock_ghz', 'threads'])}",
+                       path=path)
+    core_of(data["core"], data["clock_ghz"])  # an unknown core fails here, naming the known ones
     figures = {k: float(v) for k, v in data.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    validation = data.get("validation")
-    if validation is not None:
-        check_keys(validation, VALIDATION_KEYS, f"device {name} [validation]", path)
-        if set(validation) != VALIDATION_KEYS or not 0 < validation["ratio_low"] <= validation["ratio_high"]:
-            raise BadInput(f"[validation] needs {', '.join(sorted(VALIDATION_KEYS))}, with 0 < ratio_low <= "
-                           "ratio_high", path=path)
+    validation, ne_validation = (_validation(data.get(k), k, name, path) for k in ("validation", "neural_engine_validation"))
     figures.setdefault("correction", 1.0)
-    figures.setdefault("inference_overhead_us", 0.0)
     profile = Profile(name=data.get("name", name), version=str(data.get("version", "")),
                       description=data.get("description", ""), figures=figures, sources=data.get("sources", {}),
-                      path=str(path), validation=validation)
+                      path=str(path), validation=validation, core_kind=data["core"],
+                      neural_engine_validation=ne_validation)
     stored = correction_file(name)
     if stored.is_file():
         info = json.loads(stored.read_text())
@@ -111,6 +123,15 @@ def load_profile(name: str) -> Profile:
             profile.figures["correction"] = float(info["correction"])
             profile.correction_info = info
     return profile
+
+
+def _validation(table: dict | None, key: str, name: str, path: Path) -> dict | None:
+    if table is not None:
+        check_keys(table, VALIDATION_KEYS, f"device {name} [{key}]", path)
+        if set(table) != VALIDATION_KEYS or not 0 < table["ratio_low"] <= table["ratio_high"]:
+            raise BadInput(f"[{key}] needs {', '.join(sorted(VALIDATION_KEYS))}, with 0 < ratio_low <= ratio_high",
+                           path=path)
+    return table
 
 
 def correction_file(name: str) -> Path:
@@ -169,131 +190,25 @@ def _graph_of(folder: Path, report: dict, result: dict) -> Path | None:
     return None
 
 
-def graph_cost(onnx_path: Path) -> list[tuple[str, float, float, float]]:
-    """(op type, FLOPs, weight elements, activation elements) per node of a batch-1 graph."""
-    import numpy as np
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(str(onnx_path))
-    for value in list(model.graph.input) + list(model.graph.output):
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.dim_param:
-                dim.Clear()
-                dim.dim_value = 1
-    model = _with_shapes(model)
-    shapes = {}
-    for value in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
-        shapes[value.name] = [d.dim_value for d in value.type.tensor_type.shape.dim]
-    weights = {i.name: numpy_helper.to_array(i).shape for i in model.graph.initializer}
-    # A quantized graph's weights come through DequantizeLinear (QDQ): on the device that node is
-    # folded into the Conv/MatMul that consumes it, so its output counts as that op's weight, and the
-    # node itself as no work. Without this an int8 graph's convolutions cost nothing.
-    folded = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
-    weights.update({n.output[0]: weights[n.input[0]] for n in model.graph.node if n.output[0] in folded})
-    shapes.update({k: list(v) for k, v in weights.items()})
-    cost = []
-    for node in model.graph.node:
-        if node.output[0] in folded:
-            continue
-        out = shapes.get(node.output[0], [])
-        out_elems = float(np.prod(out)) if out and all(out) else 0.0
-        weight_elems = float(sum(np.prod(weights[i]) for i in node.input if i in weights))
-        act_elems = out_elems + float(sum(np.prod(shapes[i]) for i in node.input
-                                          if i in shapes and i not in weights and all(shapes[i])))
-        flops = out_elems
-        kernel = node.input[_CONV_WEIGHT[node.op_type]] if node.op_type in _CONV_WEIGHT else None
-        if kernel in weights:
-            flops = 2.0 * out_elems * float(np.prod(weights[kernel][1:]))
-        elif node.op_type in _MATMUL_LIKE and node.input[0] in shapes and shapes[node.input[0]]:
-            flops = 2.0 * out_elems * float(shapes[node.input[0]][-1])
-        elif node.op_type == "MatMulNBits":  # int4 weights packed in blocks: K x N of them, whatever the packing
-            attrs = {a.name: a.i for a in node.attribute}
-            flops, weight_elems = 2.0 * out_elems * attrs["K"], float(attrs["K"] * attrs["N"])
-        cost.append((node.op_type, flops, weight_elems, act_elems))
-    return cost
-
-
-# Where the work is, in float and in quantized graphs (QDQ keeps Conv/MatMul; QOperator, dynamic
-# quantization and ORT's fused contrib ops rename them): the weight input of each convolution, and
-# the matrix products whose first input's last axis is the reduction.
-_CONV_WEIGHT = {"Conv": 1, "FusedConv": 1, "ConvInteger": 1, "QLinearConv": 3}
-_MATMUL_LIKE = {"Gemm", "MatMul", "FusedMatMul", "MatMulInteger", "MatMulIntegerToFloat", "QLinearMatMul", "QGemm",
-                "DynamicQuantizeMatMul"}
-
-
-def _with_shapes(model):
-    """Every tensor's shape. onnxruntime's symbolic inference knows most contrib ops (QGemm,
-    MatMulNBits, ...); where it gives up (QOperator graphs), ONNX's inference is taught the contrib
-    ops it stops at, one at a time."""
-    import onnx
-    from onnx import shape_inference
-
-    import tempfile
-
-    try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-        # Where it gives up it saves the model to the current folder: let that be a scratch one.
-        with quiet("", streams=True), tempfile.TemporaryDirectory(prefix="edge-distill-shapes-") as scratch, \
-                working_in(Path(scratch)):
-            return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
-    except Exception:  # "Incomplete symbolic shape inference", or no onnxruntime
-        pass
-    for _ in range(len(model.graph.node) + 1):
-        model = shape_inference.infer_shapes(model)
-        known = {v.name: v.type.tensor_type for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]
-                 if v.type.tensor_type.shape.dim and all(d.dim_value for d in v.type.tensor_type.shape.dim)}
-        node = next((n for n in model.graph.node if n.op_type in _CONTRIB_SHAPES and n.output[0] not in known
-                     and n.input[0] in known), None)
-        if node is None:
-            return model
-        source = known[node.input[0]]
-        weights = {i.name: list(i.dims) for i in model.graph.initializer}
-        shape = _CONTRIB_SHAPES[node.op_type]([d.dim_value for d in source.shape.dim], node, weights)
-        model.graph.value_info.append(onnx.helper.make_tensor_value_info(node.output[0], source.elem_type, shape))
-    return model
-
-
-def _pooled(shape: list, node, weights: dict) -> list:
-    channels_last = any(a.name == "channels_last" and a.i for a in node.attribute)
-    return [shape[0], *([1] * (len(shape) - 2)), shape[-1]] if channels_last else [*shape[:2], *([1] * (len(shape) - 2))]
-
-
-def _qgemm(shape: list, node, weights: dict) -> list:
-    b = weights.get(node.input[3], [0, 0])
-    trans_b = any(a.name == "transB" and a.i for a in node.attribute)
-    return [shape[0], b[0] if trans_b else b[1]]
-
-
-# Output shapes of ORT's QOperator contrib ops, from their first input's (and QGemm's weight).
-_CONTRIB_SHAPES = {**{op: (lambda shape, node, weights: shape) for op in ("QLinearAdd", "QLinearMul", "QLinearSigmoid",
-                                                                           "QLinearLeakyRelu", "QLinearSoftmax")},
-                   "QLinearGlobalAveragePool": _pooled, "QGemm": _qgemm}
-
-
-def estimate(onnx_path: Path, precision: Precision, profile: Profile) -> dict:
-    """Batch-1 latency (ms) and peak memory (MB) of the graph on the profile's device."""
+def estimate(onnx_path: Path, precision: Precision, profile: Profile, kernels: str = GEMM_KERNELS) -> dict:
+    """Batch-1 latency (ms) and peak memory (MB) of the graph on the profile's device, its runtime
+    computing convolutions as `kernels` says (cost_model: "gemm" for XNNPACK, MLAS, Core ML's CPU)."""
     if onnx_path is None or not Path(onnx_path).is_file():
         raise CannotMeasure(f"cannot estimate for device '{profile.name}': no ONNX graph of the model to count "
                             "its work", hint="give the float model as ONNX: --float model.onnx")
     f = profile.figures
-    throughput = profile.throughput(precision)
+    load = Workload.of(graph_work(Path(onnx_path)))
+    model = load_coefficients()
+    if profile.on_neural_engine(precision):
+        tops = f["neural_engine_int8_tops" if precision.activation_bits <= 8 else "neural_engine_fp16_tops"]
+        time, unit = neural_engine_seconds(load, precision, tops, model), "Neural Engine"
+    else:
+        time = seconds(load, profile.core, precision, kernels, int(f["threads"]), model)
+        unit = f"{profile.core.kind} at {profile.core.clock_ghz:g} GHz, {int(f['threads'])} thread(s)"
     weight_bytes, act_bytes = precision.weight_bits / 8, precision.activation_bits / 8
-    bandwidth = f["memory_bandwidth_gbs"] * 1e9
-    seconds, peak_act = 0.0, 0.0
-    cost = graph_cost(Path(onnx_path))
-    for _, flops, weights, acts in cost:
-        moved = weights * weight_bytes + acts * act_bytes
-        seconds += max(flops / throughput, moved / bandwidth) + f["op_overhead_us"] * 1e-6
-        peak_act = max(peak_act, acts * act_bytes)
-    neural_engine = precision.compute_unit == "neural engine"
-    fixed = f.get("neural_engine_overhead_us", f["inference_overhead_us"]) if neural_engine else \
-        f["inference_overhead_us"]
-    ms = (seconds + fixed * 1e-6) * 1e3 * f["correction"]
-    total_weights = sum(w for _, _, w, _ in cost) * weight_bytes
-    return {"latency_ms": ms, "peak_memory_mb": (total_weights + 2 * peak_act) / MB, "ops": len(cost),
-            "flops": sum(c[1] for c in cost), "compute_unit": precision.compute_unit}
+    return {"latency_ms": time * 1e3 * f["correction"], "ops": load.ops, "flops": load.total_flops,
+            "peak_memory_mb": (load.weights * weight_bytes + 2 * load.peak_activations * act_bytes) / MB,
+            "compute_unit": unit}
 
 
 class EstimatedDevice(Device):
@@ -304,19 +219,23 @@ class EstimatedDevice(Device):
         self.name, self.profile = name, load_profile(name)  # a broken profile fails here, not mid-run
 
     def measure(self, job: Job) -> Figures:
+        from edge_distill.targets import get_target
+
         host = host_speed(job) if job.numerics else None
         precision = job.precision or FP32
-        est = estimate(job.graph, precision, self.profile)
+        kernels = get_target(job.target).capabilities.kernels
+        est = estimate(job.graph, precision, self.profile, kernels)
         p = self.profile
         runtime = job.runner.describe()["runtime"]
         prov = Provenance(kind="estimated", device=f"{p.name}@{p.version}", runtime=f"graph estimate for {runtime}",
-                          runtime_version=p.version, cpu=p.description, threads=1, os="",
+                          runtime_version=p.version, cpu=p.description, threads=int(p.figures["threads"]), os="",
                           method=(f"graph estimate: {est['ops']} ops, {est['flops'] / 1e6:.3g} MFLOP on the "
-                                  f"{est['compute_unit']}, against the profile's sustained throughput and memory "
-                                  f"bandwidth (correction {p.figures['correction']:g}); not run on {host_cpu()}; "
-                                  f"{p.validated_error()}"))
+                                  f"{est['compute_unit']} ({kernels} kernels), by the cost model fitted on "
+                                  f"{load_coefficients().fitted_on} (correction {p.figures['correction']:g}); "
+                                  f"not run on {host_cpu()}; "
+                                  f"{p.validated_error(precision)}"))
         ms = round(est["latency_ms"], 4)
-        low, high = p.interval(ms) or (None, None)
+        low, high = p.interval(ms, precision) or (None, None)
         figures = Figures(Latency(p50_ms=ms, p90_ms=ms, p95_ms=ms, p99_ms=ms, mean_ms=ms, min_ms=ms, runs=0,
                                   warmup=0, batch=1, provenance=prov, low_ms=low, high_ms=high),
                           Memory(round(est["peak_memory_mb"], 4), prov), f"on {self.name} (estimated)",

@@ -1,0 +1,164 @@
+"""Device estimates: the work a graph holds, the cost model fitted on published runs, and what a
+profile says of its own error. The fit itself (benchmarks/estimates.py) runs as a benchmark; here
+its model is held to the product's, on a part of the corpus."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from edge_distill.devices.cost_model import Workload, load_coefficients, seconds
+from edge_distill.devices.graph_work import graph_work
+from edge_distill.devices.profiles import estimate, load_profile
+from edge_distill.targets import get_target
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+import estimates as fitting  # noqa: E402  the benchmark that fits the model
+import networks  # noqa: E402  the corpus's networks, as published
+
+ORT = {p.name: p for p in get_target("ort").capabilities.precisions}
+COREML = {p.name: p for p in get_target("coreml").capabilities.precisions}
+TFLITE = {p.name: p for p in get_target("tflite").capabilities.precisions}
+
+
+def _graphs(folder: Path, name: str, size: int) -> dict[str, Path]:
+    """The network's float graph (BatchNorm folded, as the ort target exports) and its quantized forms."""
+    from onnxruntime.quantization import QuantFormat, quantize_dynamic, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    exported, graphs = folder / f"{name}.exported.onnx", {"float": folder / f"{name}.onnx"}
+    networks.export(name, exported, size)
+    quant_pre_process(str(exported), str(graphs["float"]))
+    for fmt in (QuantFormat.QDQ, QuantFormat.QOperator):
+        graphs[fmt.name] = folder / f"{name}.{fmt.name}.onnx"
+        quantize_static(str(graphs["float"]), str(graphs[fmt.name]), networks.random_reader(size, 2), quant_format=fmt,
+                        per_channel=True)
+    graphs["dynamic"] = folder / f"{name}.dynamic.onnx"
+    quantize_dynamic(str(graphs["float"]), str(graphs["dynamic"]), op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+    return graphs
+
+
+@pytest.fixture(scope="module")
+def resnet18(tmp_path_factory) -> dict[str, Path]:
+    return _graphs(tmp_path_factory.mktemp("resnet18"), "resnet18", 112)
+
+
+def test_quantized_graphs_of_every_ort_format_cost_the_float_graphs_work(resnet18, tmp_path, monkeypatch):
+    """ResNet-18 at 112x112: QDQ, QOperator (QLinearConv) and dynamic (ConvInteger, MatMulInteger)
+    graphs carry the float graph's multiply-adds, within 10%, in the same op classes."""
+    monkeypatch.chdir(tmp_path)  # onnxruntime's shape inference saves a model to the current folder where it gives up
+    float_load = Workload.of(graph_work(resnet18["float"]))
+    assert 2 * 1.8e9 * (112 / 224) ** 2 * 0.9 < float_load.total_flops < 2 * 1.8e9 * (112 / 224) ** 2 * 1.1
+    for name in ("QDQ", "QOperator", "dynamic"):
+        work = graph_work(resnet18[name])
+        assert {op.op_type for op in work} & {"QLinearConv", "ConvInteger", "Conv"}, name
+        load = Workload.of(work)
+        assert 0.9 * float_load.total_flops <= load.total_flops <= 1.1 * float_load.total_flops, name
+        for op_class, flops in float_load.flops.items():
+            assert load.flops[op_class] == pytest.approx(flops, rel=0.1, abs=1e6), (name, op_class)
+    assert list(tmp_path.iterdir()) == []  # nothing written where the user runs the tool
+
+
+def test_op_classes_follow_the_kernels(tmp_path):
+    """Each convolution lands in the class whose kernels run it: Winograd-able 3x3 stride 1 (also a
+    two-tower AlexNet group), other dense, depthwise, pointwise; linear layers are GEMMs."""
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1), nn.Conv2d(32, 32, 3, 1, 1), nn.Conv2d(32, 32, 3, 1, 1, groups=32),
+                          nn.Conv2d(32, 64, 1), nn.Conv2d(64, 64, 3, 1, 1, groups=2), nn.Conv2d(64, 64, 3, 1, 1, groups=8),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(64 * 8 * 8, 10)).eval()
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, 16, 16),), str(path), dynamo=False)
+    classes = [op.op_class for op in graph_work(path)]
+    assert classes == ["conv", "conv3x3_s1", "depthwise", "pointwise", "conv3x3_s1", "conv", "light", "gemm"]
+    linear = graph_work(path)[-1]
+    assert linear.flops == 2 * 64 * 8 * 8 * 10 and linear.weight_elems == 64 * 8 * 8 * 10 + 10
+
+
+def test_int8_of_a_compute_bound_network_is_estimated_faster_and_cores_rank(resnet18):
+    mid, flagship, pi = (load_profile(n) for n in ("android-midrange", "android-flagship", "raspberry-pi-5"))
+    fp32 = estimate(resnet18["float"], ORT["fp32"], mid)["latency_ms"]
+    assert estimate(resnet18["QDQ"], ORT["int8"], mid)["latency_ms"] < 0.7 * fp32  # SDOT: 4x the fp32 lanes
+    assert estimate(resnet18["float"], ORT["fp32"], flagship)["latency_ms"] < 0.6 * fp32  # an X4 at 3.25 GHz
+    # LiteRT's fp16 weights run in fp32 on the CPU (XNNPACK): only the weight reads shrink.
+    assert estimate(resnet18["float"], TFLITE["fp16"], pi)["latency_ms"] == pytest.approx(
+        estimate(resnet18["float"], TFLITE["fp32"], pi)["latency_ms"], rel=0.05)
+
+
+def test_neural_engine_estimates_follow_what_core_ml_runs(resnet18):
+    """On the Neural Engine, int8 activations (w8a8) run faster than fp16; weight-only int8 and
+    palettes are expanded to fp16 as they load, so they run at fp16's speed."""
+    iphone = load_profile("iphone-15-pro")
+    fp16 = estimate(resnet18["float"], COREML["fp16"], iphone)
+    assert fp16["compute_unit"] == "Neural Engine"
+    assert estimate(resnet18["float"], COREML["w8a8"], iphone)["latency_ms"] < 0.8 * fp16["latency_ms"]
+    for name in ("int8", "palettize4", "int4"):
+        assert estimate(resnet18["float"], COREML[name], iphone)["latency_ms"] == pytest.approx(fp16["latency_ms"])
+    # A profile with no Neural Engine runs Core ML's precisions on its CPU.
+    assert "Cortex-A76" in estimate(resnet18["float"], COREML["fp16"], load_profile("raspberry-pi-5"))["compute_unit"]
+
+
+def test_the_fit_and_the_product_compute_the_same_latency(tmp_path):
+    """The benchmark fits with a vectorised copy of the cost model; on the corpus's MobileNet and
+    SqueezeNet runs (fp32 and int8, 1 and 4 threads) it must give what cost_model.seconds gives."""
+    from dataclasses import replace
+
+    rows = [r for r in fitting.corpus("ncnn.csv") if r["model"] in ("mobilenet", "squeezenet")]
+    loads = {}
+    for name in ("mobilenet", "squeezenet"):
+        size = networks.INPUT.get(name, 224)
+        graphs = _graphs(tmp_path, name, size)
+        loads[name, "fp32", size] = Workload.of(graph_work(graphs["float"]))
+        loads[name, "int8", size] = Workload.of(graph_work(graphs["QDQ"]))
+    p, cores, settings = fitting.fit(rows, loads)
+    model = fitting.coefficients(p, cores, "")
+    design = fitting.Design(rows, loads, settings, cores)
+    vectorised = np.exp(design.predict(replace_offsets(p)))
+    product = [seconds(fitting.load_of(loads, r), r["core"], fitting.PRECISIONS[r["precision"]], r["family"],
+                       int(r["threads"]), replace(model, core_speed=dict(zip(cores, map(float, p["core_speed"])))))
+               for r in rows]
+    assert len(rows) > 250
+    assert np.allclose(vectorised, product, rtol=1e-3)  # coefficients() rounds to 4 digits
+    errors = np.abs(np.log(vectorised) - design.observed)
+    assert np.median(errors) < np.log(1.3)  # and the fit explains its rows (in-sample, device offsets aside)
+
+
+def replace_offsets(p: dict) -> dict:
+    """The fitted figures with no device offsets: what the product estimates with."""
+    return {**p, "offsets": np.zeros_like(p["offsets"])}
+
+
+def test_devices_shows_each_profiles_validated_error():
+    """Every profile's CPU validation is the published runs of the targets' kinds of runtime (XNNPACK,
+    TFLite) that the fit never saw; the iPhone's Neural Engine has its own."""
+    proc = run_cli("devices")
+    assert proc.returncode == 0, proc.stderr
+    unseen = [r for r in fitting.corpus("other-runtimes.csv") if r["threads"]]
+    assert {r["runtime"] for r in unseen} >= {"xnnpack", "tflite"}
+    for name in ("raspberry-pi-5", "android-flagship", "android-midrange", "iphone-15-pro"):
+        v = load_profile(name).validation
+        assert v["runs"] == len(unseen)
+        assert (f"CPU validated: median error {v['median_error']:g}x, {v['within_1_5x']:.0%} within 1.5x, "
+                f"on {len(unseen)} published runs") in proc.stdout
+    ne = load_profile("iphone-15-pro").neural_engine_validation
+    assert f"Neural Engine validated: median error {ne['median_error']:g}x" in proc.stdout
+    assert load_coefficients().fitted_on.startswith(f"{len(fitting.corpus('ncnn.csv'))} published ncnn runs")
+
+
+def test_an_estimate_carries_the_range_its_profiles_validation_gives(demo_run):
+    _, demo = demo_run
+    pi = load_profile("raspberry-pi-5")
+    bench = run_cli("bench", demo / "ort" / "model.int8.onnx", "--device", "raspberry-pi-5", "--json")
+    assert bench.returncode == 0, bench.stderr
+    latency = json.loads(bench.stdout)["latency"]
+    assert latency["low_ms"] == round(latency["p50_ms"] / pi.validation["ratio_high"], 4)
+    assert latency["high_ms"] == round(latency["p50_ms"] / pi.validation["ratio_low"], 4)
+    assert latency["low_ms"] < latency["p50_ms"] < latency["high_ms"]
+    assert pi.validated_error() in latency["provenance"]["method"]
+    assert "Cortex-A76 at 2.4 GHz, 1 thread(s)" in latency["provenance"]["method"]

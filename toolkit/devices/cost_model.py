@@ -1,0 +1,173 @@
+"""How long a core takes for a graph's work: the fitted cost model of the estimated profiles.
+
+    time = sum over op classes of  FLOPs / (core peak x efficiency[class] x threads ** thread_scaling)
+         + light elements x light_cycles / (clock x threads ** thread_scaling)
+         + matrix weight bytes x stream_cycles_per_byte / clock     (batch-1 fully connected layers stream
+                                                                     their weights once: memory, not compute)
+         + ops x op_overhead_cycles / clock
+    then x exp(core_speed[core kind])
+
+The peak is the core's (device_profiles/cost_model/cores.toml: pipes x lanes x clock, in the arithmetic the run
+uses); the efficiencies, cycles and scaling are fitted once, on published runs of standard networks
+(device_profiles/cost_model/fitted.toml, written by benchmarks/estimates.py), and are the same for every
+device but one per kind of core. Per-device offsets are fitted too, so that one device's quirks do
+not bend the shared figures, but they are not used: they describe ncnn's builds on that device, and
+do not carry to other runtimes on it (benchmarks/estimates.py measures this).
+
+Runtime families differ in two known ways, which is what lets a model fitted on ncnn's runs
+estimate XNNPACK (LiteRT), ONNX Runtime's MLAS and Core ML's CPU: ncnn computes "fp32" models in
+fp16 on cores that have fp16 arithmetic and runs 3x3 stride-1 convolutions as Winograd; the others
+compute fp32 in fp32 and run every dense convolution as a GEMM.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from edge_distill.targets import Precision
+
+from ..errors import BadInput
+from ..tomlfile import read_toml
+from .graph_work import CONV, CONV3X3_S1, DEPTHWISE, GEMM, LIGHT, OP_CLASSES, OpWork
+
+GEMM_KERNELS = "gemm"  # XNNPACK (LiteRT), ONNX Runtime's MLAS, Core ML's CPU: every target's runtime
+WINOGRAD_FAMILIES = {"ncnn"}  # the families whose 3x3 stride-1 convolutions are Winograd
+FP16_FOR_FP32_FAMILIES = {"ncnn"}  # the families that compute an fp32 model in fp16 where the core can
+
+
+@dataclass(frozen=True)
+class Core:
+    kind: str
+    clock_ghz: float
+    fp32_flops_per_cycle: float
+    fp16_arithmetic: bool = False
+    int8_dot_product: bool = False
+    int8_matmul: bool = False
+
+    def peak(self, arithmetic: str) -> float:
+        """Operations per second of one core in this arithmetic (fp32, fp16 or int8)."""
+        fp32 = self.clock_ghz * 1e9 * self.fp32_flops_per_cycle
+        if arithmetic == "fp16":
+            return fp32 * (2 if self.fp16_arithmetic else 1)
+        if arithmetic == "int8":
+            # SMMLA: 8 products per 32-bit lane; SDOT: 4; else widening multiplies
+            return fp32 * (8 if self.int8_matmul else 4 if self.int8_dot_product else 2)
+        return fp32
+
+
+@dataclass
+class Workload:
+    """A graph's work summed per op class: all an estimate needs of the graph."""
+    flops: dict[str, float] = field(default_factory=dict)
+    light_elements: float = 0.0
+    matrix_weights: float = 0.0  # weight elements of the matrix products (fully connected layers)
+    heavy_outputs: float = 0.0  # output elements of convolutions and matrix products
+    ops: int = 0
+    weights: float = 0.0  # all weight elements
+    peak_activations: float = 0.0  # the largest op's activation elements
+
+    @classmethod
+    def of(cls, work: list[OpWork]) -> Workload:
+        load = cls(flops=dict.fromkeys(c for c in OP_CLASSES if c != LIGHT), ops=len(work))
+        load.flops = {c: 0.0 for c in load.flops}
+        for op in work:
+            if op.op_class == LIGHT:
+                load.light_elements += op.act_elems
+            else:
+                load.flops[op.op_class] += op.flops
+                load.heavy_outputs += op.out_elems
+            if op.op_class == GEMM:
+                load.matrix_weights += op.weight_elems
+            load.weights += op.weight_elems
+            load.peak_activations = max(load.peak_activations, op.act_elems)
+        return load
+
+    @property
+    def total_flops(self) -> float:
+        return sum(self.flops.values())
+
+
+@dataclass(frozen=True)
+class Coefficients:
+    """The fitted figures of cost_model/fitted.toml: per arithmetic kind ("float" or "int8")."""
+    efficiency: dict[str, dict[str, float]]  # kind -> op class -> fraction of the core's peak
+    light_cycles: dict[str, float]  # kind -> cycles per element of elementwise/pooling/data ops
+    stream_cycles_per_byte: float
+    op_overhead_cycles: float
+    thread_scaling: float
+    # ln(time) per core kind: how far a kind of core stays from its peak (in-order little cores more than
+    # out-of-order big ones), pooled over the corpus's devices with that core
+    core_speed: dict[str, float] = field(default_factory=dict)
+    # fixed_us, op_us, efficiency, depthwise_efficiency, output_ns_per_byte
+    neural_engine: dict[str, float] = field(default_factory=dict)
+    fitted_on: str = ""
+
+
+def load_coefficients(path: Path | None = None) -> Coefficients:
+    path = path or Path(str(files("edge_distill") / "device_profiles" / "cost_model" / "fitted.toml"))
+    data = read_toml(path)
+    try:
+        return Coefficients(efficiency={k: dict(v) for k, v in data["efficiency"].items()},
+                            light_cycles=dict(data["light_cycles"]),
+                            stream_cycles_per_byte=data["stream_cycles_per_byte"],
+                            op_overhead_cycles=data["op_overhead_cycles"], thread_scaling=data["thread_scaling"],
+                            core_speed=dict(data.get("core_speed", {})), neural_engine=dict(data["neural_engine"]),
+                            fitted_on=data.get("fitted_on", ""))
+    except (KeyError, TypeError) as exc:
+        raise BadInput(f"the cost model lacks {exc}", path=path) from exc
+
+
+def load_cores(path: Path | None = None) -> dict[str, dict]:
+    return read_toml(path or Path(str(files("edge_distill") / "device_profiles" / "cost_model" / "cores.toml")))
+
+
+def core_of(kind: str, clock_ghz: float, cores: dict[str, dict] | None = None) -> Core:
+    cores = cores if cores is not None else load_cores()
+    if kind not in cores:
+        raise BadInput(f"unknown core '{kind}'; known: {', '.join(sorted(cores))}")
+    spec = cores[kind]
+    return Core(kind, clock_ghz, spec["fp32_flops_per_cycle"], spec.get("fp16_arithmetic", False),
+                spec.get("int8_dot_product", False), spec.get("int8_matmul", False))
+
+
+def arithmetic_of(precision: Precision, family: str, core: Core) -> str:
+    """What the core computes in: the precision's arithmetic, except where the family runs fp32 in fp16."""
+    if precision.arithmetic == "fp32" and family in FP16_FOR_FP32_FAMILIES and core.fp16_arithmetic:
+        return "fp16"
+    return precision.arithmetic
+
+
+def seconds(load: Workload, core: Core, precision: Precision, family: str, threads: int, c: Coefficients,
+            offset: float = 0.0) -> float:
+    """The model's latency of one inference, in seconds."""
+    arithmetic = arithmetic_of(precision, family, core)
+    kind = "int8" if arithmetic == "int8" else "float"
+    efficiency = c.efficiency[kind]
+    parallel = threads ** c.thread_scaling
+    clock = core.clock_ghz * 1e9
+    compute = 0.0
+    for op_class, flops in load.flops.items():
+        if op_class == CONV3X3_S1 and family not in WINOGRAD_FAMILIES:
+            op_class = CONV  # a GEMM convolution: the efficiency of the other dense convolutions
+        compute += flops / (core.peak(arithmetic) * efficiency[op_class])
+    compute += load.light_elements * c.light_cycles[kind] / clock
+    weight_bytes = 2.0 if arithmetic == "fp16" and precision.weight_bits > 16 else precision.weight_bits / 8
+    streamed = load.matrix_weights * weight_bytes * c.stream_cycles_per_byte / clock
+    overhead = load.ops * c.op_overhead_cycles / clock
+    return (compute / parallel + streamed + overhead) * math.exp(offset + c.core_speed.get(core.kind, 0.0))
+
+
+def neural_engine_seconds(load: Workload, precision: Precision, tops: float, c: Coefficients) -> float:
+    """Apple's Neural Engine: a fixed cost per prediction and per op, the work at a fraction of its peak
+    (`tops`: the fp16 figure, or the int8 one where the chip doubles it for int8 activations), and the
+    outputs of convolutions and matrix products written at their activations' width (int8 halves
+    it). Compressed weights are expanded to fp16 as they load: weight-only int8, int4 and palettes
+    run at fp16 speed."""
+    ne = c.neural_engine
+    work = sum(f for k, f in load.flops.items() if k != DEPTHWISE) / ne["efficiency"] \
+        + load.flops[DEPTHWISE] / ne["depthwise_efficiency"]
+    written = load.heavy_outputs * precision.activation_bits / 8 * ne["output_ns_per_byte"] * 1e-9
+    return ne["fixed_us"] * 1e-6 + load.ops * ne["op_us"] * 1e-6 + work / (tops * 1e12) + written
