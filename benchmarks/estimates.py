@@ -135,12 +135,15 @@ class Design:
         self.threads = np.array([float(r["threads"]) for r in rows])
         self.setting = np.array([settings.index(r["setting"]) if r["setting"] in settings else -1 for r in rows])
         self.core = np.array([cores.index(r["core"].kind) if r["core"].kind in cores else -1 for r in rows])
+        self.dot = self.int8 & np.array([r["core"].int8_kernel == "dot" for r in rows])
+        self.matmul = self.int8 & np.array([r["core"].int8_kernel == "matmul" for r in rows])
         self.observed = np.log([r["published_ms"] / 1e3 for r in rows])
 
     def predict(self, p: dict) -> np.ndarray:
         """log seconds, as cost_model.seconds computes them."""
         eff = np.where(self.int8[:, None], np.exp(p["efficiency"] + p["int8_ratio"] + p["int8_deviation"]),
                        np.exp(p["efficiency"]))
+        eff = eff * np.exp(np.where(self.dot, p["dot_use"], 0.0) + np.where(self.matmul, p["matmul_use"], 0.0))[:, None]
         light = np.exp(np.where(self.int8, p["light_int8"], p["light_float"]))
         compute = (self.flops / eff).sum(axis=1) / self.peak + self.light * light / self.clock
         total = (compute / self.threads ** p["thread_scaling"] + self.streamed * np.exp(p["stream"]) / self.clock
@@ -156,8 +159,8 @@ BLOCKS = {"efficiency": (math.log(0.3), math.log(0.01), math.log(8.0), K), "int8
           "light_int8": (math.log(2.0), math.log(0.01), math.log(100.0), 1),
           "stream": (math.log(0.5), math.log(1e-3), math.log(20.0), 1),
           "overhead": (math.log(3000.0), math.log(10.0), math.log(1e6), 1), "thread_scaling": (0.8, 0.3, 1.0, 1),
-          "int8_ratio": (0.0, -3.0, 3.0, 1)}
-SHRUNK = {"int8_deviation": TAU, "core_speed": TAU, "offsets": TAU}
+          "int8_ratio": (0.0, -3.0, 3.0, 1), "dot_use": (0.0, -3.0, 3.0, 1), "matmul_use": (0.0, -3.0, 3.0, 1)}
+SHRUNK = {"int8_deviation": TAU, "dot_use": TAU, "matmul_use": TAU, "core_speed": TAU, "offsets": TAU}
 
 
 def unpack(x: np.ndarray, n_cores: int, n_settings: int) -> dict:
@@ -197,7 +200,9 @@ def coefficients(p: dict, cores: list[str], fitted_on: str) -> Coefficients:
                         stream_cycles_per_byte=round(math.exp(p["stream"]), 4),
                         op_overhead_cycles=round(math.exp(p["overhead"]), 1),
                         thread_scaling=round(float(p["thread_scaling"]), 4),
-                        core_speed=dict(zip(cores, rounded(p["core_speed"]))), fitted_on=fitted_on)
+                        core_speed=dict(zip(cores, rounded(p["core_speed"]))),
+                        int8_kernel_use={"widening": 1.0, "dot": round(math.exp(p["dot_use"]), 4),
+                                         "matmul": round(math.exp(p["matmul_use"]), 4)}, fitted_on=fitted_on)
 
 
 def predict(rows: list[dict], loads: dict, c: Coefficients, offsets: dict[str, float]) -> list[dict]:
@@ -305,7 +310,8 @@ def neural_engine_cross_validate(rows, loads) -> list[dict]:
 
 
 # profile -> the corpus devices that score it: its own device, or (no runs of its own) devices of its core
-PROFILE_DEVICES = {"raspberry-pi-5": ["Raspberry Pi 5"], "android-flagship": ["MediaTek reference device (hostname k6989v1_64)"],
+PROFILE_DEVICES = {"raspberry-pi-5": ["Raspberry Pi 5"], "raspberry-pi-5-4-threads": ["Raspberry Pi 5"],
+                   "android-snapdragon-8-gen-2": ["Android phone (unnamed)"], "android-flagship": ["MediaTek reference device (hostname k6989v1_64)"],
                    "iphone-15-pro": ["MacBook Air (13-inch, M3, 2024)"],
                    "android-midrange": ["NVIDIA Jetson AGX Orin", "NVIDIA Jetson Orin Nano"]}
 
@@ -353,7 +359,7 @@ def write_cost_model(model: Coefficients) -> None:
              f"fitted_on = {json.dumps(model.fitted_on)}"]
     lines += [f"{k} = {json.dumps(getattr(model, k))}" for k in ("stream_cycles_per_byte",
                                                                   "op_overhead_cycles", "thread_scaling")]
-    tables = {"light_cycles": model.light_cycles, "core_speed": model.core_speed, "neural_engine": model.neural_engine,
+    tables = {"light_cycles": model.light_cycles, "core_speed": model.core_speed, "int8_kernel_use": model.int8_kernel_use, "neural_engine": model.neural_engine,
               **{f"efficiency.{kind}": v for kind, v in model.efficiency.items()}}
     for table, values in tables.items():
         lines += ["", f"[{table}]"] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]

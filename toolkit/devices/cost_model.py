@@ -1,6 +1,7 @@
 """How long a core takes for a graph's work: the fitted cost model of the estimated profiles.
 
     time = sum over op classes of  FLOPs / (core peak x efficiency[class] x threads ** thread_scaling)
+           (int8: x int8_kernel_use[SMMLA | SDOT | widening], how much of its peak each kind of kernel gets)
          + light elements x light_cycles / (clock x threads ** thread_scaling)
          + matrix weight bytes x stream_cycles_per_byte / clock     (batch-1 fully connected layers stream
                                                                      their weights once: memory, not compute)
@@ -53,9 +54,13 @@ class Core:
         if arithmetic == "fp16":
             return fp32 * (2 if self.fp16_arithmetic else 1)
         if arithmetic == "int8":
-            # SMMLA: 8 products per 32-bit lane; SDOT: 4; else widening multiplies
-            return fp32 * (8 if self.int8_matmul else 4 if self.int8_dot_product else 2)
+            return fp32 * {"matmul": 8, "dot": 4, "widening": 2}[self.int8_kernel]
         return fp32
+
+    @property
+    def int8_kernel(self) -> str:
+        """The instructions int8 products run on: SMMLA (8 per 32-bit lane), SDOT (4), or widening multiplies (2)."""
+        return "matmul" if self.int8_matmul else "dot" if self.int8_dot_product else "widening"
 
 
 @dataclass
@@ -101,6 +106,9 @@ class Coefficients:
     # ln(time) per core kind: how far a kind of core stays from its peak (in-order little cores more than
     # out-of-order big ones), pooled over the corpus's devices with that core
     core_speed: dict[str, float] = field(default_factory=dict)
+    # int8 kernel -> the share of its peak int8 kernels reach, against widening multiplies' (SDOT and
+    # SMMLA code gets less of its larger peak: packing and requantizing do not speed up)
+    int8_kernel_use: dict[str, float] = field(default_factory=dict)
     # fixed_us, op_us, efficiency, depthwise_efficiency, output_ns_per_byte
     neural_engine: dict[str, float] = field(default_factory=dict)
     fitted_on: str = ""
@@ -114,7 +122,8 @@ def load_coefficients(path: Path | None = None) -> Coefficients:
                             light_cycles=dict(data["light_cycles"]),
                             stream_cycles_per_byte=data["stream_cycles_per_byte"],
                             op_overhead_cycles=data["op_overhead_cycles"], thread_scaling=data["thread_scaling"],
-                            core_speed=dict(data.get("core_speed", {})), neural_engine=dict(data["neural_engine"]),
+                            core_speed=dict(data.get("core_speed", {})),
+                            int8_kernel_use=dict(data.get("int8_kernel_use", {})), neural_engine=dict(data["neural_engine"]),
                             fitted_on=data.get("fitted_on", ""))
     except (KeyError, TypeError) as exc:
         raise BadInput(f"the cost model lacks {exc}", path=path) from exc
@@ -145,7 +154,8 @@ def seconds(load: Workload, core: Core, precision: Precision, family: str, threa
     """The model's latency of one inference, in seconds."""
     arithmetic = arithmetic_of(precision, family, core)
     kind = "int8" if arithmetic == "int8" else "float"
-    efficiency = c.efficiency[kind]
+    use = c.int8_kernel_use.get(core.int8_kernel, 1.0) if kind == "int8" else 1.0
+    efficiency = {op_class: e * use for op_class, e in c.efficiency[kind].items()}
     parallel = threads ** c.thread_scaling
     clock = core.clock_ghz * 1e9
     compute = 0.0
