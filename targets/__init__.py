@@ -72,6 +72,12 @@ class Option:
 
 def _typed(value, kind: type):
     """`value` as `kind`; strings from the command line (--option KEY=VALUE) are converted."""
+    if kind is list:  # of names; "a,b" on the command line
+        if isinstance(value, str):
+            return [v for v in value.split(",") if v]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise TypeError(value)
+        return list(value)
     if kind is bool:
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
@@ -148,9 +154,14 @@ class Coverage:
     float_macs: int | None = 0
     by_op: dict = field(default_factory=dict)  # op type -> {"quantized": elements, "float": elements}
     float_ops: list = field(default_factory=list)  # "Conv /conv1/Conv: why" for the first few
+    layers: dict = field(default_factory=dict)  # layer name (as keep_float takes it) -> (op, elements, quantized)
 
-    def add(self, op: str, elements: int, macs: int | None, quantized: bool, name: str = "", why: str = ""):
+    def add(self, op: str, elements: int, macs: int | None, quantized: bool, name: str = "", why: str = "",
+            layer: str = ""):
         kind = "quantized" if quantized else "float"
+        if layer or name:
+            _, before, _ = self.layers.get(layer or name, (op, 0, quantized))
+            self.layers[layer or name] = (op, before + int(elements), quantized)
         entry = self.by_op.setdefault(op, {"quantized": 0, "float": 0})
         entry[kind] += int(elements)
         if quantized:
@@ -254,6 +265,23 @@ class MeasuringTarget(Target, Protocol):
     """A target that can read from its artifact how much of it is quantized."""
 
     def coverage(self, path: Path) -> Coverage: ...
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A layer a precision quantizes: its name as the target's `keep_float` option takes it."""
+
+    name: str
+    op: str
+    weights: int  # weight elements
+
+
+class MixedPrecisionTarget(Target, Protocol):
+    """A target that can leave named layers in float (its `keep_float` option): what mixed precision
+    (edge_distill.mixed) searches over. `layers` reads, from an artifact built at that precision,
+    the layers it quantized."""
+
+    def layers(self, path: Path) -> list[Layer]: ...
 
 
 class RecordingTarget(Target, Protocol):

@@ -26,7 +26,7 @@ from edge_distill.errors import BadInput, MissingDependency
 from edge_distill.files import working_in
 from edge_distill.quiet import hush_torchao, quiet
 
-from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision
+from . import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision
 
 capabilities = Capabilities(
     name="ort",
@@ -45,7 +45,9 @@ capabilities = Capabilities(
              Option("int8_recipe", str, "onnxruntime",
                     "who quantizes int8-dynamic: onnxruntime's quantize_dynamic as described above, or optimum's "
                     "AutoQuantizationConfig for that CPU (needs the optimum extra)",
-                    choices=("onnxruntime", "optimum-arm64", "optimum-avx2", "optimum-avx512", "optimum-avx512-vnni"))),
+                    choices=("onnxruntime", "optimum-arm64", "optimum-avx2", "optimum-avx512", "optimum-avx512-vnni")),
+             Option("keep_float", list, [], "ONNX node names int8 and int4 leave in float (what mixed precision "
+                    "chooses; `edge-distill sensitivity` lists the names)")),
     app_runtime_package="onnxruntime",
 )
 
@@ -133,7 +135,7 @@ class OrtTarget:
         names = [s.name for s in request.source.inputs]
         method = request.calibration_method
         common = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                      weight_type=QuantType.QInt8)
+                      weight_type=QuantType.QInt8, nodes_to_exclude=list(request.options["keep_float"]))
         if method == "entropy":
             cache = self._entropy_ranges(pre, request, names)
             quantize_static(str(pre), str(out), None, calibrate_method=CalibrationMethod.Entropy,
@@ -185,7 +187,8 @@ class OrtTarget:
 
         if request.options["int8_recipe"] != "onnxruntime":
             return _optimum_dynamic(request, out, request.options["int8_recipe"])
-        quantize_dynamic(str(self._preprocessed(request)), str(out), weight_type=QuantType.QInt8, per_channel=True)
+        quantize_dynamic(str(self._preprocessed(request)), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                         nodes_to_exclude=list(request.options["keep_float"]))
         return {"quantization": "dynamic: int8 per-channel weights, activations quantized at run time"}
 
     def _build_int4(self, request: BuildRequest, out: Path) -> dict:
@@ -200,7 +203,8 @@ class OrtTarget:
         config = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4,
                                               op_types_to_quantize=op_types)
         quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block, is_symmetric=True, accuracy_level=4,
-                                         op_types_to_quantize=op_types, algo_config=config)
+                                         op_types_to_quantize=op_types, algo_config=config,
+                                         nodes_to_exclude=list(request.options["keep_float"]))
         quantizer.process()
         quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
         packed = sum(1 for n in quantizer.model.model.graph.node
@@ -218,6 +222,12 @@ class OrtTarget:
     def coverage(self, path: Path) -> Coverage | None:
         onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")  # the .ort's own graph
         return coverage(onnx_path) if onnx_path.is_file() else None
+
+    def layers(self, path: Path) -> list[Layer]:
+        """The nodes this artifact quantized, named as before quantization (keep_float's names)."""
+        found = self.coverage(path)
+        return [Layer(name.removesuffix("_Q4"), op, elements)
+                for name, (op, elements, quantized) in (found.layers.items() if found else ()) if quantized]
 
     def inspect(self, path: Path) -> dict:
         onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")

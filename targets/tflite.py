@@ -33,7 +33,7 @@ from edge_distill.calibration import fixed_batch_of, padded, run_in_batches, who
 from edge_distill.errors import BadInput, ExportMismatch, MissingDependency
 from edge_distill.quiet import native_output_silenced
 
-from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision, inference_module
+from . import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, inference_module
 
 capabilities = Capabilities(
     name="tflite",
@@ -56,7 +56,9 @@ capabilities = Capabilities(
              Option("int4_recipe", str, "dynamic", "'dynamic' (int8 dynamic activations) or 'weight-only' "
                                                    "(float compute)", choices=("dynamic", "weight-only")),
              Option("int4_block_size", int, 32, "blockwise int4 block for FULLY_CONNECTED layers", minimum=16),
-             Option("tolerance", float, 1e-4, "max |fp32 .tflite - torch| on real samples", minimum=0.0)),
+             Option("tolerance", float, 1e-4, "max |fp32 .tflite - torch| on real samples", minimum=0.0),
+             Option("keep_float", list, [], "ops (by output tensor name) that the ai-edge-quantizer precisions "
+                    "leave in float: what mixed precision chooses; `edge-distill sensitivity` lists the names")),
     app_runtime_package="ai-edge-litert",
 )
 
@@ -80,6 +82,9 @@ class TfliteTarget:
         details: dict = {"layout": "NHWC" if channels_last else "source (NCHW for images)"}
         with native_output_silenced():
             try:
+                if request.precision == "int8" and opts["int8_recipe"] == "pt2e" and opts["keep_float"]:
+                    raise BadInput("keep_float needs int8_recipe = 'aeq': litert-torch's PT2E quantizer takes no "
+                                   "per-layer exclusions here", hint="add int8_recipe = 'aeq' to the target's options")
                 if request.precision == "int8" and opts["int8_recipe"] == "pt2e":
                     self._pt2e_or_aeq(module, sample, specs, request, out, fp32, details)
                 else:
@@ -164,7 +169,7 @@ class TfliteTarget:
         channels_last = bool(opts["channels_last_io"])
         samples = [{s.name: _as_tensors([s], {s.name: feeds[s.name]}, channels_last)[0].numpy() for s in specs}
                    for feeds in _calibration_feeds(data, specs)]
-        qt = quantizer.Quantizer(str(fp32), recipe.static_wi8_ai8())
+        qt = _keeping_float(quantizer.Quantizer(str(fp32), recipe.static_wi8_ai8()), opts)
         qt.quantize(qt.calibrate({"serving_default": samples})).export_model(str(out), overwrite=True)
         if not opts["integer_io"]:
             _float_io(out)
@@ -178,13 +183,13 @@ class TfliteTarget:
         qt = quantizer.Quantizer(str(fp32))
         qt.add_weight_only_config(".*", TFLOperationName.ALL_SUPPORTED, 16, QuantGranularity.TENSORWISE,
                                   AlgorithmName.FLOAT_CASTING)
-        qt.quantize().export_model(str(out), overwrite=True)
+        _keeping_float(qt, opts).quantize().export_model(str(out), overwrite=True)
         details["quantization"] = "fp16 weights, fp32 compute (ai-edge-quantizer float casting)"
 
     def _quantize_int8_dynamic(self, fp32: Path, out: Path, opts, details, request=None):
         from ai_edge_quantizer import quantizer, recipe
 
-        qt = quantizer.Quantizer(str(fp32), recipe.dynamic_wi8_afp32())
+        qt = _keeping_float(quantizer.Quantizer(str(fp32), recipe.dynamic_wi8_afp32()), opts)
         qt.quantize().export_model(str(out), overwrite=True)
         details["quantization"] = "ai-edge-quantizer dynamic_wi8_afp32: int8 channelwise weights, dynamic activations"
 
@@ -203,7 +208,7 @@ class TfliteTarget:
         blockwise = [] if kind == "weight-only" else _fc_layers_divisible_by(fp32, block)
         for name in blockwise:  # later configs override earlier ones for the layers they match
             getattr(qt, add)(re.escape(name), TFLOperationName.FULLY_CONNECTED, 4, granularity)
-        qt.quantize().export_model(str(out), overwrite=True)
+        _keeping_float(qt, opts).quantize().export_model(str(out), overwrite=True)
         details["quantization"] = (f"ai-edge-quantizer int4 {kind}: channelwise int4 weights; blockwise-{block} on "
                                    f"{len(blockwise)} FULLY_CONNECTED layer(s) whose depth {block} divides")
 
@@ -216,6 +221,11 @@ class TfliteTarget:
 
     def coverage(self, path: Path) -> Coverage:
         return coverage(path)
+
+    def layers(self, path: Path) -> list[Layer]:
+        """The ops this artifact quantized, named by their output tensor (keep_float's names)."""
+        return [Layer(name, op, elements) for name, (op, elements, quantized) in coverage(path).layers.items()
+                if quantized]
 
 
 class TfliteRunner:
@@ -429,6 +439,18 @@ def _unlowered_ops(module, sample) -> list[str]:
         return sorted(str(op) for op in ops if isinstance(op, torch._ops.OpOverload) and registry.lookup(op) is None)
     except Exception:  # the model may not even trace; the caller reports the original error
         return []
+
+
+def _keeping_float(qt, opts):
+    """The quantizer with the keep_float ops left out (a later config overrides earlier ones; an op's
+    scope is its output tensors' names, each followed by ";")."""
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+    from ai_edge_quantizer.qtyping import TFLOperationName
+
+    for name in opts["keep_float"]:
+        qt.update_quantization_recipe(f"(^|;){re.escape(name)};", TFLOperationName.ALL_SUPPORTED,
+                                      algorithm_key=AlgorithmName.NO_QUANTIZE)
+    return qt
 
 
 def _fc_layers_divisible_by(path: Path, block: int) -> list[str]:
@@ -650,7 +672,7 @@ def coverage(path: Path) -> Coverage:
             out = [int(x) for x in tensors[int(op["outputs"][0])]["shape"]]
             macs = 0 if op["op_name"] == "EMBEDDING_LOOKUP" else _tflite_macs(op["op_name"], out, shape, elements)
             result.add(op["op_name"], elements, macs, types.get(index) in _INTEGER_TYPES, f"#{op['index']}",
-                       "kept in float by the recipe")
+                       "kept in float by the recipe", layer=tensors[int(op["outputs"][0])]["name"])
     return result
 
 

@@ -38,6 +38,11 @@
     calibration_method = "minmax"         # minmax | percentile | entropy
     options = { int4_gather = false }
     runtime_version = "1.22.0"            # optional: the version your app ships; each artifact must load in it
+    # "int8-auto", "int4-auto" (ort, tflite): the precision with the layers that break a budget left in
+    # float (edge_distill.mixed); the search's floor and trial budget:
+    auto_min_quantized_fraction = 0.5
+    auto_max_evaluations = 32
+    recipe = "out/ort/int4-auto/recipe.toml"  # optional: rebuild a search's choice (its keep_float option)
 
     [budgets]                             # see edge_distill.budgets
 """
@@ -83,6 +88,8 @@ class TargetConfig:
     options: dict = field(default_factory=dict)
     device: str | None = None  # overrides [measure] device for this target
     runtime_version: str | None = None  # the runtime version an app ships: every artifact must load in it
+    auto_min_quantized_fraction: float = 0.5  # "-auto" precisions: the share of weights that stays quantized
+    auto_max_evaluations: int = 32  # "-auto" precisions: builds and evaluations a search may spend
 
 
 @dataclass
@@ -248,17 +255,36 @@ def _read_measure(cfg: Config, me: dict) -> None:
 
 def _read_target(t, where: str, path: Path) -> TargetConfig:
     check_keys(expect(t, dict, "targets", "top level", path),
-               {"name", "precisions", "calibration_method", "options", "device", "runtime_version"}, where, path)
+               {"name", "precisions", "calibration_method", "options", "device", "runtime_version", "recipe",
+                "auto_min_quantized_fraction", "auto_max_evaluations"}, where, path)
     if "name" not in t:
         raise BadInput(f"[{where}] needs 'name'", path=path)
+    name = expect(t["name"], str, "name", where, path)
     precisions = expect(t.get("precisions", ["fp32"]), list, "precisions", where, path)
+    options = expect(t.get("options", {}), dict, "options", where, path)
+    if "recipe" in t:  # a mixed-precision search's choice, rebuilt: its options, then the entry's own
+        recipe = (path.parent / expect(t["recipe"], str, "recipe", where, path)).resolve()
+        options = {**read_recipe(recipe, name), **options}
+    floor = expect(t.get("auto_min_quantized_fraction", 0.5), (int, float), "auto_min_quantized_fraction", where, path)
+    if not 0 <= floor <= 1:
+        raise BadInput(f"'auto_min_quantized_fraction' in [{where}] must be between 0 and 1, got {floor}", path=path)
     return TargetConfig(
-        name=expect(t["name"], str, "name", where, path), precisions=[str(p) for p in precisions],
+        name=name, precisions=[str(p) for p in precisions],
         calibration_method=expect(t.get("calibration_method", "minmax"), str, "calibration_method", where, path),
-        options=expect(t.get("options", {}), dict, "options", where, path),
-        device=expect(t["device"], str, "device", where, path) if "device" in t else None,
+        options=options, device=expect(t["device"], str, "device", where, path) if "device" in t else None,
         runtime_version=expect(t["runtime_version"], str, "runtime_version", where, path)
-        if "runtime_version" in t else None)
+        if "runtime_version" in t else None,
+        auto_min_quantized_fraction=float(floor), auto_max_evaluations=_positive_int(t, "auto_max_evaluations", 32, where, path))
+
+
+def read_recipe(path: Path, target: str) -> dict:
+    """The options a recipe file (written by an -auto precision's search) sets, for a [[targets]] entry
+    of `target`."""
+    data = read_toml(path)
+    check_keys(data, {"target", "precision", "options"}, "recipe", path)
+    if data.get("target") != target:
+        raise BadInput(f"this recipe is for target {data.get('target')!r}, not {target!r}", path=path)
+    return dict(expect(data.get("options", {}), dict, "options", "recipe", path))
 
 
 def _positive_int(table: dict, key: str, default: int, where: str, path: Path) -> int:

@@ -23,12 +23,14 @@ from edge_distill.calibration import Dataset, load_dataset, select_samples
 from edge_distill.targets import BuildRequest, check_precision, get_target, parse_target_string, target_for_file
 
 from . import metrics
+from .auto_precision import build_auto, check_auto
 from .budgets import Budget
 from .config import Config, TargetConfig
 from .devices import Device, Job, RunSettings, resolve
 from .errors import BadInput, CannotMeasure, MissingDependency
 from .evaluate import Candidate, References, evaluate_artifact
 from .exporting import export_to_onnx
+from .mixed import AUTO, base_precision
 from .models import SourceModel, load_model
 from .provenance import host_environment
 from .result import Check, Latency, Memory, Report, TargetResult, result_label
@@ -125,7 +127,8 @@ def _checked_capabilities(cfg: Config, tc: TargetConfig):
         caps = get_target(tc.name).capabilities
         caps.options_with_defaults(tc.options)
         for p in tc.precisions:
-            check_precision(caps, p, tc.calibration_method)
+            check_auto(tc.name, p)
+            check_precision(caps, base_precision(p), tc.calibration_method)
         if tc.runtime_version and not caps.app_runtime_package:
             raise BadInput(f"target '{tc.name}' runs on the phone's own runtime (the OS's): runtime_version does "
                            "not apply to it")
@@ -229,6 +232,12 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
         for planned in plan:
             refs = References(float_out, teacher_out, extra_outputs=extra_outputs(cfg, float_all))
             for precision in planned.precisions:
+                if precision.endswith(AUTO):
+                    build = lambda tried, base, into, folder, scratch: build_and_measure(  # noqa: E731
+                        cfg, tried, base, loaded.student, out / "onnx" / "model.onnx", into, folder, scratch, loaded,
+                        refs, progress)
+                    results.append(build_auto(planned, precision, out, Path(work), build, progress))
+                    continue
                 result = build_and_measure(cfg, planned, precision, loaded.student, out / "onnx" / "model.onnx", out,
                                            planned.config.name, Path(work), loaded, refs, progress)
                 if precision == get_target(planned.config.name).capabilities.float_baseline():

@@ -168,6 +168,26 @@ def _length_lines(report: Report) -> list[str]:
     return (["Latency by sequence length (batch 1):"] + lines) if lines else []
 
 
+def _mixed_lines(report: Report) -> list[str]:
+    """Each -auto precision's search: its layers by gain, which went back to float, what it cost."""
+    lines = []
+    for r in report.results:
+        m = r.details.get("mixed_precision")
+        if not m:
+            continue
+        lines.append(f"Mixed precision, {r.name}: {len(m['keep_float'])} layer(s) left in float, "
+                     f"{m['quantized_share']:.1%} of the weights still {m['precision']}; {m['trials']} trials "
+                     f"in {m['seconds']:.0f} s; stopped: {m['stopped']}"
+                     + ("" if m["met"] else " (no configuration meets every budget)"))
+        for s in sorted(m["sensitivity"], key=lambda s: -s["gain"]):
+            name = s["layer"] if len(s["layer"]) <= 48 else "..." + s["layer"][-45:]
+            slices = ", ".join(f"{k} {v:.4g}" for k, v in s.items() if k.endswith(".accuracy"))
+            lines.append(f"  {'float' if s['layer'] in m['keep_float'] else 'kept ':5}  {name:48}  {s['op']:16} "
+                         f"{s['weight_share']:6.1%} of weights  gain {s['gain']:.3g}  (in float alone: accuracy "
+                         f"{s.get('accuracy', float('nan')):.4g}{', ' + slices if slices else ''})")
+    return lines
+
+
 def _size(n: int) -> str:
     return f"{n / KB:.1f} KB" if n < MB else f"{n / MB:.2f} MB"
 
@@ -211,6 +231,7 @@ def to_table(report: Report) -> str:
     out.extend(_range_lines(report))
     out.extend(_length_lines(report))
     out.extend(_output_lines(report))
+    out.extend(_mixed_lines(report))
     out.append(_provenance_line(report))
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"warning: {w}")
@@ -266,7 +287,11 @@ def to_markdown(report: Report) -> str:
               if report.teacher else "") + ".", ""]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    out += ["", *_batch_lines(report), *_range_lines(report), *_length_lines(report), *_output_lines(report), _provenance_line(report), ""]
+    out += ["", *_batch_lines(report), *_range_lines(report), *_length_lines(report), *_output_lines(report),
+            _provenance_line(report), ""]
+    mixed = _mixed_lines(report)
+    if mixed:
+        out += ["## Mixed precision", ""] + [f"- {line.strip()}" if line.startswith("  ") else line for line in mixed] + [""]
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"> **warning:** {w}")
     if report.ladder is not None:

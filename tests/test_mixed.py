@@ -1,0 +1,115 @@
+"""Mixed precision: the search (mixed.py) on stand-in trials whose outcome each test fixes, then
+int4-auto end to end on the example with ONNX Runtime and LiteRT, and its recipe rebuilt."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import EXAMPLE, edit_config, run_cli
+from edge_distill.metrics import Metrics
+from edge_distill.mixed import search, shortfall
+from edge_distill.result import Check, Memory, TargetResult
+from edge_distill.targets import Layer
+
+LAYERS = [Layer("big", "Gemm", 900), Layer("small", "Gemm", 60), Layer("conv", "Conv", 40)]
+
+
+def _result(accuracy: float) -> TargetResult:
+    check = Check("slice[high_risk]/min_accuracy", "accuracy", ">=", 0.75, accuracy, "", accuracy >= 0.75, "high_risk")
+    return TargetResult("student", "ort", "int4", "a", [], 1, "0" * 64, None, Memory(None, None, "measured"), None,
+                        Metrics(samples=10, accuracy=accuracy), {}, checks=[check])
+
+
+def _trials(accuracy_of):
+    """A stand-in trial: the accuracy the test says this set of float layers gives; records each call."""
+    calls = []
+
+    def trial(keep_float):
+        calls.append(sorted(keep_float))
+        return _result(accuracy_of(frozenset(keep_float)))
+    return trial, calls
+
+
+def test_a_budget_met_at_full_precision_searches_nothing():
+    trial, calls = _trials(lambda keep: 0.80)
+    best, state = search("int4", trial, lambda full: LAYERS)
+    assert calls == [[]] and state.stopped == "met at full precision" and state.met and best.passed
+
+
+def test_the_lightest_layers_that_meet_the_budget_go_back_to_float():
+    # "small" alone gains most, then "big", which the floor passes over; with "conv" too the budget holds.
+    # Trials: 1 + 3 sensitivity + 1 combination.
+    gains = {"big": 0.025, "small": 0.03, "conv": 0.02}
+    trial, calls = _trials(lambda keep: 0.705 + sum(gains[k] for k in keep))
+    best, state = search("int4", trial, lambda full: LAYERS, floor=0.5)
+    assert state.met and state.stopped == "met" and sorted(state.keep_float) == ["conv", "small"]
+    assert best.passed and state.quantized_share == pytest.approx(0.9)
+    assert len(calls) == 5 <= 1 + 2 * len(LAYERS)  # linear in the layers
+    assert [s.name for s in sorted(state.layers, key=lambda s: -s.gain)] == ["small", "big", "conv"]
+
+
+def test_the_floor_keeps_the_heavy_layer_quantized_and_the_closest_attempt_is_reported():
+    # Only "big" (90% of the weights) fixes it; the floor (50% stays quantized) forbids that.
+    trial, calls = _trials(lambda keep: 0.80 if "big" in keep else 0.70 + 0.01 * len(keep))
+    best, state = search("int4", trial, lambda full: LAYERS, floor=0.5)
+    assert not state.met and state.stopped == "floor" and "big" not in state.keep_float
+    assert ["big"] in calls  # tried alone, for its sensitivity, but never chosen
+    assert shortfall(best) == min(shortfall(_result(0.70 + 0.01 * n)) for n in range(3))
+    assert sorted(state.keep_float) == ["conv", "small"]  # the closest attempt under the floor
+
+
+def test_the_trial_budget_bounds_the_search():
+    trial, calls = _trials(lambda keep: 0.70)
+    _, state = search("int4", trial, lambda full: LAYERS, max_trials=3)
+    assert len(calls) == 3 and state.trials == 3 and not state.met
+
+
+@pytest.mark.parametrize("target, broken", [("ort", "min_float_agreement"), ("tflite", "max_accuracy_drop")])
+def test_int4_auto_meets_the_slice_budget_plain_int4_breaks(example, tmp_path, target, broken):
+    out = tmp_path / "out"
+    proc = run_cli("check", example / f"mixed-precision-{target}.toml", "--out", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # plain int4 breaks the slice budget, by design
+    report = json.loads((out / "report.json").read_text())
+    plain, auto = (next(r for r in report["results"] if r["precision"] == p) for p in ("int4", "int4-auto"))
+    assert [c["name"] for c in plain["checks"] if not c["passed"]] == [f"{target}-int4/slice[high_risk]/{broken}"]
+    assert auto["passed"] and all(c["passed"] for c in auto["checks"])
+    search = auto["details"]["mixed_precision"]
+    assert search["met"] and search["quantized_share"] >= 0.6 and 1 <= len(search["keep_float"]) < len(search["sensitivity"])
+    assert auto["coverage"]["quantized_weight_fraction"] >= 0.6
+    assert search["trials"] <= 1 + 2 * len(search["sensitivity"])
+    assert f"Mixed precision, {target}-int4-auto:" in proc.stdout and "## Mixed precision" in (out / "report.md").read_text()
+
+    # The recipe rebuilds the same artifact: plain int4 with the chosen layers in float.
+    recipe = out / auto["artifact"].rsplit("/", 1)[0] / "recipe.toml"
+    assert json.dumps(search["keep_float"]) in recipe.read_text()
+    config = edit_config(example, targets=(target,), precisions=["int4"], budgets="",
+                         replace={f'name = "{target}"': f'name = "{target}"\nrecipe = "{recipe}"'})
+    again = run_cli("check", config, "--out", tmp_path / "again")
+    assert again.returncode == 0, again.stdout + again.stderr
+    rebuilt = json.loads((tmp_path / "again" / "report.json").read_text())["results"][0]
+    key = "stable_sha256" if target == "ort" else "sha256"  # the .ort's bytes move from run to run; its graph does not
+    assert (rebuilt["details"] if key == "stable_sha256" else rebuilt)[key] == \
+        (auto["details"] if key == "stable_sha256" else auto)[key]
+
+
+def test_no_configuration_meets_an_impossible_budget(example, tmp_path):
+    config = edit_config(example, targets=("ort",), precisions=["fp32", "int4-auto"],
+                         budgets="[budgets]\n[budgets.slices.high_risk]\nmin_accuracy = 0.99\n")
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    auto = next(r for r in report["results"] if r["precision"] == "int4-auto")
+    assert not auto["details"]["mixed_precision"]["met"]
+    assert "no configuration meets every budget; this is the closest attempt" in proc.stdout
+
+
+def test_a_target_that_cannot_keep_layers_in_float_has_no_auto_precision(example, tmp_path):
+    config = edit_config(example, targets=("ort",), precisions=["fp32", "int2-auto"])
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 2 and "target 'ort' has no precision 'int2'" in proc.stderr
+    coreml = (EXAMPLE / "coreml.toml").read_text().replace('"fp16"', '"fp16", "int8-auto"', 1)
+    (example / "coreml-auto.toml").write_text(coreml)
+    proc = run_cli("check", example / "coreml-auto.toml", "--out", tmp_path / "c")
+    assert proc.returncode == 2 and "target 'coreml' cannot leave chosen layers in float" in proc.stderr

@@ -1,0 +1,81 @@
+"""A configured "<precision>-auto" (int8-auto, int4-auto): the mixed-precision search of mixed.py
+run on one target, each trial a real build and evaluation; the chosen artifact lands in
+<target>/<precision>-auto/ with the recipe that rebuilds it (recipe = ... in [[targets]])."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from edge_distill.targets import get_target
+
+from .errors import BadInput
+from .files import write_atomic
+from .mixed import AUTO, base_precision, search
+from .result import TargetResult
+
+def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, progress) -> TargetResult:
+    """`build(planned, precision, out, folder, work)` builds and evaluates one artifact (the pipeline's
+    build_and_measure); it runs once per trial, with the trial's layers in float."""
+    tc, base = planned.config, base_precision(precision)
+    target = get_target(tc.name)
+    attempts = work / f"{tc.name}-{precision}"
+    attempts.mkdir()
+    trials: dict[int, Path] = {}
+
+    def trial(keep_float: list[str]) -> TargetResult:
+        k = len(trials)
+        trials[k] = attempts / f"trial-{k}"
+        (attempts / f"work-{k}").mkdir()
+        options = {**tc.options, "keep_float": keep_float}
+        tried = dataclasses.replace(planned, config=dataclasses.replace(tc, options=options))
+        result = build(tried, base, attempts, f"trial-{k}", attempts / f"work-{k}")
+        result.details["trial"] = k
+        return result
+
+    progress(f"searching {tc.name} {precision}: {base} with the layers that break a budget left in float")
+    best, state = search(base, trial, lambda full: target.layers(attempts / full.artifact), floor=tc.auto_min_quantized_fraction,
+                         max_trials=tc.auto_max_evaluations, progress=progress)
+    folder = Path(tc.name) / precision
+    chosen = trials[best.details.pop("trial")]
+    shutil.copytree(chosen, out / folder)
+    best.precision = precision
+    best.artifact = str(folder / Path(best.artifact).name)
+    best.files = [str(folder / Path(f).name) for f in best.files]
+    best.details["mixed_precision"] = state.to_dict()
+    recipe = out / folder / "recipe.toml"
+    write_recipe(recipe, tc.name, base, state.keep_float)
+    best.files.append(str(folder / "recipe.toml"))
+    verdict = (f"{precision}: {len(state.keep_float)} layer(s) left in float, {state.quantized_share:.0%} of the "
+               f"weights still {base}; {state.trials} trials in {state.seconds:.0f} s ({state.stopped})")
+    progress(f"  {verdict}")
+    best.warnings.append(verdict if state.met else f"{verdict}: no configuration meets every budget; this is "
+                         "the closest attempt" + _slower_note(best))
+    return best
+
+
+def _slower_note(result: TargetResult) -> str:
+    broken = [c.metric for c in result.checks if c.passed is False]
+    if broken and all(m.startswith("latency") or m == "speedup_vs_float" for m in broken):
+        return ("; only speed budgets break, and leaving layers in float cannot make it faster: ship fp32 here, "
+                "or a smaller student")
+    return ""
+
+
+def write_recipe(path: Path, target: str, precision: str, keep_float: list[str]) -> None:
+    """What config.read_recipe reads back."""
+    lines = ["# edge-distill mixed precision: the layers a search left in float. Rebuild this artifact with",
+             f'# recipe = "{path.name}" in a [[targets]] entry for {target} with precision {precision}.',
+             f"target = {json.dumps(target)}", f"precision = {json.dumps(precision)}", "", "[options]",
+             f"keep_float = {json.dumps(keep_float)}"]
+    write_atomic(path, "\n".join(lines) + "\n")
+
+
+def check_auto(target_name: str, precision: str) -> None:
+    """An "-auto" precision needs a target that can leave layers in float."""
+    if precision.endswith(AUTO) and not hasattr(get_target(target_name), "layers"):
+        raise BadInput(f"target '{target_name}' cannot leave chosen layers in float, so it has no {precision}",
+                       hint="mixed precision runs on ort and tflite")
