@@ -113,3 +113,23 @@ def test_a_target_that_cannot_keep_layers_in_float_has_no_auto_precision(example
     (example / "coreml-auto.toml").write_text(coreml)
     proc = run_cli("check", example / "coreml-auto.toml", "--out", tmp_path / "c")
     assert proc.returncode == 2 and "target 'coreml' cannot leave chosen layers in float" in proc.stderr
+
+
+def test_sensitivity_ranks_each_layer_in_float_and_quantized_alone(example, tmp_path):
+    out = tmp_path / "out"
+    proc = run_cli("sensitivity", example / "mixed-precision-ort.toml", "--target", "ort", "--precision", "int4",
+                   "--out", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # int4 as asked breaks the slice budget
+    report = json.loads((out / "report.json").read_text())
+    assert report["command"] == "sensitivity" and [r["precision"] for r in report["results"]] == ["fp32", "int4"]
+    table = report["results"][1]["details"]["mixed_precision"]
+    assert table["stopped"] == "sensitivity only" and table["trials"] == 1 + 2 * len(table["sensitivity"])
+    layers = {s["layer"]: s for s in table["sensitivity"]}
+    assert set(layers) == {"node_linear_MatMul", "node_linear_1_MatMul"}  # ORT int4 packs the two Linear layers
+    for s in layers.values():
+        assert {"accuracy", "high_risk.accuracy", "quantized alone: accuracy", "quantized alone: high_risk.accuracy"} <= set(s)
+    # Either Linear in float mends the slice's agreement (int4-auto, above, takes the light one: the
+    # heavy one would leave under 60% of the weights in int4).
+    assert all(s["gain"] > 0 and s["shortfall_when_float"] == 0 for s in layers.values())
+    assert layers["node_linear_MatMul"]["weight_share"] > 0.9
+    assert "Sensitivity, ort-int4:" in proc.stdout and (out / "ort" / "model.int4.ort").is_file()

@@ -17,9 +17,11 @@ from .files import write_atomic
 from .mixed import AUTO, base_precision, search
 from .result import TargetResult
 
-def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, progress) -> TargetResult:
+def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, progress, *,
+               sensitivity_only: bool = False) -> TargetResult:
     """`build(planned, precision, out, folder, work)` builds and evaluates one artifact (the pipeline's
-    build_and_measure); it runs once per trial, with the trial's layers in float."""
+    build_and_measure); it runs once per trial, with the trial's layers in float. `sensitivity_only`
+    (`edge-distill sensitivity`): the precision as asked, with its layers' sensitivity, no search."""
     tc, base = planned.config, base_precision(precision)
     target = get_target(tc.name)
     attempts = work / f"{tc.name}-{precision}"
@@ -36,16 +38,20 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
         result.details["trial"] = k
         return result
 
-    progress(f"searching {tc.name} {precision}: {base} with the layers that break a budget left in float")
-    best, state = search(base, trial, lambda full: target.layers(attempts / full.artifact), floor=tc.auto_min_quantized_fraction,
-                         max_trials=tc.auto_max_evaluations, progress=progress)
-    folder = Path(tc.name) / precision
+    progress(f"{'sensitivity of' if sensitivity_only else 'searching'} {tc.name} {precision}: each layer of "
+             f"{base} left in float")
+    best, state = search(base, trial, lambda full: target.layers(attempts / full.artifact),
+                         floor=tc.auto_min_quantized_fraction, max_trials=tc.auto_max_evaluations,
+                         sensitivity_only=sensitivity_only, progress=progress)
+    folder = Path(tc.name) / ("" if sensitivity_only else precision)
     chosen = trials[best.details.pop("trial")]
-    shutil.copytree(chosen, out / folder)
-    best.precision = precision
+    shutil.copytree(chosen, out / folder, dirs_exist_ok=True)
+    best.precision = base if sensitivity_only else precision
     best.artifact = str(folder / Path(best.artifact).name)
     best.files = [str(folder / Path(f).name) for f in best.files]
     best.details["mixed_precision"] = state.to_dict()
+    if sensitivity_only:
+        return best
     recipe = out / folder / "recipe.toml"
     write_recipe(recipe, tc.name, base, state.keep_float)
     best.files.append(str(folder / "recipe.toml"))

@@ -238,6 +238,29 @@ def ladder(config, target, whole, budget, out, force, quiet, device):
     _finish(report, out)
 
 
+@main.command(epilog=EXIT_CODES)
+@click.argument("config", type=click.Path(path_type=Path), default="edge-distill.toml")
+@click.option("--target", required=True, help="A configured target that can leave layers in float (ort, tflite).")
+@click.option("--precision", required=True, help="The quantized precision to analyse (int8, int4, ...).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-sensitivity"), show_default=True)
+@_force
+@_quiet
+@_device_option
+def sensitivity(config, target, precision, out, force, quiet, device):
+    """Per layer of one target's precision: the budgets' figures with that layer left in float alone,
+    and with it quantized alone; a table ranked by how much closer to holding each brings the budgets.
+    Exit codes as `check`, for the precision as asked."""
+    from .config import load_config
+    from .outputs import output_folder
+    from .pipeline import Progress, run_sensitivity
+    from .report import write_reports
+
+    with output_folder(out, force) as tmp:
+        report = run_sensitivity(load_config(config), tmp, target, precision, Progress(not quiet), device=device)
+        write_reports(report, tmp)
+    _finish(report, out)
+
+
 ADVISE_QUESTIONS = {  # option -> (prompt, type); asked only when missing and a person is at the terminal
     "latency_budget_ms": ("Latency budget (ms)", float),
     "monthly_calls": ("Calls per month", click.IntRange(0)),

@@ -11,7 +11,8 @@ layers, and the caller supplies `trial(keep_float) -> TargetResult`, one build a
 3. Layers go back to float in order of gain (the lighter first among equals) until every budget
    holds or the trials run out; a layer that would take the quantized share of the weights below
    the floor is passed over.
-Trials grow linearly with the layers: at most 1 + 2 x layers.
+Trials grow linearly with the layers: at most 1 + 2 x layers. `edge-distill sensitivity` runs step 2
+alone, with a second view: each layer quantized alone (every other layer in float).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Search:
     quantized_share: float = 1.0  # of the weights the full precision quantizes, still quantized
     trials: int = 0
     seconds: float = 0.0
-    stopped: str = ""  # "met at full precision" | "met" | "floor" | "trials" | "every layer tried"
+    stopped: str = ""  # "met at full precision" | "met" | "floor" | "trials" | "every layer tried" | "sensitivity only"
     met: bool = False
 
     def to_dict(self) -> dict:
@@ -84,29 +85,47 @@ def figures(result: TargetResult) -> dict:
     return {k: v for k, v in out.items() if v is not None}
 
 
+def sensitivity(trial: Callable[[list[str]], TargetResult], layers: list, state: Search, tried: dict, *,
+                both_views: bool = False, progress: Callable[[str], None] = lambda message: None) -> None:
+    """Each layer left in float alone (and, with `both_views`, quantized alone: every other layer in
+    float), one trial each, into `state.layers`; the trials into `tried` (keys: sorted float layers)."""
+    total = sum(layer.weights for layer in layers) or 1
+    names = [layer.name for layer in layers]
+    planned = min(state.max_trials, 1 + len(layers) * (2 if both_views else 1))
+    for layer in layers:
+        if state.trials >= state.max_trials:
+            break
+        progress(f"  sensitivity: {layer.name} in float ({state.trials + 1}/{planned})")
+        result = tried[(layer.name,)] = trial([layer.name])
+        state.trials += 1
+        entry = LayerSensitivity(layer.name, layer.op, layer.weights, layer.weights / total, shortfall(result),
+                                 state.baseline_shortfall - shortfall(result), figures(result))
+        if both_views and state.trials < state.max_trials:
+            progress(f"  sensitivity: {layer.name} quantized alone ({state.trials + 1}/{planned})")
+            alone = trial([n for n in names if n != layer.name])
+            state.trials += 1
+            entry.figures.update({f"quantized alone: {k}": v for k, v in figures(alone).items()})
+        state.layers.append(entry)
+
+
 def search(precision: str, trial: Callable[[list[str]], TargetResult], layers_of: Callable[[TargetResult], list],
-           *, floor: float = 0.5, max_trials: int = 32,
+           *, floor: float = 0.5, max_trials: int = 32, sensitivity_only: bool = False,
            progress: Callable[[str], None] = lambda message: None) -> tuple[TargetResult, Search]:
     """The trial that meets every budget with the most weights quantized (else the closest one),
-    and how the search went."""
+    and how the search went. `sensitivity_only`: both views of every layer, and no search."""
     start, state = time.perf_counter(), Search(precision, floor, max_trials)
     full = trial([])
     state.trials, state.baseline_shortfall = 1, shortfall(full)
-    if full.passed:
+    if full.passed and not sensitivity_only:
         state.stopped, state.met = "met at full precision", True
         return full, _done(state, start)
     layers = layers_of(full)
     total = sum(layer.weights for layer in layers) or 1
     tried: dict[tuple, TargetResult] = {(): full}
-    for layer in layers:
-        if state.trials >= max_trials:
-            break
-        progress(f"  sensitivity: {layer.name} in float ({state.trials + 1}/{min(max_trials, 1 + 2 * len(layers))})")
-        result = tried[(layer.name,)] = trial([layer.name])  # keys: sorted layer names
-        state.trials += 1
-        state.layers.append(LayerSensitivity(layer.name, layer.op, layer.weights, layer.weights / total,
-                                             shortfall(result), state.baseline_shortfall - shortfall(result),
-                                             figures(result)))
+    sensitivity(trial, layers, state, tried, both_views=sensitivity_only, progress=progress)
+    if sensitivity_only:
+        state.stopped, state.met = "sensitivity only", full.passed
+        return full, _done(state, start)
     ranked = sorted(state.layers, key=lambda s: (-s.gain, s.weights))
     keep: list[str] = []
     for s in ranked:

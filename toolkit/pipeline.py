@@ -246,6 +246,31 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     return build_report("check", cfg, loaded, export, float_out, teacher_out, results)
 
 
+def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progress: Progress = Progress(False), *,
+                    device: str | None = None) -> Report:
+    """How much each layer of one target's precision costs the budgets: the precision as asked, then
+    each quantized layer left in float alone and quantized alone (mixed.sensitivity)."""
+    (planned,) = plan_targets(cfg, names=[target], device=device)
+    check_precision(get_target(target).capabilities, precision, planned.config.calibration_method)
+    check_auto(target, precision + AUTO)
+    loaded = load_inputs(cfg, progress)
+    export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
+    float_all = loaded.student.predict_all(loaded.evaluation)
+    teacher_out = loaded.teacher.predict(loaded.evaluation) if loaded.teacher else None
+    refs = References(float_all[0], teacher_out, extra_outputs=extra_outputs(cfg, float_all))
+    onnx_path, results = out / "onnx" / "model.onnx", []
+    with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:
+        baseline = get_target(target).capabilities.float_baseline()
+        if baseline and baseline != precision:  # the speedup's reference
+            results.append(build_and_measure(cfg, planned, baseline, loaded.student, onnx_path, out, target,
+                                             Path(work), loaded, refs, progress))
+            refs.float_latency, refs.float_size = results[0].latency, results[0].size_bytes
+        build = lambda tried, base, into, folder, scratch: build_and_measure(  # noqa: E731
+            cfg, tried, base, loaded.student, onnx_path, into, folder, scratch, loaded, refs, progress)
+        results.append(build_auto(planned, precision, out, Path(work), build, progress, sensitivity_only=True))
+    return build_report("sensitivity", cfg, loaded, export, float_all[0], teacher_out, results)
+
+
 def extra_outputs(cfg: Config, float_all: list) -> list[tuple]:
     """A multi-output model's outputs after the first, named and tasked by [model] outputs (in output
     order) or "output_N" / "regression", each with the float student's values."""

@@ -175,16 +175,24 @@ def _mixed_lines(report: Report) -> list[str]:
         m = r.details.get("mixed_precision")
         if not m:
             continue
-        lines.append(f"Mixed precision, {r.name}: {len(m['keep_float'])} layer(s) left in float, "
-                     f"{m['quantized_share']:.1%} of the weights still {m['precision']}; {m['trials']} trials "
-                     f"in {m['seconds']:.0f} s; stopped: {m['stopped']}"
-                     + ("" if m["met"] else " (no configuration meets every budget)"))
+        if m["stopped"] == "sensitivity only":
+            lines.append(f"Sensitivity, {r.name}: each layer in float alone, and quantized alone; "
+                         f"{m['trials']} trials in {m['seconds']:.0f} s (gain: how much closer to holding the "
+                         "budgets a layer in float brings them)")
+        else:
+            lines.append(f"Mixed precision, {r.name}: {len(m['keep_float'])} layer(s) left in float, "
+                         f"{m['quantized_share']:.1%} of the weights still {m['precision']}; {m['trials']} trials "
+                         f"in {m['seconds']:.0f} s; stopped: {m['stopped']}"
+                         + ("" if m["met"] else " (no configuration meets every budget)"))
         for s in sorted(m["sensitivity"], key=lambda s: -s["gain"]):
             name = s["layer"] if len(s["layer"]) <= 48 else "..." + s["layer"][-45:]
-            slices = ", ".join(f"{k} {v:.4g}" for k, v in s.items() if k.endswith(".accuracy"))
+            slices = ", ".join(f"{k} {v:.4g}" for k, v in s.items() if k.endswith(".accuracy") and ":" not in k)
+            alone = ", ".join(f"{k.split(': ', 1)[1]} {v:.4g}" for k, v in s.items()
+                              if k.startswith("quantized alone: ") and ("accuracy" in k))
             lines.append(f"  {'float' if s['layer'] in m['keep_float'] else 'kept ':5}  {name:48}  {s['op']:16} "
                          f"{s['weight_share']:6.1%} of weights  gain {s['gain']:.3g}  (in float alone: accuracy "
-                         f"{s.get('accuracy', float('nan')):.4g}{', ' + slices if slices else ''})")
+                         f"{s.get('accuracy', float('nan')):.4g}{', ' + slices if slices else ''}"
+                         + (f"; quantized alone: {alone})" if alone else ")"))
     return lines
 
 
