@@ -133,3 +133,15 @@ def test_sensitivity_ranks_each_layer_in_float_and_quantized_alone(example, tmp_
     assert all(s["gain"] > 0 and s["shortfall_when_float"] == 0 for s in layers.values())
     assert layers["node_linear_MatMul"]["weight_share"] > 0.9
     assert "Sensitivity, ort-int4:" in proc.stdout and (out / "ort" / "model.int4.ort").is_file()
+
+
+def test_float_layers_are_not_tried_on_budgets_they_cannot_mend():
+    """A size or speed budget only gets worse with layers in float: no search, and the report says why."""
+    def too_big(keep_float):
+        check = Check("max_size_mb", "size_mb", "<=", 0.01, 0.05, "MB", False)
+        return TargetResult("student", "ort", "int8", "a", [], 1, "0" * 64, None, Memory(None, None, "measured"),
+                            None, Metrics(samples=10, accuracy=0.9), {}, checks=[check])
+
+    calls = []
+    best, state = search("int8", lambda keep: calls.append(keep) or too_big(keep), lambda full: LAYERS)
+    assert calls == [[]] and state.stopped == "nothing float layers can mend" and not state.met

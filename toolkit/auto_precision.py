@@ -14,17 +14,18 @@ from edge_distill.targets import get_target
 
 from .errors import BadInput
 from .files import write_atomic
-from .mixed import AUTO, base_precision, search
+from .mixed import AUTO, base_precision, mendable, search
 from .result import TargetResult
 
 def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, progress, *,
-               sensitivity_only: bool = False) -> TargetResult:
+               sensitivity_only: bool = False, folder: Path = Path()) -> TargetResult:
     """`build(planned, precision, out, folder, work)` builds and evaluates one artifact (the pipeline's
     build_and_measure); it runs once per trial, with the trial's layers in float. `sensitivity_only`
-    (`edge-distill sensitivity`): the precision as asked, with its layers' sensitivity, no search."""
+    (`edge-distill sensitivity`): the precision as asked, with its layers' sensitivity, no search.
+    `folder`: under `out`, where the target's folder is (the ladder's subject)."""
     tc, base = planned.config, base_precision(precision)
     target = get_target(tc.name)
-    attempts = work / f"{tc.name}-{precision}"
+    attempts = work / "-".join([*folder.parts, tc.name, precision])
     attempts.mkdir()
     trials: dict[int, Path] = {}
 
@@ -43,7 +44,7 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     best, state = search(base, trial, lambda full: target.layers(attempts / full.artifact),
                          floor=tc.auto_min_quantized_fraction, max_trials=tc.auto_max_evaluations,
                          sensitivity_only=sensitivity_only, progress=progress)
-    folder = Path(tc.name) / ("" if sensitivity_only else precision)
+    folder = folder / tc.name / ("" if sensitivity_only else precision)
     chosen = trials[best.details.pop("trial")]
     shutil.copytree(chosen, out / folder, dirs_exist_ok=True)
     best.precision = base if sensitivity_only else precision
@@ -64,11 +65,13 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
 
 
 def _slower_note(result: TargetResult) -> str:
+    if mendable(result):
+        return ""
     broken = [c.metric for c in result.checks if c.passed is False]
-    if broken and all(m.startswith("latency") or m == "speedup_vs_float" for m in broken):
-        return ("; only speed budgets break, and leaving layers in float cannot make it faster: ship fp32 here, "
-                "or a smaller student")
-    return ""
+    if any(m.startswith("latency") or m == "speedup_vs_float" for m in broken):
+        return ("; only speed, size or memory budgets break, and leaving layers in float cannot make it faster or "
+                "smaller: ship fp32 here if it is faster, or a smaller student")
+    return "; only size or memory budgets break, which layers left in float would make worse: a smaller student"
 
 
 def write_recipe(path: Path, target: str, precision: str, keep_float: list[str]) -> None:

@@ -6,7 +6,9 @@ too (distill, then quantize). Each subject's precisions (fp32, int8, int4) are a
 ordered by what they measured, not by their names: smallest file first, then lowest p50 (size is
 deterministic, latency is noisy). An int4 artifact that kept its convolutions in fp32 can be larger
 than the int8 one; the ladder says so and never presents it as the cheaper rung. The climb stops at
-the first subject with a rung that meets every budget (`--all` measures every subject).
+the first subject with a rung that meets every budget (`--all` measures every subject). Where the
+8-bit rung breaks a budget and the target can leave layers in float, an "int8-auto" rung (mixed
+precision, auto_precision.py) is measured too, before the 4-bit one is relied on.
 
 The cost model ([cost] in edge-distill.toml) prices each rung per call and the one-off cost of
 distillation, and finds the monthly volume at which the student pays back against the cheapest
@@ -20,10 +22,12 @@ from pathlib import Path
 
 from edge_distill.targets import get_target
 
+from .auto_precision import build_auto
 from .config import Config
 from .cost import CostModel
 from .errors import BadInput
 from .pipeline import PlannedTarget, Progress, build_and_measure, build_report, export_verified, load_inputs, plan_targets
+from .mixed import AUTO, mendable
 from .result import Ladder, Report, Rung, TargetResult
 from .evaluate import References
 
@@ -81,15 +85,25 @@ def _climb(cfg: Config, planned: PlannedTarget, subject: str, model, precisions,
            refs: References, progress, results: list) -> list[Rung]:
     """Build and measure every precision of one subject; its rungs, cheapest first."""
     group = []
-    baseline = get_target(planned.config.name).capabilities.float_baseline()
+    target = get_target(planned.config.name)
+    baseline = target.capabilities.float_baseline()
+    onnx_path = out / subject / "onnx" / "model.onnx"
     for precision in precisions:
-        result = build_and_measure(cfg, planned, precision, model, out / subject / "onnx" / "model.onnx", out,
+        result = build_and_measure(cfg, planned, precision, model, onnx_path, out,
                                    f"{subject}/{planned.config.name}", work, loaded, refs, progress,
                                    subject=subject, qualified=True)
         if precision == baseline:
             refs.float_latency, refs.float_size = result.latency, result.size_bytes
         results.append(result)
         group.append(_rung(result.name, result, cfg.cost))
+        if precision.startswith("int8") and mendable(result) and hasattr(target, "layers"):
+            # The 8-bit rung breaks a budget float layers can mend: its mixed-precision rung, before 4 bits.
+            build = lambda tried, base, into, folder, scratch: build_and_measure(  # noqa: E731
+                cfg, tried, base, model, onnx_path, into, folder, scratch, loaded, refs, progress, subject=subject,
+                qualified=True)
+            auto = build_auto(planned, precision + AUTO, out, work, build, progress, folder=Path(subject))
+            results.append(auto)
+            group.append(_rung(auto.name, auto, cfg.cost))
     return order_by_measured_cost(group)
 
 

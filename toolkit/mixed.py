@@ -43,6 +43,15 @@ def shortfall(result: TargetResult) -> float:
     return total
 
 
+# What leaving layers in float cannot mend: it makes an artifact larger and (usually) slower.
+UNMENDABLE = ("size_mb", "peak_memory_mb", "speedup_vs_float", "quantized_fraction", "latency")
+
+
+def mendable(result: TargetResult) -> bool:
+    """Whether a broken check is one float layers can move (accuracy, agreement, slices, outputs)."""
+    return any(c.passed is False and not c.metric.startswith(UNMENDABLE) for c in result.checks)
+
+
 @dataclass
 class LayerSensitivity:
     name: str
@@ -65,7 +74,8 @@ class Search:
     quantized_share: float = 1.0  # of the weights the full precision quantizes, still quantized
     trials: int = 0
     seconds: float = 0.0
-    stopped: str = ""  # "met at full precision" | "met" | "floor" | "trials" | "every layer tried" | "sensitivity only"
+    stopped: str = ""  # "met at full precision" | "met" | "floor" | "trials" | "every layer tried" |
+    # "sensitivity only" | "nothing float layers can mend"
     met: bool = False
 
     def to_dict(self) -> dict:
@@ -118,6 +128,9 @@ def search(precision: str, trial: Callable[[list[str]], TargetResult], layers_of
     state.trials, state.baseline_shortfall = 1, shortfall(full)
     if full.passed and not sensitivity_only:
         state.stopped, state.met = "met at full precision", True
+        return full, _done(state, start)
+    if not mendable(full) and not sensitivity_only:
+        state.stopped = "nothing float layers can mend"  # only size, memory or speed budgets break
         return full, _done(state, start)
     layers = layers_of(full)
     total = sum(layer.weights for layer in layers) or 1
