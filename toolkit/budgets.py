@@ -27,6 +27,11 @@ A budget table (in `edge-distill.toml` under [budgets], or a budget file given t
     [budgets.precisions.int4]     # layered: overrides the keys above for one precision
     max_accuracy_drop = 0.03
 
+    [budgets.regression]          # against a baseline report (check --baseline REPORT.json); defaults:
+    max_latency_increase = 0.10   # p50 growth, and only beyond the runs' noise (regression.py)
+    max_accuracy_decrease = 0.005 # accuracy and agreement drops, overall and per slice
+    max_size_increase = 0.05
+
 Layers resolve as coremltools' do: global, then per precision.
 """
 
@@ -75,6 +80,13 @@ SLICE_CHECKS = {k: SCALAR_CHECKS[k] for k in
                  "min_teacher_cosine", "min_float_cosine", "min_retrieval_agreement", "min_float_retrieval_agreement")}
 
 
+REGRESSION_LIMITS = {  # [budgets.regression]: how much worse than a baseline report a figure may get
+    "max_latency_increase": 0.10,  # relative growth of p50, beyond the run-to-run noise
+    "max_accuracy_decrease": 0.005,  # absolute drop of accuracy and agreement, overall and per slice
+    "max_size_increase": 0.05,  # relative growth of the artifact's size
+}
+
+
 @dataclass(frozen=True)
 class Budget:
     limits: dict[str, float] = field(default_factory=dict)
@@ -84,6 +96,7 @@ class Budget:
     sequence_length: int | None = None  # text models: the token count the latency limits hold at
     outputs: dict[str, dict[str, float]] = field(default_factory=dict)  # output name -> OUTPUT_CHECKS limits
     estimate: str | None = None  # "upper": estimated latencies judged at latency.high_ms; None or "point": as estimated
+    regression: dict[str, float] = field(default_factory=dict)  # [budgets.regression]: limits against a baseline
 
     def sets(self, key: str) -> bool:
         return key in self.limits or any(key in limits for limits in self.slices.values())
@@ -114,7 +127,7 @@ class Budget:
 
 def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: bool = True) -> Budget:
     allowed = set(SCALAR_CHECKS) | {"slices", "require", "outputs", "estimate"} | (
-        {"precisions", "sequence_length"} if allow_layers else set())
+        {"precisions", "sequence_length", "regression"} if allow_layers else set())
     check_keys(table, allowed, where, path)
     limits = {key: _limit(table[key], key, where, path) for key in SCALAR_CHECKS if key in table}
     require = table.get("require")
@@ -137,11 +150,14 @@ def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: 
     for name, layer in expect(table.get("precisions", {}), dict, "precisions", where, path).items():
         precisions[name] = parse_budget(expect(layer, dict, name, f"{where}.precisions", path), path,
                                         f"{where}.precisions.{name}", allow_layers=False)
+    regression = expect(table.get("regression", {}), dict, "regression", where, path)
+    check_keys(regression, set(REGRESSION_LIMITS), f"{where}.regression", path)
+    regression = {k: _limit(v, k, f"{where}.regression", path) for k, v in regression.items()}
     length = table.get("sequence_length")
     if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
         raise BadInput(f"'sequence_length' in [{where}] must be a positive int (tokens), got {length!r}", path=path)
     return Budget(limits=limits, slices=slices, require=require, precisions=precisions, sequence_length=length,
-                  outputs=outputs, estimate=estimate)
+                  outputs=outputs, estimate=estimate, regression=regression)
 
 
 def _limit(value, key: str, where: str, path: Path) -> float:

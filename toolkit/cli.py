@@ -63,14 +63,20 @@ def _finish(report, folder: Path) -> None:
     sys.exit(report.exit_code)
 
 
-def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None = None) -> None:
+def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None = None,
+           baseline: Path | None = None) -> None:
     from .config import load_config
     from .outputs import output_folder
     from .pipeline import Progress, run_check
+    from .regression import compare, load_baseline
     from .report import write_reports
 
+    cfg = load_config(config)
+    before = load_baseline(baseline) if baseline else None  # a bad baseline fails before any work
     with output_folder(out, force) as tmp:
-        report = run_check(load_config(config), tmp, Progress(not quiet), device=device)
+        report = run_check(cfg, tmp, Progress(not quiet), device=device)
+        if before:
+            compare(report, before, cfg.budget.regression)
         write_reports(report, tmp)
     _finish(report, out)
 
@@ -79,12 +85,15 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
 @click.argument("config", type=click.Path(path_type=Path), default="edge-distill.toml")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-out"), show_default=True,
               help="Folder to write artifacts and reports into.")
+@click.option("--baseline", type=click.Path(path_type=Path),
+              help="A report.json to compare with: regressions in size, accuracy (per slice) and latency (beyond noise) "
+                   "fail as budgets do ([budgets.regression]).")
 @_force
 @_quiet
 @_device_option
-def check(config, out, force, quiet, device):
+def check(config, out, force, quiet, device, baseline):
     """Export, quantize and verify every target and precision in CONFIG against its budgets."""
-    _check(config, out, force, quiet, device)
+    _check(config, out, force, quiet, device, baseline)
 
 
 @main.command(epilog=EXIT_CODES)

@@ -42,6 +42,8 @@ class Latency:
     # An estimate's range: where the true latency lies if it errs as the profile's validated ones did.
     low_ms: float | None = None
     high_ms: float | None = None
+    samples_ms: list[float] | None = None  # each timed run, in order (host runs): a baseline comparison's noise
+    reference_ms: float | None = None  # a fixed numpy workload timed between the runs: the host's speed then
 
     def __post_init__(self):
         if self.batch > 1:

@@ -28,16 +28,33 @@ def latency(runner, data: Dataset, *, warmup: int, runs: int) -> Latency:
     pool = [{n: data.inputs[n][i: i + 1] for n in runner.input_names} for i in range(min(32, len(data)))]
     for i in range(warmup):
         runner.run(pool[i % len(pool)])
-    times = np.empty(runs)
+    times, reference = np.empty(runs), []
     for i in range(runs):
         feeds = pool[i % len(pool)]
         start = time.perf_counter_ns()
         runner.run(feeds)
         times[i] = (time.perf_counter_ns() - start) / 1e6
+        if i % 10 == 0:
+            reference.append(_reference_ms())
     batch = getattr(runner, "fixed_batch", None) or 1
     per = "batch 1" if batch == 1 else f"batch {batch}, the model's fixed batch: one run is {batch} samples"
     prov = measured_on_host(runner.describe(), f"wall time of {runs} runs after {warmup} warm-up runs, {per}")
-    return Latency(**percentiles(times), runs=runs, warmup=warmup, batch=batch, provenance=prov)
+    return Latency(**percentiles(times), runs=runs, warmup=warmup, batch=batch, provenance=prov,
+                   samples_ms=[_r(t) for t in times], reference_ms=_r(float(np.median(reference))))
+
+
+_REFERENCE = np.random.default_rng(0).standard_normal((96, 96)).astype(np.float32)
+
+
+def _reference_ms() -> float:
+    """A fixed piece of single-threaded work, timed between the model's runs: how fast this host is
+    right now (a shared machine's load and clock move between runs; a baseline comparison divides
+    them out)."""
+    start = time.perf_counter_ns()
+    x = _REFERENCE
+    for _ in range(4):
+        x = np.tanh(x @ _REFERENCE)
+    return (time.perf_counter_ns() - start) / 1e6
 
 
 def percentiles(values_ms) -> dict:

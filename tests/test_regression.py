@@ -1,0 +1,46 @@
+"""check --baseline: what got worse than a baseline report fails as a budget does; latency only
+beyond the runs' noise, and never across provenances."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import edit_config, run_cli
+
+
+def test_regressions_against_a_baseline_are_named_and_fail(example, tmp_path):
+    config = edit_config(example, targets=("ort",), precisions=["fp32", "int8"], budgets="[budgets]\n")
+    first = run_cli("check", config, "--out", tmp_path / "first")
+    assert first.returncode == 0, first.stdout + first.stderr
+    baseline = json.loads((tmp_path / "first" / "report.json").read_text())
+    int8 = next(r for r in baseline["results"] if r["precision"] == "int8")
+    assert len(int8["latency"]["samples_ms"]) == int8["latency"]["runs"] and int8["latency"]["reference_ms"] > 0
+
+    # A baseline whose int8 was smaller, more accurate on the high-risk slice and twice as fast.
+    int8["size_bytes"] = int(int8["size_bytes"] / 1.2)
+    int8["slices"]["high_risk"]["accuracy"] += 0.02
+    int8["latency"]["p50_ms"] /= 2
+    int8["latency"]["samples_ms"] = [t / 2 for t in int8["latency"]["samples_ms"]]
+    fp32 = next(r for r in baseline["results"] if r["precision"] == "fp32")
+    fp32["latency"]["provenance"]["cpu"] = "another CPU"  # reported, never compared
+    doctored = tmp_path / "baseline.json"
+    doctored.write_text(json.dumps(baseline))
+
+    second = run_cli("check", config, "--out", tmp_path / "second", "--baseline", doctored)
+    assert second.returncode == 1, second.stdout + second.stderr
+    report = json.loads((tmp_path / "second" / "report.json").read_text())
+    broken = {c["name"] for r in report["results"] for c in r["checks"] if c["passed"] is False}
+    assert broken == {"ort-int8/regression/size", "ort-int8/regression/slice[high_risk]/accuracy",
+                      "ort-int8/regression/latency.p50"}
+    latency = next(c for c in report["results"][1]["checks"] if c["name"] == "ort-int8/regression/latency.p50")
+    assert "bootstrap of the ratio of medians" in latency["message"] and "p = 0 " in latency["message"]
+    assert "ort-fp32: latency not compared with the baseline: different provenance (cpu: another CPU ->" in second.stdout
+    assert not any(c["name"] == "ort-fp32/regression/latency.p50" for c in report["results"][0]["checks"])
+
+
+def test_a_bad_baseline_is_refused_before_any_work(example, tmp_path):
+    bad = tmp_path / "baseline.json"
+    bad.write_text("{}")
+    proc = run_cli("check", example / "edge-distill.toml", "--out", tmp_path / "out", "--baseline", bad)
+    assert proc.returncode == 2 and "not an edge-distill report to compare with" in proc.stderr
+    assert not (tmp_path / "out").exists()

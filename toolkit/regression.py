@@ -1,0 +1,116 @@
+"""A run against a baseline report: what got worse, as checks ([budgets.regression]).
+
+Every artifact of the run is matched by name with the baseline's. Size and accuracy figures are
+deterministic and compared as they are: size relative to the baseline's, accuracy and agreement
+(overall and per slice) as absolute drops. Latency is noisy: a p50 counts as a regression only when it
+grew by more than the limit *and* the growth is beyond the run-to-run noise, judged on both runs' raw
+per-run times (a seeded bootstrap of the ratio of medians: p = the share of resamples whose ratio stays
+within the limit), each divided by the host's speed when it ran (a fixed numpy workload timed
+between the model's runs: a shared machine's load moves between runs). Latencies of different provenance (an estimate and a measurement, two CPUs, two
+runtime versions) are reported, never compared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .budgets import REGRESSION_LIMITS
+from .errors import BadInput
+from .result import Check, Report, TargetResult
+
+ACCURACY_FIGURES = ("accuracy", "weighted_accuracy", "float_agreement", "teacher_agreement")
+SIGNIFICANCE, RESAMPLES, SEED = 0.05, 2000, 0
+
+
+def load_baseline(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+        results = {r["name"]: r for r in data["results"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInput(f"not an edge-distill report to compare with ({exc})", path=path) from exc
+    return {"path": str(path), "created": data.get("created"), "results": results}
+
+
+def compare(report: Report, baseline: dict, limits: dict | None = None) -> None:
+    """Add each result's regression checks (and warnings for what is not compared) to `report`."""
+    limits = {**REGRESSION_LIMITS, **(limits or {})}
+    for result in report.results:
+        before = baseline["results"].get(result.name)
+        if before is None:
+            result.warnings.append(f"{result.name}: not in the baseline ({baseline['path']}): nothing to compare")
+            continue
+        result.checks += _size(result, before, limits) + _accuracy(result, before, limits)
+        check, why_not = _latency(result, before, limits)
+        if check:
+            result.checks.append(check)
+        if why_not:
+            result.warnings.append(f"{result.name}: latency not compared with the baseline: {why_not}")
+
+
+def _check(result: TargetResult, what: str, value: float, limit: float, unit: str, message: str,
+           passed: bool | None = None, slice_name: str | None = None) -> Check:
+    return Check(f"{result.name}/regression/{what}", f"regression.{what}", "<=", limit, round(value, 6), unit,
+                 value <= limit if passed is None else passed, slice_name, "measured", message)
+
+
+def _size(result: TargetResult, before: dict, limits: dict) -> list[Check]:
+    old, new = before.get("size_bytes"), result.size_bytes
+    if not old:
+        return []
+    growth = new / old - 1
+    return [_check(result, "size", growth, limits["max_size_increase"], "",
+                   f"size {old:,} -> {new:,} bytes ({growth:+.1%})")]
+
+
+def _accuracy(result: TargetResult, before: dict, limits: dict) -> list[Check]:
+    checks = []
+    pairs = [(None, vars(result.metrics), before.get("metrics") or {})]
+    pairs += [(name, vars(m), (before.get("slices") or {}).get(name) or {}) for name, m in result.slices.items()]
+    for slice_name, now, then in pairs:
+        for figure in ACCURACY_FIGURES:
+            if now.get(figure) is None or then.get(figure) is None:
+                continue
+            drop = then[figure] - now[figure]
+            where = f"slice[{slice_name}]/{figure}" if slice_name else figure
+            checks.append(_check(result, where, drop, limits["max_accuracy_decrease"], "",
+                                 f"{where} {then[figure]:.4g} -> {now[figure]:.4g} ({-drop:+.4g})",
+                                 slice_name=slice_name))
+    return checks
+
+
+def _latency(result: TargetResult, before: dict, limits: dict) -> tuple[Check | None, str]:
+    then, now = before.get("latency") or {}, result.latency
+    if now is None or now.p50_ms is None or then.get("p50_ms") is None:
+        return None, "" if now is None and not then else "one of the two runs has no p50"
+    old_prov, new_prov = then.get("provenance") or {}, vars(now.provenance)
+    differ = [k for k in ("kind", "device", "cpu", "threads", "runtime", "runtime_version") if old_prov.get(k) != new_prov.get(k)]
+    if differ:
+        return None, "different provenance (" + ", ".join(f"{k}: {old_prov.get(k)} -> {new_prov.get(k)}" for k in differ) + ")"
+    limit = limits["max_latency_increase"]
+    # Divided by the host's speed at the time (a fixed workload timed between the runs), where both have it.
+    old_ref, new_ref = then.get("reference_ms"), now.reference_ms
+    scale_old, scale_new = (old_ref, new_ref) if old_ref and new_ref else (1.0, 1.0)
+    growth = (now.p50_ms / scale_new) / (then["p50_ms"] / scale_old) - 1
+    normalized = f", each divided by the host's reference time ({old_ref:.4g} -> {new_ref:.4g} ms)" if old_ref and new_ref else ""
+    old_samples, new_samples = then.get("samples_ms"), now.samples_ms
+    head = f"p50 {then['p50_ms']:.4g} -> {now.p50_ms:.4g} ms{normalized}: {growth:+.1%}"
+    if not old_samples or not new_samples:
+        return _check(result, "latency.p50", growth, limit, "", f"{head}; no raw runs in one of the reports, so noise "
+                      "is not judged"), ""
+    p = _p_within_limit(np.asarray(old_samples) / scale_old, np.asarray(new_samples) / scale_new, limit)
+    regressed = growth > limit and p < SIGNIFICANCE
+    return _check(result, "latency.p50", growth, limit, "", f"{head}; bootstrap of the ratio of medians over "
+                  f"{len(old_samples)} and {len(new_samples)} runs, {RESAMPLES} resamples: p = {p:.3g} that it grew no "
+                  f"more than {limit:.0%}" + ("" if regressed or growth <= limit else " (within the noise: not a regression)"),
+                  passed=not regressed), ""
+
+
+def _p_within_limit(old: np.ndarray, new: np.ndarray, limit: float) -> float:
+    """The share of bootstrap resamples in which median(new) / median(old) <= 1 + limit."""
+    rng = np.random.default_rng(SEED)
+    old_medians = np.median(rng.choice(old, (RESAMPLES, len(old))), axis=1)
+    new_medians = np.median(rng.choice(new, (RESAMPLES, len(new))), axis=1)
+    return float(np.mean(new_medians / old_medians <= 1 + limit))
