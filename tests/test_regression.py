@@ -44,3 +44,24 @@ def test_a_bad_baseline_is_refused_before_any_work(example, tmp_path):
     proc = run_cli("check", example / "edge-distill.toml", "--out", tmp_path / "out", "--baseline", bad)
     assert proc.returncode == 2 and "not an edge-distill report to compare with" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_latency_is_measured_again_side_by_side_when_the_baselines_artifacts_are_there(example, tmp_path):
+    """With the baseline's output folder at hand, both artifacts are timed in turns on this host: a
+    baseline whose int8 was the (faster, on this x86 host) fp32 artifact makes this int8 a regression,
+    and an unchanged artifact is not one, whatever the machine's load."""
+    config = edit_config(example, targets=("ort",), precisions=["fp32", "int8"], budgets="[budgets]\n")
+    first = run_cli("check", config, "--out", tmp_path / "first")
+    assert first.returncode == 0, first.stdout + first.stderr
+    baseline = json.loads((tmp_path / "first" / "report.json").read_text())
+    fp32, int8 = baseline["results"]
+    int8["artifact"] = fp32["artifact"]  # ORT int8 of this 50 µs model is 20-30% slower than fp32 on x86
+    doctored = tmp_path / "first" / "baseline.json"
+    doctored.write_text(json.dumps(baseline))
+    second = run_cli("check", config, "--out", tmp_path / "second", "--baseline", doctored)
+    report = json.loads((tmp_path / "second" / "report.json").read_text())
+    checks = {c["name"]: c for r in report["results"] for c in r["checks"] if "/regression/latency" in c["name"]}
+    assert all("side by side with the baseline's artifact" in c["message"] for c in checks.values())
+    assert checks["ort-int8/regression/latency.p50"]["passed"] is False and second.returncode == 1
+    assert checks["ort-fp32/regression/latency.p50"]["passed"] is True  # the same artifact: within its noise
+    assert abs(checks["ort-fp32/regression/latency.p50"]["value"]) < 0.1

@@ -50,21 +50,26 @@ def main():
 _out = click.option("--out", "out", type=click.Path(path_type=Path), help="Folder to write into.")
 _force = click.option("--force", is_flag=True, help="Write into --out even if it holds files edge-distill did not write.")
 _quiet = click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
+_json = click.option("--json", "as_json", is_flag=True, help="Print the report (report.json's document) on stdout "
+                                                             "instead of the table.")
 _device_option = click.option("--device", help="Where figures come from: host (the default), a profile "
                                                "(estimated), emulated-arm64, adb[:SERIAL]; overrides the config's "
                                                "devices. See `edge-distill devices`.")
 
 
-def _finish(report, folder: Path) -> None:
-    from .report import to_table
+def _finish(report, folder: Path, as_json: bool = False) -> None:
+    from .report import to_json, to_table
 
-    click.echo(to_table(report))
-    click.echo(f"\nreports: {folder / 'report.json'}, {folder / 'junit.xml'}, {folder / 'report.md'}")
+    if as_json:  # the report.json document alone on stdout (progress stays on stderr)
+        click.echo(to_json(report))
+    else:
+        click.echo(to_table(report))
+        click.echo(f"\nreports: {folder / 'report.json'}, {folder / 'junit.xml'}, {folder / 'report.md'}")
     sys.exit(report.exit_code)
 
 
 def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None = None,
-           baseline: Path | None = None) -> None:
+           baseline: Path | None = None, as_json: bool = False) -> None:
     from .config import load_config
     from .outputs import output_folder
     from .pipeline import Progress, run_check
@@ -76,9 +81,9 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
     with output_folder(out, force) as tmp:
         report = run_check(cfg, tmp, Progress(not quiet), device=device)
         if before:
-            compare(report, before, cfg.budget.regression)
+            compare(report, before, cfg.budget.regression, run_dir=tmp)
         write_reports(report, tmp)
-    _finish(report, out)
+    _finish(report, out, as_json)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -90,10 +95,11 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
                    "fail as budgets do ([budgets.regression]).")
 @_force
 @_quiet
+@_json
 @_device_option
-def check(config, out, force, quiet, device, baseline):
+def check(config, out, force, quiet, device, baseline, as_json):
     """Export, quantize and verify every target and precision in CONFIG against its budgets."""
-    _check(config, out, force, quiet, device, baseline)
+    _check(config, out, force, quiet, device, baseline, as_json)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -101,12 +107,13 @@ def check(config, out, force, quiet, device, baseline):
               help="Folder to write artifacts and reports into.")
 @_force
 @_quiet
-def demo(out, force, quiet):
+@_json
+def demo(out, force, quiet, as_json):
     """Run `check` on the bundled Fashion-MNIST example (a real distilled student), offline."""
     from importlib.resources import files
 
     config = Path(str(files("edge_distill.examples") / "fashion-mnist" / "edge-distill.toml"))
-    _check(config, out, force, quiet)
+    _check(config, out, force, quiet, as_json=as_json)
 
 
 @main.command()
@@ -168,9 +175,10 @@ def _parse_options(items) -> dict:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-verify"), show_default=True)
 @_force
 @_quiet
+@_json
 @_device_option
 def verify(artifact, data, budget, float_model, teacher, precision, threads, warmup, runs, out, force, quiet,
-           device):
+           as_json, device):
     """Measure ARTIFACT on this host (latency, memory, accuracy per slice) against a budget."""
     from .budgets import Budget, load_budget_file
     from .outputs import output_folder
@@ -183,7 +191,7 @@ def verify(artifact, data, budget, float_model, teacher, precision, threads, war
                             threads=threads, warmup=warmup, runs=runs, precision=precision,
                             progress=Progress(not quiet), device=device or "host")
         write_reports(report, tmp)
-    _finish(report, out)
+    _finish(report, out, as_json)
 
 
 @main.command()
@@ -227,8 +235,9 @@ def bench(artifact, data, threads, warmup, runs, float_model, as_json, quiet, de
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-ladder"), show_default=True)
 @_force
 @_quiet
+@_json
 @_device_option
-def ladder(config, target, whole, budget, out, force, quiet, device):
+def ladder(config, target, whole, budget, out, force, quiet, as_json, device):
     """Measure teacher fp32/int8/int4, an off-the-shelf model, then student fp32/int8/int4, cheapest
     first; stop at the first rung that meets every budget. Exit 1 when none does."""
     from .budgets import load_budget_file
@@ -244,7 +253,7 @@ def ladder(config, target, whole, budget, out, force, quiet, device):
     with output_folder(out, force) as tmp:
         report = run_ladder(cfg, tmp, Progress(not quiet), target=target, whole=whole, device=device)
         write_reports(report, tmp)
-    _finish(report, out)
+    _finish(report, out, as_json)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -254,8 +263,9 @@ def ladder(config, target, whole, budget, out, force, quiet, device):
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-sensitivity"), show_default=True)
 @_force
 @_quiet
+@_json
 @_device_option
-def sensitivity(config, target, precision, out, force, quiet, device):
+def sensitivity(config, target, precision, out, force, quiet, as_json, device):
     """Per layer of one target's precision: the budgets' figures with that layer left in float alone,
     and with it quantized alone; a table ranked by how much closer to holding each brings the budgets.
     Exit codes as `check`, for the precision as asked."""
@@ -267,7 +277,7 @@ def sensitivity(config, target, precision, out, force, quiet, device):
     with output_folder(out, force) as tmp:
         report = run_sensitivity(load_config(config), tmp, target, precision, Progress(not quiet), device=device)
         write_reports(report, tmp)
-    _finish(report, out)
+    _finish(report, out, as_json)
 
 
 ADVISE_QUESTIONS = {  # option -> (prompt, type); asked only when missing and a person is at the terminal
@@ -292,7 +302,8 @@ ADVISE_QUESTIONS = {  # option -> (prompt, type); asked only when missing and a 
 @click.option("--tolerance", type=click.Choice(["low", "medium", "high"]), help="Tolerance for quality loss.")
 @click.option("--data", type=click.Choice(["none", "unlabelled", "labelled"]), help="Representative inputs at hand.")
 @click.option("--off-the-shelf/--no-off-the-shelf", default=None)
-def advise(**answers):
+@click.option("--json", "as_json", is_flag=True, help="Print the advice as JSON.")
+def advise(as_json, **answers):
     """Where to start on the ladder, before anything is measured. Flags for CI; a person at a
     terminal is asked for what the flags leave out."""
     from .advise import Answers
@@ -305,6 +316,10 @@ def advise(**answers):
                 raise BadInput(f"missing --{key.replace('_', '-')} (and no terminal to ask)")
             answers[key] = click.confirm(question) if kind is bool else click.prompt(question, type=kind)
     advice = decide(Answers(**answers))
+    if as_json:
+        click.echo(json.dumps({"start_at": advice.rung, "confirm_with": advice.confirm,
+                               "steps": [{"question": q, "answer": a} for q, a in advice.steps]}, indent=2))
+        return
     for question, answer in advice.steps:
         click.echo(f"{question}\n   {answer}")
     click.echo(f"\nStart at: {advice.rung}\nConfirm with: {advice.confirm}")
@@ -425,8 +440,9 @@ def targets(as_json):
 
 @main.command()
 @click.argument("artifact", type=click.Path(path_type=Path))
-def inspect(artifact):
-    """Ops, sizes and mobile-EP coverage of an artifact."""
+@click.option("--json", "as_json", is_flag=True, help="Accepted for symmetry: inspect always prints JSON.")
+def inspect(artifact, as_json):
+    """Ops, sizes and mobile-EP coverage of an artifact (JSON)."""
     from edge_distill.errors import BadInput
     from edge_distill.targets import get_target, target_for_file
 

@@ -2,7 +2,10 @@
 
 Every artifact of the run is matched by name with the baseline's. Size and accuracy figures are
 deterministic and compared as they are: size relative to the baseline's, accuracy and agreement
-(overall and per slice) as absolute drops. Latency is noisy: a p50 counts as a regression only when it
+(overall and per slice) as absolute drops. Latency is noisy. Where the baseline's artifacts are still
+beside its report (CI keeps the last passing run's output), both artifacts are timed again on this host
+in turns, and a paired bootstrap judges the growth: load that comes and goes weighs on both alike.
+Otherwise the stored figures are compared: a p50 counts as a regression only when it
 grew by more than the limit *and* the growth is beyond the run-to-run noise, judged on both runs' raw
 per-run times (a seeded bootstrap of the ratio of medians: p = the share of resamples whose ratio stays
 within the limit), each divided by the host's speed when it ran (a fixed numpy workload timed
@@ -13,6 +16,7 @@ runtime versions) are reported, never compared.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +38,10 @@ def load_baseline(path: Path) -> dict:
     return {"path": str(path), "created": data.get("created"), "results": results}
 
 
-def compare(report: Report, baseline: dict, limits: dict | None = None) -> None:
-    """Add each result's regression checks (and warnings for what is not compared) to `report`."""
+def compare(report: Report, baseline: dict, limits: dict | None = None, run_dir: Path | None = None) -> None:
+    """Add each result's regression checks (and warnings for what is not compared) to `report`.
+    `run_dir`: where this run's artifacts are; with the baseline's artifacts still beside its report,
+    host latencies are measured again side by side, interleaved (what a shared machine allows)."""
     limits = {**REGRESSION_LIMITS, **(limits or {})}
     for result in report.results:
         before = baseline["results"].get(result.name)
@@ -43,7 +49,8 @@ def compare(report: Report, baseline: dict, limits: dict | None = None) -> None:
             result.warnings.append(f"{result.name}: not in the baseline ({baseline['path']}): nothing to compare")
             continue
         result.checks += _size(result, before, limits) + _accuracy(result, before, limits)
-        check, why_not = _latency(result, before, limits)
+        pair = _side_by_side(result, before, run_dir, Path(baseline["path"]).parent) if run_dir else None
+        check, why_not = _latency(result, before, limits, pair)
         if check:
             result.checks.append(check)
         if why_not:
@@ -81,7 +88,30 @@ def _accuracy(result: TargetResult, before: dict, limits: dict) -> list[Check]:
     return checks
 
 
-def _latency(result: TargetResult, before: dict, limits: dict) -> tuple[Check | None, str]:
+def _side_by_side(result: TargetResult, before: dict, run_dir: Path, baseline_dir: Path, runs: int = 200):
+    """(this run's, the baseline's) per-run times of the two artifacts timed in turns on this host, or
+    None where that cannot be done (not a host measurement, or the baseline's artifact is gone)."""
+    from edge_distill.targets import get_target
+
+    prov = result.latency.provenance if result.latency else None
+    old, new = baseline_dir / before.get("artifact", "-"), run_dir / result.artifact
+    if prov is None or prov.kind != "measured" or prov.device != "host" or not old.exists() or not new.exists():
+        return None
+    target = get_target(result.target)
+    runners = [target.open_runner(path, prov.threads or 1) for path in (new, old)]
+    shape = lambda spec: [d if isinstance(d, int) else 1 for d in spec.shape]  # noqa: E731
+    feeds = {s.name: np.zeros([1, *shape(s)[1:]], s.dtype) for s in runners[0].input_specs()}
+    times = np.empty((2, runs))
+    for i in range(runs + 20):
+        for k in ((0, 1) if i % 2 else (1, 0)):  # alternate who goes first
+            start = time.perf_counter_ns()
+            runners[k].run(feeds)
+            if i >= 20:  # the first 20 rounds warm both up
+                times[k, i - 20] = (time.perf_counter_ns() - start) / 1e6
+    return times[0], times[1]
+
+
+def _latency(result: TargetResult, before: dict, limits: dict, pair=None) -> tuple[Check | None, str]:
     then, now = before.get("latency") or {}, result.latency
     if now is None or now.p50_ms is None or then.get("p50_ms") is None:
         return None, "" if now is None and not then else "one of the two runs has no p50"
@@ -90,6 +120,15 @@ def _latency(result: TargetResult, before: dict, limits: dict) -> tuple[Check | 
     if differ:
         return None, "different provenance (" + ", ".join(f"{k}: {old_prov.get(k)} -> {new_prov.get(k)}" for k in differ) + ")"
     limit = limits["max_latency_increase"]
+    if pair is not None:
+        new, old = pair
+        growth = float(np.median(new) / np.median(old)) - 1
+        p = _p_within_limit(old, new, limit, paired=True)
+        regressed = growth > limit and p < SIGNIFICANCE
+        return _check(result, "latency.p50", growth, limit, "", f"side by side with the baseline's artifact on this "
+                      f"host, {len(new)} interleaved runs each: p50 {np.median(old):.4g} -> {np.median(new):.4g} ms "
+                      f"({growth:+.1%}); paired bootstrap of the ratio of medians, {RESAMPLES} resamples: p = {p:.3g} "
+                      f"that it grew no more than {limit:.0%}", passed=not regressed), ""
     # Divided by the host's speed at the time (a fixed workload timed between the runs), where both have it.
     old_ref, new_ref = then.get("reference_ms"), now.reference_ms
     scale_old, scale_new = (old_ref, new_ref) if old_ref and new_ref else (1.0, 1.0)
@@ -108,9 +147,10 @@ def _latency(result: TargetResult, before: dict, limits: dict) -> tuple[Check | 
                   passed=not regressed), ""
 
 
-def _p_within_limit(old: np.ndarray, new: np.ndarray, limit: float) -> float:
-    """The share of bootstrap resamples in which median(new) / median(old) <= 1 + limit."""
+def _p_within_limit(old: np.ndarray, new: np.ndarray, limit: float, paired: bool = False) -> float:
+    """The share of bootstrap resamples in which median(new) / median(old) <= 1 + limit (paired: the
+    same rounds drawn for both, so a moment of load weighs on both alike)."""
     rng = np.random.default_rng(SEED)
-    old_medians = np.median(rng.choice(old, (RESAMPLES, len(old))), axis=1)
-    new_medians = np.median(rng.choice(new, (RESAMPLES, len(new))), axis=1)
-    return float(np.mean(new_medians / old_medians <= 1 + limit))
+    pick_old = rng.integers(0, len(old), (RESAMPLES, len(old)))
+    pick_new = pick_old if paired else rng.integers(0, len(new), (RESAMPLES, len(new)))
+    return float(np.mean(np.median(new[pick_new], axis=1) / np.median(old[pick_old], axis=1) <= 1 + limit))

@@ -1,0 +1,38 @@
+"""--json: every command that prints results prints one JSON document on stdout, and nothing else."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import EXAMPLE, edit_config, run_cli
+
+ADVICE = ["--latency-budget-ms", "50", "--monthly-calls", "1000", "--task", "narrow", "--teacher", "strong",
+          "--teacher-stable", "--tolerance", "low", "--data", "labelled", "--no-off-the-shelf"]
+
+
+def _document(proc) -> object:
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    return json.loads(proc.stdout)  # the whole of stdout parses: nothing printed beside the document
+
+
+def test_report_commands_print_the_report(example, tmp_path, demo_run):
+    config = edit_config(example, targets=("ort",), precisions=["fp32"])
+    checked = _document(run_cli("check", config, "--out", tmp_path / "c", "--json"))
+    assert checked == json.loads((tmp_path / "c" / "report.json").read_text())
+    _, demo = demo_run
+    verified = _document(run_cli("verify", demo / "ort" / "model.int8.ort", "--data", EXAMPLE / "eval.npz",
+                                 "--runs", "20", "--out", tmp_path / "v", "--json"))
+    assert verified["command"] == "verify" and verified["results"][0]["precision"] == "int8"
+
+
+@pytest.mark.parametrize("args", [("targets",), ("devices",), ("advise", *ADVICE)])
+def test_listing_commands_print_json(args):
+    assert _document(run_cli(*args, "--json"))
+
+
+def test_artifact_commands_print_json(demo_run):
+    _, demo = demo_run
+    assert _document(run_cli("bench", demo / "ort" / "model.int8.ort", "--runs", "20", "--json"))["latency"]["p50_ms"] > 0
+    assert "ops" in json.dumps(_document(run_cli("inspect", demo / "tflite" / "model.int8.tflite", "--json")))
