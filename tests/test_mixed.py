@@ -75,6 +75,7 @@ def test_int4_auto_meets_the_slice_budget_plain_int4_breaks(example, tmp_path, t
     plain, auto = (next(r for r in report["results"] if r["precision"] == p) for p in ("int4", "int4-auto"))
     assert [c["name"] for c in plain["checks"] if not c["passed"]] == [f"{target}-int4/slice[high_risk]/{broken}"]
     assert auto["passed"] and all(c["passed"] for c in auto["checks"])
+    assert all(c["name"].startswith(f"{target}-int4-auto/") for c in auto["checks"])  # not the plain int4's names
     search = auto["details"]["mixed_precision"]
     assert search["met"] and search["quantized_share"] >= 0.6 and 1 <= len(search["keep_float"]) < len(search["sensitivity"])
     assert auto["coverage"]["quantized_weight_fraction"] >= 0.6

@@ -47,7 +47,10 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     folder = folder / tc.name / ("" if sensitivity_only else precision)
     chosen = trials[best.details.pop("trial")]
     shutil.copytree(chosen, out / folder, dirs_exist_ok=True)
+    trial_name = best.name
     best.precision = base if sensitivity_only else precision
+    for check in best.checks:  # named as the artifact they judge: "ort-int4-auto/...", not the trial's "ort-int4/..."
+        check.name = best.name + check.name[len(trial_name):] if check.name.startswith(trial_name + "/") else check.name
     best.artifact = str(folder / Path(best.artifact).name)
     best.files = [str(folder / Path(f).name) for f in best.files]
     best.details["mixed_precision"] = state.to_dict()
