@@ -146,3 +146,22 @@ def test_float_layers_are_not_tried_on_budgets_they_cannot_mend():
     calls = []
     best, state = search("int8", lambda keep: calls.append(keep) or too_big(keep), lambda full: LAYERS)
     assert calls == [[]] and state.stopped == "nothing float layers can mend" and not state.met
+
+
+def test_layers_searched_in_groups(example, tmp_path):
+    """auto_groups: the layers a regex matches are left in float together (an attention block, an FFN)."""
+    from edge_distill.auto_precision import group_layers
+
+    grouped, members = group_layers(LAYERS, {"linear": "big|small"})
+    assert [(x.name, x.op, x.weights) for x in grouped] == [("conv", "Conv", 40), ("linear", "2 x Gemm", 960)]
+    assert members == {"linear": ["big", "small"]}
+
+    config = (example / "mixed-precision-ort.toml")
+    config.write_text(config.read_text().replace('name = "ort"', 'name = "ort"\nauto_groups = { convolutions = "conv", '
+                                                 'linear = "linear" }'))
+    out = tmp_path / "out"
+    proc = run_cli("sensitivity", config, "--target", "ort", "--precision", "int8", "--out", out)
+    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    table = json.loads((out / "report.json").read_text())["results"][-1]["details"]["mixed_precision"]
+    assert {(s["layer"], s["op"]) for s in table["sensitivity"]} == {("convolutions", "2 x Conv"), ("linear", "2 x Gemm")}
+    assert table["trials"] == 1 + 2 * 2

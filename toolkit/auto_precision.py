@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from edge_distill.targets import get_target
+from edge_distill.targets import Layer, get_target
 
 from .errors import BadInput
 from .files import write_atomic
@@ -29,7 +29,10 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     attempts.mkdir()
     trials: dict[int, Path] = {}
 
+    members: dict[str, list[str]] = {}  # a group's name -> its layers (auto_groups)
+
     def trial(keep_float: list[str]) -> TargetResult:
+        keep_float = [layer for name in keep_float for layer in members.get(name, [name])]
         k = len(trials)
         trials[k] = attempts / f"trial-{k}"
         (attempts / f"work-{k}").mkdir()
@@ -41,7 +44,12 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
 
     progress(f"{'sensitivity of' if sensitivity_only else 'searching'} {tc.name} {precision}: each layer of "
              f"{base} left in float")
-    best, state = search(base, trial, lambda full: target.layers(attempts / full.artifact),
+    def layers_of(full: TargetResult) -> list[Layer]:
+        grouped, found = group_layers(target.layers(attempts / full.artifact), tc.auto_groups)
+        members.update(found)
+        return grouped
+
+    best, state = search(base, trial, layers_of,
                          floor=tc.auto_min_quantized_fraction, max_trials=tc.auto_max_evaluations,
                          sensitivity_only=sensitivity_only, progress=progress)
     folder = folder / tc.name / ("" if sensitivity_only else precision)
@@ -57,7 +65,7 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     if sensitivity_only:
         return best
     recipe = out / folder / "recipe.toml"
-    write_recipe(recipe, tc.name, base, state.keep_float)
+    write_recipe(recipe, tc.name, base, [layer for name in state.keep_float for layer in members.get(name, [name])])
     best.files.append(str(folder / "recipe.toml"))
     verdict = (f"{precision}: {len(state.keep_float)} layer(s) left in float, {state.quantized_share:.0%} of the "
                f"weights still {base}; {state.trials} trials in {state.seconds:.0f} s ({state.stopped})")
@@ -65,6 +73,24 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     best.warnings.append(verdict if state.met else f"{verdict}: no configuration meets every budget; this is "
                          "the closest attempt" + _slower_note(best))
     return best
+
+
+def group_layers(layers: list[Layer], groups: dict[str, str]) -> tuple[list[Layer], dict[str, list[str]]]:
+    """Layers whose names match a group's regex (the first that matches) become one layer of that
+    name; the others stay as they are."""
+    import re
+
+    found: dict[str, list[Layer]] = {}
+    out = []
+    for layer in layers:
+        group = next((g for g, pattern in groups.items() if re.search(pattern, layer.name)), None)
+        if group is None:
+            out.append(layer)
+        else:
+            found.setdefault(group, []).append(layer)
+    out += [Layer(g, f"{len(ls)} x {'/'.join(sorted({x.op for x in ls}))}", sum(x.weights for x in ls))
+            for g, ls in found.items()]
+    return out, {g: [x.name for x in ls] for g, ls in found.items()}
 
 
 def _slower_note(result: TargetResult) -> str:

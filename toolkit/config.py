@@ -42,6 +42,7 @@
     # float (edge_distill.mixed); the search's floor and trial budget:
     auto_min_quantized_fraction = 0.5
     auto_max_evaluations = 32
+    auto_groups = { attention = "attention", ffn = "intermediate|/output/dense" }  # optional: layers searched together
     recipe = "out/ort/int4-auto/recipe.toml"  # optional: rebuild a search's choice (its keep_float option)
 
     [budgets]                             # see edge_distill.budgets
@@ -90,6 +91,7 @@ class TargetConfig:
     runtime_version: str | None = None  # the runtime version an app ships: every artifact must load in it
     auto_min_quantized_fraction: float = 0.5  # "-auto" precisions: the share of weights that stays quantized
     auto_max_evaluations: int = 32  # "-auto" precisions: builds and evaluations a search may spend
+    auto_groups: dict[str, str] = field(default_factory=dict)  # group name -> regex of layer names, searched as one
 
 
 @dataclass
@@ -256,7 +258,7 @@ def _read_measure(cfg: Config, me: dict) -> None:
 def _read_target(t, where: str, path: Path) -> TargetConfig:
     check_keys(expect(t, dict, "targets", "top level", path),
                {"name", "precisions", "calibration_method", "options", "device", "runtime_version", "recipe",
-                "auto_min_quantized_fraction", "auto_max_evaluations"}, where, path)
+                "auto_min_quantized_fraction", "auto_max_evaluations", "auto_groups"}, where, path)
     if "name" not in t:
         raise BadInput(f"[{where}] needs 'name'", path=path)
     name = expect(t["name"], str, "name", where, path)
@@ -274,7 +276,21 @@ def _read_target(t, where: str, path: Path) -> TargetConfig:
         options=options, device=expect(t["device"], str, "device", where, path) if "device" in t else None,
         runtime_version=expect(t["runtime_version"], str, "runtime_version", where, path)
         if "runtime_version" in t else None,
-        auto_min_quantized_fraction=float(floor), auto_max_evaluations=_positive_int(t, "auto_max_evaluations", 32, where, path))
+        auto_min_quantized_fraction=float(floor), auto_max_evaluations=_positive_int(t, "auto_max_evaluations", 32, where, path),
+        auto_groups=_groups(t.get("auto_groups", {}), where, path))
+
+
+def _groups(table, where: str, path: Path) -> dict[str, str]:
+    """auto_groups: layers whose names match a group's regex are left in float together."""
+    import re
+
+    groups = expect(table, dict, "auto_groups", where, path)
+    for name, pattern in groups.items():
+        try:
+            re.compile(expect(pattern, str, name, f"{where}.auto_groups", path))
+        except re.error as exc:
+            raise BadInput(f"auto_groups.{name} in [{where}] is not a regular expression ({exc})", path=path) from None
+    return dict(groups)
 
 
 def read_recipe(path: Path, target: str) -> dict:

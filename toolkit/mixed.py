@@ -90,8 +90,14 @@ class Search:
 
 
 def figures(result: TargetResult) -> dict:
+    """Accuracy overall and per slice, each with its binomial standard error (how much the figure
+    moves by chance on this many samples: a gain smaller than it is noise)."""
     out = {"accuracy": result.metrics.accuracy, "float_agreement": result.metrics.float_agreement}
-    out.update({f"{name}.accuracy": m.accuracy for name, m in result.slices.items()})
+    for name, m in [(None, result.metrics), *result.slices.items()]:
+        key = f"{name}.accuracy" if name else "accuracy"
+        if m.accuracy is not None and m.samples:
+            out[key] = m.accuracy
+            out[f"{key}_se"] = round((m.accuracy * (1 - m.accuracy) / m.samples) ** 0.5, 6)
     return {k: v for k, v in out.items() if v is not None}
 
 

@@ -186,7 +186,8 @@ def _mixed_lines(report: Report) -> list[str]:
                          + ("" if m["met"] else " (no configuration meets every budget)"))
         for s in sorted(m["sensitivity"], key=lambda s: -s["gain"]):
             name = s["layer"] if len(s["layer"]) <= 48 else "..." + s["layer"][-45:]
-            slices = ", ".join(f"{k} {v:.4g}" for k, v in s.items() if k.endswith(".accuracy") and ":" not in k)
+            slices = ", ".join(f"{k} {v:.4g} ± {s.get(k + '_se', 0):.2g}" for k, v in s.items()
+                               if k.endswith(".accuracy") and ":" not in k)
             alone = ", ".join(f"{k.split(': ', 1)[1]} {v:.4g}" for k, v in s.items()
                               if k.startswith("quantized alone: ") and ("accuracy" in k))
             lines.append(f"  {'float' if s['layer'] in m['keep_float'] else 'kept ':5}  {name:48}  {s['op']:16} "
