@@ -95,7 +95,10 @@ def _side_by_side(result: TargetResult, before: dict, run_dir: Path, baseline_di
 
     prov = result.latency.provenance if result.latency else None
     old, new = baseline_dir / before.get("artifact", "-"), run_dir / result.artifact
-    if prov is None or prov.kind != "measured" or prov.device != "host" or not old.exists() or not new.exists():
+    from .provenance import host_cpu
+
+    # only a figure measured on this machine's CPU can be measured again here
+    if prov is None or prov.kind != "measured" or prov.cpu != host_cpu() or not old.exists() or not new.exists():
         return None
     target = get_target(result.target)
     runners = [target.open_runner(path, prov.threads or 1) for path in (new, old)]
