@@ -189,7 +189,7 @@ def _mixed_lines(report: Report) -> list[str]:
             slices = ", ".join(f"{k} {v:.4g} ± {s.get(k + '_se', 0):.2g}" for k, v in s.items()
                                if k.endswith(".accuracy") and ":" not in k)
             alone = ", ".join(f"{k.split(': ', 1)[1]} {v:.4g}" for k, v in s.items()
-                              if k.startswith("quantized alone: ") and ("accuracy" in k))
+                              if k.startswith("quantized alone: ") and k.endswith("accuracy"))
             lines.append(f"  {'float' if s['layer'] in m['keep_float'] else 'kept ':5}  {name:48}  {s['op']:16} "
                          f"{s['weight_share']:6.1%} of weights  gain {s['gain']:.3g}  (in float alone: accuracy "
                          f"{s.get('accuracy', float('nan')):.4g}{', ' + slices if slices else ''}"
