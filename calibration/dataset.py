@@ -60,6 +60,13 @@ class Dataset:
             yield {k: v[start: start + size] for k, v in self.inputs.items()}
 
 
+def zeros(specs, count: int) -> Dataset:
+    """`count` samples of zeros in the model's input shapes (a symbolic axis taken as 1): what timing
+    runs on when no data is given."""
+    shape = lambda spec: [d if isinstance(d, int) else 1 for d in spec.shape][1:]  # noqa: E731
+    return Dataset(source="zeros", inputs={s.name: np.zeros([count, *shape(s)], s.dtype) for s in specs})
+
+
 def fixed_batch_of(specs) -> int | None:
     """A model's fixed batch: the leading dimension its inputs were saved with (None: dynamic)."""
     return next((s.fixed_batch for s in specs if s.fixed_batch), None)

@@ -161,7 +161,7 @@ def test_layers_searched_in_groups(example, tmp_path):
                                                  'linear = "linear" }'))
     out = tmp_path / "out"
     proc = run_cli("sensitivity", config, "--target", "ort", "--precision", "int8", "--out", out)
-    assert proc.returncode in (0, 1), proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr  # int8 as asked holds this config's budgets
     table = json.loads((out / "report.json").read_text())["results"][-1]["details"]["mixed_precision"]
     assert {(s["layer"], s["op"]) for s in table["sensitivity"]} == {("convolutions", "2 x Conv"), ("linear", "2 x Gemm")}
     assert table["trials"] == 1 + 2 * 2

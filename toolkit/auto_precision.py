@@ -112,8 +112,13 @@ def write_recipe(path: Path, target: str, precision: str, keep_float: list[str])
     write_atomic(path, "\n".join(lines) + "\n")
 
 
+def keeps_float(target) -> bool:
+    """Whether the target can leave chosen layers in float (a targets.MixedPrecisionTarget)."""
+    return hasattr(target, "layers")
+
+
 def check_auto(target_name: str, precision: str) -> None:
     """An "-auto" precision needs a target that can leave layers in float."""
-    if precision.endswith(AUTO) and not hasattr(get_target(target_name), "layers"):
+    if precision.endswith(AUTO) and not keeps_float(get_target(target_name)):
         raise BadInput(f"target '{target_name}' cannot leave chosen layers in float, so it has no {precision}",
                        hint="mixed precision runs on ort and tflite")

@@ -22,11 +22,12 @@ from pathlib import Path
 
 from edge_distill.targets import get_target
 
-from .auto_precision import build_auto
+from .auto_precision import build_auto, keeps_float
 from .config import Config
 from .cost import CostModel
 from .errors import BadInput
-from .pipeline import PlannedTarget, Progress, build_and_measure, build_report, export_verified, load_inputs, plan_targets
+from .pipeline import (PlannedTarget, Progress, build_and_measure, build_report, export_verified, load_inputs,
+                       plan_targets, trial_builder)
 from .mixed import AUTO, mendable
 from .result import Ladder, Report, Rung, TargetResult
 from .evaluate import References
@@ -96,11 +97,9 @@ def _climb(cfg: Config, planned: PlannedTarget, subject: str, model, precisions,
             refs.float_latency, refs.float_size = result.latency, result.size_bytes
         results.append(result)
         group.append(_rung(result.name, result, cfg.cost))
-        if precision.startswith("int8") and mendable(result) and hasattr(target, "layers"):
+        if precision.startswith("int8") and mendable(result) and keeps_float(target):
             # The 8-bit rung breaks a budget float layers can mend: its mixed-precision rung, before 4 bits.
-            build = lambda tried, base, into, folder, scratch: build_and_measure(  # noqa: E731
-                cfg, tried, base, model, onnx_path, into, folder, scratch, loaded, refs, progress, subject=subject,
-                qualified=True)
+            build = trial_builder(cfg, model, onnx_path, loaded, refs, progress, subject=subject, qualified=True)
             auto = build_auto(planned, precision + AUTO, out, work, build, progress, folder=Path(subject))
             results.append(auto)
             group.append(_rung(auto.name, auto, cfg.cost))

@@ -16,10 +16,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
-from edge_distill.calibration import Dataset, load_dataset, select_samples
+from edge_distill.calibration import Dataset, load_dataset, select_samples, zeros
 from edge_distill.targets import BuildRequest, check_precision, get_target, parse_target_string, target_for_file
 
 from . import metrics
@@ -211,6 +212,16 @@ def build_and_measure(cfg: Config, planned: PlannedTarget, precision: str, model
     return result
 
 
+def trial_builder(cfg: Config, model: SourceModel, onnx_path: Path, loaded: Loaded, refs: References, progress,
+                  **who) -> Callable:
+    """build_and_measure for one trial of a mixed-precision search (auto_precision.build_auto calls it
+    with the trial's target entry, the base precision and where the trial's files go)."""
+    def build(planned: PlannedTarget, precision: str, out: Path, folder: str, work: Path) -> TargetResult:
+        return build_and_measure(cfg, planned, precision, model, onnx_path, out, folder, work, loaded, refs, progress,
+                                 **who)
+    return build
+
+
 def artifact_metadata(cfg: Config) -> dict:
     """What travels inside an artifact that can carry it (Core ML) and into the app bundles."""
     m = cfg.model
@@ -233,9 +244,7 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
             refs = References(float_out, teacher_out, extra_outputs=extra_outputs(cfg, float_all))
             for precision in planned.precisions:
                 if precision.endswith(AUTO):
-                    build = lambda tried, base, into, folder, scratch: build_and_measure(  # noqa: E731
-                        cfg, tried, base, loaded.student, out / "onnx" / "model.onnx", into, folder, scratch, loaded,
-                        refs, progress)
+                    build = trial_builder(cfg, loaded.student, out / "onnx" / "model.onnx", loaded, refs, progress)
                     results.append(build_auto(planned, precision, out, Path(work), build, progress))
                     continue
                 result = build_and_measure(cfg, planned, precision, loaded.student, out / "onnx" / "model.onnx", out,
@@ -265,8 +274,7 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
             results.append(build_and_measure(cfg, planned, baseline, loaded.student, onnx_path, out, target,
                                              Path(work), loaded, refs, progress))
             refs.float_latency, refs.float_size = results[0].latency, results[0].size_bytes
-        build = lambda tried, base, into, folder, scratch: build_and_measure(  # noqa: E731
-            cfg, tried, base, loaded.student, onnx_path, into, folder, scratch, loaded, refs, progress)
+        build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
         results.append(build_auto(planned, precision, out, Path(work), build, progress, sensitivity_only=True))
     return build_report("sensitivity", cfg, loaded, export, float_all[0], teacher_out, results)
 
@@ -468,8 +476,7 @@ def run_bench(artifact: Path, *, device: str = "host", data_path: Path | None = 
     if data_path is not None:
         data = load_dataset(data_path, specs)
     else:
-        shape = lambda s: [d if isinstance(d, int) else 1 for d in s.shape]  # noqa: E731
-        data = Dataset(source="zeros", inputs={s.name: np.zeros([32, *shape(s)[1:]], s.dtype) for s in specs})
+        data = zeros(specs, 32)
     progress(f"measuring {artifact.name} on {one.device.name}: {warmup} warm-up + {runs} runs, {threads} thread(s)")
     candidate = Candidate(one.target, one.precision, artifact)
     figures = one.device.measure(Job(

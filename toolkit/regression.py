@@ -91,6 +91,7 @@ def _accuracy(result: TargetResult, before: dict, limits: dict) -> list[Check]:
 def _side_by_side(result: TargetResult, before: dict, run_dir: Path, baseline_dir: Path, runs: int = 200):
     """(this run's, the baseline's) per-run times of the two artifacts timed in turns on this host, or
     None where that cannot be done (not a host measurement, or the baseline's artifact is gone)."""
+    from edge_distill.calibration import zeros
     from edge_distill.targets import get_target
 
     prov = result.latency.provenance if result.latency else None
@@ -102,8 +103,7 @@ def _side_by_side(result: TargetResult, before: dict, run_dir: Path, baseline_di
         return None
     target = get_target(result.target)
     runners = [target.open_runner(path, prov.threads or 1) for path in (new, old)]
-    shape = lambda spec: [d if isinstance(d, int) else 1 for d in spec.shape]  # noqa: E731
-    feeds = {s.name: np.zeros([1, *shape(s)[1:]], s.dtype) for s in runners[0].input_specs()}
+    feeds = zeros(runners[0].input_specs(), 1).inputs
     times = np.empty((2, runs))
     for i in range(runs + 20):
         for k in ((0, 1) if i % 2 else (1, 0)):  # alternate who goes first

@@ -24,6 +24,7 @@ compute fp32 in fp32 and run every dense convolution as a GEMM.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -76,8 +77,7 @@ class Workload:
 
     @classmethod
     def of(cls, work: list[OpWork]) -> Workload:
-        load = cls(flops=dict.fromkeys(c for c in OP_CLASSES if c != LIGHT), ops=len(work))
-        load.flops = {c: 0.0 for c in load.flops}
+        load = cls(flops={c: 0.0 for c in OP_CLASSES if c != LIGHT}, ops=len(work))
         for op in work:
             if op.op_class == LIGHT:
                 load.light_elements += op.act_elems
@@ -114,6 +114,7 @@ class Coefficients:
     fitted_on: str = ""
 
 
+@lru_cache(maxsize=None)  # read once per process: every estimate and its provenance line use it
 def load_coefficients(path: Path | None = None) -> Coefficients:
     path = path or Path(str(files("edge_distill") / "device_profiles" / "cost_model" / "fitted.toml"))
     data = read_toml(path)
@@ -129,6 +130,7 @@ def load_coefficients(path: Path | None = None) -> Coefficients:
         raise BadInput(f"the cost model lacks {exc}", path=path) from exc
 
 
+@lru_cache(maxsize=None)
 def load_cores(path: Path | None = None) -> dict[str, dict]:
     return read_toml(path or Path(str(files("edge_distill") / "device_profiles" / "cost_model" / "cores.toml")))
 

@@ -3,9 +3,8 @@
 An estimated profile (one TOML per device in device_profiles/, every figure with its source) names
 the device's core, its clock and the threads a run uses; the cost model (cost_model.py, fitted on
 published runs of standard networks) turns the graph's work, op class by op class, into a latency
-on that core. A Neural
-Engine precision is estimated against the profile's Neural Engine throughput instead. The result
-is times the profile's `correction` (measured/estimated, set once a real measurement exists).
+on that core. A Neural Engine precision is estimated against the profile's Neural Engine
+throughput instead. The result is times the profile's `correction` (measured/estimated, set once a real measurement exists).
 Such a figure is always `estimated`, with the profile's name and version, its validated error and
 an interval from it; a budget with `require = "measured"` cannot pass on it. `correct` learns the
 correction from a report measured on the real device and keeps it in the user's config folder,
@@ -65,20 +64,12 @@ class Profile:
         return self.neural_engine_validation if precision and self.on_neural_engine(precision) else self.validation
 
     def validated_error(self, precision: Precision | None = None) -> str:
-        v = self.validation_for(precision)
-        if not v:
-            return "not validated: no published runs of its core in the corpus"
-        return (f"validated: median error {v['median_error']:g}x, {v['within_1_5x']:.0%} within 1.5x, on "
-                f"{v['runs']} published runs ({v['against']})")
+        return _said(self.validation_for(precision))
 
     def validated_errors(self) -> str:
         """Every validated error the profile has: its CPU's, and its Neural Engine's."""
-        text = f"CPU {self.validated_error()}"
-        if self.neural_engine_validation:
-            v = self.neural_engine_validation
-            text += (f"; Neural Engine validated: median error {v['median_error']:g}x, {v['within_1_5x']:.0%} within "
-                     f"1.5x, on {v['runs']} published runs ({v['against']})")
-        return text
+        ne = self.neural_engine_validation
+        return f"CPU {_said(self.validation)}" + (f"; Neural Engine {_said(ne)}" if ne else "")
 
     def interval(self, ms: float, precision: Precision | None = None) -> tuple[float, float] | None:
         """Where the true latency lies if this estimate errs as the validated ones did (estimate /
@@ -123,6 +114,13 @@ def load_profile(name: str) -> Profile:
             profile.figures["correction"] = float(info["correction"])
             profile.correction_info = info
     return profile
+
+
+def _said(v: dict | None) -> str:
+    if not v:
+        return "not validated: no published runs of its core in the corpus"
+    return (f"validated: median error {v['median_error']:g}x, {v['within_1_5x']:.0%} within 1.5x, on "
+            f"{v['runs']} published runs ({v['against']})")
 
 
 def _validation(table: dict | None, key: str, name: str, path: Path) -> dict | None:
