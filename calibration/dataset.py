@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,6 +88,19 @@ def whole_batches(feeds: dict, batch: int) -> dict:
     return padded(feeds, -(-n // batch) * batch)
 
 
+_CHUNK_HOOKS: list = []
+
+
+@contextlib.contextmanager
+def on_each_chunk(callback):
+    """Inside this block, `callback(samples)` hears of each chunk `run_in_batches` has run (a progress bar)."""
+    _CHUNK_HOOKS.append(callback)
+    try:
+        yield
+    finally:
+        _CHUNK_HOOKS.remove(callback)
+
+
 def run_in_batches(run, feeds: dict, batch: int | None, chunk: int = 256) -> list:
     """`run(feeds) -> [outputs]` over any number of samples. A model with a fixed batch gets chunks of
     exactly that size (the last one padded with its last sample, the padding's outputs dropped);
@@ -97,4 +112,6 @@ def run_in_batches(run, feeds: dict, batch: int | None, chunk: int = 256) -> lis
         real = len(next(iter(part.values())))
         outputs = run(padded(part, batch) if batch else part)
         parts.append([np.asarray(o)[:real] for o in outputs])
+        for hook in _CHUNK_HOOKS:
+            hook(real)
     return [np.concatenate(p) for p in zip(*parts)]

@@ -65,3 +65,47 @@ def coreml_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("coreml") / "out"
     proc = run_cli("check", EXAMPLE / "coreml.toml", "--out", out)
     return proc, out, (json.loads((out / "report.json").read_text()) if (out / "report.json").exists() else None)
+
+
+def needs_service(available: bool, what: str) -> None:
+    """Skip where a service from Debian's packages is missing on a developer's machine; under CI
+    (`.ci/run` installs and starts them, CI=true) its absence fails the test instead."""
+    if not available:
+        if os.environ.get("CI"):
+            pytest.fail(f"{what} is missing under CI: .ci/services start provides it")
+        pytest.skip(f"{what} is not here (.ci/services start installs and starts it)")
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh database on the PostgreSQL server `.ci/services start` runs ($EDGE_DISTILL_TEST_POSTGRES),
+    dropped afterwards."""
+    server = os.environ.get("EDGE_DISTILL_TEST_POSTGRES")
+    needs_service(bool(server), "a PostgreSQL server ($EDGE_DISTILL_TEST_POSTGRES)")
+    import uuid
+
+    import psycopg
+
+    name = f"edge_distill_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield server.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(server, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]  # this machine's closed network refuses the rest
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium, headless, driven by Playwright (no browser download)."""
+    needs_service(Path(CHROMIUM).exists(), "Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield instance
+        instance.close()

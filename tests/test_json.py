@@ -36,3 +36,14 @@ def test_artifact_commands_print_json(demo_run):
     _, demo = demo_run
     assert _document(run_cli("bench", demo / "ort" / "model.int8.ort", "--runs", "20", "--json"))["latency"]["p50_ms"] > 0
     assert "ops" in json.dumps(_document(run_cli("inspect", demo / "tflite" / "model.int8.tflite", "--json")))
+
+
+def test_history_and_report_commands_print_json(demo_run, tmp_path):
+    _, demo = demo_run
+    store = tmp_path / "runs.db"
+    recorded = _document(run_cli("verify", demo / "ort" / "model.int8.ort", "--data", EXAMPLE / "eval.npz", "--runs",
+                                 "20", "--out", tmp_path / "v", "--json", "--history", store))
+    runs = _document(run_cli("history", "--store", store, "--json"))
+    assert [(r["id"], r["command"]) for r in runs] == [(1, "verify")]
+    assert _document(run_cli("history", "--store", store, "show", "1", "--json")) == recorded
+    assert _document(run_cli("report", tmp_path / "v" / "report.json", "--json")) == recorded

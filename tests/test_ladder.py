@@ -63,6 +63,8 @@ def test_example_budget_climbs_to_the_student(example, tmp_path):
     cases = {c.get("name"): c for c in ET.parse(out / "junit.xml").getroot().iter("testcase")}
     assert cases["teacher/ort-fp32"].find("skipped") is not None and cases["verdict"].find("failure") is None
     assert "student/ort-int4" in (out / "report.md").read_text()
+    page = (out / "report.html").read_text()
+    assert "id='plot-ladder'" in page and page.count("student/ort-int4 (chosen)") == 1
 
 
 def test_budget_only_the_teacher_meets(example, tmp_path):

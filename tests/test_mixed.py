@@ -133,6 +133,8 @@ def test_sensitivity_ranks_each_layer_in_float_and_quantized_alone(example, tmp_
     # heavy one would leave under 60% of the weights in int4).
     assert all(s["gain"] > 0 and s["shortfall_when_float"] == 0 for s in layers.values())
     assert layers["node_linear_MatMul"]["weight_share"] > 0.9
+    page = (out / "report.html").read_text()  # the HTML report carries the table and its plot
+    assert "id='plot-sensitivity'" in page and "id='sensitivity-ort-int4'" in page and "node_linear_1_MatMul" in page
     assert "Sensitivity, ort-int4:" in proc.stdout and (out / "ort" / "model.int4.ort").is_file()
 
 

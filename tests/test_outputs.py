@@ -115,14 +115,15 @@ def test_reports_are_written_from_one_report(tmp_path):
     import xml.etree.ElementTree as ET
 
     from edge_distill.budgets import Check
-    from edge_distill.report import Report, write_reports
+    from edge_distill.report_files import write_reports
+    from edge_distill.result import Report
 
     check = Check("ort-int8/min_accuracy", "accuracy", ">=", 0.9, 0.8, "", False)
     report = Report(command="check", tool_version="0", created="2026-12-01T00:00:00+00:00", config=None,
                     student={"reference": "s", "fingerprint": "0" * 64}, teacher=None, data={}, environment={},
                     export=None, references={}, results=[], gate_checks=[check])
     write_reports(report, tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "report.json", "report.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junit.xml", "report.html", "report.json", "report.md"]
     assert json.loads((tmp_path / "report.json").read_text())["exit_code"] == 1
     failed = [c.get("name") for c in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
               if c.find("failure") is not None]

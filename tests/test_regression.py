@@ -21,6 +21,8 @@ def test_regressions_against_a_baseline_are_named_and_fail(example, tmp_path):
     int8["slices"]["high_risk"]["accuracy"] += 0.02
     int8["latency"]["p50_ms"] /= 2
     int8["latency"]["samples_ms"] = [t / 2 for t in int8["latency"]["samples_ms"]]
+    int8["latency"]["p95_ms"] /= 2
+    int8["memory"]["peak_mb"] /= 1.5
     fp32 = next(r for r in baseline["results"] if r["precision"] == "fp32")
     fp32["latency"]["provenance"]["cpu"] = "another CPU"  # reported, never compared
     doctored = tmp_path / "baseline.json"
@@ -31,7 +33,8 @@ def test_regressions_against_a_baseline_are_named_and_fail(example, tmp_path):
     report = json.loads((tmp_path / "second" / "report.json").read_text())
     broken = {c["name"] for r in report["results"] for c in r["checks"] if c["passed"] is False}
     assert broken == {"ort-int8/regression/size", "ort-int8/regression/slice[high_risk]/accuracy",
-                      "ort-int8/regression/latency.p50"}
+                      "ort-int8/regression/latency.p50", "ort-int8/regression/latency.p95",
+                      "ort-int8/regression/peak_memory"}
     latency = next(c for c in report["results"][1]["checks"] if c["name"] == "ort-int8/regression/latency.p50")
     assert "bootstrap of the ratio of medians" in latency["message"] and "p = 0 " in latency["message"]
     assert "ort-fp32: latency not compared with the baseline: different provenance (cpu: another CPU ->" in second.stdout
@@ -65,3 +68,15 @@ def test_latency_is_measured_again_side_by_side_when_the_baselines_artifacts_are
     assert checks["ort-int8/regression/latency.p50"]["passed"] is False and second.returncode == 1
     assert checks["ort-fp32/regression/latency.p50"]["passed"] is True  # the same artifact: within its noise
     assert abs(checks["ort-fp32/regression/latency.p50"]["value"]) < 0.1
+
+
+def test_a_second_outputs_agreement_is_compared_too():
+    from types import SimpleNamespace
+
+    from edge_distill.regression import _outputs
+
+    now = SimpleNamespace(name="ort-int8", outputs={"box": {"cosine": 0.95, "mean_abs_error": 0.2}, "new": {"cosine": 1}})
+    before = {"outputs": {"box": {"cosine": 0.99, "mean_abs_error": 0.1}}}
+    (check,) = _outputs(now, before, {"max_accuracy_decrease": 0.005})
+    assert (check.name, check.passed, check.value) == ("ort-int8/regression/output[box]/cosine", False, 0.04)
+    assert check.message == "output box cosine 0.99 -> 0.95 (-0.04)"

@@ -17,7 +17,7 @@ __all__ = ["__version__", "Report", "bundle", "load_budget", "load_config", "run
            "run_ladder", "run_verify", "write_reports"]
 
 _HOMES = {"run_check": "pipeline", "run_export": "pipeline", "run_verify": "pipeline", "run_bench": "pipeline",
-          "Progress": "pipeline", "run_ladder": "ladder", "bundle": "bundle", "write_reports": "report",
+          "Progress": "progress", "run_ladder": "ladder", "bundle": "bundle", "write_reports": "report_files",
           "load_config": "config", "Report": "result"}
 
 

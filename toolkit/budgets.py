@@ -29,6 +29,8 @@ A budget table (in `edge-distill.toml` under [budgets], or a budget file given t
 
     [budgets.regression]          # against a baseline report (check --baseline REPORT.json); defaults:
     max_latency_increase = 0.10   # p50 growth, and only beyond the runs' noise (regression.py)
+    max_p95_increase = 0.20       # p95 growth, likewise
+    max_memory_increase = 0.10    # peak memory growth
     max_accuracy_decrease = 0.005 # accuracy and agreement drops, overall and per slice
     max_size_increase = 0.05
 
@@ -82,6 +84,8 @@ SLICE_CHECKS = {k: SCALAR_CHECKS[k] for k in
 
 REGRESSION_LIMITS = {  # [budgets.regression]: how much worse than a baseline report a figure may get
     "max_latency_increase": 0.10,  # relative growth of p50, beyond the run-to-run noise
+    "max_p95_increase": 0.20,  # relative growth of p95 (the tail moves more with load), beyond the noise
+    "max_memory_increase": 0.10,  # relative growth of peak memory
     "max_accuracy_decrease": 0.005,  # absolute drop of accuracy and agreement, overall and per slice
     "max_size_increase": 0.05,  # relative growth of the artifact's size
 }

@@ -57,49 +57,86 @@ _device_option = click.option("--device", help="Where figures come from: host (t
                                                "devices. See `edge-distill devices`.")
 
 
-def _finish(report, folder: Path, as_json: bool = False) -> None:
+_history = click.option("--history", "history", metavar="STORE",
+                        help="Record the report in this results store (a SQLite file, or postgresql://...); "
+                             "default: the config's `history`, else $EDGE_DISTILL_HISTORY. See `edge-distill history`.")
+
+
+def _open_store(option: str | None, cfg=None):
+    """The configured results store, opened (and migrated) before any work, or None."""
+    from .history import Store, store_url
+
+    url = store_url(option, cfg.history if cfg else None, cfg.root if cfg else None)
+    return Store(url) if url else None
+
+
+def _finish(report, folder: Path, as_json: bool = False, run_id: int | None = None, store=None) -> None:
     from .report import to_json, to_table
 
+    if run_id is not None:  # on stderr: --json keeps stdout one document
+        click.echo(f"recorded as run {run_id} in {store.safe_url}", err=True)
     if as_json:  # the report.json document alone on stdout (progress stays on stderr)
         click.echo(to_json(report))
     else:
         click.echo(to_table(report))
-        click.echo(f"\nreports: {folder / 'report.json'}, {folder / 'junit.xml'}, {folder / 'report.md'}")
+        click.echo(f"\nreports: {folder / 'report.json'}, {folder / 'junit.xml'}, {folder / 'report.md'}, "
+                   f"{folder / 'report.html'}")
     sys.exit(report.exit_code)
 
 
-def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None = None,
-           baseline: Path | None = None, as_json: bool = False) -> None:
-    from .config import load_config
-    from .outputs import output_folder
-    from .pipeline import Progress, run_check
-    from .regression import compare, load_baseline
-    from .report import write_reports
+def _baseline(value: str | None, store, model: str) -> dict | None:
+    """--baseline: a report.json, a run id of the results store, or latest-passing[@BRANCH]."""
+    from .regression import baseline_of, load_baseline
 
-    cfg = load_config(config)
-    before = load_baseline(baseline) if baseline else None  # a bad baseline fails before any work
-    with output_folder(out, force) as tmp:
-        report = run_check(cfg, tmp, Progress(not quiet), device=device)
-        if before:
-            compare(report, before, cfg.budget.regression, run_dir=tmp)
-        write_reports(report, tmp)
-    _finish(report, out, as_json)
+    if value is None:
+        return None
+    if value.isdigit() or value.split("@")[0] == "latest-passing":
+        from .history import resolve_baseline
+
+        data, folder, label = resolve_baseline(store, value, model)
+        return baseline_of(data, Path(folder or ".") / "report.json", label)
+    return load_baseline(Path(value))
+
+
+def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None = None,
+           baseline: str | None = None, as_json: bool = False, history: str | None = None) -> None:
+    from .config import load_config
+    from .progress import Progress
+
+    with Progress(not quiet) as progress:
+        progress(f"reading {config}")  # before the heavy imports (torch, onnx): a few seconds on a cold start
+        from .outputs import output_folder
+        from .pipeline import run_check, student_reference
+        from .regression import compare
+        from .report_files import write_reports
+
+        cfg = load_config(config)
+        store = _open_store(history, cfg)  # a store that cannot be opened, or a bad baseline, fails before any work
+        before = _baseline(baseline, store, student_reference(cfg))
+        with output_folder(out, force) as tmp:
+            report = run_check(cfg, tmp, progress, device=device)
+            if before:
+                compare(report, before, cfg.budget.regression, run_dir=tmp)
+            run_id = write_reports(report, tmp, store, out)
+    _finish(report, out, as_json, run_id, store)
 
 
 @main.command(epilog=EXIT_CODES)
 @click.argument("config", type=click.Path(path_type=Path), default="edge-distill.toml")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-out"), show_default=True,
               help="Folder to write artifacts and reports into.")
-@click.option("--baseline", type=click.Path(path_type=Path),
-              help="A report.json to compare with: regressions in size, accuracy (per slice) and latency (beyond noise) "
-                   "fail as budgets do ([budgets.regression]).")
+@click.option("--baseline", metavar="REPORT|RUN|latest-passing[@BRANCH]",
+              help="A report.json, a run of the results store, or its newest passing run of this model (on BRANCH) to "
+                   "compare with: regressions in size, accuracy (per slice) and latency (beyond noise) fail as budgets "
+                   "do ([budgets.regression]).")
 @_force
 @_quiet
 @_json
 @_device_option
-def check(config, out, force, quiet, device, baseline, as_json):
+@_history
+def check(config, out, force, quiet, device, baseline, as_json, history):
     """Export, quantize and verify every target and precision in CONFIG against its budgets."""
-    _check(config, out, force, quiet, device, baseline, as_json)
+    _check(config, out, force, quiet, device, baseline, as_json, history)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -136,13 +173,14 @@ def export(model, target, precision, weights, config, data, calibration, calibra
     """Export MODEL (module:factory, .pt2 or .onnx) to ONNX, verify it, and build a target artifact."""
     from .config import load_config
     from .outputs import output_folder
-    from .pipeline import Progress, run_export
+    from .pipeline import run_export
+    from .progress import Progress
 
     cfg = load_config(config) if config else None
-    with output_folder(out, force) as tmp:
+    with Progress(not quiet) as progress, output_folder(out, force) as tmp:
         summary = run_export(model, target, tmp, precision=precision, weights=weights, cfg=cfg, data_path=data,
                              calibration_path=calibration, calibration_method=calibration_method,
-                             options=_parse_options(options), trust_pickle=trust_pickle, progress=Progress(not quiet))
+                             options=_parse_options(options), trust_pickle=trust_pickle, progress=progress)
     e = summary["export"]
     click.echo(f"ONNX export: {out / 'model.onnx'} (opset {e['opset']}, max |difference| vs source "
                f"{e['parity_max_abs_diff']:.2e} on {e['parity_samples']} samples)")
@@ -177,21 +215,24 @@ def _parse_options(items) -> dict:
 @_quiet
 @_json
 @_device_option
+@_history
 def verify(artifact, data, budget, float_model, teacher, precision, threads, warmup, runs, out, force, quiet,
-           as_json, device):
+           as_json, device, history):
     """Measure ARTIFACT on this host (latency, memory, accuracy per slice) against a budget."""
     from .budgets import Budget, load_budget_file
     from .outputs import output_folder
-    from .pipeline import Progress, run_verify
-    from .report import write_reports
+    from .pipeline import run_verify
+    from .progress import Progress
+    from .report_files import write_reports
 
     budget_obj = load_budget_file(budget) if budget else Budget()
-    with output_folder(out, force) as tmp:
+    store = _open_store(history)
+    with Progress(not quiet) as progress, output_folder(out, force) as tmp:
         report = run_verify(artifact, data, budget=budget_obj, float_model=float_model, teacher_model=teacher,
                             threads=threads, warmup=warmup, runs=runs, precision=precision,
-                            progress=Progress(not quiet), device=device or "host")
-        write_reports(report, tmp)
-    _finish(report, out, as_json)
+                            progress=progress, device=device or "host")
+        run_id = write_reports(report, tmp, store, out)
+    _finish(report, out, as_json, run_id, store)
 
 
 @main.command()
@@ -211,11 +252,13 @@ def bench(artifact, data, threads, warmup, runs, float_model, as_json, quiet, de
     $EDGE_DISTILL_BENCHMARK_MODEL / $EDGE_DISTILL_ORT_PERF_TEST."""
     from dataclasses import asdict
 
-    from .pipeline import Progress, run_bench
+    from .pipeline import run_bench
+    from .progress import Progress
     from .report import _fmt
 
-    lat, mem, target = run_bench(artifact, device=device or "host", data_path=data, threads=threads, warmup=warmup,
-                                 runs=runs, float_model=float_model, progress=Progress(not quiet))
+    with Progress(not quiet) as progress:
+        lat, mem, target = run_bench(artifact, device=device or "host", data_path=data, threads=threads,
+                                     warmup=warmup, runs=runs, float_model=float_model, progress=progress)
     if as_json:
         click.echo(json.dumps({"artifact": str(artifact), "target": target, "latency": asdict(lat),
                                "memory": asdict(mem)}, indent=2))
@@ -237,23 +280,25 @@ def bench(artifact, data, threads, warmup, runs, float_model, as_json, quiet, de
 @_quiet
 @_json
 @_device_option
-def ladder(config, target, whole, budget, out, force, quiet, as_json, device):
+@_history
+def ladder(config, target, whole, budget, out, force, quiet, as_json, device, history):
     """Measure teacher fp32/int8/int4, an off-the-shelf model, then student fp32/int8/int4, cheapest
     first; stop at the first rung that meets every budget. Exit 1 when none does."""
     from .budgets import load_budget_file
     from .config import load_config
     from .ladder import run_ladder
     from .outputs import output_folder
-    from .pipeline import Progress
-    from .report import write_reports
+    from .progress import Progress
+    from .report_files import write_reports
 
     cfg = load_config(config)
     if budget:
         cfg.budget = load_budget_file(budget)
-    with output_folder(out, force) as tmp:
-        report = run_ladder(cfg, tmp, Progress(not quiet), target=target, whole=whole, device=device)
-        write_reports(report, tmp)
-    _finish(report, out, as_json)
+    store = _open_store(history, cfg)
+    with Progress(not quiet) as progress, output_folder(out, force) as tmp:
+        report = run_ladder(cfg, tmp, progress, target=target, whole=whole, device=device)
+        run_id = write_reports(report, tmp, store, out)
+    _finish(report, out, as_json, run_id, store)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -271,11 +316,12 @@ def sensitivity(config, target, precision, out, force, quiet, as_json, device):
     Exit codes as `check`, for the precision as asked."""
     from .config import load_config
     from .outputs import output_folder
-    from .pipeline import Progress, run_sensitivity
-    from .report import write_reports
+    from .pipeline import run_sensitivity
+    from .progress import Progress
+    from .report_files import write_reports
 
-    with output_folder(out, force) as tmp:
-        report = run_sensitivity(load_config(config), tmp, target, precision, Progress(not quiet), device=device)
+    with Progress(not quiet) as progress, output_folder(out, force) as tmp:
+        report = run_sensitivity(load_config(config), tmp, target, precision, progress, device=device)
         write_reports(report, tmp)
     _finish(report, out, as_json)
 
@@ -449,3 +495,84 @@ def inspect(artifact, as_json):
     if not artifact.exists():
         raise BadInput("artifact not found", path=artifact)
     click.echo(json.dumps(get_target(target_for_file(artifact)).inspect(artifact), indent=2, default=str))
+
+
+_store_option = click.option("--store", metavar="STORE", help="The results store (a SQLite file or postgresql://...); "
+                                                              "default: $EDGE_DISTILL_HISTORY.")
+
+
+@main.group(cls=_Group, invoke_without_command=True)
+@_store_option
+@click.option("--model", help="Only runs whose model reference contains this text.")
+@click.option("--target", help="Only runs with an artifact for this target.")
+@click.option("--since", help="Only runs recorded on or after this date (YYYY-MM-DD).")
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as JSON.")
+@click.pass_context
+def history(ctx, store, model, target, since, limit, as_json):
+    """Runs recorded in the results store, newest first (`check`, `verify` and `ladder` record theirs when
+    a store is configured). `history show RUN` prints a run's report again."""
+    ctx.obj = store
+    if ctx.invoked_subcommand:
+        return
+    from dataclasses import asdict
+
+    from .tables import table
+
+    runs = _require_store(store).list(model=model, target=target, since=since, limit=limit)
+    if as_json:
+        click.echo(json.dumps([asdict(r) for r in runs], indent=2))
+        return
+    click.echo(table(["run", "recorded", "command", "model", "targets", "branch", "commit", "verdict"],
+                     [[str(r.id), r.recorded, r.command, r.model, r.targets, r.branch or "", (r.commit or "")[:10],
+                       "passed" if r.passed else f"exit {r.exit_code}"] for r in runs]) if runs else "no runs recorded")
+
+
+def _require_store(option: str | None):
+    from .errors import BadInput
+
+    store = _open_store(option)
+    if store is None:
+        raise BadInput("no results store: pass --store, or set $EDGE_DISTILL_HISTORY")
+    return store
+
+
+@history.command("show")
+@click.argument("run", type=click.IntRange(1))
+@_store_option
+@click.option("--json", "as_json", is_flag=True, help="Print the report's JSON document.")
+@click.option("--markdown", is_flag=True, help="Print the report as Markdown.")
+@click.pass_context
+def history_show(ctx, run, store, as_json, markdown):
+    """Print recorded RUN's report again: the table (or its JSON, or Markdown)."""
+    from .report import to_json, to_markdown, to_table
+    from .result import report_from_dict
+
+    data, _ = _require_store(store or ctx.obj).report(run)
+    report = report_from_dict(data)
+    click.echo(to_json(report) if as_json else to_markdown(report) if markdown else to_table(report))
+
+
+@main.command("report")
+@click.argument("report_json", metavar="REPORT.json", type=click.Path(path_type=Path))
+@click.option("--html", "html_out", is_flag=True, help="Write report.html beside REPORT.json.")
+@click.option("--markdown", is_flag=True, help="Print the report as Markdown.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report's JSON document (canonical).")
+def report_command(report_json, html_out, markdown, as_json):
+    """Render an existing report.json again: the table (default), Markdown, JSON, or report.html beside it."""
+    from .errors import BadInput
+    from .files import write_atomic
+    from .html_report import to_html
+    from .report import to_json, to_markdown, to_table
+    from .result import report_from_dict
+
+    try:
+        report = report_from_dict(json.loads(report_json.read_text()))
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"not an edge-distill report ({exc})", path=report_json) from exc
+    if html_out:
+        target = report_json.parent / "report.html"
+        write_atomic(target, to_html(report))
+        click.echo(f"wrote {target}", err=as_json or markdown)
+    if as_json or markdown or not html_out:
+        click.echo(to_json(report) if as_json else to_markdown(report) if markdown else to_table(report))

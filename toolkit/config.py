@@ -42,10 +42,13 @@
     # float (edge_distill.mixed); the search's floor and trial budget:
     auto_min_quantized_fraction = 0.5
     auto_max_evaluations = 32
-    auto_groups = { attention = "attention", ffn = "intermediate|/output/dense" }  # optional: layers searched together
+    auto_groups = { attention = "attention", ffn = "intermediate|layer\\.\\d+/output/dense" }  # optional: searched together
     recipe = "out/ort/int4-auto/recipe.toml"  # optional: rebuild a search's choice (its keep_float option)
 
     [budgets]                             # see edge_distill.budgets
+
+    history = "results.db"                # top level, before the tables: record every run in this store
+                                          # (a SQLite file, or postgresql://...); see edge_distill.history
 """
 
 from __future__ import annotations
@@ -115,6 +118,7 @@ class Config:
     cost: object | None = None  # edge_distill.cost.CostModel
     off_the_shelf: str | None = None
     off_the_shelf_weights: str | None = None
+    history: str | None = None  # the results store every run is recorded in (edge_distill.history)
 
     @property
     def root(self) -> Path:
@@ -159,11 +163,12 @@ def parse_inputs(items, where: str, path: Path) -> list[InputSpec]:
 def load_config(path: str | Path) -> Config:
     path = Path(path).resolve()
     data = read_toml(path)
-    check_keys(data, {"model", "data", "export", "measure", "targets", "budgets", "cost", "ladder"}, "top level",
-               path)
+    check_keys(data, {"model", "data", "export", "measure", "targets", "budgets", "cost", "ladder", "history"},
+               "top level", path)
     if "model" not in data:
         raise BadInput("missing [model] table", path=path)
     cfg = Config(path=path, model=_read_model(expect(data["model"], dict, "model", "top level", path), path))
+    cfg.history = expect(data.get("history"), (str, type(None)), "history", "top level", path)
     section = lambda name: expect(data.get(name, {}), dict, name, "top level", path)  # noqa: E731
     _read_data(cfg, section("data"))
     _read_export(cfg, section("export"))

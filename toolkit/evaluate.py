@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import Dataset
+from edge_distill.calibration import Dataset, on_each_chunk
 from edge_distill.targets import Artifact, artifact_size, get_target
 
 from . import budgets, metrics
@@ -22,6 +22,7 @@ from .budgets import Budget
 from .devices import Figures, Job, RunSettings
 from .errors import BadInput, CannotMeasure
 from .files import sha256_path
+from .progress import loop
 from .result import Check, Latency, TargetResult, result_label
 
 
@@ -71,7 +72,8 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
     how = runner.describe()
     progress(f"  {candidate.label}: accuracy on {len(data)} samples ({how['runtime']})")
     try:
-        every_output, why_no_outputs = host_outputs(runner, data), None
+        with loop(progress, f"{candidate.label}: evaluating", len(data), "samples") as advance, on_each_chunk(advance):
+            every_output, why_no_outputs = host_outputs(runner, data), None
     except CannotMeasure as exc:  # this artifact's accuracy stays unmeasured; its other figures go on
         every_output, why_no_outputs = [None], str(exc)
     outputs = every_output[0]  # the task metric's; the others are compared output by output below

@@ -89,16 +89,27 @@ class Search:
                                 for s in self.layers]}
 
 
+SENSITIVITY_FIGURES = ("accuracy", "float_agreement", "teacher_agreement", "float_cosine", "teacher_cosine",
+                       "float_retrieval_agreement", "teacher_retrieval_agreement")
+PROPORTIONS = {"accuracy", "float_agreement", "teacher_agreement", "float_retrieval_agreement",
+               "teacher_retrieval_agreement"}  # shares of samples: they carry a binomial standard error
+
+
 def figures(result: TargetResult) -> dict:
-    """Accuracy overall and per slice, each with its binomial standard error (how much the figure
-    moves by chance on this many samples: a gain smaller than it is noise)."""
-    out = {"accuracy": result.metrics.accuracy, "float_agreement": result.metrics.float_agreement}
+    """The task's figures overall ("accuracy") and per slice ("rare_topic.teacher_retrieval_agreement"),
+    each share of samples with its binomial standard error (how much it moves by chance on this many
+    samples: a gain smaller than it is noise)."""
+    out = {}
     for name, m in [(None, result.metrics), *result.slices.items()]:
-        key = f"{name}.accuracy" if name else "accuracy"
-        if m.accuracy is not None and m.samples:
-            out[key] = m.accuracy
-            out[f"{key}_se"] = round((m.accuracy * (1 - m.accuracy) / m.samples) ** 0.5, 6)
-    return {k: v for k, v in out.items() if v is not None}
+        for figure in SENSITIVITY_FIGURES:
+            value = getattr(m, figure)
+            if value is None or not m.samples:
+                continue
+            key = f"{name}.{figure}" if name else figure
+            out[key] = value
+            if figure in PROPORTIONS:
+                out[f"{key}_se"] = round((value * (1 - value) / m.samples) ** 0.5, 6)
+    return out
 
 
 def sensitivity(trial: Callable[[list[str]], TargetResult], layers: list, state: Search, tried: dict, *,

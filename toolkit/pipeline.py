@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -33,23 +32,18 @@ from .evaluate import Candidate, References, evaluate_artifact
 from .exporting import export_to_onnx
 from .mixed import AUTO, base_precision
 from .models import SourceModel, load_model
+from .progress import Progress
 from .provenance import host_environment
 from .result import Check, Latency, Memory, Report, TargetResult, result_label
 from .version import __version__
 
-class Progress:
-    """Progress lines on stderr, so stdout stays clean for the table."""
-
-    def __init__(self, enabled: bool = True):
-        self.enabled, self.start = enabled, time.perf_counter()
-
-    def __call__(self, message: str) -> None:
-        if self.enabled:
-            print(f"[{time.perf_counter() - self.start:6.1f}s] {message}", file=sys.stderr, flush=True)
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def student_reference(cfg: Config) -> str:
+    """How a report names the config's student (what the results store finds its runs by)."""
+    return cfg.resolve(cfg.model.student)
 
 
 def _model_info(model: SourceModel) -> dict:
@@ -168,6 +162,8 @@ def load_inputs(cfg: Config, progress: Progress) -> Loaded:
         progress(f"loading the teacher {cfg.resolve(m.teacher) if '{' in m.teacher else m.teacher}")
         teacher = load_model(cfg.resolve(m.teacher), cfg.resolve(m.teacher_weights), m.inputs,
                              trust_pickle=m.trust_pickle, search_path=cfg.root)
+    if isinstance(progress, Progress):  # a stage's remembered duration is this student's
+        progress.context = student.fingerprint[:16]
     evaluation = load_dataset(cfg.evaluation, student.inputs)
     calibration = None
     if cfg.calibration is not None:

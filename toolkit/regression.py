@@ -32,10 +32,19 @@ SIGNIFICANCE, RESAMPLES, SEED = 0.05, 2000, 0
 def load_baseline(path: Path) -> dict:
     try:
         data = json.loads(Path(path).read_text())
-        results = {r["name"]: r for r in data["results"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise BadInput(f"not an edge-distill report to compare with ({exc})", path=path) from exc
-    return {"path": str(path), "created": data.get("created"), "results": results}
+    return baseline_of(data, Path(path))
+
+
+def baseline_of(data: dict, path: Path, label: str | None = None) -> dict:
+    """A baseline from a report's data; `path` is where its report.json was written (its artifacts
+    beside it, if they remain, are timed again side by side)."""
+    try:
+        results = {r["name"]: r for r in data["results"]}
+    except (KeyError, TypeError) as exc:
+        raise BadInput(f"not an edge-distill report to compare with (no {exc})", path=label or path) from exc
+    return {"path": str(path), "label": label or str(path), "created": data.get("created"), "results": results}
 
 
 def compare(report: Report, baseline: dict, limits: dict | None = None, run_dir: Path | None = None) -> None:
@@ -46,15 +55,17 @@ def compare(report: Report, baseline: dict, limits: dict | None = None, run_dir:
     for result in report.results:
         before = baseline["results"].get(result.name)
         if before is None:
-            result.warnings.append(f"{result.name}: not in the baseline ({baseline['path']}): nothing to compare")
+            result.warnings.append(f"{result.name}: not in the baseline ({baseline['label']}): nothing to compare")
             continue
-        result.checks += _size(result, before, limits) + _accuracy(result, before, limits)
+        result.checks += (_size(result, before, limits) + _accuracy(result, before, limits)
+                          + _outputs(result, before, limits) + _memory(result, before, limits))
         pair = _side_by_side(result, before, run_dir, Path(baseline["path"]).parent) if run_dir else None
-        check, why_not = _latency(result, before, limits, pair)
-        if check:
-            result.checks.append(check)
-        if why_not:
-            result.warnings.append(f"{result.name}: latency not compared with the baseline: {why_not}")
+        for q in (50, 95):
+            check, why_not = _latency(result, before, limits, pair, q)
+            if check:
+                result.checks.append(check)
+            if why_not and q == 50:  # one warning for both percentiles
+                result.warnings.append(f"{result.name}: latency not compared with the baseline: {why_not}")
 
 
 def _check(result: TargetResult, what: str, value: float, limit: float, unit: str, message: str,
@@ -114,46 +125,74 @@ def _side_by_side(result: TargetResult, before: dict, run_dir: Path, baseline_di
     return times[0], times[1]
 
 
-def _latency(result: TargetResult, before: dict, limits: dict, pair=None) -> tuple[Check | None, str]:
+def _latency(result: TargetResult, before: dict, limits: dict, pair=None, q: int = 50) -> tuple[Check | None, str]:
+    """The q-th percentile's growth (p50 against max_latency_increase, p95 against max_p95_increase),
+    judged beyond the runs' noise."""
+    key, limit = f"p{q}", limits["max_latency_increase" if q == 50 else "max_p95_increase"]
+    statistic = "medians" if q == 50 else f"{q}th percentiles"
     then, now = before.get("latency") or {}, result.latency
-    if now is None or now.p50_ms is None or then.get("p50_ms") is None:
-        return None, "" if now is None and not then else "one of the two runs has no p50"
+    if now is None or getattr(now, f"{key}_ms") is None or then.get(f"{key}_ms") is None:
+        return None, "" if now is None and not then else f"one of the two runs has no {key}"
     old_prov, new_prov = then.get("provenance") or {}, vars(now.provenance)
     differ = [k for k in ("kind", "device", "cpu", "threads", "runtime", "runtime_version") if old_prov.get(k) != new_prov.get(k)]
     if differ:
         return None, "different provenance (" + ", ".join(f"{k}: {old_prov.get(k)} -> {new_prov.get(k)}" for k in differ) + ")"
-    limit = limits["max_latency_increase"]
     if pair is not None:
         new, old = pair
-        growth = float(np.median(new) / np.median(old)) - 1
-        p = _p_within_limit(old, new, limit, paired=True)
+        growth = float(np.percentile(new, q) / np.percentile(old, q)) - 1
+        p = _p_within_limit(old, new, limit, q, paired=True)
         regressed = growth > limit and p < SIGNIFICANCE
-        return _check(result, "latency.p50", growth, limit, "", f"side by side with the baseline's artifact on this "
-                      f"host, {len(new)} interleaved runs each: p50 {np.median(old):.4g} -> {np.median(new):.4g} ms "
-                      f"({growth:+.1%}); paired bootstrap of the ratio of medians, {RESAMPLES} resamples: p = {p:.3g} "
-                      f"that it grew no more than {limit:.0%}", passed=not regressed), ""
+        return _check(result, f"latency.{key}", growth, limit, "", f"side by side with the baseline's artifact on this "
+                      f"host, {len(new)} interleaved runs each: {key} {np.percentile(old, q):.4g} -> "
+                      f"{np.percentile(new, q):.4g} ms ({growth:+.1%}); paired bootstrap of the ratio of {statistic}, "
+                      f"{RESAMPLES} resamples: p = {p:.3g} that it grew no more than {limit:.0%}", passed=not regressed), ""
     # Divided by the host's speed at the time (a fixed workload timed between the runs), where both have it.
     old_ref, new_ref = then.get("reference_ms"), now.reference_ms
     scale_old, scale_new = (old_ref, new_ref) if old_ref and new_ref else (1.0, 1.0)
-    growth = (now.p50_ms / scale_new) / (then["p50_ms"] / scale_old) - 1
+    growth = (getattr(now, f"{key}_ms") / scale_new) / (then[f"{key}_ms"] / scale_old) - 1
     normalized = f", each divided by the host's reference time ({old_ref:.4g} -> {new_ref:.4g} ms)" if old_ref and new_ref else ""
     old_samples, new_samples = then.get("samples_ms"), now.samples_ms
-    head = f"p50 {then['p50_ms']:.4g} -> {now.p50_ms:.4g} ms{normalized}: {growth:+.1%}"
+    head = f"{key} {then[f'{key}_ms']:.4g} -> {getattr(now, f'{key}_ms'):.4g} ms{normalized}: {growth:+.1%}"
     if not old_samples or not new_samples:
-        return _check(result, "latency.p50", growth, limit, "", f"{head}; no raw runs in one of the reports, so noise "
-                      "is not judged"), ""
-    p = _p_within_limit(np.asarray(old_samples) / scale_old, np.asarray(new_samples) / scale_new, limit)
+        return _check(result, f"latency.{key}", growth, limit, "", f"{head}; no raw runs in one of the reports, so "
+                      "noise is not judged"), ""
+    p = _p_within_limit(np.asarray(old_samples) / scale_old, np.asarray(new_samples) / scale_new, limit, q)
     regressed = growth > limit and p < SIGNIFICANCE
-    return _check(result, "latency.p50", growth, limit, "", f"{head}; bootstrap of the ratio of medians over "
+    return _check(result, f"latency.{key}", growth, limit, "", f"{head}; bootstrap of the ratio of {statistic} over "
                   f"{len(old_samples)} and {len(new_samples)} runs, {RESAMPLES} resamples: p = {p:.3g} that it grew no "
                   f"more than {limit:.0%}" + ("" if regressed or growth <= limit else " (within the noise: not a regression)"),
                   passed=not regressed), ""
 
 
-def _p_within_limit(old: np.ndarray, new: np.ndarray, limit: float, paired: bool = False) -> float:
-    """The share of bootstrap resamples in which median(new) / median(old) <= 1 + limit (paired: the
-    same rounds drawn for both, so a moment of load weighs on both alike)."""
+def _memory(result: TargetResult, before: dict, limits: dict) -> list[Check]:
+    """Peak memory's growth, where both runs measured it the same way."""
+    then, now = before.get("memory") or {}, result.memory
+    old_kind = (then.get("provenance") or {}).get("kind")
+    if not then.get("peak_mb") or now.peak_mb is None or now.provenance is None or old_kind != now.provenance.kind:
+        return []
+    growth = now.peak_mb / then["peak_mb"] - 1
+    return [_check(result, "peak_memory", growth, limits["max_memory_increase"], "",
+                   f"peak memory {then['peak_mb']:.4g} -> {now.peak_mb:.4g} MB ({growth:+.1%})")]
+
+
+def _outputs(result: TargetResult, before: dict, limits: dict) -> list[Check]:
+    """A multi-output model's other outputs: their agreement with the float student's, as accuracy is."""
+    checks = []
+    for name, now in result.outputs.items():
+        then = (before.get("outputs") or {}).get(name) or {}
+        for figure in ("float_agreement", "cosine"):
+            if now.get(figure) is not None and then.get(figure) is not None:
+                drop = then[figure] - now[figure]
+                checks.append(_check(result, f"output[{name}]/{figure}", drop, limits["max_accuracy_decrease"], "",
+                                     f"output {name} {figure} {then[figure]:.4g} -> {now[figure]:.4g} ({-drop:+.4g})"))
+    return checks
+
+
+def _p_within_limit(old: np.ndarray, new: np.ndarray, limit: float, q: int = 50, paired: bool = False) -> float:
+    """The share of bootstrap resamples in which the q-th percentile of new over old's is <= 1 + limit
+    (paired: the same rounds drawn for both, so a moment of load weighs on both alike)."""
     rng = np.random.default_rng(SEED)
     pick_old = rng.integers(0, len(old), (RESAMPLES, len(old)))
     pick_new = pick_old if paired else rng.integers(0, len(new), (RESAMPLES, len(new)))
-    return float(np.mean(np.median(new[pick_new], axis=1) / np.median(old[pick_old], axis=1) <= 1 + limit))
+    ratio = np.percentile(new[pick_new], q, axis=1) / np.percentile(old[pick_old], q, axis=1)
+    return float(np.mean(ratio <= 1 + limit))

@@ -1,13 +1,11 @@
 """Renderers: every report is drawn from one `result.Report`: JSON (canonical, with a schema),
-JUnit XML, Markdown, and the terminal table. Nothing here measures or decides; the exit code is
+JUnit XML, Markdown, and the terminal table (HTML: html_report.py; the files: report_files.py). Nothing here measures or decides; the exit code is
 the result's."""
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
-from xml.sax.saxutils import escape, quoteattr
 
 from .result import KB, MB, Check, Report
 
@@ -27,47 +25,83 @@ def _finite(value):
     return value
 
 
-def _ladder_cases(report: Report) -> tuple[list[str], int]:
+def _ladder_suite(report: Report):
     """A ladder's rungs below the chosen one are findings: skipped, not failed. Only 'no rung meets
     the budget' fails the build."""
-    cases = []
+    from junitparser import Failure, Skipped, TestCase, TestSuite
+
+    suite = TestSuite(f"edge-distill {report.command} ladder")
     for rung in report.ladder.rungs:
-        body = ""
-        if not rung.measured:
-            body = f"<skipped message={quoteattr(rung.note)}/>"
-        elif not rung.meets_budget:
-            body = f"<skipped message={quoteattr('does not meet: ' + ', '.join(rung.broken))}/>"
-        cases.append(f'    <testcase classname="edge-distill.ladder" name={quoteattr(rung.name)}>{body}</testcase>')
-    failed = report.ladder.chosen is None
-    verdict = f'<failure message={quoteattr(report.ladder.verdict)}/>' if failed else ""
-    cases.append(f'    <testcase classname="edge-distill.ladder" name="verdict">{verdict}</testcase>')
-    return cases, int(failed)
+        case = TestCase(rung.name, "edge-distill.ladder")
+        why = rung.note if not rung.measured else None if rung.meets_budget else "does not meet: " + ", ".join(rung.broken)
+        if why:
+            skipped = Skipped()  # Jenkins' schema gives <skipped> text, no message attribute
+            skipped.text = why
+            case.result = [skipped]
+        suite.add_testcase(case)
+    verdict = TestCase("verdict", "edge-distill.ladder")
+    if report.ladder.chosen is None:
+        verdict.result = [Failure(report.ladder.verdict)]
+    suite.add_testcase(verdict)
+    return suite
+
+
+def _case(check: Check):
+    from junitparser import Error, Failure, TestCase
+
+    classname, _, name = check.name.partition("/")
+    case = TestCase(name, "edge-distill." + classname)
+    if check.passed is False:
+        failure = Failure(_sentence(check))
+        failure.text = _sentence(check)
+        case.result = [failure]
+    elif check.passed is None:
+        case.result = [Error(_sentence(check), "cannot-measure")]
+    return case
 
 
 def to_junit(report: Report) -> str:
-    cases = []
-    checks = report.gate_checks if report.ladder is not None else report.checks
-    ladder_failures = 0
+    """JUnit XML through junitparser: one test suite per artifact (its properties: target, precision,
+    sha256, size, the latency's and the outputs' provenance), one test case per check; the run's own
+    checks (a stale teacher) and a ladder's rungs in suites of their own. Validated against Jenkins'
+    JUnit schema in the tests."""
+    from junitparser import JUnitXml, TestSuite
+
+    xml = JUnitXml("edge-distill")
+    suites = []
     if report.ladder is not None:
-        cases, ladder_failures = _ladder_cases(report)
-    for check in checks:
-        classname, _, name = check.name.partition("/")
-        body = ""
-        if check.passed is False:
-            body = f'<failure message={quoteattr(_sentence(check))}>{escape(_sentence(check))}</failure>'
-        elif check.passed is None:
-            body = f'<error message={quoteattr(_sentence(check))} type="cannot-measure"/>'
-        cases.append(f'    <testcase classname={quoteattr("edge-distill." + classname)} name={quoteattr(name)}>'
-                     f'{body}</testcase>')
-    failures = sum(c.passed is False for c in checks) + ladder_failures
-    errors = sum(c.passed is None for c in checks)
-    tests = len(cases)
-    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
-            f'<testsuites name="edge-distill" tests="{tests}" failures="{failures}" errors="{errors}">\n'
-            f'  <testsuite name={quoteattr("edge-distill " + report.command)} tests="{tests}" '
-            f'failures="{failures}" errors="{errors}" timestamp={quoteattr(report.created)}>\n'
-            + "\n".join(cases) + ("\n" if cases else "")
-            + "  </testsuite>\n</testsuites>\n")
+        suites.append(_ladder_suite(report))
+    if report.gate_checks:
+        suites.append(TestSuite(f"edge-distill {report.command}"))
+        for check in report.gate_checks:
+            suites[-1].add_testcase(_case(check))
+    for r in report.results if report.ladder is None else []:
+        suite = TestSuite(f"edge-distill {report.command} {r.name}")
+        for key, value in _properties(r).items():
+            suite.add_property(key, value)
+        for check in r.checks:
+            suite.add_testcase(_case(check))
+        suites.append(suite)
+    for suite in suites:
+        suite.timestamp = report.created
+        suite.update_statistics()
+        xml.add_testsuite(suite)
+    # Totals set by hand: junitparser's update_statistics adds a `skipped` count to <testsuites>,
+    # which Jenkins' schema does not allow there.
+    xml.tests, xml.failures, xml.errors = (sum(getattr(s, k) for s in suites) for k in ("tests", "failures", "errors"))
+    text = xml.tostring()
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + (text.decode() if isinstance(text, bytes) else text) + "\n"
+
+
+def _properties(r) -> dict[str, str]:
+    props = {"artifact": r.artifact, "target": r.target, "precision": r.precision, "sha256": r.sha256,
+             "size_bytes": str(r.size_bytes), "evaluation": r.evaluation.get("kind", "")}
+    if r.latency:
+        p = r.latency.provenance
+        props.update({"latency.provenance": p.kind, "latency.device": p.device,
+                      "latency.runtime": f"{p.runtime} {p.runtime_version}", "latency.cpu": p.cpu,
+                      "latency.threads": str(p.threads)})
+    return props
 
 
 def _fmt(value, unit: str = "") -> str:
@@ -80,13 +114,15 @@ def _fmt(value, unit: str = "") -> str:
     return f"{text} {unit}".strip()
 
 
-def _sentence(check: Check) -> str:
-    value = _fmt(check.value, check.unit)
+def _sentence_parts(check: Check) -> tuple[str, str, str]:
+    """(the figure against its limit and the verdict, " [provenance]", ": message"), each possibly empty."""
     verdict = {True: "holds", False: "BROKEN", None: "NOT MEASURED"}[check.passed]
-    text = f"{check.name}: {value} (limit {check.comparison} {_fmt(check.limit, check.unit)}) {verdict}"
-    if check.provenance:
-        text += f" [{check.provenance}]"
-    return f"{text}: {check.message}" if check.message else text
+    head = f"{check.name}: {_fmt(check.value, check.unit)} (limit {check.comparison} {_fmt(check.limit, check.unit)}) {verdict}"
+    return head, f" [{check.provenance}]" if check.provenance else "", f": {check.message}" if check.message else ""
+
+
+def _sentence(check: Check) -> str:
+    return "".join(_sentence_parts(check))
 
 
 # (column, Metrics field) per task; slices repeat the task's headline metric
@@ -184,17 +220,21 @@ def _mixed_lines(report: Report) -> list[str]:
                          f"{m['quantized_share']:.1%} of the weights still {m['precision']}; {m['trials']} trials "
                          f"in {m['seconds']:.0f} s; stopped: {m['stopped']}"
                          + ("" if m["met"] else " (no configuration meets every budget)"))
+        shown = SENSITIVITY_SHOWN[report.task]
         for s in sorted(m["sensitivity"], key=lambda s: -s["gain"]):
             name = s["layer"] if len(s["layer"]) <= 48 else "..." + s["layer"][-45:]
-            slices = ", ".join(f"{k} {v:.4g} ± {s.get(k + '_se', 0):.2g}" for k, v in s.items()
-                               if k.endswith(".accuracy") and ":" not in k)
-            alone = ", ".join(f"{k.split(': ', 1)[1]} {v:.4g}" for k, v in s.items()
-                              if k.startswith("quantized alone: ") and k.endswith("accuracy"))
+            in_float = ", ".join(f"{k} {v:.4g}" + (f" ± {s[k + '_se']:.2g}" if k + "_se" in s else "")
+                                 for k, v in s.items() if k.rpartition(".")[2] in shown and ":" not in k)
+            alone = ", ".join(f"{k.split(': ', 1)[1]} {v:.4g}" for k, v in s.items() if k.startswith("quantized alone: ")
+                              and k.split(": ", 1)[1].rpartition(".")[2] in shown)
             lines.append(f"  {'float' if s['layer'] in m['keep_float'] else 'kept ':5}  {name:48}  {s['op']:16} "
-                         f"{s['weight_share']:6.1%} of weights  gain {s['gain']:.3g}  (in float alone: accuracy "
-                         f"{s.get('accuracy', float('nan')):.4g}{', ' + slices if slices else ''}"
+                         f"{s['weight_share']:6.1%} of weights  gain {s['gain']:.3g}  (in float alone: {in_float}"
                          + (f"; quantized alone: {alone})" if alone else ")"))
     return lines
+
+
+# the figures a sensitivity table shows per task, overall and per slice ("rare_topic.float_cosine")
+SENSITIVITY_SHOWN = {"classification": ("accuracy",), "embedding": ("float_cosine", "float_retrieval_agreement")}
 
 
 def _size(n: int) -> str:
@@ -229,11 +269,18 @@ def _provenance_line(report: Report) -> str:
     return "\n".join(lines)
 
 
-def to_table(report: Report) -> str:
+def to_table(report: Report, colour: bool | None = None) -> str:
+    """The terminal's view: the artifacts table (rich: width-aware; rows with a broken budget in red,
+    the references dim), notes, the broken checks with their limits (provenance dim), the verdict.
+    Plain text off a terminal or with NO_COLOR."""
+    from .tables import colour_wanted, paint, table
+
+    colour = colour_wanted() if colour is None else colour
     head, rows = _rows(report)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
-    out = [line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+    styles = ["dim"] * len(report.references) + [
+        "red" if any(c.passed is False for c in r.checks) else "yellow" if any(c.passed is None for c in r.checks)
+        else None for r in report.results]
+    out = [table(head, rows, styles, colour)]
     broken = [c for c in report.checks if c.passed is not True]
     out.append("")
     out.extend(_batch_lines(report))
@@ -243,21 +290,27 @@ def to_table(report: Report) -> str:
     out.extend(_mixed_lines(report))
     out.append(_provenance_line(report))
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
-        out.append(f"warning: {w}")
+        out.append(paint(f"warning: {w}", "yellow", colour))
     if broken:
         out.append("")
-        out.extend(f"  {_sentence(c)}" for c in broken)
+        for c in broken:
+            head, provenance, message = _sentence_parts(c)
+            out.append("  " + paint(head, "red" if c.passed is False else "yellow", colour)
+                       + (paint(provenance, "dim", colour) if provenance else "") + message)
     out.append("")
+    verdict_style = {0: "bold green", 1: "bold red", 3: "bold yellow"}[report.exit_code]
     if report.ladder is not None:
         out.extend(_ladder_lines(report))
-        out.append({0: "PASSED", 1: "FAILED", 3: "INCOMPLETE"}[report.exit_code] + ": " + report.ladder.verdict)
+        out.append(paint({0: "PASSED", 1: "FAILED", 3: "INCOMPLETE"}[report.exit_code] + ": " + report.ladder.verdict,
+                         verdict_style, colour))
         return "\n".join(out)
     if not report.checks:
         out.append("PASSED: no budget was given, so nothing was checked (a [budgets] table, or verify --budget FILE)")
         return "\n".join(out)
-    out.append({0: "PASSED: every budget holds", 1: "FAILED: a budget is broken",
-                3: "INCOMPLETE: something could not be measured"}[report.exit_code]
-               + f" ({sum(bool(c.passed) for c in report.checks)}/{len(report.checks)} checks hold)")
+    out.append(paint({0: "PASSED: every budget holds", 1: "FAILED: a budget is broken",
+                      3: "INCOMPLETE: something could not be measured"}[report.exit_code]
+                     + f" ({sum(bool(c.passed) for c in report.checks)}/{len(report.checks)} checks hold)",
+                     verdict_style, colour))
     return "\n".join(out)
 
 
@@ -313,11 +366,3 @@ def to_markdown(report: Report) -> str:
         out.append(f"| `{c.name}` | {_fmt(c.value, c.unit)} | {c.comparison} {_fmt(c.limit, c.unit)} | "
                    f"{verdict}{note} |")
     return "\n".join(out) + "\n"
-
-
-def write_reports(report: Report, folder: Path) -> None:
-    """report.json, junit.xml and report.md into `folder` (a run's temporary output folder)."""
-    folder = Path(folder)
-    (folder / "report.json").write_text(to_json(report))
-    (folder / "junit.xml").write_text(to_junit(report))
-    (folder / "report.md").write_text(to_markdown(report))

@@ -8,6 +8,8 @@ Imports only metrics and provenance: anything may import this module.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 
 from .metrics import Metrics
@@ -194,3 +196,42 @@ class Report:
             res["name"] = obj.name
             res["passed"] = obj.passed
         return out
+
+
+def report_from_dict(data: dict) -> Report:
+    """A report read back from its JSON (the results store, `edge-distill report`): the same objects,
+    so every renderer draws it as it drew the original. Keys a newer version added are ignored.
+    Raises ValueError for data that are not a report."""
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise ValueError("no 'results' list at the top level")
+    try:
+        report = _build(Report, data)
+        report.references = {name: {"overall": _build(Metrics, ref["overall"]),
+                                    "slices": {k: _build(Metrics, v) for k, v in ref.get("slices", {}).items()}}
+                             for name, ref in report.references.items()}
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from exc
+    return report
+
+
+def _build(cls, data):
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    return cls(**{k: _value(hints[k], v) for k, v in data.items() if k in known})
+
+
+def _value(hint, value):
+    """`value` as `hint` says: a dataclass, an optional one, or a list or dict of them."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [a for a in args if dataclasses.is_dataclass(a)]
+        return _build(inner[0], value) if inner and isinstance(value, dict) else value
+    if origin is list and args and dataclasses.is_dataclass(args[0]):
+        return [_build(args[0], v) for v in value]
+    if origin is dict and len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        return {k: _build(args[1], v) for k, v in value.items()}
+    return value

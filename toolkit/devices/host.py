@@ -19,15 +19,18 @@ import numpy as np
 
 from edge_distill.calibration import Dataset
 
+from ..progress import loop
 from ..provenance import measured_on_host
 from ..result import MB, Latency, Memory
 from .base import Device, Figures, Job
 
 
-def latency(runner, data: Dataset, *, warmup: int, runs: int) -> Latency:
+def latency(runner, data: Dataset, *, warmup: int, runs: int, advance=lambda n=1: None) -> Latency:
+    """`advance(n)` hears of every ten runs (a progress bar)."""
     pool = [{n: data.inputs[n][i: i + 1] for n in runner.input_names} for i in range(min(32, len(data)))]
     for i in range(warmup):
         runner.run(pool[i % len(pool)])
+    advance(warmup)
     times, reference = np.empty(runs), []
     for i in range(runs):
         feeds = pool[i % len(pool)]
@@ -36,6 +39,9 @@ def latency(runner, data: Dataset, *, warmup: int, runs: int) -> Latency:
         times[i] = (time.perf_counter_ns() - start) / 1e6
         if i % 10 == 0:
             reference.append(_reference_ms())
+        if i % 10 == 9:
+            advance(10)
+    advance(runs % 10)
     batch = getattr(runner, "fixed_batch", None) or 1
     per = "batch 1" if batch == 1 else f"batch {batch}, the model's fixed batch: one run is {batch} samples"
     prov = measured_on_host(runner.describe(), f"wall time of {runs} runs after {warmup} warm-up runs, {per}")
@@ -159,7 +165,8 @@ def host_speed(job: Job) -> Figures:
             figures.why_no_latency = figures.memory.why_not
         return figures
     job.progress(f"  {job.label}: latency ({s.warmup} warm-up + {s.runs} runs, {s.threads} thread(s))")
-    figures.latency = latency(runner, job.data, warmup=s.warmup, runs=s.runs)
+    with loop(job.progress, f"{job.label}: timing", s.warmup + s.runs, "runs") as advance:
+        figures.latency = latency(runner, job.data, warmup=s.warmup, runs=s.runs, advance=advance)
     return figures
 
 
@@ -176,7 +183,8 @@ def latency_by_length(job: Job):
                                              f"not {length}"}
             continue
         job.progress(f"  {job.label}: latency at {length} tokens ({s.warmup} warm-up + {s.runs} runs)")
-        lat = latency(runner, at_length(job.data, length), warmup=s.warmup, runs=s.runs)
+        with loop(job.progress, f"{job.label}: timing at {length} tokens", s.warmup + s.runs, "runs") as advance:
+            lat = latency(runner, at_length(job.data, length), warmup=s.warmup, runs=s.runs, advance=advance)
         by_length[str(length)] = {"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms,
                                   "latency": lat}
     lat = by_length[str(chosen)].get("latency")

@@ -1,0 +1,90 @@
+"""Progress: on a terminal a live display that is never silent, finished stages with their durations,
+bars with ETAs; off a terminal plain timestamped lines without control characters; -q silent."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import subprocess
+import sys
+import time
+
+from conftest import edit_config, run_cli
+
+from edge_distill import progress as progress_module
+from edge_distill.progress import Progress
+
+
+def _run_in_a_terminal(args: list[str], env: dict) -> list[tuple[float, bytes]]:
+    """The CLI with a pseudo-terminal as its stdout and stderr: what it wrote, chunk by chunk, and when."""
+    leader, follower = os.openpty()
+    chunks = [(time.monotonic(), b"")]  # from the start: a slow start is silence too
+    proc = subprocess.Popen([sys.executable, "-m", "edge_distill", *args], stdin=subprocess.DEVNULL, stdout=follower,
+                            stderr=follower, env={**os.environ, **env, "COLUMNS": "160"})
+    os.close(follower)
+    while True:
+        ready, _, _ = select.select([leader], [], [], 30)
+        if not ready:
+            break
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append((time.monotonic(), data))
+    proc.wait(60)
+    os.close(leader)
+    return chunks
+
+
+def test_a_terminal_is_never_silent_and_shows_each_stage(example, tmp_path):
+    config = edit_config(example, targets=("tflite",), precisions=["fp32", "int8"])
+    chunks = _run_in_a_terminal(["check", str(config), "--out", str(tmp_path / "out")],
+                                {"EDGE_DISTILL_CACHE": str(tmp_path / "cache")})
+    gaps = [b[0] - a[0] for a, b in zip(chunks, chunks[1:])]
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(c for _, c in chunks).decode(errors="replace"))
+    assert "PASSED" in text or "FAILED" in text, text[-2000:]
+    assert max(gaps) < 10, f"silent for {max(gaps):.1f} s"
+    assert re.search(r"✓ building tflite-int8 \(\d+\.\d s\)", text)
+    assert "tflite-int8: timing" in text and re.search(r"\d+/350 runs", text)  # the latency loop's bar
+    assert "tflite-int8: evaluating" in text and "/2000 samples" in text
+
+
+def test_off_a_terminal_plain_lines_and_quiet_is_silent(example, tmp_path):
+    config = edit_config(example, targets=("ort",), precisions=["fp32"])
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stderr and "\x1b" not in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines and all(re.match(r"\[ *\d+\.\ds\] ", line) for line in lines), lines
+    quiet = run_cli("check", config, "--out", tmp_path / "quiet", "-q")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+def test_a_plain_loop_says_its_count_and_eta(capsys, monkeypatch):
+    monkeypatch.setattr(progress_module, "PLAIN_EVERY_S", 0.0)
+    progress = Progress(True, terminal=False)
+    progress("evaluating")
+    with progress.loop("ort-int8: evaluating", 10, "samples") as advance:
+        for _ in range(4):
+            advance(2)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("] evaluating")
+    assert re.search(r"\]   ort-int8: evaluating: 2/10 samples, about \d+ s left$", lines[1])
+    assert len(lines) == 5 and lines[-1].split("]   ")[1].startswith("ort-int8: evaluating: 8/10 samples")
+
+
+def test_a_stage_remembers_how_long_it_took(tmp_path, monkeypatch):
+    """The ETA of a stage that reports nothing: how long the same stage took for the same model last time."""
+    monkeypatch.setenv("EDGE_DISTILL_CACHE", str(tmp_path))
+    first = Progress(True, terminal=False)
+    first.context = "student-hash"
+    first._times.remember("student-hash", "building tflite-int8", 96.04)
+    first._times.remember("student-hash", "  ort-fp32: peak memory", 0.4)
+    first.close()
+    again = Progress(True, terminal=False)._times
+    assert again.last("student-hash", "building tflite-int8") == 96.0
+    assert again.last("other-model", "building tflite-int8") is None
+    assert again.last("student-hash", "  ort-fp32: peak memory") is None  # under 5 s: no ETA worth showing

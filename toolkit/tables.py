@@ -1,0 +1,46 @@
+"""Tables for the terminal, drawn by rich: width-aware, broken rows in red, notes dim. Off a terminal
+(CI logs, pipes) or with NO_COLOR set, the same table in plain text: no control characters."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+
+
+def colour_wanted(stream=None) -> bool:
+    stream = stream or sys.stdout
+    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
+
+
+def table(head: list[str], rows: list[list[str]], styles: list[str | None] | None = None,
+          colour: bool | None = None) -> str:
+    """`rows` of text cells under `head`; `styles[i]` (a rich style such as "red") colours row i."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    colour = colour_wanted() if colour is None else colour
+    t = Table(*head, box=box.SIMPLE_HEAD, header_style="bold" if colour else "", pad_edge=False,
+              show_edge=False)
+    for i, row in enumerate(rows):
+        t.add_row(*row, style=(styles[i] if styles else None) or None)
+    width = shutil.get_terminal_size((120, 24)).columns if colour else 100_000  # plain: never wrapped
+    out = io.StringIO()
+    Console(file=out, width=width, force_terminal=colour, no_color=not colour, color_system="standard" if colour
+            else None, highlight=False, soft_wrap=False).print(t)
+    return "\n".join(line.rstrip() for line in out.getvalue().splitlines()).strip("\n")
+
+
+def paint(text: str, style: str, colour: bool | None = None) -> str:
+    """`text` in a rich style ("red", "dim") on a colour terminal; as it is otherwise."""
+    colour = colour_wanted() if colour is None else colour
+    if not colour:
+        return text
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, force_terminal=True, color_system="standard", highlight=False, width=100_000,
+            soft_wrap=True).print(text, style=style, end="", markup=False)
+    return out.getvalue()
