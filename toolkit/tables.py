@@ -19,14 +19,18 @@ def table(head: list[str], rows: list[list[str]], styles: list[str | None] | Non
     """`rows` of text cells under `head`; `styles[i]` (a rich style such as "red") colours row i."""
     from rich import box
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     colour = colour_wanted() if colour is None else colour
-    t = Table(*head, box=box.SIMPLE_HEAD, header_style="bold" if colour else "", pad_edge=False,
-              show_edge=False)
+    # A cell is never cut or wrapped (an artifact's name, a figure, a header).
+    widths = [max([len(str(r[i])) for r in rows] + [len(h)]) for i, h in enumerate(head)]
+    t = Table(*[Column(h, no_wrap=True, min_width=w) for h, w in zip(head, widths)], box=box.SIMPLE_HEAD,
+              header_style="bold" if colour else "", pad_edge=False, show_edge=False)
     for i, row in enumerate(rows):
         t.add_row(*row, style=(styles[i] if styles else None) or None)
-    width = shutil.get_terminal_size((120, 24)).columns if colour else 100_000  # plain: never wrapped
+    needed = sum(widths) + 3 * len(widths)
+    # on a terminal as wide as it is (wider than needed: the terminal wraps, nothing is lost); plain: never wrapped
+    width = max(shutil.get_terminal_size((120, 24)).columns, needed) if colour else 100_000
     out = io.StringIO()
     Console(file=out, width=width, force_terminal=colour, no_color=not colour, color_system="standard" if colour
             else None, highlight=False, soft_wrap=False).print(t)
