@@ -1,16 +1,18 @@
-"""How good the progress display's ETA of a silent stage is: the duration the same stage took last
-time (for the same model, on this machine) against the duration it takes now.
+"""How good the progress display's ETA of a silent stage is: the duration the same stage took before
+(the median of its last five runs, for the same model, on this machine) against the one it takes now.
 
     python benchmarks/progress_eta.py [CONFIG] [--runs 2]
 
-runs `check CONFIG` (default: the Fashion-MNIST example) `runs` times with a private cache, reads the
-plain progress lines (each stage's start, `(took N s last time)` when remembered) and prints, for every
-stage of 5 s or more, the remembered and the real duration and their ratio. Goal: within 2x.
+runs `check CONFIG` (default: the Fashion-MNIST example) `runs` times with a private stage-times
+file, reads the plain progress lines (each stage's start, `(took about N s before)` when remembered)
+and prints, for every stage of 5 s or more, the remembered and the real duration and their ratio.
+Goal: within 2x.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -18,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LINE = re.compile(r"^\[ *(\d+\.\d)s\] (.*?)(?: \(took (\d+) s last time\))?$")
+LINE = re.compile(r"^\[ *(\d+\.\d)s\] (.*?)(?: \(took about (\d+) s before\))?$")
 
 
 def _stages(stderr: str) -> list[tuple[str, float, float | None]]:
@@ -38,7 +40,7 @@ def main() -> int:
         for run in range(args.runs):
             proc = subprocess.run([sys.executable, "-m", "edge_distill", "check", args.config, "--out",
                                    f"{work}/out{run}"], capture_output=True, text=True,
-                                  env={**__import__("os").environ, "EDGE_DISTILL_CACHE": f"{work}/cache"})
+                                  env={**os.environ, "EDGE_DISTILL_STAGE_TIMES": f"{work}/stage-times.json"})
             for name, real, last in _stages(proc.stderr):
                 if last is not None and max(real, last) >= 5:
                     ratios.append(max(real, last) / min(real, last))

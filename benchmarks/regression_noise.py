@@ -3,8 +3,8 @@
     python benchmarks/regression_noise.py [--pairs 20]
 
 runs the example's ORT targets (fp32, int8, int4) `pairs + 1` times in a row, each compared with the
-run before it, and prints how many of the latency comparisons were flagged, with the largest growth
-seen. Nothing changes between the runs, so every flag is a false alarm. On a shared machine the
+run before it, and prints, per figure (p50, p95, peak memory, size, accuracy), how many comparisons
+were flagged and the range of changes seen. Nothing changes between the runs, so every flag is a false alarm. On a shared machine the
 runs' p50 moves by tens of percent; the comparison divides it by the host's reference time and only
 flags growth beyond the bootstrap's noise.
 """
@@ -26,7 +26,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=20)
     args = parser.parse_args()
-    flagged, compared, growths = 0, 0, []
+    flagged, compared, growths = {}, {}, {}  # per figure: p50, p95, peak memory, size, accuracy
     with tempfile.TemporaryDirectory() as work:
         previous = None
         for i in range(args.pairs + 1):
@@ -34,18 +34,20 @@ def main() -> int:
             command = [sys.executable, "-m", "edge_distill", "check", str(CONFIG), "--out", str(out), "-q"]
             subprocess.run(command + (["--baseline", str(previous)] if previous else []), capture_output=True)
             report = json.loads((out / "report.json").read_text())
-            for r in report["results"]:
-                for c in r["checks"]:
-                    if c["name"].endswith("/regression/latency.p50"):
-                        compared += 1
-                        growths.append(c["value"])
-                        flagged += c["passed"] is False
+            for c in (c for r in report["results"] for c in r["checks"] if "/regression/" in c["name"]):
+                figure = c["name"].split("/regression/", 1)[1]
+                figure = figure if figure.startswith(("latency", "peak_memory", "size")) else "accuracy and agreement"
+                compared[figure] = compared.get(figure, 0) + 1
+                flagged[figure] = flagged.get(figure, 0) + (c["passed"] is False)
+                growths.setdefault(figure, []).append(c["value"])
             previous = out / "report.json"
-            print(f"run {i}: {flagged} flagged of {compared} comparisons so far", file=sys.stderr)
-    print(f"false alarms: {flagged} of {compared} latency comparisons ({args.pairs} pairs x {compared // max(args.pairs, 1)} "
-          f"artifacts); p50 growth between identical runs ranged {min(growths):+.1%} .. {max(growths):+.1%}")
+            print(f"run {i}: {sum(flagged.values())} flagged of {sum(compared.values())} comparisons so far",
+                  file=sys.stderr)
+    for figure in sorted(compared):
+        values = growths[figure]
+        print(f"{figure}: {flagged[figure]} false alarms in {compared[figure]} comparisons ({args.pairs} pairs); "
+              f"change between identical runs {min(values):+.4g} .. {max(values):+.4g}")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,7 @@ deterministic sample selection. No heavy imports here: numpy only."""
 
 from .dataset import Dataset, InputSpec, fixed_batch_of, on_each_chunk, padded, run_in_batches, whole_batches, zeros
 from .readers import load_dataset
-from .selection import select_samples
+from .selection import select_indices, select_samples
 
-__all__ = ["Dataset", "InputSpec", "fixed_batch_of", "load_dataset", "on_each_chunk", "padded", "run_in_batches", "select_samples", "whole_batches",
+__all__ = ["Dataset", "InputSpec", "fixed_batch_of", "load_dataset", "on_each_chunk", "padded", "run_in_batches", "select_indices", "select_samples", "whole_batches",
            "zeros"]

@@ -75,6 +75,9 @@ class _Reader:
                       for i in range(start_index * step, end, step))
 
 
+PREPROCESSED = "preprocessed.onnx"  # in a build's work folder: the float graph its quantizer was given
+
+
 class OrtTarget:
     capabilities = capabilities
 
@@ -114,7 +117,7 @@ class OrtTarget:
     def _preprocessed(self, request: BuildRequest) -> Path:
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-        pre = request.work_dir / "preprocessed.onnx"
+        pre = request.work_dir / PREPROCESSED
         try:
             quant_pre_process(str(request.onnx_path), str(pre))
         except Exception:
@@ -200,6 +203,7 @@ class OrtTarget:
         op_types = ("MatMul", "Gather") if request.options["int4_gather"] else ("MatMul",)
         model = onnx.load(str(request.onnx_path))
         rewritten = gemm_to_matmul(model)
+        onnx.save(model, str(request.work_dir / PREPROCESSED))  # the float graph quantized: tensor_errors' reference
         config = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4,
                                               op_types_to_quantize=op_types)
         quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block, is_symmetric=True, accuracy_level=4,
@@ -226,8 +230,40 @@ class OrtTarget:
     def layers(self, path: Path) -> list[Layer]:
         """The nodes this artifact quantized, named as before quantization (keep_float's names)."""
         found = self.coverage(path)
-        return [Layer(name.removesuffix("_Q4"), op, elements)
+        return [Layer(_float_name(name), op, elements)
                 for name, (op, elements, quantized) in (found.layers.items() if found else ()) if quantized]
+
+    def tensor_errors(self, path: Path, work_dir: Path, data, layers: list[str]) -> dict[str, float]:
+        """SQNR (dB) at each layer's output, as the next layer reads it (after its QDQ pair): this quantized
+        artifact against the float graph its quantizer was given (left in the build's `work_dir`), over
+        `data`'s samples; the comparison of ORT's qdq_loss_debug, matched by node and tensor name, for
+        QDQ, dynamic and MatMulNBits graphs alike. A layer whose output has no counterpart in the float
+        graph is left out."""
+        import onnx
+
+        reference = next(iter(sorted(Path(work_dir).rglob(PREPROCESSED))), None)
+        quantized = onnx.load(str(path if path.suffix == ".onnx" else path.with_suffix(".onnx")))
+        if reference is None:
+            return {}
+        float_model = onnx.load(str(reference))
+        float_tensors = {o for n in float_model.graph.node for o in n.output}
+        float_output = {n.name: n.output[0] for n in float_model.graph.node if n.output}
+        produced = {o for n in quantized.graph.node for o in n.output}
+        pairs = {}  # layer -> (tensor in the quantized graph, the same tensor in the float graph)
+        for node in quantized.graph.node:
+            name, out = _float_name(node.name), node.output[0] if node.output else ""
+            ref = out.removesuffix("_QuantizeLinear_Input")
+            if ref not in float_tensors:  # dynamic: the float node's output, rebuilt after its integer op
+                ref = float_output.get(name, "")
+            # What the next layer reads: after a QDQ pair (a fused ReLU lives in its quantization range).
+            seen = next((t for t in (f"{ref}_DequantizeLinear_Output", ref, out) if t in produced), out)
+            if name in layers and ref in float_tensors:
+                pairs[name] = (seen, ref)
+        if not pairs:
+            return {}
+        got = _intermediate(quantized, [q for q, _ in pairs.values()], data)
+        want = _intermediate(float_model, [f for _, f in pairs.values()], data)
+        return {layer: _sqnr_db(want[f], got[q]) for layer, (q, f) in pairs.items()}
 
     def inspect(self, path: Path) -> dict:
         onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
@@ -239,6 +275,35 @@ class OrtTarget:
         elif path.suffix == ".ort":  # an ORT-format file alone: what its flatbuffer says
             info.update(_ort_file_contents(path))
         return info
+
+
+def _float_name(node_name: str) -> str:
+    """A quantized node's name as it was before quantization (what keep_float names): MatMulNBits adds
+    "_Q4", the dynamic quantizer "_quant"."""
+    return node_name.removesuffix("_Q4").removesuffix("_quant")
+
+
+def _intermediate(model, tensors: list[str], data) -> dict[str, np.ndarray]:
+    """The named tensors of `model` (an onnx ModelProto) over `data`'s samples, as extra graph outputs."""
+    import onnx
+    import onnxruntime as ort
+
+    have = {o.name for o in model.graph.output}
+    model.graph.output.extend(onnx.ValueInfoProto(name=t) for t in dict.fromkeys(tensors) if t not in have)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+    shape = session.get_inputs()[0].shape
+    batch = shape[0] if shape and isinstance(shape[0], int) else None
+    feeds = {n: data.inputs[n] for n in names}
+    outputs = run_in_batches(lambda chunk: session.run(tensors, chunk), feeds, batch)
+    return dict(zip(tensors, outputs))
+
+
+def _sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB (higher is closer; 20 dB: the error is a tenth of the signal)."""
+    noise = float(np.sum((reference.astype(np.float64) - quantized) ** 2))
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    return round(10 * np.log10(signal / noise), 2) if noise > 0 else float("inf")
 
 
 def _optimum_dynamic(request: BuildRequest, out: Path, recipe: str) -> dict:

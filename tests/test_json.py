@@ -47,3 +47,17 @@ def test_history_and_report_commands_print_json(demo_run, tmp_path):
     assert [(r["id"], r["command"]) for r in runs] == [(1, "verify")]
     assert _document(run_cli("history", "--store", store, "show", "1", "--json")) == recorded
     assert _document(run_cli("report", tmp_path / "v" / "report.json", "--json")) == recorded
+
+
+def test_ladder_and_sensitivity_print_the_report(example, tmp_path):
+    ladder = _document(run_cli("ladder", example / "edge-distill.toml", "--target", "ort", "--out", tmp_path / "l",
+                               "--json"))
+    assert ladder["command"] == "ladder" and ladder["ladder"]["chosen"] in {r["name"] for r in ladder["ladder"]["rungs"]}
+    table = _document(run_cli("sensitivity", example / "edge-distill.toml", "--target", "ort", "--precision", "int8",
+                              "--out", tmp_path / "s", "--json"))
+    assert table["command"] == "sensitivity"
+    search = table["results"][-1]["details"]["mixed_precision"]
+    assert search["stopped"] == "sensitivity only"
+    # Static int8's activation error per layer (its output after the QDQ pair, against the float graph)
+    assert {s["layer"] for s in search["sensitivity"]} == {"node_conv2d", "node_conv2d_1", "node_linear", "node_linear_1"}
+    assert all(36 < s["sqnr_db"] < 60 for s in search["sensitivity"]), search["sensitivity"]

@@ -95,6 +95,22 @@ def test_int4_auto_meets_the_slice_budget_plain_int4_breaks(example, tmp_path, t
         (auto["details"] if key == "stable_sha256" else auto)[key]
 
 
+def test_a_search_on_a_stratified_subset_is_confirmed_on_every_sample(example, tmp_path):
+    config = example / "mixed-precision-ort.toml"
+    config.write_text(config.read_text().replace('precisions = ["fp32", "int4", "int4-auto"]',
+                                                 'precisions = ["int4-auto"]\nauto_sensitivity_samples = 500'))
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    auto = json.loads((tmp_path / "out" / "report.json").read_text())["results"][0]
+    search = auto["details"]["mixed_precision"]
+    assert {k: search["samples"][k] for k in ("trials", "all", "confirmed")} == {"trials": 500, "all": 2000,
+                                                                                   "confirmed": True}
+    assert search["keep_float"] == ["node_linear_1_MatMul"] and search["trials"] == 3  # as on every sample
+    assert all(s["accuracy_se"] > 0.012 for s in search["sensitivity"])  # 500 samples: about 0.015 (2000: 0.007)
+    assert auto["metrics"]["samples"] == 2000  # the artifact's figures are the confirmation's
+    assert "trials on 500 of 2000 samples (stratified by label and slice" in proc.stdout
+
+
 def test_no_configuration_meets_an_impossible_budget(example, tmp_path):
     config = edit_config(example, targets=("ort",), precisions=["fp32", "int4-auto"],
                          budgets="[budgets]\n[budgets.slices.high_risk]\nmin_accuracy = 0.99\n")
@@ -129,6 +145,7 @@ def test_sensitivity_ranks_each_layer_in_float_and_quantized_alone(example, tmp_
     assert set(layers) == {"node_linear_MatMul", "node_linear_1_MatMul"}  # ORT int4 packs the two Linear layers
     for s in layers.values():
         assert {"accuracy", "high_risk.accuracy", "quantized alone: accuracy", "quantized alone: high_risk.accuracy"} <= set(s)
+        assert 15 < s["sqnr_db"] < 36  # int4 weights: each output within 15-36 dB of float (int8's are over 36)
     # Either Linear in float mends the slice's agreement (int4-auto, above, takes the light one: the
     # heavy one would leave under 60% of the weights in int4).
     assert all(s["gain"] > 0 and s["shortfall_when_float"] == 0 for s in layers.values())

@@ -80,3 +80,31 @@ def test_a_second_outputs_agreement_is_compared_too():
     (check,) = _outputs(now, before, {"max_accuracy_decrease": 0.005})
     assert (check.name, check.passed, check.value) == ("ort-int8/regression/output[box]/cosine", False, 0.04)
     assert check.message == "output box cosine 0.99 -> 0.95 (-0.04)"
+
+
+def test_a_slice_has_its_own_limit_and_another_cpu_is_compared_only_when_forced():
+    from pathlib import Path
+    from types import SimpleNamespace as NS
+
+    import pytest
+
+    from edge_distill.budgets import REGRESSION_LIMITS, parse_budget
+    from edge_distill.errors import BadInput
+    from edge_distill.regression import _accuracy, _latency
+
+    budget = parse_budget({"regression": {"slices": {"high_risk": {"max_accuracy_decrease": 0.001}}}}, Path("b.toml"))
+    limits = {**REGRESSION_LIMITS, **budget.regression}
+    now = NS(name="ort-int8", metrics=NS(accuracy=0.9), slices={"high_risk": NS(accuracy=0.797), "rest": NS(accuracy=0.797)})
+    before = {"metrics": {"accuracy": 0.9}, "slices": {"high_risk": {"accuracy": 0.8}, "rest": {"accuracy": 0.8}}}
+    assert {c.name.split("/regression/")[1]: c.passed for c in _accuracy(now, before, limits)} == {
+        "accuracy": True, "slice[high_risk]/accuracy": False, "slice[rest]/accuracy": True}  # 0.003 > 0.001, < 0.005
+    with pytest.raises(BadInput, match="budgets.regression.slices.x"):
+        parse_budget({"regression": {"slices": {"x": {"min_accuracy": 1}}}}, Path("b.toml"))
+
+    prov = {"kind": "measured", "device": "host", "threads": 1, "runtime": "onnxruntime", "runtime_version": "1.22"}
+    now = NS(name="ort-int8", latency=NS(p50_ms=2.0, p95_ms=2.0, provenance=NS(**prov, cpu="CPU B"), reference_ms=None,
+                                         samples_ms=None))
+    before = {"latency": {"p50_ms": 1.0, "p95_ms": 1.0, "provenance": {**prov, "cpu": "CPU A"}}}
+    assert _latency(now, before, limits) == (None, "different provenance (cpu: CPU A -> CPU B)")
+    forced, _ = _latency(now, before, limits, any_cpu=True)
+    assert forced.passed is False and "(forced across CPUs: CPU A -> CPU B)" in forced.message

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from edge_distill.calibration import select_indices, select_samples
 from edge_distill.targets import Layer, get_target
 
 from .errors import BadInput
@@ -18,11 +19,12 @@ from .mixed import AUTO, base_precision, mendable, search
 from .result import TargetResult
 
 def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, progress, *,
-               sensitivity_only: bool = False, folder: Path = Path()) -> TargetResult:
+               sensitivity_only: bool = False, folder: Path = Path(), data=None) -> TargetResult:
     """`build(planned, precision, out, folder, work)` builds and evaluates one artifact (the pipeline's
     build_and_measure); it runs once per trial, with the trial's layers in float. `sensitivity_only`
     (`edge-distill sensitivity`): the precision as asked, with its layers' sensitivity, no search.
-    `folder`: under `out`, where the target's folder is (the ladder's subject)."""
+    `folder`: under `out`, where the target's folder is (the ladder's subject). `data`: samples for
+    the per-layer activation error, where the target measures it (`tensor_errors`)."""
     tc, base = planned.config, base_precision(precision)
     target = get_target(tc.name)
     attempts = work / "-".join([*folder.parts, tc.name, precision])
@@ -30,15 +32,17 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     trials: dict[int, Path] = {}
 
     members: dict[str, list[str]] = {}  # a group's name -> its layers (auto_groups)
+    subset = _subset(tc, data)  # the trials' samples, or None: every sample
 
-    def trial(keep_float: list[str]) -> TargetResult:
+    def trial(keep_float: list[str], every_sample: bool = False) -> TargetResult:
         keep_float = [layer for name in keep_float for layer in members.get(name, [name])]
         k = len(trials)
         trials[k] = attempts / f"trial-{k}"
         (attempts / f"work-{k}").mkdir()
         options = {**tc.options, "keep_float": keep_float}
         tried = dataclasses.replace(planned, config=dataclasses.replace(tc, options=options))
-        result = build(tried, base, attempts, f"trial-{k}", attempts / f"work-{k}")
+        samples = {} if subset is None or every_sample else {"samples": subset}
+        result = build(tried, base, attempts, f"trial-{k}", attempts / f"work-{k}", **samples)
         result.details["trial"] = k
         return result
 
@@ -47,32 +51,88 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     def layers_of(full: TargetResult) -> list[Layer]:
         grouped, found = group_layers(target.layers(attempts / full.artifact), tc.auto_groups)
         members.update(found)
+        members["(full)"] = [full.artifact]
         return grouped
 
     best, state = search(base, trial, layers_of,
                          floor=tc.auto_min_quantized_fraction, max_trials=tc.auto_max_evaluations,
                          sensitivity_only=sensitivity_only, progress=progress)
+    if subset is not None:  # the choice, confirmed on every sample: that evaluation is the one reported
+        progress(f"  confirming the choice on all {len(data)} samples (the search used {len(subset)})")
+        best = trial(state.keep_float, every_sample=True)
+    full_artifact = members.pop("(full)", [None])[0]
+    if data is not None and full_artifact and hasattr(target, "tensor_errors"):
+        progress(f"  activation error of each layer's output, {min(len(data), ERROR_SAMPLES)} samples")
+        _add_tensor_errors(state, members, target.tensor_errors(attempts / full_artifact, attempts / "work-0",
+                                                                select_samples(data, ERROR_SAMPLES),
+                                                                _all_layers(state, members)))
     folder = folder / tc.name / ("" if sensitivity_only else precision)
-    chosen = trials[best.details.pop("trial")]
-    shutil.copytree(chosen, out / folder, dirs_exist_ok=True)
+    best = _as_chosen(best, trials, out, folder, base if sensitivity_only else precision)
+    best.details["mixed_precision"] = {**state.to_dict(), **_samples_note(subset, data, best)}
+    if not sensitivity_only:
+        _write_choice(best, state, members, out / folder, precision, subset is not None, progress)
+    return best
+
+
+def _as_chosen(best: TargetResult, trials: dict, out: Path, folder: Path, precision: str) -> TargetResult:
+    """The chosen trial's files copied to `out/folder`, the result named as the artifact they now are."""
+    shutil.copytree(trials[best.details.pop("trial")], out / folder, dirs_exist_ok=True)
     trial_name = best.name
-    best.precision = base if sensitivity_only else precision
+    best.precision = precision
     for check in best.checks:  # named as the artifact they judge: "ort-int4-auto/...", not the trial's "ort-int4/..."
         check.name = best.name + check.name[len(trial_name):] if check.name.startswith(trial_name + "/") else check.name
     best.artifact = str(folder / Path(best.artifact).name)
     best.files = [str(folder / Path(f).name) for f in best.files]
-    best.details["mixed_precision"] = state.to_dict()
-    if sensitivity_only:
-        return best
-    recipe = out / folder / "recipe.toml"
-    write_recipe(recipe, tc.name, base, [layer for name in state.keep_float for layer in members.get(name, [name])])
-    best.files.append(str(folder / "recipe.toml"))
+    return best
+
+
+def _samples_note(subset, data, best: TargetResult) -> dict:
+    if subset is None:
+        return {}
+    return {"samples": {"trials": len(subset), "all": len(data), "stratified_by": "label and slice",
+                        "confirmed": best.passed,
+                        "note": "the sensitivity figures and their standard errors are the subset's; the artifact's "
+                                "figures and checks are the confirmation's, on every sample"}}
+
+
+def _write_choice(best: TargetResult, state, members: dict, folder: Path, precision: str, subset: bool,
+                  progress) -> None:
+    """recipe.toml beside the chosen artifact, and the search's verdict as the result's warning."""
+    base = base_precision(precision)
+    write_recipe(folder / "recipe.toml", best.target, base,
+                 [layer for name in state.keep_float for layer in members.get(name, [name])])
+    best.files.append(str(Path(best.artifact).parent / "recipe.toml"))
     verdict = (f"{precision}: {len(state.keep_float)} layer(s) left in float, {state.quantized_share:.0%} of the "
                f"weights still {base}; {state.trials} trials in {state.seconds:.0f} s ({state.stopped})")
+    met = state.met and (best.passed or not subset)  # with a subset, as the confirmation on every sample says
+    if state.met and not met:
+        verdict += "; it met the budgets on the search's subset, not on every sample"
     progress(f"  {verdict}")
-    best.warnings.append(verdict if state.met else f"{verdict}: no configuration meets every budget; this is "
-                         "the closest attempt" + _slower_note(best))
-    return best
+    best.warnings.append(verdict if met else f"{verdict}: no configuration meets every budget; this is the closest "
+                         "attempt" + _slower_note(best))
+
+
+ERROR_SAMPLES = 64  # samples the per-layer activation error is measured on
+
+
+def _subset(tc, data):
+    """The stratified samples a search's trials are evaluated on (auto_sensitivity_samples), or None."""
+    count = tc.auto_sensitivity_samples
+    if data is None or count is None or count >= len(data):
+        return None
+    return select_indices(data, count, seed=0, by_label_and_slice=True)
+
+
+def _all_layers(state, members: dict) -> list[str]:
+    return [m for entry in state.layers for m in members.get(entry.name, [entry.name])]
+
+
+def _add_tensor_errors(state, members: dict, errors: dict[str, float]) -> None:
+    """Each layer's (a group's: its worst member's) SQNR at its output, with every layer quantized."""
+    for entry in state.layers:
+        found = [errors[m] for m in members.get(entry.name, [entry.name]) if m in errors]
+        if found:
+            entry.figures["sqnr_db"] = min(found)
 
 
 def group_layers(layers: list[Layer], groups: dict[str, str]) -> tuple[list[Layer], dict[str, list[str]]]:

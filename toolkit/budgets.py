@@ -33,6 +33,8 @@ A budget table (in `edge-distill.toml` under [budgets], or a budget file given t
     max_memory_increase = 0.10    # peak memory growth
     max_accuracy_decrease = 0.005 # accuracy and agreement drops, overall and per slice
     max_size_increase = 0.05
+    [budgets.regression.slices.high_risk]  # a slice's own limit
+    max_accuracy_decrease = 0.002
 
 Layers resolve as coremltools' do: global, then per precision.
 """
@@ -100,7 +102,7 @@ class Budget:
     sequence_length: int | None = None  # text models: the token count the latency limits hold at
     outputs: dict[str, dict[str, float]] = field(default_factory=dict)  # output name -> OUTPUT_CHECKS limits
     estimate: str | None = None  # "upper": estimated latencies judged at latency.high_ms; None or "point": as estimated
-    regression: dict[str, float] = field(default_factory=dict)  # [budgets.regression]: limits against a baseline
+    regression: dict = field(default_factory=dict)  # [budgets.regression]: limits against a baseline (and per slice)
 
     def sets(self, key: str) -> bool:
         return key in self.limits or any(key in limits for limits in self.slices.values())
@@ -129,6 +131,20 @@ class Budget:
                       sequence_length=self.sequence_length, outputs=outputs, estimate=layer.estimate or self.estimate)
 
 
+def _regression(table, where: str, path: Path) -> dict:
+    """[budgets.regression]: limits against a baseline, and [budgets.regression.slices.NAME] a slice's own
+    max_accuracy_decrease (the others' is the table's)."""
+    table = dict(expect(table, dict, "regression", where.rpartition(".")[0], path))
+    slices = expect(table.pop("slices", {}), dict, "slices", where, path)
+    check_keys(table, set(REGRESSION_LIMITS), where, path)
+    limits: dict = {k: _limit(v, k, where, path) for k, v in table.items()}
+    for name, sl in slices.items():
+        check_keys(expect(sl, dict, name, f"{where}.slices", path), {"max_accuracy_decrease"}, f"{where}.slices.{name}",
+                   path)
+        limits.setdefault("slices", {})[name] = {k: _limit(v, k, f"{where}.slices.{name}", path) for k, v in sl.items()}
+    return limits
+
+
 def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: bool = True) -> Budget:
     allowed = set(SCALAR_CHECKS) | {"slices", "require", "outputs", "estimate"} | (
         {"precisions", "sequence_length", "regression"} if allow_layers else set())
@@ -154,9 +170,7 @@ def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: 
     for name, layer in expect(table.get("precisions", {}), dict, "precisions", where, path).items():
         precisions[name] = parse_budget(expect(layer, dict, name, f"{where}.precisions", path), path,
                                         f"{where}.precisions.{name}", allow_layers=False)
-    regression = expect(table.get("regression", {}), dict, "regression", where, path)
-    check_keys(regression, set(REGRESSION_LIMITS), f"{where}.regression", path)
-    regression = {k: _limit(v, k, f"{where}.regression", path) for k, v in regression.items()}
+    regression = _regression(table.get("regression", {}), f"{where}.regression", path)
     length = table.get("sequence_length")
     if length is not None and (isinstance(length, bool) or not isinstance(length, int) or length < 1):
         raise BadInput(f"'sequence_length' in [{where}] must be a positive int (tokens), got {length!r}", path=path)

@@ -99,7 +99,8 @@ def _baseline(value: str | None, store, model: str) -> dict | None:
 
 
 def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None = None,
-           baseline: str | None = None, as_json: bool = False, history: str | None = None) -> None:
+           baseline: str | None = None, as_json: bool = False, history: str | None = None,
+           any_cpu: bool = False) -> None:
     from .config import load_config
     from .progress import Progress
 
@@ -116,7 +117,7 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
         with output_folder(out, force) as tmp:
             report = run_check(cfg, tmp, progress, device=device)
             if before:
-                compare(report, before, cfg.budget.regression, run_dir=tmp)
+                compare(report, before, cfg.budget.regression, run_dir=tmp, any_cpu=any_cpu)
             run_id = write_reports(report, tmp, store, out)
     _finish(report, out, as_json, run_id, store)
 
@@ -129,14 +130,16 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
               help="A report.json, a run of the results store, or its newest passing run of this model (on BRANCH) to "
                    "compare with: regressions in size, accuracy (per slice) and latency (beyond noise) fail as budgets "
                    "do ([budgets.regression]).")
+@click.option("--baseline-any-cpu", "any_cpu", is_flag=True,
+              help="Compare latencies with a baseline measured on another CPU too (by default reported, not compared).")
 @_force
 @_quiet
 @_json
 @_device_option
 @_history
-def check(config, out, force, quiet, device, baseline, as_json, history):
+def check(config, out, force, quiet, device, baseline, any_cpu, as_json, history):
     """Export, quantize and verify every target and precision in CONFIG against its budgets."""
-    _check(config, out, force, quiet, device, baseline, as_json, history)
+    _check(config, out, force, quiet, device, baseline, as_json, history, any_cpu)
 
 
 @main.command(epilog=EXIT_CODES)

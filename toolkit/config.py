@@ -42,6 +42,8 @@
     # float (edge_distill.mixed); the search's floor and trial budget:
     auto_min_quantized_fraction = 0.5
     auto_max_evaluations = 32
+    auto_sensitivity_samples = 500        # optional: the search's trials on a stratified subset (label and
+                                          # slice), the chosen configuration confirmed on every sample
     auto_groups = { attention = "attention", ffn = "intermediate|layer\\.\\d+/output/dense" }  # optional: searched together
     recipe = "out/ort/int4-auto/recipe.toml"  # optional: rebuild a search's choice (its keep_float option)
 
@@ -94,6 +96,7 @@ class TargetConfig:
     runtime_version: str | None = None  # the runtime version an app ships: every artifact must load in it
     auto_min_quantized_fraction: float = 0.5  # "-auto" precisions: the share of weights that stays quantized
     auto_max_evaluations: int = 32  # "-auto" precisions: builds and evaluations a search may spend
+    auto_sensitivity_samples: int | None = None  # "-auto": trials on this many samples (stratified), then confirmed
     auto_groups: dict[str, str] = field(default_factory=dict)  # group name -> regex of layer names, searched as one
 
 
@@ -263,7 +266,8 @@ def _read_measure(cfg: Config, me: dict) -> None:
 def _read_target(t, where: str, path: Path) -> TargetConfig:
     check_keys(expect(t, dict, "targets", "top level", path),
                {"name", "precisions", "calibration_method", "options", "device", "runtime_version", "recipe",
-                "auto_min_quantized_fraction", "auto_max_evaluations", "auto_groups"}, where, path)
+                "auto_min_quantized_fraction", "auto_max_evaluations", "auto_groups", "auto_sensitivity_samples"},
+               where, path)
     if "name" not in t:
         raise BadInput(f"[{where}] needs 'name'", path=path)
     name = expect(t["name"], str, "name", where, path)
@@ -282,6 +286,8 @@ def _read_target(t, where: str, path: Path) -> TargetConfig:
         runtime_version=expect(t["runtime_version"], str, "runtime_version", where, path)
         if "runtime_version" in t else None,
         auto_min_quantized_fraction=float(floor), auto_max_evaluations=_positive_int(t, "auto_max_evaluations", 32, where, path),
+        auto_sensitivity_samples=(_positive_int(t, "auto_sensitivity_samples", 1, where, path)
+                                  if "auto_sensitivity_samples" in t else None),
         auto_groups=_groups(t.get("auto_groups", {}), where, path))
 
 

@@ -322,11 +322,12 @@ def _sensitivity_table(report: Report) -> str:
     out = []
     for r, m in _mixed(report):
         shown = SENSITIVITY_SHOWN[report.task]
-        rows = [[s["layer"], s["op"], f"{s['weight_share']:.1%}", f"{s['gain']:.3g}"]
+        rows = [[s["layer"], s["op"], f"{s['weight_share']:.1%}", f"{s['gain']:.3g}", _fmt(s.get("sqnr_db"), "dB")]
                 + [_fmt(s.get(f)) for f in shown] + [_fmt(s.get(f"quantized alone: {f}")) for f in shown]
                 + ["float" if s["layer"] in m["keep_float"] else "quantized"]
                 for s in sorted(m["sensitivity"], key=lambda s: -s["gain"])]
-        head = (["layer", "op", "weights", "gain"] + [f"{f} (in float alone)" for f in shown]
+        head = (["layer", "op", "weights", "gain", "SQNR at its output, all quantized"]
+                + [f"{f} (in float alone)" for f in shown]
                 + [f"{f} (quantized alone)" for f in shown] + ["chosen"])
         out.append(f"<h2>Sensitivity of {html.escape(r.name)}</h2><p>{m['trials']} trials in {m['seconds']:.0f} s; "
                    f"stopped: {html.escape(str(m['stopped']))}</p>"

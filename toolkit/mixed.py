@@ -89,8 +89,8 @@ class Search:
                                 for s in self.layers]}
 
 
-SENSITIVITY_FIGURES = ("accuracy", "float_agreement", "teacher_agreement", "float_cosine", "teacher_cosine",
-                       "float_retrieval_agreement", "teacher_retrieval_agreement")
+SENSITIVITY_FIGURES = ("accuracy", "weighted_accuracy", "float_agreement", "teacher_agreement", "float_cosine",
+                       "teacher_cosine", "float_retrieval_agreement", "teacher_retrieval_agreement")
 PROPORTIONS = {"accuracy", "float_agreement", "teacher_agreement", "float_retrieval_agreement",
                "teacher_retrieval_agreement"}  # shares of samples: they carry a binomial standard error
 

@@ -9,6 +9,7 @@ or a device's name.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import tempfile
@@ -19,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_distill.calibration import Dataset, load_dataset, select_samples, zeros
+from edge_distill.calibration import Dataset, load_dataset, on_each_chunk, select_samples, zeros
 from edge_distill.targets import BuildRequest, check_precision, get_target, parse_target_string, target_for_file
 
 from . import metrics
@@ -32,7 +33,7 @@ from .evaluate import Candidate, References, evaluate_artifact
 from .exporting import export_to_onnx
 from .mixed import AUTO, base_precision
 from .models import SourceModel, load_model
-from .progress import Progress
+from .progress import Progress, loop
 from .provenance import host_environment
 from .result import Check, Latency, Memory, Report, TargetResult, result_label
 from .version import __version__
@@ -212,10 +213,22 @@ def trial_builder(cfg: Config, model: SourceModel, onnx_path: Path, loaded: Load
                   **who) -> Callable:
     """build_and_measure for one trial of a mixed-precision search (auto_precision.build_auto calls it
     with the trial's target entry, the base precision and where the trial's files go)."""
-    def build(planned: PlannedTarget, precision: str, out: Path, folder: str, work: Path) -> TargetResult:
-        return build_and_measure(cfg, planned, precision, model, onnx_path, out, folder, work, loaded, refs, progress,
-                                 **who)
+    def build(planned: PlannedTarget, precision: str, out: Path, folder: str, work: Path,
+              samples: np.ndarray | None = None) -> TargetResult:
+        """`samples`: evaluate on these samples only (a search's stratified subset), references alike."""
+        data, references = loaded, refs
+        if samples is not None:
+            data = dataclasses.replace(loaded, evaluation=loaded.evaluation.subset(samples))
+            references = dataclasses.replace(refs, float_outputs=_pick(refs.float_outputs, samples),
+                                             teacher_outputs=_pick(refs.teacher_outputs, samples),
+                                             extra_outputs=[(n, t, _pick(o, samples)) for n, t, o in refs.extra_outputs])
+        return build_and_measure(cfg, planned, precision, model, onnx_path, out, folder, work, data, references,
+                                 progress, **who)
     return build
+
+
+def _pick(outputs, samples: np.ndarray):
+    return None if outputs is None else outputs[samples]
 
 
 def artifact_metadata(cfg: Config) -> dict:
@@ -225,15 +238,27 @@ def artifact_metadata(cfg: Config) -> dict:
                               ("teacher_sha256", m.distilled_from)) if v}
 
 
+def reference_outputs(loaded: Loaded, progress) -> tuple[list, np.ndarray | None]:
+    """The float student's outputs (every output) and the teacher's on the evaluation data: what each
+    artifact is compared with."""
+    n = len(loaded.evaluation)
+    progress(f"running the float student{' and the teacher' if loaded.teacher else ''} on the {n} evaluation samples")
+    with loop(progress, "float student", n, "samples") as advance, on_each_chunk(advance):
+        float_all = loaded.student.predict_all(loaded.evaluation)
+    if loaded.teacher is None:
+        return float_all, None
+    with loop(progress, "teacher", n, "samples") as advance, on_each_chunk(advance):
+        return float_all, loaded.teacher.predict(loaded.evaluation)
+
+
 def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, device: str | None = None) -> Report:
     """Export, quantize and verify every configured target and precision; artifacts go to `out`.
     `device` overrides [measure] device and every target's own."""
     plan = plan_targets(cfg, device=device)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
-    float_all = loaded.student.predict_all(loaded.evaluation)
+    float_all, teacher_out = reference_outputs(loaded, progress)
     float_out = float_all[0]
-    teacher_out = loaded.teacher.predict(loaded.evaluation) if loaded.teacher else None
     results = []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
         for planned in plan:
@@ -241,7 +266,8 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
             for precision in planned.precisions:
                 if precision.endswith(AUTO):
                     build = trial_builder(cfg, loaded.student, out / "onnx" / "model.onnx", loaded, refs, progress)
-                    results.append(build_auto(planned, precision, out, Path(work), build, progress))
+                    results.append(build_auto(planned, precision, out, Path(work), build, progress,
+                                              data=loaded.evaluation))
                     continue
                 result = build_and_measure(cfg, planned, precision, loaded.student, out / "onnx" / "model.onnx", out,
                                            planned.config.name, Path(work), loaded, refs, progress)
@@ -260,8 +286,7 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
     check_auto(target, precision + AUTO)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
-    float_all = loaded.student.predict_all(loaded.evaluation)
-    teacher_out = loaded.teacher.predict(loaded.evaluation) if loaded.teacher else None
+    float_all, teacher_out = reference_outputs(loaded, progress)
     refs = References(float_all[0], teacher_out, extra_outputs=extra_outputs(cfg, float_all))
     onnx_path, results = out / "onnx" / "model.onnx", []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:
@@ -271,7 +296,8 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
                                              Path(work), loaded, refs, progress))
             refs.float_latency, refs.float_size = results[0].latency, results[0].size_bytes
         build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
-        results.append(build_auto(planned, precision, out, Path(work), build, progress, sensitivity_only=True))
+        results.append(build_auto(planned, precision, out, Path(work), build, progress, sensitivity_only=True,
+                                  data=loaded.evaluation))
     return build_report("sensitivity", cfg, loaded, export, float_all[0], teacher_out, results)
 
 

@@ -1,12 +1,14 @@
 """Progress on stderr, so stdout stays clean for the table (or the one JSON document of --json).
 
 Each message starts a stage that lasts until the next one. On a terminal (rich, drawn by a small
-display process this one feeds): a spinner with the stage's name and its elapsed time, redrawn several
-times a second, so no step is silent however long a converter call holds the interpreter; a finished stage stays as one line with its duration; loops that know their
-length (samples evaluated, latency runs) draw a bar with an ETA from their rate. A stage that reports
-nothing (a converter call) gets its ETA from how long the same stage took last time on this machine for
-the same model (`stage-times.json` in edge-distill's cache). Off a terminal (CI logs, pipes): plain
-timestamped lines, a loop's count every 10 s, no control characters. Disabled (-q): nothing.
+display process this one feeds): a spinner with the stage's name and its elapsed time, redrawn
+several times a second, so no step is silent however long a converter call holds the interpreter;
+a finished stage stays as one line with its duration; loops that know their length (samples
+evaluated, latency runs) draw a bar with an ETA from their rate. A stage that reports nothing (a
+converter call) gets its ETA from how long the same stage took on this machine for the same model
+(the median of its last five runs) (`stage-times.json` in edge-distill's cache, or $EDGE_DISTILL_STAGE_TIMES). Off a
+terminal (CI logs, pipes): plain timestamped lines, a loop's count every 10 s, no control
+characters. Disabled (-q): nothing.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
 
 PLAIN_EVERY_S = 10.0  # a loop's count line in plain mode, at most this often
-REMEMBERED = 400  # stage durations kept in the cache
+REMEMBERED = 400  # stages whose durations are kept in the cache
+KEPT_PER_STAGE = 5  # durations kept per stage: the ETA is their median
 
 
 class Progress:
@@ -40,7 +44,7 @@ class Progress:
         if self.terminal:
             self._send(op="stage", message=message.strip(), last=last)
         else:
-            print(f"[{time.perf_counter() - self.start:6.1f}s] {message}" + (f" (took {last:.0f} s last time)" if last
+            print(f"[{time.perf_counter() - self.start:6.1f}s] {message}" + (f" (took about {last:.0f} s before)" if last
                                                                              else ""), file=sys.stderr, flush=True)
         self._stage = (message, time.perf_counter())
 
@@ -145,13 +149,13 @@ def serve_display() -> None:
 
 
 class _StageTimes:
-    """How long each stage took last time, per model, on this machine: the ETA of a stage that reports
+    """How long each stage took before, per model, on this machine: the ETA of a stage that reports
     nothing while it runs. Kept in edge-distill's cache; a missing or unreadable file is an empty one."""
 
     def __init__(self):
         from .places import cache_home
 
-        self.path = Path(cache_home()) / "stage-times.json"
+        self.path = Path(os.environ.get("EDGE_DISTILL_STAGE_TIMES") or Path(cache_home()) / "stage-times.json")
         try:
             self.times = json.loads(self.path.read_text())
         except (OSError, ValueError):
@@ -163,13 +167,19 @@ class _StageTimes:
         return f"{context}|{message.strip()}"
 
     def last(self, context: str, message: str) -> float | None:
-        """The stage's last duration, when it was long enough (5 s) for an ETA to matter."""
-        last = self.times.get(self.key(context, message)) if context else None
-        return last if last and last >= 5 else None
+        """The median of the stage's last durations (one cold start does not set the ETA), when it is
+        long enough (5 s) for an ETA to matter."""
+        seen = self.times.get(self.key(context, message)) if context else None
+        if not isinstance(seen, list) or not seen:
+            return None
+        middle = statistics.median(seen)
+        return middle if middle >= 5 else None
 
     def remember(self, context: str, message: str, seconds: float) -> None:
         if context:
-            self.times[self.key(context, message)] = round(seconds, 1)
+            key = self.key(context, message)
+            seen = self.times.pop(key, None)  # re-inserted last: the most recently used keys are kept
+            self.times[key] = ((seen if isinstance(seen, list) else []) + [round(seconds, 1)])[-KEPT_PER_STAGE:]
             self.changed = True
 
     def save(self) -> None:
@@ -186,7 +196,7 @@ class _StageTimes:
 
 
 def _remembered_eta():
-    """A rich column: for a stage that reports nothing, the time left if it takes as long as last time."""
+    """A rich column: for a stage that reports nothing, the time left if it takes as long as it did before."""
     from rich.progress import ProgressColumn
     from rich.text import Text
 
@@ -196,8 +206,8 @@ def _remembered_eta():
             if not last:
                 return Text("")
             left = last - (time.perf_counter() - task.fields["began"])
-            return Text(f"about {left:.0f} s left (took {last:.0f} s last time)" if left > 0
-                        else f"longer than last time ({last:.0f} s)", style="dim")
+            return Text(f"about {left:.0f} s left (took about {last:.0f} s before)" if left > 0
+                        else f"longer than before ({last:.0f} s)", style="dim")
     return RememberedEta()
 
 

@@ -47,10 +47,12 @@ def baseline_of(data: dict, path: Path, label: str | None = None) -> dict:
     return {"path": str(path), "label": label or str(path), "created": data.get("created"), "results": results}
 
 
-def compare(report: Report, baseline: dict, limits: dict | None = None, run_dir: Path | None = None) -> None:
+def compare(report: Report, baseline: dict, limits: dict | None = None, run_dir: Path | None = None,
+            any_cpu: bool = False) -> None:
     """Add each result's regression checks (and warnings for what is not compared) to `report`.
     `run_dir`: where this run's artifacts are; with the baseline's artifacts still beside its report,
-    host latencies are measured again side by side, interleaved (what a shared machine allows)."""
+    host latencies are measured again side by side, interleaved (what a shared machine allows).
+    `any_cpu`: compare stored latencies measured on another CPU too (forced; said in the check)."""
     limits = {**REGRESSION_LIMITS, **(limits or {})}
     for result in report.results:
         before = baseline["results"].get(result.name)
@@ -61,7 +63,7 @@ def compare(report: Report, baseline: dict, limits: dict | None = None, run_dir:
                           + _outputs(result, before, limits) + _memory(result, before, limits))
         pair = _side_by_side(result, before, run_dir, Path(baseline["path"]).parent) if run_dir else None
         for q in (50, 95):
-            check, why_not = _latency(result, before, limits, pair, q)
+            check, why_not = _latency(result, before, limits, pair, q, any_cpu)
             if check:
                 result.checks.append(check)
             if why_not and q == 50:  # one warning for both percentiles
@@ -93,7 +95,9 @@ def _accuracy(result: TargetResult, before: dict, limits: dict) -> list[Check]:
                 continue
             drop = then[figure] - now[figure]
             where = f"slice[{slice_name}]/{figure}" if slice_name else figure
-            checks.append(_check(result, where, drop, limits["max_accuracy_decrease"], "",
+            limit = limits.get("slices", {}).get(slice_name, {}).get("max_accuracy_decrease",
+                                                                     limits["max_accuracy_decrease"])
+            checks.append(_check(result, where, drop, limit, "",
                                  f"{where} {then[figure]:.4g} -> {now[figure]:.4g} ({-drop:+.4g})",
                                  slice_name=slice_name))
     return checks
@@ -125,9 +129,10 @@ def _side_by_side(result: TargetResult, before: dict, run_dir: Path, baseline_di
     return times[0], times[1]
 
 
-def _latency(result: TargetResult, before: dict, limits: dict, pair=None, q: int = 50) -> tuple[Check | None, str]:
+def _latency(result: TargetResult, before: dict, limits: dict, pair=None, q: int = 50,
+             any_cpu: bool = False) -> tuple[Check | None, str]:
     """The q-th percentile's growth (p50 against max_latency_increase, p95 against max_p95_increase),
-    judged beyond the runs' noise."""
+    judged beyond the runs' noise; across CPUs only when forced (`any_cpu`)."""
     key, limit = f"p{q}", limits["max_latency_increase" if q == 50 else "max_p95_increase"]
     statistic = "medians" if q == 50 else f"{q}th percentiles"
     then, now = before.get("latency") or {}, result.latency
@@ -135,6 +140,9 @@ def _latency(result: TargetResult, before: dict, limits: dict, pair=None, q: int
         return None, "" if now is None and not then else f"one of the two runs has no {key}"
     old_prov, new_prov = then.get("provenance") or {}, vars(now.provenance)
     differ = [k for k in ("kind", "device", "cpu", "threads", "runtime", "runtime_version") if old_prov.get(k) != new_prov.get(k)]
+    forced = any_cpu and "cpu" in differ and pair is None
+    if forced:
+        differ.remove("cpu")
     if differ:
         return None, "different provenance (" + ", ".join(f"{k}: {old_prov.get(k)} -> {new_prov.get(k)}" for k in differ) + ")"
     if pair is not None:
@@ -153,6 +161,8 @@ def _latency(result: TargetResult, before: dict, limits: dict, pair=None, q: int
     normalized = f", each divided by the host's reference time ({old_ref:.4g} -> {new_ref:.4g} ms)" if old_ref and new_ref else ""
     old_samples, new_samples = then.get("samples_ms"), now.samples_ms
     head = f"{key} {then[f'{key}_ms']:.4g} -> {getattr(now, f'{key}_ms'):.4g} ms{normalized}: {growth:+.1%}"
+    if forced:
+        head += f" (forced across CPUs: {old_prov.get('cpu')} -> {new_prov.get('cpu')})"
     if not old_samples or not new_samples:
         return _check(result, f"latency.{key}", growth, limit, "", f"{head}; no raw runs in one of the reports, so "
                       "noise is not judged"), ""

@@ -214,12 +214,18 @@ def _mixed_lines(report: Report) -> list[str]:
         if m["stopped"] == "sensitivity only":
             lines.append(f"Sensitivity, {r.name}: each layer in float alone, and quantized alone; "
                          f"{m['trials']} trials in {m['seconds']:.0f} s (gain: how much closer to holding the "
-                         "budgets a layer in float brings them)")
+                         "budgets a layer in float brings them; SQNR: at the layer's output with every layer "
+                         "quantized, against the float graph)")
         else:
             lines.append(f"Mixed precision, {r.name}: {len(m['keep_float'])} layer(s) left in float, "
                          f"{m['quantized_share']:.1%} of the weights still {m['precision']}; {m['trials']} trials "
                          f"in {m['seconds']:.0f} s; stopped: {m['stopped']}"
                          + ("" if m["met"] else " (no configuration meets every budget)"))
+        if m.get("samples"):
+            n = m["samples"]
+            lines.append(f"  trials on {n['trials']} of {n['all']} samples (stratified by {n['stratified_by']}; the "
+                         f"standard errors below are the subset's); on all {n['all']}: "
+                         + ("every budget holds" if n["confirmed"] else "a budget breaks (see the checks)"))
         shown = SENSITIVITY_SHOWN[report.task]
         for s in sorted(m["sensitivity"], key=lambda s: -s["gain"]):
             name = s["layer"] if len(s["layer"]) <= 48 else "..." + s["layer"][-45:]
@@ -228,13 +234,15 @@ def _mixed_lines(report: Report) -> list[str]:
             alone = ", ".join(f"{k.split(': ', 1)[1]} {v:.4g}" for k, v in s.items() if k.startswith("quantized alone: ")
                               and k.split(": ", 1)[1].rpartition(".")[2] in shown)
             lines.append(f"  {'float' if s['layer'] in m['keep_float'] else 'kept ':5}  {name:48}  {s['op']:16} "
-                         f"{s['weight_share']:6.1%} of weights  gain {s['gain']:.3g}  (in float alone: {in_float}"
+                         f"{s['weight_share']:6.1%} of weights  gain {s['gain']:.3g}"
+                         + (f"  SQNR {s['sqnr_db']:.1f} dB" if "sqnr_db" in s else "") + f"  (in float alone: {in_float}"
                          + (f"; quantized alone: {alone})" if alone else ")"))
     return lines
 
 
 # the figures a sensitivity table shows per task, overall and per slice ("rare_topic.float_cosine")
-SENSITIVITY_SHOWN = {"classification": ("accuracy",), "embedding": ("float_cosine", "float_retrieval_agreement")}
+SENSITIVITY_SHOWN = {"classification": ("accuracy", "weighted_accuracy"),
+                     "embedding": ("float_cosine", "float_retrieval_agreement")}
 
 
 def _size(n: int) -> str:
