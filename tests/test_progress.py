@@ -90,3 +90,34 @@ def test_a_stage_remembers_how_long_it_took(tmp_path, monkeypatch):
     assert again.last("student-hash", "building tflite-int8") == 96.0
     assert again.last("other-model", "building tflite-int8") is None
     assert again.last("student-hash", "  ort-fp32: peak memory") is None  # under 5 s: no ETA worth showing
+
+
+def test_ctrl_c_exits_130_not_a_budget_verdict(tmp_path):
+    """Ctrl-C reaches the run and its display process alike (one process group): the run exits 130 (never
+    1, "a budget is broken"), leaves no output folder, and the display prints no traceback."""
+    import signal
+
+    leader, follower = os.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "edge_distill", "check", "examples/fashion-mnist/edge-distill.toml",
+                             "--out", str(tmp_path / "out")], stdin=follower, stdout=follower, stderr=follower,
+                            start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    os.close(follower)
+    seen = b""
+    while b"building" not in seen:  # well into the run, the display process started
+        ready, _, _ = select.select([leader], [], [], 60)
+        assert ready, seen[-500:]
+        seen += os.read(leader, 65536)
+    os.killpg(proc.pid, signal.SIGINT)
+    while True:
+        ready, _, _ = select.select([leader], [], [], 30)
+        try:
+            data = os.read(leader, 65536) if ready else b""
+        except OSError:
+            break
+        if not data:
+            break
+        seen += data
+    assert proc.wait(30) == 130
+    text = seen.decode(errors="replace")
+    assert "interrupted: the output folder is as it was before this run" in text and "Traceback" not in text
+    assert not (tmp_path / "out").exists()

@@ -28,6 +28,9 @@ class _Group(click.Group):
             _fail(exc)
         except (click.exceptions.Exit, click.ClickException, click.Abort):  # --help, usage errors (exit 2)
             raise
+        except KeyboardInterrupt:  # Ctrl-C: not a verdict (click would exit 1, "a budget is broken")
+            click.echo("\ninterrupted: the output folder is as it was before this run", err=True)
+            sys.exit(130)
         except Exception as exc:  # a bug or an unforeseen tool failure: never exit 1 (a budget verdict)
             if os.environ.get("EDGE_DISTILL_DEBUG"):
                 raise

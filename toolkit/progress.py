@@ -115,7 +115,11 @@ class Progress:
 
 
 def serve_display() -> None:
-    """The display process: rich's live progress on stderr (this terminal), fed events on stdin."""
+    """The display process: rich's live progress on stderr (this terminal), fed events on stdin. Ctrl-C
+    is the run's to handle (it closes this process's stdin when it has cleaned up), not this one's."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import BarColumn, Progress as Bars, SpinnerColumn, TextColumn, TimeElapsedColumn, \
