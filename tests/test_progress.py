@@ -100,7 +100,9 @@ def test_ctrl_c_exits_130_not_a_budget_verdict(tmp_path):
     leader, follower = os.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "edge_distill", "check", "examples/fashion-mnist/edge-distill.toml",
                              "--out", str(tmp_path / "out")], stdin=follower, stdout=follower, stderr=follower,
-                            start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                            start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)),
+                            # a CI job started in the background inherits SIGINT ignored: give the run the default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     os.close(follower)
     seen = b""
     while b"building" not in seen:  # well into the run, the display process started
