@@ -242,9 +242,9 @@ class OrtTarget:
         import onnx
 
         reference = next(iter(sorted(Path(work_dir).rglob(PREPROCESSED))), None)
-        quantized = onnx.load(str(path if path.suffix == ".onnx" else path.with_suffix(".onnx")))
         if reference is None:
             return {}
+        quantized = onnx.load(str(path if path.suffix == ".onnx" else path.with_suffix(".onnx")))
         float_model = onnx.load(str(reference))
         float_tensors = {o for n in float_model.graph.node for o in n.output}
         float_output = {n.name: n.output[0] for n in float_model.graph.node if n.output}

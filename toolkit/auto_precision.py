@@ -48,10 +48,12 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
 
     progress(f"{'sensitivity of' if sensitivity_only else 'searching'} {tc.name} {precision}: each layer of "
              f"{base} left in float")
-    def layers_of(full: TargetResult) -> list[Layer]:
-        grouped, found = group_layers(target.layers(attempts / full.artifact), tc.auto_groups)
+    full: list[TargetResult] = []  # the precision as asked: the trial the activation error is measured on
+
+    def layers_of(first: TargetResult) -> list[Layer]:
+        full.append(first)
+        grouped, found = group_layers(target.layers(attempts / first.artifact), tc.auto_groups)
         members.update(found)
-        members["(full)"] = [full.artifact]
         return grouped
 
     best, state = search(base, trial, layers_of,
@@ -60,10 +62,10 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     if subset is not None:  # the choice, confirmed on every sample: that evaluation is the one reported
         progress(f"  confirming the choice on all {len(data)} samples (the search used {len(subset)})")
         best = trial(state.keep_float, every_sample=True)
-    full_artifact = members.pop("(full)", [None])[0]
-    if data is not None and full_artifact and hasattr(target, "tensor_errors"):
+    if data is not None and full and hasattr(target, "tensor_errors"):
         progress(f"  activation error of each layer's output, {min(len(data), ERROR_SAMPLES)} samples")
-        _add_tensor_errors(state, members, target.tensor_errors(attempts / full_artifact, attempts / "work-0",
+        work_dir = attempts / f"work-{full[0].details['trial']}"  # where its build left the float graph it quantized
+        _add_tensor_errors(state, members, target.tensor_errors(attempts / full[0].artifact, work_dir,
                                                                 select_samples(data, ERROR_SAMPLES),
                                                                 _all_layers(state, members)))
     folder = folder / tc.name / ("" if sensitivity_only else precision)

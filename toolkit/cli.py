@@ -551,11 +551,15 @@ def _require_store(option: str | None):
 @click.pass_context
 def history_show(ctx, run, store, as_json, markdown):
     """Print recorded RUN's report again: the table (or its JSON, or Markdown)."""
-    from .report import to_json, to_markdown, to_table
     from .result import report_from_dict
 
     data, _ = _require_store(store or ctx.obj).report(run)
-    report = report_from_dict(data)
+    _print_report(report_from_dict(data), as_json, markdown)
+
+
+def _print_report(report, as_json: bool, markdown: bool) -> None:
+    from .report import to_json, to_markdown, to_table
+
     click.echo(to_json(report) if as_json else to_markdown(report) if markdown else to_table(report))
 
 
@@ -569,7 +573,6 @@ def report_command(report_json, html_out, markdown, as_json):
     from .errors import BadInput
     from .files import write_atomic
     from .html_report import to_html
-    from .report import to_json, to_markdown, to_table
     from .result import report_from_dict
 
     try:
@@ -581,4 +584,4 @@ def report_command(report_json, html_out, markdown, as_json):
         write_atomic(target, to_html(report))
         click.echo(f"wrote {target}", err=as_json or markdown)
     if as_json or markdown or not html_out:
-        click.echo(to_json(report) if as_json else to_markdown(report) if markdown else to_table(report))
+        _print_report(report, as_json, markdown)

@@ -12,7 +12,7 @@ import html
 import io
 import math
 
-from .report import SENSITIVITY_SHOWN, _fmt, _provenance_line, _rows, _sentence
+from .report import HEADLINE, SENSITIVITY_SHOWN, _fmt, _provenance_line, _rows, _sentence, verdict_line
 from .result import MB, Check, Report, TargetResult
 
 BROKEN, HOLDS, UNMEASURED, NEUTRAL = "#c62828", "#2e7d32", "#ef6c00", "#5c6bc0"
@@ -62,13 +62,7 @@ def to_html(report: Report, trends: dict[str, list[dict]] | None = None) -> str:
 
 
 def _verdict(report: Report) -> tuple[str, str]:
-    code = report.exit_code
-    css = {0: "passed", 1: "failed", 3: "incomplete"}[code]
-    if report.ladder is not None:
-        return ("PASSED: " if code == 0 else "FAILED: " if code == 1 else "INCOMPLETE: ") + report.ladder.verdict, css
-    held = sum(bool(c.passed) for c in report.checks)
-    return {0: "PASSED: every budget holds", 1: "FAILED: a budget is broken",
-            3: "INCOMPLETE: something could not be measured"}[code] + f" ({held}/{len(report.checks)} checks hold)", css
+    return verdict_line(report), {0: "passed", 1: "failed", 3: "incomplete"}[report.exit_code]
 
 
 def _intro(report: Report) -> str:
@@ -244,8 +238,8 @@ def _figure_of(r: TargetResult, slice_name: str | None, figure: str) -> float:
 
 
 def _headline(report: Report, r: TargetResult) -> float:
-    field = "teacher_retrieval_agreement" if report.task == "embedding" else "accuracy"
-    value = getattr(r.metrics, field)
+    """The task's headline figure (the table's), else agreement with the float student."""
+    value = getattr(r.metrics, HEADLINE[report.task][1])
     return value if value is not None else (r.metrics.float_agreement if r.metrics.float_agreement is not None
                                             else math.nan)
 

@@ -142,12 +142,13 @@ def serve_display() -> None:
                 bars.console.print(f"[green]✓[/] {escape(event['message'])} [dim]({event['seconds']:.1f} s)[/]",
                                    highlight=False)
             elif op == "loop":
-                loops[event["key"]] = (bars.add_task(f"  {event['what']}", total=event["total"], last=None, began=0.0,
-                                                     count=f"0/{event['total']} {event['unit']}"), event)
+                task = bars.add_task(f"  {event['what']}", total=event["total"], last=None, began=0.0,
+                                     count=f"0/{event['total']} {event['unit']}")
+                loops[event["key"]] = [task, event, 0]
             elif op == "advance" and event["key"] in loops:
-                task, spec = loops[event["key"]]
-                done = bars.tasks[[t.id for t in bars.tasks].index(task)].completed + event["n"]
-                bars.update(task, completed=done, count=f"{done:.0f}/{spec['total']} {spec['unit']}")
+                entry = loops[event["key"]]
+                entry[2] += event["n"]
+                bars.update(entry[0], completed=entry[2], count=f"{entry[2]}/{entry[1]['total']} {entry[1]['unit']}")
             elif op == "end" and event["key"] in loops:
                 bars.remove_task(loops.pop(event["key"])[0])
 

@@ -109,10 +109,10 @@ def _side_by_side(result: TargetResult, before: dict, run_dir: Path, baseline_di
     from edge_distill.calibration import zeros
     from edge_distill.targets import get_target
 
-    prov = result.latency.provenance if result.latency else None
-    old, new = baseline_dir / before.get("artifact", "-"), run_dir / result.artifact
     from .provenance import host_cpu
 
+    prov = result.latency.provenance if result.latency else None
+    old, new = baseline_dir / before.get("artifact", "-"), run_dir / result.artifact
     # only a figure measured on this machine's CPU can be measured again here
     if prov is None or prov.kind != "measured" or prov.cpu != host_cpu() or not old.exists() or not new.exists():
         return None

@@ -1,6 +1,6 @@
 """Renderers: every report is drawn from one `result.Report`: JSON (canonical, with a schema),
-JUnit XML, Markdown, and the terminal table (HTML: html_report.py; the files: report_files.py). Nothing here measures or decides; the exit code is
-the result's."""
+JUnit XML, Markdown, and the terminal table (HTML: html_report.py; the files: report_files.py).
+Nothing here measures or decides; the exit code is the result's."""
 
 from __future__ import annotations
 
@@ -51,12 +51,13 @@ def _case(check: Check):
 
     classname, _, name = check.name.partition("/")
     case = TestCase(name, "edge-distill." + classname)
+    sentence = _sentence(check)
     if check.passed is False:
-        failure = Failure(_sentence(check))
-        failure.text = _sentence(check)
+        failure = Failure(sentence)
+        failure.text = sentence
         case.result = [failure]
     elif check.passed is None:
-        case.result = [Error(_sentence(check), "cannot-measure")]
+        case.result = [Error(sentence, "cannot-measure")]
     return case
 
 
@@ -89,8 +90,7 @@ def to_junit(report: Report) -> str:
     # Totals set by hand: junitparser's update_statistics adds a `skipped` count to <testsuites>,
     # which Jenkins' schema does not allow there.
     xml.tests, xml.failures, xml.errors = (sum(getattr(s, k) for s in suites) for k in ("tests", "failures", "errors"))
-    text = xml.tostring()
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + (text.decode() if isinstance(text, bytes) else text) + "\n"
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + xml.tostring().decode() + "\n"
 
 
 def _properties(r) -> dict[str, str]:
@@ -306,20 +306,22 @@ def to_table(report: Report, colour: bool | None = None) -> str:
             out.append("  " + paint(head, "red" if c.passed is False else "yellow", colour)
                        + (paint(provenance, "dim", colour) if provenance else "") + message)
     out.append("")
-    verdict_style = {0: "bold green", 1: "bold red", 3: "bold yellow"}[report.exit_code]
     if report.ladder is not None:
         out.extend(_ladder_lines(report))
-        out.append(paint({0: "PASSED", 1: "FAILED", 3: "INCOMPLETE"}[report.exit_code] + ": " + report.ladder.verdict,
-                         verdict_style, colour))
-        return "\n".join(out)
-    if not report.checks:
-        out.append("PASSED: no budget was given, so nothing was checked (a [budgets] table, or verify --budget FILE)")
-        return "\n".join(out)
-    out.append(paint({0: "PASSED: every budget holds", 1: "FAILED: a budget is broken",
-                      3: "INCOMPLETE: something could not be measured"}[report.exit_code]
-                     + f" ({sum(bool(c.passed) for c in report.checks)}/{len(report.checks)} checks hold)",
-                     verdict_style, colour))
+    out.append(paint(verdict_line(report), {0: "bold green", 1: "bold red", 3: "bold yellow"}[report.exit_code],
+                     colour))
     return "\n".join(out)
+
+
+def verdict_line(report: Report) -> str:
+    """The run's verdict in one line: the table's last, report.html's banner."""
+    word = {0: "PASSED", 1: "FAILED", 3: "INCOMPLETE"}[report.exit_code]
+    if report.ladder is not None:
+        return f"{word}: {report.ladder.verdict}"
+    if not report.checks:
+        return "PASSED: no budget was given, so nothing was checked (a [budgets] table, or verify --budget FILE)"
+    return (word + {0: ": every budget holds", 1: ": a budget is broken", 3: ": something could not be measured"}
+            [report.exit_code] + f" ({sum(bool(c.passed) for c in report.checks)}/{len(report.checks)} checks hold)")
 
 
 def _ladder_lines(report: Report) -> list[str]:

@@ -24,7 +24,7 @@ def table(head: list[str], rows: list[list[str]], styles: list[str | None] | Non
     colour = colour_wanted() if colour is None else colour
     # A cell is never cut or wrapped (an artifact's name, a figure, a header).
     widths = [max([len(str(r[i])) for r in rows] + [len(h)]) for i, h in enumerate(head)]
-    t = Table(*[Column(h, no_wrap=True, min_width=w) for h, w in zip(head, widths)], box=box.SIMPLE_HEAD,
+    t = Table(*[Column(h, no_wrap=True) for h in head], box=box.SIMPLE_HEAD,
               header_style="bold" if colour else "", pad_edge=False, show_edge=False)
     for i, row in enumerate(rows):
         t.add_row(*row, style=(styles[i] if styles else None) or None)
