@@ -155,10 +155,15 @@ class Coverage:
     by_op: dict = field(default_factory=dict)  # op type -> {"quantized": elements, "float": elements}
     float_ops: list = field(default_factory=list)  # "Conv /conv1/Conv: why" for the first few
     layers: dict = field(default_factory=dict)  # layer name (as keep_float takes it) -> (op, elements, quantized)
+    by_precision: dict = field(default_factory=dict)  # "int4" | "int8" | "float" -> {"weights", "macs"}
 
     def add(self, op: str, elements: int, macs: int | None, quantized: bool, name: str = "", why: str = "",
-            layer: str = ""):
+            layer: str = "", bits: int | None = None):
+        """One weight tensor; `bits`: its integer width when quantized (mixed precision mixes them)."""
         kind = "quantized" if quantized else "float"
+        tally = self.by_precision.setdefault(f"int{bits}" if quantized and bits else kind, {"weights": 0, "macs": 0})
+        tally["weights"] += int(elements)
+        tally["macs"] = None if tally["macs"] is None or macs is None else tally["macs"] + macs
         if layer or name:
             _, before, _ = self.layers.get(layer or name, (op, 0, quantized))
             self.layers[layer or name] = (op, before + int(elements), quantized)
@@ -181,7 +186,11 @@ class Coverage:
                 "quantized_mac_fraction": round(self.quantized_macs / macs, 4) if macs else None,
                 "quantized_weights": self.quantized_weights, "float_weights": self.float_weights,
                 "quantized_macs": self.quantized_macs, "float_macs": self.float_macs,
-                "by_op": dict(sorted(self.by_op.items())), "float_ops": self.float_ops}
+                "by_op": dict(sorted(self.by_op.items())), "float_ops": self.float_ops,
+                "by_precision": {kind: {**tally, "weight_fraction": round(tally["weights"] / weights, 4) if weights else None,
+                                        "mac_fraction": round(tally["macs"] / macs, 4) if macs and tally["macs"] is not None
+                                        else None}
+                                 for kind, tally in sorted(self.by_precision.items())}}
 
 
 @dataclass
@@ -274,6 +283,7 @@ class Layer:
     name: str
     op: str
     weights: int  # weight elements
+    int8: bool = True  # whether an int4 layer can be raised to int8 (keep_int8); float it always can
 
 
 class MixedPrecisionTarget(Target, Protocol):
@@ -282,6 +292,16 @@ class MixedPrecisionTarget(Target, Protocol):
     the layers it quantized."""
 
     def layers(self, path: Path) -> list[Layer]: ...
+
+
+def check_raised(target: str, options: dict, precision: str) -> None:
+    """The options of mixed precision (keep_float, keep_int8): keep_int8 is int4's alone, and a layer
+    cannot be kept in two precisions."""
+    both = sorted(set(options["keep_float"]) & set(options.get("keep_int8", ())))
+    if both:
+        raise BadInput(f"target '{target}': {both[0]!r} is in both keep_float and keep_int8")
+    if options.get("keep_int8") and precision != "int4":
+        raise BadInput(f"target '{target}': keep_int8 applies to int4 only, not {precision}")
 
 
 class RecordingTarget(Target, Protocol):

@@ -176,7 +176,8 @@ class CoremlTarget:
             if dtype in per_element:
                 quantized = per_element[dtype] < 2
                 result.add(f"{dtype} weights", int(size / per_element[dtype]), None, quantized,
-                           why="" if quantized else f"kept in {dtype} (under weight_threshold, or not compressible)")
+                           why="" if quantized else f"kept in {dtype} (under weight_threshold, or not compressible)",
+                           bits=int(per_element[dtype] * 8) if quantized else None)
         return result
 
     def record(self, path: Path, verified: dict) -> None:

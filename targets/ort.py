@@ -7,7 +7,8 @@ Precisions
                 driven through the calibrator: quantize_static alone would return the min-max ranges)
   int8-dynamic  weights int8 per-channel, activations quantized at run time (transformer MatMuls)
   int4          weight-only MatMulNBits, block 32, symmetric (Gemm is rewritten to MatMul first so
-                Linear layers are covered; Conv stays fp32); option int4_gather also packs Gather tables
+                Linear layers are covered; Conv stays fp32); option int4_gather also packs Gather tables;
+                option keep_int8 packs the named layers in 8 bits instead (MatMulNBits bits=8)
 
 The `.ort` file uses the Fixed style: Runtime-style files of QDQ models fail to load.
 """
@@ -26,7 +27,7 @@ from edge_distill.errors import BadInput, MissingDependency
 from edge_distill.files import working_in
 from edge_distill.quiet import hush_torchao, quiet
 
-from . import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision
+from . import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, check_raised
 
 capabilities = Capabilities(
     name="ort",
@@ -47,7 +48,9 @@ capabilities = Capabilities(
                     "AutoQuantizationConfig for that CPU (needs the optimum extra)",
                     choices=("onnxruntime", "optimum-arm64", "optimum-avx2", "optimum-avx512", "optimum-avx512-vnni")),
              Option("keep_float", list, [], "ONNX node names int8 and int4 leave in float (what mixed precision "
-                    "chooses; `edge-distill sensitivity` lists the names)")),
+                    "chooses; `edge-distill sensitivity` lists the names)"),
+             Option("keep_int8", list, [], "int4 only: ONNX node names packed in 8 bits instead of 4 (MatMulNBits "
+                    "bits=8; mixed precision's step before float)")),
     app_runtime_package="onnxruntime",
 )
 
@@ -89,6 +92,7 @@ class OrtTarget:
         except ImportError as exc:
             raise MissingDependency(exc.name or "onnxruntime", "ort", "the ort target") from exc
         precision = request.precision.replace("-", "_")
+        check_raised("ort", request.options, request.precision)
         onnx_out = request.out_dir / f"model.{request.precision}.onnx"
         details: dict = {}
         if precision == "fp32":
@@ -196,27 +200,24 @@ class OrtTarget:
 
     def _build_int4(self, request: BuildRequest, out: Path) -> dict:
         import onnx
-        from onnxruntime.quantization.matmul_nbits_quantizer import (DefaultWeightOnlyQuantConfig,
-                                                                     MatMulNBitsQuantizer)
 
         block = int(request.options["int4_block_size"])
         op_types = ("MatMul", "Gather") if request.options["int4_gather"] else ("MatMul",)
         model = onnx.load(str(request.onnx_path))
         rewritten = gemm_to_matmul(model)
         onnx.save(model, str(request.work_dir / PREPROCESSED))  # the float graph quantized: tensor_errors' reference
-        config = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4,
-                                              op_types_to_quantize=op_types)
-        quantizer = MatMulNBitsQuantizer(model, bits=4, block_size=block, is_symmetric=True, accuracy_level=4,
-                                         op_types_to_quantize=op_types, algo_config=config,
-                                         nodes_to_exclude=list(request.options["keep_float"]))
-        quantizer.process()
-        quantizer.model.save_model_to_file(str(out), use_external_data_format=False)
-        packed = sum(1 for n in quantizer.model.model.graph.node
-                     if n.op_type in ("MatMulNBits", "GatherBlockQuantized"))
+        keep_float, keep_int8 = set(request.options["keep_float"]), set(request.options["keep_int8"])
+        if keep_int8:  # first the 8-bit layers; the 4-bit pass then leaves them be (MatMulNBits, no MatMul)
+            others = {n.name for n in model.graph.node if n.name not in keep_int8}
+            model = _matmul_nbits(model, 8, block, op_types, others).model
+        quantized = _matmul_nbits(model, 4, block, op_types, keep_float | keep_int8)
+        quantized.save_model_to_file(str(out), use_external_data_format=False)
+        packed = sum(1 for n in quantized.model.graph.node if n.op_type in ("MatMulNBits", "GatherBlockQuantized"))
         if packed == 0:
             raise BadInput("int4 weight-only found no MatMul/Gemm with constant weights to quantize in this model",
                            hint="int4 here covers Linear layers; use int8 for convolution-only models")
-        return {"quantization": f"weight-only int4, block {block}, symmetric, accuracy level 4",
+        return {"quantization": f"weight-only int4, block {block}, symmetric, accuracy level 4"
+                + (f"; {len(keep_int8)} layer(s) in 8 bits" if keep_int8 else ""),
                 "int4_nodes": packed, "gemm_rewritten_to_matmul": rewritten}
 
     # -- running and inspecting ---------------------------------------------------------------
@@ -230,7 +231,7 @@ class OrtTarget:
     def layers(self, path: Path) -> list[Layer]:
         """The nodes this artifact quantized, named as before quantization (keep_float's names)."""
         found = self.coverage(path)
-        return [Layer(_float_name(name), op, elements)
+        return [Layer(_float_name(name), op, elements, int8=op != "GatherBlockQuantized")  # its quantizer: 4 bits only
                 for name, (op, elements, quantized) in (found.layers.items() if found else ()) if quantized]
 
     def tensor_errors(self, path: Path, work_dir: Path, data, layers: list[str]) -> dict[str, float]:
@@ -277,10 +278,23 @@ class OrtTarget:
         return info
 
 
+def _matmul_nbits(model, bits: int, block: int, op_types: tuple, exclude: set):
+    """onnxruntime's weight-only quantizer over `model` (a ModelProto), leaving out the `exclude` nodes;
+    returns its ONNXModel."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    config = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4,
+                                          op_types_to_quantize=op_types, bits=bits)
+    quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=block, is_symmetric=True, accuracy_level=4,
+                                     op_types_to_quantize=op_types, algo_config=config, nodes_to_exclude=list(exclude))
+    quantizer.process()
+    return quantizer.model
+
+
 def _float_name(node_name: str) -> str:
     """A quantized node's name as it was before quantization (what keep_float names): MatMulNBits adds
-    "_Q4", the dynamic quantizer "_quant"."""
-    return node_name.removesuffix("_Q4").removesuffix("_quant")
+    "_Q4" (or "_Q8"), the dynamic quantizer "_quant"."""
+    return node_name.removesuffix("_Q4").removesuffix("_Q8").removesuffix("_quant")
 
 
 def _intermediate(model, tensors: list[str], data) -> dict[str, np.ndarray]:
@@ -550,10 +564,10 @@ def coverage(onnx_path: Path) -> Coverage:
     result = Coverage()
     for node in model.graph.node:
         if node.op_type in _QUANTIZED_OPS:
-            indices, _ = _QUANTIZED_OPS[node.op_type]
-            quantized = True
+            indices, bits = _QUANTIZED_OPS[node.op_type]
+            bits = next((a.i for a in node.attribute if a.name == "bits"), bits)  # MatMulNBits: 4 or 8
         elif node.op_type in _FLOAT_OPS:
-            indices, quantized = _FLOAT_OPS[node.op_type], None
+            indices, bits = _FLOAT_OPS[node.op_type], None
         else:
             continue
         for index in indices:
@@ -562,10 +576,14 @@ def coverage(onnx_path: Path) -> Coverage:
             if tensor is None:
                 continue  # an activation (MatMul of two activations): no weights
             elements = _weight_elements(node, tensor)
-            is_quantized = quantized or name in dequantized
-            result.add(node.op_type, elements, _macs(node, shapes, elements), is_quantized, node.name,
-                       "" if is_quantized else _WHY_FLOAT.get(node.op_type, ""))
+            if name in dequantized:  # a QDQ weight: its width is its stored type's
+                bits = _INTEGER_BITS.get(tensor.data_type, 8)
+            result.add(node.op_type, elements, _macs(node, shapes, elements), bits is not None, node.name,
+                       "" if bits else _WHY_FLOAT.get(node.op_type, ""), bits=bits)
     return result
+
+
+_INTEGER_BITS = {2: 8, 3: 8, 4: 16, 5: 16, 21: 4, 22: 4}  # onnx.TensorProto: UINT8, INT8, UINT16, INT16, UINT4, INT4
 
 
 def _weight_elements(node, tensor) -> int:

@@ -10,7 +10,8 @@ Precisions
   int8-dynamic  ai-edge-quantizer dynamic_wi8_afp32: int8 weights, activations quantized at run time
   int4          ai-edge-quantizer, dynamic int4 activations by default: channelwise int4 weights, and
                 blockwise (block 32) on FULLY_CONNECTED layers whose depth the block divides;
-                option int4_recipe = "weight-only" keeps float compute (slower on XNNPACK)
+                option int4_recipe = "weight-only" keeps float compute (slower on XNNPACK); option
+                keep_int8 quantizes the named ops' weights in 8 bits (channelwise) instead
 
 The interpreter is ai-edge-litert, the maintained successor of tflite-runtime. tflite-runtime 2.14
 needs numpy < 2, rejects current op versions and computes some dynamic-int8 models wrongly.
@@ -33,7 +34,7 @@ from edge_distill.calibration import fixed_batch_of, padded, run_in_batches, who
 from edge_distill.errors import BadInput, ExportMismatch, MissingDependency
 from edge_distill.quiet import native_output_silenced
 
-from . import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, inference_module
+from . import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, check_raised, inference_module
 
 capabilities = Capabilities(
     name="tflite",
@@ -58,7 +59,9 @@ capabilities = Capabilities(
              Option("int4_block_size", int, 32, "blockwise int4 block for FULLY_CONNECTED layers", minimum=16),
              Option("tolerance", float, 1e-4, "max |fp32 .tflite - torch| on real samples", minimum=0.0),
              Option("keep_float", list, [], "ops (by output tensor name) that the ai-edge-quantizer precisions "
-                    "leave in float: what mixed precision chooses; `edge-distill sensitivity` lists the names")),
+                    "leave in float: what mixed precision chooses; `edge-distill sensitivity` lists the names"),
+             Option("keep_int8", list, [], "int4 only: ops (by output tensor name) whose weights int4 quantizes in "
+                    "8 bits, channelwise (mixed precision's step before float)")),
     app_runtime_package="ai-edge-litert",
 )
 
@@ -80,6 +83,7 @@ class TfliteTarget:
         out = request.out_dir / f"model.{request.precision}.tflite"
         fp32 = request.work_dir / "model.fp32.tflite"
         details: dict = {"layout": "NHWC" if channels_last else "source (NCHW for images)"}
+        check_raised("tflite", opts, request.precision)
         with native_output_silenced():
             try:
                 if request.precision == "int8" and opts["int8_recipe"] == "pt2e" and opts["keep_float"]:
@@ -208,9 +212,12 @@ class TfliteTarget:
         blockwise = [] if kind == "weight-only" else _fc_layers_divisible_by(fp32, block)
         for name in blockwise:  # later configs override earlier ones for the layers they match
             getattr(qt, add)(re.escape(name), TFLOperationName.FULLY_CONNECTED, 4, granularity)
+        for name in opts["keep_int8"]:
+            getattr(qt, add)(_scope(name), TFLOperationName.ALL_SUPPORTED, 8, QuantGranularity.CHANNELWISE)
         _keeping_float(qt, opts).quantize().export_model(str(out), overwrite=True)
         details["quantization"] = (f"ai-edge-quantizer int4 {kind}: channelwise int4 weights; blockwise-{block} on "
-                                   f"{len(blockwise)} FULLY_CONNECTED layer(s) whose depth {block} divides")
+                                   f"{len(blockwise)} FULLY_CONNECTED layer(s) whose depth {block} divides"
+                                   + (f"; {len(opts['keep_int8'])} op(s) in int8" if opts["keep_int8"] else ""))
 
     # -- running and inspecting ---------------------------------------------------------------
     def open_runner(self, path: Path, threads: int, options: dict | None = None):
@@ -448,9 +455,14 @@ def _keeping_float(qt, opts):
     from ai_edge_quantizer.qtyping import TFLOperationName
 
     for name in opts["keep_float"]:
-        qt.update_quantization_recipe(f"(^|;){re.escape(name)};", TFLOperationName.ALL_SUPPORTED,
+        qt.update_quantization_recipe(_scope(name), TFLOperationName.ALL_SUPPORTED,
                                       algorithm_key=AlgorithmName.NO_QUANTIZE)
     return qt
+
+
+def _scope(name: str) -> str:
+    """The regex of ai-edge-quantizer's op scope that matches exactly the op with this output tensor."""
+    return f"(^|;){re.escape(name)};"
 
 
 def _fc_layers_divisible_by(path: Path, block: int) -> list[str]:
@@ -671,8 +683,10 @@ def coverage(path: Path) -> Coverage:
             elements = int(np.prod(shape)) if shape else 1
             out = [int(x) for x in tensors[int(op["outputs"][0])]["shape"]]
             macs = 0 if op["op_name"] == "EMBEDDING_LOOKUP" else _tflite_macs(op["op_name"], out, shape, elements)
-            result.add(op["op_name"], elements, macs, types.get(index) in _INTEGER_TYPES, f"#{op['index']}",
-                       "kept in float by the recipe", layer=tensors[int(op["outputs"][0])]["name"])
+            stored = _INTEGER_TYPES.get(types.get(index))
+            result.add(op["op_name"], elements, macs, stored is not None, f"#{op['index']}",
+                       "kept in float by the recipe", layer=tensors[int(op["outputs"][0])]["name"],
+                       bits=stored and (4 if stored == "int4" else 8))
     return result
 
 

@@ -22,13 +22,14 @@ def _result(accuracy: float) -> TargetResult:
                         Metrics(samples=10, accuracy=accuracy), {}, checks=[check])
 
 
-def _trials(accuracy_of):
-    """A stand-in trial: the accuracy the test says this set of float layers gives; records each call."""
+def _trials(accuracy_of, *, steps: bool = False):
+    """A stand-in trial: the accuracy the test says this set of raised layers gives (`steps`: given the
+    layers and the precision each went to; else the set of float layers); records each call."""
     calls = []
 
-    def trial(keep_float):
-        calls.append(sorted(keep_float))
-        return _result(accuracy_of(frozenset(keep_float)))
+    def trial(raised):
+        calls.append(dict(raised) if steps else sorted(raised))
+        return _result(accuracy_of(dict(raised) if steps else frozenset(raised)))
     return trial, calls
 
 
@@ -66,6 +67,42 @@ def test_the_trial_budget_bounds_the_search():
     assert len(calls) == 3 and state.trials == 3 and not state.met
 
 
+def test_int4_goes_to_int8_before_float():
+    # int8 of "small" brings it close, int8 of "conv" too: both in int8 meet it, nothing goes to float.
+    # Trials: 1 + 3 sensitivity (in int8) + every layer in int8 + 1 combination ("small" alone was tried).
+    gains = {"big": 0.01, "small": 0.03, "conv": 0.02}
+    trial, calls = _trials(lambda raised: 0.705 + sum(gains[k] for k, step in raised.items() if step == "int8"),
+                           steps=True)
+    best, state = search("int4", trial, lambda full: LAYERS, steps=("int8", "float"), floor=0.5)
+    assert state.met and state.raised == {"small": "int8", "conv": "int8"} and state.keep_float == []
+    assert state.quantized_share == 1.0 and state.base_share == pytest.approx(0.9)
+    assert calls[1:4] == [{"big": "int8"}, {"small": "int8"}, {"conv": "int8"}]
+    assert calls[4] == {"big": "int8", "small": "int8", "conv": "int8"} and len(calls) == 6
+    assert best.passed and state.to_dict()["sensitivity"][0]["raised_to"] == "int8"
+
+
+def test_int4_goes_to_float_when_int8_everywhere_is_not_enough():
+    # Only "small" in float meets it; int8 never does: one trial of every layer in int8, then the float walk
+    # from there, in order of the int8 gains (small first). 1 + 3 + 1 + 1 trials, within 2 + 3 x layers.
+    gains = {"big": 0.01, "small": 0.03, "conv": 0.02}
+    accuracy = lambda raised: 0.80 if raised.get("small") == "float" else 0.70 + 0.001 * len(raised)  # noqa: E731
+    trial, calls = _trials(lambda raised: accuracy(raised) + sum(gains[k] * 0.01 for k in raised), steps=True)
+    best, state = search("int4", trial, lambda full: LAYERS, steps=("int8", "float"), floor=0.5)
+    assert state.met and state.raised == {"big": "int8", "small": "float", "conv": "int8"}
+    assert state.keep_float == ["small"] and state.quantized_share == pytest.approx(0.94)
+    assert state.base_share == 0.0 and len(calls) == 6 <= 2 + 3 * len(LAYERS)
+
+
+def test_a_layer_that_has_no_int8_goes_straight_to_float():
+    # ORT packs embedding tables (Gather) in 4 bits only: "table" is tried in float, never in int8.
+    layers = [*LAYERS, Layer("table", "GatherBlockQuantized", 100, int8=False)]
+    trial, calls = _trials(lambda raised: 0.80 if raised.get("small") == "int8" else 0.70, steps=True)
+    best, state = search("int4", trial, lambda full: layers, steps=("int8", "float"), floor=0.5)
+    assert {"table": "float"} in calls and {"table": "int8"} not in calls
+    assert {s.name: s.raised_to for s in state.layers}["table"] == "float"
+    assert state.met and state.raised == {"small": "int8"}
+
+
 @pytest.mark.parametrize("target, broken", [("ort", "min_float_agreement"), ("tflite", "max_accuracy_drop")])
 def test_int4_auto_meets_the_slice_budget_plain_int4_breaks(example, tmp_path, target, broken):
     out = tmp_path / "out"
@@ -77,14 +114,21 @@ def test_int4_auto_meets_the_slice_budget_plain_int4_breaks(example, tmp_path, t
     assert auto["passed"] and all(c["passed"] for c in auto["checks"])
     assert all(c["name"].startswith(f"{target}-int4-auto/") for c in auto["checks"])  # not the plain int4's names
     search = auto["details"]["mixed_precision"]
-    assert search["met"] and search["quantized_share"] >= 0.6 and 1 <= len(search["keep_float"]) < len(search["sensitivity"])
+    assert search["met"] and search["quantized_share"] >= 0.6 and 1 <= len(search["raised"]) < len(search["sensitivity"])
+    assert search["steps"] == ["int8", "float"]  # int4 goes to int8 first
     assert auto["coverage"]["quantized_weight_fraction"] >= 0.6
-    assert search["trials"] <= 1 + 2 * len(search["sensitivity"])
+    by_precision = auto["coverage"]["by_precision"]  # the layers it raised to int8 are stored in 8 bits
+    int8_layers = [name for name, step in search["raised"].items() if step == "int8"]
+    assert (by_precision.get("int8", {}).get("weights", 0) > 0) == bool(int8_layers)
+    assert by_precision["int4"]["weight_fraction"] >= 0.6
+    assert search["trials"] <= 2 + 3 * len(search["sensitivity"])
+    assert not any(w.startswith(f"{target}-int4 ") for w in auto["warnings"])  # the trial's name is not the artifact's
     assert f"Mixed precision, {target}-int4-auto:" in proc.stdout and "## Mixed precision" in (out / "report.md").read_text()
 
-    # The recipe rebuilds the same artifact: plain int4 with the chosen layers in float.
+    # The recipe rebuilds the same artifact: plain int4 with the chosen layers raised.
     recipe = out / auto["artifact"].rsplit("/", 1)[0] / "recipe.toml"
-    assert json.dumps(search["keep_float"]) in recipe.read_text()
+    assert f"keep_int8 = {json.dumps(int8_layers)}" in recipe.read_text()
+    assert f"keep_float = {json.dumps(search['keep_float'])}" in recipe.read_text()
     config = edit_config(example, targets=(target,), precisions=["int4"], budgets="",
                          replace={f'name = "{target}"': f'name = "{target}"\nrecipe = "{recipe}"'})
     again = run_cli("check", config, "--out", tmp_path / "again")
@@ -105,7 +149,7 @@ def test_a_search_on_a_stratified_subset_is_confirmed_on_every_sample(example, t
     search = auto["details"]["mixed_precision"]
     assert {k: search["samples"][k] for k in ("trials", "all", "confirmed")} == {"trials": 500, "all": 2000,
                                                                                    "confirmed": True}
-    assert search["keep_float"] == ["node_linear_1_MatMul"] and search["trials"] == 3  # as on every sample
+    assert search["raised"] == {"node_linear_1_MatMul": "int8"} and search["trials"] == 3  # as on every sample
     assert all(s["accuracy_se"] > 0.012 for s in search["sensitivity"])  # 500 samples: about 0.015 (2000: 0.007)
     assert auto["metrics"]["samples"] == 2000  # the artifact's figures are the confirmation's
     assert "trials on 500 of 2000 samples (stratified by label and slice" in proc.stdout
@@ -148,7 +192,7 @@ def test_sensitivity_ranks_each_layer_in_float_and_quantized_alone(example, tmp_
         assert 15 < s["sqnr_db"] < 36  # int4 weights: each output within 15-36 dB of float (int8's are over 36)
     # Either Linear in float mends the slice's agreement (int4-auto, above, takes the light one: the
     # heavy one would leave under 60% of the weights in int4).
-    assert all(s["gain"] > 0 and s["shortfall_when_float"] == 0 for s in layers.values())
+    assert all(s["gain"] > 0 and s["shortfall_when_raised"] == 0 and s["raised_to"] == "float" for s in layers.values())
     assert layers["node_linear_MatMul"]["weight_share"] > 0.9
     page = (out / "report.html").read_text()  # the HTML report carries the table and its plot
     assert "id='plot-sensitivity'" in page and "id='sensitivity-ort-int4'" in page and "node_linear_1_MatMul" in page
@@ -163,8 +207,8 @@ def test_float_layers_are_not_tried_on_budgets_they_cannot_mend():
                             None, Metrics(samples=10, accuracy=0.9), {}, checks=[check])
 
     calls = []
-    best, state = search("int8", lambda keep: calls.append(keep) or too_big(keep), lambda full: LAYERS)
-    assert calls == [[]] and state.stopped == "nothing float layers can mend" and not state.met
+    best, state = search("int8", lambda raised: calls.append(raised) or too_big(raised), lambda full: LAYERS)
+    assert calls == [{}] and state.stopped == "nothing float layers can mend" and not state.met
 
 
 def test_layers_searched_in_groups(example, tmp_path):
@@ -184,3 +228,21 @@ def test_layers_searched_in_groups(example, tmp_path):
     table = json.loads((out / "report.json").read_text())["results"][-1]["details"]["mixed_precision"]
     assert {(s["layer"], s["op"]) for s in table["sensitivity"]} == {("convolutions", "2 x Conv"), ("linear", "2 x Gemm")}
     assert table["trials"] == 1 + 2 * 2
+
+
+def test_export_auto_searches_one_target_against_the_configs_budgets(example, tmp_path):
+    """export --auto: the config's data and budgets, one target at its -auto precision, exit codes as check's."""
+    out = tmp_path / "out"
+    proc = run_cli("export", "fmnist_models:student", "--target", "ort-int4", "--auto", "--config",
+                   example / "mixed-precision-ort.toml", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (auto,) = json.loads((out / "report.json").read_text())["results"]
+    assert auto["name"] == "ort-int4-auto" and auto["passed"]
+    assert auto["details"]["mixed_precision"]["raised"] == {"node_linear_1_MatMul": "int8"}
+    assert (out / "ort" / "int4-auto" / "recipe.toml").is_file()
+
+    proc = run_cli("export", "fmnist_models:student", "--target", "ort-int4", "--auto", "--out", tmp_path / "none")
+    assert proc.returncode == 2 and "export --auto searches for the precisions that meet a config's budgets" in proc.stderr
+    proc = run_cli("export", "fmnist_models:student", "--target", "ort-fp32", "--auto", "--config",
+                   example / "mixed-precision-ort.toml", "--out", tmp_path / "fp32")
+    assert proc.returncode == 2 and "not ort fp32" in proc.stderr

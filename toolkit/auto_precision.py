@@ -1,6 +1,7 @@
 """A configured "<precision>-auto" (int8-auto, int4-auto): the mixed-precision search of mixed.py
 run on one target, each trial a real build and evaluation; the chosen artifact lands in
-<target>/<precision>-auto/ with the recipe that rebuilds it (recipe = ... in [[targets]])."""
+<target>/<precision>-auto/ with the recipe that rebuilds it (recipe = ... in [[targets]]). A layer
+is raised through the target's options: keep_float, and for int4 keep_int8 where the target has it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from edge_distill.targets import Layer, get_target
 
 from .errors import BadInput
 from .files import write_atomic
-from .mixed import AUTO, base_precision, mendable, search
+from .report import raised_summary
+from .mixed import AUTO, FLOAT, base_precision, mendable, search
 from .result import TargetResult
 
 def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, progress, *,
@@ -34,12 +36,13 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     members: dict[str, list[str]] = {}  # a group's name -> its layers (auto_groups)
     subset = _subset(tc, data)  # the trials' samples, or None: every sample
 
-    def trial(keep_float: list[str], every_sample: bool = False) -> TargetResult:
-        keep_float = [layer for name in keep_float for layer in members.get(name, [name])]
+    steps = steps_up(target, base)
+
+    def trial(raised: dict[str, str], every_sample: bool = False) -> TargetResult:
         k = len(trials)
         trials[k] = attempts / f"trial-{k}"
         (attempts / f"work-{k}").mkdir()
-        options = {**tc.options, "keep_float": keep_float}
+        options = {**tc.options, **_options(raised, members, steps)}
         tried = dataclasses.replace(planned, config=dataclasses.replace(tc, options=options))
         samples = {} if subset is None or every_sample else {"samples": subset}
         result = build(tried, base, attempts, f"trial-{k}", attempts / f"work-{k}", **samples)
@@ -47,7 +50,7 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
         return result
 
     progress(f"{'sensitivity of' if sensitivity_only else 'searching'} {tc.name} {precision}: each layer of "
-             f"{base} left in float")
+             f"{base} raised to {' then '.join(steps) if not sensitivity_only else FLOAT}")
     full: list[TargetResult] = []  # the precision as asked: the trial the activation error is measured on
 
     def layers_of(first: TargetResult) -> list[Layer]:
@@ -56,12 +59,12 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
         members.update(found)
         return grouped
 
-    best, state = search(base, trial, layers_of,
+    best, state = search(base, trial, layers_of, steps=steps,
                          floor=tc.auto_min_quantized_fraction, max_trials=tc.auto_max_evaluations,
                          sensitivity_only=sensitivity_only, progress=progress)
     if subset is not None:  # the choice, confirmed on every sample: that evaluation is the one reported
         progress(f"  confirming the choice on all {len(data)} samples (the search used {len(subset)})")
-        best = trial(state.keep_float, every_sample=True)
+        best = trial(state.raised, every_sample=True)
     if data is not None and full and hasattr(target, "tensor_errors"):
         progress(f"  activation error of each layer's output, {min(len(data), ERROR_SAMPLES)} samples")
         work_dir = attempts / f"work-{full[0].details['trial']}"  # where its build left the float graph it quantized
@@ -76,6 +79,19 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     return best
 
 
+def steps_up(target, base: str) -> tuple[str, ...]:
+    """The precisions a search raises a layer to, in order: int4 goes to int8 first where the target
+    can keep chosen layers in int8 (its keep_int8 option), then to float."""
+    options = {o.name for o in target.capabilities.options}
+    return ("int8", FLOAT) if base == "int4" and "keep_int8" in options else (FLOAT,)
+
+
+def _options(raised: dict[str, str], members: dict, steps: tuple[str, ...]) -> dict:
+    """A trial's target options: each step's layers (a group's: its members) as keep_<step>."""
+    return {f"keep_{step}": [layer for name, s in raised.items() if s == step for layer in members.get(name, [name])]
+            for step in steps}
+
+
 def _as_chosen(best: TargetResult, trials: dict, out: Path, folder: Path, precision: str) -> TargetResult:
     """The chosen trial's files copied to `out/folder`, the result named as the artifact they now are."""
     shutil.copytree(trials[best.details.pop("trial")], out / folder, dirs_exist_ok=True)
@@ -83,6 +99,7 @@ def _as_chosen(best: TargetResult, trials: dict, out: Path, folder: Path, precis
     best.precision = precision
     for check in best.checks:  # named as the artifact they judge: "ort-int4-auto/...", not the trial's "ort-int4/..."
         check.name = best.name + check.name[len(trial_name):] if check.name.startswith(trial_name + "/") else check.name
+    best.warnings = [best.name + w[len(trial_name):] if w.startswith(trial_name + " ") else w for w in best.warnings]
     best.artifact = str(folder / Path(best.artifact).name)
     best.files = [str(folder / Path(f).name) for f in best.files]
     return best
@@ -101,11 +118,9 @@ def _write_choice(best: TargetResult, state, members: dict, folder: Path, precis
                   progress) -> None:
     """recipe.toml beside the chosen artifact, and the search's verdict as the result's warning."""
     base = base_precision(precision)
-    write_recipe(folder / "recipe.toml", best.target, base,
-                 [layer for name in state.keep_float for layer in members.get(name, [name])])
+    write_recipe(folder / "recipe.toml", best.target, base, _options(state.raised, members, state.steps))
     best.files.append(str(Path(best.artifact).parent / "recipe.toml"))
-    verdict = (f"{precision}: {len(state.keep_float)} layer(s) left in float, {state.quantized_share:.0%} of the "
-               f"weights still {base}; {state.trials} trials in {state.seconds:.0f} s ({state.stopped})")
+    verdict = f"{precision}: {raised_summary(state.to_dict())}; {state.trials} trials in {state.seconds:.0f} s ({state.stopped})"
     met = state.met and (best.passed or not subset)  # with a subset, as the confirmation on every sample says
     if state.met and not met:
         verdict += "; it met the budgets on the search's subset, not on every sample"
@@ -150,7 +165,8 @@ def group_layers(layers: list[Layer], groups: dict[str, str]) -> tuple[list[Laye
             out.append(layer)
         else:
             found.setdefault(group, []).append(layer)
-    out += [Layer(g, f"{len(ls)} x {'/'.join(sorted({x.op for x in ls}))}", sum(x.weights for x in ls))
+    out += [Layer(g, f"{len(ls)} x {'/'.join(sorted({x.op for x in ls}))}", sum(x.weights for x in ls),
+                  int8=all(x.int8 for x in ls))
             for g, ls in found.items()]
     return out, {g: [x.name for x in ls] for g, ls in found.items()}
 
@@ -165,12 +181,12 @@ def _slower_note(result: TargetResult) -> str:
     return "; only size or memory budgets break, which layers left in float would make worse: a smaller student"
 
 
-def write_recipe(path: Path, target: str, precision: str, keep_float: list[str]) -> None:
-    """What config.read_recipe reads back."""
-    lines = ["# edge-distill mixed precision: the layers a search left in float. Rebuild this artifact with",
-             f'# recipe = "{path.name}" in a [[targets]] entry for {target} with precision {precision}.',
+def write_recipe(path: Path, target: str, precision: str, options: dict[str, list[str]]) -> None:
+    """What config.read_recipe reads back: the layers a search raised, as the target's keep_* options."""
+    lines = ["# edge-distill mixed precision: the layers a search raised to a higher precision. Rebuild this",
+             f'# artifact with recipe = "{path.name}" in a [[targets]] entry for {target} with precision {precision}.',
              f"target = {json.dumps(target)}", f"precision = {json.dumps(precision)}", "", "[options]",
-             f"keep_float = {json.dumps(keep_float)}"]
+             *(f"{name} = {json.dumps(layers)}" for name, layers in options.items())]
     write_atomic(path, "\n".join(lines) + "\n")
 
 

@@ -171,17 +171,22 @@ def demo(out, force, quiet, as_json):
 @click.option("--calibration-method", default="minmax", show_default=True)
 @click.option("--option", "options", multiple=True, help="Target option KEY=VALUE (e.g. int4_gather=true).")
 @click.option("--trust-pickle", is_flag=True, help="Allow a pickled .pt model (it runs code when loaded).")
+@click.option("--auto", is_flag=True,
+              help="Mixed precision: return the layers that break a budget of --config to a higher precision (int4: "
+                   "int8, then float) until every budget holds; writes the reports and exits as `check` does.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-export"), show_default=True)
 @_force
 @_quiet
 def export(model, target, precision, weights, config, data, calibration, calibration_method, options, trust_pickle,
-           out, force, quiet):
+           auto, out, force, quiet):
     """Export MODEL (module:factory, .pt2 or .onnx) to ONNX, verify it, and build a target artifact."""
     from .config import load_config
     from .outputs import output_folder
     from .pipeline import run_export
     from .progress import Progress
 
+    if auto:
+        return _export_auto(model, target, precision, weights, config, _parse_options(options), out, force, quiet)
     cfg = load_config(config) if config else None
     with Progress(not quiet) as progress, output_folder(out, force) as tmp:
         summary = run_export(model, target, tmp, precision=precision, weights=weights, cfg=cfg, data_path=data,
@@ -194,6 +199,28 @@ def export(model, target, precision, weights, config, data, calibration, calibra
         a = summary["artifact"]
         click.echo(f"{a['target']}-{a['precision']}: {Path(out) / a['path']} "
                    f"({a['size_bytes'] / 1000:.1f} KB)")
+
+
+def _export_auto(model, target, precision, weights, config, options, out, force, quiet) -> None:
+    """export --auto: `check` of one target at its -auto precision, with the config's data and budgets."""
+    from .config import load_config
+    from .errors import BadInput
+    from .progress import Progress
+
+    if config is None:
+        raise BadInput("export --auto searches for the precisions that meet a config's budgets: pass --config",
+                       hint="edge-distill.toml with [data] evaluation and [budgets]")
+    with Progress(not quiet) as progress:
+        progress(f"reading {config}")
+        from .outputs import output_folder
+        from .pipeline import auto_export_config, run_check
+        from .report_files import write_reports
+
+        cfg = auto_export_config(load_config(config), model, weights, target, precision, options)
+        with output_folder(out, force) as tmp:
+            report = run_check(cfg, tmp, progress)
+            run_id = write_reports(report, tmp, None, out)
+    _finish(report, out, False, run_id)
 
 
 def _parse_options(items) -> dict:

@@ -12,10 +12,11 @@ import html
 import io
 import math
 
-from .report import HEADLINE, SENSITIVITY_SHOWN, _fmt, _provenance_line, _rows, _sentence, verdict_line
+from .report import HEADLINE, SENSITIVITY_SHOWN, _fmt, chosen_precision, _provenance_line, _rows, _sentence, verdict_line
 from .result import MB, Check, Report, TargetResult
 
 BROKEN, HOLDS, UNMEASURED, NEUTRAL = "#c62828", "#2e7d32", "#ef6c00", "#5c6bc0"
+_RAISED_COLORS = {"float": BROKEN, "int8": "#f9a825"}  # a sensitivity bar by what the search chose for its layer
 LATENCY_METRICS = ("latency.p50_ms", "latency.p90_ms", "latency.p95_ms", "latency.p99_ms")
 ACCURACY_FIGURES = ("accuracy", "weighted_accuracy", "float_agreement", "teacher_agreement", "teacher_cosine",
                     "float_cosine", "teacher_retrieval_agreement", "float_retrieval_agreement")
@@ -297,6 +298,7 @@ def _mixed(report: Report) -> list[tuple[TargetResult, dict]]:
 
 
 def _sensitivity_plot(report: Report) -> str | None:
+    """Each layer's gain, colored by what the search chose for it."""
     searches = _mixed(report)
     if not searches:
         return None
@@ -305,9 +307,9 @@ def _sensitivity_plot(report: Report) -> str | None:
     for ax, (r, m) in zip(axes, searches):
         rows = sorted(m["sensitivity"], key=lambda s: s["gain"])
         ax.barh(range(len(rows)), [s["gain"] for s in rows],
-                color=[BROKEN if s["layer"] in m["keep_float"] else NEUTRAL for s in rows])
+                color=[_RAISED_COLORS.get(chosen_precision(m, s["layer"]), NEUTRAL) for s in rows])
         ax.set_yticks(range(len(rows)), [s["layer"][-40:] for s in rows], fontsize=7)
-        ax.set_title(f"{r.name} (red: left in float)", fontsize=9)
+        ax.set_title(f"{r.name} (red: raised to float, amber: to int8)", fontsize=9)
         ax.set_xlabel("gain")
     return _svg(fig)
 
@@ -318,10 +320,10 @@ def _sensitivity_table(report: Report) -> str:
         shown = SENSITIVITY_SHOWN[report.task]
         rows = [[s["layer"], s["op"], f"{s['weight_share']:.1%}", f"{s['gain']:.3g}", _fmt(s.get("sqnr_db"), "dB")]
                 + [_fmt(s.get(f)) for f in shown] + [_fmt(s.get(f"quantized alone: {f}")) for f in shown]
-                + ["float" if s["layer"] in m["keep_float"] else "quantized"]
+                + [chosen_precision(m, s["layer"])]
                 for s in sorted(m["sensitivity"], key=lambda s: -s["gain"])]
         head = (["layer", "op", "weights", "gain", "SQNR at its output, all quantized"]
-                + [f"{f} (in float alone)" for f in shown]
+                + [f"{f} (in {m.get('steps', ['float'])[0]} alone)" for f in shown]
                 + [f"{f} (quantized alone)" for f in shown] + ["chosen"])
         out.append(f"<h2>Sensitivity of {html.escape(r.name)}</h2><p>{m['trials']} trials in {m['seconds']:.0f} s; "
                    f"stopped: {html.escape(str(m['stopped']))}</p>"

@@ -389,6 +389,27 @@ def run_export(reference: str, target_string: str, out: Path, *, precision: str 
     return summary
 
 
+def auto_export_config(cfg: Config, reference: str, weights: str | None, target_string: str, precision: str | None,
+                       options: dict) -> Config:
+    """`export --auto`: the config's data and budgets, MODEL as the student, and one target entry at
+    the -auto precision (the config's own entry for that target, if any, gives its other settings)."""
+    target_name, precision = _export_target(target_string, precision and base_precision(precision))
+    precision = base_precision(precision)
+    caps = None if target_name == "onnx" else get_target(target_name).capabilities
+    if caps is None or caps.precision(precision).weight_bits >= 16:
+        raise BadInput(f"export --auto searches a quantized precision (int8, int4), not {target_name} {precision}",
+                       hint="e.g. --target ort-int4")
+    entry = next((t for t in cfg.targets if t.name == target_name), TargetConfig(target_name, []))
+    entry = dataclasses.replace(entry, precisions=[precision + AUTO], options={**entry.options, **options})
+    model = cfg.model
+    if reference != model.student:  # another student than the config's, on its data and budgets
+        given = lambda ref: str(Path(ref).resolve()) if ref and Path(ref).exists() else ref  # noqa: E731
+        model = dataclasses.replace(model, student=given(reference), weights=given(weights))
+    elif weights:
+        model = dataclasses.replace(model, weights=str(Path(weights).resolve()))
+    return dataclasses.replace(cfg, model=model, targets=[entry])
+
+
 def _export_target(target_string: str, precision: str | None) -> tuple[str, str]:
     target_name, from_string = ("onnx", None) if target_string == "onnx" else parse_target_string(target_string)
     if from_string and precision and from_string != precision:

@@ -173,9 +173,12 @@ def _output_lines(report: Report) -> list[str]:
 
 
 def _share(r) -> str:
-    """The share of a quantized artifact's weights stored in int8/int4 ("-" for a float one)."""
+    """The share of a quantized artifact's weights stored in int8/int4 ("-" for a float one), and of
+    int8 where it mixes the two."""
     fraction = (r.coverage or {}).get("quantized_weight_fraction")
-    return "-" if fraction is None else f"{fraction:.0%}"
+    int8 = (r.coverage or {}).get("by_precision", {}).get("int8", {}).get("weight_fraction")
+    mixed = int8 and fraction and int8 < fraction  # int4 and int8 side by side (an int4-auto's raised layers)
+    return "-" if fraction is None else f"{fraction:.0%}" + (f" ({int8:.0%} int8)" if mixed else "")
 
 
 def _batch_lines(report: Report) -> list[str]:
@@ -217,8 +220,7 @@ def _mixed_lines(report: Report) -> list[str]:
                          "budgets a layer in float brings them; SQNR: at the layer's output with every layer "
                          "quantized, against the float graph)")
         else:
-            lines.append(f"Mixed precision, {r.name}: {len(m['keep_float'])} layer(s) left in float, "
-                         f"{m['quantized_share']:.1%} of the weights still {m['precision']}; {m['trials']} trials "
+            lines.append(f"Mixed precision, {r.name}: {raised_summary(m)}; {m['trials']} trials "
                          f"in {m['seconds']:.0f} s; stopped: {m['stopped']}"
                          + ("" if m["met"] else " (no configuration meets every budget)"))
         if m.get("samples"):
@@ -229,15 +231,32 @@ def _mixed_lines(report: Report) -> list[str]:
         shown = SENSITIVITY_SHOWN[report.task]
         for s in sorted(m["sensitivity"], key=lambda s: -s["gain"]):
             name = s["layer"] if len(s["layer"]) <= 48 else "..." + s["layer"][-45:]
-            in_float = ", ".join(f"{k} {v:.4g}" + (f" ± {s[k + '_se']:.2g}" if k + "_se" in s else "")
+            raised = ", ".join(f"{k} {v:.4g}" + (f" ± {s[k + '_se']:.2g}" if k + "_se" in s else "")
                                  for k, v in s.items() if k.rpartition(".")[2] in shown and ":" not in k)
             alone = ", ".join(f"{k.split(': ', 1)[1]} {v:.4g}" for k, v in s.items() if k.startswith("quantized alone: ")
                               and k.split(": ", 1)[1].rpartition(".")[2] in shown)
-            lines.append(f"  {'float' if s['layer'] in m['keep_float'] else 'kept ':5}  {name:48}  {s['op']:16} "
+            lines.append(f"  {chosen_precision(m, s['layer']):5}  {name:48}  {s['op']:16} "
                          f"{s['weight_share']:6.1%} of weights  gain {s['gain']:.3g}"
-                         + (f"  SQNR {s['sqnr_db']:.1f} dB" if "sqnr_db" in s else "") + f"  (in float alone: {in_float}"
+                         + (f"  SQNR {s['sqnr_db']:.1f} dB" if "sqnr_db" in s else "") + f"  (in {s.get('raised_to', 'float')} alone: {raised}"
                          + (f"; quantized alone: {alone})" if alone else ")"))
     return lines
+
+
+def chosen_precision(m: dict, layer: str) -> str:
+    """What an -auto search did with a layer: the precision it raised it to, or its base precision."""
+    raised = m.get("raised", {name: "float" for name in m["keep_float"]})  # reports from before int8 steps
+    return raised.get(layer, m["precision"])
+
+
+def raised_summary(m: dict) -> str:
+    """"2 layer(s) in int8, 1 in float: 71% of the weights still int4, 94% quantized"."""
+    steps = m.get("steps", ["float"])
+    raised = m.get("raised", {name: "float" for name in m["keep_float"]})
+    counts = ", ".join(f"{sum(1 for v in raised.values() if v == step)}{' layer(s)' if i == 0 else ''} in {step}"
+                       for i, step in enumerate(steps))
+    share = m.get("base_share", m["quantized_share"])
+    return (f"{counts}: {share:.1%} of the weights still {m['precision']}"
+            + (f", {m['quantized_share']:.1%} quantized" if len(steps) > 1 else ""))
 
 
 # the figures a sensitivity table shows per task, overall and per slice ("rare_topic.float_cosine")
