@@ -287,11 +287,24 @@ class Layer:
 
 
 class MixedPrecisionTarget(Target, Protocol):
-    """A target that can leave named layers in float (its `keep_float` option): what mixed precision
-    (edge_distill.mixed) searches over. `layers` reads, from an artifact built at that precision,
-    the layers it quantized."""
+    """A target that can leave named layers in float (its `keep_float` option; for int4, `keep_int8`
+    too): what mixed precision (edge_distill.mixed) searches over. `layers` reads, from an artifact
+    built at that precision, the layers it quantized; `mixing_refused` says why a precision cannot
+    be mixed with these options (None: it can). Optional: `tensor_errors(path, work_dir, data,
+    layers)`, each layer's SQNR at its output, and `tensor_error_method`, how it is measured."""
 
     def layers(self, path: Path) -> list[Layer]: ...
+
+    def mixing_refused(self, precision: str, options: dict) -> str | None: ...
+
+
+def sqnr_db(reference, quantized) -> float:
+    """Signal-to-quantization-noise ratio in dB (higher is closer; 20 dB: the error is a tenth of the
+    signal; inf: no error at all)."""
+    import numpy as np
+
+    noise = float(np.sum((np.asarray(reference, np.float64) - quantized) ** 2))
+    return 10 * float(np.log10(float(np.sum(np.asarray(reference, np.float64) ** 2)) / noise)) if noise > 0 else float("inf")
 
 
 def check_raised(target: str, options: dict, precision: str) -> None:

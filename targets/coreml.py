@@ -40,7 +40,8 @@ from edge_distill.errors import BadInput, CannotMeasure, MissingDependency
 from edge_distill.files import write_atomic
 from edge_distill.quiet import quiet
 
-from . import Artifact, BuildRequest, Capabilities, Coverage, Option, Precision, artifact_size, inference_module
+from . import (Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, artifact_size, check_raised,
+               inference_module)
 
 COREMLTOOLS_VERSION = "9.0"  # the evaluator leans on coremltools internals: pinned, and checked
 MAX_BATCH = 4096
@@ -65,7 +66,11 @@ capabilities = Capabilities(
              Option("weight_threshold", int, 2048, "compress only weights with at least this many elements",
                     minimum=0),
              Option("compute_units", str, "ALL", "which compute units the macOS runner lets Core ML use",
-                    choices=("ALL", "CPU_ONLY", "CPU_AND_NE", "CPU_AND_GPU"))),
+                    choices=("ALL", "CPU_ONLY", "CPU_AND_NE", "CPU_AND_GPU")),
+             Option("keep_float", list, [], "ops (by MIL op name: linear_0_cast_fp16, ...) whose weights int8, int4 "
+                    "and palettize4 leave in fp16 (coremltools' op_name_configs; what mixed precision chooses)"),
+             Option("keep_int8", list, [], "int4 only: ops whose weights are quantized to int8 per channel instead "
+                    "(mixed precision's step before float)")),
 )
 
 
@@ -102,13 +107,18 @@ class CoremlTarget:
         specs = request.source.inputs
         out = request.out_dir / f"model.{precision}.mlpackage"
         threshold = int(opts["weight_threshold"])
+        check_raised("coreml", opts, precision)
+        why = self.mixing_refused(precision, opts) if opts["keep_float"] else None
+        if why:
+            raise BadInput(f"target 'coreml': keep_float does not apply to {precision}: {why}")
         with _quiet():
             try:
                 if precision == "w8a8":
                     model = self._convert_w8a8(ct, request, deployment)
                 else:
                     model = _convert(ct, request, _example(specs, request.calibration), deployment)
-                    model = _compress(ct, model, precision, threshold, int(opts["int4_block_size"]))
+                    model = _compress(ct, model, precision, threshold, int(opts["int4_block_size"]),
+                                      opts["keep_float"], opts["keep_int8"])
             except (BadInput, MissingDependency):
                 raise
             except Exception as exc:
@@ -179,6 +189,24 @@ class CoremlTarget:
                            why="" if quantized else f"kept in {dtype} (under weight_threshold, or not compressible)",
                            bits=int(per_element[dtype] * 8) if quantized else None)
         return result
+
+    def mixing_refused(self, precision: str, options: dict) -> str | None:
+        if precision in ("int8", "int4", "palettize4"):
+            return None
+        return ("w8a8 quantizes on the torch side, before conversion: its per-op-name configs are not wired"
+                if precision == "w8a8" else f"{precision} has no quantized layers")
+
+    def layers(self, path: Path) -> list[Layer]:
+        """The ops whose weights this package stores compressed (a constexpr_* op feeds them), by MIL op
+        name (keep_float's names)."""
+        found = []
+        for op in _load_program(path).functions["main"].operations:
+            for var in _vars(op):
+                producer = var.op
+                if producer is not None and producer.op_type.startswith("constexpr_"):
+                    found.append(Layer(op.name, op.op_type, int(np.prod(var.shape))))
+                    break
+        return found
 
     def record(self, path: Path, verified: dict) -> None:
         """Write what verification found (budgets, provenance) into the package's metadata."""
@@ -258,26 +286,33 @@ def _convert(ct, request: BuildRequest, example, deployment):
                           minimum_deployment_target=deployment)
 
 
-def _compress(ct, model, precision: str, threshold: int, block: int):
+def _compress(ct, model, precision: str, threshold: int, block: int, keep_float=(), keep_int8=()):
+    """coremltools' weight compression, layered as its configs are: the precision globally, then per op
+    name (keep_float: none; keep_int8: int8 per channel)."""
     import coremltools.optimize as cto
 
     if precision == "fp16":
         return model
+    int8 = cto.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                              weight_threshold=threshold)
+    by_name = {**{name: int8 for name in keep_int8}, **{name: None for name in keep_float}}
+
+    def config(op):
+        return cto.coreml.OptimizationConfig(global_config=op, op_name_configs=by_name or None)
+
     if precision == "int8":
-        op = cto.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
-                                                weight_threshold=threshold)
-        return cto.coreml.linear_quantize_weights(model, cto.coreml.OptimizationConfig(global_config=op))
+        return cto.coreml.linear_quantize_weights(model, config(int8))
     if precision == "int4":
         op = cto.coreml.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int4", granularity="per_block",
                                                 block_size=block, weight_threshold=threshold)
-        return cto.coreml.linear_quantize_weights(model, cto.coreml.OptimizationConfig(global_config=op))
+        return cto.coreml.linear_quantize_weights(model, config(op))
     if precision == "palettize4":
         try:
             import sklearn  # noqa: F401
         except ImportError as exc:
             raise MissingDependency("scikit-learn", "coreml", "k-means palettization") from exc
         op = cto.coreml.OpPalettizerConfig(nbits=4, mode="kmeans", weight_threshold=threshold)
-        return cto.coreml.palettize_weights(model, cto.coreml.OptimizationConfig(global_config=op))
+        return cto.coreml.palettize_weights(model, config(op))
     raise BadInput(f"unknown coreml precision {precision!r}")
 
 
@@ -627,24 +662,37 @@ def _reduce(fn, a):
 
 
 # -- inspecting ------------------------------------------------------------------------------------
-def inspect_package(path: Path) -> dict:
-    """Ops and counts, weight bytes per dtype, inputs and outputs, size: on any OS."""
-    ct = _coremltools()
-    from coremltools.converters.mil.frontend.milproto.load import load
-    from coremltools.converters.mil.mil import types
+def _load_program(path: Path):
+    return _load_spec_and_program(_coremltools(), Path(path))[1]
 
-    path = Path(path)
+
+def _load_spec_and_program(ct, path: Path):
+    """A package's spec and its MIL program (with its weights), as the reference evaluator reads it."""
+    from coremltools.converters.mil.frontend.milproto.load import load
+
     with _quiet():
         try:
             spec = ct.utils.load_spec(str(path))
         except Exception as exc:
             raise BadInput(f"not a Core ML package: {str(exc).splitlines()[0]}", path=path) from exc
-        program = load(spec, spec.specificationVersion,
-                       file_weights_dir=str(path / "Data" / "com.apple.CoreML" / "weights"))
+        return spec, load(spec, spec.specificationVersion,
+                          file_weights_dir=str(path / "Data" / "com.apple.CoreML" / "weights"))
+
+
+def inspect_package(path: Path) -> dict:
+    """Ops and counts, weight bytes per dtype, inputs and outputs, size: on any OS."""
+    ct = _coremltools()
+    from coremltools.converters.mil.mil import types
+
+    path = Path(path)
+    spec, program = _load_spec_and_program(ct, path)
     counts: dict[str, int] = {}
     weight_bytes: dict[str, int] = {}
     for op in program.functions["main"].operations:
         counts[op.op_type] = counts.get(op.op_type, 0) + 1
+        if op.op_type == "const" and all(child.op_type.startswith("constexpr_") for v in op.outputs
+                                         for child in v.child_ops) and any(v.child_ops for v in op.outputs):
+            continue  # a compressed weight's data, counted below with its constexpr op
         if op.op_type == "const" or op.op_type.startswith("constexpr_"):
             for var in ([v for v in _vars(op) if v.op is not None and v.op.op_type == "const"]
                         if op.op_type.startswith("constexpr_") else op.outputs):

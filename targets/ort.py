@@ -27,7 +27,7 @@ from edge_distill.errors import BadInput, MissingDependency
 from edge_distill.files import working_in
 from edge_distill.quiet import hush_torchao, quiet
 
-from . import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, check_raised
+from . import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, check_raised, sqnr_db
 
 capabilities = Capabilities(
     name="ort",
@@ -228,11 +228,19 @@ class OrtTarget:
         onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")  # the .ort's own graph
         return coverage(onnx_path) if onnx_path.is_file() else None
 
+    def mixing_refused(self, precision: str, options: dict) -> str | None:
+        return "fp32 has no quantized layers" if precision == "fp32" else None
+
     def layers(self, path: Path) -> list[Layer]:
         """The nodes this artifact quantized, named as before quantization (keep_float's names)."""
         found = self.coverage(path)
         return [Layer(_float_name(name), op, elements, int8=op != "GatherBlockQuantized")  # its quantizer: 4 bits only
                 for name, (op, elements, quantized) in (found.layers.items() if found else ()) if quantized]
+
+    # How tensor_errors measures, said beside its figures in the report.
+    tensor_error_method = ("each layer's output as the next layer reads it, in the quantized graph and in the "
+                           "float graph its quantizer was given (paired by name, as onnxruntime's qdq_loss_debug "
+                           "does): SQNR over every sample's values together")
 
     def tensor_errors(self, path: Path, work_dir: Path, data, layers: list[str]) -> dict[str, float]:
         """SQNR (dB) at each layer's output, as the next layer reads it (after its QDQ pair): this quantized
@@ -264,7 +272,7 @@ class OrtTarget:
             return {}
         got = _intermediate(quantized, [q for q, _ in pairs.values()], data)
         want = _intermediate(float_model, [f for _, f in pairs.values()], data)
-        return {layer: _sqnr_db(want[f], got[q]) for layer, (q, f) in pairs.items()}
+        return {layer: round(sqnr_db(want[f], got[q]), 2) for layer, (q, f) in pairs.items()}
 
     def inspect(self, path: Path) -> dict:
         onnx_path = path if path.suffix == ".onnx" else path.with_suffix(".onnx")
@@ -311,13 +319,6 @@ def _intermediate(model, tensors: list[str], data) -> dict[str, np.ndarray]:
     feeds = {n: data.inputs[n] for n in names}
     outputs = run_in_batches(lambda chunk: session.run(tensors, chunk), feeds, batch)
     return dict(zip(tensors, outputs))
-
-
-def _sqnr_db(reference: np.ndarray, quantized: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB (higher is closer; 20 dB: the error is a tenth of the signal)."""
-    noise = float(np.sum((reference.astype(np.float64) - quantized) ** 2))
-    signal = float(np.sum(reference.astype(np.float64) ** 2))
-    return round(10 * np.log10(signal / noise), 2) if noise > 0 else float("inf")
 
 
 def _optimum_dynamic(request: BuildRequest, out: Path, recipe: str) -> dict:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,8 @@ from edge_distill.calibration import fixed_batch_of, padded, run_in_batches, who
 from edge_distill.errors import BadInput, ExportMismatch, MissingDependency
 from edge_distill.quiet import native_output_silenced
 
-from . import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, check_raised, inference_module
+from . import (Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, check_raised, inference_module,
+               sqnr_db)
 
 capabilities = Capabilities(
     name="tflite",
@@ -229,10 +231,48 @@ class TfliteTarget:
     def coverage(self, path: Path) -> Coverage:
         return coverage(path)
 
+    def mixing_refused(self, precision: str, options: dict) -> str | None:
+        if precision == "fp32":
+            return "fp32 has no quantized layers"
+        if precision == "int8" and options["int8_recipe"] == "pt2e":
+            return "litert-torch's PT2E quantizer takes no per-layer exclusions here; set int8_recipe = 'aeq'"
+        return None
+
     def layers(self, path: Path) -> list[Layer]:
         """The ops this artifact quantized, named by their output tensor (keep_float's names)."""
         return [Layer(name, op, elements) for name, (op, elements, quantized) in coverage(path).layers.items()
                 if quantized]
+
+    # How tensor_errors measures, said beside its figures in the report.
+    tensor_error_method = ("ai-edge-quantizer's validator (model_validator.compare_model, every tensor kept): "
+                           "each sample's SQNR at the op's output tensor against the fp32 model the quantizer "
+                           "was given, averaged in dB over the samples")
+
+    def tensor_errors(self, path: Path, work_dir: Path, data, layers: list[str]) -> dict[str, float]:
+        """SQNR (dB) at each layer's output tensor (its name is the layer's): see tensor_error_method. A
+        model with integer inputs (integer_io) is not compared: the fp32 model would get them too."""
+        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_quantizer import model_validator
+        from ai_edge_quantizer.utils.validation_utils import ValidationErrorMetric
+
+        reference = next(iter(sorted(Path(work_dir).rglob("model.fp32.tflite"))), None)  # in the build's own folder
+        if reference is None:
+            return {}
+        runner = self.open_runner(path, 1)
+        float_inputs = Interpreter(model_path=str(reference)).get_signature_runner().get_input_details()
+        if any(float_inputs[n]["dtype"] != d["dtype"] for n, d in runner._inputs.items()):
+            return {}
+        feeds = whole_batches({n: data.inputs[n] for n in runner.input_names}, runner.batch)
+        samples = [{n: runner._feed(n, v[i:i + runner.batch]) for n, v in feeds.items()}
+                   for i in range(0, len(next(iter(feeds.values()))), runner.batch)]
+        key = next(iter(Interpreter(model_path=str(reference)).get_signature_list()))
+        with native_output_silenced(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "experimental_preserve_all_tensors ... for debugging": what it is for
+            compared = model_validator.compare_model(reference.read_bytes(), Path(path).read_bytes(), {key: samples},
+                                                     [ValidationErrorMetric.SNR], [lambda q, r: sqnr_db(r, q)],
+                                                     num_threads=1)
+        found = compared.get_all_tensor_results()
+        return {layer: round(found[layer]["snr"], 2) for layer in layers if layer in found}
 
 
 class TfliteRunner:

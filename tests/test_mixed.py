@@ -122,6 +122,11 @@ def test_int4_auto_meets_the_slice_budget_plain_int4_breaks(example, tmp_path, t
     assert (by_precision.get("int8", {}).get("weights", 0) > 0) == bool(int8_layers)
     assert by_precision["int4"]["weight_fraction"] >= 0.6
     assert search["trials"] <= 2 + 3 * len(search["sensitivity"])
+    # The activation error at each layer's output with every layer int4 (ORT: its graphs' tensors paired by name;
+    # LiteRT: ai-edge-quantizer's validator): int4 weights put each within 15-36 dB of float.
+    assert all(15 < s["sqnr_db"] < 36 for s in search["sensitivity"]), search["sensitivity"]
+    method = search["activation_error"]["method"]
+    assert ("qdq_loss_debug" if target == "ort" else "ai-edge-quantizer's validator") in method
     assert not any(w.startswith(f"{target}-int4 ") for w in auto["warnings"])  # the trial's name is not the artifact's
     assert f"Mixed precision, {target}-int4-auto:" in proc.stdout and "## Mixed precision" in (out / "report.md").read_text()
 
@@ -166,14 +171,42 @@ def test_no_configuration_meets_an_impossible_budget(example, tmp_path):
     assert "no configuration meets every budget; this is the closest attempt" in proc.stdout
 
 
-def test_a_target_that_cannot_keep_layers_in_float_has_no_auto_precision(example, tmp_path):
+def test_a_precision_that_cannot_keep_layers_in_float_has_no_auto_precision(example, tmp_path):
     config = edit_config(example, targets=("ort",), precisions=["fp32", "int2-auto"])
     proc = run_cli("check", config, "--out", tmp_path / "out")
     assert proc.returncode == 2 and "target 'ort' has no precision 'int2'" in proc.stderr
-    coreml = (EXAMPLE / "coreml.toml").read_text().replace('"fp16"', '"fp16", "int8-auto"', 1)
+    coreml = (EXAMPLE / "coreml.toml").read_text().replace('"fp16"', '"fp16", "w8a8-auto"', 1)
     (example / "coreml-auto.toml").write_text(coreml)
     proc = run_cli("check", example / "coreml-auto.toml", "--out", tmp_path / "c")
-    assert proc.returncode == 2 and "target 'coreml' cannot leave chosen layers in float" in proc.stderr
+    assert proc.returncode == 2 and "target 'coreml' has no w8a8-auto: w8a8 quantizes on the torch side" in proc.stderr
+    config = example / "mixed-precision-tflite.toml"
+    config.write_text(config.read_text().replace('"int4", "int4-auto"', '"int8-auto"'))
+    proc = run_cli("check", config, "--out", tmp_path / "t")
+    assert proc.returncode == 2 and "PT2E quantizer takes no per-layer exclusions here; set int8_recipe = 'aeq'" in proc.stderr
+
+
+def test_coreml_int4_auto_meets_the_slice_budget_on_reference_mil(example, tmp_path):
+    """Core ML off macOS: each trial evaluated by the reference MIL evaluator; per-op-name configs
+    (coremltools' op_name_configs) raise the chosen layer to int8."""
+    out = tmp_path / "out"
+    proc = run_cli("check", example / "mixed-precision-coreml.toml", "--out", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr  # plain int4 breaks the slice budget, by design
+    report = json.loads((out / "report.json").read_text())
+    plain, auto = (next(r for r in report["results"] if r["precision"] == p) for p in ("int4", "int4-auto"))
+    assert [c["name"] for c in plain["checks"] if not c["passed"]] == ["coreml-int4/slice[high_risk]/min_float_agreement"]
+    assert auto["passed"] and auto["evaluation"]["kind"] == "reference-mil"
+    search = auto["details"]["mixed_precision"]
+    assert search["raised"] == {"linear_1_cast_fp16": "int8"} and search["base_share"] >= 0.6
+    assert auto["coverage"]["by_precision"]["int8"]["weights"] == 640  # the 64x10 output layer, in int8
+    # The recipe rebuilds the same weights (the package's metadata differs: it records its own checks).
+    recipe = out / "coreml" / "int4-auto" / "recipe.toml"
+    config = example / "recipe.toml"
+    config.write_text((example / "mixed-precision-coreml.toml").read_text().replace(
+        'precisions = ["fp16", "int4", "int4-auto"]', f'precisions = ["int4"]\nrecipe = "{recipe}"'))
+    again = run_cli("check", config, "--out", tmp_path / "again")
+    assert again.returncode == 0, again.stdout + again.stderr
+    rebuilt = json.loads((tmp_path / "again" / "report.json").read_text())["results"][0]
+    assert rebuilt["details"]["weight_bytes"] == auto["details"]["weight_bytes"]
 
 
 def test_sensitivity_ranks_each_layer_in_float_and_quantized_alone(example, tmp_path):

@@ -71,6 +71,7 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
         _add_tensor_errors(state, members, target.tensor_errors(attempts / full[0].artifact, work_dir,
                                                                 select_samples(data, ERROR_SAMPLES),
                                                                 _all_layers(state, members)))
+        state.activation_error = {"method": target.tensor_error_method, "samples": min(len(data), ERROR_SAMPLES)}
     folder = folder / tc.name / ("" if sensitivity_only else precision)
     best = _as_chosen(best, trials, out, folder, base if sensitivity_only else precision)
     best.details["mixed_precision"] = {**state.to_dict(), **_samples_note(subset, data, best)}
@@ -175,6 +176,8 @@ def _slower_note(result: TargetResult) -> str:
     if mendable(result):
         return ""
     broken = [c.metric for c in result.checks if c.passed is False]
+    if not broken:
+        return "; what does not hold could not be measured here (see the checks), which no layer's precision changes"
     if any(m.startswith("latency") or m == "speedup_vs_float" for m in broken):
         return ("; only speed, size or memory budgets break, and leaving layers in float cannot make it faster or "
                 "smaller: ship fp32 here if it is faster, or a smaller student")
@@ -190,13 +193,18 @@ def write_recipe(path: Path, target: str, precision: str, options: dict[str, lis
     write_atomic(path, "\n".join(lines) + "\n")
 
 
-def keeps_float(target) -> bool:
-    """Whether the target can leave chosen layers in float (a targets.MixedPrecisionTarget)."""
-    return hasattr(target, "layers")
+def refusal(target, precision: str, options: dict) -> str | None:
+    """Why the target cannot leave chosen layers of `precision` in float with these options (None: it
+    can). A targets.MixedPrecisionTarget says so through `mixing_refused`."""
+    if not hasattr(target, "layers"):
+        return "it cannot leave chosen layers in float"
+    return target.mixing_refused(precision, target.capabilities.options_with_defaults(options))
 
 
-def check_auto(target_name: str, precision: str) -> None:
-    """An "-auto" precision needs a target that can leave layers in float."""
-    if precision.endswith(AUTO) and not keeps_float(get_target(target_name)):
-        raise BadInput(f"target '{target_name}' cannot leave chosen layers in float, so it has no {precision}",
-                       hint="mixed precision runs on ort and tflite")
+def check_auto(target_name: str, precision: str, options: dict | None = None) -> None:
+    """An "-auto" precision needs a target that can leave that precision's layers in float."""
+    if not precision.endswith(AUTO):
+        return
+    why = refusal(get_target(target_name), base_precision(precision), options or {})
+    if why:
+        raise BadInput(f"target '{target_name}' has no {precision}: {why}")

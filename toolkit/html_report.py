@@ -325,8 +325,10 @@ def _sensitivity_table(report: Report) -> str:
         head = (["layer", "op", "weights", "gain", "SQNR at its output, all quantized"]
                 + [f"{f} (in {m.get('steps', ['float'])[0]} alone)" for f in shown]
                 + [f"{f} (quantized alone)" for f in shown] + ["chosen"])
+        error = m.get("activation_error")
         out.append(f"<h2>Sensitivity of {html.escape(r.name)}</h2><p>{m['trials']} trials in {m['seconds']:.0f} s; "
                    f"stopped: {html.escape(str(m['stopped']))}</p>"
+                   + (f"<p>SQNR, on {error['samples']} samples: {html.escape(error['method'])}</p>" if error else "")
                    + _table(head, rows, [""] * len(rows), f"sensitivity-{html.escape(r.name)}"))
     return "".join(out)
 

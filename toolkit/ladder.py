@@ -22,7 +22,7 @@ from pathlib import Path
 
 from edge_distill.targets import get_target
 
-from .auto_precision import build_auto, keeps_float
+from .auto_precision import build_auto, refusal
 from .config import Config
 from .cost import CostModel
 from .errors import BadInput
@@ -97,7 +97,7 @@ def _climb(cfg: Config, planned: PlannedTarget, subject: str, model, precisions,
             refs.float_latency, refs.float_size = result.latency, result.size_bytes
         results.append(result)
         group.append(_rung(result.name, result, cfg.cost))
-        if precision.startswith("int8") and mendable(result) and keeps_float(target):
+        if precision.startswith("int8") and mendable(result) and not refusal(target, precision, planned.config.options):
             # The 8-bit rung breaks a budget float layers can mend: its mixed-precision rung, before 4 bits.
             build = trial_builder(cfg, model, onnx_path, loaded, refs, progress, subject=subject, qualified=True)
             auto = build_auto(planned, precision + AUTO, out, work, build, progress, folder=Path(subject))

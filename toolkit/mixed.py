@@ -88,6 +88,7 @@ class Search:
     stopped: str = ""  # "met at full precision" | "met" | "floor" | "trials" | "every layer tried" |
     # "sensitivity only" | "nothing float layers can mend"
     met: bool = False
+    activation_error: dict | None = None  # how the layers' sqnr_db were measured (method, samples)
 
     @property
     def keep_float(self) -> list[str]:
@@ -103,6 +104,7 @@ class Search:
                 "floor": self.floor, "trials": self.trials,
                 "max_trials": self.max_trials, "seconds": round(self.seconds, 2),
                 "baseline_shortfall": round(self.baseline_shortfall, 6),
+                **({"activation_error": self.activation_error} if self.activation_error else {}),
                 "sensitivity": [{"layer": s.name, "op": s.op, "weights": s.weights,
                                  "weight_share": round(s.weight_share, 4), "gain": round(s.gain, 6),
                                  "raised_to": s.raised_to, "shortfall_when_raised": round(s.shortfall_when_raised, 6),

@@ -123,7 +123,7 @@ def _checked_capabilities(cfg: Config, tc: TargetConfig):
         caps = get_target(tc.name).capabilities
         caps.options_with_defaults(tc.options)
         for p in tc.precisions:
-            check_auto(tc.name, p)
+            check_auto(tc.name, p, tc.options)
             check_precision(caps, base_precision(p), tc.calibration_method)
         if tc.runtime_version and not caps.app_runtime_package:
             raise BadInput(f"target '{tc.name}' runs on the phone's own runtime (the OS's): runtime_version does "
@@ -283,7 +283,7 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
     each quantized layer left in float alone and quantized alone (mixed.sensitivity)."""
     (planned,) = plan_targets(cfg, names=[target], device=device)
     check_precision(get_target(target).capabilities, precision, planned.config.calibration_method)
-    check_auto(target, precision + AUTO)
+    check_auto(target, precision + AUTO, planned.config.options)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
     float_all, teacher_out = reference_outputs(loaded, progress)

@@ -223,6 +223,8 @@ def _mixed_lines(report: Report) -> list[str]:
             lines.append(f"Mixed precision, {r.name}: {raised_summary(m)}; {m['trials']} trials "
                          f"in {m['seconds']:.0f} s; stopped: {m['stopped']}"
                          + ("" if m["met"] else " (no configuration meets every budget)"))
+        if m.get("activation_error"):
+            lines.append(f"  SQNR, on {m['activation_error']['samples']} samples: {m['activation_error']['method']}")
         if m.get("samples"):
             n = m["samples"]
             lines.append(f"  trials on {n['trials']} of {n['all']} samples (stratified by {n['stratified_by']}; the "
