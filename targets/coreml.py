@@ -41,10 +41,12 @@ from edge_distill.files import write_atomic
 from edge_distill.quiet import quiet
 
 from . import (Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, artifact_size, check_raised,
-               inference_module)
+               inference_module, sqnr_db)
 
 COREMLTOOLS_VERSION = "9.0"  # the evaluator leans on coremltools internals: pinned, and checked
 MAX_BATCH = 4096
+COMPRESSED = ("int8", "int4", "palettize4")  # precisions that compress the converted program's weights
+REFERENCE = "reference.fp16.mlpackage"  # in a build's work folder: the program before compression
 
 NE = "neural engine"  # where Core ML runs a compressed model on an iPhone, as far as an estimate knows
 capabilities = Capabilities(
@@ -117,6 +119,8 @@ class CoremlTarget:
                     model = self._convert_w8a8(ct, request, deployment)
                 else:
                     model = _convert(ct, request, _example(specs, request.calibration), deployment)
+                    if precision in COMPRESSED:  # what the compression was given: tensor_errors' reference
+                        model.save(str(request.work_dir / REFERENCE))
                     model = _compress(ct, model, precision, threshold, int(opts["int4_block_size"]),
                                       opts["keep_float"], opts["keep_int8"])
             except (BadInput, MissingDependency):
@@ -191,7 +195,7 @@ class CoremlTarget:
         return result
 
     def mixing_refused(self, precision: str, options: dict) -> str | None:
-        if precision in ("int8", "int4", "palettize4"):
+        if precision in COMPRESSED:
             return None
         return ("w8a8 quantizes on the torch side, before conversion: its per-op-name configs are not wired"
                 if precision == "w8a8" else f"{precision} has no quantized layers")
@@ -207,6 +211,27 @@ class CoremlTarget:
                     found.append(Layer(op.name, op.op_type, int(np.prod(var.shape))))
                     break
         return found
+
+    # How tensor_errors measures, said beside its figures in the report.
+    tensor_error_method = ("the reference MIL evaluator on the compressed package and on the uncompressed (fp16) "
+                           "program the compression was given: each layer op's output, SQNR over every sample's "
+                           "values together")
+
+    def tensor_errors(self, path: Path, work_dir: Path, data, layers: list[str]) -> dict[str, float]:
+        """SQNR (dB) at each layer op's output: see tensor_error_method. {} when the evaluator cannot
+        run the program (an op it has no kernel for)."""
+        reference = next(iter(sorted(Path(work_dir).rglob(REFERENCE))), None)
+        if reference is None:
+            return {}
+        quantized, float_program = ReferenceMilRunner(path), ReferenceMilRunner(reference)
+        outputs = {op.name: op.outputs[0].name for op in quantized.function.operations if op.name in layers}
+        feeds = {n: data.inputs[n] for n in quantized.input_names}
+        try:
+            got = quantized.tensors(feeds, list(outputs.values()))
+            want = float_program.tensors(feeds, list(outputs.values()))
+        except CannotMeasure:
+            return {}
+        return {layer: round(sqnr_db(want[t], got[t]), 2) for layer, t in outputs.items() if t in want}
 
     def record(self, path: Path, verified: dict) -> None:
         """Write what verification found (budgets, provenance) into the package's metadata."""
@@ -414,6 +439,16 @@ class ReferenceMilRunner:
             raise CannotMeasure(f"the reference MIL evaluator has no kernel for op(s) {', '.join(self._unknown)}",
                                 path=self._path, hint="accuracy of this Core ML package can be measured on macOS only")
         return run_in_batches(self._run, feeds, self.fixed_batch)
+
+    def tensors(self, feeds: dict, names: list[str]) -> dict[str, np.ndarray]:
+        """The named intermediate values (MIL variable names) over `feeds`, as float32."""
+        outputs = self.output_names
+        self.output_names = outputs + [n for n in names if n not in outputs]
+        try:
+            values = self.run(feeds)
+        finally:
+            self.output_names, added = outputs, self.output_names
+        return dict(zip(added, values))
 
     def _run(self, feeds: dict) -> list:
         from coremltools.converters.mil.mil import types

@@ -198,6 +198,8 @@ def test_coreml_int4_auto_meets_the_slice_budget_on_reference_mil(example, tmp_p
     search = auto["details"]["mixed_precision"]
     assert search["raised"] == {"linear_1_cast_fp16": "int8"} and search["base_share"] >= 0.6
     assert auto["coverage"]["by_precision"]["int8"]["weights"] == 640  # the 64x10 output layer, in int8
+    # Activation error from the reference evaluator, compressed against the program before compression.
+    assert all(15 < s["sqnr_db"] < 36 for s in search["sensitivity"]) and "reference MIL" in search["activation_error"]["method"]
     # The recipe rebuilds the same weights (the package's metadata differs: it records its own checks).
     recipe = out / "coreml" / "int4-auto" / "recipe.toml"
     config = example / "recipe.toml"
@@ -269,7 +271,9 @@ def test_export_auto_searches_one_target_against_the_configs_budgets(example, tm
     proc = run_cli("export", "fmnist_models:student", "--target", "ort-int4", "--auto", "--config",
                    example / "mixed-precision-ort.toml", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    (auto,) = json.loads((out / "report.json").read_text())["results"]
+    report = json.loads((out / "report.json").read_text())
+    (auto,) = report["results"]
+    assert report["command"] == "export"
     assert auto["name"] == "ort-int4-auto" and auto["passed"]
     assert auto["details"]["mixed_precision"]["raised"] == {"node_linear_1_MatMul": "int8"}
     assert (out / "ort" / "int4-auto" / "recipe.toml").is_file()

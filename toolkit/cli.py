@@ -218,7 +218,7 @@ def _export_auto(model, target, precision, weights, config, options, out, force,
 
         cfg = auto_export_config(load_config(config), model, weights, target, precision, options)
         with output_folder(out, force) as tmp:
-            report = run_check(cfg, tmp, progress)
+            report = run_check(cfg, tmp, progress, command="export")
             run_id = write_reports(report, tmp, None, out)
     _finish(report, out, False, run_id)
 

@@ -38,14 +38,14 @@
     calibration_method = "minmax"         # minmax | percentile | entropy
     options = { int4_gather = false }
     runtime_version = "1.22.0"            # optional: the version your app ships; each artifact must load in it
-    # "int8-auto", "int4-auto" (ort, tflite): the precision with the layers that break a budget left in
-    # float (edge_distill.mixed); the search's floor and trial budget:
+    # "int8-auto", "int4-auto" (ort, tflite, coreml): the precision with the layers that break a budget
+    # raised (int4: to int8, then float; int8: to float; edge_distill.mixed); the search's floor and trials:
     auto_min_quantized_fraction = 0.5
     auto_max_evaluations = 32
     auto_sensitivity_samples = 500        # optional: the search's trials on a stratified subset (label and
                                           # slice), the chosen configuration confirmed on every sample
     auto_groups = { attention = "attention", ffn = "intermediate|layer\\.\\d+/output/dense" }  # optional: searched together
-    recipe = "out/ort/int4-auto/recipe.toml"  # optional: rebuild a search's choice (its keep_float option)
+    recipe = "out/ort/int4-auto/recipe.toml"  # optional: rebuild a search's choice (its keep_int8 / keep_float)
 
     [budgets]                             # see edge_distill.budgets
 

@@ -251,9 +251,10 @@ def reference_outputs(loaded: Loaded, progress) -> tuple[list, np.ndarray | None
         return float_all, loaded.teacher.predict(loaded.evaluation)
 
 
-def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, device: str | None = None) -> Report:
+def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, device: str | None = None,
+              command: str = "check") -> Report:
     """Export, quantize and verify every configured target and precision; artifacts go to `out`.
-    `device` overrides [measure] device and every target's own."""
+    `device` overrides [measure] device and every target's own; `command` names the report's."""
     plan = plan_targets(cfg, device=device)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
@@ -274,7 +275,7 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
                 if precision == get_target(planned.config.name).capabilities.float_baseline():
                     refs.float_latency, refs.float_size = result.latency, result.size_bytes
                 results.append(result)
-    return build_report("check", cfg, loaded, export, float_out, teacher_out, results)
+    return build_report(command, cfg, loaded, export, float_out, teacher_out, results)
 
 
 def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progress: Progress = Progress(False), *,
