@@ -187,10 +187,13 @@ class Coverage:
                 "quantized_weights": self.quantized_weights, "float_weights": self.float_weights,
                 "quantized_macs": self.quantized_macs, "float_macs": self.float_macs,
                 "by_op": dict(sorted(self.by_op.items())), "float_ops": self.float_ops,
-                "by_precision": {kind: {**tally, "weight_fraction": round(tally["weights"] / weights, 4) if weights else None,
-                                        "mac_fraction": round(tally["macs"] / macs, 4) if macs and tally["macs"] is not None
-                                        else None}
-                                 for kind, tally in sorted(self.by_precision.items())}}
+                "by_precision": {kind: _shares(tally, weights, macs) for kind, tally in sorted(self.by_precision.items())}}
+
+
+def _shares(tally: dict, weights: int, macs: int | None) -> dict:
+    """One storage precision's weights and MACs, with their shares of the artifact's."""
+    return {**tally, "weight_fraction": round(tally["weights"] / weights, 4) if weights else None,
+            "mac_fraction": round(tally["macs"] / macs, 4) if macs and tally["macs"] is not None else None}
 
 
 @dataclass
@@ -303,8 +306,9 @@ def sqnr_db(reference, quantized) -> float:
     signal; inf: no error at all)."""
     import numpy as np
 
-    noise = float(np.sum((np.asarray(reference, np.float64) - quantized) ** 2))
-    return 10 * float(np.log10(float(np.sum(np.asarray(reference, np.float64) ** 2)) / noise)) if noise > 0 else float("inf")
+    reference = np.asarray(reference, np.float64)
+    noise = float(np.sum((reference - quantized) ** 2))
+    return 10 * float(np.log10(float(np.sum(reference ** 2)) / noise)) if noise > 0 else float("inf")
 
 
 def check_raised(target: str, options: dict, precision: str) -> None:

@@ -16,8 +16,8 @@ from edge_distill.targets import Layer, get_target
 
 from .errors import BadInput
 from .files import write_atomic
-from .report import raised_summary
 from .mixed import AUTO, FLOAT, base_precision, mendable, search
+from .report import raised_summary
 from .result import TargetResult
 
 def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, progress, *,
@@ -121,7 +121,8 @@ def _write_choice(best: TargetResult, state, members: dict, folder: Path, precis
     base = base_precision(precision)
     write_recipe(folder / "recipe.toml", best.target, base, _options(state.raised, members, state.steps))
     best.files.append(str(Path(best.artifact).parent / "recipe.toml"))
-    verdict = f"{precision}: {raised_summary(state.to_dict())}; {state.trials} trials in {state.seconds:.0f} s ({state.stopped})"
+    verdict = (f"{precision}: {raised_summary(state.to_dict())}; {state.trials} trials in {state.seconds:.0f} s "
+               f"({state.stopped})")
     met = state.met and (best.passed or not subset)  # with a subset, as the confirmation on every sample says
     if state.met and not met:
         verdict += "; it met the budgets on the search's subset, not on every sample"

@@ -12,7 +12,8 @@ import html
 import io
 import math
 
-from .report import HEADLINE, SENSITIVITY_SHOWN, _fmt, chosen_precision, _provenance_line, _rows, _sentence, verdict_line
+from .report import (HEADLINE, SENSITIVITY_SHOWN, _fmt, _provenance_line, _rows, _sentence, chosen_precision,
+                     verdict_line)
 from .result import MB, Check, Report, TargetResult
 
 BROKEN, HOLDS, UNMEASURED, NEUTRAL = "#c62828", "#2e7d32", "#ef6c00", "#5c6bc0"

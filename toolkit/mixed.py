@@ -7,9 +7,9 @@ build and evaluation with the named layers raised to a higher precision (`{"fc1"
 
 1. The precision as asked (nothing raised). If every budget holds, there is nothing to search.
 2. Sensitivity: each quantized layer raised alone to the first step up (int8 for int4 where the
-   target can, for that layer; float otherwise), one trial each; a layer's gain is how much closer that brings the
-   checks to holding (`shortfall`, the relative distance of the broken checks from their limits:
-   accuracy, slices, agreement, latency, size alike).
+   target can, for that layer; float otherwise), one trial each; a layer's gain is how much closer
+   that brings the checks to holding (`shortfall`, the relative distance of the broken checks from
+   their limits: accuracy, slices, agreement, latency, size alike).
 3. Step by step (int4: int8, then float), layers are raised in order of gain (the lighter first among
    equals) until every budget holds or the trials run out. Before the greedy walk of a step that is
    not the last, one trial raises every layer to it: if even that fails, the walk is skipped and the
@@ -93,9 +93,6 @@ class Search:
     @property
     def keep_float(self) -> list[str]:
         return [name for name, step in self.raised.items() if step == FLOAT]
-
-    def kept_at(self, step: str) -> list[str]:
-        return [name for name, s in self.raised.items() if s == step]
 
     def to_dict(self) -> dict:
         return {"precision": self.precision, "met": self.met, "stopped": self.stopped, "steps": list(self.steps),

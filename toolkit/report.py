@@ -239,7 +239,8 @@ def _mixed_lines(report: Report) -> list[str]:
                               and k.split(": ", 1)[1].rpartition(".")[2] in shown)
             lines.append(f"  {chosen_precision(m, s['layer']):5}  {name:48}  {s['op']:16} "
                          f"{s['weight_share']:6.1%} of weights  gain {s['gain']:.3g}"
-                         + (f"  SQNR {s['sqnr_db']:.1f} dB" if "sqnr_db" in s else "") + f"  (in {s.get('raised_to', 'float')} alone: {raised}"
+                         + (f"  SQNR {s['sqnr_db']:.1f} dB" if "sqnr_db" in s else "")
+                         + f"  (in {s.get('raised_to', 'float')} alone: {raised}"
                          + (f"; quantized alone: {alone})" if alone else ")"))
     return lines
 
