@@ -96,9 +96,11 @@ CAL = Dataset("cal", {"x": np.random.default_rng(0).normal(size=(16, 1, 8, 8)).a
 
 
 def build(tmp_path, module, precision="fp16", **options):
+    """The artifact in `tmp_path`; scratch in a folder of its own, as the pipeline keeps it."""
     source = SourceModel("m", "torch", SPEC, "0" * 64, module=module.eval())
-    return get_target("coreml").build(BuildRequest(None, source, precision, CAL, "minmax", options, tmp_path,
-                                                   tmp_path))
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return get_target("coreml").build(BuildRequest(None, source, precision, CAL, "minmax", options, tmp_path, work))
 
 
 def test_untraceable_model_is_a_clear_error(tmp_path):
