@@ -86,11 +86,11 @@ class TfliteTarget:
         fp32 = request.work_dir / "model.fp32.tflite"
         details: dict = {"layout": "NHWC" if channels_last else "source (NCHW for images)"}
         check_raised("tflite", opts, request.precision)
+        why = self.mixing_refused(request.precision, opts) if opts["keep_float"] else None
+        if why:
+            raise BadInput(f"target 'tflite': keep_float does not apply to {request.precision}: {why}")
         with native_output_silenced():
             try:
-                if request.precision == "int8" and opts["int8_recipe"] == "pt2e" and opts["keep_float"]:
-                    raise BadInput("keep_float needs int8_recipe = 'aeq': litert-torch's PT2E quantizer takes no "
-                                   "per-layer exclusions here", hint="add int8_recipe = 'aeq' to the target's options")
                 if request.precision == "int8" and opts["int8_recipe"] == "pt2e":
                     self._pt2e_or_aeq(module, sample, specs, request, out, fp32, details)
                 else:

@@ -107,6 +107,15 @@ def test_int4_weight_only_recipe(tmp_path, student, data, calibration):
         build(tmp_path, student, "int4", calibration, int4_recipe="fancy")
 
 
+def test_layer_choices_that_do_not_apply_are_refused(tmp_path, student, calibration):
+    with pytest.raises(BadInput, match="keep_float does not apply to int8: litert-torch's PT2E quantizer"):
+        build(tmp_path, student, "int8", calibration, keep_float=["a"])
+    with pytest.raises(BadInput, match="keep_int8 applies to int4 only, not int8-dynamic"):
+        build(tmp_path, student, "int8-dynamic", calibration, keep_int8=["a"])
+    with pytest.raises(BadInput, match="'a' is in both keep_float and keep_int8"):
+        build(tmp_path, student, "int4", calibration, keep_float=["a"], keep_int8=["a"])
+
+
 SPEC = [InputSpec("x", ("batch", 8))]
 CAL = Dataset("cal", {"x": np.random.default_rng(0).normal(size=(32, 8)).astype(np.float32)})
 
