@@ -187,7 +187,8 @@ class Coverage:
                 "quantized_weights": self.quantized_weights, "float_weights": self.float_weights,
                 "quantized_macs": self.quantized_macs, "float_macs": self.float_macs,
                 "by_op": dict(sorted(self.by_op.items())), "float_ops": self.float_ops,
-                "by_precision": {kind: _shares(tally, weights, macs) for kind, tally in sorted(self.by_precision.items())}}
+                "by_precision": {kind: _shares(tally, weights, macs)
+                                 for kind, tally in sorted(self.by_precision.items())}}
 
 
 def _shares(tally: dict, weights: int, macs: int | None) -> dict:
@@ -311,14 +312,23 @@ def sqnr_db(reference, quantized) -> float:
     return 10 * float(np.log10(float(np.sum(reference ** 2)) / noise)) if noise > 0 else float("inf")
 
 
-def check_raised(target: str, options: dict, precision: str) -> None:
-    """The options of mixed precision (keep_float, keep_int8): keep_int8 is int4's alone, and a layer
-    cannot be kept in two precisions."""
+def check_raised(target, options: dict, precision: str) -> None:
+    """A build's layer choices (keep_float, keep_int8), refused where they cannot be honoured: a layer
+    in both, keep_int8 outside int4, keep_float where the target's `mixing_refused` says why. A float
+    precision (16 bits or more) that quantizes no layer is given them with the entry's other
+    precisions: nothing to check."""
+    chosen = options["keep_float"] or options.get("keep_int8")
+    if not chosen or target.capabilities.precision(precision).weight_bits >= 16:
+        return
+    name = target.capabilities.name
     both = sorted(set(options["keep_float"]) & set(options.get("keep_int8", ())))
     if both:
-        raise BadInput(f"target '{target}': {both[0]!r} is in both keep_float and keep_int8")
+        raise BadInput(f"target '{name}': {both[0]!r} is in both keep_float and keep_int8")
     if options.get("keep_int8") and precision != "int4":
-        raise BadInput(f"target '{target}': keep_int8 applies to int4 only, not {precision}")
+        raise BadInput(f"target '{name}': keep_int8 applies to int4 only, not {precision}")
+    why = target.mixing_refused(precision, options) if options["keep_float"] else None
+    if why:
+        raise BadInput(f"target '{name}': keep_float does not apply to {precision}: {why}")
 
 
 class RecordingTarget(Target, Protocol):

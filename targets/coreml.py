@@ -109,10 +109,7 @@ class CoremlTarget:
         specs = request.source.inputs
         out = request.out_dir / f"model.{precision}.mlpackage"
         threshold = int(opts["weight_threshold"])
-        check_raised("coreml", opts, precision)
-        why = self.mixing_refused(precision, opts) if opts["keep_float"] else None
-        if why:
-            raise BadInput(f"target 'coreml': keep_float does not apply to {precision}: {why}")
+        check_raised(self, opts, precision)
         with _quiet():
             try:
                 if precision == "w8a8":

@@ -92,7 +92,7 @@ class OrtTarget:
         except ImportError as exc:
             raise MissingDependency(exc.name or "onnxruntime", "ort", "the ort target") from exc
         precision = request.precision.replace("-", "_")
-        check_raised("ort", request.options, request.precision)
+        check_raised(self, request.options, request.precision)
         onnx_out = request.out_dir / f"model.{request.precision}.onnx"
         details: dict = {}
         if precision == "fp32":
@@ -577,10 +577,9 @@ def coverage(onnx_path: Path) -> Coverage:
             if tensor is None:
                 continue  # an activation (MatMul of two activations): no weights
             elements = _weight_elements(node, tensor)
-            if name in dequantized:  # a QDQ weight: its width is its stored type's
-                bits = _INTEGER_BITS.get(tensor.data_type, 8)
-            result.add(node.op_type, elements, _macs(node, shapes, elements), bits is not None, node.name,
-                       "" if bits else _WHY_FLOAT.get(node.op_type, ""), bits=bits)
+            width = _INTEGER_BITS.get(tensor.data_type, 8) if name in dequantized else bits  # QDQ: its stored type's
+            result.add(node.op_type, elements, _macs(node, shapes, elements), width is not None, node.name,
+                       "" if width else _WHY_FLOAT.get(node.op_type, ""), bits=width)
     return result
 
 

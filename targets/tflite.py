@@ -85,10 +85,7 @@ class TfliteTarget:
         out = request.out_dir / f"model.{request.precision}.tflite"
         fp32 = request.work_dir / "model.fp32.tflite"
         details: dict = {"layout": "NHWC" if channels_last else "source (NCHW for images)"}
-        check_raised("tflite", opts, request.precision)
-        why = self.mixing_refused(request.precision, opts) if opts["keep_float"] else None
-        if why:
-            raise BadInput(f"target 'tflite': keep_float does not apply to {request.precision}: {why}")
+        check_raised(self, opts, request.precision)
         with native_output_silenced():
             try:
                 if request.precision == "int8" and opts["int8_recipe"] == "pt2e":
@@ -258,14 +255,14 @@ class TfliteTarget:
         reference = next(iter(sorted(Path(work_dir).rglob("model.fp32.tflite"))), None)  # in the build's own folder
         if reference is None:
             return {}
-        runner = self.open_runner(path, 1)
-        float_inputs = Interpreter(model_path=str(reference)).get_signature_runner().get_input_details()
+        runner, float_model = self.open_runner(path, 1), Interpreter(model_path=str(reference))
+        float_inputs = float_model.get_signature_runner().get_input_details()
         if any(float_inputs[n]["dtype"] != d["dtype"] for n, d in runner._inputs.items()):
             return {}
         feeds = whole_batches({n: data.inputs[n] for n in runner.input_names}, runner.batch)
         samples = [{n: runner._feed(n, v[i:i + runner.batch]) for n, v in feeds.items()}
                    for i in range(0, len(next(iter(feeds.values()))), runner.batch)]
-        key = next(iter(Interpreter(model_path=str(reference)).get_signature_list()))
+        key = next(iter(float_model.get_signature_list()))
         with native_output_silenced(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "experimental_preserve_all_tensors ... for debugging": what it is for
             compared = model_validator.compare_model(reference.read_bytes(), Path(path).read_bytes(), {key: samples},

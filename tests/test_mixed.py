@@ -283,3 +283,19 @@ def test_export_auto_searches_one_target_against_the_configs_budgets(example, tm
     proc = run_cli("export", "fmnist_models:student", "--target", "ort-fp32", "--auto", "--config",
                    example / "mixed-precision-ort.toml", "--out", tmp_path / "fp32")
     assert proc.returncode == 2 and "not ort fp32" in proc.stderr
+
+
+def test_a_recipe_applies_to_the_precision_it_was_searched_at(example):
+    """An entry that builds fp32 beside the recipe's int4: only the int4 build gets the recipe's layer choices."""
+    from edge_distill.config import load_config
+
+    (example / "recipe.toml").write_text('target = "ort"\nprecision = "int4"\n\n[options]\n'
+                                         'keep_int8 = ["node_linear_1_MatMul"]\nkeep_float = []\n')
+    config = edit_config(example, targets=("ort",), precisions=["fp32", "int4"],
+                         replace={'name = "ort"': 'name = "ort"\nrecipe = "recipe.toml"'})
+    (entry,) = load_config(config).targets
+    assert entry.options_for("int4")["keep_int8"] == ["node_linear_1_MatMul"]
+    assert "keep_int8" not in entry.options_for("fp32")
+    config.write_text(config.read_text().replace('precisions = ["fp32", "int4"]', 'precisions = ["fp32", "int8"]'))
+    proc = run_cli("check", config, "--out", example / "out")
+    assert proc.returncode == 2 and "has a recipe for int4, which it does not build" in proc.stderr

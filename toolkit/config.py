@@ -98,6 +98,12 @@ class TargetConfig:
     auto_max_evaluations: int = 32  # "-auto" precisions: builds and evaluations a search may spend
     auto_sensitivity_samples: int | None = None  # "-auto": trials on this many samples (stratified), then confirmed
     auto_groups: dict[str, str] = field(default_factory=dict)  # group name -> regex of layer names, searched as one
+    recipe_precision: str | None = None  # the precision a recipe (a search's choice) was searched at
+    recipe_options: dict = field(default_factory=dict)  # its layer choices: for that precision's builds only
+
+    def options_for(self, precision: str) -> dict:
+        """A build's options: the recipe's for the precision it was searched at, then the entry's own."""
+        return {**self.recipe_options, **self.options} if precision == self.recipe_precision else self.options
 
 
 @dataclass
@@ -273,9 +279,13 @@ def _read_target(t, where: str, path: Path) -> TargetConfig:
     name = expect(t["name"], str, "name", where, path)
     precisions = expect(t.get("precisions", ["fp32"]), list, "precisions", where, path)
     options = expect(t.get("options", {}), dict, "options", where, path)
-    if "recipe" in t:  # a mixed-precision search's choice, rebuilt: its options, then the entry's own
+    recipe_precision, recipe_options = None, {}
+    if "recipe" in t:  # a mixed-precision search's choice, rebuilt for the precision it was searched at
         recipe = (path.parent / expect(t["recipe"], str, "recipe", where, path)).resolve()
-        options = {**read_recipe(recipe, name), **options}
+        recipe_precision, recipe_options = read_recipe(recipe, name)
+        if recipe_precision not in precisions:
+            raise BadInput(f"[{where}] has a recipe for {recipe_precision}, which it does not build "
+                           f"(precisions: {', '.join(map(str, precisions))})", path=path)
     floor = expect(t.get("auto_min_quantized_fraction", 0.5), (int, float), "auto_min_quantized_fraction", where, path)
     if not 0 <= floor <= 1:
         raise BadInput(f"'auto_min_quantized_fraction' in [{where}] must be between 0 and 1, got {floor}", path=path)
@@ -288,7 +298,8 @@ def _read_target(t, where: str, path: Path) -> TargetConfig:
         auto_min_quantized_fraction=float(floor), auto_max_evaluations=_positive_int(t, "auto_max_evaluations", 32, where, path),
         auto_sensitivity_samples=(_positive_int(t, "auto_sensitivity_samples", 1, where, path)
                                   if "auto_sensitivity_samples" in t else None),
-        auto_groups=_groups(t.get("auto_groups", {}), where, path))
+        auto_groups=_groups(t.get("auto_groups", {}), where, path), recipe_precision=recipe_precision,
+        recipe_options=recipe_options)
 
 
 def _groups(table, where: str, path: Path) -> dict[str, str]:
@@ -304,14 +315,15 @@ def _groups(table, where: str, path: Path) -> dict[str, str]:
     return dict(groups)
 
 
-def read_recipe(path: Path, target: str) -> dict:
-    """The options a recipe file (written by an -auto precision's search) sets, for a [[targets]] entry
-    of `target`."""
+def read_recipe(path: Path, target: str) -> tuple[str, dict]:
+    """The precision a recipe file (written by an -auto precision's search) is for, and the options it
+    sets, for a [[targets]] entry of `target`."""
     data = read_toml(path)
     check_keys(data, {"target", "precision", "options"}, "recipe", path)
     if data.get("target") != target:
         raise BadInput(f"this recipe is for target {data.get('target')!r}, not {target!r}", path=path)
-    return dict(expect(data.get("options", {}), dict, "options", "recipe", path))
+    precision = expect(data.get("precision"), str, "precision", "recipe", path)
+    return precision, dict(expect(data.get("options", {}), dict, "options", "recipe", path))
 
 
 def _positive_int(table: dict, key: str, default: int, where: str, path: Path) -> int:

@@ -321,11 +321,11 @@ def _sensitivity_table(report: Report) -> str:
         shown = SENSITIVITY_SHOWN[report.task]
         rows = [[s["layer"], s["op"], f"{s['weight_share']:.1%}", f"{s['gain']:.3g}", _fmt(s.get("sqnr_db"), "dB")]
                 + [_fmt(s.get(f)) for f in shown] + [_fmt(s.get(f"quantized alone: {f}")) for f in shown]
-                + [chosen_precision(m, s["layer"])]
+                + [s.get("raised_to", "float"), chosen_precision(m, s["layer"])]
                 for s in sorted(m["sensitivity"], key=lambda s: -s["gain"])]
         head = (["layer", "op", "weights", "gain", "SQNR at its output, all quantized"]
-                + [f"{f} (in {m.get('steps', ['float'])[0]} alone)" for f in shown]
-                + [f"{f} (quantized alone)" for f in shown] + ["chosen"])
+                + [f"{f} (raised alone)" for f in shown]
+                + [f"{f} (quantized alone)" for f in shown] + ["raised alone to", "chosen"])
         error = m.get("activation_error")
         out.append(f"<h2>Sensitivity of {html.escape(r.name)}</h2><p>{m['trials']} trials in {m['seconds']:.0f} s; "
                    f"stopped: {html.escape(str(m['stopped']))}</p>"

@@ -121,7 +121,7 @@ def _checked_capabilities(cfg: Config, tc: TargetConfig):
     bad name is the config's fault, and the message names the file."""
     try:
         caps = get_target(tc.name).capabilities
-        caps.options_with_defaults(tc.options)
+        caps.options_with_defaults(tc.options_for(tc.recipe_precision))
         for p in tc.precisions:
             check_auto(tc.name, p, tc.options)
             check_precision(caps, base_precision(p), tc.calibration_method)
@@ -196,7 +196,8 @@ def build_and_measure(cfg: Config, planned: PlannedTarget, precision: str, model
     (out / folder).mkdir(parents=True, exist_ok=True)
     artifact = get_target(tc.name).build(BuildRequest(
         onnx_path=onnx_path, source=model, precision=precision, calibration=loaded.calibration,
-        calibration_method=tc.calibration_method, options=tc.options, out_dir=out / folder, work_dir=scratch,
+        calibration_method=tc.calibration_method, options=tc.options_for(precision), out_dir=out / folder,
+        work_dir=scratch,
         metadata=artifact_metadata(cfg)))
     seconds = round(time.perf_counter() - start, 3)
     candidate = Candidate(tc.name, precision, artifact.path, built=artifact, subject=subject, qualified=qualified,

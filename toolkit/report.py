@@ -245,16 +245,20 @@ def _mixed_lines(report: Report) -> list[str]:
     return lines
 
 
+def _raised(m: dict) -> dict[str, str]:
+    """A search's raised layers -> their precision (a stored report from before int8 steps: its float ones)."""
+    return m.get("raised", {name: "float" for name in m["keep_float"]})
+
+
 def chosen_precision(m: dict, layer: str) -> str:
     """What an -auto search did with a layer: the precision it raised it to, or its base precision."""
-    raised = m.get("raised", {name: "float" for name in m["keep_float"]})  # reports from before int8 steps
-    return raised.get(layer, m["precision"])
+    return _raised(m).get(layer, m["precision"])
 
 
 def raised_summary(m: dict) -> str:
     """"2 layer(s) in int8, 1 in float: 71% of the weights still int4, 94% quantized"."""
     steps = m.get("steps", ["float"])
-    raised = m.get("raised", {name: "float" for name in m["keep_float"]})
+    raised = _raised(m)
     counts = ", ".join(f"{sum(1 for v in raised.values() if v == step)}{' layer(s)' if i == 0 else ''} in {step}"
                        for i, step in enumerate(steps))
     share = m.get("base_share", m["quantized_share"])
