@@ -162,10 +162,10 @@ def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: 
         check_keys(expect(sl, dict, name, f"{where}.slices", path), set(SLICE_CHECKS), sub, path)
         slices[name] = {k: _limit(v, k, sub, path) for k, v in sl.items()}
     outputs = {}
-    for name, limits in expect(table.get("outputs", {}), dict, "outputs", where, path).items():
+    for name, output_table in expect(table.get("outputs", {}), dict, "outputs", where, path).items():
         sub = f"{where}.outputs.{name}"
-        check_keys(expect(limits, dict, name, f"{where}.outputs", path), set(OUTPUT_CHECKS), sub, path)
-        outputs[name] = {k: _limit(v, k, sub, path) for k, v in limits.items()}
+        check_keys(expect(output_table, dict, name, f"{where}.outputs", path), set(OUTPUT_CHECKS), sub, path)
+        outputs[name] = {k: _limit(v, k, sub, path) for k, v in output_table.items()}
     precisions = {}
     for name, layer in expect(table.get("precisions", {}), dict, "precisions", where, path).items():
         precisions[name] = parse_budget(expect(layer, dict, name, f"{where}.precisions", path), path,
