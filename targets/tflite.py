@@ -628,7 +628,9 @@ def _check_parity(path: Path, source, calibration, tolerance: float) -> float:
     if not diff <= tolerance:
         path.unlink()
         raise ExportMismatch(f"the fp32 .tflite disagrees with the torch student: max |difference| {diff:.3g} on "
-                             f"{len(data)} samples, tolerance {tolerance:g}", path=path)
+                             f"{len(data)} samples, tolerance {tolerance:g}", path=path,
+                             hint="the bound is the target's option: [[targets]] name = \"tflite\", "
+                                  "options = { tolerance = ... }")
     return diff
 
 

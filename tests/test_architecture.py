@@ -106,7 +106,14 @@ MAY_IMPORT = {
     "edge_distill.history": {"edge_distill.errors"},
     "edge_distill.tables": set(),
     "edge_distill.progress": {"edge_distill.places"},
+    "edge_distill.metrics": {"edge_distill.kinds"},
 }
+
+
+def test_output_kinds_import_nothing_of_the_package_outside_kinds():
+    for name, imported in GRAPH.items():
+        if name.startswith("edge_distill.kinds"):
+            assert all(m.startswith("edge_distill.kinds") for m in imported), f"{name} imports {imported}"
 
 
 @pytest.mark.parametrize("module", sorted(MAY_IMPORT))

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_distill import budgets, regression
+from edge_distill.kinds import KINDS
 from edge_distill.budgets import OUTPUT_CHECKS, REGRESSION_LIMITS, SCALAR_CHECKS, SLICE_CHECKS, parse_budget
 from edge_distill.metrics import Metrics
 from edge_distill.provenance import RANK, Provenance
@@ -57,7 +58,8 @@ def results(draw, precision: str) -> TargetResult:
     peak = draw(maybe(st.floats(1, 100)))
     memory = Memory(peak, None if peak is None else latency.provenance if latency else None, "not measured")
     outputs = {name: {**{OUTPUT_CHECKS[k][0]: draw(maybe(st.floats(0, 2))) for k in OUTPUT_CHECKS},
-                      "provenance": draw(kinds)}
+                      "provenance": draw(kinds), "kind": draw(st.sampled_from(sorted(KINDS))),
+                      "inferred": draw(st.booleans())}
                for name in draw(st.sets(st.sampled_from(OUTPUTS)))}
     return TargetResult(
         "student", "ort", precision, f"ort/model.{precision}.onnx", [], draw(st.integers(1, 5_000_000)), "0" * 64,
@@ -201,7 +203,7 @@ def test_an_outputs_table_keeps_the_global_limits():
     result = TargetResult("student", "ort", "int4", "ort/model.int4.onnx", [], 50_000, "0" * 64,
                           Latency(1.0, 1.1, 1.2, 1.3, 1.0, 0.9, 10, 1, 1, prov), Memory(10.0, prov), 1.0,
                           Metrics(samples=80, accuracy=0.8, accuracy_drop=0.0625), {},
-                          outputs={"box": {"mean_abs_error": 0.1}})
+                          outputs={"box": {"kind": "dense", "inferred": False, "mean_abs_error": 0.1}})
     checks = {c.name: c.passed for c in budgets.evaluate(result, budget, INT8)}
     assert checks == {"ort-int4/latency_p95_ms": False, "ort-int4/max_accuracy_drop": False,
                       "ort-int4/max_size_mb": False, "ort-int4/output[box]/max_mean_abs_error": True}

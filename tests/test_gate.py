@@ -109,3 +109,26 @@ def test_every_latency_percentile_weighted_accuracy_and_peak_memory_are_checked(
     weighted = report["references"]["float student"]["overall"]["weighted_accuracy"]
     assert checks["weighted_accuracy"]["value"] == pytest.approx(weighted) and checks["weighted_accuracy"]["passed"]
     assert checks["peak_memory_mb"]["value"] > 1 and checks["peak_memory_mb"]["provenance"] == "measured"
+
+
+def test_a_refused_artifact_is_its_own_row_and_the_others_keep_their_figures(example, tmp_path):
+    # A .tflite parity bound no real conversion meets: LiteRT refuses its fp32; ORT's artifacts go on.
+    config = edit_config(example, targets=("ort", "tflite"), precisions=["fp32"],
+                         budgets="[budgets]\nmin_accuracy = 0.5\n",
+                         replace={'name = "tflite"\nprecisions = ["fp32"]':
+                                  'name = "tflite"\nprecisions = ["fp32"]\noptions = { tolerance = 1e-12 }'})
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # refused (2) is worse than every budget holding
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    ort, tflite = report["results"]
+    assert ort["name"] == "ort-fp32" and ort["failure"] is None and ort["metrics"]["accuracy"] > 0.85
+    assert [c["passed"] for c in ort["checks"]] == [True]
+    assert tflite["name"] == "tflite-fp32" and tflite["failure"]["exit_code"] == 2 and tflite["size_bytes"] == 0
+    assert "tolerance 1e-12" in tflite["failure"]["reason"] and ".partial-" not in proc.stdout + proc.stderr
+    assert report["exit_code"] == 2
+    leftovers = list((tmp_path / "out" / "tflite").rglob("*")) if (tmp_path / "out" / "tflite").exists() else []
+    assert leftovers == []  # the refused build left nothing that looks like an artifact
+    root = ET.parse(tmp_path / "out" / "junit.xml").getroot()
+    (case,) = [c for c in root.iter("testcase") if c.get("name") == "built"]
+    assert "refused: " in case.find("error").get("message")
+    assert "REFUSED" in proc.stdout

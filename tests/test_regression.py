@@ -75,7 +75,8 @@ def test_a_second_outputs_agreement_is_compared_too():
 
     from edge_distill.regression import _outputs
 
-    now = SimpleNamespace(name="ort-int8", outputs={"box": {"cosine": 0.95, "mean_abs_error": 0.2}, "new": {"cosine": 1}})
+    outputs = {"box": {"cosine": 0.95, "mean_abs_error": 0.2}, "new": {"cosine": 1}}
+    now = SimpleNamespace(name="ort-int8", outputs=outputs, outputs_beyond_the_task=outputs)
     before = {"outputs": {"box": {"cosine": 0.99, "mean_abs_error": 0.1}}}
     (check,) = _outputs(now, before, {"max_accuracy_decrease": 0.005})
     assert (check.name, check.passed, check.value) == ("ort-int8/regression/output[box]/cosine", False, 0.04)

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BadInput
+from .kinds import all_budget_keys, get_kind
 from .provenance import RANK as PROVENANCE_RANK
 from .result import MB, Check, TargetResult
 from .tomlfile import check_keys, expect, read_toml
@@ -71,14 +72,9 @@ SCALAR_CHECKS = {
     "min_float_retrieval_agreement": ("float_retrieval_agreement", ">=", ""),
     "min_quantized_fraction": ("quantized_fraction", ">=", ""),  # of the weights, in int8/int4: quantized precisions
 }
-# [budgets.outputs.NAME]: the other outputs of a multi-output model, against the float student's
-OUTPUT_CHECKS = {
-    "min_float_agreement": ("float_agreement", ">=", ""),  # classification heads: same top-1
-    "max_max_abs_error": ("max_abs_error", "<=", ""),
-    "max_mean_abs_error": ("mean_abs_error", "<=", ""),
-    "max_relative_error": ("relative_error", "<=", ""),  # mean |error| / mean |float output|
-    "min_cosine": ("cosine", ">=", ""),  # per sample, averaged
-}
+# [budgets.outputs.NAME]: any output, the first included, against the float student's same output; each
+# output kind answers its own keys (edge_distill.kinds: min_position_agreement, max_cer, min_psnr_db, ...)
+OUTPUT_CHECKS = all_budget_keys()
 SLICE_CHECKS = {k: SCALAR_CHECKS[k] for k in
                 ("min_accuracy", "max_accuracy_drop", "min_float_agreement", "min_teacher_agreement",
                  "min_teacher_cosine", "min_float_cosine", "min_retrieval_agreement", "min_float_retrieval_agreement")}
@@ -203,7 +199,7 @@ def evaluate(result: TargetResult, budget: Budget, precision=None) -> list[Check
     the float baseline carries no speedup limit, a float precision no quantized-fraction limit)."""
     layer, _ = applicable(result, budget, precision)
     baseline = bool(precision and precision.is_float_baseline)
-    why_no_numerics = result.evaluation.get("error")
+    why_no_numerics = result.evaluation.get("error") or result.details.get("task_metric")
     slice_figures = {s: m.figures() for s, m in result.slices.items()}
     if why_no_numerics:
         for figures in slice_figures.values():
@@ -228,23 +224,24 @@ def _upper_latency(r: TargetResult) -> dict:
 
 
 def _output_checks(result: TargetResult, layer: Budget) -> list[Check]:
-    """[budgets.outputs.NAME] against the figures of that output (outputs after the model's first)."""
+    """[budgets.outputs.NAME] against the figures of that output, judged by its kind."""
     checks = []
     for name, limits in layer.outputs.items():
         figures = result.outputs.get(name)
         for key, limit in limits.items():
-            label = f"{result.name}/output[{name}]/{key}"
+            metric, comparison, unit = OUTPUT_CHECKS[key]
+            check = Check(f"{result.name}/output[{name}]/{key}", metric, comparison, limit, None, unit, None)
+            kind = get_kind(figures["kind"]) if figures else None
             if figures is None:
-                metric, comparison, unit = OUTPUT_CHECKS[key]
-                others = ", ".join(result.outputs) or "none beyond its first"
-                checks.append(Check(label, metric, comparison, limit, None, unit, None,
-                                    message=f"the artifact has no output '{name}' (its other outputs: {others})"))
-                continue
-            metric = OUTPUT_CHECKS[key][0]
-            kind = figures.get("provenance", "measured")
-            checks.append(_check(label, key, limit, {**figures, f"{metric}.why": f"no {metric} for output '{name}' "
-                                                     "(no float student to compare with, or another task)"},
-                                 {metric: kind}, layer.require, OUTPUT_CHECKS))
+                check.message = f"the artifact has no output '{name}' (its outputs: {', '.join(result.outputs) or 'none'})"
+            elif key not in kind.budget_keys:
+                check.message = (f"output '{name}' is a {kind.name} output ({'inferred' if figures['inferred'] else 'declared'}"
+                                 f"): {key} does not apply to it; its keys: {', '.join(kind.budget_keys)}")
+            else:
+                why = f"no {metric} for output '{name}' (no float student to compare with)"
+                check = _check(check.name, key, limit, {**figures, f"{metric}.why": why},
+                               {metric: figures.get("provenance", "measured")}, layer.require, OUTPUT_CHECKS)
+            checks.append(check)
     return checks
 
 
@@ -289,8 +286,9 @@ def figures_of(r: TargetResult, baseline: bool = False) -> dict:
     figures["quantized_fraction"] = (r.coverage or {}).get("quantized_weight_fraction")
     if figures["quantized_fraction"] is None:
         figures["quantized_fraction.why"] = f"the {r.target} target cannot read what share of this artifact is quantized"
-    if r.evaluation.get("error"):
-        figures.update({f"{k}.why": r.evaluation["error"] for k in r.metrics.figures()})
+    why_not_task = r.evaluation.get("error") or r.details.get("task_metric")
+    if why_not_task:
+        figures.update({f"{k}.why": why_not_task for k in r.metrics.figures()})
     return figures
 
 

@@ -79,8 +79,11 @@ def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=prin
     if not results:
         raise BadInput(f"the report has no result for the app's targets ({', '.join(spec['targets'])})",
                        path=report_path, hint="run check with one of those targets in [[targets]]")
+    never_built = [r for r in results if r.get("failure")]  # no artifact to bundle, even with allow_failed
+    results = [r for r in results if not r.get("failure")]
     failed = [r for r in results if not r["passed"]]
-    refused = [f"{r['name']} (broken: {', '.join(_broken(r))})" for r in failed]
+    refused = [f"{r['name']} (not built: {r['failure']['reason']})" for r in never_built]
+    refused += [f"{r['name']} (broken: {', '.join(_broken(r))})" for r in failed]
     chosen = results if allow_failed else [r for r in results if r["passed"]]
     if not chosen:
         return BundleOutcome([], refused, allow_failed)

@@ -8,8 +8,11 @@
     task = "classification"
     labels = ["T-shirt/top", ...]
     distilled_from = "<sha256 of the teacher's weights>"   # optional: flags a stale student
-    outputs = { logits = "classification", box = "regression" }   # optional, multi-output models: each
-                                          # output's task, in output order (the first is the task metric's)
+    outputs = { logits = "classification", box = "dense" }   # optional: each output's kind, in output
+                                          # order (the first is the task metric's); or a table per output:
+    [model.outputs.text]                  # kind and its settings (edge_distill.kinds); undeclared outputs'
+    kind = "sequence"                     # kinds are inferred from their shape and dtype
+    blank = 0
     [[model.inputs]]                      # optional for .pt2 / .onnx (read from the model)
     name = "image"
     shape = ["batch", 1, 28, 28]
@@ -66,7 +69,6 @@ from .errors import BadInput
 from .tomlfile import check_keys, expect, read_toml
 
 TASKS = ("classification", "embedding")
-OUTPUT_TASKS = ("classification", "regression", "embedding")  # metrics.output_figures per output
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
 
 
@@ -82,7 +84,8 @@ class ModelConfig:
     normalization: dict[str, float | list[float]] = field(default_factory=dict)
     distilled_from: str | None = None
     stale_teacher: str = "warn"  # "warn" or "fail" when the teacher no longer matches distilled_from
-    outputs: dict[str, str] = field(default_factory=dict)  # output name -> task, in the model's output order
+    # output name -> {"kind": ..., its settings}, in the model's output order (edge_distill.kinds)
+    outputs: dict[str, dict] = field(default_factory=dict)
     trust_pickle: bool = False
 
 
@@ -199,10 +202,8 @@ def load_config(path: str | Path) -> Config:
 def _read_model(m: dict, path: Path) -> ModelConfig:
     check_keys(m, {"student", "weights", "teacher", "teacher_weights", "task", "labels", "inputs",
                    "normalization", "distilled_from", "stale_teacher", "trust_pickle", "outputs"}, "model", path)
-    outputs = expect(m.get("outputs", {}), dict, "outputs", "model", path)
-    bad = {k: v for k, v in outputs.items() if v not in OUTPUT_TASKS}
-    if bad:
-        raise BadInput(f"[model] outputs: {bad} - each output's task must be one of {OUTPUT_TASKS}", path=path)
+    outputs = {name: _output_spec(spec, name, path)
+               for name, spec in expect(m.get("outputs", {}), dict, "outputs", "model", path).items()}
     if "student" not in m:
         raise BadInput("[model] needs 'student' (module:factory, .pt2 or .onnx)", path=path)
     task = m.get("task", "classification")
@@ -222,6 +223,25 @@ def _read_model(m: dict, path: Path) -> ModelConfig:
         trust_pickle=expect(m.get("trust_pickle", False), bool, "trust_pickle", "model", path),
         outputs=dict(outputs),
     )
+
+
+def _output_spec(spec, name: str, path: Path) -> dict:
+    """[model] outputs = { NAME = "kind" }, or [model.outputs.NAME] kind = "..." with the kind's settings."""
+    from .kinds import ALIASES, KINDS
+
+    spec = {"kind": spec} if isinstance(spec, str) else dict(expect(spec, dict, name, "model.outputs", path))
+    kind = ALIASES.get(spec.get("kind"), spec.get("kind"))
+    if kind not in KINDS:
+        raise BadInput(f"[model.outputs.{name}] kind must be one of {', '.join(KINDS)}, got {spec.get('kind')!r}",
+                       path=path)
+    check_keys(spec, {"kind", *KINDS[kind].settings}, f"model.outputs.{name}", path)
+    for key, default in KINDS[kind].settings.items():
+        allowed = (int, float) if isinstance(default, float) else type(default)
+        if key in spec and (isinstance(spec[key], bool) is not isinstance(default, bool)
+                            or not isinstance(spec[key], allowed)):
+            raise BadInput(f"'{key}' in [model.outputs.{name}] must be {type(default).__name__}, got {spec[key]!r}",
+                           path=path)
+    return {**spec, "kind": kind}
 
 
 def _read_data(cfg: Config, d: dict) -> None:

@@ -35,8 +35,18 @@ class References:
     teacher_outputs: np.ndarray | None = None
     float_latency: Latency | None = None
     float_size: int | None = None  # bytes of the target's fp32 artifact: a quantized one must be smaller
-    # a multi-output model's outputs after the first: (name, task, the float student's output)
-    extra_outputs: list = field(default_factory=list)
+    # every output, the first included: what it is (its kind) and the float student's values of it
+    outputs: list[OutputRef] = field(default_factory=list)
+
+
+@dataclass
+class OutputRef:
+    name: str
+    spec: dict  # {"kind", the kind's settings, "index": its position, "inferred": not declared}
+    float_values: np.ndarray | None = None
+
+    def picked(self, samples: np.ndarray) -> OutputRef:
+        return OutputRef(self.name, self.spec, None if self.float_values is None else self.float_values[samples])
 
 
 @dataclass
@@ -88,9 +98,7 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
         figures.warnings.append(f"{candidate.label}: {why_no_outputs}")
     result = assemble(candidate, how, outputs, figures, data, refs, task, bool(precision and precision.is_float_baseline))
     result.warnings += _speed_warnings(result, figures, runner, settings.device.name)
-    result.outputs = {name: {**metrics.output_figures(task, every_output[i], reference),
-                             "provenance": how.get("kind", "measured")}  # computed here, by the runtime
-                      for i, (name, task, reference) in enumerate(refs.extra_outputs, start=1) if i < len(every_output)}
+    result.outputs = output_figures(refs.outputs, every_output, how.get("kind", "measured"))
     if precision is not None and precision.weight_bits <= 8:
         result.coverage = _coverage(target, candidate.path)
         result.warnings += quantization_warnings(result, refs)
@@ -109,6 +117,22 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
                                                    "passed": c.passed} for c in result.checks]})
     result.sha256 = sha256_path(candidate.path)
     return result
+
+
+def output_figures(refs: list[OutputRef], every_output: list, provenance: str) -> dict:
+    """Each output judged by its kind against the float student's same output (computed on this host)."""
+    from .kinds import get_kind
+
+    found = {}
+    for ref in refs:
+        index = ref.spec["index"]
+        values = every_output[index] if index < len(every_output) else None
+        figures = {"kind": ref.spec["kind"], "inferred": bool(ref.spec.get("inferred")), "provenance": provenance,
+                   "shape": None if values is None else list(values.shape[1:])}
+        if values is not None and ref.float_values is not None:
+            figures.update(get_kind(ref.spec["kind"]).figures(values, ref.float_values, ref.spec))
+        found[ref.name] = figures
+    return found
 
 
 def _coverage(target, path: Path) -> dict | None:
@@ -165,7 +189,7 @@ def score(outputs: np.ndarray | None, data: Dataset, refs: References, task: str
         return (metrics.Metrics(samples=len(data)),
                 {s: metrics.Metrics(samples=int(m.sum())) for s, m in data.slices.items()})
     kw = dict(labels=data.labels, weights=data.weights, float_outputs=refs.float_outputs,
-              teacher_outputs=refs.teacher_outputs,
+              teacher_outputs=refs.teacher_outputs, axis=refs.outputs[0].spec.get("axis", -1) if refs.outputs else -1,
               same_space_as_teacher=subject != "off-the-shelf")  # a model trained apart: retrieval only
     task_score = metrics.TASK_METRICS[task]
     return task_score(outputs, **kw), {s: task_score(outputs, mask=m, **kw) for s, m in data.slices.items()}
@@ -178,11 +202,14 @@ def assemble(candidate: Candidate, how: dict, outputs: np.ndarray, figures: Figu
     details = {**(built.details if built else {}), **figures.details}
     evaluation = figures.evaluation or {"kind": how.get("kind", "measured"), "runtime": how["runtime"],
                                         "runtime_version": how["runtime_version"], "device": "host"}
-    if figures.why_no_numerics:
+    not_task = metrics.why_not_task_metric(refs.outputs[0].name, refs.outputs[0].spec, task) if refs.outputs else ""
+    if figures.why_no_numerics or not_task:
         counted = None
     else:
         counted = figures.outputs if figures.outputs is not None else outputs
     overall, slices = score(counted, data, refs, task, candidate.subject)
+    if not_task:
+        details["task_metric"] = not_task  # what budgets say for a task figure that is not there
     lat, float_lat = figures.latency, refs.float_latency
     speedup = None
     if float_lat and lat and not baseline and float_lat.p50_ms and lat.p50_ms:

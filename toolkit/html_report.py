@@ -64,7 +64,7 @@ def to_html(report: Report, trends: dict[str, list[dict]] | None = None) -> str:
 
 
 def _verdict(report: Report) -> tuple[str, str]:
-    return verdict_line(report), {0: "passed", 1: "failed", 3: "incomplete"}[report.exit_code]
+    return verdict_line(report), {0: "passed", 1: "failed", 2: "failed", 3: "incomplete"}[report.exit_code]
 
 
 def _intro(report: Report) -> str:

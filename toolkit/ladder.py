@@ -26,8 +26,8 @@ from .auto_precision import build_auto, refusal
 from .config import Config
 from .cost import CostModel
 from .errors import BadInput
-from .pipeline import (PlannedTarget, Progress, build_and_measure, build_report, export_verified, load_inputs,
-                       plan_targets, trial_builder)
+from .pipeline import (PlannedTarget, Progress, attempted, build_and_measure, build_report, export_verified,
+                       load_inputs, plan_targets, trial_builder)
 from .mixed import AUTO, mendable
 from .result import Ladder, Report, Rung, TargetResult
 from .evaluate import References
@@ -90,9 +90,10 @@ def _climb(cfg: Config, planned: PlannedTarget, subject: str, model, precisions,
     baseline = target.capabilities.float_baseline()
     onnx_path = out / subject / "onnx" / "model.onnx"
     for precision in precisions:
-        result = build_and_measure(cfg, planned, precision, model, onnx_path, out,
-                                   f"{subject}/{planned.config.name}", work, loaded, refs, progress,
-                                   subject=subject, qualified=True)
+        folder = f"{subject}/{planned.config.name}"
+        result = attempted(lambda: build_and_measure(cfg, planned, precision, model, onnx_path, out, folder, work,
+                                                     loaded, refs, progress, subject=subject, qualified=True),
+                           out, folder, subject, planned.config.name, precision, qualified=True)
         if precision == baseline:
             refs.float_latency, refs.float_size = result.latency, result.size_bytes
         results.append(result)

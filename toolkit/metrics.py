@@ -33,9 +33,11 @@ class Metrics:
 
 
 def classification(outputs: np.ndarray, *, labels=None, weights=None, float_outputs=None, teacher_outputs=None,
-                   mask=None, **_) -> Metrics:
+                   mask=None, axis: int = -1, **_) -> Metrics:
+    """Top-1 on the class axis (`axis`, numpy's numbering with the batch axis first)."""
     keep = np.ones(len(outputs), bool) if mask is None else mask
-    pred = outputs[keep].argmax(axis=1)
+    top1 = lambda x: np.asarray(x).argmax(axis=axis)  # noqa: E731 - the class axis, wherever it is
+    pred = top1(outputs[keep])
     m = Metrics(samples=int(keep.sum()))
     if labels is not None:
         correct = pred == labels[keep]
@@ -43,13 +45,13 @@ def classification(outputs: np.ndarray, *, labels=None, weights=None, float_outp
         if weights is not None:
             m.weighted_accuracy = _round(np.average(correct, weights=weights[keep]))
     if float_outputs is not None:
-        float_pred = float_outputs[keep].argmax(axis=1)
+        float_pred = top1(float_outputs[keep])
         m.float_agreement = _round((pred == float_pred).mean())
         m.max_abs_diff_vs_float = _round(np.abs(outputs[keep] - float_outputs[keep]).max())
         if labels is not None:
             m.accuracy_drop = _round((float_pred == labels[keep]).mean() - correct.mean())
     if teacher_outputs is not None:
-        m.teacher_agreement = _round((pred == teacher_outputs[keep].argmax(axis=1)).mean())
+        m.teacher_agreement = _round((pred == top1(teacher_outputs[keep])).mean())
     return m
 
 
@@ -85,25 +87,19 @@ def _neighbours(unit: np.ndarray) -> np.ndarray:
 
 
 TASK_METRICS = {"classification": classification, "embedding": embedding}
-OUTPUT_TASKS = ("classification", "regression", "embedding")
+# The kinds of first output each task's metric reads; any other first output is judged by its kind alone.
+TASK_KINDS = {"classification": ("classification",), "embedding": ("embedding", "dense")}
 
 
-def output_figures(task: str, outputs: np.ndarray, float_outputs: np.ndarray | None) -> dict:
-    """One more output of a multi-output model against the float student's same output: top-1
-    agreement for a classification head; for regression / dense outputs the max and mean absolute
-    error, the error relative to the float output's mean magnitude, and the cosine per sample."""
-    out = np.asarray(outputs, np.float64)
-    figures = {"task": task, "shape": list(out.shape[1:])}
-    if float_outputs is None:
-        return figures
-    ref = np.asarray(float_outputs, np.float64)
-    if task == "classification":
-        figures["float_agreement"] = _round(np.mean(out.reshape(len(out), -1).argmax(1) == ref.reshape(len(ref), -1).argmax(1)))
-    error = np.abs(out - ref)
-    figures.update(max_abs_error=_round(error.max()), mean_abs_error=_round(error.mean()),
-                   relative_error=_round(error.mean() / max(float(np.abs(ref).mean()), 1e-12)),
-                   cosine=_round(np.sum(_unit(out) * _unit(ref), axis=1).mean()))
-    return figures
+def why_not_task_metric(name: str, spec: dict, task: str) -> str:
+    """Why the task metric (accuracy, agreement, ...) is not computed on this first output; "" if it is."""
+    if spec["kind"] in TASK_KINDS[task]:
+        return ""
+    from .kinds import get_kind
+
+    keys = ", ".join(get_kind(spec["kind"]).budget_keys)
+    return (f"the first output '{name}' is a {spec['kind']} output, not what the {task} metric reads: it is judged "
+            f"by [budgets.outputs.{name}] ({keys})")
 
 
 def _round(x) -> float:

@@ -17,7 +17,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BadInput
+from .errors import BadInput, EdgeDistillError
 
 MARKER = ".edge-distill-output.json"
 PARTIAL = ".edge-distill-partial.json"  # in a folder being written: which process writes it
@@ -62,7 +62,12 @@ def output_folder(out: str | Path, force: bool = False):
     check_writable(out, force)
     tmp = _partial_folder(out)
     try:
-        yield tmp
+        try:
+            yield tmp
+        except EdgeDistillError as exc:  # name the folder the user asked for, never the one about to vanish
+            exc.args = tuple(a.replace(str(tmp), str(out)) if isinstance(a, str) else a for a in exc.args)
+            exc.path = exc.path and exc.path.replace(str(tmp), str(out))
+            raise
         (tmp / PARTIAL).unlink()
         entries = sorted(p.name for p in tmp.iterdir())
         (tmp / MARKER).write_text(json.dumps({"entries": entries}, indent=1) + "\n")

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,13 +25,13 @@ import numpy as np
 from edge_distill.calibration import Dataset, load_dataset, on_each_chunk, select_samples, zeros
 from edge_distill.targets import BuildRequest, check_precision, get_target, parse_target_string, target_for_file
 
-from . import metrics
+from . import kinds, metrics
 from .auto_precision import build_auto, check_auto
 from .budgets import Budget
 from .config import Config, TargetConfig
 from .devices import Device, Job, RunSettings, resolve
 from .errors import BadInput, CannotMeasure, MissingDependency
-from .evaluate import Candidate, References, evaluate_artifact
+from .evaluate import Candidate, OutputRef, References, evaluate_artifact
 from .exporting import export_to_onnx
 from .mixed import AUTO, base_precision
 from .models import SourceModel, load_model
@@ -210,6 +212,34 @@ def build_and_measure(cfg: Config, planned: PlannedTarget, precision: str, model
     return result
 
 
+def attempted(measure: Callable[[], TargetResult], out: Path, folder: str, subject: str, target: str,
+              precision: str, qualified: bool = False) -> TargetResult:
+    """One artifact built and measured; a refusal (exit 2) or a failure (exit 3) becomes that artifact's
+    own row, with its reason, and the run goes on with the others. What the failed build left in the
+    output folder is removed (a half-written file must not look like an artifact)."""
+    before = set((out / folder).rglob("*")) if (out / folder).is_dir() else set()
+    try:
+        return measure()
+    except (BadInput, CannotMeasure) as exc:
+        for leftover in sorted(set((out / folder).rglob("*")) - before, reverse=True):
+            shutil.rmtree(leftover) if leftover.is_dir() and not leftover.is_symlink() else leftover.unlink()
+        return failed_result(exc, out, subject, target, precision, qualified)
+
+
+def failed_result(exc: BadInput | CannotMeasure, out: Path, subject: str, target: str, precision: str,
+                  qualified: bool) -> TargetResult:
+    """The row of an artifact that could not be built or measured. Paths are named relative to the output
+    folder: the folder being written is renamed when the run ends."""
+    reason = str(exc).replace(f"{out}{os.sep}", "").replace(str(out), "the output folder")
+    label = result_label(subject, target, precision, qualified)
+    refused = exc.exit_code == 2
+    check = Check(f"{label}/built", "built", "==", 1.0, None, "", None,
+                  message=("refused: " if refused else "could not be built or measured: ") + reason)
+    return TargetResult(subject, target, precision, "", [], 0, "", None, Memory(None, None, reason), None,
+                        metrics.Metrics(samples=0), {}, checks=[check], qualified=qualified,
+                        failure={"exit_code": exc.exit_code, "reason": reason})
+
+
 def trial_builder(cfg: Config, model: SourceModel, onnx_path: Path, loaded: Loaded, refs: References, progress,
                   **who) -> Callable:
     """build_and_measure for one trial of a mixed-precision search (auto_precision.build_auto calls it
@@ -222,7 +252,7 @@ def trial_builder(cfg: Config, model: SourceModel, onnx_path: Path, loaded: Load
             data = dataclasses.replace(loaded, evaluation=loaded.evaluation.subset(samples))
             references = dataclasses.replace(refs, float_outputs=_pick(refs.float_outputs, samples),
                                              teacher_outputs=_pick(refs.teacher_outputs, samples),
-                                             extra_outputs=[(n, t, _pick(o, samples)) for n, t, o in refs.extra_outputs])
+                                             outputs=[o.picked(samples) for o in refs.outputs])
         return build_and_measure(cfg, planned, precision, model, onnx_path, out, folder, work, data, references,
                                  progress, **who)
     return build
@@ -261,22 +291,30 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
     float_all, teacher_out = reference_outputs(loaded, progress)
     float_out = float_all[0]
+    output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task)
+    progress("outputs: " + ", ".join(f"{o.name} {o.spec['kind']}" + (" (inferred)" if o.spec["inferred"] else "")
+                                     for o in output_refs))
     results = []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
         for planned in plan:
-            refs = References(float_out, teacher_out, extra_outputs=extra_outputs(cfg, float_all))
+            refs = References(float_out, teacher_out, outputs=output_refs)
             for precision in planned.precisions:
+                name = planned.config.name
                 if precision.endswith(AUTO):
                     build = trial_builder(cfg, loaded.student, out / "onnx" / "model.onnx", loaded, refs, progress)
-                    results.append(build_auto(planned, precision, out, Path(work), build, progress,
-                                              data=loaded.evaluation))
+                    results.append(attempted(lambda: build_auto(planned, precision, out, Path(work), build, progress,
+                                                                data=loaded.evaluation),
+                                             out, name, "student", name, precision))
                     continue
-                result = build_and_measure(cfg, planned, precision, loaded.student, out / "onnx" / "model.onnx", out,
-                                           planned.config.name, Path(work), loaded, refs, progress)
-                if precision == get_target(planned.config.name).capabilities.float_baseline():
+                result = attempted(lambda: build_and_measure(cfg, planned, precision, loaded.student,
+                                                             out / "onnx" / "model.onnx", out, name, Path(work), loaded,
+                                                             refs, progress),
+                                   out, name, "student", name, precision)
+                if precision == get_target(name).capabilities.float_baseline():
                     refs.float_latency, refs.float_size = result.latency, result.size_bytes
                 results.append(result)
-    return build_report(command, cfg, loaded, export, float_out, teacher_out, results)
+    return build_report(command, cfg, loaded, export, float_out, teacher_out, results, first=output_refs[0],
+                        kind_warnings=kind_warnings)
 
 
 def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progress: Progress = Progress(False), *,
@@ -289,7 +327,8 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
     float_all, teacher_out = reference_outputs(loaded, progress)
-    refs = References(float_all[0], teacher_out, extra_outputs=extra_outputs(cfg, float_all))
+    output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task)
+    refs = References(float_all[0], teacher_out, outputs=output_refs)
     onnx_path, results = out / "onnx" / "model.onnx", []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:
         baseline = get_target(target).capabilities.float_baseline()
@@ -300,20 +339,29 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
         build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
         results.append(build_auto(planned, precision, out, Path(work), build, progress, sensitivity_only=True,
                                   data=loaded.evaluation))
-    return build_report("sensitivity", cfg, loaded, export, float_all[0], teacher_out, results)
+    return build_report("sensitivity", cfg, loaded, export, float_all[0], teacher_out, results, first=output_refs[0],
+                        kind_warnings=kind_warnings)
 
 
-def extra_outputs(cfg: Config, float_all: list) -> list[tuple]:
-    """A multi-output model's outputs after the first, named and tasked by [model] outputs (in output
-    order) or "output_N" / "regression", each with the float student's values."""
-    names, tasks = list(cfg.model.outputs), list(cfg.model.outputs.values())
-    return [(names[i] if i < len(names) else f"output_{i}", tasks[i] if i < len(tasks) else "regression", values)
-            for i, values in enumerate(float_all) if i > 0]
+def output_references(declared: dict[str, dict], model: SourceModel, float_all: list,
+                      task: str) -> tuple[list[OutputRef], list[str]]:
+    """Every output of the model, named and kinded, with the float student's values of it, and warnings
+    for shapes that admit another reading. Names: the declared ones, in output order, then the model's
+    own (an .onnx keeps its names), then output_N."""
+    own = model.output_names if len(model.output_names) == len(float_all) else []
+    names = [list(declared)[i] if i < len(declared) else own[i] if own else "output" if len(float_all) == 1
+             else f"output_{i}" for i in range(len(float_all))]
+    specs, warnings = kinds.resolve_kinds(declared, names, float_all, task)
+    return [OutputRef(name, spec, values) for name, spec, values in zip(names, specs, float_all)], warnings
 
 
-def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, teacher_out, results, **extra) -> Report:
+def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, teacher_out, results, *,
+                 first: OutputRef | None = None, kind_warnings: list[str] = (), **extra) -> Report:
+    """`first`: the first output, whose kind says whether the task metric reads it (the reference rows)."""
     warnings, gate = stale_teacher(cfg, loaded.teacher)
-    warnings += padding_warnings(loaded)
+    warnings += padding_warnings(loaded) + list(kind_warnings)
+    if first is not None and metrics.why_not_task_metric(first.name, first.spec, cfg.model.task):
+        float_out = teacher_out = None  # no task figures for the float student and the teacher either
     return Report(command=command, tool_version=__version__, created=_now(), config=str(cfg.path),
                   student=_model_info(loaded.student),
                   teacher=_model_info(loaded.teacher) if loaded.teacher else None,
@@ -469,11 +517,13 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
     settings = one.settings(threads, warmup, runs)
     specs = get_target(one.target).open_runner(artifact, threads).input_specs()
     data = load_dataset(data_path, specs)
-    refs, student_info, teacher_info = References(), None, None
+    refs, student_info, teacher_info, kind_warnings = References(), None, None, []
     if float_model:
         progress(f"running the float model {float_model}")
         ref = load_model(float_model, inputs=specs)
-        refs.float_outputs, student_info = ref.predict(data), _model_info(ref)
+        float_all, student_info = ref.predict_all(data), _model_info(ref)
+        refs.float_outputs = float_all[0]
+        refs.outputs, kind_warnings = output_references({}, ref, float_all, "classification")  # every output
         refs.float_latency = _float_latency_here(one, ref, data, settings)
     if teacher_model:
         progress(f"running the teacher {teacher_model}")
@@ -485,7 +535,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
     return Report(command="verify", tool_version=__version__, created=_now(), config=None, student=student_info,
                   teacher=teacher_info, data={"evaluation": _data_info(data)}, environment=host_environment(),
                   export=None, references=reference_metrics(data, refs.float_outputs, refs.teacher_outputs),
-                  results=[result])
+                  results=[result], warnings=kind_warnings)
 
 
 def _float_latency_here(one: OneArtifact, ref: SourceModel, data: Dataset, settings: RunSettings) -> Latency | None:

@@ -23,9 +23,13 @@ import numpy as np
 
 from .budgets import REGRESSION_LIMITS
 from .errors import BadInput
+from .kinds import all_budget_keys
 from .result import Check, Report, TargetResult
 
 ACCURACY_FIGURES = ("accuracy", "weighted_accuracy", "float_agreement", "teacher_agreement")
+# an output's figures that a drop makes worse (its kind's ">=" budget keys), compared as accuracy is
+HIGHER_IS_BETTER = tuple(dict.fromkeys(figure for figure, comparison, _ in all_budget_keys().values()
+                                       if comparison == ">=" and figure != "psnr_db"))
 SIGNIFICANCE, RESAMPLES, SEED = 0.05, 2000, 0
 
 
@@ -56,6 +60,8 @@ def compare(report: Report, baseline: dict, limits: dict | None = None, run_dir:
     limits = {**REGRESSION_LIMITS, **(limits or {})}
     for result in report.results:
         before = baseline["results"].get(result.name)
+        if result.failure or (before or {}).get("failure"):
+            continue  # an artifact that was not built has nothing to compare; its own row says why
         if before is None:
             result.warnings.append(f"{result.name}: not in the baseline ({baseline['label']}): nothing to compare")
             continue
@@ -188,9 +194,9 @@ def _memory(result: TargetResult, before: dict, limits: dict) -> list[Check]:
 def _outputs(result: TargetResult, before: dict, limits: dict) -> list[Check]:
     """A multi-output model's other outputs: their agreement with the float student's, as accuracy is."""
     checks = []
-    for name, now in result.outputs.items():
+    for name, now in result.outputs_beyond_the_task.items():
         then = (before.get("outputs") or {}).get(name) or {}
-        for figure in ("float_agreement", "cosine"):
+        for figure in HIGHER_IS_BETTER:
             if now.get(figure) is not None and then.get(figure) is not None:
                 drop = then[figure] - now[figure]
                 checks.append(_check(result, f"output[{name}]/{figure}", drop, limits["max_accuracy_decrease"], "",

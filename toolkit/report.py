@@ -116,6 +116,8 @@ def _fmt(value, unit: str = "") -> str:
 
 def _sentence_parts(check: Check) -> tuple[str, str, str]:
     """(the figure against its limit and the verdict, " [provenance]", ": message"), each possibly empty."""
+    if check.metric == "built":  # an artifact that was never built has no figure to show
+        return f"{check.name}: not built", "", f": {check.message}"
     verdict = {True: "holds", False: "BROKEN", None: "NOT MEASURED"}[check.passed]
     head = f"{check.name}: {_fmt(check.value, check.unit)} (limit {check.comparison} {_fmt(check.limit, check.unit)}) {verdict}"
     return head, f" [{check.provenance}]" if check.provenance else "", f": {check.message}" if check.message else ""
@@ -150,6 +152,9 @@ def _rows(report: Report) -> tuple[list[str], list[list[str]]]:
     for r in report.results:
         lat = r.latency
         verdict = "pass" if r.passed else ("FAIL" if any(c.passed is False for c in r.checks) else "UNMEASURED")
+        if r.failure:
+            rows.append([r.name] + [""] * (len(head) - 2) + ["REFUSED" if r.failure["exit_code"] == 2 else "NOT BUILT"])
+            continue
         rows.append([r.name, _size(r.size_bytes), _share(r), _fmt(lat and lat.p50_ms), _fmt(lat and lat.p95_ms),
                      _fmt(r.memory.peak_mb), _fmt(r.speedup_vs_float, "x") if r.speedup_vs_float else "-"]
                     + [_fmt(getattr(r.metrics, f)) for _, f in columns]
@@ -159,17 +164,19 @@ def _rows(report: Report) -> tuple[list[str], list[list[str]]]:
 
 
 def _output_lines(report: Report) -> list[str]:
-    """The other outputs of a multi-output model, against the float student's."""
+    """Each output judged by its kind, against the float student's same output."""
     lines = []
     for r in report.results:
-        for name, f in r.outputs.items():
-            cells = [f"{label} {_fmt(f[key])}" for key, label in (("float_agreement", "float agr"),
-                                                                  ("mean_abs_error", "mean |err|"),
-                                                                  ("max_abs_error", "max |err|"),
-                                                                  ("relative_error", "rel err"), ("cosine", "cosine"))
-                     if key in f]
-            lines.append(f"  {r.name} {name} ({f['task']}): " + (", ".join(cells) or "no float output to compare"))
-    return (["Other outputs (against the float student's):"] + lines) if lines else []
+        for name, f in r.outputs_beyond_the_task.items():
+            cells = [f"{key} {_fmt(f[key])}" for key in FIGURE_ORDER if f.get(key) is not None]
+            lines.append(f"  {r.name} {name} ({f['kind']}{', inferred' if f['inferred'] else ''}): "
+                         + (", ".join(cells) or "no float output to compare"))
+    return (["Outputs (against the float student's):"] + lines) if lines else []
+
+
+# the figures an output's line shows, most telling first
+FIGURE_ORDER = ("float_agreement", "position_agreement", "exact_match", "cer", "pixel_agreement", "mean_iou",
+                "topk_overlap", "psnr_db", "cosine", "mean_abs_error", "max_abs_error", "relative_error")
 
 
 def _share(r) -> str:
@@ -334,19 +341,20 @@ def to_table(report: Report, colour: bool | None = None) -> str:
     out.append("")
     if report.ladder is not None:
         out.extend(_ladder_lines(report))
-    out.append(paint(verdict_line(report), {0: "bold green", 1: "bold red", 3: "bold yellow"}[report.exit_code],
+    out.append(paint(verdict_line(report), {0: "bold green", 1: "bold red", 2: "bold red", 3: "bold yellow"}[report.exit_code],
                      colour))
     return "\n".join(out)
 
 
 def verdict_line(report: Report) -> str:
     """The run's verdict in one line: the table's last, report.html's banner."""
-    word = {0: "PASSED", 1: "FAILED", 3: "INCOMPLETE"}[report.exit_code]
+    word = {0: "PASSED", 1: "FAILED", 2: "REFUSED", 3: "INCOMPLETE"}[report.exit_code]
     if report.ladder is not None:
         return f"{word}: {report.ladder.verdict}"
     if not report.checks:
         return "PASSED: no budget was given, so nothing was checked (a [budgets] table, or verify --budget FILE)"
-    return (word + {0: ": every budget holds", 1: ": a budget is broken", 3: ": something could not be measured"}
+    return (word + {0: ": every budget holds", 1: ": a budget is broken", 2: ": a target refused an artifact (see its row)",
+                   3: ": something could not be measured"}
             [report.exit_code] + f" ({sum(bool(c.passed) for c in report.checks)}/{len(report.checks)} checks hold)")
 
 
@@ -376,7 +384,7 @@ def _ladder_lines(report: Report) -> list[str]:
 
 def to_markdown(report: Report) -> str:
     head, rows = _rows(report)
-    status = {0: "✅ passed", 1: "❌ budget broken", 3: "⚠️ could not measure"}[report.exit_code]
+    status = {0: "✅ passed", 1: "❌ budget broken", 2: "⛔ artifact refused", 3: "⚠️ could not measure"}[report.exit_code]
     if report.ladder is not None:
         status = "✅ " + report.ladder.chosen if report.ladder.chosen else "❌ no rung meets the budget"
     out = [f"# edge-distill {report.command}: {status}", "",

@@ -16,7 +16,8 @@ from .metrics import Metrics
 from .provenance import Provenance
 
 SCHEMA_VERSION = "1"
-EXIT_PASSED, EXIT_BUDGET_BROKEN, EXIT_CANNOT_MEASURE = 0, 1, 3  # 2 (bad input) is an error's, see errors.py
+# 2 (bad input) is an error's (errors.py), and a run's when one of its artifacts was refused
+EXIT_PASSED, EXIT_BUDGET_BROKEN, EXIT_BAD_INPUT, EXIT_CANNOT_MEASURE = 0, 1, 2, 3
 KB, MB = 1_000, 1_000_000  # one definition everywhere: sizes, memory, budgets, tables (decimal, as phones show)
 
 
@@ -110,6 +111,9 @@ class TargetResult:
     evaluation: dict = field(default_factory=dict)  # how the outputs were computed: kind, runtime, device
     coverage: dict | None = None  # of a quantized artifact: what share of weights and MACs is int8/int4
     outputs: dict = field(default_factory=dict)  # a multi-output model's other outputs: name -> figures
+    # An artifact that could not be built or measured: {"stage", "exit_code" (2 refused, 3 failed), "reason"}.
+    # Its row stays in the report; the other artifacts keep their figures.
+    failure: dict | None = None
 
     @property
     def name(self) -> str:
@@ -118,6 +122,12 @@ class TargetResult:
     @property
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
+
+    @property
+    def outputs_beyond_the_task(self) -> dict:
+        """The outputs whose figures the task metric does not already say: all of them for a model of
+        several outputs, or whose first output is not what the task metric reads; none otherwise."""
+        return self.outputs if len(self.outputs) > 1 or "task_metric" in self.details else {}
 
 
 @dataclass
@@ -169,7 +179,8 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """1 if any budget is broken (a sure failure wins), else 3 if any figure could not be measured.
+        """1 if any budget is broken (a sure failure wins), else 2 if a target refused an artifact, else 3
+        if any figure (or a whole artifact) could not be measured.
         A ladder passes when one rung meets every budget: the rungs below it are findings, not failures."""
         if self.ladder is not None:
             if any(c.passed is False for c in self.gate_checks):
@@ -180,6 +191,8 @@ class Report:
                 else EXIT_BUDGET_BROKEN
         if any(c.passed is False for c in self.checks):
             return EXIT_BUDGET_BROKEN
+        if any(r.failure and r.failure["exit_code"] == EXIT_BAD_INPUT for r in self.results):
+            return EXIT_BAD_INPUT  # an artifact the target refused: the user's configuration asks what cannot be
         if any(c.passed is None for c in self.checks):
             return EXIT_CANNOT_MEASURE
         return EXIT_PASSED

@@ -1,0 +1,17 @@
+"""Class scores per sample: the same top-1 as the float student's, on the class axis (default last)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import ERROR_KEYS, OutputKind, class_last, error_figures, rounded
+
+
+def figures(out: np.ndarray, ref: np.ndarray, settings: dict) -> dict:
+    axis = settings["axis"]
+    same = class_last(out, axis).argmax(-1) == class_last(ref, axis).argmax(-1)
+    return {"float_agreement": rounded(same.reshape(len(same), -1).all(axis=1).mean()), **error_figures(out, ref)}
+
+
+KIND = OutputKind("classification", "class scores: top-1 agreement on the class axis (axis, default -1)",
+                  {"min_float_agreement": ("float_agreement", ">=", ""), **ERROR_KEYS}, figures, {"axis": -1})
