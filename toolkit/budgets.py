@@ -24,6 +24,9 @@ A budget table (in `edge-distill.toml` under [budgets], or a budget file given t
     [budgets.slices.high_risk]    # per slice: min_accuracy, max_accuracy_drop,
     min_accuracy = 0.70           #            min_float_agreement, min_teacher_agreement
 
+    [budgets.outputs.text]        # any output, the first included, by its kind's keys (edge_distill.kinds):
+    max_cer = 0.02                # a sequence's CER; min_psnr_db for a map, min_mean_iou, min_exact_match...
+
     [budgets.precisions.int4]     # layered: overrides the keys above for one precision
     max_accuracy_drop = 0.03
 
