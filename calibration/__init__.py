@@ -1,9 +1,10 @@
 """Calibration and evaluation data: readers, validation against the model's inputs, and
 deterministic sample selection. No heavy imports here: numpy only."""
 
-from .dataset import Dataset, InputSpec, fixed_batch_of, on_each_chunk, padded, run_in_batches, whole_batches, zeros
+from .dataset import (Dataset, InputSpec, fixed_batch_of, from_model_layout, on_each_chunk, padded, run_in_batches,
+                      to_model_layout, whole_batches, zeros)
 from .readers import load_dataset
 from .selection import select_indices, select_samples
 
-__all__ = ["Dataset", "InputSpec", "fixed_batch_of", "load_dataset", "on_each_chunk", "padded", "run_in_batches", "select_indices", "select_samples", "whole_batches",
+__all__ = ["Dataset", "InputSpec", "fixed_batch_of", "from_model_layout", "to_model_layout", "load_dataset", "on_each_chunk", "padded", "run_in_batches", "select_indices", "select_samples", "whole_batches",
            "zeros"]

@@ -16,15 +16,32 @@ class InputSpec:
     name: str
     shape: tuple[int | str, ...]
     dtype: str = "float32"
+    # where the model takes the batch: axis 0 for most inputs, 1 for a recurrent state [layers, B, H],
+    # None for an input with no batch axis (a scalar sample rate: one value for every sample of a run)
+    batch_axis: int | None = 0
 
     def describe(self) -> str:
         dims = ", ".join(str(d) for d in self.shape)
         return f"{self.name}[{dims}] {self.dtype}"
 
     @property
+    def axis(self) -> int | None:
+        """The batch axis as the model has it (a 0-d input has none, whatever was declared)."""
+        return self.batch_axis if self.shape else None
+
+    def sample_major(self) -> InputSpec:
+        """This input as data sets hold it: samples on axis 0, whatever the model's layout."""
+        if self.axis == 0:
+            return self
+        rest = [d for i, d in enumerate(self.shape) if i != self.axis]
+        return InputSpec(self.name, ("batch", *rest), self.dtype)
+
+    @property
     def fixed_batch(self) -> int | None:
         """The batch the model was saved with, when its leading dimension is a number."""
-        return self.shape[0] if self.shape and isinstance(self.shape[0], int) else None
+        if self.axis is None or len(self.shape) <= self.axis:
+            return None
+        return self.shape[self.axis] if isinstance(self.shape[self.axis], int) else None
 
     def example_shape(self, batch: int) -> tuple[int, ...]:
         """A concrete shape: the leading dynamic dim becomes `batch`, other dynamic dims 1."""
@@ -63,9 +80,9 @@ class Dataset:
 
 
 def zeros(specs, count: int) -> Dataset:
-    """`count` samples of zeros in the model's input shapes (a symbolic axis taken as 1): what timing
-    runs on when no data is given."""
-    shape = lambda spec: [d if isinstance(d, int) else 1 for d in spec.shape][1:]  # noqa: E731
+    """`count` samples of zeros in the model's input shapes, samples first (a symbolic axis taken as
+    1): what timing runs on when no data is given."""
+    shape = lambda spec: [d if isinstance(d, int) else 1 for d in spec.sample_major().shape][1:]  # noqa: E731
     return Dataset(source="zeros", inputs={s.name: np.zeros([count, *shape(s)], s.dtype) for s in specs})
 
 
@@ -86,6 +103,22 @@ def whole_batches(feeds: dict, batch: int) -> dict:
     """`feeds` padded (by repeating the last sample) to a multiple of `batch` samples."""
     n = len(next(iter(feeds.values())))
     return padded(feeds, -(-n // batch) * batch)
+
+
+def to_model_layout(feeds: dict, specs) -> dict:
+    """Sample-major feeds in the layout the model takes: the batch moved to each input's batch axis;
+    an input with no batch axis given the one value all the samples share."""
+    out = dict(feeds)
+    for spec in specs:
+        if spec.name in out and spec.axis != 0:
+            value = out[spec.name]
+            out[spec.name] = np.asarray(value[0]) if spec.axis is None else np.moveaxis(value, 0, spec.axis)
+    return out
+
+
+def from_model_layout(outputs: list, batch_axes: list[int]) -> list:
+    """A model's outputs with their batch axis moved first (`batch_axes`: per output, in order)."""
+    return [o if axis == 0 else np.moveaxis(np.asarray(o), axis, 0) for o, axis in zip(outputs, batch_axes)]
 
 
 _CHUNK_HOOKS: list = []

@@ -363,8 +363,10 @@ class OrtRunner:
         except Exception as exc:
             raise BadInput(f"onnxruntime cannot load the model: {str(exc).splitlines()[0]}", path=path) from exc
         self.input_names = [i.name for i in self.session.get_inputs()]
-        # saved with a fixed batch: fed in chunks of it, whatever the caller passes
-        self.fixed_batch = next((i.shape[0] for i in self.session.get_inputs() if isinstance(i.shape[0], int)), None)
+        # saved with a fixed batch: fed in chunks of it, whatever the caller passes. Only when every input
+        # has it first: a state [2, B, 128] or a 0-d sample rate says nothing of the batch
+        leading = {i.shape[0] if i.shape else None for i in self.session.get_inputs()}
+        self.fixed_batch = leading.pop() if len(leading) == 1 and isinstance(next(iter(leading)), int) else None
         self.threads = threads
         self._version = ort.__version__
 

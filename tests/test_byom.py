@@ -371,14 +371,16 @@ def test_every_output_of_a_two_output_model_is_evaluated_and_budgeted(tmp_path):
     config = _config(tmp_path, "heads.pt2", '[[targets]]\nname = "ort"\nprecisions = ["fp32", "int8"]\n')
     text = config.read_text().replace('student = "heads.pt2"\n', 'student = "heads.pt2"\noutputs = { quadrant = '
                                       '"classification", brightness = "regression" }\n')
-    config.write_text(text + "[budgets.outputs.brightness]\nmax_mean_abs_error = 0.05\nmin_cosine = 0.99\n")
+    config.write_text(text + "[budgets.outputs.brightness]\nmax_mean_abs_error = 0.05\nmax_relative_error = 0.1\n")
     proc = run_cli("check", config, "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     results = {r["precision"]: r for r in json.loads((tmp_path / "out" / "report.json").read_text())["results"]}
     assert results["fp32"]["outputs"]["brightness"]["max_abs_error"] < 1e-4  # the float artifact: itself
     brightness = results["int8"]["outputs"]["brightness"]
-    assert brightness["task"] == "regression" and brightness["shape"] == [1] and 0 < brightness["mean_abs_error"] < 0.05
-    assert "ort-int8 brightness (regression): mean |err|" in proc.stdout
+    assert brightness["kind"] == "dense" and brightness["shape"] == [1] and 0 < brightness["mean_abs_error"] < 0.05
+    assert brightness["inferred"] is False and "cosine" not in brightness  # one value per sample: no cosine
+    assert results["int8"]["outputs"]["quadrant"]["kind"] == "classification"
+    assert "ort-int8 brightness (dense): psnr_db" in proc.stdout
     # A budget on the second output alone can fail the gate.
     config.write_text(text + "[budgets.precisions.int8.outputs.brightness]\nmax_mean_abs_error = 0.000001\n")
     failed = run_cli("check", config, "--out", tmp_path / "failed")

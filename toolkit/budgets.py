@@ -241,7 +241,7 @@ def _output_checks(result: TargetResult, layer: Budget) -> list[Check]:
                 check.message = (f"output '{name}' is a {kind.name} output ({'inferred' if figures['inferred'] else 'declared'}"
                                  f"): {key} does not apply to it; its keys: {', '.join(kind.budget_keys)}")
             else:
-                why = f"no {metric} for output '{name}' (no float student to compare with)"
+                why = figures.get(f"{metric}.why") or f"no {metric} for output '{name}' (no float student to compare with)"
                 check = _check(check.name, key, limit, {**figures, f"{metric}.why": why},
                                {metric: figures.get("provenance", "measured")}, layer.require, OUTPUT_CHECKS)
             checks.append(check)

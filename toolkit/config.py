@@ -13,6 +13,10 @@
     [model.outputs.text]                  # kind and its settings (edge_distill.kinds); undeclared outputs'
     kind = "sequence"                     # kinds are inferred from their shape and dtype
     blank = 0
+    batch_axes = { state = 1, sr = "none" }   # optional: where an input takes its batch (default 0; "none":
+                                          # one value for every sample of a run; a 0-d input has none)
+    state = { stateN = "state" }          # optional, streaming models: each state output fed back as the
+                                          # next chunk's input (edge_distill.streaming)
     [[model.inputs]]                      # optional for .pt2 / .onnx (read from the model)
     name = "image"
     shape = ["batch", 1, 28, 28]
@@ -86,6 +90,8 @@ class ModelConfig:
     stale_teacher: str = "warn"  # "warn" or "fail" when the teacher no longer matches distilled_from
     # output name -> {"kind": ..., its settings}, in the model's output order (edge_distill.kinds)
     outputs: dict[str, dict] = field(default_factory=dict)
+    batch_axes: dict[str, int | None] = field(default_factory=dict)  # input -> its batch axis (None: none)
+    state: dict[str, str] = field(default_factory=dict)  # state output -> the input it feeds at the next chunk
     trust_pickle: bool = False
 
 
@@ -201,7 +207,8 @@ def load_config(path: str | Path) -> Config:
 
 def _read_model(m: dict, path: Path) -> ModelConfig:
     check_keys(m, {"student", "weights", "teacher", "teacher_weights", "task", "labels", "inputs",
-                   "normalization", "distilled_from", "stale_teacher", "trust_pickle", "outputs"}, "model", path)
+                   "normalization", "distilled_from", "stale_teacher", "trust_pickle", "outputs", "batch_axes",
+                   "state"}, "model", path)
     outputs = {name: _output_spec(spec, name, path)
                for name, spec in expect(m.get("outputs", {}), dict, "outputs", "model", path).items()}
     if "student" not in m:
@@ -222,7 +229,20 @@ def _read_model(m: dict, path: Path) -> ModelConfig:
         stale_teacher=m.get("stale_teacher", "warn"),
         trust_pickle=expect(m.get("trust_pickle", False), bool, "trust_pickle", "model", path),
         outputs=dict(outputs),
+        batch_axes={name: _batch_axis(v, name, path)
+                    for name, v in expect(m.get("batch_axes", {}), dict, "batch_axes", "model", path).items()},
+        state={out: expect(fed, str, out, "model.state", path)
+               for out, fed in expect(m.get("state", {}), dict, "state", "model", path).items()},
     )
+
+
+def _batch_axis(value, name: str, path: Path) -> int | None:
+    if value == "none":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadInput(f"[model] batch_axes: '{name}' must be an axis (0, 1, ...) or \"none\", got {value!r}",
+                       path=path)
+    return value
 
 
 def _output_spec(spec, name: str, path: Path) -> dict:

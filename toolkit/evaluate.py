@@ -24,6 +24,7 @@ from .errors import BadInput, CannotMeasure
 from .files import sha256_path
 from .progress import loop
 from .result import Check, Latency, TargetResult, result_label
+from .streaming import ModelIO, SampleMajorRunner
 
 
 @dataclass
@@ -37,6 +38,7 @@ class References:
     float_size: int | None = None  # bytes of the target's fp32 artifact: a quantized one must be smaller
     # every output, the first included: what it is (its kind) and the float student's values of it
     outputs: list[OutputRef] = field(default_factory=list)
+    why_no_task: str = ""  # why the task metric does not read the first output ("" where it does)
 
 
 @dataclass
@@ -74,22 +76,26 @@ class Candidate:
 
 
 def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings, refs: References,
-                      budget: Budget, *, task: str = "classification", progress=lambda message: None) -> TargetResult:
+                      budget: Budget, *, task: str = "classification", progress=lambda message: None,
+                      io: ModelIO = ModelIO(())) -> TargetResult:
     """Measure one artifact (numerics, latency, memory, each where the device says) and check it
-    against its budget."""
+    against its budget. `io`: the model's layout and state; a streaming model runs over its sequences,
+    and its latency is one chunk's."""
     target = get_target(candidate.target)
     runner = target.open_runner(candidate.path, settings.threads, settings.options)
+    runner = runner if io.plain else SampleMajorRunner(runner, io)
     how = runner.describe()
     progress(f"  {candidate.label}: accuracy on {len(data)} samples ({how['runtime']})")
     try:
         with loop(progress, f"{candidate.label}: evaluating", len(data), "samples") as advance, on_each_chunk(advance):
-            every_output, why_no_outputs = host_outputs(runner, data), None
+            every_output = io.run(lambda feeds: host_outputs(runner, Dataset(data.source, feeds)), data)
+            why_no_outputs = None
     except CannotMeasure as exc:  # this artifact's accuracy stays unmeasured; its other figures go on
         every_output, why_no_outputs = [None], str(exc)
     outputs = every_output[0]  # the task metric's; the others are compared output by output below
     precision = candidate.precision_data()
     figures = settings.device.measure(Job(
-        target=candidate.target, path=candidate.path, runner=runner, data=data, settings=settings,
+        target=candidate.target, path=candidate.path, runner=runner, data=io.chunks(data), settings=settings,
         label=candidate.label, precision=precision, graph=candidate.graph, host_outputs=outputs, progress=progress))
     if why_no_outputs:
         figures.why_no_numerics = figures.why_no_numerics or why_no_outputs
@@ -202,7 +208,7 @@ def assemble(candidate: Candidate, how: dict, outputs: np.ndarray, figures: Figu
     details = {**(built.details if built else {}), **figures.details}
     evaluation = figures.evaluation or {"kind": how.get("kind", "measured"), "runtime": how["runtime"],
                                         "runtime_version": how["runtime_version"], "device": "host"}
-    not_task = metrics.why_not_task_metric(refs.outputs[0].name, refs.outputs[0].spec, task) if refs.outputs else ""
+    not_task = refs.why_no_task
     if figures.why_no_numerics or not_task:
         counted = None
     else:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import Dataset, fixed_batch_of, padded
+from edge_distill.calibration import Dataset, fixed_batch_of, padded, to_model_layout
 
 from .errors import BadInput, ExportMismatch
 from .models import SourceModel, load_model
@@ -30,8 +30,8 @@ def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, sampl
 
     start = time.perf_counter()
     if model.kind == "onnx":
-        _copy_onnx_self_contained(model.onnx_path, out_path, keep_outputs=model.output_names)
-        exporter = "copy of the source ONNX"
+        changes = _copy_onnx_self_contained(model.onnx_path, out_path, keep_outputs=model.output_names)
+        exporter = "copy of the source ONNX" + "".join(f"; {c}" for c in changes)
     else:
         exporter = _torch_export(model, out_path, opset, samples)
 
@@ -51,6 +51,7 @@ def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, sampl
 
     check = samples.subset(np.arange(min(parity_samples, len(samples))))
     exported = load_model(str(out_path), inputs=model.inputs)
+    exported.output_axes = model.output_axes  # a state output's batch axis, as the source model's
     diff = float(np.max(np.abs(exported.predict(check, batch_size=16) - model.predict(check, batch_size=16))))
     if not diff <= tolerance:  # also catches NaN
         raise ExportMismatch(f"onnxruntime disagrees with the source model: max |difference| {diff:.3g} on "
@@ -72,7 +73,7 @@ def _torch_export(model: SourceModel, out_path: Path, opset: int, samples: Datas
     fixed = fixed_batch_of(model.inputs)  # saved with a fixed batch: exported at that batch, kept fixed
     if not fixed and len(samples) < 2:
         raise BadInput("export needs at least 2 samples (a batch of 1 freezes the batch axis)", path=samples.source)
-    batch = padded(dict(samples.inputs), fixed or 2)
+    batch = to_model_layout(padded(dict(samples.inputs), fixed or 2), model.inputs)
     args = tuple(torch.from_numpy(np.ascontiguousarray(batch[s.name])) for s in model.inputs)
     dims: dict[str, object] = {}
     dynamic_shapes = []
@@ -190,12 +191,14 @@ def _dim_name(name: str) -> str:
     return clean if clean[:1].isalpha() else f"d_{clean}"
 
 
-def _copy_onnx_self_contained(src: Path, dst: Path, keep_outputs: list[str] | None = None) -> None:
-    """A one-file copy; with `keep_outputs`, only those graph outputs stay (the one an app uses)."""
+def _copy_onnx_self_contained(src: Path, dst: Path, keep_outputs: list[str] | None = None) -> list[str]:
+    """A one-file copy, brought to what the quantizers read (`modernized`); with `keep_outputs`, only
+    those graph outputs stay (the one an app uses). Returns what was changed."""
     import onnx
 
+    changes: list[str] = []
     if src.stat().st_size < TWO_GB:
-        proto = onnx.load(str(src))  # pulls external data in
+        proto, changes = modernized(onnx.load(str(src)), src)  # load pulls external data in
         if keep_outputs and len(keep_outputs) < len(proto.graph.output):
             kept = [o for o in proto.graph.output if o.name in keep_outputs]
             del proto.graph.output[:]
@@ -205,8 +208,40 @@ def _copy_onnx_self_contained(src: Path, dst: Path, keep_outputs: list[str] | No
                                                               keep_outputs)
         if proto.ByteSize() < TWO_GB:
             onnx.save(proto, str(dst), save_as_external_data=False)
-            return
+            return changes
     shutil.copyfile(src, dst)
+    return changes
+
+
+MIN_OPSET = 13  # per-axis DequantizeLinear, which every int8 recipe writes, exists from opset 13 on
+
+
+def modernized(proto, path: Path):
+    """Weights held in Constant nodes become initializers (the quantizers only see initializers), and a
+    graph below opset 13 is converted up by onnx's version converter (int8 writes per-axis
+    DequantizeLinear, which older opsets reject). The export's parity check then proves the result."""
+    import onnx
+    from onnx import numpy_helper, version_converter
+
+    changes = []
+    constants = [n for n in proto.graph.node if n.op_type == "Constant" and len(n.attribute) == 1
+                 and n.attribute[0].name == "value"]
+    for node in constants:
+        tensor = numpy_helper.from_array(numpy_helper.to_array(node.attribute[0].t), node.output[0])
+        proto.graph.initializer.append(tensor)
+        proto.graph.node.remove(node)
+    if constants:
+        changes.append(f"{len(constants)} Constant nodes moved to initializers")
+    opset = _opset(proto)
+    if 0 < opset < MIN_OPSET:
+        try:
+            proto = version_converter.convert_version(proto, MIN_OPSET)
+        except Exception as exc:  # the converter names the op it has no adapter for
+            raise BadInput(f"opset {opset} is below {MIN_OPSET}, which int8 needs, and onnx's version converter "
+                           f"cannot convert it: {str(exc).splitlines()[0][:300]}", path=path,
+                           hint=f"export the model again at opset {MIN_OPSET} or later") from None
+        changes.append(f"opset {opset} converted to {MIN_OPSET} (onnx.version_converter)")
+    return proto, changes
 
 
 def _dynamic_axes(proto) -> dict[str, list[str]]:

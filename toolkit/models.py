@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import Dataset, InputSpec, fixed_batch_of, run_in_batches
+from edge_distill.calibration import (Dataset, InputSpec, fixed_batch_of, from_model_layout, run_in_batches,
+                                      to_model_layout)
 
 from .files import sha256_file
 from .errors import BadInput, MissingDependency
@@ -50,42 +51,60 @@ class SourceModel:
     onnx_path: Path | None = None
     output_names: list[str] = field(default_factory=lambda: ["output"])
     sentence_transformers_folder: bool = False  # optimum's exporter knows these (exporting.py)
+    output_axes: list[int] | None = None  # each output's batch axis, where not 0 (a recurrent state's)
 
     def predict(self, data: Dataset, batch_size: int = 256) -> np.ndarray:
         """The first output of the model for every sample of `data`, as float32."""
         return self.predict_all(data, batch_size)[0]
 
     def predict_all(self, data: Dataset, batch_size: int = 256) -> list[np.ndarray]:
-        """Every output of the model for every sample, as float32. A model saved with a fixed batch
-        runs in chunks of that batch (the last padded, the padding dropped)."""
+        """Every output of the model for every sample, as float32, samples first whatever the model's
+        layout (its inputs' batch axes). A model saved with a fixed batch runs in chunks of that batch
+        (the last padded, the padding dropped)."""
+        run, batch = self._run_once()
+
+        def samples_first(feeds: dict) -> list:
+            outputs = run(to_model_layout(feeds, self.inputs))
+            return from_model_layout(outputs, self.output_axes or [0] * len(outputs))
+
+        return [_float32(o) for o in run_in_batches(samples_first, dict(data.inputs), batch, batch_size)]
+
+    def _run_once(self):
+        """(one call of the model on feeds in its own layout, its fixed batch or None)."""
         if self.kind == "onnx":
             import onnxruntime as ort
 
             options = ort.SessionOptions()
             options.log_severity_level = 3
             session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
-            batch = next((i.shape[0] for i in session.get_inputs() if isinstance(i.shape[0], int)), None)
-            run = lambda feeds: session.run(self.output_names, feeds)  # noqa: E731
-            return [o.astype(np.float32) for o in run_in_batches(run, _as_model_types(session, data), batch,
-                                                                 batch_size)]
+            first = {s.name for s in self.inputs if s.axis == 0}
+            batch = fixed_batch_of(self.inputs) or next(
+                (i.shape[0] for i in session.get_inputs() if i.name in first and isinstance(i.shape[0], int)), None)
+            return (lambda feeds: session.run(self.output_names, _as_model_types(session, feeds))), batch
         import torch
 
         def run(feeds):
             with torch.no_grad():
                 out = self.module(*[torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in self.inputs])
-            return [o.detach().float().numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
+            return [o.detach().numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
 
-        return run_in_batches(run, dict(data.inputs), fixed_batch_of(self.inputs), batch_size)
+        return run, fixed_batch_of(self.inputs)
+
+
+def _float32(output) -> np.ndarray:
+    """Float outputs as float32; integer ones (indices, ids) as they are: they are compared as integers."""
+    output = np.asarray(output)
+    return output.astype(np.float32) if output.dtype.kind in "fc" else output
 
 
 ORT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(int64)": np.int64,
              "tensor(int32)": np.int32, "tensor(uint8)": np.uint8, "tensor(bool)": np.bool_}
 
 
-def _as_model_types(session, data: Dataset) -> dict:
+def _as_model_types(session, feeds: dict) -> dict:
     """The data in the dtypes the ONNX model takes: token ids read for a .tflite artifact are int32,
     its float ONNX twin takes int64."""
-    feeds = dict(data.inputs)
+    feeds = dict(feeds)
     for i in session.get_inputs():
         want = ORT_TYPES.get(i.type)
         if i.name in feeds and want is not None and feeds[i.name].dtype != want:

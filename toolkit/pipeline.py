@@ -36,6 +36,7 @@ from .exporting import export_to_onnx
 from .mixed import AUTO, base_precision
 from .models import SourceModel, load_model
 from .progress import Progress, loop
+from .streaming import ModelIO, model_io
 from .provenance import host_environment
 from .result import Check, Latency, Memory, Report, TargetResult, result_label
 from .version import __version__
@@ -147,6 +148,11 @@ class Loaded:
     teacher: SourceModel | None
     evaluation: Dataset
     calibration: Dataset | None
+    io: ModelIO = ModelIO(())  # the model's layout and state (streaming.py); batch first and stateless by default
+
+    def outputs_of(self, model: SourceModel) -> list[np.ndarray]:
+        """Every output of `model` on the evaluation data (a streaming model: over its sequences)."""
+        return self.io.run(lambda feeds: model.predict_all(Dataset(self.evaluation.source, feeds)), self.evaluation)
 
     def load_extra(self, cfg: Config, reference: str, weights: str | None = None) -> SourceModel:
         return load_model(cfg.resolve(reference), cfg.resolve(weights), self.student.inputs,
@@ -167,11 +173,16 @@ def load_inputs(cfg: Config, progress: Progress) -> Loaded:
                              trust_pickle=m.trust_pickle, search_path=cfg.root)
     if isinstance(progress, Progress):  # a stage's remembered duration is this student's
         progress.context = student.fingerprint[:16]
-    evaluation = load_dataset(cfg.evaluation, student.inputs)
+    io = model_io(student.inputs, list(m.outputs) or student.output_names, m.batch_axes, m.state, cfg.path)
+    for model in (student, teacher):
+        if model is not None:
+            model.inputs, model.output_axes = list(io.specs), io.output_axes()
+    evaluation = load_dataset(cfg.evaluation, io.data_specs())
+    io.check(evaluation, cfg.evaluation)
     calibration = None
     if cfg.calibration is not None:
-        calibration = select_samples(load_dataset(cfg.calibration, student.inputs), cfg.calibration_samples, cfg.seed)
-    return Loaded(student, teacher, evaluation, calibration)
+        calibration = select_samples(load_dataset(cfg.calibration, io.data_specs()), cfg.calibration_samples, cfg.seed)
+    return Loaded(student, teacher, evaluation, calibration, io)
 
 
 def export_verified(cfg: Config, model: SourceModel, data: Dataset, out: Path, folder: str, progress):
@@ -196,8 +207,12 @@ def build_and_measure(cfg: Config, planned: PlannedTarget, precision: str, model
     scratch = work / label.replace("/", "-")
     scratch.mkdir()
     (out / folder).mkdir(parents=True, exist_ok=True)
+    if not loaded.io.plain and get_target(tc.name).capabilities.precision(precision).calibrated:
+        raise BadInput(f"{precision} is calibrated, and calibration feeds samples batch first: a model whose inputs "
+                       "take their batch elsewhere or carry a state gets weight-only precisions (int8-dynamic, int4)")
+    calibration = loaded.io.chunks(loaded.calibration) if loaded.calibration is not None else None
     artifact = get_target(tc.name).build(BuildRequest(
-        onnx_path=onnx_path, source=model, precision=precision, calibration=loaded.calibration,
+        onnx_path=onnx_path, source=model, precision=precision, calibration=calibration,
         calibration_method=tc.calibration_method, options=tc.options_for(precision), out_dir=out / folder,
         work_dir=scratch,
         metadata=artifact_metadata(cfg)))
@@ -205,7 +220,7 @@ def build_and_measure(cfg: Config, planned: PlannedTarget, precision: str, model
     candidate = Candidate(tc.name, precision, artifact.path, built=artifact, subject=subject, qualified=qualified,
                           graph=graph_for(artifact.path, str(onnx_path) if onnx_path else None))
     result = evaluate_artifact(candidate, loaded.evaluation, planned.settings(cfg), refs, cfg.budget,
-                               task=cfg.model.task, progress=progress)
+                               task=cfg.model.task, progress=progress, io=loaded.io)
     result.build_seconds = seconds
     result.artifact = str(artifact.path.relative_to(out))
     result.files = [str(f.relative_to(out)) for f in artifact.files]
@@ -275,11 +290,11 @@ def reference_outputs(loaded: Loaded, progress) -> tuple[list, np.ndarray | None
     n = len(loaded.evaluation)
     progress(f"running the float student{' and the teacher' if loaded.teacher else ''} on the {n} evaluation samples")
     with loop(progress, "float student", n, "samples") as advance, on_each_chunk(advance):
-        float_all = loaded.student.predict_all(loaded.evaluation)
+        float_all = loaded.outputs_of(loaded.student)
     if loaded.teacher is None:
         return float_all, None
     with loop(progress, "teacher", n, "samples") as advance, on_each_chunk(advance):
-        return float_all, loaded.teacher.predict(loaded.evaluation)
+        return float_all, loaded.outputs_of(loaded.teacher)[0]
 
 
 def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, device: str | None = None,
@@ -288,16 +303,18 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     `device` overrides [measure] device and every target's own; `command` names the report's."""
     plan = plan_targets(cfg, device=device)
     loaded = load_inputs(cfg, progress)
-    export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
+    export = export_verified(cfg, loaded.student, loaded.io.chunks(loaded.evaluation), out, "onnx", progress)
     float_all, teacher_out = reference_outputs(loaded, progress)
     float_out = float_all[0]
-    output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task)
+    output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task,
+                                                   loaded.io)
+    why_no_task = why_no_task_metric(output_refs, cfg.model.task, loaded.io)
     progress("outputs: " + ", ".join(f"{o.name} {o.spec['kind']}" + (" (inferred)" if o.spec["inferred"] else "")
                                      for o in output_refs))
     results = []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
         for planned in plan:
-            refs = References(float_out, teacher_out, outputs=output_refs)
+            refs = References(float_out, teacher_out, outputs=output_refs, why_no_task=why_no_task)
             for precision in planned.precisions:
                 name = planned.config.name
                 if precision.endswith(AUTO):
@@ -313,7 +330,7 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
                 if precision == get_target(name).capabilities.float_baseline():
                     refs.float_latency, refs.float_size = result.latency, result.size_bytes
                 results.append(result)
-    return build_report(command, cfg, loaded, export, float_out, teacher_out, results, first=output_refs[0],
+    return build_report(command, cfg, loaded, export, float_out, teacher_out, results, why_no_task=why_no_task,
                         kind_warnings=kind_warnings)
 
 
@@ -325,10 +342,12 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
     check_precision(get_target(target).capabilities, precision, planned.config.calibration_method)
     check_auto(target, precision + AUTO, planned.config.options)
     loaded = load_inputs(cfg, progress)
-    export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
+    export = export_verified(cfg, loaded.student, loaded.io.chunks(loaded.evaluation), out, "onnx", progress)
     float_all, teacher_out = reference_outputs(loaded, progress)
-    output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task)
-    refs = References(float_all[0], teacher_out, outputs=output_refs)
+    output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task,
+                                                   loaded.io)
+    why_no_task = why_no_task_metric(output_refs, cfg.model.task, loaded.io)
+    refs = References(float_all[0], teacher_out, outputs=output_refs, why_no_task=why_no_task)
     onnx_path, results = out / "onnx" / "model.onnx", []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:
         baseline = get_target(target).capabilities.float_baseline()
@@ -339,28 +358,37 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
         build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
         results.append(build_auto(planned, precision, out, Path(work), build, progress, sensitivity_only=True,
                                   data=loaded.evaluation))
-    return build_report("sensitivity", cfg, loaded, export, float_all[0], teacher_out, results, first=output_refs[0],
-                        kind_warnings=kind_warnings)
+    return build_report("sensitivity", cfg, loaded, export, float_all[0], teacher_out, results,
+                        why_no_task=why_no_task, kind_warnings=kind_warnings)
 
 
-def output_references(declared: dict[str, dict], model: SourceModel, float_all: list,
-                      task: str) -> tuple[list[OutputRef], list[str]]:
+def why_no_task_metric(output_refs: list[OutputRef], task: str, io: ModelIO) -> str:
+    """Why the task metric (accuracy, agreement, per slice) is not computed; "" where it is."""
+    if io.state:
+        return ("a streaming model is judged chunk by chunk, by its outputs' kinds ([budgets.outputs.NAME]); "
+                "its labels and slices hold per sequence")
+    return metrics.why_not_task_metric(output_refs[0].name, output_refs[0].spec, task)
+
+
+def output_references(declared: dict[str, dict], model: SourceModel, float_all: list, task: str,
+                      io: ModelIO = ModelIO(())) -> tuple[list[OutputRef], list[str]]:
     """Every output of the model, named and kinded, with the float student's values of it, and warnings
     for shapes that admit another reading. Names: the declared ones, in output order, then the model's
     own (an .onnx keeps its names), then output_N."""
     own = model.output_names if len(model.output_names) == len(float_all) else []
     names = [list(declared)[i] if i < len(declared) else own[i] if own else "output" if len(float_all) == 1
              else f"output_{i}" for i in range(len(float_all))]
+    declared = {**{name: {"kind": "state"} for name in io.state}, **declared}  # a fed-back output is a state
     specs, warnings = kinds.resolve_kinds(declared, names, float_all, task)
     return [OutputRef(name, spec, values) for name, spec, values in zip(names, specs, float_all)], warnings
 
 
 def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, teacher_out, results, *,
-                 first: OutputRef | None = None, kind_warnings: list[str] = (), **extra) -> Report:
-    """`first`: the first output, whose kind says whether the task metric reads it (the reference rows)."""
+                 why_no_task: str = "", kind_warnings: list[str] = (), **extra) -> Report:
+    """`why_no_task`: why the task metric does not read the first output (the reference rows too)."""
     warnings, gate = stale_teacher(cfg, loaded.teacher)
     warnings += padding_warnings(loaded) + list(kind_warnings)
-    if first is not None and metrics.why_not_task_metric(first.name, first.spec, cfg.model.task):
+    if why_no_task:
         float_out = teacher_out = None  # no task figures for the float student and the teacher either
     return Report(command=command, tool_version=__version__, created=_now(), config=str(cfg.path),
                   student=_model_info(loaded.student),
@@ -524,6 +552,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
         float_all, student_info = ref.predict_all(data), _model_info(ref)
         refs.float_outputs = float_all[0]
         refs.outputs, kind_warnings = output_references({}, ref, float_all, "classification")  # every output
+        refs.why_no_task = why_no_task_metric(refs.outputs, "classification", ModelIO(()))
         refs.float_latency = _float_latency_here(one, ref, data, settings)
     if teacher_model:
         progress(f"running the teacher {teacher_model}")

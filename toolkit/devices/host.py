@@ -110,14 +110,14 @@ print(json.dumps({"before_kb": before, "peak_kb": rss("VmHWM:")}))
 """
 
 
-def peak_memory(target: str, path: Path, data: Dataset, input_names: list[str], threads: int,
-                runner_info: dict, runs: int = 20) -> Memory:
+def peak_memory(target: str, path: Path, feeds: dict, threads: int, runner_info: dict, runs: int = 20) -> Memory:
+    """Peak RSS growth of a fresh process loading the model and running it on `feeds` (one sample)."""
     if not Path("/proc/self/clear_refs").exists():
         return Memory(None, None, "peak memory is measured through /proc (Linux only)")
     with tempfile.TemporaryDirectory(prefix="edge-distill-mem-") as tmp:
-        feeds = Path(tmp) / "feeds.npz"
-        np.savez(feeds, **{n: data.inputs[n][:1] for n in input_names})
-        proc = subprocess.run([sys.executable, "-c", _PROBE, target, str(path), str(feeds), str(threads), str(runs)],
+        feeds_path = Path(tmp) / "feeds.npz"
+        np.savez(feeds_path, **feeds)
+        proc = subprocess.run([sys.executable, "-c", _PROBE, target, str(path), str(feeds_path), str(threads), str(runs)],
                               capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         return Memory(None, None, f"the memory probe failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -146,8 +146,10 @@ class HostDevice(Device):
         figures = host_speed(job)
         if figures.latency is not None:
             job.progress(f"  {job.label}: peak memory in a fresh process")
-            figures.memory = peak_memory(job.target, job.path, job.data, job.runner.input_names,
-                                         job.settings.threads, job.runner.describe())
+            one = {n: job.data.inputs[n][:1] for n in job.runner.input_names}
+            # the probe opens the target's own runner: feeds in the model's layout (a state's batch axis)
+            one = job.runner.in_model_layout(one) if hasattr(job.runner, "in_model_layout") else one
+            figures.memory = peak_memory(job.target, job.path, one, job.settings.threads, job.runner.describe())
         return figures
 
 

@@ -9,6 +9,9 @@ report.json, with a warning naming the config line where the shape is ambiguous.
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 
 from .base import OutputKind
@@ -53,6 +56,11 @@ def infer(shape: tuple, dtype, task: str) -> tuple[str, str]:
                      f"and PSNR); if its axis 1 holds class scores per pixel it is a segmentation")
 
 
+def toml_key(name: str) -> str:
+    """`name` as a TOML table key: bare where TOML allows it, quoted otherwise (softmax_11.tmp_0)."""
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
 def resolve_kinds(declared: dict[str, dict], names: list[str], outputs: list[np.ndarray],
                   task: str) -> tuple[list[dict], list[str]]:
     """Each output's kind and settings (declared, else inferred), and warnings for ambiguous shapes."""
@@ -63,8 +71,8 @@ def resolve_kinds(declared: dict[str, dict], names: list[str], outputs: list[np.
             kind, why = infer(values.shape[1:], values.dtype, task)
             spec["kind"], spec["inferred"] = kind, True
             if why:
-                warnings.append(f"output '{name}': {why}; to say what it is, set [model.outputs.{name}] "
+                warnings.append(f"output '{name}': {why}; to say what it is, set [model.outputs.{toml_key(name)}] "
                                 f"kind = \"...\" (one of {', '.join(KINDS)})")
         kind = get_kind(spec["kind"])
-        kinds.append({**kind.settings, **spec, "kind": kind.name, "index": i})
+        kinds.append({**kind.settings, "inferred": False, **spec, "kind": kind.name, "index": i})
     return kinds, warnings

@@ -27,8 +27,12 @@ def psnr_db(out: np.ndarray, ref: np.ndarray, data_range: float) -> float:
 
 def figures(out: np.ndarray, ref: np.ndarray, settings: dict) -> dict:
     data_range = settings.get("data_range") or float(np.max(ref) - np.min(ref))
-    return {**error_figures(out, ref), "cosine": cosine(out, ref), "psnr_db": psnr_db(out, ref, data_range),
-            "psnr_data_range": rounded(data_range)}
+    found = {**error_figures(out, ref), "psnr_db": psnr_db(out, ref, data_range), "psnr_data_range": rounded(data_range)}
+    if np.prod(np.shape(ref)[1:], dtype=int) > 1:
+        found["cosine"] = cosine(out, ref)
+    else:  # the cosine of one value per sample is its sign, nothing more
+        found["cosine.why"] = "one value per sample: its cosine says only its sign; budget its error instead"
+    return found
 
 
 KIND = OutputKind("dense", "maps, images, regressions: error, cosine and PSNR (data_range: 0, the default, takes "
