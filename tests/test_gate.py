@@ -7,6 +7,8 @@ import pytest
 
 from conftest import edit_config, run_cli
 
+pytestmark = pytest.mark.slow  # every test runs check end to end
+
 
 def failures(junit_path):
     root = ET.parse(junit_path).getroot()

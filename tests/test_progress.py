@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import edit_config, run_cli
 
 from edge_distill import progress as progress_module
@@ -40,6 +42,7 @@ def _run_in_a_terminal(args: list[str], env: dict) -> tuple[list[tuple[float, by
     return chunks, code
 
 
+@pytest.mark.slow
 def test_a_terminal_is_never_silent_and_shows_each_stage(example, tmp_path):
     config = edit_config(example, targets=("tflite",), precisions=["fp32", "int8"])
     chunks, code = _run_in_a_terminal(["check", str(config), "--out", str(tmp_path / "out")],
@@ -54,6 +57,7 @@ def test_a_terminal_is_never_silent_and_shows_each_stage(example, tmp_path):
     assert "tflite-int8: evaluating" in text and "/2000 samples" in text
 
 
+@pytest.mark.slow
 def test_off_a_terminal_plain_lines_and_quiet_is_silent(example, tmp_path):
     config = edit_config(example, targets=("ort",), precisions=["fp32"])
     proc = run_cli("check", config, "--out", tmp_path / "out")
@@ -94,6 +98,7 @@ def test_a_stage_remembers_how_long_it_took(tmp_path, monkeypatch):
     assert again.last("student-hash", "  ort-fp32: peak memory") is None  # under 5 s: no ETA worth showing
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_not_a_budget_verdict(tmp_path):
     """Ctrl-C reaches the run and its display process alike (one process group): the run exits 130 (never
     1, "a budget is broken"), leaves no output folder, and the display prints no traceback."""
