@@ -121,7 +121,8 @@ def test_a_fourth_target_through_its_entry_point(example, tmp_path):
     evaluation = np.load(example / "eval.npz")
     predicted = {}
     for p in ("fp32", "int8"):
-        session = ort.InferenceSession(str(tmp_path / "out" / results[p]["artifact"]), providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(tmp_path / "out" / results[p]["artifact"]),
+                                       providers=["CPUExecutionProvider"])
         predicted[p] = np.concatenate([session.run(None, {"image": evaluation["image"][i: i + 256]})[0].argmax(1)
                                        for i in range(0, len(evaluation["image"]), 256)])
     one_sample = 1 / len(evaluation["labels"])

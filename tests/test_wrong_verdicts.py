@@ -181,7 +181,8 @@ def test_report_html_escapes_what_a_table_cell_shows():
 
 DANGEROUS = ("os.system", "posix.system", "nt.system", "builtins.eval", "builtins.exec", "builtins.__import__",
              "builtins.getattr", "builtins.open", "subprocess.Popen", "subprocess.run", "subprocess.call",
-             "subprocess.check_output", "os.popen", "os.execv", "os.makedirs", "shutil.rmtree", "importlib.import_module")
+             "subprocess.check_output", "os.popen", "os.execv", "os.makedirs", "shutil.rmtree",
+             "importlib.import_module")
 
 
 def test_the_pt2_allow_list_is_torchs_weights_only_table_and_nothing_callable_beyond_it():
@@ -220,7 +221,7 @@ def _archive(path: Path, pickled: bytes) -> Path:
 
 
 GADGETS = {  # what each pickle calls when loaded, given the path it would create; the name the check reports
-    "os.system": (lambda marker: (os.system, (f"touch {marker}",)), "system"),  # pickled as posix.system (nt on Windows)
+    "os.system": (lambda marker: (os.system, (f"touch {marker}",)), "system"),  # pickled as posix.system (or nt.)
     "builtins.eval": (lambda marker: (eval, (f"open({str(marker)!r}, 'w')",)), "builtins.eval"),
     "subprocess.Popen": (lambda marker: (subprocess.Popen, (["touch", str(marker)],)), "subprocess.Popen")}
 
@@ -233,7 +234,8 @@ def test_a_pt2_whose_pickle_would_run_a_command_is_refused_with_exit_2(tmp_path,
 
     marker = tmp_path / "ran"
     make, reported = GADGETS[gadget]
-    hostile = _archive(tmp_path / "hostile.pt2", pickle.dumps(_Gadget(*make(marker)), protocol=protocol, fix_imports=False))
+    pickled = pickle.dumps(_Gadget(*make(marker)), protocol=protocol, fix_imports=False)  # Python 3 module names
+    hostile = _archive(tmp_path / "hostile.pt2", pickled)
     with pytest.raises(BadInput, match=rf"model\.pt' is a pickle that imports \S*{re.escape(reported)}") as refused:
         check_pt2(hostile)
     assert refused.value.exit_code == 2
