@@ -32,7 +32,7 @@ def cells_of(name: str, form: str, work: Path) -> list:
     model = _trained(name)
     if not form.startswith("onnx"):
         cells = zoo.run(name, form, zoo.TARGETS, work / name / form / "all", model=model)
-        if all(c.code in (0, 1) for c in cells):
+        if all(c.code == 0 for c in cells):
             return cells
     cells = []
     for target, precisions in zoo.TARGETS.items():
@@ -82,9 +82,10 @@ def render(cells: list, seconds: float, workers: int) -> str:
 def _cell(cell) -> str:
     if cell is None:
         return ""
-    if cell.code in (0, 1):
+    if cell.code == 0:
         return cell.text.removeprefix("pass: ")
-    mark = "INTERNAL ERROR" if cell.code == 3 else "limitation" if cell.code == 2 else "not saved"
+    mark = "INTERNAL ERROR" if cell.code == 3 else "limitation" if cell.code == 2 else \
+        "BROKEN" if cell.code == 1 else "not saved"
     text = re.sub(r"/\S*?edge-distill-matrix-[^/\s]+/(?:[^/\s]+/)*", "", cell.text.removeprefix("error: "))
     return f"{mark}: {text}".replace("|", "/")[:220]
 
@@ -105,7 +106,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(cells, time.perf_counter() - start, args.workers))
     internal = [c for c in cells if c.code == 3]
-    print(f"{len(cells)} cells, {sum(c.code in (0, 1) for c in cells)} pass, {sum(c.code == 2 for c in cells)} "
+    print(f"{len(cells)} cells, {sum(c.code == 0 for c in cells)} pass, {sum(c.code == 2 for c in cells)} "
           f"limitations, {len(internal)} internal errors -> {args.out}")
     for c in internal:
         print(f"INTERNAL: {c.model} {c.form} {c.target}: {c.text}")

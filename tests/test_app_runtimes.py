@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from conftest import ROOT, run_cli
 
 ANDROID = ROOT / "android-demo"
@@ -28,6 +30,7 @@ def _app(tmp_path, runtimes: dict):
     return app
 
 
+@pytest.mark.slow
 def test_an_artifact_the_apps_runtime_cannot_load_is_refused(demo_run, tmp_path):
     """onnxruntime 1.22 (what android-demo shipped before) cannot read the int4 MatMulNBits that 1.32
     writes: bundling it would crash the app. fp32 and int8 load and reproduce their goldens."""
@@ -48,12 +51,14 @@ def test_an_artifact_the_apps_runtime_cannot_load_is_refused(demo_run, tmp_path)
     assert int4["loads"] is False and "MatMulNBits" in int4["error"]
 
 
+@pytest.mark.slow
 def test_a_bad_runtimes_declaration_is_refused(demo_run, tmp_path):
     _, demo = demo_run
     proc = run_cli("bundle", demo, "--app", _app(tmp_path, {"ort": 1.22}))
     assert proc.returncode == 2 and "'runtimes' must map a target" in proc.stderr
 
 
+@pytest.mark.slow
 def test_check_finds_the_incompatibility_at_export_time(example, tmp_path):
     from conftest import edit_config
 

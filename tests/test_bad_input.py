@@ -9,6 +9,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import EXAMPLE, edit_config, run_cli
 
+pytestmark = pytest.mark.slow  # every test runs the CLI end to end
+
 
 def assert_clean_failure(proc, tmp_path, out, *needles):
     assert proc.returncode == 2, proc.stdout + proc.stderr

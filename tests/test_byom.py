@@ -16,6 +16,8 @@ import torch
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # every test exports a model and runs check end to end
+
 BATCH = 4
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from conftest import EXAMPLE, edit_config
@@ -25,6 +26,7 @@ def test_the_workflows_validate_against_their_schemas():
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_the_github_workflows_shell_steps_run_and_compare_with_the_last_run(tmp_path):
     steps = yaml.safe_load((CI / "github-actions.yml").read_text())["jobs"]["budgets"]["steps"]
     local = {s["name"]: s["run"] for s in steps if "run" in s and not s["name"].startswith("Install")}

@@ -18,6 +18,8 @@ from edge_distill.models import SourceModel
 from edge_distill.targets import BuildRequest, get_target
 from edge_distill.targets.coreml import native_coreml_available
 
+pytestmark = pytest.mark.slow  # every test converts a model with coremltools or runs the CLI
+
 
 def test_all_precisions_are_built_and_verified(coreml_run):
     proc, out, report = coreml_run

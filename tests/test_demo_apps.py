@@ -43,6 +43,7 @@ def android_bundle(demo_run, tmp_path_factory):
 BUNDLED = [f"{t}-{p}" for t in ("ort", "tflite") for p in ("fp32", "int8", "int4")]
 
 
+@pytest.mark.slow
 def test_android_bundle_places_artifacts_and_valid_model_json(android_bundle):
     names = sorted(p.name for p in android_bundle.iterdir())
     suffix = {"ort": ".ort", "tflite": ".tflite"}
@@ -58,6 +59,7 @@ def test_android_bundle_places_artifacts_and_valid_model_json(android_bundle):
         assert spec["teacher"]["sha256"] == spec["teacher"]["distilled_from"] == TEACHER_SHA256
 
 
+@pytest.mark.slow
 def test_bundled_hash_and_goldens_are_the_artifacts_own(android_bundle):
     """The app checks the file against `sha256` and the model against its goldens: both must be
     what the bundled file really gives, sample by sample, in order."""
@@ -78,6 +80,7 @@ def test_bundled_hash_and_goldens_are_the_artifacts_own(android_bundle):
         assert [s["expected_label"] for s in samples] == [EXAMPLE_LABELS[i] for i in out.argmax(1)]
 
 
+@pytest.mark.slow
 def test_ios_bundle_places_the_mlpackages(coreml_run, tmp_path):
     _, out, _ = coreml_run
     app = app_copy(tmp_path, IOS)
@@ -91,6 +94,7 @@ def test_ios_bundle_places_the_mlpackages(coreml_run, tmp_path):
     assert spec["provenance"]["evaluation"]["kind"] == ("measured" if sys.platform == "darwin" else "reference-mil")
 
 
+@pytest.mark.slow
 def test_kotlin_core_tests_run_on_the_bundled_model_json(android_bundle, tmp_path):
     assert KOTLINC.exists(), "run `npm ci` in android-demo (the README's test command does)"
     jar = tmp_path / "core-tests.jar"
@@ -131,6 +135,7 @@ def test_swift_sources_parse():
     assert parser.parse(b"func broken( {").root_node.has_error  # the parser does catch errors
 
 
+@pytest.mark.slow
 def test_failed_model_is_refused_unless_allowed(demo_run, tmp_path):
     _, demo = demo_run
     source = tmp_path / "source"
@@ -149,6 +154,7 @@ def test_failed_model_is_refused_unless_allowed(demo_run, tmp_path):
     assert allowed.returncode == 0 and "WARNING" in allowed.stderr and (models / "tflite-int4.tflite").exists()
 
 
+@pytest.mark.slow
 def test_users_file_of_the_same_name_is_not_overwritten(demo_run, tmp_path):
     _, demo = demo_run
     app = app_copy(tmp_path, ANDROID)
@@ -165,6 +171,7 @@ def test_users_file_of_the_same_name_is_not_overwritten(demo_run, tmp_path):
     assert run_cli("bundle", demo, "--app", app).returncode == 0
 
 
+@pytest.mark.slow
 def test_app_paths_cannot_escape(demo_run, tmp_path):
     _, demo = demo_run
     app = tmp_path / "evil"
@@ -175,6 +182,7 @@ def test_app_paths_cannot_escape(demo_run, tmp_path):
     assert not (tmp_path / "outside").exists()
 
 
+@pytest.mark.slow
 def test_bundle_needs_a_check_report(tmp_path):
     proc = run_cli("bundle", tmp_path, "--app", ANDROID)
     assert proc.returncode == 2 and "no report.json" in proc.stderr

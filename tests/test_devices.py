@@ -24,6 +24,7 @@ def _valid(report: dict) -> None:
     jsonschema.validate(report, json.loads((files("edge_distill") / "schemas" / "report.schema.json").read_text()))
 
 
+@pytest.mark.slow
 def test_devices_lists_host_and_profiles():
     proc = run_cli("devices", "--json")
     assert proc.returncode == 0
@@ -34,6 +35,7 @@ def test_devices_lists_host_and_profiles():
         assert all(load_profile(name).sources.get(k) for k in ("core", "clock_ghz", "threads"))
 
 
+@pytest.mark.slow
 def test_estimates_follow_the_work_and_the_device(demo_run):
     _, demo = demo_run
     graph = demo / "onnx" / "model.onnx"
@@ -44,6 +46,7 @@ def test_estimates_follow_the_work_and_the_device(demo_run):
     assert estimate(graph, ORT["int8"], mid)["peak_memory_mb"] < fp32_mid["peak_memory_mb"]
 
 
+@pytest.mark.slow
 def test_check_on_an_estimated_device(example, tmp_path):
     config = edit_config(example, targets=("ort",), precisions=["fp32", "int8"],
                          budgets="[budgets]\nlatency_p95_ms = 100\nmin_speedup_vs_float = 0.1\n")
@@ -72,6 +75,7 @@ def test_check_on_an_estimated_device(example, tmp_path):
     assert int8["latency"]["p50_ms"] == verify_p50 == json.loads(bench.stdout)["latency"]["p50_ms"]
 
 
+@pytest.mark.slow
 def test_int8_estimates_count_the_convolutions_of_a_qdq_graph(demo_run):
     _, demo = demo_run
     mid = load_profile("android-midrange")
@@ -81,6 +85,7 @@ def test_int8_estimates_count_the_convolutions_of_a_qdq_graph(demo_run):
     assert qdq["flops"] == fp32["flops"] and qdq["ops"] < fp32["ops"] + 2
 
 
+@pytest.mark.slow
 def test_required_measurement_fails_an_estimate(example, tmp_path):
     config = edit_config(example, targets=("ort",), precisions=["fp32"],
                          budgets='[budgets]\nlatency_p95_ms = 100\nrequire = "measured"\n')
@@ -91,6 +96,7 @@ def test_required_measurement_fails_an_estimate(example, tmp_path):
     assert run_cli("check", config, "--out", tmp_path / "host").returncode == 0
 
 
+@pytest.mark.slow
 def test_coreml_latency_off_macos_needs_a_profile(tmp_path):
     config = tmp_path / "coreml.toml"
     text = (EXAMPLE / "coreml.toml").read_text().replace("[budgets]\n", "[budgets]\nlatency_p95_ms = 100\n")
@@ -105,6 +111,7 @@ def test_coreml_latency_off_macos_needs_a_profile(tmp_path):
         "reference-mil", "measured")
 
 
+@pytest.mark.slow
 def test_unknown_device_is_refused_before_any_work(tmp_path):
     proc = run_cli("check", EXAMPLE / "edge-distill.toml", "--device", "pixel-99", "--out", tmp_path / "out")
     assert proc.returncode == 2 and "unknown device 'pixel-99'; available: host, android-flagship" in proc.stderr
@@ -124,6 +131,7 @@ def _emulator_ready() -> bool:
     return state.ready
 
 
+@pytest.mark.slow
 def test_arm64_numerics_under_emulation(example, tmp_path):
     if not _emulator_ready():
         pytest.skip("emulated-arm64 is not set up: `edge-distill devices setup emulated-arm64`")
@@ -199,6 +207,7 @@ def phone(tmp_path):
             "EDGE_DISTILL_CONFIG": str(tmp_path / "config")}
 
 
+@pytest.mark.slow
 def test_devices_lists_an_attached_phone(phone):
     proc = run_cli("devices", "--json", env=phone)
     found = {d["name"]: d for d in json.loads(proc.stdout)}
@@ -206,6 +215,7 @@ def test_devices_lists_an_attached_phone(phone):
     assert "emulated-arm64" in found
 
 
+@pytest.mark.slow
 def test_check_on_a_phone_measures_there_and_gates(example, tmp_path, phone):
     config = edit_config(example, precisions=["fp32"], budgets="[budgets]\nlatency_p95_ms = 100\n",
                          replace={"warmup = 50\nruns = 300": "warmup = 5\nruns = 20\n\n[measure.adb]\n"
@@ -249,6 +259,7 @@ def test_check_on_a_phone_measures_there_and_gates(example, tmp_path, phone):
     assert listed.count("corrected x") == 1  # that device's profile, and no other
 
 
+@pytest.mark.slow
 def test_correction_needs_a_device_measurement(demo_run, tmp_path, phone):
     _, demo = demo_run
     # `devices calibrate`, the old spelling of `devices correct`, still works
@@ -256,6 +267,7 @@ def test_correction_needs_a_device_measurement(demo_run, tmp_path, phone):
     assert proc.returncode == 2 and "no latency measured on a device" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario, device, code, message", [
     ("vanish", "adb", 3, "device 'adb:R5CT21ABCDE' went away while running onnxruntime_perf_test"),
     ("binary-fails", "adb", 3, "running onnxruntime_perf_test on model.fp32.ort failed (exit 255): Run failed:"),
@@ -274,6 +286,7 @@ def test_phone_failures_name_the_device(demo_run, tmp_path, phone, scenario, dev
     assert not (tmp_path / "out").exists()  # no partial report
 
 
+@pytest.mark.slow
 def test_phone_needs_the_benchmark_binary(demo_run, tmp_path, phone):
     _, demo = demo_run
     proc = run_cli("verify", demo / "tflite" / "model.fp32.tflite", "--data", EXAMPLE / "eval.npz", "--device", "adb",
@@ -282,6 +295,7 @@ def test_phone_needs_the_benchmark_binary(demo_run, tmp_path, phone):
     assert "[measure.adb] benchmark_model" in proc.stderr
 
 
+@pytest.mark.slow
 def test_benchmark_without_percentiles_is_not_measured(demo_run, tmp_path, phone):
     _, demo = demo_run
     budget = tmp_path / "budget.toml"
@@ -295,6 +309,7 @@ def test_benchmark_without_percentiles_is_not_measured(demo_run, tmp_path, phone
     assert result["latency"]["mean_ms"] == pytest.approx(56.2658) and result["latency"]["p95_ms"] is None
 
 
+@pytest.mark.slow
 def test_iphone_and_mac_off_macos_exit_3(tmp_path):
     for device, message in (("iphone", "an attached iPhone is reached through Xcode's command-line tools"),
                             ("macos-local", "device 'macos-local' runs Core ML on this Mac")):
@@ -302,6 +317,7 @@ def test_iphone_and_mac_off_macos_exit_3(tmp_path):
         assert proc.returncode == 3 and message in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_bench_on_host_profile_and_phone(demo_run, phone):
     _, demo = demo_run
     host = run_cli("bench", demo / "ort" / "model.int8.ort", "--runs", "20", "--json", "-q")
@@ -318,6 +334,7 @@ def test_bench_on_host_profile_and_phone(demo_run, phone):
     assert "emulator's timing is not a device figure" in emulated.stderr  # refused before it is even needed
 
 
+@pytest.mark.slow
 def test_a_target_can_have_its_own_device(example, tmp_path):
     config = edit_config(example, precisions=["fp32"], budgets="[budgets]\nlatency_p95_ms = 100\n",
                          replace={'name = "tflite"\n': 'name = "tflite"\ndevice = "android-flagship"\n',
@@ -341,6 +358,7 @@ def iphone(tmp_path):
                  "EDGE_DISTILL_XCODEBUILD": str(doubles / "stand_in_xcodebuild.py"), "EDGE_DISTILL_IOS_APP": str(app)}
 
 
+@pytest.mark.slow
 def test_coreml_latency_on_an_attached_iphone(coreml_run, tmp_path, iphone):
     _, out, _ = coreml_run
     app, env = iphone
@@ -363,6 +381,7 @@ def test_coreml_latency_on_an_attached_iphone(coreml_run, tmp_path, iphone):
     assert not (app / "EdgeDistillDemo" / "Models" / "edge-distill-latency.mlpackage").exists()  # cleaned up
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario, code, message", [
     ("none", 3, "device 'iphone': no iPhone is attached"),
     ("offline", 3, "device 'iphone:00008130-001A2B3C4D5E601E' (Dana's iPhone) is offline"),
@@ -376,6 +395,7 @@ def test_iphone_failures_name_the_device(coreml_run, tmp_path, iphone, scenario,
     assert proc.returncode == code and message in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_phone_without_adb_installed(demo_run, tmp_path):
     _, demo = demo_run
     env = {"EDGE_DISTILL_ADB": "", "PATH": str(Path(sys.executable).parent)}  # no adb anywhere

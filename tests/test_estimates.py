@@ -48,6 +48,7 @@ def resnet18(tmp_path_factory) -> dict[str, Path]:
     return _graphs(tmp_path_factory.mktemp("resnet18"), "resnet18", 112)
 
 
+@pytest.mark.slow
 def test_quantized_graphs_of_every_ort_format_cost_the_float_graphs_work(resnet18, tmp_path, monkeypatch):
     """ResNet-18 at 112x112: QDQ, QOperator (QLinearConv) and dynamic (ConvInteger, MatMulInteger)
     graphs carry the float graph's multiply-adds, within 10%, in the same op classes."""
@@ -81,6 +82,7 @@ def test_op_classes_follow_the_kernels(tmp_path):
     assert linear.flops == 2 * 64 * 8 * 8 * 10 and linear.weight_elems == 64 * 8 * 8 * 10 + 10
 
 
+@pytest.mark.slow
 def test_int8_of_a_compute_bound_network_is_estimated_faster_and_cores_rank(resnet18):
     mid, flagship, pi = (load_profile(n) for n in ("android-midrange", "android-flagship", "raspberry-pi-5"))
     fp32 = estimate(resnet18["float"], ORT["fp32"], mid)["latency_ms"]
@@ -91,6 +93,7 @@ def test_int8_of_a_compute_bound_network_is_estimated_faster_and_cores_rank(resn
         estimate(resnet18["float"], TFLITE["fp32"], pi)["latency_ms"], rel=0.05)
 
 
+@pytest.mark.slow
 def test_neural_engine_estimates_follow_what_core_ml_runs(resnet18):
     """On the Neural Engine, int8 activations (w8a8) run faster than fp16; weight-only int8 and
     palettes are expanded to fp16 as they load, so they run at fp16's speed."""
@@ -104,6 +107,7 @@ def test_neural_engine_estimates_follow_what_core_ml_runs(resnet18):
     assert "Cortex-A76" in estimate(resnet18["float"], COREML["fp16"], load_profile("raspberry-pi-5"))["compute_unit"]
 
 
+@pytest.mark.slow
 def test_the_fit_and_the_product_compute_the_same_latency(tmp_path):
     """The benchmark fits with a vectorised copy of the cost model; on the corpus's MobileNet and
     SqueezeNet runs (fp32 and int8, 1 and 4 threads) it must give what cost_model.seconds gives."""
@@ -134,6 +138,7 @@ def replace_offsets(p: dict) -> dict:
     return {**p, "offsets": np.zeros_like(p["offsets"])}
 
 
+@pytest.mark.slow
 def test_devices_shows_each_profiles_validated_error():
     """Every profile's CPU validation is the published runs of the targets' kinds of runtime (XNNPACK,
     TFLite) that the fit never saw; the iPhone's Neural Engine has its own."""
@@ -151,6 +156,7 @@ def test_devices_shows_each_profiles_validated_error():
     assert load_coefficients().fitted_on.startswith(f"{len(fitting.corpus('ncnn.csv'))} published ncnn runs")
 
 
+@pytest.mark.slow
 def test_an_estimate_carries_the_range_its_profiles_validation_gives(demo_run):
     _, demo = demo_run
     pi = load_profile("raspberry-pi-5")

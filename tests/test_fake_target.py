@@ -12,6 +12,10 @@ import json
 import textwrap
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
+import pytest
+
 from conftest import edit_config, run_cli
 
 PLUGIN = '''
@@ -86,6 +90,7 @@ def _install_plugin(folder: Path) -> dict:
     return {"PYTHONPATH": str(folder)}
 
 
+@pytest.mark.slow
 def test_a_fourth_target_through_its_entry_point(example, tmp_path):
     plugin = tmp_path / "plugin"
     plugin.mkdir()
@@ -108,7 +113,26 @@ def test_a_fourth_target_through_its_entry_point(example, tmp_path):
     assert [r["target"] for r in report["results"]] == ["fake", "fake"]
     assert list(results) == ["fp32", "int8"]  # the float baseline first, as for a built-in target
     assert results["fp32"]["metrics"]["float_agreement"] == 1.0
-    assert results["int8"]["metrics"]["float_agreement"] >= 0.95 and results["int8"]["speedup_vs_float"] > 0
+    assert results["int8"]["metrics"]["float_agreement"] >= 0.95
+    # Worked out apart: both .fake files (ONNX graphs) run by onnxruntime itself on the 2,000 evaluation
+    # images, in the tool's batches of 256 (dynamic int8 scales its activations per batch). The fp32
+    # graph stands for the float student (its agreement is 1.0 above); one sample of slack for a
+    # kernel's rounding flipping a near tie.
+    evaluation = np.load(example / "eval.npz")
+    predicted = {}
+    for p in ("fp32", "int8"):
+        session = ort.InferenceSession(str(tmp_path / "out" / results[p]["artifact"]),
+                                       providers=["CPUExecutionProvider"])
+        predicted[p] = np.concatenate([session.run(None, {"image": evaluation["image"][i: i + 256]})[0].argmax(1)
+                                       for i in range(0, len(evaluation["image"]), 256)])
+    one_sample = 1 / len(evaluation["labels"])
+    assert results["int8"]["metrics"]["float_agreement"] == pytest.approx(
+        np.mean(predicted["int8"] == predicted["fp32"]), abs=one_sample)
+    assert results["int8"]["metrics"]["accuracy"] == pytest.approx(np.mean(predicted["int8"] == evaluation["labels"]),
+                                                                   abs=one_sample)
+    # the speedup is the fp32 p50 over this one's, rounded to 3 decimals
+    assert results["int8"]["speedup_vs_float"] == pytest.approx(
+        results["fp32"]["latency"]["p50_ms"] / results["int8"]["latency"]["p50_ms"], abs=5e-4)
     assert results["int8"]["size_bytes"] < results["fp32"]["size_bytes"] / 2  # int8 weights: real quantization
     assert results["int8"]["latency"]["provenance"]["runtime"] == "onnxruntime (fake target)"
 

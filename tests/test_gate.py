@@ -3,9 +3,13 @@
 import json
 import xml.etree.ElementTree as ET
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 
 from conftest import edit_config, run_cli
+
+pytestmark = pytest.mark.slow  # every test runs check end to end
 
 
 def failures(junit_path):
@@ -108,6 +112,14 @@ def test_every_latency_percentile_weighted_accuracy_and_peak_memory_are_checked(
     # fp32 computes what the float student computes: the same weighted accuracy, with its provenance
     weighted = report["references"]["float student"]["overall"]["weighted_accuracy"]
     assert checks["weighted_accuracy"]["value"] == pytest.approx(weighted) and checks["weighted_accuracy"]["passed"]
+    # and worked out apart: the artifact run by onnxruntime itself, each right answer counted with its weight
+    evaluation = np.load(example / "eval.npz")
+    session = ort.InferenceSession(str(tmp_path / "out" / report["results"][0]["artifact"]),
+                                   providers=["CPUExecutionProvider"])
+    right = session.run(None, {"image": evaluation["image"]})[0].argmax(1) == evaluation["labels"]
+    weights = evaluation["weights"]
+    assert checks["weighted_accuracy"]["value"] == pytest.approx((weights * right).sum() / weights.sum(), abs=1e-6)
+    assert abs(checks["weighted_accuracy"]["value"] - right.mean()) > 1e-3  # the weights do move the figure
     assert checks["peak_memory_mb"]["value"] > 1 and checks["peak_memory_mb"]["provenance"] == "measured"
 
 

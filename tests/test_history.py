@@ -82,6 +82,7 @@ def test_four_concurrent_writers_lose_nothing(url):
     store.close()
 
 
+@pytest.mark.slow
 def test_history_commands(tmp_path):
     db = tmp_path / "runs.db"
     store = Store(store_url(str(db)))

@@ -20,6 +20,8 @@ import pytest
 from conftest import run_cli
 from test_hostile_files import Planted, rewrite  # one way to plant a pickle, one way to rewrite a zip
 
+pytestmark = pytest.mark.slow  # runs the CLI on every hostile input
+
 
 def _matmul_onnx(path: Path, external: str | None = None, op=("MatMul", "")) -> Path:
     import onnx

@@ -80,12 +80,14 @@ def test_imports_are_read_without_running_anything(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_a_clean_pt2_passes_the_check_and_exports(student_pt2, tmp_path):
     check_pt2(student_pt2)
     proc = run_cli("export", student_pt2, "--target", "onnx", "--data", EXAMPLE / "eval.npz", "--out", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("entry", ["data/sample_inputs/model.pt", "data/weights/weight_0"])
 def test_a_pickle_planted_in_a_pt2_is_refused_and_never_runs(student_pt2, demo_run, tmp_path, entry):
     marker = tmp_path / "ran"
@@ -109,6 +111,7 @@ def test_a_pickle_planted_in_a_pt2_is_refused_and_never_runs(student_pt2, demo_r
     assert not marker.exists() and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_an_entry_escaping_the_archive_is_refused_by_name(student_pt2, tmp_path):
     hostile = rewrite(student_pt2, tmp_path / "escape.pt2", add={"../../outside.txt": b"x"})
     with pytest.raises(BadInput, match=r"archive entry '\.\./\.\./outside\.txt' points outside the archive"):
@@ -118,6 +121,7 @@ def test_an_entry_escaping_the_archive_is_refused_by_name(student_pt2, tmp_path)
     assert not (tmp_path.parent / "outside.txt").exists()
 
 
+@pytest.mark.slow
 def test_trust_pickle_skips_the_check_and_still_loads(student_pt2, tmp_path):
     proc = run_cli("export", student_pt2, "--target", "onnx", "--data", EXAMPLE / "eval.npz", "--out",
                    tmp_path / "trusted", "--trust-pickle")
@@ -125,6 +129,7 @@ def test_trust_pickle_skips_the_check_and_still_loads(student_pt2, tmp_path):
     assert (tmp_path / "trusted" / "model.onnx").is_file()
 
 
+@pytest.mark.slow
 def test_bundle_refuses_an_artifact_outside_the_check_folder(demo_run, tmp_path):
     _, demo = demo_run
     check = tmp_path / "check"
@@ -143,6 +148,7 @@ def test_bundle_refuses_an_artifact_outside_the_check_folder(demo_run, tmp_path)
     assert not (app / "app" / "src" / "main" / "assets" / "models").exists()
 
 
+@pytest.mark.slow
 def test_bundle_refuses_an_artifact_whose_hash_changed(demo_run, tmp_path):
     _, demo = demo_run
     check = tmp_path / "check"
@@ -156,6 +162,7 @@ def test_bundle_refuses_an_artifact_whose_hash_changed(demo_run, tmp_path):
     assert not (app / "app" / "src" / "main" / "assets" / "models").exists()
 
 
+@pytest.mark.slow
 def test_data_files_are_never_unpickled(demo_run, tmp_path):
     _, demo = demo_run
     marker = tmp_path / "ran"

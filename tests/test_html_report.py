@@ -9,7 +9,11 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import edit_config, run_cli
+
+pytestmark = pytest.mark.slow  # runs check end to end and a real browser
 
 PLOTS = {"plot-latency", "plot-budgets", "plot-slices", "plot-tradeoff", "plot-trend-ort-int8", "plot-trend-ort-fp32"}
 

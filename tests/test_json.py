@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import collections
 import json
+import statistics
 
 import pytest
 
 from conftest import EXAMPLE, edit_config, run_cli
+
+pytestmark = pytest.mark.slow  # every test runs the CLI end to end
 
 ADVICE = ["--latency-budget-ms", "50", "--monthly-calls", "1000", "--task", "narrow", "--teacher", "strong",
           "--teacher-stable", "--tolerance", "low", "--data", "labelled", "--no-off-the-shelf"]
@@ -32,10 +36,28 @@ def test_listing_commands_print_json(args):
     assert _document(run_cli(*args, "--json"))
 
 
+def _tflite_op_counts(path) -> dict[str, int]:
+    """Each builtin op of the file's main graph, counted from its flatbuffer (no interpreter)."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = fb.Model.GetRootAs(path.read_bytes(), 0)
+    names = {code: name for name, code in vars(fb.BuiltinOperator).items() if not name.startswith("_")}
+    graph, counts = model.Subgraphs(0), collections.Counter()
+    for i in range(graph.OperatorsLength()):
+        code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
+        counts[names[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]] += 1  # small codes sit in the old field
+    return dict(counts)
+
+
 def test_artifact_commands_print_json(demo_run):
     _, demo = demo_run
-    assert _document(run_cli("bench", demo / "ort" / "model.int8.ort", "--runs", "20", "--json"))["latency"]["p50_ms"] > 0
-    assert "ops" in json.dumps(_document(run_cli("inspect", demo / "tflite" / "model.int8.tflite", "--json")))
+    latency = _document(run_cli("bench", demo / "ort" / "model.int8.ort", "--runs", "20", "--json"))["latency"]
+    assert len(latency["samples_ms"]) == latency["runs"] == 20
+    # the p50 is the median of the 20 runs it reports (each, and the p50, rounded to 0.1 µs)
+    assert latency["p50_ms"] == pytest.approx(statistics.median(latency["samples_ms"]), abs=2e-4)
+    tflite = demo / "tflite" / "model.int8.tflite"
+    inspected = _document(run_cli("inspect", tflite, "--json"))
+    assert inspected["ops"] == _tflite_op_counts(tflite) and inspected["size_bytes"] == tflite.stat().st_size
 
 
 def test_history_and_report_commands_print_json(demo_run, tmp_path):

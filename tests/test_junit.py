@@ -39,6 +39,7 @@ def _report(results, gate=(), ladder=None) -> Report:
                   export=None, references={}, results=results, gate_checks=list(gate), ladder=ladder)
 
 
+@pytest.mark.slow
 def test_a_real_runs_junit_validates(demo_run, schema):
     _, out = demo_run
     schema.validate(str(out / "junit.xml"))

@@ -41,6 +41,7 @@ def smallest_meeting(report, subject):
 # tests derive their limits from figures measured in the same run, or keep margins of at least 0.01
 # from the figures of both kernel families.
 
+@pytest.mark.slow
 def test_example_budget_climbs_to_the_student(example, tmp_path):
     proc, report, out = ladder(example, tmp_path, (EXAMPLE / "ladder-budget.toml").read_text())
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -67,6 +68,7 @@ def test_example_budget_climbs_to_the_student(example, tmp_path):
     assert "id='plot-ladder'" in page and page.count("student/ort-int4 (chosen)") == 1
 
 
+@pytest.mark.slow
 def test_budget_only_the_teacher_meets(example, tmp_path):
     # 0.893: 0.01 under the teacher's fp32 accuracy (0.903), 0.0105 over the best student rung (0.8825)
     proc, report, _ = ladder(example, tmp_path, "min_accuracy = 0.893\n", "--all")
@@ -81,6 +83,7 @@ def test_budget_only_the_teacher_meets(example, tmp_path):
     assert cost["payback_note"] == "no measured student rung meets the budget"  # --all: nothing left to run
 
 
+@pytest.mark.slow
 def test_no_rung_meets_the_budget_exits_1(example, tmp_path):
     proc, report, out = ladder(example, tmp_path, "min_accuracy = 0.99\n")
     assert proc.returncode == 1, proc.stdout + proc.stderr
@@ -89,6 +92,7 @@ def test_no_rung_meets_the_budget_exits_1(example, tmp_path):
     assert verdict.find("failure") is not None
 
 
+@pytest.mark.slow
 def test_slice_budget_the_aggregate_hides(example, tmp_path):
     # First measure the teacher's quantized rungs, then put the high-risk limit between their slice
     # accuracies: the rung below it must be rejected on the slice alone, its aggregate holding.
@@ -110,6 +114,7 @@ def test_slice_budget_the_aggregate_hides(example, tmp_path):
     assert not any(x["measured"] for x in report["ladder"]["rungs"] if x["name"].startswith("student/"))
 
 
+@pytest.mark.slow
 def test_a_precision_that_saved_nothing_is_said_and_ordered_by_size(example, tmp_path):
     # ORT int4 rewrites only the teacher's Linear layers and keeps every conv in fp32: its file comes
     # out larger than the int8 one (485,960 against 482,680 bytes), so it must not rank as cheaper.
@@ -126,6 +131,7 @@ def test_a_precision_that_saved_nothing_is_said_and_ordered_by_size(example, tmp
     assert not teacher[0]["note"].startswith("saved nothing")
 
 
+@pytest.mark.slow
 def test_payback_volume_when_both_families_meet(example, tmp_path):
     proc, report, _ = ladder(example, tmp_path, "min_accuracy = 0.85\n", "--all")
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -137,6 +143,7 @@ def test_payback_volume_when_both_families_meet(example, tmp_path):
     assert cost["payback_calls_per_month"] == round(monthly / cost["saving_per_call"])
 
 
+@pytest.mark.slow
 def test_stale_teacher_warns_and_can_fail(example, tmp_path):
     config = edit_config(example, targets=("ort",), precisions=["fp32"],
                          replace={"runs = 300": "runs = 40", 'distilled_from = "5d2f': 'distilled_from = "0000'})
@@ -175,6 +182,7 @@ def test_advise_follows_the_ladder(answers, rung):
     assert rung in advice.rung and advice.confirm.startswith("edge-distill")
 
 
+@pytest.mark.slow
 def test_advise_cli_with_flags():
     proc = run_cli("advise", "--latency-budget-ms", "100", "--current-latency-ms", "900", "--monthly-calls",
                    "5000000", "--task", "narrow", "--teacher", "strong", "--tolerance", "medium", "--data",
@@ -192,6 +200,7 @@ def test_advise_cli_with_flags():
     assert missing.returncode == 2 and "missing --monthly-calls" in missing.stderr
 
 
+@pytest.mark.slow
 def test_off_the_shelf_rung_sits_between_teacher_and_student(example, tmp_path, demo_run):
     _, demo = demo_run
     shutil.copyfile(demo / "onnx" / "model.onnx", example / "ready-made.onnx")
@@ -206,6 +215,7 @@ def test_off_the_shelf_rung_sits_between_teacher_and_student(example, tmp_path, 
     assert "an off-the-shelf model is enough" in report["ladder"]["verdict"]
 
 
+@pytest.mark.slow
 def test_a_rung_that_cannot_be_judged_and_none_meeting_exits_3(example, tmp_path):
     proc, report, out = ladder(example, tmp_path, "max_size_mb = 5\n[slices.nope]\nmin_accuracy = 0.5\n")
     assert proc.returncode == 3, proc.stdout + proc.stderr
@@ -214,6 +224,7 @@ def test_a_rung_that_cannot_be_judged_and_none_meeting_exits_3(example, tmp_path
     assert "the evaluation data have no slice 'nope'" in proc.stdout
 
 
+@pytest.mark.slow
 def test_ladder_with_a_stale_teacher_set_to_fail_exits_1(example, tmp_path):
     config = example / "edge-distill.toml"
     config.write_text(config.read_text().replace('distilled_from = "5d2f', 'distilled_from = "0000')

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,6 +22,7 @@ def test_the_face_exports_the_commands_lazily():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.slow
 def test_readme_python_api_example_runs(tmp_path):
     text = (ROOT / "README.md").read_text()
     block = re.search(r"<!-- python-api: tests/test_library.py runs this block -->\n```python\n(.*?)```", text,

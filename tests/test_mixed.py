@@ -103,6 +103,7 @@ def test_a_layer_that_has_no_int8_goes_straight_to_float():
     assert state.met and state.raised == {"small": "int8"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target, broken", [("ort", "min_float_agreement"), ("tflite", "max_accuracy_drop")])
 def test_int4_auto_meets_the_slice_budget_plain_int4_breaks(example, tmp_path, target, broken):
     out = tmp_path / "out"
@@ -144,6 +145,7 @@ def test_int4_auto_meets_the_slice_budget_plain_int4_breaks(example, tmp_path, t
         (auto["details"] if key == "stable_sha256" else auto)[key]
 
 
+@pytest.mark.slow
 def test_a_search_on_a_stratified_subset_is_confirmed_on_every_sample(example, tmp_path):
     config = example / "mixed-precision-ort.toml"
     config.write_text(config.read_text().replace('precisions = ["fp32", "int4", "int4-auto"]',
@@ -160,6 +162,7 @@ def test_a_search_on_a_stratified_subset_is_confirmed_on_every_sample(example, t
     assert "trials on 500 of 2000 samples (stratified by label and slice" in proc.stdout
 
 
+@pytest.mark.slow
 def test_no_configuration_meets_an_impossible_budget(example, tmp_path):
     config = edit_config(example, targets=("ort",), precisions=["fp32", "int4-auto"],
                          budgets="[budgets]\n[budgets.slices.high_risk]\nmin_accuracy = 0.99\n")
@@ -171,6 +174,7 @@ def test_no_configuration_meets_an_impossible_budget(example, tmp_path):
     assert "no configuration meets every budget; this is the closest attempt" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_precision_that_cannot_keep_layers_in_float_has_no_auto_precision(example, tmp_path):
     config = edit_config(example, targets=("ort",), precisions=["fp32", "int2-auto"])
     proc = run_cli("check", config, "--out", tmp_path / "out")
@@ -185,6 +189,7 @@ def test_a_precision_that_cannot_keep_layers_in_float_has_no_auto_precision(exam
     assert proc.returncode == 2 and "PT2E quantizer takes no per-layer exclusions here; set int8_recipe = 'aeq'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_coreml_int4_auto_meets_the_slice_budget_on_reference_mil(example, tmp_path):
     """Core ML off macOS: each trial evaluated by the reference MIL evaluator; per-op-name configs
     (coremltools' op_name_configs) raise the chosen layer to int8."""
@@ -211,6 +216,7 @@ def test_coreml_int4_auto_meets_the_slice_budget_on_reference_mil(example, tmp_p
     assert rebuilt["details"]["weight_bytes"] == auto["details"]["weight_bytes"]
 
 
+@pytest.mark.slow
 def test_sensitivity_ranks_each_layer_in_float_and_quantized_alone(example, tmp_path):
     out = tmp_path / "out"
     proc = run_cli("sensitivity", example / "mixed-precision-ort.toml", "--target", "ort", "--precision", "int4",
@@ -246,6 +252,7 @@ def test_float_layers_are_not_tried_on_budgets_they_cannot_mend():
     assert calls == [{}] and state.stopped == "nothing float layers can mend" and not state.met
 
 
+@pytest.mark.slow
 def test_layers_searched_in_groups(example, tmp_path):
     """auto_groups: the layers a regex matches are left in float together (an attention block, an FFN)."""
     from edge_distill.auto_precision import group_layers
@@ -265,6 +272,7 @@ def test_layers_searched_in_groups(example, tmp_path):
     assert table["trials"] == 1 + 2 * 2
 
 
+@pytest.mark.slow
 def test_export_auto_searches_one_target_against_the_configs_budgets(example, tmp_path):
     """export --auto: the config's data and budgets, one target at its -auto precision, exit codes as check's."""
     out = tmp_path / "out"
@@ -285,6 +293,7 @@ def test_export_auto_searches_one_target_against_the_configs_budgets(example, tm
     assert proc.returncode == 2 and "not ort fp32" in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_recipe_applies_to_the_precision_it_was_searched_at(example):
     """An entry that builds fp32 beside the recipe's int4: only the int4 build gets the recipe's layer choices."""
     from edge_distill.config import load_config

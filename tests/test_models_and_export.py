@@ -84,6 +84,7 @@ def test_export_catches_a_frozen_batch_axis(tmp_path, samples):
     assert "export froze the dynamic axes ['batch'] of input 'image'" in str(err.value)
 
 
+@pytest.mark.slow
 def test_export_command_builds_onnx_and_ort_artifacts(tmp_path):
     out = tmp_path / "out"
     proc = run_cli("export", "fmnist_models:student", "--weights", EXAMPLE / "student.safetensors",
@@ -104,6 +105,7 @@ def test_export_command_builds_onnx_and_ort_artifacts(tmp_path):
     assert (out / "mine.txt").read_text() == "x" and not (out / "ort").exists()
 
 
+@pytest.mark.slow
 def test_help_is_light():
     code = ("import sys; from edge_distill.cli import main\n"
             "heavy = {'torch', 'onnx', 'onnxruntime', 'numpy'} & set(sys.modules)\n"
@@ -115,6 +117,7 @@ def test_help_is_light():
     assert proc.returncode == 0 and "Exit codes" in proc.stdout
 
 
+@pytest.mark.slow
 def test_targets_command_answers_from_data():
     proc = run_cli("targets")
     assert proc.returncode == 0

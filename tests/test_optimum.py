@@ -12,6 +12,8 @@ import pytest
 
 from conftest import run_cli
 
+pytestmark = pytest.mark.slow  # exports and quantizes a transformer end to end
+
 pytest.importorskip("optimum.exporters.onnx", reason="needs pip install 'edge-distill[optimum]'")
 
 

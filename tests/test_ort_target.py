@@ -13,6 +13,8 @@ from edge_distill.exporting import export_to_onnx
 from edge_distill.models import load_model
 from edge_distill.targets import BuildRequest, get_target
 
+pytestmark = pytest.mark.slow  # every test builds ORT artifacts of an exported model
+
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):

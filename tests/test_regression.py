@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import edit_config, run_cli
 
 
+@pytest.mark.slow
 def test_regressions_against_a_baseline_are_named_and_fail(example, tmp_path):
     config = edit_config(example, targets=("ort",), precisions=["fp32", "int8"], budgets="[budgets]\n")
     first = run_cli("check", config, "--out", tmp_path / "first")
@@ -41,6 +44,7 @@ def test_regressions_against_a_baseline_are_named_and_fail(example, tmp_path):
     assert not any(c["name"] == "ort-fp32/regression/latency.p50" for c in report["results"][0]["checks"])
 
 
+@pytest.mark.slow
 def test_a_bad_baseline_is_refused_before_any_work(example, tmp_path):
     bad = tmp_path / "baseline.json"
     bad.write_text("{}")
@@ -49,6 +53,7 @@ def test_a_bad_baseline_is_refused_before_any_work(example, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_latency_is_measured_again_side_by_side_when_the_baselines_artifacts_are_there(example, tmp_path):
     """With the baseline's output folder at hand, both artifacts are timed in turns on this host: a
     baseline whose int8 was the (faster, on this x86 host) fp32 artifact makes this int8 a regression,

@@ -13,6 +13,8 @@ from edge_distill.errors import BadInput
 from edge_distill.models import SourceModel, load_model
 from edge_distill.targets import BuildRequest, get_target
 
+pytestmark = pytest.mark.slow  # every test converts a model to LiteRT or runs the CLI
+
 
 @pytest.fixture(scope="module")
 def student():

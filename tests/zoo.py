@@ -359,6 +359,10 @@ def run(name: str, form: str, targets: dict, folder: Path, model=None) -> list[C
         line = next((l for l in proc.stderr.splitlines() if l.startswith("error:")), proc.stderr.strip()[-200:])
         return [Cell(name, form, t, proc.returncode, line[:300]) for t in targets]
     report = json.loads((folder / "out" / "report.json").read_text())
+    if proc.returncode == 1:  # the zoo's configs give no budget: a broken check is a finding, never a pass
+        broken = [c["name"] for c in report.get("gate_checks", []) + [c for r in report["results"] for c in r["checks"]]
+                  if c["passed"] is False]
+        return [Cell(name, form, t, 1, "broken without a budget: " + ", ".join(broken)) for t in targets]
     return [Cell(name, form, t, proc.returncode, _summary([r for r in report["results"] if r["target"] == t]))
             for t in targets]
 
