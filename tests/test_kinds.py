@@ -176,6 +176,7 @@ def _verify(artifact: Path, reference: Path, data: Path, budget: str, out: Path)
                    "--out", out, "--runs", "20")
 
 
+@pytest.mark.slow
 def test_a_segmenters_map_is_judged_by_its_error_an_untrained_copy_fails_and_the_trained_one_passes(tmp_path):
     import json
 
