@@ -203,3 +203,66 @@ def test_a_segmenters_map_is_judged_by_its_error_an_untrained_copy_fails_and_the
     (result,) = json.loads((tmp_path / "other" / "report.json").read_text())["results"]
     assert [(c["name"].split("/", 1)[1], c["passed"]) for c in result["checks"]] == [
         (f"output[{name}]/min_psnr_db", False), (f"output[{name}]/max_relative_error", False)]
+
+
+def test_detection_nms_equals_a_brute_force_loop():
+    from edge_distill.kinds.detection import nms
+
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 80, (60, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, 30, (60, 2))], 1)
+    scores, classes = rng.random(60), rng.integers(0, 3, 60)
+
+    def iou(a, b):
+        w, h = max(0, min(a[2], b[2]) - max(a[0], b[0])), max(0, min(a[3], b[3]) - max(a[1], b[1]))
+        area = lambda z: (z[2] - z[0]) * (z[3] - z[1])  # noqa: E731
+        return w * h / (area(a) + area(b) - w * h)
+
+    kept = []
+    for i in sorted(range(60), key=lambda i: -scores[i]):
+        if all(classes[i] != classes[j] or iou(boxes[i], boxes[j]) <= 0.5 for j in kept):
+            kept.append(i)
+    assert nms(boxes, scores, classes, 0.5).tolist() == kept
+
+
+def test_detection_map_against_coco_rules_worked_by_hand():
+    # Two images, one float-student box each; the artifact finds the first exactly and misses the
+    # second (IoU 0.14): recall reaches 0.5 at precision 1, so COCO's 101-point AP@0.5 is 51/101.
+    ref = np.zeros((2, 6, 3), np.float32)  # yolov8: [4 + 2 classes, 3 anchors]
+    ref[0, :, 0] = [30, 30, 20, 20, 0.9, 0.0]
+    ref[1, :, 0] = [60, 60, 20, 20, 0.8, 0.0]  # the same class: COCO averages AP over classes
+    out = ref.copy()
+    out[1, :2, 0] = [75, 75]  # moved 15 px on both axes: IoU (5 x 5) / (800 - 25) = 0.032
+    found = get_kind("detection").figures(out, ref, settings("detection"))
+    assert found["reference_boxes"] == 2 and found["map50_agreement"] == pytest.approx(51 / 101, abs=1e-6)
+    same = get_kind("detection").figures(ref, ref, settings("detection"))
+    assert same["map50_agreement"] == 1.0 and same["map_agreement"] == 1.0
+
+
+def test_detection_layouts_decode_to_the_same_boxes():
+    from edge_distill.kinds.detection import decode
+
+    v8 = np.zeros((6, 2), np.float32)
+    v8[:, 0] = [50, 40, 20, 10, 0.1, 0.7]  # class 1 at 0.7
+    v5 = np.zeros((2, 7), np.float32)
+    v5[0] = [50, 40, 20, 10, 1.0, 0.1, 0.7]  # objectness 1 x class 0.7
+    e2e = np.array([[40, 35, 60, 45, 0.7, 1]], np.float32)
+    for head, layout in ((v8, "yolov8"), (v5, "yolov5"), (e2e, "end2end")):
+        boxes, scores, classes = decode(head, settings("detection", layout=layout), 0.25)
+        assert boxes.tolist() == [[40, 35, 60, 45]] and scores.tolist() == pytest.approx([0.7]) and classes.tolist() == [1]
+
+
+@pytest.mark.slow
+def test_verify_warns_of_data_that_never_pad_as_check_does(tmp_path):
+    import zoo
+    from conftest import run_cli
+
+    student = zoo.save("masked-encoder", zoo.encoder(), "onnx-dynamic", tmp_path).split('"')[1]
+    inputs, labels = zoo.ZOO["masked-encoder"].data(np.random.default_rng(0), 40)
+    np.savez(tmp_path / "eval.npz", input_ids=inputs["input_ids"], attention_mask=np.ones_like(inputs["attention_mask"]),
+             labels=labels)
+    proc = run_cli("verify", tmp_path / student, "--data", tmp_path / "eval.npz", "--out", tmp_path / "out",
+                   "--runs", "20")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ("the evaluation data never pads (attention_mask is 1 everywhere): how the artifacts behave on padded "
+            "inputs is not judged; add padded samples") in proc.stdout

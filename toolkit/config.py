@@ -261,6 +261,10 @@ def _output_spec(spec, name: str, path: Path) -> dict:
                             or not isinstance(spec[key], allowed)):
             raise BadInput(f"'{key}' in [model.outputs.{name}] must be {type(default).__name__}, got {spec[key]!r}",
                            path=path)
+        choices = KINDS[kind].choices.get(key)
+        if key in spec and choices and spec[key] not in choices:
+            raise BadInput(f"'{key}' in [model.outputs.{name}] must be one of {', '.join(choices)}, got {spec[key]!r}",
+                           path=path)
     return {**spec, "kind": kind}
 
 

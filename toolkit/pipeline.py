@@ -387,7 +387,8 @@ def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, t
                  why_no_task: str = "", kind_warnings: list[str] = (), **extra) -> Report:
     """`why_no_task`: why the task metric does not read the first output (the reference rows too)."""
     warnings, gate = stale_teacher(cfg, loaded.teacher)
-    warnings += padding_warnings(loaded) + list(kind_warnings)
+    warnings += padding_warnings(loaded.student.inputs, {"evaluation": loaded.evaluation,
+                                                        "calibration": loaded.calibration}) + list(kind_warnings)
     if why_no_task:
         float_out = teacher_out = None  # no task figures for the float student and the teacher either
     return Report(command=command, tool_version=__version__, created=_now(), config=str(cfg.path),
@@ -401,14 +402,14 @@ def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, t
                   warnings=warnings, gate_checks=gate, **extra)
 
 
-def padding_warnings(loaded: Loaded) -> list[str]:
+def padding_warnings(specs, datasets: dict[str, Dataset | None]) -> list[str]:
     """A model with an attention mask judged only on unpadded data says nothing of padded inputs, where
-    static int8 is known to collapse: say so."""
+    static int8 is known to collapse: say so (check and verify alike)."""
     warnings = []
-    for spec in loaded.student.inputs:
+    for spec in specs:
         if "mask" not in spec.name.lower() or not spec.dtype.startswith(("int", "bool")):
             continue
-        for what, data in (("evaluation", loaded.evaluation), ("calibration", loaded.calibration)):
+        for what, data in datasets.items():
             if data is not None and spec.name in data.inputs and data.inputs[spec.name].all():
                 warnings.append(f"the {what} data never pads ({spec.name} is 1 everywhere): how the artifacts behave "
                                 "on padded inputs is not judged; add padded samples")
@@ -564,7 +565,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
     return Report(command="verify", tool_version=__version__, created=_now(), config=None, student=student_info,
                   teacher=teacher_info, data={"evaluation": _data_info(data)}, environment=host_environment(),
                   export=None, references=reference_metrics(data, refs.float_outputs, refs.teacher_outputs),
-                  results=[result], warnings=kind_warnings)
+                  results=[result], warnings=padding_warnings(specs, {"evaluation": data}) + kind_warnings)
 
 
 def _float_latency_here(one: OneArtifact, ref: SourceModel, data: Dataset, settings: RunSettings) -> Latency | None:

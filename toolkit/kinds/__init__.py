@@ -18,9 +18,10 @@ from .base import OutputKind
 
 
 def _registry() -> dict[str, OutputKind]:
-    from . import classification, dense, embedding, indices, segmentation, sequence, state
+    from . import classification, dense, detection, embedding, indices, segmentation, sequence, state
 
-    return {k.KIND.name: k.KIND for k in (classification, sequence, dense, segmentation, embedding, indices, state)}
+    return {k.KIND.name: k.KIND for k in (classification, sequence, dense, segmentation, detection, embedding, indices,
+                                          state)}
 
 
 KINDS = _registry()

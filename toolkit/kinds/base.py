@@ -17,6 +17,7 @@ class OutputKind:
     # (artifact's output, float student's output, the output's declared settings) -> figures
     figures: Callable[[np.ndarray, np.ndarray, dict], dict]
     settings: dict = field(default_factory=dict)  # what [model.outputs.NAME] may set, with defaults
+    choices: dict = field(default_factory=dict)  # setting -> the values it may take, where they are few
 
 
 # Every float kind reports the error of its raw values too, so a budget on them reads the same anywhere.

@@ -46,4 +46,5 @@ def figures(out: np.ndarray, ref: np.ndarray, settings: dict) -> dict:
 KIND = OutputKind("sequence", "per-position classes [B, T, C]: position agreement, exact match, CER of the "
                   "CTC decoding (decode = \"ctc\" | \"none\", blank = 0, axis = -1)",
                   {"min_position_agreement": ("position_agreement", ">=", ""), "min_exact_match": ("exact_match", ">=", ""),
-                   "max_cer": ("cer", "<=", ""), **ERROR_KEYS}, figures, {"axis": -1, "decode": "ctc", "blank": 0})
+                   "max_cer": ("cer", "<=", ""), **ERROR_KEYS}, figures, {"axis": -1, "decode": "ctc", "blank": 0},
+                  {"decode": ("ctc", "none")})
