@@ -124,7 +124,7 @@ def test_an_ambiguous_shape_is_warned_with_the_config_line_that_settles_it():
         ("sequence", True), ("segmentation", False)]
     assert warnings == ["output 'logits': a [B, 40, 80] output is read as 40 positions of 80 classes; to say what "
                         "it is, set [model.outputs.logits] kind = \"...\" (one of classification, sequence, dense, "
-                        "segmentation, embedding, indices, state)"]
+                        "segmentation, detection, embedding, indices, state)"]
 
 
 def _result(outputs: dict) -> TargetResult:
