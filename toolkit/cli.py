@@ -240,6 +240,9 @@ def _parse_options(items) -> dict:
 @click.option("--float", "float_model", help="The float student (.onnx or .pt2), for agreement, drop and speedup.")
 @click.option("--teacher", help="The teacher (.onnx or .pt2), for teacher agreement.")
 @click.option("--precision", help="The artifact's precision (read from names like model.int8.ort).")
+@click.option("--kind", "kinds", multiple=True, metavar="OUTPUT=KIND[,KEY=VALUE...]",
+              help="What an output is, as [model.outputs.OUTPUT] says it (e.g. out=detection,layout=yolov8); "
+                   "undeclared outputs' kinds are inferred from their shape.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
 @click.option("--warmup", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--runs", type=click.IntRange(20), default=200, show_default=True)
@@ -249,20 +252,22 @@ def _parse_options(items) -> dict:
 @_json
 @_device_option
 @_history
-def verify(artifact, data, budget, float_model, teacher, precision, threads, warmup, runs, out, force, quiet,
+def verify(artifact, data, budget, float_model, teacher, precision, kinds, threads, warmup, runs, out, force, quiet,
            as_json, device, history):
     """Measure ARTIFACT on this host (latency, memory, accuracy per slice) against a budget."""
     from .budgets import Budget, load_budget_file
+    from .config import output_kinds
     from .outputs import output_folder
     from .pipeline import run_verify
     from .progress import Progress
     from .report_files import write_reports
 
     budget_obj = load_budget_file(budget) if budget else Budget()
+    declared = output_kinds(kinds)
     store = _open_store(history)
     with Progress(not quiet) as progress, output_folder(out, force) as tmp:
         report = run_verify(artifact, data, budget=budget_obj, float_model=float_model, teacher_model=teacher,
-                            threads=threads, warmup=warmup, runs=runs, precision=precision,
+                            threads=threads, warmup=warmup, runs=runs, precision=precision, kinds=declared,
                             progress=progress, device=device or "host")
         run_id = write_reports(report, tmp, store, out)
     _finish(report, out, as_json, run_id, store)

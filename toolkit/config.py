@@ -268,6 +268,28 @@ def _output_spec(spec, name: str, path: Path) -> dict:
     return {**spec, "kind": kind}
 
 
+def output_kinds(items) -> dict[str, dict]:
+    """`verify --kind OUTPUT=KIND[,KEY=VALUE...]`, checked as [model.outputs.OUTPUT] is."""
+    declared = {}
+    for item in items:
+        name, sep, rest = item.partition("=")
+        kind, *pairs = rest.split(",")
+        if not sep or not name or any("=" not in p for p in pairs):
+            raise BadInput(f"--kind {item!r}: expected OUTPUT=KIND[,KEY=VALUE...], e.g. out=detection,layout=yolov8")
+        spec = {"kind": kind, **{k: _typed(v) for k, v in (p.split("=", 1) for p in pairs)}}
+        declared[name] = _output_spec(spec, name, Path("--kind"))
+    return declared
+
+
+def _typed(text: str):
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
 def _read_data(cfg: Config, d: dict) -> None:
     path = cfg.path
     check_keys(d, {"calibration", "evaluation", "calibration_samples", "seed"}, "data", path)

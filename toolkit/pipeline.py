@@ -376,8 +376,11 @@ def output_references(declared: dict[str, dict], model: SourceModel, float_all: 
     for shapes that admit another reading. Names: the declared ones, in output order, then the model's
     own (an .onnx keeps its names), then output_N."""
     own = model.output_names if len(model.output_names) == len(float_all) else []
-    names = [list(declared)[i] if i < len(declared) else own[i] if own else "output" if len(float_all) == 1
-             else f"output_{i}" for i in range(len(float_all))]
+    if own and set(declared) <= set(own):
+        names = list(own)  # declared by the model's own names
+    else:
+        names = [list(declared)[i] if i < len(declared) else own[i] if own else "output" if len(float_all) == 1
+                 else f"output_{i}" for i in range(len(float_all))]
     declared = {**{name: {"kind": "state"} for name in io.state}, **declared}  # a fed-back output is a state
     specs, warnings = kinds.resolve_kinds(declared, names, float_all, task)
     return [OutputRef(name, spec, values) for name, spec, values in zip(names, specs, float_all)], warnings
@@ -540,7 +543,7 @@ class OneArtifact:
 def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: str | None = None,
                teacher_model: str | None = None, threads: int = 1, warmup: int = 20, runs: int = 200,
                precision: str | None = None, progress: Progress = Progress(False), device: str = "host",
-               device_tools: dict | None = None) -> Report:
+               device_tools: dict | None = None, kinds: dict | None = None) -> Report:
     """`edge-distill verify`: measure one artifact against a budget, on this host or a device."""
     one = OneArtifact.open(artifact, device, device_tools, precision, "unknown")
     settings = one.settings(threads, warmup, runs)
@@ -552,7 +555,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
         ref = load_model(float_model, inputs=specs)
         float_all, student_info = ref.predict_all(data), _model_info(ref)
         refs.float_outputs = float_all[0]
-        refs.outputs, kind_warnings = output_references({}, ref, float_all, "classification")  # every output
+        refs.outputs, kind_warnings = output_references(kinds or {}, ref, float_all, "classification")
         refs.why_no_task = why_no_task_metric(refs.outputs, "classification", ModelIO(()))
         refs.float_latency = _float_latency_here(one, ref, data, settings)
     if teacher_model:
