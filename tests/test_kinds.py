@@ -266,3 +266,34 @@ def test_verify_warns_of_data_that_never_pad_as_check_does(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert ("the evaluation data never pads (attention_mask is 1 everywhere): how the artifacts behave on padded "
             "inputs is not judged; add padded samples") in proc.stdout
+
+
+@pytest.mark.slow
+def test_an_onnx_students_own_output_names_are_kept_and_every_output_budgeted_the_first_included(tmp_path):
+    import json
+
+    import torch
+    import zoo
+    from conftest import run_cli
+
+    model = zoo.trained("two-heads")
+    inputs, labels = zoo.ZOO["two-heads"].data(np.random.default_rng(1), 64)
+    example = tuple(torch.from_numpy(v[:2]) for v in inputs.values())
+    torch.onnx.export(model, example, str(tmp_path / "heads.onnx"), input_names=list(inputs), dynamo=False,
+                      output_names=["quadrant", "box"], dynamic_axes={n: {0: "batch"} for n in [*inputs, "quadrant", "box"]})
+    np.savez(tmp_path / "eval.npz", **inputs, labels=labels)
+    (tmp_path / "edge-distill.toml").write_text(
+        '[model]\nstudent = "heads.onnx"\n[data]\nevaluation = "eval.npz"\ncalibration = "eval.npz"\n'
+        '[measure]\nruns = 20\nwarmup = 2\n[[targets]]\nname = "ort"\nprecisions = ["fp32", "int8"]\n'
+        "[budgets]\nmin_float_agreement = 0.5\n[budgets.outputs.quadrant]\nmin_float_agreement = 0.9\n"
+        "[budgets.outputs.box]\nmax_mean_abs_error = 0.0000001\n")
+    proc = run_cli("check", tmp_path / "edge-distill.toml", "--out", tmp_path / "out")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    fp32, int8 = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert list(int8["outputs"]) == ["quadrant", "box"]  # the model's own names, not output_1
+    assert (int8["outputs"]["quadrant"]["kind"], int8["outputs"]["box"]["kind"]) == ("classification", "dense")
+    # The first output's agreement is the task metric's: one figure, two ways to budget it.
+    assert int8["outputs"]["quadrant"]["float_agreement"] == int8["metrics"]["float_agreement"]
+    checks = {c["name"].split("/", 1)[1]: c["passed"] for c in int8["checks"]}
+    assert checks["min_float_agreement"] is True and checks["output[quadrant]/min_float_agreement"] is True
+    assert checks["output[box]/max_mean_abs_error"] is False and fp32["checks"][-1]["passed"] is True
