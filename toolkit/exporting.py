@@ -220,7 +220,6 @@ def modernized(proto, path: Path):
     """Weights held in Constant nodes become initializers (the quantizers only see initializers), and a
     graph below opset 13 is converted up by onnx's version converter (int8 writes per-axis
     DequantizeLinear, which older opsets reject). The export's parity check then proves the result."""
-    import onnx
     from onnx import numpy_helper, version_converter
 
     changes = []

@@ -18,6 +18,7 @@ teacher-family rung that meets the budget.
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
 
 from edge_distill.targets import get_target
@@ -91,8 +92,8 @@ def _climb(cfg: Config, planned: PlannedTarget, subject: str, model, precisions,
     onnx_path = out / subject / "onnx" / "model.onnx"
     for precision in precisions:
         folder = f"{subject}/{planned.config.name}"
-        result = attempted(lambda: build_and_measure(cfg, planned, precision, model, onnx_path, out, folder, work,
-                                                     loaded, refs, progress, subject=subject, qualified=True),
+        result = attempted(partial(build_and_measure, cfg, planned, precision, model, onnx_path, out, folder, work,
+                                   loaded, refs, progress, subject=subject, qualified=True),
                            out, folder, subject, planned.config.name, precision, qualified=True)
         if precision == baseline:
             refs.float_latency, refs.float_size = result.latency, result.size_bytes

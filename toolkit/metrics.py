@@ -61,12 +61,12 @@ def embedding(outputs: np.ndarray, *, float_outputs=None, teacher_outputs=None, 
     m = Metrics(samples=int(keep.sum()))
     out = _unit(outputs)
     mine = _neighbours(out)
-    for ref, cosine, agreement, same_space in ((float_outputs, "float_cosine", "float_retrieval_agreement", True),
-                                               (teacher_outputs, "teacher_cosine", "teacher_retrieval_agreement",
-                                                same_space_as_teacher)):
-        if ref is None:
+    for given, cosine, agreement, same_space in ((float_outputs, "float_cosine", "float_retrieval_agreement", True),
+                                                 (teacher_outputs, "teacher_cosine", "teacher_retrieval_agreement",
+                                                  same_space_as_teacher)):
+        if given is None:
             continue
-        ref = _unit(ref)
+        ref = _unit(given)
         if same_space and ref.shape == out.shape:
             setattr(m, cosine, _round(np.sum(out[keep] * ref[keep], axis=1).mean()))
         setattr(m, agreement, _round((mine[keep] == _neighbours(ref)[keep]).mean()))

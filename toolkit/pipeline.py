@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -319,13 +320,12 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
                 name = planned.config.name
                 if precision.endswith(AUTO):
                     build = trial_builder(cfg, loaded.student, out / "onnx" / "model.onnx", loaded, refs, progress)
-                    results.append(attempted(lambda: build_auto(planned, precision, out, Path(work), build, progress,
-                                                                data=loaded.evaluation),
+                    results.append(attempted(partial(build_auto, planned, precision, out, Path(work), build, progress,
+                                                     data=loaded.evaluation),
                                              out, name, "student", name, precision))
                     continue
-                result = attempted(lambda: build_and_measure(cfg, planned, precision, loaded.student,
-                                                             out / "onnx" / "model.onnx", out, name, Path(work), loaded,
-                                                             refs, progress),
+                result = attempted(partial(build_and_measure, cfg, planned, precision, loaded.student,
+                                           out / "onnx" / "model.onnx", out, name, Path(work), loaded, refs, progress),
                                    out, name, "student", name, precision)
                 if precision == get_target(name).capabilities.float_baseline():
                     refs.float_latency, refs.float_size = result.latency, result.size_bytes
