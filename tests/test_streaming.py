@@ -104,3 +104,15 @@ def test_inputs_laid_out_as_the_model_takes_them():
     assert y[:3, 0].tolist() == [3.0, 6.0, 9.0]  # the state carried from chunk to chunk
     with pytest.raises(BadInput, match="input 'sr' has no batch axis .* hold 2 different values"):
         io.check(Dataset("d", {"x": np.ones((2, 3, 3)), "sr": np.array([8000, 16000])}), "eval.npz")
+
+
+def test_a_streaming_outputs_last_chunk_is_judged_apart():
+    from edge_distill.evaluate import OutputRef, output_figures
+
+    ref = np.zeros((12, 1), np.float32)  # 3 sequences x 4 chunks, samples first
+    out = ref.copy()
+    out[3::4] = 0.5  # each sequence's last chunk drifts
+    spec = {"kind": "dense", "index": 0, "inferred": False, "data_range": 0.0}
+    found = output_figures([OutputRef("p", spec, ref)], [out], "measured", sequences=3)["p"]
+    assert found["max_abs_error"] == 0.5 and found["mean_abs_error"] == pytest.approx(0.125)
+    assert found["last_chunk"]["mean_abs_error"] == 0.5  # every last chunk, and only they

@@ -104,7 +104,8 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
         figures.warnings.append(f"{candidate.label}: {why_no_outputs}")
     result = assemble(candidate, how, outputs, figures, data, refs, task, bool(precision and precision.is_float_baseline))
     result.warnings += _speed_warnings(result, figures, runner, settings.device.name)
-    result.outputs = output_figures(refs.outputs, every_output, how.get("kind", "measured"))
+    result.outputs = output_figures(refs.outputs, every_output, how.get("kind", "measured"),
+                                    sequences=len(data) if io.state else None)
     if precision is not None and precision.weight_bits <= 8:
         result.coverage = _coverage(target, candidate.path)
         result.warnings += quantization_warnings(result, refs)
@@ -125,18 +126,24 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
     return result
 
 
-def output_figures(refs: list[OutputRef], every_output: list, provenance: str) -> dict:
-    """Each output judged by its kind against the float student's same output (computed on this host)."""
+def output_figures(refs: list[OutputRef], every_output: list, provenance: str, sequences: int | None = None) -> dict:
+    """Each output judged by its kind against the float student's same output (computed on this host).
+    A streaming model's (`sequences` of as many chunks each) is judged over every chunk, and again over
+    each sequence's last chunk: where a state's drift has had the longest to grow."""
     from .kinds import get_kind
 
     found = {}
     for ref in refs:
         index = ref.spec["index"]
-        values = every_output[index] if index < len(every_output) else None
+        values = every_output[index] if index < len(every_output) and every_output[0] is not None else None
         figures = {"kind": ref.spec["kind"], "inferred": bool(ref.spec.get("inferred")), "provenance": provenance,
                    "shape": None if values is None else list(values.shape[1:])}
         if values is not None and ref.float_values is not None:
-            figures.update(get_kind(ref.spec["kind"]).figures(values, ref.float_values, ref.spec))
+            kind = get_kind(ref.spec["kind"])
+            figures.update(kind.figures(values, ref.float_values, ref.spec))
+            if sequences:
+                last = np.arange(len(values) // sequences - 1, len(values), len(values) // sequences)
+                figures["last_chunk"] = kind.figures(values[last], ref.float_values[last], ref.spec)
         found[ref.name] = figures
     return found
 
