@@ -355,16 +355,28 @@ def run(name: str, form: str, targets: dict, folder: Path, model=None) -> list[C
     cfg = config(name, student, targets, folder)
     proc = subprocess.run([sys.executable, "-m", "edge_distill", "check", str(cfg), "--out", str(folder / "out"),
                            "-q"], capture_output=True, text=True, cwd=folder, timeout=1800)
-    if proc.returncode not in (0, 1):
+    if not (folder / "out" / "report.json").exists():  # the run stopped before any artifact: its error says why
         line = next((l for l in proc.stderr.splitlines() if l.startswith("error:")), proc.stderr.strip()[-200:])
         return [Cell(name, form, t, proc.returncode, line[:300]) for t in targets]
     report = json.loads((folder / "out" / "report.json").read_text())
+    if proc.returncode == 2:  # a target refused its artifacts: their rows say why, the others were measured
+        return [_refused_or_summary(name, form, t, [r for r in report["results"] if r["target"] == t]) for t in targets]
     if proc.returncode == 1:  # the zoo's configs give no budget: a broken check is a finding, never a pass
         broken = [c["name"] for c in report.get("gate_checks", []) + [c for r in report["results"] for c in r["checks"]]
                   if c["passed"] is False]
         return [Cell(name, form, t, 1, "broken without a budget: " + ", ".join(broken)) for t in targets]
     return [Cell(name, form, t, proc.returncode, _summary([r for r in report["results"] if r["target"] == t]))
             for t in targets]
+
+
+def _refused_or_summary(name: str, form: str, target: str, results: list[dict]) -> Cell:
+    """A target whose every artifact was refused is a limitation (its reasons); one refused in part, a
+    pass for the rest with the refusals named."""
+    reasons = list(dict.fromkeys(r["failure"]["reason"].splitlines()[0] for r in results if r.get("failure")))
+    if results and all(r.get("failure") for r in results):
+        return Cell(name, form, target, 2, "; ".join(reasons))
+    built = _summary([r for r in results if not r.get("failure")])
+    return Cell(name, form, target, 2 if reasons else 0, built + "".join(f"; refused: {why}" for why in reasons))
 
 
 def _summary(results: list[dict]) -> str:
