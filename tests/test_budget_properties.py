@@ -207,3 +207,42 @@ def test_an_outputs_table_keeps_the_global_limits():
     checks = {c.name: c.passed for c in budgets.evaluate(result, budget, INT8)}
     assert checks == {"ort-int4/latency_p95_ms": False, "ort-int4/max_accuracy_drop": False,
                       "ort-int4/max_size_mb": False, "ort-int4/output[box]/max_mean_abs_error": True}
+
+
+@settings(max_examples=300, deadline=None)
+@given(verdicts=st.lists(st.lists(st.sampled_from((True, False, None)), max_size=4), max_size=4),
+       failures=st.lists(st.sampled_from((None, 2, 3)), max_size=4))
+def test_the_run_exits_with_its_worst_artifact_a_broken_budget_first_then_a_refusal_then_the_unmeasured(
+        verdicts, failures):
+    from edge_distill.result import Check
+
+    results = []
+    for i, (checks, failure) in enumerate(zip(verdicts + [[]] * len(failures), failures + [None] * len(verdicts))):
+        result = TargetResult("student", "ort", f"p{i}", "", [], 0, "", None, Memory(None, None), None, Metrics(1), {},
+                              checks=[Check(f"c{j}", "accuracy", ">=", 0.5, None, "", v) for j, v in enumerate(checks)])
+        if failure:
+            result.failure = {"exit_code": failure, "reason": "refused"}
+            result.checks.append(Check("built", "built", "==", 1.0, None, "", None))
+        results.append(result)
+    report = Report("check", "0", "", None, {}, None, {}, {}, None, {}, results)
+    every = [c.passed for r in results for c in r.checks]
+    refused = any(r.failure and r.failure["exit_code"] == 2 for r in results)
+    expected = 1 if False in every else 2 if refused else 3 if None in every else 0
+    assert report.exit_code == expected and report.passed is (expected == 0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data(), precision=st.sampled_from((INT8, FP32)))
+def test_a_report_read_back_from_its_json_renders_the_same_json(data, precision):
+    import json
+
+    from edge_distill.report import to_json
+    from edge_distill.result import report_from_dict
+
+    result = data.draw(results(precision.name))
+    result.checks = budgets.evaluate(result, parse_budget(data.draw(layer_tables(top=True)), P), precision)
+    if data.draw(st.booleans()):
+        result.failure = {"exit_code": 2, "reason": "refused: no MatMul to pack in 4 bits"}
+    report = Report("check", "0", "2026-12-05T00:00:00+00:00", None, {}, None, {}, {}, None, {}, [result])
+    text = to_json(report)
+    assert to_json(report_from_dict(json.loads(text))) == text
