@@ -165,3 +165,46 @@ def test_data_files_are_never_unpickled(demo_run, tmp_path):
     proc = run_cli("verify", demo / "ort" / "model.int8.ort", "--data", data, "--out", tmp_path / "o")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "image.npy" in proc.stderr and "Traceback" not in proc.stderr and not marker.exists()
+
+
+def hashes(path) -> dict:
+    """Every file under `path` (or `path` itself) with its bytes' sha256: what "untouched" means."""
+    import hashlib
+
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {str(f.relative_to(path.parent)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def small_artifact(tmp_path, target: str):
+    """A tiny artifact of `target` (a Conv-ReLU-Linear net on 1x8x8 inputs, 3 classes)."""
+    from edge_distill.calibration import Dataset, InputSpec
+    from edge_distill.models import SourceModel
+    from edge_distill.targets import BuildRequest, get_target
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(72, 3))
+    spec = [InputSpec("x", ("batch", 1, 8, 8))]
+    cal = Dataset("cal", {"x": np.random.default_rng(0).normal(size=(16, 1, 8, 8)).astype(np.float32)})
+    source = SourceModel("m", "torch", spec, "0" * 64, module=net.eval())
+    onnx_path = None
+    if target != "coreml":
+        from edge_distill.exporting import export_to_onnx
+
+        onnx_path = tmp_path / "m.onnx"
+        export_to_onnx(source, onnx_path, samples=cal)
+    work = tmp_path / "work"
+    work.mkdir()
+    precision = "fp16" if target == "coreml" else "fp32"
+    built = get_target(target).build(BuildRequest(onnx_path, source, precision, cal, "minmax", {}, tmp_path, work))
+    data = tmp_path / "eval.npz"
+    np.savez(data, x=cal.inputs["x"], labels=np.arange(16) % 3)
+    return built.path, data
+
+
+@pytest.mark.parametrize("target", ["ort", "coreml"])
+def test_verify_never_writes_into_its_input(tmp_path, target):
+    artifact, data = small_artifact(tmp_path, target)
+    before = hashes(artifact)
+    proc = run_cli("verify", artifact, "--data", data, "--runs", "20", "--warmup", "1", "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert hashes(artifact) == before

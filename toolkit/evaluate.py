@@ -103,7 +103,9 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
                                                    tolerance, progress))
     if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
         result.details["compute_plan"] = runner.placement()
-    if hasattr(target, "record"):  # Core ML: the verdict travels inside the package, so hash after it
+    # Core ML: the verdict travels inside the package, so hash after it. Only into an artifact this run
+    # built in its output folder: `verify`'s is the user's own file, never written into.
+    if candidate.built is not None and hasattr(target, "record"):
         target.record(candidate.path, {"passed": result.passed, "evaluation": result.evaluation,
                                        "checks": [{"name": c.name, "limit": c.limit, "value": c.value,
                                                    "passed": c.passed} for c in result.checks]})
