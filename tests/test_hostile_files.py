@@ -208,3 +208,85 @@ def test_verify_never_writes_into_its_input(tmp_path, target):
     proc = run_cli("verify", artifact, "--data", data, "--runs", "20", "--warmup", "1", "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert hashes(artifact) == before
+
+
+def followed_hash(package) -> str:
+    """The package's sha256 as a reader that follows links computes it: what a crafted report carries."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for f in sorted(p for p in package.rglob("*") if p.is_file()):
+        digest.update(f"{f.relative_to(package)}\0{hashlib.sha256(f.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+def coreml_check_folder(tmp_path, config=None):
+    """A check folder holding one verified Core ML package, its report.json as `check` writes one, and
+    an iOS app to bundle it into: (check folder, package, app)."""
+    artifact, data = small_artifact(tmp_path / "build", "coreml")
+    check = tmp_path / "check"
+    proc = run_cli("verify", artifact, "--data", data, "--runs", "20", "--warmup", "1", "--out", check)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    package = check / "coreml" / artifact.name
+    shutil.copytree(artifact, package)
+    report = json.loads((check / "report.json").read_text())
+    report["config"] = str(config) if config else None
+    report["student"]["inputs"] = [{"name": "x", "shape": ["batch", 1, 8, 8], "dtype": "float32"}]
+    report["results"][0]["artifact"] = f"coreml/{artifact.name}"
+    (check / "report.json").write_text(json.dumps(report))
+    app = tmp_path / "app"
+    shutil.copytree(EXAMPLE.parents[1] / "ios-demo", app)
+    return check, package, app
+
+
+def set_hash(check, package):
+    report = json.loads((check / "report.json").read_text())
+    report["results"][0]["sha256"] = followed_hash(package)
+    (check / "report.json").write_text(json.dumps(report))
+
+
+def test_bundle_refuses_a_link_inside_a_package(tmp_path):
+    (tmp_path / "build").mkdir()
+    check, package, app = coreml_check_folder(tmp_path)
+    (package / "Data" / "leak.txt").symlink_to("/etc/passwd")
+    set_hash(check, package)  # the crafted report vouches for the package as its link reads
+    before = hashes(app)
+    proc = run_cli("bundle", check, "--app", app)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{package / 'Data' / 'leak.txt'}: is a symbolic link (to /etc/passwd); links are never followed out " \
+           "of an untrusted folder; refused" in proc.stderr
+    assert "Traceback" not in proc.stderr and hashes(app) == before
+
+
+def test_bundle_refuses_a_linked_tokenizer_file(tmp_path):
+    (tmp_path / "build").mkdir()
+    student = tmp_path / "textmodel"
+    student.mkdir()
+    (student / "vocab.txt").symlink_to("/etc/passwd")
+    config = tmp_path / "edge-distill.toml"
+    config.write_text('[model]\nstudent = "textmodel"\n[data]\nevaluation = "eval.npz"\n'
+                      '[[targets]]\nname = "coreml"\nprecisions = ["fp16"]\n[budgets]\n')
+    check, package, app = coreml_check_folder(tmp_path, config)
+    set_hash(check, package)
+    before = hashes(app)
+    proc = run_cli("bundle", check, "--app", app)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{student / 'vocab.txt'}: is a symbolic link (to /etc/passwd)" in proc.stderr
+    assert "Traceback" not in proc.stderr and hashes(app) == before
+
+
+def test_verify_refuses_a_package_with_a_link_or_a_hard_link(tmp_path):
+    artifact, data = small_artifact(tmp_path, "coreml")
+    weights = next(artifact.rglob("weight.bin"))
+    outside = tmp_path / "outside.bin"
+    os.link(weights, outside)  # the package's weights, now also a name outside it
+    proc = run_cli("verify", artifact, "--data", data, "--out", tmp_path / "out")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{weights}: is a hard link (2 names for one file)" in proc.stderr
+    outside.unlink()
+    (artifact / "Data" / "fifo").parent.mkdir(exist_ok=True)
+    os.mkfifo(artifact / "Data" / "fifo")
+    proc = run_cli("verify", artifact, "--data", data, "--out", tmp_path / "out")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{artifact / 'Data' / 'fifo'}: is not a regular file or folder (a FIFO, device or socket)" in proc.stderr
+    assert not (tmp_path / "out").exists()
