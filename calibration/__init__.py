@@ -2,8 +2,8 @@
 deterministic sample selection. No heavy imports here: numpy only."""
 
 from .dataset import Dataset, InputSpec, fixed_batch_of, on_each_chunk, padded, run_in_batches, whole_batches, zeros
-from .readers import load_dataset
+from .readers import check_labels, load_dataset
 from .selection import select_indices, select_samples
 
-__all__ = ["Dataset", "InputSpec", "fixed_batch_of", "load_dataset", "on_each_chunk", "padded", "run_in_batches", "select_indices", "select_samples", "whole_batches",
+__all__ = ["Dataset", "InputSpec", "check_labels", "fixed_batch_of", "load_dataset", "on_each_chunk", "padded", "run_in_batches", "select_indices", "select_samples", "whole_batches",
            "zeros"]

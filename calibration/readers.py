@@ -58,6 +58,10 @@ def _check_input(path: Path, spec: InputSpec, array: np.ndarray) -> np.ndarray:
             raise BadInput(f"input '{spec.name}' has shape {list(array.shape)}, the model expects "
                            f"{spec.describe()} (dimension {axis} is {got}, not {want})", path=path)
     want_dtype = np.dtype(spec.dtype)
+    if array.dtype.kind in "iu" and want_dtype.kind == "f":  # raw pixels or ids cast to float would run unscaled
+        raise BadInput(f"input '{spec.name}' holds integers ({array.dtype}), the model expects {want_dtype}; "
+                       "integers are never cast to float silently", path=path,
+                       hint="save the values the model was trained on (e.g. pixels scaled to 0..1) as float32")
     if array.dtype != want_dtype:
         same_kind = np.can_cast(array.dtype, want_dtype, casting="same_kind")
         if not same_kind:
@@ -119,3 +123,16 @@ def load_dataset(path: str | Path, specs: list[InputSpec]) -> Dataset:
         if not mask.any():
             raise BadInput(f"slice '{name}' holds no samples", path=path)
     return Dataset(source=str(path), inputs=inputs, labels=labels, slices=slices, weights=weights)
+
+
+def check_labels(data: Dataset, classes: int) -> None:
+    """Labels index the classes of the output they label (the first): one outside [0, classes) means
+    the file lies (another class count, labels shifted or padded with -1), and every accuracy judged
+    on it would be wrong, so the data are refused."""
+    if data.labels is None:
+        return
+    bad = data.labels[(data.labels < 0) | (data.labels >= classes)]
+    if len(bad):
+        shown = ", ".join(str(v) for v in np.unique(bad)[:5])
+        raise BadInput(f"'labels' holds {shown} in {len(bad)} sample(s), outside [0, {classes}): the model's "
+                       f"output has {classes} classes", path=data.source)

@@ -161,3 +161,61 @@ def test_a_cancelled_run_leaves_nothing_half_written(tmp_path):
     proc.terminate()  # what a CI runner sends on cancel
     assert proc.wait(timeout=60) == 143
     assert not list(tmp_path.iterdir())  # neither the folder nor its temporary twin
+
+
+LYING_CONFIG = """[model]
+student = "mm.onnx"
+[data]
+evaluation = "{evaluation}"
+calibration = "{calibration}"
+[[targets]]
+name = "ort"
+precisions = ["fp32"]
+"""
+
+
+def lying_workspace(tmp_path, *, labels=None, x=None, calibration_count=16):
+    """A 4-class MatMul model with data whose labels or inputs can lie, and a config checking it."""
+    from test_hostile_corpus import _matmul_onnx
+
+    _matmul_onnx(tmp_path / "mm.onnx")
+    rng = np.random.default_rng(1)
+    x = rng.random((16, 4), np.float32) if x is None else x
+    np.savez(tmp_path / "eval.npz", x=x, labels=np.arange(16) % 4 if labels is None else labels)
+    np.savez(tmp_path / "cal.npz", x=rng.random((calibration_count, 4), np.float32))
+    config = tmp_path / "edge-distill.toml"
+    config.write_text(LYING_CONFIG.format(evaluation="eval.npz", calibration="cal.npz"))
+    return config
+
+
+@pytest.mark.parametrize("command", ["check", "verify"])
+def test_labels_outside_the_models_classes_are_refused(tmp_path, command):
+    labels = np.arange(16) % 4
+    labels[3], labels[9], labels[10] = 57, -1, 57
+    config = lying_workspace(tmp_path, labels=labels)
+    out = tmp_path / "out"
+    args = [config] if command == "check" else [tmp_path / "mm.onnx", "--data", tmp_path / "eval.npz"]
+    proc = run_cli(command, *args, "--out", out)
+    assert_clean_failure(proc, tmp_path, out, f"{tmp_path / 'eval.npz'}: 'labels' holds -1, 57 in 3 sample(s), "
+                                              "outside [0, 4): the model's output has 4 classes")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int64"])
+def test_integer_data_for_a_float_input_is_refused_not_cast(tmp_path, dtype):
+    lying_workspace(tmp_path, x=np.arange(64).reshape(16, 4).astype(dtype))
+    out = tmp_path / "out"
+    proc = run_cli("export", tmp_path / "mm.onnx", "--data", tmp_path / "eval.npz", "--out", out)
+    assert_clean_failure(proc, tmp_path, out, f"{tmp_path / 'eval.npz'}: input 'x' holds integers ({dtype}), the "
+                                              "model expects float32; integers are never cast to float silently",
+                         "hint: save the values the model was trained on (e.g. pixels scaled to 0..1) as float32")
+
+
+def test_a_calibration_set_smaller_than_asked_for_is_a_warning(tmp_path):
+    import json
+
+    config = lying_workspace(tmp_path, calibration_count=5)
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    warning = (f"{tmp_path / 'cal.npz'}: the calibration data hold 5 samples, fewer than calibration_samples = 256; "
+               "quantization ranges drawn from so few may clip real inputs")
+    assert warning in json.loads((tmp_path / "out" / "report.json").read_text())["warnings"]

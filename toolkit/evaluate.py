@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import Dataset, on_each_chunk
+from edge_distill.calibration import Dataset, check_labels, on_each_chunk
 from edge_distill.targets import Artifact, artifact_size, get_target
 
 from . import budgets, metrics
@@ -77,6 +77,8 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
     except CannotMeasure as exc:  # this artifact's accuracy stays unmeasured; its other figures go on
         every_output, why_no_outputs = [None], str(exc)
     outputs = every_output[0]  # the task metric's; the others are compared output by output below
+    if task == "classification" and outputs is not None and outputs.ndim >= 2:
+        check_labels(data, outputs.shape[1])  # `verify`'s first sight of the classes; before any timing
     precision = candidate.precision_data()
     figures = settings.device.measure(Job(
         target=candidate.target, path=candidate.path, runner=runner, data=data, settings=settings,

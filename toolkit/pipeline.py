@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_distill.calibration import Dataset, load_dataset, on_each_chunk, select_samples, zeros
+from edge_distill.calibration import Dataset, check_labels, load_dataset, on_each_chunk, select_samples, zeros
 from edge_distill.targets import BuildRequest, check_precision, get_target, parse_target_string, target_for_file
 
 from . import metrics
@@ -240,17 +240,26 @@ def artifact_metadata(cfg: Config) -> dict:
                               ("teacher_sha256", m.distilled_from)) if v}
 
 
-def reference_outputs(loaded: Loaded, progress) -> tuple[list, np.ndarray | None]:
+def reference_outputs(loaded: Loaded, progress, task: str) -> tuple[list, np.ndarray | None]:
     """The float student's outputs (every output) and the teacher's on the evaluation data: what each
-    artifact is compared with."""
+    artifact is compared with. Labels that lie about the classes are refused here, before any build."""
     n = len(loaded.evaluation)
     progress(f"running the float student{' and the teacher' if loaded.teacher else ''} on the {n} evaluation samples")
     with loop(progress, "float student", n, "samples") as advance, on_each_chunk(advance):
         float_all = loaded.student.predict_all(loaded.evaluation)
+    labels_match(loaded, float_all[0], task)
     if loaded.teacher is None:
         return float_all, None
     with loop(progress, "teacher", n, "samples") as advance, on_each_chunk(advance):
         return float_all, loaded.teacher.predict(loaded.evaluation)
+
+
+def labels_match(loaded: Loaded, outputs: np.ndarray, task: str) -> None:
+    """The data's labels index the classes of the output they label (a classification's first)."""
+    if task == "classification" and outputs.ndim >= 2:
+        for data in (loaded.evaluation, loaded.calibration):
+            if data is not None:
+                check_labels(data, outputs.shape[1])
 
 
 def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, device: str | None = None,
@@ -260,7 +269,7 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     plan = plan_targets(cfg, device=device)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
-    float_all, teacher_out = reference_outputs(loaded, progress)
+    float_all, teacher_out = reference_outputs(loaded, progress, cfg.model.task)
     float_out = float_all[0]
     results = []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
@@ -289,7 +298,7 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
     check_auto(target, precision + AUTO, planned.config.options)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.evaluation, out, "onnx", progress)
-    float_all, teacher_out = reference_outputs(loaded, progress)
+    float_all, teacher_out = reference_outputs(loaded, progress, cfg.model.task)
     refs = References(float_all[0], teacher_out, extra_outputs=extra_outputs(cfg, float_all))
     onnx_path, results = out / "onnx" / "model.onnx", []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:
@@ -314,7 +323,7 @@ def extra_outputs(cfg: Config, float_all: list) -> list[tuple]:
 
 def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, teacher_out, results, **extra) -> Report:
     warnings, gate = stale_teacher(cfg, loaded.teacher)
-    warnings += padding_warnings(loaded)
+    warnings += padding_warnings(loaded) + calibration_warnings(cfg, loaded.calibration)
     return Report(command=command, tool_version=__version__, created=_now(), config=str(cfg.path),
                   student=_model_info(loaded.student),
                   teacher=_model_info(loaded.teacher) if loaded.teacher else None,
@@ -324,6 +333,16 @@ def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, t
                   references=reference_metrics(loaded.evaluation, float_out, teacher_out, cfg.model.task),
                   results=results, task=cfg.model.task,
                   warnings=warnings, gate_checks=gate, **extra)
+
+
+def calibration_warnings(cfg: Config, calibration: Dataset | None) -> list[str]:
+    """Fewer calibration samples than [data] calibration_samples asks for: ranges drawn from few samples
+    clip inputs they never saw, so the report says so."""
+    if calibration is None or len(calibration) >= cfg.calibration_samples:
+        return []
+    return [f"{calibration.source}: the calibration data hold {len(calibration)} samples, fewer than "
+            f"calibration_samples = {cfg.calibration_samples}; quantization ranges drawn from so few may clip "
+            "real inputs"]
 
 
 def padding_warnings(loaded: Loaded) -> list[str]:
