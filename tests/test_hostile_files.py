@@ -5,6 +5,7 @@ import io
 import json
 import os
 import pickle
+import re
 import shutil
 import zipfile
 
@@ -290,3 +291,40 @@ def test_verify_refuses_a_package_with_a_link_or_a_hard_link(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"{artifact / 'Data' / 'fifo'}: is not a regular file or folder (a FIFO, device or socket)" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+HOSTILE_NAME = "evil\x1b[31mRED\x00<script>alert(1)</script><!--$\\undefinedmacro{$|`[x](javascript:1)`\u202e[/]"
+NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\ud800-\udfff]")
+
+
+def test_hostile_names_reach_every_report_escaped_for_its_format(tmp_path):
+    """A slice and a model file named with ESC, NUL, a newline, HTML, a Markdown link, mathtext and rich
+    markup: the run ends with its verdict (a broken budget) and every report is readable in its format."""
+    from test_hostile_corpus import _matmul_onnx
+
+    slice_name = HOSTILE_NAME + "\nPASSED: every budget holds"
+    model = _matmul_onnx(tmp_path / (HOSTILE_NAME.replace("\x00", "").replace("/", "") + ".onnx"))  # a file name's
+    slices = np.where(np.arange(16) % 2 == 0, slice_name, "plain")
+    np.savez(tmp_path / "eval.npz", x=np.random.default_rng(1).random((16, 4), np.float32), labels=np.arange(16) % 4,
+             slices=slices)
+    config = tmp_path / "edge-distill.toml"
+    config.write_text(f'[model]\nstudent = {json.dumps(model.name)}\n[data]\nevaluation = "eval.npz"\n'
+                      '[[targets]]\nname = "ort"\nprecisions = ["fp32"]\n'
+                      f'[budgets.slices.{json.dumps(slice_name)}]\nmin_accuracy = 0.99\n')
+    out = tmp_path / "out"
+    proc = run_cli("check", config, "--out", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert slice_name in report["results"][0]["slices"]  # the canonical report keeps the name as it is
+    for text in (proc.stdout, *((out / f).read_text() for f in ("junit.xml", "report.md", "report.html"))):
+        assert not NOT_TEXT.search(text), NOT_TEXT.search(text)
+        assert "\nPASSED: every budget holds" not in text  # a newline in a name forges no line
+    import xml.etree.ElementTree as ET
+
+    cases = ET.parse(out / "junit.xml").getroot().iter("testcase")
+    assert any("\\x1b[31mRED\\x00<script>" in case.get("name") for case in cases)
+    markdown, page = (out / "report.md").read_text(), (out / "report.html").read_text()
+    assert "<script" not in markdown and "<!--" not in markdown and "[x](javascript" not in markdown
+    assert "<script" not in page and "&lt;script&gt;alert(1)" in page
+    assert "<svg" in page  # the plots were drawn, the name in them as its letters
