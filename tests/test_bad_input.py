@@ -219,3 +219,22 @@ def test_a_calibration_set_smaller_than_asked_for_is_a_warning(tmp_path):
     warning = (f"{tmp_path / 'cal.npz'}: the calibration data hold 5 samples, fewer than calibration_samples = 256; "
                "quantization ranges drawn from so few may clip real inputs")
     assert warning in json.loads((tmp_path / "out" / "report.json").read_text())["warnings"]
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"student weights, see the wiki\n", "notes.txt: is not a weights file: neither safetensors nor a state dict saved "
+                                         "by torch.save (it begins b'stud')"),
+    ("a zip", "notes.txt: cannot read weights (RuntimeError: "),
+])
+def test_weights_that_are_not_weights(example, tmp_path, content, needle):
+    if content == "a zip":  # a zip, as torch.save writes, of something else
+        import zipfile
+
+        with zipfile.ZipFile(example / "notes.txt", "w") as archive:
+            archive.writestr("notes.txt", "not a tensor")
+    else:
+        (example / "notes.txt").write_bytes(content)
+    config = edit_config(example, replace={'weights = "student.safetensors"': 'weights = "notes.txt"'})
+    out = tmp_path / "out"
+    proc = run_cli("check", config, "--out", out)
+    assert_clean_failure(proc, tmp_path, out, needle)

@@ -269,13 +269,18 @@ def _read_state_dict(path: Path) -> dict:
             raise BadInput(f"not a valid safetensors file ({exc})", path=path) from exc
     import pickle
 
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":  # torch.save: a zip, or (legacy) a pickle
+        raise BadInput(f"is not a weights file: neither safetensors nor a state dict saved by torch.save (it begins "
+                       f"{head!r})", path=path, hint=SAFE_FORMATS_HINT)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise BadInput("holds pickled objects besides tensors (a whole pickled module?), which edge-distill "
                        "does not unpickle", path=path, hint=SAFE_FORMATS_HINT) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise BadInput(f"cannot read weights ({exc})", path=path) from exc
+    except Exception as exc:  # a damaged zip or pickle: torch raises KeyError, IndexError, ValueError, ...
+        raise BadInput(f"cannot read weights ({type(exc).__name__}: {exc})", path=path) from exc
     if not isinstance(state, dict):
         raise BadInput(f"expected a state dict, found {type(state).__name__}", path=path)
     return state
