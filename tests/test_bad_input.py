@@ -238,3 +238,19 @@ def test_weights_that_are_not_weights(example, tmp_path, content, needle):
     out = tmp_path / "out"
     proc = run_cli("check", config, "--out", out)
     assert_clean_failure(proc, tmp_path, out, needle)
+
+
+def test_a_results_store_that_is_not_a_database(tmp_path):
+    from test_hostile_corpus import _matmul_onnx
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, not a database\n")
+    np.savez(tmp_path / "eval.npz", x=np.ones((4, 4), np.float32))
+    out = tmp_path / "out"
+    needle = f"cannot open the results store sqlite:///{notes}: file is not a database"
+    proc = run_cli("verify", _matmul_onnx(tmp_path / "mm.onnx"), "--data", tmp_path / "eval.npz", "--history", notes,
+                   "--out", out)
+    assert_clean_failure(proc, tmp_path, out, needle)
+    listing = run_cli("history", "--store", notes)
+    assert listing.returncode == 2 and needle in listing.stderr and "Traceback" not in listing.stderr
+    assert notes.read_text() == "my notes, not a database\n"
