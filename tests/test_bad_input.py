@@ -254,3 +254,35 @@ def test_a_results_store_that_is_not_a_database(tmp_path):
     listing = run_cli("history", "--store", notes)
     assert listing.returncode == 2 and needle in listing.stderr and "Traceback" not in listing.stderr
     assert notes.read_text() == "my notes, not a database\n"
+
+
+def test_an_array_whose_header_declares_terabytes_is_refused_before_reading(tmp_path):
+    import io
+    import zipfile
+
+    from test_hostile_corpus import _matmul_onnx
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 4)})
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + b"\0" * 64)  # 64 bytes where 16 TB are declared
+    out = tmp_path / "out"
+    proc = run_cli("export", _matmul_onnx(tmp_path / "mm.onnx"), "--data", tmp_path / "huge.npz", "--out", out)
+    assert_clean_failure(proc, tmp_path, out, f"{tmp_path / 'huge.npz'}: array 'x' declares shape [1000000000000, 4] "
+                                              "float32: 16,000,000,000,000 bytes, more than the 4,294,967,296 a data "
+                                              "array may have; refused before reading it",
+                         "hint: for a data set this large, set EDGE_DISTILL_MAX_ARRAY_BYTES to a larger number of bytes")
+
+
+def test_the_array_size_bound_is_configurable(tmp_path):
+    from test_hostile_corpus import _matmul_onnx
+
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "x.npy", np.ones((16, 4), np.float32))  # 256 bytes
+    out = tmp_path / "out"
+    args = ("export", _matmul_onnx(tmp_path / "mm.onnx"), "--data", data, "--out", out)
+    proc = run_cli(*args, env={"EDGE_DISTILL_MAX_ARRAY_BYTES": "255"})
+    assert_clean_failure(proc, tmp_path, out, f"{data / 'x.npy'}: array 'x' declares shape [16, 4] float32: 256 bytes, "
+                                              "more than the 255 a data array may have; refused before reading it")
+    assert run_cli(*args, env={"EDGE_DISTILL_MAX_ARRAY_BYTES": "256"}).returncode == 0
