@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from edge_distill.errors import BadInput
-from edge_distill.files import plain_files
+from edge_distill.files import package_files
 
 ENTRY_POINT_GROUP = "edge_distill.targets"
 BUILTIN = {"ort": "edge_distill.targets.ort:OrtTarget", "tflite": "edge_distill.targets.tflite:TfliteTarget",
@@ -230,7 +230,7 @@ class Artifact:
 
 def artifact_size(path: Path) -> int:
     """Bytes on disk; a package folder (.mlpackage) counts all its files (never a link's target)."""
-    return sum(f.stat().st_size for f in plain_files(path))
+    return sum(f.stat().st_size for f in package_files(path))
 
 
 class Runner(Protocol):

@@ -276,6 +276,13 @@ def test_bundle_refuses_a_linked_tokenizer_file(tmp_path):
     assert "Traceback" not in proc.stderr and hashes(app) == before
 
 
+def test_verify_takes_a_link_the_user_names(tmp_path):
+    artifact, data = small_artifact(tmp_path, "ort")
+    (tmp_path / "latest.ort").symlink_to(artifact)  # the top is the user's to name; a package's insides are not
+    proc = run_cli("verify", tmp_path / "latest.ort", "--data", data, "--runs", "20", "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_verify_refuses_a_package_with_a_link_or_a_hard_link(tmp_path):
     artifact, data = small_artifact(tmp_path, "coreml")
     weights = next(artifact.rglob("weight.bin"))

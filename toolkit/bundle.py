@@ -253,7 +253,10 @@ class _Context:
             return None
         info = {"files": {kind: f"{name}.{kind}" for kind in files}, "max_length": None}
         config = Path(self.cfg.resolve(self.cfg.model.student)) / "tokenizer_config.json"
-        settings = json.loads(config.read_text()) if config.is_file() and plain_files(config) else {}
+        settings = {}
+        if config.is_file():
+            plain_files(config)  # the report's config names the folder: nothing in it is followed out
+            settings = json.loads(config.read_text())
         shapes = [i["shape"] for i in self.report["student"]["inputs"] if i["name"] == "input_ids"]
         data_length = np.load(self.report["data"]["evaluation"]["source"])["input_ids"].shape[1] \
             if shapes else None

@@ -23,14 +23,23 @@ def sha256_file(path: Path) -> str:
 
 def sha256_path(path: Path) -> str:
     """sha256 of a file, or of a package folder (.mlpackage): its files' paths and contents, in order.
-    The folder is walked as untrusted (`plain_files`): a link inside it is refused, never hashed."""
+    The folder is walked as untrusted (`package_files`): a link inside it is refused, never hashed."""
     path = Path(path)
     if not path.is_dir():
         return sha256_file(path)
     digest = hashlib.sha256()
-    for f in plain_files(path):
+    for f in package_files(path):
         digest.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
     return digest.hexdigest()
+
+
+def package_files(path: Path) -> list[Path]:
+    """The files of an artifact the user named: `path` itself is theirs to name (a link to their model is
+    fine), but what a package folder holds is walked as untrusted (`plain_files`)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    return [f for child in sorted(path.iterdir()) for f in plain_files(child)]
 
 
 def plain_files(path: Path) -> list[Path]:

@@ -31,7 +31,7 @@ from .devices import Device, Job, RunSettings, resolve
 from .errors import BadInput, CannotMeasure, MissingDependency
 from .evaluate import Candidate, References, evaluate_artifact
 from .exporting import export_to_onnx
-from .files import plain_files
+from .files import package_files
 from .mixed import AUTO, base_precision
 from .models import SourceModel, load_model
 from .progress import Progress, loop
@@ -469,7 +469,7 @@ class OneArtifact:
     def open(cls, path: Path, device: str, tools: dict | None, precision: str | None, default: str) -> OneArtifact:
         if not path.exists():
             raise BadInput("artifact not found", path=path)
-        plain_files(path)  # a package with a link inside would have the runtime read outside it
+        package_files(path)  # a package with a link inside would have the runtime read outside it
         dev = resolve(device, tools)
         target = target_for_file(path)
         if precision is None:  # model.int8.ort -> int8
