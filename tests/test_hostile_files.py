@@ -306,7 +306,8 @@ NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\ud800-
 
 def test_hostile_names_reach_every_report_escaped_for_its_format(tmp_path):
     """A slice and a model file named with ESC, NUL, a newline, HTML, a Markdown link, mathtext and rich
-    markup: the run ends with its verdict (a broken budget) and every report is readable in its format."""
+    markup: the run ends with its verdict (a broken budget) and every report (and the progress lines on
+    stderr) is readable in its format."""
     from test_hostile_corpus import _matmul_onnx
 
     slice_name = HOSTILE_NAME + "\nPASSED: every budget holds"
@@ -324,7 +325,7 @@ def test_hostile_names_reach_every_report_escaped_for_its_format(tmp_path):
     assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert slice_name in report["results"][0]["slices"]  # the canonical report keeps the name as it is
-    for text in (proc.stdout, *((out / f).read_text() for f in ("junit.xml", "report.md", "report.html"))):
+    for text in (proc.stdout, proc.stderr, *((out / f).read_text() for f in ("junit.xml", "report.md", "report.html"))):
         assert not NOT_TEXT.search(text), NOT_TEXT.search(text)
         assert "\nPASSED: every budget holds" not in text  # a newline in a name forges no line
     import xml.etree.ElementTree as ET
@@ -335,3 +336,14 @@ def test_hostile_names_reach_every_report_escaped_for_its_format(tmp_path):
     assert "<script" not in markdown and "<!--" not in markdown and "[x](javascript" not in markdown
     assert "<script" not in page and "&lt;script&gt;alert(1)" in page
     assert "<svg" in page  # the plots were drawn, the name in them as its letters
+
+
+def test_an_error_naming_a_hostile_file_prints_it_as_text(tmp_path):
+    name = "data\x1b]0;pwned\x07\x1b[2J.npz"
+    (tmp_path / name).write_bytes(b"not a zip")
+    from test_hostile_corpus import _matmul_onnx
+
+    proc = run_cli("export", _matmul_onnx(tmp_path / "mm.onnx"), "--data", tmp_path / name, "--out", tmp_path / "o")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "data\\x1b]0;pwned\\x07\\x1b[2J.npz: cannot read data file" in proc.stderr
+    assert not NOT_TEXT.search(proc.stderr)

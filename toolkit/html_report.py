@@ -240,8 +240,8 @@ def _slice_heatmap(report: Report) -> str | None:
                 ax.text(j, i, f"{grid[i, j]:.3f}" + (" ✗" if mark else ""), ha="center", va="center", fontsize=7,
                         color=BROKEN if mark else "white" if grid[i, j] > (low + high) / 2 else "black", fontweight="bold" if mark else "normal",
                         bbox={"facecolor": "white", "edgecolor": BROKEN} if mark else None)
-    ax.set_xticks(range(len(columns)), [f"{s or 'all'}: {f.replace('_', ' ')}" for s, f in columns], rotation=35,
-                  ha="right", fontsize=8)
+    ax.set_xticks(range(len(columns)), [visible(f"{s or 'all'}: {f.replace('_', ' ')}") for s, f in columns],
+                  rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(report.results)), [r.name for r in report.results], fontsize=8)
     fig.colorbar(image, ax=ax, shrink=0.8)
     ax.set_title("✗ in red: a budget broken", fontsize=8, loc="left")
@@ -324,7 +324,7 @@ def _sensitivity_plot(report: Report) -> str | None:
         rows = sorted(m["sensitivity"], key=lambda s: s["gain"])
         ax.barh(range(len(rows)), [s["gain"] for s in rows],
                 color=[_RAISED_COLORS.get(chosen_precision(m, s["layer"]), NEUTRAL) for s in rows])
-        ax.set_yticks(range(len(rows)), [s["layer"][-40:] for s in rows], fontsize=7)
+        ax.set_yticks(range(len(rows)), [visible(s["layer"][-40:]) for s in rows], fontsize=7)  # the model's names
         ax.set_title(f"{r.name} (red: raised to float, amber: to int8)", fontsize=9)
         ax.set_xlabel("gain")
     return _svg(fig)
