@@ -27,7 +27,7 @@ import numpy as np
 
 from edge_distill.calibration import Dataset, InputSpec, fixed_batch_of, run_in_batches
 
-from .files import sha256_file
+from .files import plain_files, sha256_file
 from .errors import BadInput, MissingDependency
 from .quiet import hush_torchao
 
@@ -383,6 +383,7 @@ def _check_external_data(proto, path: Path) -> None:
                            hint="keep external data files beside the .onnx file")
         if not target.is_file():
             raise BadInput(f"external data file '{location}' of tensor '{tensor.name}' is missing", path=path)
+        plain_files(folder / location)  # a link (even one resolving inside) or a hard link: refused by name
         fields = {e.key: e.value for e in tensor.external_data}
         needed = int(fields.get("offset", 0)) + int(fields.get("length") or _tensor_bytes(tensor))
         if target.stat().st_size < needed:
