@@ -202,7 +202,7 @@ def small_artifact(tmp_path, target: str):
     return built.path, data
 
 
-@pytest.mark.parametrize("target", ["ort", "coreml"])
+@pytest.mark.parametrize("target", ["ort", "tflite", "coreml"])
 def test_verify_never_writes_into_its_input(tmp_path, target):
     artifact, data = small_artifact(tmp_path, target)
     before = hashes(artifact)

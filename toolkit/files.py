@@ -52,7 +52,8 @@ def plain_files(path: Path) -> list[Path]:
     info = os.lstat(path)
     if stat.S_ISLNK(info.st_mode):
         raise BadInput(f"is a symbolic link (to {os.readlink(path)}); links are never followed out of an "
-                       "untrusted folder; refused", path=path)
+                       "untrusted folder; refused", path=path,
+                       hint="if you trust it, replace the link by a copy of the file it points to")
     if stat.S_ISDIR(info.st_mode):
         return [f for child in sorted(path.iterdir()) for f in plain_files(child)]
     if not stat.S_ISREG(info.st_mode):
