@@ -6,10 +6,15 @@ An `.npz` holds one array per model input (keyed by input name), and optionally:
     `slice_<name>`: boolean masks (a sample may belong to several slices);
   - `weights`: a non-negative importance per sample.
 A folder holds the same arrays as `<key>.npy` files.
+
+Every array's header is read before the array: one declaring more than EDGE_DISTILL_MAX_ARRAY_BYTES
+(4 GiB unless set) is refused, so a few bytes of crafted header never make the reader allocate terabytes.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import zipfile
 from pathlib import Path
 
@@ -20,6 +25,45 @@ from edge_distill.errors import BadInput
 from .dataset import Dataset, InputSpec
 
 RESERVED = {"labels", "slices", "weights"}
+MAX_ARRAY_BYTES = "EDGE_DISTILL_MAX_ARRAY_BYTES"
+
+
+def _max_array_bytes() -> int:
+    value = os.environ.get(MAX_ARRAY_BYTES, "")
+    if not value:
+        return 4 << 30
+    if not value.isdigit():
+        raise BadInput(f"{MAX_ARRAY_BYTES}={value!r} is not a number of bytes")
+    return int(value)
+
+
+def _check_declared_size(path: Path, name: str, stream, limit: int) -> None:
+    """Read one .npy header from `stream` and refuse an array larger than `limit` bytes."""
+    try:
+        version = np.lib.format.read_magic(stream)
+        # 3.0 differs from 2.0 only in the header's text encoding, which leaves shape and dtype readable
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(stream)
+    except ValueError as exc:
+        raise BadInput(f"array '{name}' has no readable .npy header ({exc})", path=path) from exc
+    size = math.prod(shape) * dtype.itemsize
+    if size > limit:
+        raise BadInput(f"array '{name}' declares shape {list(shape)} {dtype}: {size:,} bytes, more than the "
+                       f"{limit:,} a data array may have; refused before reading it", path=path,
+                       hint=f"for a data set this large, set {MAX_ARRAY_BYTES} to a larger number of bytes")
+
+
+def _check_sizes(path: Path) -> None:
+    """Every array of an .npz or a .npy, by its header, within the bound, before any is read."""
+    limit = _max_array_bytes()
+    if path.suffix == ".npy":
+        with open(path, "rb") as f:
+            _check_declared_size(path, path.stem, f, limit)
+        return
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as f:
+                _check_declared_size(path, info.filename.removesuffix(".npy"), f, limit)
 
 
 def _read_arrays(path: Path) -> dict[str, np.ndarray]:
@@ -32,6 +76,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                 raise BadInput("folder holds no .npy files", path=path)
             return {f.stem: _load_npy(f) for f in files}
         if path.suffix == ".npz":
+            _check_sizes(path)
             with np.load(path, allow_pickle=False) as archive:
                 return {k: archive[k] for k in archive.files}
         if path.suffix == ".npy":
@@ -44,6 +89,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 def _load_npy(path: Path) -> np.ndarray:
     try:
+        _check_sizes(path)
         return np.load(path, allow_pickle=False)  # never unpickle: an object array is refused
     except (OSError, ValueError, EOFError) as exc:
         raise BadInput(f"cannot read data file ({exc})", path=path) from exc
@@ -58,6 +104,10 @@ def _check_input(path: Path, spec: InputSpec, array: np.ndarray) -> np.ndarray:
             raise BadInput(f"input '{spec.name}' has shape {list(array.shape)}, the model expects "
                            f"{spec.describe()} (dimension {axis} is {got}, not {want})", path=path)
     want_dtype = np.dtype(spec.dtype)
+    if array.dtype.kind in "iu" and want_dtype.kind == "f":  # raw pixels or ids cast to float would run unscaled
+        raise BadInput(f"input '{spec.name}' holds integers ({array.dtype}), the model expects {want_dtype}; "
+                       "integers are never cast to float silently", path=path,
+                       hint="save the values the model was trained on (e.g. pixels scaled to 0..1) as float32")
     if array.dtype != want_dtype:
         same_kind = np.can_cast(array.dtype, want_dtype, casting="same_kind")
         if not same_kind:
@@ -119,3 +169,16 @@ def load_dataset(path: str | Path, specs: list[InputSpec]) -> Dataset:
         if not mask.any():
             raise BadInput(f"slice '{name}' holds no samples", path=path)
     return Dataset(source=str(path), inputs=inputs, labels=labels, slices=slices, weights=weights)
+
+
+def check_labels(data: Dataset, classes: int) -> None:
+    """Labels index the classes of the output they label (the first): one outside [0, classes) means
+    the file lies (another class count, labels shifted or padded with -1), and every accuracy judged
+    on it would be wrong, so the data are refused."""
+    if data.labels is None:
+        return
+    bad = data.labels[(data.labels < 0) | (data.labels >= classes)]
+    if len(bad):
+        shown = ", ".join(str(v) for v in np.unique(bad)[:5])
+        raise BadInput(f"'labels' holds {shown} in {len(bad)} sample(s), outside [0, {classes}): the model's "
+                       f"output has {classes} classes", path=data.source)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from edge_distill.errors import BadInput
+from edge_distill.files import package_files
 
 ENTRY_POINT_GROUP = "edge_distill.targets"
 BUILTIN = {"ort": "edge_distill.targets.ort:OrtTarget", "tflite": "edge_distill.targets.tflite:TfliteTarget",
@@ -228,9 +229,8 @@ class Artifact:
 
 
 def artifact_size(path: Path) -> int:
-    """Bytes on disk; a package folder (.mlpackage) counts all its files."""
-    path = Path(path)
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    """Bytes on disk; a package folder (.mlpackage) counts all its files (never a link's target)."""
+    return sum(f.stat().st_size for f in package_files(path))
 
 
 class Runner(Protocol):

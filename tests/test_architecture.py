@@ -105,7 +105,7 @@ MAY_IMPORT = {
     "edge_distill.report_files": {"edge_distill.report", "edge_distill.html_report", "edge_distill.result"},
     "edge_distill.history": {"edge_distill.errors"},
     "edge_distill.tables": set(),
-    "edge_distill.progress": {"edge_distill.places"},
+    "edge_distill.progress": {"edge_distill.places", "edge_distill.tables"},
     "edge_distill.metrics": {"edge_distill.kinds"},
 }
 

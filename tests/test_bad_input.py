@@ -163,3 +163,128 @@ def test_a_cancelled_run_leaves_nothing_half_written(tmp_path):
     proc.terminate()  # what a CI runner sends on cancel
     assert proc.wait(timeout=60) == 143
     assert not list(tmp_path.iterdir())  # neither the folder nor its temporary twin
+
+
+LYING_CONFIG = """[model]
+student = "mm.onnx"
+[data]
+evaluation = "{evaluation}"
+calibration = "{calibration}"
+[[targets]]
+name = "ort"
+precisions = ["fp32"]
+"""
+
+
+def lying_workspace(tmp_path, *, labels=None, x=None, calibration_count=16):
+    """A 4-class MatMul model with data whose labels or inputs can lie, and a config checking it."""
+    from test_hostile_corpus import _matmul_onnx
+
+    _matmul_onnx(tmp_path / "mm.onnx")
+    rng = np.random.default_rng(1)
+    x = rng.random((16, 4), np.float32) if x is None else x
+    np.savez(tmp_path / "eval.npz", x=x, labels=np.arange(16) % 4 if labels is None else labels)
+    np.savez(tmp_path / "cal.npz", x=rng.random((calibration_count, 4), np.float32))
+    config = tmp_path / "edge-distill.toml"
+    config.write_text(LYING_CONFIG.format(evaluation="eval.npz", calibration="cal.npz"))
+    return config
+
+
+@pytest.mark.parametrize("command", ["check", "verify"])
+def test_labels_outside_the_models_classes_are_refused(tmp_path, command):
+    labels = np.arange(16) % 4
+    labels[3], labels[9], labels[10] = 57, -1, 57
+    config = lying_workspace(tmp_path, labels=labels)
+    out = tmp_path / "out"
+    args = [config] if command == "check" else [tmp_path / "mm.onnx", "--data", tmp_path / "eval.npz"]
+    proc = run_cli(command, *args, "--out", out)
+    assert_clean_failure(proc, tmp_path, out, f"{tmp_path / 'eval.npz'}: 'labels' holds -1, 57 in 3 sample(s), "
+                                              "outside [0, 4): the model's output has 4 classes")
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "int64"])
+def test_integer_data_for_a_float_input_is_refused_not_cast(tmp_path, dtype):
+    lying_workspace(tmp_path, x=np.arange(64).reshape(16, 4).astype(dtype))
+    out = tmp_path / "out"
+    proc = run_cli("export", tmp_path / "mm.onnx", "--data", tmp_path / "eval.npz", "--out", out)
+    assert_clean_failure(proc, tmp_path, out, f"{tmp_path / 'eval.npz'}: input 'x' holds integers ({dtype}), the "
+                                              "model expects float32; integers are never cast to float silently",
+                         "hint: save the values the model was trained on (e.g. pixels scaled to 0..1) as float32")
+
+
+def test_a_calibration_set_smaller_than_asked_for_is_a_warning(tmp_path):
+    import json
+
+    config = lying_workspace(tmp_path, calibration_count=5)
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    warning = (f"{tmp_path / 'cal.npz'}: the calibration data hold 5 samples, fewer than calibration_samples = 256; "
+               "quantization ranges drawn from so few may clip real inputs")
+    assert warning in json.loads((tmp_path / "out" / "report.json").read_text())["warnings"]
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"student weights, see the wiki\n", "notes.txt: is not a weights file: neither safetensors nor a state dict saved "
+                                         "by torch.save (it begins b'stud')"),
+    ("a zip", "notes.txt: cannot read weights (RuntimeError: "),
+])
+def test_weights_that_are_not_weights(example, tmp_path, content, needle):
+    if content == "a zip":  # a zip, as torch.save writes, of something else
+        import zipfile
+
+        with zipfile.ZipFile(example / "notes.txt", "w") as archive:
+            archive.writestr("notes.txt", "not a tensor")
+    else:
+        (example / "notes.txt").write_bytes(content)
+    config = edit_config(example, replace={'weights = "student.safetensors"': 'weights = "notes.txt"'})
+    out = tmp_path / "out"
+    proc = run_cli("check", config, "--out", out)
+    assert_clean_failure(proc, tmp_path, out, needle)
+
+
+def test_a_results_store_that_is_not_a_database(tmp_path):
+    from test_hostile_corpus import _matmul_onnx
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, not a database\n")
+    np.savez(tmp_path / "eval.npz", x=np.ones((4, 4), np.float32))
+    out = tmp_path / "out"
+    needle = f"cannot open the results store sqlite:///{notes}: file is not a database"
+    proc = run_cli("verify", _matmul_onnx(tmp_path / "mm.onnx"), "--data", tmp_path / "eval.npz", "--history", notes,
+                   "--out", out)
+    assert_clean_failure(proc, tmp_path, out, needle)
+    listing = run_cli("history", "--store", notes)
+    assert listing.returncode == 2 and needle in listing.stderr and "Traceback" not in listing.stderr
+    assert notes.read_text() == "my notes, not a database\n"
+
+
+def test_an_array_whose_header_declares_terabytes_is_refused_before_reading(tmp_path):
+    import io
+    import zipfile
+
+    from test_hostile_corpus import _matmul_onnx
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 4)})
+    with zipfile.ZipFile(tmp_path / "huge.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue() + b"\0" * 64)  # 64 bytes where 16 TB are declared
+    out = tmp_path / "out"
+    proc = run_cli("export", _matmul_onnx(tmp_path / "mm.onnx"), "--data", tmp_path / "huge.npz", "--out", out)
+    assert_clean_failure(proc, tmp_path, out, f"{tmp_path / 'huge.npz'}: array 'x' declares shape [1000000000000, 4] "
+                                              "float32: 16,000,000,000,000 bytes, more than the 4,294,967,296 a data "
+                                              "array may have; refused before reading it",
+                         "hint: for a data set this large, set EDGE_DISTILL_MAX_ARRAY_BYTES to a larger number of bytes")
+
+
+def test_the_array_size_bound_is_configurable(tmp_path):
+    from test_hostile_corpus import _matmul_onnx
+
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "x.npy", np.ones((16, 4), np.float32))  # 256 bytes
+    out = tmp_path / "out"
+    args = ("export", _matmul_onnx(tmp_path / "mm.onnx"), "--data", data, "--out", out)
+    proc = run_cli(*args, env={"EDGE_DISTILL_MAX_ARRAY_BYTES": "255"})
+    assert_clean_failure(proc, tmp_path, out, f"{data / 'x.npy'}: array 'x' declares shape [16, 4] float32: 256 bytes, "
+                                              "more than the 255 a data array may have; refused before reading it")
+    assert run_cli(*args, env={"EDGE_DISTILL_MAX_ARRAY_BYTES": "256"}).returncode == 0

@@ -101,6 +101,11 @@ def _cases():
         onnx.save(proto, str(model))
         return ["export", model, "--data", ws / "data.npz"]
 
+    def hard_linked_external(ws):
+        model = _matmul_onnx(ws / "linked.onnx", external="linked.data")
+        os.link(ws / "linked.data", ws / "victim-dir" / "also.data")  # one file, a second name outside
+        return ["export", model, "--data", ws / "data.npz"]
+
     def truncated_onnx(ws):
         good = _matmul_onnx(ws / "whole.onnx").read_bytes()
         (ws / "half.onnx").write_bytes(good[: len(good) // 2])
@@ -157,6 +162,7 @@ def _cases():
         "truncated-external-data": (truncated_external, 2, ["ext.data", "truncated"]),
         "external-data-outside": (external_outside, 2, ["outside.onnx", "outside the model's folder"]),
         "truncated-onnx": (truncated_onnx, 2, ["half.onnx"]),
+        "hard-linked-external-data": (hard_linked_external, 2, ["linked.data: is a hard link (2 names for one file)"]),
         "pickle-in-pt2": (planted_pt2, 2, ["planted.pt2", "os.makedirs"]),
         "escaping-entry": (escaping_pt2, 2, ["escape.pt2", "points outside the archive"]),
         "garbage-pt2": (garbage_pt2, 2, ["garbage.pt2"]),

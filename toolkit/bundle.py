@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BadInput
-from .files import sha256_file, sha256_path, write_atomic
+from .files import plain_files, sha256_file, sha256_path, write_atomic
 
 SCHEMA_VERSION = "1"
 MANIFEST = ".edge-distill-bundle.json"
@@ -112,6 +112,9 @@ def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=prin
         for kind, path in context.tokenizer_files().items():  # text models: the app tokenizes as training did
             plan[f"{name}.{kind}"] = path
         plan[f"{name}.model.json"] = json.dumps(context.model_json(result, file_name, artifact), indent=2) + "\n"
+    for content in plan.values():  # every source, before the first write: one link refuses the whole bundle
+        if isinstance(content, Path):
+            plain_files(content)
     for file_name in plan:
         target = models / file_name
         if target.exists() and file_name not in previous:
@@ -149,12 +152,14 @@ def _verified_artifact(source: Path, result: dict, report_path: Path) -> Path:
     the file the check verified (the report is untrusted input: it could name any file). Its hash,
     so checked, is the one model.json carries."""
 
-    artifact = (source / str(result.get("artifact", ""))).resolve()
+    named = source / str(result.get("artifact", ""))
+    artifact = named.resolve()
     if source.resolve() not in artifact.parents:
         raise BadInput(f"the report's artifact '{result.get('artifact')}' is outside the check folder; refused",
                        path=report_path)
     if not artifact.exists():
         raise BadInput(f"the report's artifact '{result['artifact']}' is missing", path=report_path)
+    plain_files(named)  # a link to a file inside the folder is refused too: bundle copies what it names
     expected = result.get("sha256")
     if not expected:
         raise BadInput(f"the report carries no sha256 for {result['artifact']} (written by an older edge-distill)",
@@ -251,7 +256,10 @@ class _Context:
             return None
         info = {"files": {kind: f"{name}.{kind}" for kind in files}, "max_length": None}
         config = Path(self.cfg.resolve(self.cfg.model.student)) / "tokenizer_config.json"
-        settings = json.loads(config.read_text()) if config.is_file() else {}
+        settings = {}
+        if config.is_file():
+            plain_files(config)  # the report's config names the folder: nothing in it is followed out
+            settings = json.loads(config.read_text())
         shapes = [i["shape"] for i in self.report["student"]["inputs"] if i["name"] == "input_ids"]
         data_length = np.load(self.report["data"]["evaluation"]["source"])["input_ids"].shape[1] \
             if shapes else None

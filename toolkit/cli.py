@@ -16,7 +16,10 @@ EXIT_CODES = """Exit codes: 0 every budget holds; 1 a budget is broken; 2 bad in
 
 
 def _fail(exc: EdgeDistillError):
-    click.echo(f"error: {exc}", err=True)
+    from .tables import visible
+
+    message, hint_line, hint = str(exc).partition("\n  hint: ")  # the one line break the message may hold
+    click.echo(f"error: {visible(message)}{hint_line}{visible(hint)}", err=True)
     sys.exit(exc.exit_code)
 
 
@@ -34,7 +37,9 @@ class _Group(click.Group):
         except Exception as exc:  # a bug or an unforeseen tool failure: never exit 1 (a budget verdict)
             if os.environ.get("EDGE_DISTILL_DEBUG"):
                 raise
-            click.echo(f"error: could not finish: {type(exc).__name__}: {exc}\n"
+            from .tables import visible
+
+            click.echo(f"error: could not finish: {type(exc).__name__}: {visible(exc)}\n"
                        "  (an internal error; set EDGE_DISTILL_DEBUG=1 for the traceback)", err=True)
             sys.exit(3)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import Dataset, on_each_chunk
+from edge_distill.calibration import Dataset, check_labels, on_each_chunk
 from edge_distill.targets import Artifact, artifact_size, get_target
 
 from . import budgets, metrics
@@ -93,6 +93,9 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
     except CannotMeasure as exc:  # this artifact's accuracy stays unmeasured; its other figures go on
         every_output, why_no_outputs = [None], str(exc)
     outputs = every_output[0]  # the task metric's; the others are compared output by output below
+    # `verify`'s first sight of the classes, before any timing (a model trained apart may count its own)
+    if task == "classification" and outputs is not None and outputs.ndim >= 2 and candidate.subject != "off-the-shelf":
+        check_labels(data, outputs.shape[1])
     precision = candidate.precision_data()
     figures = settings.device.measure(Job(
         target=candidate.target, path=candidate.path, runner=runner, data=io.chunks(data), settings=settings,
@@ -118,7 +121,9 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
                                                    tolerance, progress))
     if hasattr(runner, "placement"):  # Core ML on macOS: which compute unit runs each op
         result.details["compute_plan"] = runner.placement()
-    if hasattr(target, "record"):  # Core ML: the verdict travels inside the package, so hash after it
+    # Core ML: the verdict travels inside the package, so hash after it. Only into an artifact this run
+    # built in its output folder: `verify`'s is the user's own file, never written into.
+    if candidate.built is not None and hasattr(target, "record"):
         target.record(candidate.path, {"passed": result.passed, "evaluation": result.evaluation,
                                        "checks": [{"name": c.name, "limit": c.limit, "value": c.value,
                                                    "passed": c.passed} for c in result.checks]})

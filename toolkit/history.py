@@ -111,7 +111,7 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 _migrate(conn)
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DatabaseError as exc:  # unreachable, locked, or a file that is no database at all
             raise BadInput(f"cannot open the results store {self.safe_url}: {exc.orig}") from exc
         meta = sa.MetaData()
         self.runs = sa.Table("runs", meta, autoload_with=self.engine)

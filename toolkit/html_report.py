@@ -12,8 +12,8 @@ import html
 import io
 import math
 
-from .report import (HEADLINE, SENSITIVITY_SHOWN, _fmt, _provenance_line, _rows, _sentence, chosen_precision,
-                     verdict_line)
+from .report import (HEADLINE, SENSITIVITY_SHOWN, _fmt, _provenance_lines, _rows, _sentence, chosen_precision,
+                     verdict_line, visible)
 from .result import MB, Check, Report, TargetResult
 
 BROKEN, HOLDS, UNMEASURED, NEUTRAL = "#c62828", "#2e7d32", "#ef6c00", "#5c6bc0"
@@ -37,9 +37,19 @@ figcaption { color: #555; font-size: 13px; } .note { color: #666; font-size: 12p
 
 
 def to_html(report: Report, trends: dict[str, list[dict]] | None = None) -> str:
-    """The page; `trends`: artifact name -> rows of `history.Store.trend` (the runs before this one)."""
+    """The page; `trends`: artifact name -> rows of `history.Store.trend` (the runs before this one).
+    Names come from untrusted files: every cell is html.escape'd, the plots draw a name as its letters
+    ("$\\undefinedmacro{$" is no mathtext to crash on) and no character that is not text reaches the page."""
+    import matplotlib
+
+    with matplotlib.rc_context({"text.parse_math": False}):  # read as each plot's texts are made
+        page = _page(report, trends)
+    return visible(page, keep="\n\t\r")
+
+
+def _page(report: Report, trends: dict[str, list[dict]] | None) -> str:
     verdict, css = _verdict(report)
-    parts = [f"<header class='verdict {css}' id='verdict'>{html.escape(verdict)}</header>", _intro(report),
+    parts = [f"<header class='verdict {css}' id='verdict'>{_h(verdict)}</header>", _intro(report),
              _results_table(report)]
     plots = [("latency", "Latency per run, each artifact (box: quartiles; whiskers: 1.5 IQR; dashed: the budget)",
               _latency_plot), ("budgets", "Size and latency against the budgets (red: a budget broken)", _budget_bars),
@@ -56,11 +66,16 @@ def to_html(report: Report, trends: dict[str, list[dict]] | None = None) -> str:
         svg = _trend_plot(artifact, rows)
         if svg:
             parts.append(_figure(f"trend-{artifact}", f"Trend of {artifact} over the recorded runs", svg))
-    parts += [_checks_table(report), f"<h2>How the figures were obtained</h2><p class='note'>"
-              f"{html.escape(_provenance_line(report))}</p>"]
+    provenance = "\n".join(map(_h, _provenance_lines(report)))  # shown line by line (pre-wrap)
+    parts += [_checks_table(report), f"<h2>How the figures were obtained</h2><p class='note'>{provenance}</p>"]
     title = f"edge-distill {report.command}: {verdict}"
-    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{_h(title)}</title>"
             f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(p for p in parts if p) + "\n</body></html>\n")
+
+
+def _h(text) -> str:
+    """A text in the page: HTML-escaped, on one line (`visible`)."""
+    return html.escape(visible(text))
 
 
 def _verdict(report: Report) -> tuple[str, str]:
@@ -68,16 +83,16 @@ def _verdict(report: Report) -> tuple[str, str]:
 
 
 def _intro(report: Report) -> str:
-    teacher = (f", teacher <code>{html.escape(report.teacher['reference'])}</code> (sha256 "
+    teacher = (f", teacher <code>{_h(report.teacher['reference'])}</code> (sha256 "
                f"<code>{report.teacher['fingerprint'][:12]}</code>)") if report.teacher else ""
-    return (f"<h1>edge-distill {html.escape(report.command)}</h1><p>Student <code>"
-            f"{html.escape(report.student['reference'])}</code> (sha256 <code>{report.student['fingerprint'][:12]}"
-            f"</code>){teacher}. Created {html.escape(report.created)} by edge-distill {report.tool_version}.</p>")
+    return (f"<h1>edge-distill {_h(report.command)}</h1><p>Student <code>"
+            f"{_h(report.student['reference'])}</code> (sha256 <code>{report.student['fingerprint'][:12]}"
+            f"</code>){teacher}. Created {_h(report.created)} by edge-distill {report.tool_version}.</p>")
 
 
 def _table(head: list[str], rows: list[list[str]], classes: list[str], table_id: str) -> str:
-    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join(f"<tr class='{c}'>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+    cells = "".join(f"<th>{_h(h)}</th>" for h in head)
+    body = "".join(f"<tr class='{c}'>" + "".join(f"<td>{_h(v)}</td>" for v in row) + "</tr>"
                    for row, c in zip(rows, classes))
     return f"<table id='{table_id}'><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -106,7 +121,7 @@ def _checks_table(report: Report) -> str:
 
 
 def _figure(key: str, caption: str, svg: str) -> str:
-    return (f"<figure class='plot' id='plot-{html.escape(key)}'>{svg}<figcaption>{html.escape(caption)}"
+    return (f"<figure class='plot' id='plot-{_h(key)}'>{svg}<figcaption>{_h(caption)}"
             "</figcaption></figure>")
 
 
@@ -225,8 +240,8 @@ def _slice_heatmap(report: Report) -> str | None:
                 ax.text(j, i, f"{grid[i, j]:.3f}" + (" ✗" if mark else ""), ha="center", va="center", fontsize=7,
                         color=BROKEN if mark else "white" if grid[i, j] > (low + high) / 2 else "black", fontweight="bold" if mark else "normal",
                         bbox={"facecolor": "white", "edgecolor": BROKEN} if mark else None)
-    ax.set_xticks(range(len(columns)), [f"{s or 'all'}: {f.replace('_', ' ')}" for s, f in columns], rotation=35,
-                  ha="right", fontsize=8)
+    ax.set_xticks(range(len(columns)), [visible(f"{s or 'all'}: {f.replace('_', ' ')}") for s, f in columns],
+                  rotation=35, ha="right", fontsize=8)
     ax.set_yticks(range(len(report.results)), [r.name for r in report.results], fontsize=8)
     fig.colorbar(image, ax=ax, shrink=0.8)
     ax.set_title("✗ in red: a budget broken", fontsize=8, loc="left")
@@ -309,7 +324,7 @@ def _sensitivity_plot(report: Report) -> str | None:
         rows = sorted(m["sensitivity"], key=lambda s: s["gain"])
         ax.barh(range(len(rows)), [s["gain"] for s in rows],
                 color=[_RAISED_COLORS.get(chosen_precision(m, s["layer"]), NEUTRAL) for s in rows])
-        ax.set_yticks(range(len(rows)), [s["layer"][-40:] for s in rows], fontsize=7)
+        ax.set_yticks(range(len(rows)), [visible(s["layer"][-40:]) for s in rows], fontsize=7)  # the model's names
         ax.set_title(f"{r.name} (red: raised to float, amber: to int8)", fontsize=9)
         ax.set_xlabel("gain")
     return _svg(fig)
@@ -327,10 +342,10 @@ def _sensitivity_table(report: Report) -> str:
                 + [f"{f} (raised alone)" for f in shown]
                 + [f"{f} (quantized alone)" for f in shown] + ["raised alone to", "chosen"])
         error = m.get("activation_error")
-        out.append(f"<h2>Sensitivity of {html.escape(r.name)}</h2><p>{m['trials']} trials in {m['seconds']:.0f} s; "
-                   f"stopped: {html.escape(str(m['stopped']))}</p>"
-                   + (f"<p>SQNR, on {error['samples']} samples: {html.escape(error['method'])}</p>" if error else "")
-                   + _table(head, rows, [""] * len(rows), f"sensitivity-{html.escape(r.name)}"))
+        out.append(f"<h2>Sensitivity of {_h(r.name)}</h2><p>{m['trials']} trials in {m['seconds']:.0f} s; "
+                   f"stopped: {_h(str(m['stopped']))}</p>"
+                   + (f"<p>SQNR, on {error['samples']} samples: {_h(error['method'])}</p>" if error else "")
+                   + _table(head, rows, [""] * len(rows), f"sensitivity-{_h(r.name)}"))
     return "".join(out)
 
 

@@ -28,7 +28,7 @@ from .config import Config
 from .cost import CostModel
 from .errors import BadInput
 from .pipeline import (PlannedTarget, Progress, attempted, build_and_measure, build_report, export_verified,
-                       load_inputs, plan_targets, trial_builder)
+                       labels_match, load_inputs, plan_targets, trial_builder)
 from .mixed import AUTO, mendable
 from .result import Ladder, Report, Rung, TargetResult
 from .evaluate import References
@@ -45,6 +45,7 @@ def run_ladder(cfg: Config, out: Path, progress: Progress = Progress(False), *, 
     if cfg.off_the_shelf:
         subjects["off-the-shelf"] = loaded.load_extra(cfg, cfg.off_the_shelf, cfg.off_the_shelf_weights)
     teacher_out = loaded.teacher.predict(loaded.evaluation)
+    labels_match(loaded, teacher_out, cfg.model.task)  # before any rung is built
     precisions = rung_precisions(plan[0])
     results: list[TargetResult] = []
     rungs, chosen, exports, float_outputs = [], None, {}, {}

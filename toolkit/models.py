@@ -28,7 +28,7 @@ import numpy as np
 from edge_distill.calibration import (Dataset, InputSpec, fixed_batch_of, from_model_layout, run_in_batches,
                                       to_model_layout)
 
-from .files import sha256_file
+from .files import plain_files, sha256_file
 from .errors import BadInput, MissingDependency
 from .quiet import hush_torchao
 
@@ -288,13 +288,18 @@ def _read_state_dict(path: Path) -> dict:
             raise BadInput(f"not a valid safetensors file ({exc})", path=path) from exc
     import pickle
 
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith(b"PK\x03\x04") and head[:1] != b"\x80":  # torch.save: a zip, or (legacy) a pickle
+        raise BadInput(f"is not a weights file: neither safetensors nor a state dict saved by torch.save (it begins "
+                       f"{head!r})", path=path, hint=SAFE_FORMATS_HINT)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise BadInput("holds pickled objects besides tensors (a whole pickled module?), which edge-distill "
                        "does not unpickle", path=path, hint=SAFE_FORMATS_HINT) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise BadInput(f"cannot read weights ({exc})", path=path) from exc
+    except Exception as exc:  # a damaged zip or pickle: torch raises KeyError, IndexError, ValueError, ...
+        raise BadInput(f"cannot read weights ({type(exc).__name__}: {exc})", path=path) from exc
     if not isinstance(state, dict):
         raise BadInput(f"expected a state dict, found {type(state).__name__}", path=path)
     return state
@@ -397,6 +402,7 @@ def _check_external_data(proto, path: Path) -> None:
                            hint="keep external data files beside the .onnx file")
         if not target.is_file():
             raise BadInput(f"external data file '{location}' of tensor '{tensor.name}' is missing", path=path)
+        plain_files(folder / location)  # a link (even one resolving inside) or a hard link: refused by name
         fields = {e.key: e.value for e in tensor.external_data}
         needed = int(fields.get("offset", 0)) + int(fields.get("length") or _tensor_bytes(tensor))
         if target.stat().st_size < needed:

@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from edge_distill.calibration import Dataset, load_dataset, on_each_chunk, select_samples, zeros
+from edge_distill.calibration import Dataset, check_labels, load_dataset, on_each_chunk, select_samples, zeros
 from edge_distill.targets import BuildRequest, check_precision, get_target, parse_target_string, target_for_file
 
 from . import kinds, metrics
@@ -34,6 +34,7 @@ from .devices import Device, Job, RunSettings, resolve
 from .errors import BadInput, CannotMeasure, MissingDependency
 from .evaluate import Candidate, OutputRef, References, evaluate_artifact
 from .exporting import export_to_onnx
+from .files import package_files
 from .mixed import AUTO, base_precision
 from .models import SourceModel, load_model
 from .progress import Progress, loop
@@ -285,17 +286,27 @@ def artifact_metadata(cfg: Config) -> dict:
                               ("teacher_sha256", m.distilled_from)) if v}
 
 
-def reference_outputs(loaded: Loaded, progress) -> tuple[list, np.ndarray | None]:
+def reference_outputs(loaded: Loaded, progress, task: str) -> tuple[list, np.ndarray | None]:
     """The float student's outputs (every output) and the teacher's on the evaluation data: what each
-    artifact is compared with."""
+    artifact is compared with. Labels that lie about the classes are refused here, before any build."""
     n = len(loaded.evaluation)
     progress(f"running the float student{' and the teacher' if loaded.teacher else ''} on the {n} evaluation samples")
     with loop(progress, "float student", n, "samples") as advance, on_each_chunk(advance):
         float_all = loaded.outputs_of(loaded.student)
+    labels_match(loaded, float_all[0], task)
     if loaded.teacher is None:
         return float_all, None
     with loop(progress, "teacher", n, "samples") as advance, on_each_chunk(advance):
         return float_all, loaded.outputs_of(loaded.teacher)[0]
+
+
+def labels_match(loaded: Loaded, outputs: np.ndarray, task: str) -> None:
+    """The data's labels index the classes of the output they label: a classification's first output of
+    class scores [B, C] (a per-position or streaming output's labels are not one per sample's classes)."""
+    if task == "classification" and outputs.ndim == 2 and not loaded.io.state:
+        for data in (loaded.evaluation, loaded.calibration):
+            if data is not None:
+                check_labels(data, outputs.shape[1])
 
 
 def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, device: str | None = None,
@@ -305,7 +316,7 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     plan = plan_targets(cfg, device=device)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.io.chunks(loaded.evaluation), out, "onnx", progress)
-    float_all, teacher_out = reference_outputs(loaded, progress)
+    float_all, teacher_out = reference_outputs(loaded, progress, cfg.model.task)
     float_out = float_all[0]
     output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task,
                                                    loaded.io)
@@ -343,7 +354,7 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
     check_auto(target, precision + AUTO, planned.config.options)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.io.chunks(loaded.evaluation), out, "onnx", progress)
-    float_all, teacher_out = reference_outputs(loaded, progress)
+    float_all, teacher_out = reference_outputs(loaded, progress, cfg.model.task)
     output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task,
                                                    loaded.io)
     why_no_task = why_no_task_metric(output_refs, cfg.model.task, loaded.io)
@@ -391,7 +402,8 @@ def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, t
     """`why_no_task`: why the task metric does not read the first output (the reference rows too)."""
     warnings, gate = stale_teacher(cfg, loaded.teacher)
     warnings += padding_warnings(loaded.student.inputs, {"evaluation": loaded.evaluation,
-                                                        "calibration": loaded.calibration}) + list(kind_warnings)
+                                                        "calibration": loaded.calibration})
+    warnings += calibration_warnings(cfg, loaded.calibration) + list(kind_warnings)
     if why_no_task:
         float_out = teacher_out = None  # no task figures for the float student and the teacher either
     return Report(command=command, tool_version=__version__, created=_now(), config=str(cfg.path),
@@ -403,6 +415,16 @@ def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, t
                   references=reference_metrics(loaded.evaluation, float_out, teacher_out, cfg.model.task),
                   results=results, task=cfg.model.task,
                   warnings=warnings, gate_checks=gate, **extra)
+
+
+def calibration_warnings(cfg: Config, calibration: Dataset | None) -> list[str]:
+    """Fewer calibration samples than [data] calibration_samples asks for: ranges drawn from few samples
+    clip inputs they never saw, so the report says so."""
+    if calibration is None or len(calibration) >= cfg.calibration_samples:
+        return []
+    return [f"{calibration.source}: the calibration data hold {len(calibration)} samples, fewer than "
+            f"calibration_samples = {cfg.calibration_samples}; quantization ranges drawn from so few may clip "
+            "real inputs"]
 
 
 def padding_warnings(specs, datasets: dict[str, Dataset | None]) -> list[str]:
@@ -529,6 +551,7 @@ class OneArtifact:
     def open(cls, path: Path, device: str, tools: dict | None, precision: str | None, default: str) -> OneArtifact:
         if not path.exists():
             raise BadInput("artifact not found", path=path)
+        package_files(path)  # a package with a link inside would have the runtime read outside it
         dev = resolve(device, tools)
         target = target_for_file(path)
         if precision is None:  # model.int8.ort -> int8

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from .tables import visible
+
 PLAIN_EVERY_S = 10.0  # a loop's count line in plain mode, at most this often
 REMEMBERED = 400  # stages whose durations are kept in the cache
 KEPT_PER_STAGE = 5  # durations kept per stage: the ETA is their median
@@ -39,6 +41,7 @@ class Progress:
     def __call__(self, message: str) -> None:
         if not self.enabled:
             return
+        message = visible(message)  # it names files and models: their names are never terminal commands
         self._finish_stage()
         last = self._times.last(self.context, message)
         if self.terminal:

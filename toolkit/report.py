@@ -4,10 +4,13 @@ Nothing here measures or decides; the exit code is the result's."""
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
 
 from .result import KB, MB, Check, Report
+from .tables import visible
 
 
 def to_json(report: Report) -> str:
@@ -32,16 +35,16 @@ def _ladder_suite(report: Report):
 
     suite = TestSuite(f"edge-distill {report.command} ladder")
     for rung in report.ladder.rungs:
-        case = TestCase(rung.name, "edge-distill.ladder")
+        case = TestCase(visible(rung.name), "edge-distill.ladder")
         why = rung.note if not rung.measured else None if rung.meets_budget else "does not meet: " + ", ".join(rung.broken)
         if why:
             skipped = Skipped()  # Jenkins' schema gives <skipped> text, no message attribute
-            skipped.text = why
+            skipped.text = visible(why)
             case.result = [skipped]
         suite.add_testcase(case)
     verdict = TestCase("verdict", "edge-distill.ladder")
     if report.ladder.chosen is None:
-        verdict.result = [Failure(report.ladder.verdict)]
+        verdict.result = [Failure(visible(report.ladder.verdict))]
     suite.add_testcase(verdict)
     return suite
 
@@ -49,9 +52,9 @@ def _ladder_suite(report: Report):
 def _case(check: Check):
     from junitparser import Error, Failure, TestCase
 
-    classname, _, name = check.name.partition("/")
+    classname, _, name = visible(check.name).partition("/")
     case = TestCase(name, "edge-distill." + classname)
-    sentence = _sentence(check)
+    sentence = visible(_sentence(check))
     if check.passed is False:
         failure = Failure(sentence)
         failure.text = sentence
@@ -65,7 +68,8 @@ def to_junit(report: Report) -> str:
     """JUnit XML through junitparser: one test suite per artifact (its properties: target, precision,
     sha256, size, the latency's and the outputs' provenance), one test case per check; the run's own
     checks (a stale teacher) and a ladder's rungs in suites of their own. Validated against Jenkins'
-    JUnit schema in the tests."""
+    JUnit schema in the tests. Every text goes in through `visible`: XML 1.0 forbids most control
+    characters, and one in a slice name would make the whole file unreadable to CI."""
     from junitparser import JUnitXml, TestSuite
 
     xml = JUnitXml("edge-distill")
@@ -77,9 +81,9 @@ def to_junit(report: Report) -> str:
         for check in report.gate_checks:
             suites[-1].add_testcase(_case(check))
     for r in report.results if report.ladder is None else []:
-        suite = TestSuite(f"edge-distill {report.command} {r.name}")
+        suite = TestSuite(visible(f"edge-distill {report.command} {r.name}"))
         for key, value in _properties(r).items():
-            suite.add_property(key, value)
+            suite.add_property(key, visible(value))
         for check in r.checks:
             suite.add_testcase(_case(check))
         suites.append(suite)
@@ -283,6 +287,10 @@ def _size(n: int) -> str:
 
 
 def _provenance_line(report: Report) -> str:
+    return "\n".join(_provenance_lines(report))
+
+
+def _provenance_lines(report: Report) -> list[str]:
     """One line per distinct way the latency figures were obtained."""
     seen = {}
     for r in report.results:
@@ -307,7 +315,7 @@ def _provenance_line(report: Report) -> str:
     if emulated:
         lines.append("The emulator gives numerics only: latency and memory above are this host's, never the "
                      "emulator's timing.")
-    return "\n".join(lines)
+    return lines
 
 
 def to_table(report: Report, colour: bool | None = None) -> str:
@@ -324,12 +332,10 @@ def to_table(report: Report, colour: bool | None = None) -> str:
     out = [table(head, rows, styles, colour)]
     broken = [c for c in report.checks if c.passed is not True]
     out.append("")
-    out.extend(_batch_lines(report))
-    out.extend(_range_lines(report))
-    out.extend(_length_lines(report))
-    out.extend(_output_lines(report))
-    out.extend(_mixed_lines(report))
-    out.append(_provenance_line(report))
+    # every line is one line of text (`visible`; paint makes its text visible too): a name never moves
+    # the cursor, colours the log or forges a verdict line
+    out.extend(map(visible, [*_batch_lines(report), *_range_lines(report), *_length_lines(report),
+                             *_output_lines(report), *_mixed_lines(report), *_provenance_lines(report)]))
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(paint(f"warning: {w}", "yellow", colour))
     if broken:
@@ -337,10 +343,10 @@ def to_table(report: Report, colour: bool | None = None) -> str:
         for c in broken:
             head, provenance, message = _sentence_parts(c)
             out.append("  " + paint(head, "red" if c.passed is False else "yellow", colour)
-                       + (paint(provenance, "dim", colour) if provenance else "") + message)
+                       + (paint(provenance, "dim", colour) if provenance else "") + visible(message))
     out.append("")
     if report.ladder is not None:
-        out.extend(_ladder_lines(report))
+        out.extend(map(visible, _ladder_lines(report)))
     out.append(paint(verdict_line(report), {0: "bold green", 1: "bold red", 2: "bold red", 3: "bold yellow"}[report.exit_code],
                      colour))
     return "\n".join(out)
@@ -382,31 +388,46 @@ def _ladder_lines(report: Report) -> list[str]:
     return lines
 
 
+def _md(text) -> str:
+    """Text in Markdown as the letters it holds: one line (`visible`), HTML inert (<script>, <!--), and
+    no Markdown syntax (a link, emphasis, a table cell's end) made of a name's punctuation."""
+    return re.sub(r"([\\`*_\[\]|~])", r"\\\1", html.escape(visible(text), quote=False))
+
+
+def _md_code(text) -> str:
+    """Text as a code span; one holding what a code span would end on (a backtick, a table's pipe) or
+    show raw to a renderer that reads HTML first (<, &) as `_md` text instead."""
+    text = visible(text)
+    return _md(text) if re.search("[`|<>&]", text) else f"`{text}`"
+
+
 def to_markdown(report: Report) -> str:
+    """report.md. Every text not this tool's own goes through `_md` or `_md_code`."""
     head, rows = _rows(report)
     status = {0: "✅ passed", 1: "❌ budget broken", 2: "⛔ artifact refused", 3: "⚠️ could not measure"}[report.exit_code]
     if report.ladder is not None:
-        status = "✅ " + report.ladder.chosen if report.ladder.chosen else "❌ no rung meets the budget"
+        status = "✅ " + _md(report.ladder.chosen) if report.ladder.chosen else "❌ no rung meets the budget"
     out = [f"# edge-distill {report.command}: {status}", "",
-           f"Student `{report.student['reference']}` (sha256 `{report.student['fingerprint'][:12]}`)"
-           + (f", teacher `{report.teacher['reference']}` (sha256 `{report.teacher['fingerprint'][:12]}`)"
+           f"Student {_md_code(report.student['reference'])} (sha256 `{report.student['fingerprint'][:12]}`)"
+           + (f", teacher {_md_code(report.teacher['reference'])} (sha256 `{report.teacher['fingerprint'][:12]}`)"
               if report.teacher else "") + ".", ""]
-    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
-    out += ["", *_batch_lines(report), *_range_lines(report), *_length_lines(report), *_output_lines(report),
-            _provenance_line(report), ""]
+    out += ["| " + " | ".join(map(_md, head)) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(map(_md, r)) + " |" for r in rows]
+    out += ["", *map(_md, [*_batch_lines(report), *_range_lines(report), *_length_lines(report),
+                           *_output_lines(report), *_provenance_lines(report)]), ""]
     mixed = _mixed_lines(report)
     if mixed:
-        out += ["## Mixed precision", ""] + [f"- {line.strip()}" if line.startswith("  ") else line for line in mixed] + [""]
+        out += ["## Mixed precision", ""] + [f"- {_md(line.strip())}" if line.startswith("  ") else _md(line)
+                                             for line in mixed] + [""]
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
-        out.append(f"> **warning:** {w}")
+        out.append(f"> **warning:** {_md(w)}")
     if report.ladder is not None:
-        out += ["", "## Ladder", "", f"**{report.ladder.verdict}**", ""] + [
-            f"- {line.strip()}" for line in _ladder_lines(report)[1:] if line.strip()]
+        out += ["", "## Ladder", "", f"**{_md(report.ladder.verdict)}**", ""] + [
+            f"- {_md(line.strip())}" for line in _ladder_lines(report)[1:] if line.strip()]
     out += ["", "## Checks", "", "| check | value | limit | verdict |", "|---|---|---|---|"]
     for c in report.checks:
         verdict = {True: "holds", False: "**broken**", None: "**not measured**"}[c.passed]
-        note = f" ({c.message})" if c.message else ""
-        out.append(f"| `{c.name}` | {_fmt(c.value, c.unit)} | {c.comparison} {_fmt(c.limit, c.unit)} | "
+        note = f" ({_md(c.message)})" if c.message else ""
+        out.append(f"| {_md_code(c.name)} | {_fmt(c.value, c.unit)} | {c.comparison} {_fmt(c.limit, c.unit)} | "
                    f"{verdict}{note} |")
     return "\n".join(out) + "\n"

@@ -5,8 +5,22 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import sys
+
+# Characters that are not text: C0 and C1 controls (ESC starts an ANSI sequence, newline forges a line),
+# DEL, zero-width and bidirectional controls (text that reads otherwise than it is), line separators,
+# lone surrogates (a file name's undecodable bytes) and the two non-characters XML forbids.
+_NOT_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]")
+
+
+def visible(text, keep: str = "") -> str:
+    """`text` with every character that is not text (but those in `keep`) shown as its escape (ESC as
+    \\x1b): a name from a data file, a model or a path reaches a terminal, a CI log, XML or Markdown
+    as the letters it holds, never as a command to the reader."""
+    return _NOT_TEXT.sub(lambda m: m[0] if m[0] in keep else
+                         f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", str(text))
 
 
 def colour_wanted(stream=None) -> bool:
@@ -20,14 +34,16 @@ def table(head: list[str], rows: list[list[str]], styles: list[str | None] | Non
     from rich import box
     from rich.console import Console
     from rich.table import Column, Table
+    from rich.text import Text
 
     colour = colour_wanted() if colour is None else colour
     # A cell is never cut or wrapped (an artifact's name, a figure, a header).
-    widths = [max([len(str(r[i])) for r in rows] + [len(h)]) for i, h in enumerate(head)]
-    t = Table(*[Column(h, no_wrap=True) for h in head], box=box.SIMPLE_HEAD,
+    widths = [max([len(visible(r[i])) for r in rows] + [len(visible(h))]) for i, h in enumerate(head)]
+    cell = lambda text: Text(visible(text))  # noqa: E731 - as Text, never parsed as rich markup ("[/]")
+    t = Table(*[Column(cell(h), no_wrap=True) for h in head], box=box.SIMPLE_HEAD,
               header_style="bold" if colour else "", pad_edge=False, show_edge=False)
     for i, row in enumerate(rows):
-        t.add_row(*row, style=(styles[i] if styles else None) or None)
+        t.add_row(*map(cell, row), style=(styles[i] if styles else None) or None)
     needed = sum(widths) + 3 * len(widths)
     # on a terminal as wide as it is (wider than needed: the terminal wraps, nothing is lost); plain: never wrapped
     width = max(shutil.get_terminal_size((120, 24)).columns, needed) if colour else 100_000
@@ -38,8 +54,10 @@ def table(head: list[str], rows: list[list[str]], styles: list[str | None] | Non
 
 
 def paint(text: str, style: str, colour: bool | None = None) -> str:
-    """`text` in a rich style ("red", "dim") on a colour terminal; as it is otherwise."""
+    """`text` (one line: every character that is not text made visible) in a rich style ("red", "dim")
+    on a colour terminal; as it is otherwise."""
     colour = colour_wanted() if colour is None else colour
+    text = visible(text)
     if not colour:
         return text
     from rich.console import Console
