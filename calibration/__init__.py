@@ -3,8 +3,8 @@ deterministic sample selection. No heavy imports here: numpy only."""
 
 from .dataset import (Dataset, InputSpec, fixed_batch_of, from_model_layout, on_each_chunk, padded, run_in_batches,
                       to_model_layout, whole_batches, zeros)
-from .readers import load_dataset
+from .readers import load_dataset, read_arrays
 from .selection import select_indices, select_samples
 
-__all__ = ["Dataset", "InputSpec", "fixed_batch_of", "from_model_layout", "to_model_layout", "load_dataset", "on_each_chunk", "padded", "run_in_batches", "select_indices", "select_samples", "whole_batches",
+__all__ = ["Dataset", "InputSpec", "fixed_batch_of", "from_model_layout", "to_model_layout", "load_dataset", "read_arrays", "on_each_chunk", "padded", "run_in_batches", "select_indices", "select_samples", "whole_batches",
            "zeros"]
