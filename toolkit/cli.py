@@ -378,13 +378,18 @@ def slices():
               help="Family-wise significance level (Holm over every hypothesis searched).")
 @click.option("--min-size", type=click.IntRange(2), default=20, show_default=True, help="Smallest slice tested.")
 @click.option("--seed", type=int, help="Seed of the clustering (default: the config's [data] seed).")
+@click.option("--sources", default="metadata,clusters,confidence,labels", show_default=True,
+              help="Where to look, comma-separated: metadata (the data file's extra columns), clusters (of the "
+                   "reference's outputs), confidence (its margin), labels (labels and its top-1 class).")
+@click.option("--null-check", "null_checks", type=click.IntRange(0), default=0,
+              help="Run the search again on N shuffles of the errors and report how often it finds a slice anyway.")
 @click.option("--fail-on-found", is_flag=True, help="Exit 1 when a slice is proposed (a gate in CI).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-slices"), show_default=True)
 @_force
 @_quiet
-@_json
-def slices_discover(config, against, artifact, output_name, margin, alpha, min_size, seed, fail_on_found, out, force,
-                    quiet, as_json):
+@click.option("--json", "as_json", is_flag=True, help="Print discovery.json's document on stdout instead.")
+def slices_discover(config, against, artifact, output_name, margin, alpha, min_size, seed, sources, null_checks,
+                    fail_on_found, out, force, quiet, as_json):
     """Search the evaluation data for groups where the artifact (or the float student) fails more
     often than elsewhere: metadata columns of the data file (SliceLine), clusters of the reference's
     outputs, its confidence, the labels. Writes the data with the proposed slices as masks, a budget
@@ -396,13 +401,19 @@ def slices_discover(config, against, artifact, output_name, margin, alpha, min_s
     with Progress(not quiet) as progress:
         from .discover import run_discover
         from .report import discovery_markdown
-        from .slicefind import Settings
+        from .errors import BadInput
+        from .slicefind import SOURCES, Settings
 
+        chosen = tuple(s.strip() for s in sources.split(",") if s.strip())
+        unknown = [s for s in chosen if s not in SOURCES]
+        if unknown or not chosen:
+            raise BadInput(f"--sources takes {', '.join(SOURCES)}; not {', '.join(unknown) or 'nothing'}")
         cfg = load_config(config)
-        settings = Settings(seed=cfg.seed if seed is None else seed, alpha=alpha, min_size=min_size)
+        settings = Settings(seed=cfg.seed if seed is None else seed, alpha=alpha, min_size=min_size, sources=chosen)
         with output_folder(out, force) as tmp:
             found = run_discover(cfg, tmp, against=against, artifact=artifact and artifact.absolute(),
-                                 output=output_name, margin=margin, settings=settings, progress=progress)
+                                 output=output_name, margin=margin, settings=settings, null_checks=null_checks,
+                                 progress=progress)
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=1))
     else:

@@ -26,7 +26,7 @@ from .evaluate import host_outputs
 from .pipeline import Loaded, load_inputs, output_references, reference_outputs, why_no_task_metric
 from .progress import Progress
 from .result import SliceDiscovery
-from .slicefind import Evidence, Settings, discover
+from .slicefind import Evidence, Settings, discover, null_rate
 
 AGAINST = ("teacher", "float")
 DATA_FILE, BUDGET_FILE = "slices.npz", "slices-budget.toml"
@@ -46,8 +46,9 @@ class Compared:
 
 def run_discover(cfg: Config, out: Path, *, against: str = "teacher", artifact: Path | None = None,
                  output: str | None = None, margin: float = 0.03, settings: Settings = Settings(),
-                 progress: Progress = Progress(False)) -> SliceDiscovery:
-    """Discover the slices where the subject fails against the reference; write the files into `out`."""
+                 null_checks: int = 0, progress: Progress = Progress(False)) -> SliceDiscovery:
+    """Discover the slices where the subject fails against the reference; write the files into `out`.
+    `null_checks`: run the search again on that many shuffles of the errors (its false-positive rate here)."""
     if against not in AGAINST:
         raise BadInput(f"--against is one of {', '.join(AGAINST)}, not {against!r}")
     if against == "float" and artifact is None:
@@ -70,6 +71,10 @@ def run_discover(cfg: Config, out: Path, *, against: str = "teacher", artifact: 
                             reference="teacher" if against == "teacher" else "float student",
                             output=compared.name, kind=compared.spec["kind"])
     found.margin, found.warnings = margin, list(warnings)
+    if null_checks:
+        progress(f"searching {null_checks} shuffles of the errors (the null check)")
+        hits, smallest = null_rate(evidence, settings, null_checks)
+        found.null_check = {"shuffles": null_checks, "with_a_slice": hits, "smallest_p_adjusted": smallest}
     task_readable = compared.first and not why_no_task_metric(refs, cfg.model.task, loaded.io)
     for row in found.proposed:
         row.budget = proposed_budget(cfg.model.task, against, loaded, float_all[0], teacher_out, masks[row.name],

@@ -432,6 +432,10 @@ def discovery_summary(d: SliceDiscovery) -> list[str]:
              f"at least {d.min_size} samples and at most half the data; seed {d.seed}.",
              f"Search time {d.seconds:.2f} s ({per_10k:.2f} s per 10,000 samples at this size)."]
     lines += [f"{source}: {note}" for source, note in d.searched.items()]
+    if d.null_check:
+        n = d.null_check
+        lines.append(f"Null check: with the errors shuffled (no slice real), {n['with_a_slice']} of {n['shuffles']} "
+                     f"searches found a significant slice (smallest adjusted p {n['smallest_p_adjusted']:.2g}).")
     return lines
 
 

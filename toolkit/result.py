@@ -259,6 +259,8 @@ class SliceDiscovery:
     data_file: str = ""
     budget_file: str = ""
     warnings: list[str] = field(default_factory=list)
+    # the search run again on shuffled errors: {"shuffles", "with_a_slice", "smallest_p_adjusted"}
+    null_check: dict = field(default_factory=dict)
 
     @property
     def proposed(self) -> list[FoundSlice]:

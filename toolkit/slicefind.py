@@ -26,6 +26,7 @@ import itertools
 import math
 import re
 import time
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,6 +36,7 @@ from .result import FoundSlice, SliceDiscovery
 CONTINUOUS_QUANTILE = 0.9
 MAX_CATEGORIES = 50  # a column with more distinct values is an identifier, not a group
 JACCARD_SAME = 0.5
+SOURCES = ("metadata", "clusters", "confidence", "labels")
 
 
 @dataclass
@@ -298,6 +300,19 @@ class Settings:
     bins: int = 4
     max_l: int = 2
     max_proposals: int = 5
+    sources: tuple[str, ...] = SOURCES  # which of them to search
+
+
+def null_rate(evidence: Evidence, settings: Settings, seeds: int) -> tuple[int, float]:
+    """The search's false-positive rate on this very data: with the errors shuffled (so no slice is real),
+    in how many of `seeds` shuffles does it find a significant slice; and the smallest adjusted p seen."""
+    hits, smallest = 0, 1.0
+    for seed in range(seeds):
+        shuffled = dataclasses.replace(evidence, errors=np.random.default_rng(seed).permutation(evidence.errors))
+        rows = search(shuffled, dataclasses.replace(settings, seed=settings.seed + seed))[0]
+        hits += any(r.significant for r in rows)
+        smallest = min([smallest] + [r.p_adjusted for r in rows])
+    return hits, smallest
 
 
 def search(evidence: Evidence, settings: Settings = Settings()) -> tuple[list[FoundSlice], dict, dict, str, int, int]:
@@ -307,18 +322,18 @@ def search(evidence: Evidence, settings: Settings = Settings()) -> tuple[list[Fo
     failed, rule = failures_of(errors)
     s = settings
     sources: dict[str, Searched] = {}
-    if evidence.columns:
+    if evidence.columns and "metadata" in s.sources:
         sources["metadata"] = metadata_candidates(evidence.columns, failed, min_size=s.min_size, bins=s.bins,
                                                   max_l=s.max_l)
-    if evidence.features is not None:
+    if evidence.features is not None and "clusters" in s.sources:
         sources["clusters"] = cluster_candidates(evidence.features, seed=s.seed, min_size=s.min_size, k=s.clusters,
                                                  composition=evidence.predicted, names=evidence.class_names)
-    if evidence.probabilities is not None:
+    if evidence.probabilities is not None and "confidence" in s.sources:
         top2 = np.sort(np.asarray(evidence.probabilities, np.float64), axis=1)[:, -2:]
         sources["confidence"] = confidence_candidates(top2[:, 1] - top2[:, 0])
     labelled = [(evidence.labels, "label", "label"), (evidence.predicted, "ref_top1", "reference's top-1 class")]
     for values, prefix, what in labelled:
-        if values is not None:
+        if values is not None and "labels" in s.sources:
             sources[prefix] = class_candidates(np.asarray(values), prefix, what, evidence.class_names)
     hypotheses = sum(x.hypotheses for x in sources.values())
     found = [c for x in sources.values() for c in x.candidates]
