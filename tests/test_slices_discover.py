@@ -129,3 +129,42 @@ def test_unmodified_example_shuffled_errors_find_no_slice_in_95_of_100(tmp_path)
     assert proc.returncode == 0, proc.stderr
     found = json.loads((tmp_path / "o" / "discovery.json").read_text())
     assert found["null_check"]["shuffles"] == 100 and found["null_check"]["with_a_slice"] <= 5
+
+
+def test_embeddings_a_planted_topic_is_found_and_gated(tmp_path):
+    """The embedding path on a small model (tests/slice_planting.py's tiny_embedding, in place of the
+    MiniLM example, whose setup distils for minutes): an artifact damaged on one topic of 100 in 2,000
+    samples, against the teacher. The cluster of the reference's embeddings and the metadata's
+    language = pt are that topic exactly; the proposed min_teacher_cosine fails `check` of the damaged
+    model and passes the good one, while the aggregate cosine holds."""
+    from slice_planting import tiny_embedding
+
+    group = tiny_embedding(tmp_path)
+    before = _sha(tmp_path / "data.npz")
+    proc = run_cli("slices", "discover", "--artifact", "damaged.onnx", "--out", "found", "-q", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert _sha(tmp_path / "data.npz") == before
+    found = json.loads((tmp_path / "found" / "discovery.json").read_text())
+    assert found["kind"] == "embedding" and found["failure_rule"].startswith("error above its 90% quantile")
+    first, second = found["candidates"][:2]
+    assert (first["source"], first["size"], first["failures"], first["proposed"]) == ("cluster", 100, 100, True)
+    assert (second["name"], second["size"], second["failures"]) == ("meta_language_pt", 100, 100)
+    assert second["p_adjusted"] == first["p_adjusted"] < 1e-100
+    with np.load(tmp_path / "found" / "slices.npz") as written:
+        assert np.array_equal(written[f"slice_{first['name']}"], group)
+    stanza = (tmp_path / "found" / "slices-budget.toml").read_text()
+    assert f"[budgets.slices.{first['name']}]\nmin_teacher_cosine = " in stanza
+    gate = (tmp_path / "edge-distill.toml").read_text().replace('"data.npz"', '"found/slices.npz"') + stanza
+    exits = {}
+    for student in ("student.onnx", "damaged.onnx"):
+        config = tmp_path / f"gate-{student}.toml"
+        config.write_text(gate.replace('student = "student.onnx"', f'student = "{student}"'))
+        out = tmp_path / f"check-{student}"
+        proc = run_cli("check", config, "--out", out, "-q")
+        checks = json.loads((out / "report.json").read_text())["results"][0]["checks"]
+        exits[student] = (proc.returncode, [c["name"] for c in checks if not c["passed"]])
+    # every proposed slice holds the damaged topic (the second: it and the clusters next to it); the
+    # aggregate min_teacher_cosine holds for both
+    assert found["proposed"][0] == first["name"]
+    assert exits == {"student.onnx": (0, []),
+                     "damaged.onnx": (1, [f"ort-fp32/slice[{n}]/min_teacher_cosine" for n in found["proposed"]])}
