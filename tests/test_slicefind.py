@@ -128,3 +128,7 @@ def test_per_sample_errors_of_every_kind():
     emb = KINDS["embedding"].per_sample(np.array([[1.0, 0], [0, 1]]), np.array([[1.0, 0], [1, 0]]), {})
     assert emb == pytest.approx([0, 1])
     assert failures_of(np.array([0.0, 1.0, 1.0]))[0].tolist() == [False, True, True]
+    # an artifact equal to its float model up to rounding: only the real error fails, not a tenth
+    rounding = np.r_[np.full(95, 3e-8), [0.2] * 5]
+    assert failures_of(rounding)[0].sum() == 5 and "is rounding" in failures_of(rounding)[1]
+    assert failures_of(rounding, above=0.5)[0].sum() == 0

@@ -383,13 +383,15 @@ def slices():
                    "reference's outputs), confidence (its margin), labels (labels and its top-1 class).")
 @click.option("--null-check", "null_checks", type=click.IntRange(0), default=0,
               help="Run the search again on N shuffles of the errors and report how often it finds a slice anyway.")
+@click.option("--fail-above", type=click.FloatRange(0), help="A continuous error (1 - cosine, mean |error|) fails "
+              "above this; default: its 90th percentile, never below 1e-5.")
 @click.option("--fail-on-found", is_flag=True, help="Exit 1 when a slice is proposed (a gate in CI).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-slices"), show_default=True)
 @_force
 @_quiet
 @click.option("--json", "as_json", is_flag=True, help="Print discovery.json's document on stdout instead.")
 def slices_discover(config, against, artifact, output_name, margin, alpha, min_size, seed, sources, null_checks,
-                    fail_on_found, out, force, quiet, as_json):
+                    fail_above, fail_on_found, out, force, quiet, as_json):
     """Search the evaluation data for groups where the artifact (or the float student) fails more
     often than elsewhere: metadata columns of the data file (SliceLine), clusters of the reference's
     outputs, its confidence, the labels. Writes the data with the proposed slices as masks, a budget
@@ -409,7 +411,8 @@ def slices_discover(config, against, artifact, output_name, margin, alpha, min_s
         if unknown or not chosen:
             raise BadInput(f"--sources takes {', '.join(SOURCES)}; not {', '.join(unknown) or 'nothing'}")
         cfg = load_config(config)
-        settings = Settings(seed=cfg.seed if seed is None else seed, alpha=alpha, min_size=min_size, sources=chosen)
+        settings = Settings(seed=cfg.seed if seed is None else seed, alpha=alpha, min_size=min_size, sources=chosen,
+                            fail_above=fail_above)
         with output_folder(out, force) as tmp:
             found = run_discover(cfg, tmp, against=against, artifact=artifact and artifact.absolute(),
                                  output=output_name, margin=margin, settings=settings, null_checks=null_checks,

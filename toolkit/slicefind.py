@@ -34,6 +34,7 @@ import numpy as np
 from .result import FoundSlice, SliceDiscovery
 
 CONTINUOUS_QUANTILE = 0.9
+NOISE_FLOOR = 1e-5  # a continuous error below this is float32 rounding, never a failure
 MAX_CATEGORIES = 50  # a column with more distinct values is an identifier, not a group
 JACCARD_SAME = 0.5
 SOURCES = ("metadata", "clusters", "confidence", "labels")
@@ -55,12 +56,19 @@ class Searched:
     note: str
 
 
-def failures_of(errors: np.ndarray) -> tuple[np.ndarray, str]:
-    """(which samples fail, the rule in words)."""
+def failures_of(errors: np.ndarray, above: float | None = None) -> tuple[np.ndarray, str]:
+    """(which samples fail, the rule in words). `above`: a stated threshold for a continuous error;
+    by default its 90th percentile, never below NOISE_FLOOR (an artifact equal to its float model up to
+    rounding would otherwise 'fail' on a tenth of its samples)."""
     errors = np.asarray(errors, np.float64)
-    if np.isin(errors, (0.0, 1.0)).all():
+    if above is None and np.isin(errors, (0.0, 1.0)).all():
         return errors == 1.0, "the kind's 0/1 error: 1 fails"
+    if above is not None:
+        return errors > above, f"error above {above:g} (stated)"
     threshold = float(np.quantile(errors, CONTINUOUS_QUANTILE))
+    if threshold < NOISE_FLOOR:
+        return errors > NOISE_FLOOR, f"error above {NOISE_FLOOR:g} (its {CONTINUOUS_QUANTILE:.0%} quantile, " \
+                                     f"{threshold:.3g}, is rounding)"
     return errors > threshold, f"error above its {CONTINUOUS_QUANTILE:.0%} quantile ({threshold:.4g})"
 
 
@@ -300,6 +308,7 @@ class Settings:
     bins: int = 4
     max_l: int = 2
     max_proposals: int = 5
+    fail_above: float | None = None  # a continuous error's failure threshold (default: failures_of's)
     sources: tuple[str, ...] = SOURCES  # which of them to search
 
 
@@ -319,7 +328,7 @@ def search(evidence: Evidence, settings: Settings = Settings()) -> tuple[list[Fo
     """(ranked slices, the proposed slices' masks, what each source searched, the failure rule, failures,
     hypotheses in all)."""
     errors = np.asarray(evidence.errors, np.float64)
-    failed, rule = failures_of(errors)
+    failed, rule = failures_of(errors, settings.fail_above)
     s = settings
     sources: dict[str, Searched] = {}
     if evidence.columns and "metadata" in s.sources:
