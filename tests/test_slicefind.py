@@ -132,3 +132,34 @@ def test_per_sample_errors_of_every_kind():
     rounding = np.r_[np.full(95, 3e-8), [0.2] * 5]
     assert failures_of(rounding)[0].sum() == 5 and "is rounding" in failures_of(rounding)[1]
     assert failures_of(rounding, above=0.5)[0].sum() == 0
+
+
+def test_written_beside_the_users_file_which_stays_as_it_was(tmp_path):
+    """discover.write_discovery: the user's arrays copied with the proposed masks beside them (a name the
+    file already uses gets a suffix), the budget stanza, the reports; the input's bytes unchanged and no
+    temporary file left."""
+    import hashlib
+
+    from edge_distill.discover import write_discovery
+
+    evidence, group = synthetic(600, 6)
+    source = tmp_path / "data.npz"
+    np.savez(source, x=np.arange(600.0), slice_meta_device_c_and_exposure_0_2528=np.zeros(600, bool),
+             **evidence.columns)
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    found, masks = discover(evidence, Settings(seed=0, min_size=10))
+    (name,) = [c.name for c in found.proposed]
+    assert name == "meta_device_c_and_exposure_0_2528"
+    found.proposed[0].budget = {"min_float_agreement": 0.97}
+    out = tmp_path / "out"
+    out.mkdir()
+    write_discovery(out, found, masks, source, "classification", "float")
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in out.iterdir()) == ["discovery.json", "report.html", "report.md", "slices-budget.toml",
+                                                     "slices.npz"]
+    with np.load(out / "slices.npz") as written, np.load(source) as original:
+        assert set(written.files) == set(original.files) | {f"slice_{name}_found"}
+        assert np.array_equal(written[f"slice_{name}_found"], group)
+        assert all(np.array_equal(written[k], original[k]) for k in original.files)
+    assert f"[budgets.slices.{name}_found]\nmin_float_agreement = 0.97\n" in (out / "slices-budget.toml").read_text()
+    assert f"**`{name}_found`** (metadata): device = c and exposure < 0.2528" in (out / "report.md").read_text()

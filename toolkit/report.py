@@ -430,7 +430,8 @@ def discovery_summary(d: SliceDiscovery) -> list[str]:
              f"{d.failures} fail ({d.failure_rule}).",
              f"Searched {d.hypotheses} hypotheses; significant: adjusted p <= {d.alpha:g} ({d.correction}); slices of "
              f"at least {d.min_size} samples and at most half the data; seed {d.seed}.",
-             f"Search time {d.seconds:.2f} s ({per_10k:.2f} s per 10,000 samples at this size)."]
+             f"Search time {d.seconds:.2f} s for {d.samples} samples (the models' runs not counted; about "
+             f"{per_10k:.1f} s per 10,000 samples if it grew linearly, as k-means and the tests do)."]
     lines += [f"{source}: {note}" for source, note in d.searched.items()]
     if d.null_check:
         n = d.null_check
