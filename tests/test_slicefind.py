@@ -163,3 +163,20 @@ def test_written_beside_the_users_file_which_stays_as_it_was(tmp_path):
         assert all(np.array_equal(written[k], original[k]) for k in original.files)
     assert f"[budgets.slices.{name}_found]\nmin_float_agreement = 0.97\n" in (out / "slices-budget.toml").read_text()
     assert f"**`{name}_found`** (metadata): device = c and exposure < 0.2528" in (out / "report.md").read_text()
+
+
+def test_slices_discover_table_in_the_config(tmp_path):
+    from edge_distill.config import load_config
+    from edge_distill.errors import BadInput
+
+    path = tmp_path / "edge-distill.toml"
+    head = '[model]\nstudent = "m.onnx"\n'
+    path.write_text(head)
+    assert load_config(path).slices_discover is None
+    path.write_text(head + "[slices.discover]\nmargin = 0.05\nfail_on_found = true\n")
+    assert load_config(path).slices_discover == {"margin": 0.05, "alpha": 0.01, "min_size": 20, "fail_on_found": True,
+                                                 "sources": ["metadata", "clusters", "confidence", "labels"]}
+    for bad in ("marjin = 0.05", "min_size = 0.5", "fail_on_found = 1", "sources = 'labels'"):
+        path.write_text(head + f"[slices.discover]\n{bad}\n")
+        with pytest.raises(BadInput):
+            load_config(path)

@@ -168,3 +168,20 @@ def test_embeddings_a_planted_topic_is_found_and_gated(tmp_path):
     assert found["proposed"][0] == first["name"]
     assert exits == {"student.onnx": (0, []),
                      "damaged.onnx": (1, [f"ort-fp32/slice[{n}]/min_teacher_cosine" for n in found["proposed"]])}
+
+
+def test_check_runs_discovery_as_a_step_when_the_config_asks(example, tmp_path):
+    """[slices.discover] in the config: after the run, each artifact against the float student, its files
+    in slices/<artifact>/; ORT fp32 equals the float student up to rounding, so nothing is proposed and
+    fail_on_found leaves the verdict as it was."""
+    from conftest import edit_config
+
+    config = edit_config(example, precisions=["fp32"], targets=("ort",))
+    config.write_text(config.read_text() + "\n[slices.discover]\nfail_on_found = true\n")
+    proc = run_cli("check", config, "--out", tmp_path / "out", "-q")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert ("slice discovery of ort-fp32 against the float student: no significant slice; see "
+            "slices/ort-fp32/report.md") in report["warnings"]
+    found = json.loads((tmp_path / "out" / "slices" / "ort-fp32" / "discovery.json").read_text())
+    assert found["failures"] == 0 and found["proposed"] == [] and found["reference"] == "float student"

@@ -119,6 +119,10 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
         before = _baseline(baseline, store, student_reference(cfg))
         with output_folder(out, force) as tmp:
             report = run_check(cfg, tmp, progress, device=device)
+            if cfg.slices_discover:  # [slices.discover]: each artifact's failures searched after the run
+                from .discover import check_step
+
+                check_step(cfg, tmp, report, progress)
             if before:
                 compare(report, before, cfg.budget.regression, run_dir=tmp, any_cpu=any_cpu)
             run_id = write_reports(report, tmp, store, out)

@@ -210,3 +210,34 @@ def write_discovery(out: Path, found: SliceDiscovery, masks: dict[str, np.ndarra
     _atomic_write(out / "report.md", discovery_markdown(found).encode())
     _atomic_write(out / "report.html", discovery_html(found).encode())
 
+
+
+def check_step(cfg: Config, out: Path, report, progress: Progress = Progress(False)) -> None:
+    """[slices.discover] after `check`: each artifact it built against the float student, its files in
+    slices/<artifact>/ of the output folder; a line per artifact among the report's warnings, and with
+    fail_on_found a broken gate check per artifact where a slice is proposed."""
+    from .errors import CannotMeasure
+    from .result import Check
+
+    s = cfg.slices_discover
+    settings = Settings(seed=cfg.seed, alpha=s["alpha"], min_size=s["min_size"], sources=tuple(s["sources"]))
+    for result in report.results:
+        if result.failure or not result.artifact:
+            continue
+        folder = out / "slices" / result.name.replace("/", "-")
+        folder.mkdir(parents=True)
+        try:
+            found = run_discover(cfg, folder, against="float", artifact=out / result.artifact, margin=s["margin"],
+                                 settings=settings, progress=progress)
+        except (BadInput, CannotMeasure) as exc:
+            report.warnings.append(f"slice discovery of {result.name}: not run ({exc})")
+            continue
+        names = ", ".join(f"{c.name} ({c.size} samples, {c.error_rate:.0%} fail against {c.rest_error_rate:.0%}, "
+                          f"p {c.p_adjusted:.2g})" for c in found.proposed)
+        where = f"slices/{folder.name}/report.md"
+        report.warnings.append(f"slice discovery of {result.name} against the float student: "
+                               f"{names or 'no significant slice'}; see {where}")
+        if s["fail_on_found"] and found.proposed:
+            report.gate_checks.append(Check(f"{result.name}/slices_found", "slices_found", "==", 0.0,
+                                            float(len(found.proposed)), "", False,
+                                            message=f"slice discovery proposes {names}; see {where}"))
