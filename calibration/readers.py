@@ -87,6 +87,12 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
     raise BadInput(f"unsupported data format '{path.suffix}'", path=path, hint="use .npz or a folder of .npy files")
 
 
+def read_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of a data file (.npz or a folder of .npy), as stored: inputs, labels, slices and any
+    other per-sample column (metadata, which slice discovery reads)."""
+    return _read_arrays(Path(path))
+
+
 def _load_npy(path: Path) -> np.ndarray:
     try:
         _check_sizes(path)

@@ -107,6 +107,7 @@ MAY_IMPORT = {
     "edge_distill.tables": set(),
     "edge_distill.progress": {"edge_distill.places", "edge_distill.tables"},
     "edge_distill.metrics": {"edge_distill.kinds"},
+    "edge_distill.slicefind": {"edge_distill.result"},
 }
 
 

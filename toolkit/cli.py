@@ -124,6 +124,10 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
         before = _baseline(baseline, store, student_reference(cfg))
         with output_folder(out, force) as tmp:
             report = run_check(cfg, tmp, progress, device=device)
+            if cfg.slices_discover:  # [slices.discover]: each artifact's failures searched after the run
+                from .discover import check_step
+
+                check_step(cfg, tmp, report, progress)
             if before:
                 compare(report, before, cfg.budget.regression, run_dir=tmp, any_cpu=any_cpu)
             run_id = write_reports(report, tmp, store, out)
@@ -368,6 +372,72 @@ def sensitivity(config, target, precision, out, force, quiet, as_json, device):
         write_reports(report, tmp)
     _finish(report, out, as_json)
 
+
+
+@main.group(cls=_Group)
+def slices():
+    """Slices of the evaluation data: where a student or its artifact fails."""
+
+
+@slices.command("discover", epilog=EXIT_CODES)
+@click.argument("config", type=click.Path(path_type=Path), default="edge-distill.toml")
+@click.option("--against", type=click.Choice(["teacher", "float"]), default="teacher", show_default=True,
+              help="The reference each sample's output is compared with.")
+@click.option("--artifact", type=click.Path(path_type=Path),
+              help="An artifact file (.onnx, .ort, .tflite, ...) to judge; without it, the float student.")
+@click.option("--output", "output_name", help="Which output to compare (default: the first).")
+@click.option("--margin", type=click.FloatRange(0, 1), default=0.03, show_default=True,
+              help="A proposed slice budget is the float student's figure on the slice minus this.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True), default=0.01, show_default=True,
+              help="Family-wise significance level (Holm over every hypothesis searched).")
+@click.option("--min-size", type=click.IntRange(2), default=20, show_default=True, help="Smallest slice tested.")
+@click.option("--seed", type=int, help="Seed of the clustering (default: the config's [data] seed).")
+@click.option("--sources", default="metadata,clusters,confidence,labels", show_default=True,
+              help="Where to look, comma-separated: metadata (the data file's extra columns), clusters (of the "
+                   "reference's outputs), confidence (its margin), labels (labels and its top-1 class).")
+@click.option("--null-check", "null_checks", type=click.IntRange(0), default=0,
+              help="Run the search again on N shuffles of the errors and report how often it finds a slice anyway.")
+@click.option("--fail-above", type=click.FloatRange(0), help="A continuous error (1 - cosine, mean |error|) fails "
+              "above this; default: its 90th percentile, never below 1e-5.")
+@click.option("--fail-on-found", is_flag=True, help="Exit 1 when a slice is proposed (a gate in CI).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-slices"), show_default=True)
+@_force
+@_quiet
+@click.option("--json", "as_json", is_flag=True, help="Print discovery.json's document on stdout instead.")
+def slices_discover(config, against, artifact, output_name, margin, alpha, min_size, seed, sources, null_checks,
+                    fail_above, fail_on_found, out, force, quiet, as_json):
+    """Search the evaluation data for groups where the artifact (or the float student) fails more
+    often than elsewhere: metadata columns of the data file (SliceLine), clusters of the reference's
+    outputs, its confidence, the labels. Writes the data with the proposed slices as masks, a budget
+    stanza per slice, report.md and report.html into --out; the data file given is never written."""
+    from .config import load_config
+    from .outputs import output_folder
+    from .progress import Progress
+
+    with Progress(not quiet) as progress:
+        from .discover import run_discover
+        from .report import discovery_markdown
+        from .errors import BadInput
+        from .slicefind import SOURCES, Settings
+
+        chosen = tuple(s.strip() for s in sources.split(",") if s.strip())
+        unknown = [s for s in chosen if s not in SOURCES]
+        if unknown or not chosen:
+            raise BadInput(f"--sources takes {', '.join(SOURCES)}; not {', '.join(unknown) or 'nothing'}")
+        cfg = load_config(config)
+        settings = Settings(seed=cfg.seed if seed is None else seed, alpha=alpha, min_size=min_size, sources=chosen,
+                            fail_above=fail_above)
+        with output_folder(out, force) as tmp:
+            found = run_discover(cfg, tmp, against=against, artifact=artifact and artifact.absolute(),
+                                 output=output_name, margin=margin, settings=settings, null_checks=null_checks,
+                                 progress=progress)
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=1))
+    else:
+        click.echo(discovery_markdown(found))
+        click.echo(f"files: {out / 'slices.npz'}, {out / 'slices-budget.toml'}, {out / 'report.md'}, "
+                   f"{out / 'report.html'}")
+    sys.exit(1 if fail_on_found and found.proposed else 0)
 
 ADVISE_QUESTIONS = {  # option -> (prompt, type); asked only when missing and a person is at the terminal
     "latency_budget_ms": ("Latency budget (ms)", float),

@@ -137,6 +137,8 @@ class Config:
     off_the_shelf: str | None = None
     off_the_shelf_weights: str | None = None
     history: str | None = None  # the results store every run is recorded in (edge_distill.history)
+    # [slices.discover]: `check` searches each artifact's failures against the float student after its run
+    slices_discover: dict | None = None
 
     @property
     def root(self) -> Path:
@@ -181,7 +183,8 @@ def parse_inputs(items, where: str, path: Path) -> list[InputSpec]:
 def load_config(path: str | Path) -> Config:
     path = Path(path).resolve()
     data = read_toml(path)
-    check_keys(data, {"model", "data", "export", "measure", "targets", "budgets", "cost", "ladder", "history"},
+    check_keys(data, {"model", "data", "export", "measure", "targets", "budgets", "cost", "ladder", "history",
+                      "slices"},
                "top level", path)
     if "model" not in data:
         raise BadInput("missing [model] table", path=path)
@@ -202,7 +205,28 @@ def load_config(path: str | Path) -> Config:
     lad = section("ladder")
     check_keys(lad, {"off_the_shelf", "off_the_shelf_weights"}, "ladder", path)
     cfg.off_the_shelf, cfg.off_the_shelf_weights = lad.get("off_the_shelf"), lad.get("off_the_shelf_weights")
+    cfg.slices_discover = _read_slices(section("slices"), path)
     return cfg
+
+
+SLICES_DISCOVER = {"margin": 0.03, "alpha": 0.01, "min_size": 20, "sources": ["metadata", "clusters", "confidence",
+                                                                         "labels"], "fail_on_found": False}
+
+
+def _read_slices(table: dict, path: Path) -> dict | None:
+    """[slices.discover]: settings of the step `check` runs (`slices discover` against the float student,
+    each artifact in turn); absent, no step."""
+    check_keys(table, {"discover"}, "slices", path)
+    if "discover" not in table:
+        return None
+    d = expect(table["discover"], dict, "discover", "slices", path)
+    check_keys(d, set(SLICES_DISCOVER), "slices.discover", path)
+    out = {**SLICES_DISCOVER, **d}
+    for key, default in SLICES_DISCOVER.items():
+        kind = (int, float) if isinstance(default, float) else type(default)
+        if not isinstance(out[key], kind) or isinstance(out[key], bool) != isinstance(default, bool):
+            raise BadInput(f"[slices.discover] {key} must be like {default!r}, got {out[key]!r}", path=path)
+    return out
 
 
 def _read_model(m: dict, path: Path) -> ModelConfig:

@@ -12,9 +12,9 @@ import html
 import io
 import math
 
-from .report import (HEADLINE, SENSITIVITY_SHOWN, _fmt, _provenance_lines, _rows, _sentence, chosen_precision,
-                     verdict_line, visible)
-from .result import MB, Check, Report, TargetResult
+from .report import (HEADLINE, SENSITIVITY_SHOWN, _fmt, _limits, _p, _provenance_lines, _rows, _sentence,
+                     chosen_precision, discovery_rows, discovery_summary, verdict_line, visible)
+from .result import MB, Check, Report, SliceDiscovery, TargetResult
 
 BROKEN, HOLDS, UNMEASURED, NEUTRAL = "#c62828", "#2e7d32", "#ef6c00", "#5c6bc0"
 _RAISED_COLORS = {"float": BROKEN, "int8": "#f9a825"}  # a sensitivity bar by what the search chose for its layer
@@ -366,3 +366,27 @@ def _trend_plot(artifact: str, rows: list[dict]) -> str | None:
         ax.set_title(figure, fontsize=9)
         ax.set_xlabel("run")
     return _svg(fig)
+
+
+def discovery_html(d: SliceDiscovery) -> str:
+    """report.html of `slices discover`: the proposed slices, then every candidate shown, ranked."""
+    proposed = d.proposed
+    title = f"edge-distill slices discover: {len(proposed)} slice(s) proposed"
+    parts = [f"<header class='verdict {'failed' if proposed else 'passed'}' id='verdict'>{html.escape(title)}</header>",
+             "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in discovery_summary(d)) + "</ul>",
+             "<h2>Proposed slices</h2>"]
+    if not proposed:
+        parts.append("<p>No slice fails significantly more often than the rest.</p>")
+    items = [f"<li><b>{html.escape(c.name)}</b> ({c.source}): {html.escape(c.description)}. {c.size} samples, "
+             f"{c.error_rate:.1%} fail against {c.rest_error_rate:.1%} elsewhere; p = {_p(c.p_adjusted)} (Holm). "
+             f"Budget: {html.escape(_limits(c.budget))}.</li>" for c in proposed]
+    parts.append("<ul id='proposed'>" + "".join(items) + "</ul>" if items else "")
+    if d.data_file:
+        parts.append(f"<p class='note'>Masks in {html.escape(d.data_file)}; budget stanzas in "
+                     f"{html.escape(d.budget_file)} (the float student's figure minus {d.margin:g}).</p>")
+    head, rows, shown = discovery_rows(d)
+    classes = ["broken" if c.proposed else "" for c in shown]
+    parts += ["<h2>Ranked candidates</h2>", _table(head, rows, classes, "candidates")]
+    parts += [f"<p class='note'>warning: {html.escape(w)}</p>" for w in d.warnings]
+    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(p for p in parts if p) + "\n</body></html>\n")

@@ -9,7 +9,7 @@ import json
 import math
 import re
 
-from .result import KB, MB, Check, Report
+from .result import KB, MB, Check, FoundSlice, Report, SliceDiscovery
 from .tables import visible
 
 
@@ -286,10 +286,6 @@ def _size(n: int) -> str:
     return f"{n / KB:.1f} KB" if n < MB else f"{n / MB:.2f} MB"
 
 
-def _provenance_line(report: Report) -> str:
-    return "\n".join(_provenance_lines(report))
-
-
 def _provenance_lines(report: Report) -> list[str]:
     """One line per distinct way the latency figures were obtained."""
     seen = {}
@@ -430,4 +426,68 @@ def to_markdown(report: Report) -> str:
         note = f" ({_md(c.message)})" if c.message else ""
         out.append(f"| {_md_code(c.name)} | {_fmt(c.value, c.unit)} | {c.comparison} {_fmt(c.limit, c.unit)} | "
                    f"{verdict}{note} |")
+    return "\n".join(out) + "\n"
+
+
+DISCOVERY_SHOWN = 10  # ranked candidates a discovery report lists (the proposed ones always)
+
+
+def _p(value: float) -> str:
+    return f"{value:.2g}" if value >= 1e-300 else "< 1e-300"
+
+
+def _limits(budget: dict) -> str:
+    return ", ".join(f"{k} = {v:g}" for k, v in budget.items()) or "none (no per-slice key for this kind)"
+
+
+def discovery_summary(d: SliceDiscovery) -> list[str]:
+    """The lines that say what was compared, how, and how long it took."""
+    per_10k = d.seconds * 10_000 / max(d.samples, 1)
+    lines = [f"{d.subject} against the {d.reference}, output `{d.output}` ({d.kind}), on {d.samples} samples: "
+             f"{d.failures} fail ({d.failure_rule}).",
+             f"Searched {d.hypotheses} hypotheses; significant: adjusted p <= {d.alpha:g} ({d.correction}); slices of "
+             f"at least {d.min_size} samples and at most half the data; seed {d.seed}.",
+             f"Search time {d.seconds:.2f} s for {d.samples} samples (the models' runs not counted; about "
+             f"{per_10k:.1f} s per 10,000 samples if it grew linearly, as k-means and the tests do)."]
+    lines += [f"{source}: {note}" for source, note in d.searched.items()]
+    if d.null_check:
+        n = d.null_check
+        lines.append(f"Null check: with the errors shuffled (no slice real), {n['with_a_slice']} of {n['shuffles']} "
+                     f"searches found a significant slice (smallest adjusted p {n['smallest_p_adjusted']:.2g}).")
+    return lines
+
+
+def discovery_rows(d: SliceDiscovery) -> tuple[list[str], list[list[str]], list[FoundSlice]]:
+    """The ranked candidates' table (the shown ones and every proposed one), and the rows' slices."""
+    shown = [c for c in d.candidates if c.rank <= DISCOVERY_SHOWN or c.proposed]
+    head = ["rank", "slice", "source", "samples", "failing", "failing elsewhere", "mean error (rest)", "p", "p (Holm)",
+            "verdict"]
+    rows = []
+    for c in shown:
+        verdict = "proposed" if c.proposed else f"held by {c.same_as}" if c.same_as else \
+            "significant" if c.significant else "not significant"
+        rows.append([str(c.rank), c.name, c.source, str(c.size), f"{c.failures} ({c.error_rate:.1%})",
+                     f"{c.rest_error_rate:.1%}", f"{c.mean_error:.4g} ({c.rest_mean_error:.4g})", _p(c.p_value),
+                     _p(c.p_adjusted), verdict])
+    return head, rows, shown
+
+
+def discovery_markdown(d: SliceDiscovery) -> str:
+    proposed = d.proposed
+    out = [f"# edge-distill slices discover: {len(proposed)} slice(s) proposed", ""]
+    out += [f"- {line}" for line in discovery_summary(d)] + [""]
+    out += ["## Proposed slices", ""]
+    if not proposed:
+        out += ["No slice fails significantly more often than the rest.", ""]
+    for c in proposed:
+        out += [f"- **`{c.name}`** ({c.source}): {c.description}. {c.size} samples, {c.error_rate:.1%} fail against "
+                f"{c.rest_error_rate:.1%} elsewhere; p = {_p(c.p_adjusted)} (Holm). Budget: {_limits(c.budget)}."]
+    if d.data_file:
+        out += ["", f"The slices are masks (`slice_<name>`) in `{d.data_file}`, beside the data's own arrays; the "
+                f"budget stanzas (the float student's figure on each slice minus {d.margin:g}) are in "
+                f"`{d.budget_file}`."]
+    head, rows, _ = discovery_rows(d)
+    out += ["", "## Ranked candidates", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(x.replace("|", "\\|") for x in r) + " |" for r in rows]
+    out += [""] + [f"> **warning:** {w}" for w in d.warnings]
     return "\n".join(out) + "\n"

@@ -211,6 +211,67 @@ class Report:
         return out
 
 
+
+@dataclass
+class FoundSlice:
+    """One group slice discovery tested (slicefind.py): where the error concentrates, or not."""
+
+    name: str  # its mask in the written data file is slice_<name>; its budget [budgets.slices.<name>]
+    source: str  # metadata | cluster | confidence | label
+    description: str
+    size: int
+    failures: int
+    error_rate: float  # share of the slice's samples that fail
+    rest_error_rate: float  # the same share over every other sample
+    mean_error: float  # the kind's per-sample error, averaged over the slice
+    rest_mean_error: float
+    p_value: float  # one-sided Fisher exact test: more failures in the slice than the rest predicts
+    p_adjusted: float  # Holm over every hypothesis the search looked at
+    significant: bool
+    rank: int = 0
+    typical: list[int] = field(default_factory=list)  # a cluster's samples nearest its centre (indices)
+    same_as: str = ""  # a higher-ranked proposal holding mostly the same samples (Jaccard >= 0.5)
+    proposed: bool = False
+    budget: dict = field(default_factory=dict)  # the proposed [budgets.slices.NAME] limits
+
+
+@dataclass
+class SliceDiscovery:
+    """`edge-distill slices discover`: what was compared, how failures were counted, what was searched
+    and what was found; report.py and html_report.py render it."""
+
+    subject: str  # the artifact (or "float student")
+    reference: str  # "teacher" or "float student"
+    output: str
+    kind: str
+    samples: int
+    failure_rule: str
+    failures: int
+    alpha: float
+    correction: str
+    hypotheses: int  # everything searched, the count the correction divides by
+    min_size: int
+    seed: int
+    seconds: float
+    searched: dict  # source -> what it searched (or why it did not)
+    candidates: list[FoundSlice] = field(default_factory=list)  # ranked, best first
+    margin: float = 0.0
+    data_file: str = ""
+    budget_file: str = ""
+    warnings: list[str] = field(default_factory=list)
+    # the search run again on shuffled errors: {"shuffles", "with_a_slice", "smallest_p_adjusted"}
+    null_check: dict = field(default_factory=dict)
+
+    @property
+    def proposed(self) -> list[FoundSlice]:
+        return [c for c in self.candidates if c.proposed]
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["proposed"] = [c.name for c in self.proposed]
+        return out
+
+
 def report_from_dict(data: dict) -> Report:
     """A report read back from its JSON (the results store, `edge-distill report`): the same objects,
     so every renderer draws it as it drew the original. Keys a newer version added are ignored.

@@ -17,6 +17,9 @@ class OutputKind:
     # (artifact's output, float student's output, the output's declared settings) -> figures
     figures: Callable[[np.ndarray, np.ndarray, dict], dict]
     settings: dict = field(default_factory=dict)  # what [model.outputs.NAME] may set, with defaults
+    # (artifact's output, reference output, settings) -> one error per sample, >= 0 (slice discovery);
+    # 0/1 where the kind judges a sample as right or wrong
+    per_sample: Callable[[np.ndarray, np.ndarray, dict], np.ndarray] | None = None
     choices: dict = field(default_factory=dict)  # setting -> the values it may take, where they are few
 
 
@@ -41,3 +44,9 @@ def rounded(x) -> float:
 def class_last(x: np.ndarray, axis: int) -> np.ndarray:
     """Per-sample arrays with the class axis moved last (axis counts the batch axis, as numpy's)."""
     return np.moveaxis(np.asarray(x), axis, -1)
+
+
+def per_sample_abs_error(out: np.ndarray, ref: np.ndarray, settings: dict | None = None) -> np.ndarray:
+    """Each sample's mean |error| over its values."""
+    error = np.abs(np.asarray(out, np.float64) - np.asarray(ref, np.float64))
+    return error.reshape(len(error), -1).mean(axis=1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import ERROR_KEYS, OutputKind, error_figures, rounded
+from .base import ERROR_KEYS, OutputKind, error_figures, per_sample_abs_error, rounded
 
 IDENTICAL_DB = 200.0
 
@@ -38,4 +38,4 @@ def figures(out: np.ndarray, ref: np.ndarray, settings: dict) -> dict:
 KIND = OutputKind("dense", "maps, images, regressions: error, cosine and PSNR (data_range: 0, the default, takes "
                   "the float output's range over the evaluation set)",
                   {**ERROR_KEYS, "min_cosine": ("cosine", ">=", ""), "min_psnr_db": ("psnr_db", ">=", "dB")}, figures,
-                  {"data_range": 0.0})
+                  {"data_range": 0.0}, per_sample_abs_error)

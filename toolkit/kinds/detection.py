@@ -102,4 +102,4 @@ KIND = OutputKind("detection", "raw detector heads (layout = \"yolov8\" [B, 4+C,
                   "student's (conf, iou for NMS, max_det)",
                   {"min_map_agreement": ("map_agreement", ">=", ""), "min_map50_agreement": ("map50_agreement", ">=", "")},
                   figures, {"layout": "yolov8", "conf": 0.25, "iou": 0.7, "max_det": 300},
-                  {"layout": ("yolov8", "yolov5", "end2end")})
+                  choices={"layout": ("yolov8", "yolov5", "end2end")})

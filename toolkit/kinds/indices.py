@@ -16,6 +16,12 @@ def figures(out: np.ndarray, ref: np.ndarray, settings: dict) -> dict:
     return {"exact_match": rounded(exact.mean()), "topk_overlap": rounded(np.mean(overlap))}
 
 
+def per_sample(out: np.ndarray, ref: np.ndarray, settings: dict) -> np.ndarray:
+    """1 where the sample's indices are not exactly the reference's."""
+    a, b = (np.asarray(x).reshape(len(x), -1) for x in (out, ref))
+    return (~(a == b).all(axis=1)).astype(np.float64)
+
+
 KIND = OutputKind("indices", "integer outputs: exact match, top-k set overlap along the last axis",
                   {"min_exact_match": ("exact_match", ">=", ""), "min_topk_overlap": ("topk_overlap", ">=", "")},
-                  figures)
+                  figures, per_sample=per_sample)

@@ -20,6 +20,12 @@ def figures(out: np.ndarray, ref: np.ndarray, settings: dict) -> dict:
     return {"pixel_agreement": rounded((a == b).mean()), "mean_iou": mean_iou(a, b)}
 
 
+def per_sample(out: np.ndarray, ref: np.ndarray, settings: dict) -> np.ndarray:
+    """The share of the sample's pixels whose class differs from the reference's."""
+    a, b = (class_last(x, settings.get("axis", 1)).argmax(-1).reshape(len(x), -1) for x in (out, ref))
+    return (a != b).mean(axis=1)
+
+
 KIND = OutputKind("segmentation", "class scores per pixel: pixel agreement and mean IoU (axis: the class axis, "
                   "default 1)", {"min_pixel_agreement": ("pixel_agreement", ">=", ""),
-                                 "min_mean_iou": ("mean_iou", ">=", "")}, figures, {"axis": 1})
+                                 "min_mean_iou": ("mean_iou", ">=", "")}, figures, {"axis": 1}, per_sample)

@@ -43,8 +43,15 @@ def figures(out: np.ndarray, ref: np.ndarray, settings: dict) -> dict:
     return found
 
 
+def per_sample(out: np.ndarray, ref: np.ndarray, settings: dict) -> np.ndarray:
+    """The share of the sample's positions whose top-1 differs from the reference's."""
+    axis = settings.get("axis", -1)
+    a, b = (class_last(x, axis).argmax(-1).reshape(len(x), -1) for x in (out, ref))
+    return (a != b).mean(axis=1)
+
+
 KIND = OutputKind("sequence", "per-position classes [B, T, C]: position agreement, exact match, CER of the "
                   "CTC decoding (decode = \"ctc\" | \"none\", blank = 0, axis = -1)",
                   {"min_position_agreement": ("position_agreement", ">=", ""), "min_exact_match": ("exact_match", ">=", ""),
                    "max_cer": ("cer", "<=", ""), **ERROR_KEYS}, figures, {"axis": -1, "decode": "ctc", "blank": 0},
-                  {"decode": ("ctc", "none")})
+                  per_sample, choices={"decode": ("ctc", "none")})
