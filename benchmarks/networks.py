@@ -287,13 +287,143 @@ def alexnet() -> nn.Module:
                          nn.Linear(4096, 1000))
 
 
+# The Inception family as TF-slim builds it (the .tflite models TensorFlow Lite's benchmark pages time).
+def _cv(cin, cout, k, stride=1, valid=False):
+    """A slim conv: kernel k (int or (h, w)), 'SAME' padding unless valid, BatchNorm, ReLU."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    pad = 0 if valid else (kh // 2, kw // 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, (kh, kw), stride, pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+def _chain(cin, *specs):
+    """Convolutions one after another: (cout, kernel[, stride, valid]) each."""
+    layers = []
+    for cout, k, *rest in specs:
+        layers.append(_cv(cin, cout, k, *rest))
+        cin = cout
+    return nn.Sequential(*layers)
+
+
+class _Concat(nn.Module):
+    """Branches side by side; a branch that is a (trunk, heads) pair ends in heads side by side (v3's 7b/7c)."""
+
+    def __init__(self, *branches):
+        super().__init__()
+        self.branches = nn.ModuleList(b if isinstance(b, nn.Module) else _Split(*b) for b in branches)
+
+    def forward(self, x):
+        return torch.cat([b(x) for b in self.branches], 1)
+
+
+class _Split(nn.Module):
+    def __init__(self, trunk, heads):
+        super().__init__()
+        self.trunk, self.heads = trunk, nn.ModuleList(heads)
+
+    def forward(self, x):
+        x = self.trunk(x)
+        return torch.cat([h(x) for h in self.heads], 1)
+
+
+def _pool(cin, cout):
+    """slim's average-pool branch: 3x3 stride 1, then a 1x1 convolution."""
+    return nn.Sequential(nn.AvgPool2d(3, 1, 1, count_include_pad=False), _cv(cin, cout, 1))
+
+
+def _max():
+    return nn.MaxPool2d(3, 2)
+
+
+class _Residual35(nn.Module):
+    """Inception-ResNet's blocks: branches, a linear 1x1 back to the input width, scaled, added."""
+
+    def __init__(self, cin, branches, width, scale, relu=True):
+        super().__init__()
+        self.branches, self.up = _Concat(*branches), nn.Conv2d(width, cin, 1)
+        self.scale, self.relu = scale, relu
+
+    def forward(self, x):
+        x = x + self.scale * self.up(self.branches(x))
+        return torch.relu(x) if self.relu else x
+
+
+def _v3_a(cin, pool):
+    return _Concat(_cv(cin, 64, 1), _chain(cin, (48, 1), (64, 5)), _chain(cin, (64, 1), (96, 3), (96, 3)),
+                   _pool(cin, pool))
+
+
+def _v3_b(c):
+    return _Concat(_cv(768, 192, 1), _chain(768, (c, 1), (c, (1, 7)), (192, (7, 1))),
+                   _chain(768, (c, 1), (c, (7, 1)), (c, (1, 7)), (c, (7, 1)), (192, (1, 7))), _pool(768, 192))
+
+
+def _v3_c(cin):
+    split = lambda trunk: (trunk, [_cv(384, 384, (1, 3)), _cv(384, 384, (3, 1))])  # noqa: E731
+    return _Concat(_cv(cin, 320, 1), split(_cv(cin, 384, 1)), split(_chain(cin, (448, 1), (384, 3))), _pool(cin, 192))
+
+
+def inception_v3() -> nn.Module:
+    """Inception v3 (Szegedy et al. 2016), TF-slim's, 299x299 input."""
+    stem = [_chain(3, (32, 3, 2, True), (32, 3, 1, True), (64, 3)), _max(),
+            _chain(64, (80, 1, 1, True), (192, 3, 1, True)), _max()]
+    reduce_a = _Concat(_cv(288, 384, 3, 2, True), _chain(288, (64, 1), (96, 3), (96, 3, 2, True)), _max())
+    reduce_b = _Concat(_chain(768, (192, 1), (320, 3, 2, True)),
+                       _chain(768, (192, 1), (192, (1, 7)), (192, (7, 1)), (192, 3, 2, True)), _max())
+    return nn.Sequential(*stem, _v3_a(192, 32), _v3_a(256, 64), _v3_a(288, 64), reduce_a, _v3_b(128), _v3_b(160),
+                         _v3_b(160), _v3_b(192), reduce_b, _v3_c(1280), _v3_c(2048), *_head(2048, 1001))
+
+
+def _v4_stem() -> list:
+    return [_chain(3, (32, 3, 2, True), (32, 3, 1, True), (64, 3)), _Concat(_max(), _cv(64, 96, 3, 2, True)),
+            _Concat(_chain(160, (64, 1), (96, 3, 1, True)),
+                    _chain(160, (64, 1), (64, (1, 7)), (64, (7, 1)), (96, 3, 1, True))),
+            _Concat(_cv(192, 192, 3, 2, True), _max())]
+
+
+def inception_v4() -> nn.Module:
+    """Inception v4 (Szegedy et al. 2017), TF-slim's, 299x299 input."""
+    a = lambda: _Concat(_pool(384, 96), _cv(384, 96, 1), _chain(384, (64, 1), (96, 3)),  # noqa: E731
+                        _chain(384, (64, 1), (96, 3), (96, 3)))
+    b = lambda: _Concat(_pool(1024, 128), _cv(1024, 384, 1),  # noqa: E731
+                        _chain(1024, (192, 1), (224, (1, 7)), (256, (7, 1))),
+                        _chain(1024, (192, 1), (192, (7, 1)), (224, (1, 7)), (224, (7, 1)), (256, (1, 7))))
+    pair = lambda cin: [_cv(cin, 256, (1, 3)), _cv(cin, 256, (3, 1))]  # noqa: E731
+    c = lambda: _Concat(_pool(1536, 256), _cv(1536, 256, 1), (_cv(1536, 384, 1), pair(384)),  # noqa: E731
+                        (_chain(1536, (384, 1), (448, (3, 1)), (512, (1, 3))), pair(512)))
+    reduce_a = _Concat(_cv(384, 384, 3, 2, True), _chain(384, (192, 1), (224, 3), (256, 3, 2, True)), _max())
+    reduce_b = _Concat(_chain(1024, (192, 1), (192, 3, 2, True)),
+                       _chain(1024, (256, 1), (256, (1, 7)), (320, (7, 1)), (320, 3, 2, True)), _max())
+    return nn.Sequential(*_v4_stem(), *[a() for _ in range(4)], reduce_a, *[b() for _ in range(7)], reduce_b,
+                         *[c() for _ in range(3)], *_head(1536, 1001))
+
+
+def inception_resnet_v2() -> nn.Module:
+    """Inception-ResNet v2 (Szegedy et al. 2017), TF-slim's, 299x299 input."""
+    stem = [_chain(3, (32, 3, 2, True), (32, 3, 1, True), (64, 3)), _max(),
+            _chain(64, (80, 1, 1, True), (192, 3, 1, True)), _max(), _Concat(_cv(192, 96, 1), _chain(192, (48, 1), (64, 5)), _chain(192, (64, 1), (96, 3), (96, 3)),
+                            _pool(192, 64))]
+    b35 = lambda: _Residual35(320, [_cv(320, 32, 1), _chain(320, (32, 1), (32, 3)),  # noqa: E731
+                                    _chain(320, (32, 1), (48, 3), (64, 3))], 128, 0.17)
+    b17 = lambda: _Residual35(1088, [_cv(1088, 192, 1),  # noqa: E731
+                                     _chain(1088, (128, 1), (160, (1, 7)), (192, (7, 1)))], 384, 0.1)
+    b8 = lambda relu=True: _Residual35(2080, [_cv(2080, 192, 1),  # noqa: E731
+                                              _chain(2080, (192, 1), (224, (1, 3)), (256, (3, 1)))], 448, 0.2, relu)
+    reduce_a = _Concat(_cv(320, 384, 3, 2, True), _chain(320, (256, 1), (256, 3), (384, 3, 2, True)), _max())
+    reduce_b = _Concat(_chain(1088, (256, 1), (384, 3, 2, True)), _chain(1088, (256, 1), (288, 3, 2, True)),
+                       _chain(1088, (256, 1), (288, 3), (320, 3, 2, True)), _max())
+    return nn.Sequential(*stem, *[b35() for _ in range(10)], reduce_a, *[b17() for _ in range(20)], reduce_b,
+                         *[b8() for _ in range(9)], b8(False), _cv(2080, 1536, 1), *_head(1536, 1001))
+
+
 # ShuffleNet v1, ProxylessNAS and EfficientNetV2-B0 are not written: their published rows stay unscored.
 NETWORKS = {"mobilenet": mobilenet, "mobilenet_v2": mobilenet_v2, "mobilenet_v3": mobilenet_v3,
             "mobilenet_v3_small": mobilenet_v3_small, "mnasnet": mnasnet,
             "efficientnet_b0": efficientnet_b0, "shufflenet_v2": shufflenet_v2, "regnety_400m": regnety_400m,
             "squeezenet": squeezenet, "googlenet": googlenet, "alexnet": alexnet, "resnet18": resnet18,
-            "resnet50": resnet50, "vgg16": vgg16}
-INPUT = {"squeezenet": 227, "alexnet": 227}  # the others take 224x224
+            "resnet50": resnet50, "vgg16": vgg16, "inception_v3": inception_v3,
+            "inception_v4": inception_v4, "inception_resnet_v2": inception_resnet_v2}
+INPUT = {"squeezenet": 227, "alexnet": 227, "inception_v3": 299, "inception_v4": 299,
+         "inception_resnet_v2": 299}  # the others take 224x224
 
 
 def export(name: str, path, size: int | None = None) -> None:
