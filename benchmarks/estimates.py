@@ -86,7 +86,7 @@ def workloads(needed: set[tuple[str, str, int]]) -> dict[tuple[str, str, int], W
                 exported, fp32, int8 = (Path(work) / f"{name}.{kind}.onnx" for kind in ("exported", "fp32", "int8"))
                 networks.export(name, exported, size)
                 quant_pre_process(str(exported), str(fp32))  # as the ort target does: BatchNorm folded
-                quantize_static(str(fp32), str(int8), networks.random_reader(size), per_channel=True)
+                quantize_static(str(fp32), str(int8), networks.random_reader(size, name=name), per_channel=True)
                 known[name, "fp32", size] = Workload.of(graph_work(fp32))
                 known[name, "int8", size] = Workload.of(graph_work(int8))
         RESULTS.mkdir(exist_ok=True)
@@ -112,7 +112,8 @@ def corpus(name: str) -> list[dict]:
     devices = {r["device"]: r for r in csv.DictReader((MEASUREMENTS / "devices.csv").open())}
     rows = []
     for row in csv.DictReader((MEASUREMENTS / name).open()):
-        size = int(row["input"].split("x")[0]) if re.fullmatch(r"\d+x\d+x3", row["input"]) else None
+        shape = re.fullmatch(r"(\d+)x\d+x3|(\d+) tokens", row["input"])  # an image, or a sequence of token ids
+        size = int(shape[1] or shape[2]) if shape else None
         if row["model"] not in networks.NETWORKS or row["precision"] not in PRECISIONS or not size \
                 or row["device"] not in devices or row["runtime"] not in FAMILIES:
             continue

@@ -415,33 +415,109 @@ def inception_resnet_v2() -> nn.Module:
                          *[b8() for _ in range(9)], b8(False), _cv(2080, 1536, 1), *_head(1536, 1001))
 
 
+class _NoNorm(nn.Module):
+    """MobileBERT's NoNorm: an elementwise scale and shift in place of LayerNorm."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.ones(width)), nn.Parameter(torch.zeros(width))
+
+    def forward(self, x):
+        return x * self.weight + self.bias
+
+
+class _Bottleneck(nn.Module):
+    """A linear layer, optionally added to a residual, then NoNorm."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.linear, self.norm = nn.Linear(cin, cout), _NoNorm(cout)
+
+    def forward(self, x, residual=None):
+        y = self.linear(x)
+        return self.norm(y if residual is None else y + residual)
+
+
+class _MobileBertLayer(nn.Module):
+    """MobileBERT (Sun et al. 2020) as its published configuration: 512 wide between blocks, a 128-wide
+    bottleneck shared by queries and keys, 4 heads, 4 stacked feed-forward networks of 512."""
+
+    def __init__(self, width=512, inner=128, ffn=512, heads=4, stacked=4):
+        super().__init__()
+        self.to_inner, self.to_shared = _Bottleneck(width, inner), _Bottleneck(width, inner)
+        self.attention = nn.MultiheadAttention(inner, heads, kdim=inner, vdim=width, batch_first=True)
+        self.attention_norm = _NoNorm(inner)
+        self.ffns = nn.ModuleList(nn.Sequential(nn.Linear(inner, ffn), nn.ReLU(), nn.Linear(ffn, inner))
+                                  for _ in range(stacked - 1))
+        self.ffn_norms = nn.ModuleList(_NoNorm(inner) for _ in range(stacked - 1))
+        self.last = nn.Sequential(nn.Linear(inner, ffn), nn.ReLU())
+        self.last_out = _Bottleneck(ffn, inner)
+        self.out = _Bottleneck(inner, width)
+
+    def forward(self, x):
+        inner, shared = self.to_inner(x), self.to_shared(x)
+        h = self.attention_norm(self.attention(shared, shared, x, need_weights=False)[0] + inner)
+        for ffn, norm in zip(self.ffns, self.ffn_norms):
+            h = norm(ffn(h) + h)
+        h = self.last_out(self.last(h), h)
+        return self.out(h, x)
+
+
+class _MobileBert(nn.Module):
+    def __init__(self, vocab=30522, embedding=128, width=512, layers=24, positions=512):
+        super().__init__()
+        self.words, self.positions = nn.Embedding(vocab, embedding), nn.Embedding(positions, width)
+        self.trigram = nn.Linear(3 * embedding, width)  # each token's embedding with its two neighbours'
+        self.norm, self.layers = _NoNorm(width), nn.Sequential(*[_MobileBertLayer(width) for _ in range(layers)])
+        self.span = nn.Linear(width, 2)  # SQuAD's answer start and end logits
+
+    def forward(self, tokens):
+        e = self.words(tokens)
+        pad = torch.zeros_like(e[:, :1])
+        e = torch.cat([torch.cat([e[:, 1:], pad], 1), e, torch.cat([pad, e[:, :-1]], 1)], 2)
+        x = self.norm(self.trigram(e) + self.positions.weight[: tokens.shape[1]])
+        return self.span(self.layers(x))
+
+
+def mobilebert() -> nn.Module:
+    """MobileBERT for SQuAD (the model TensorFlow Lite's question-answering page times), 384 tokens."""
+    return _MobileBert()
+
+
 # ShuffleNet v1, ProxylessNAS and EfficientNetV2-B0 are not written: their published rows stay unscored.
 NETWORKS = {"mobilenet": mobilenet, "mobilenet_v2": mobilenet_v2, "mobilenet_v3": mobilenet_v3,
             "mobilenet_v3_small": mobilenet_v3_small, "mnasnet": mnasnet,
             "efficientnet_b0": efficientnet_b0, "shufflenet_v2": shufflenet_v2, "regnety_400m": regnety_400m,
             "squeezenet": squeezenet, "googlenet": googlenet, "alexnet": alexnet, "resnet18": resnet18,
             "resnet50": resnet50, "vgg16": vgg16, "inception_v3": inception_v3,
-            "inception_v4": inception_v4, "inception_resnet_v2": inception_resnet_v2}
+            "inception_v4": inception_v4, "inception_resnet_v2": inception_resnet_v2, "mobilebert": mobilebert}
 INPUT = {"squeezenet": 227, "alexnet": 227, "inception_v3": 299, "inception_v4": 299,
-         "inception_resnet_v2": 299}  # the others take 224x224
+         "inception_resnet_v2": 299, "mobilebert": 384}  # the others take 224x224 (mobilebert: tokens)
+TOKENS = {"mobilebert"}  # networks whose input is a sequence of token ids, not an image
+
+
+def example(name: str, size: int, seed: int = 0) -> torch.Tensor:
+    """An input of the network at batch 1: an image of size x size, or `size` token ids."""
+    generator = torch.Generator().manual_seed(seed)
+    if name in TOKENS:
+        return torch.randint(0, 30522, (1, size), generator=generator)
+    return torch.randn(1, 3, size, size, generator=generator)
 
 
 def export(name: str, path, size: int | None = None) -> None:
     size = size or INPUT.get(name, 224)
     model = NETWORKS[name]().eval()
-    torch.onnx.export(model, (torch.randn(1, 3, size, size),), str(path), input_names=["image"], dynamo=False)
+    torch.onnx.export(model, (example(name, size),), str(path), input_names=["input"], dynamo=False)
 
 
-def random_reader(size: int, count: int = 2):
-    """onnxruntime's calibration protocol over `count` random images: an estimate counts work, so
+def random_reader(size: int, count: int = 2, name: str = ""):
+    """onnxruntime's calibration protocol over `count` random inputs: an estimate counts work, so
     the ranges need not be realistic."""
-    import numpy as np
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.samples = iter([{"image": np.random.default_rng(i).normal(size=(1, 3, size, size)).astype(np.float32)}
-                                 for i in range(count)])
+            self.samples = iter([{"input": example(name, size, i).numpy()} for i in range(count)])
 
         def get_next(self):
             return next(self.samples, None)
