@@ -1,26 +1,34 @@
-"""Fit the estimator's cost model on published measurements, and score it by cross-validation.
+"""Fit the estimator's cost model on published measurements; score it by cross-validation and, once,
+on a sealed split.
 
 The corpus (toolkit/device_profiles/measurements/, every row with its source line) holds batch-1
-latencies of standard networks: ncnn's benchmark tables (the fit), and XNNPACK, TFLite, ONNX
-Runtime and Core ML runs from their projects' pages (the check). devices.csv names each device's
-core and clock, cost_model/cores.toml each core's peak. The networks are written in
-benchmarks/networks.py, exported to ONNX (fp32, and int8 as ORT static QDQ) and counted by the
-estimator's own graph_work, so the fit sees what the product sees.
+latencies of standard networks: ncnn's benchmark tables, and XNNPACK, TFLite, ONNX Runtime and
+Core ML runs from their projects' pages. devices.csv names each device's core and clock,
+cost_model/cores.toml each core's peak. The networks are written in benchmarks/networks.py,
+exported to ONNX (fp32, and int8 as ORT static QDQ) and counted by the estimator's own graph_work,
+so the fit sees what the product sees.
+
+measurements/sealed.csv (fixed before this fit used it) seals a third of the devices: no row of
+theirs is fitted, cross-validated or looked at while the model is chosen. The rest are fitted
+together - ncnn's runs, and the XNNPACK/TFLite runs with a known thread count (the GEMM runtimes the
+targets use: their dense convolutions are lowered to GEMMs, cost_model.py).
 
 The CPU model (toolkit/devices/cost_model.py) has shared figures (per op class efficiencies for
-float and int8, cycles per light element, weight streaming, per-op overhead, thread scaling), a
-speed per kind of core, and an offset per device and run setting, all shrunk towards 0 but the
-first. It is scored three ways:
-- leave-one-network-out on ncnn: each network's rows predicted by a fit without that network;
-- on the other runtimes' CPU runs, none of which the fit saw, with no device offsets: how the
-  estimate of a GEMM-kernel runtime (what the targets run) carries from ncnn's fit;
-- the Neural Engine model, leave-one-network-out on Core ML's published runs.
+float and int8, cycles per light and per gathered element, weight streaming, per-op overhead, thread
+scaling, a speed for the GEMM runtimes against ncnn), a speed per kind of core, and an offset per
+device and run setting, shrunk towards 0. The product never uses the offsets, so every score here
+that a profile, the README or an estimate quotes is computed without them:
+- cross-validated: each network's rows (outside the sealed split) predicted by a fit without it;
+- sealed: the sealed devices' rows, predicted once by the fit on everything outside the split;
+each per runtime kind (ncnn, GEMM runtimes) and per network family (cost_model.network_family).
+The Neural Engine model is scored the same way (the iPhone 14 Pro sealed, the 15 Pro fitted).
 
     python benchmarks/estimates.py [--update-profiles]
 
 prints the tables, writes benchmarks/results/estimates.json and, with --update-profiles,
-device_profiles/cost_model/fitted.toml (the fit on every row) and each profile's [validation]
-(what `edge-distill devices` shows and the interval every estimate carries).
+device_profiles/cost_model/fitted.toml (the fit outside the sealed split, with each network family's
+errors) and each profile's [validation] (the sealed GEMM runs' error, the cross-validated interval
+and how many sealed runs it held: what `edge-distill devices` shows and every estimate carries).
 """
 
 from __future__ import annotations
@@ -46,7 +54,8 @@ import networks  # noqa: E402
 
 from edge_distill.devices.cost_model import (GEMM_KERNELS, WINOGRAD_FAMILIES, Coefficients, Workload, core_of,  # noqa: E402
                                              load_cores, seconds)
-from edge_distill.devices.graph_work import CONV3X3_S1, OP_CLASSES, graph_work  # noqa: E402
+from edge_distill.devices.cost_model import NETWORK_FAMILIES, network_family  # noqa: E402
+from edge_distill.devices.graph_work import DENSE, OP_CLASSES, POINTWISE, graph_work  # noqa: E402
 from edge_distill.targets import Precision  # noqa: E402
 
 MEASUREMENTS = ROOT / "toolkit" / "device_profiles" / "measurements"
@@ -59,7 +68,8 @@ SIGMA, TAU = 0.25, 0.5  # the spread of log errors the fit expects, and of a dev
 
 def workloads(needed: set[tuple[str, str, int]]) -> dict[tuple[str, str, int], Workload]:
     """(network, precision, input size) -> its Workload, cached by the networks' source."""
-    key = hashlib.sha256((ROOT / "benchmarks" / "networks.py").read_bytes()).hexdigest()[:16]
+    counted = (ROOT / "benchmarks" / "networks.py", ROOT / "toolkit" / "devices" / "graph_work.py")
+    key = hashlib.sha256(b"".join(path.read_bytes() for path in counted)).hexdigest()[:16]
     cache = RESULTS / f"workloads-{key}.json"
     known = {}
     if cache.is_file():
@@ -76,7 +86,7 @@ def workloads(needed: set[tuple[str, str, int]]) -> dict[tuple[str, str, int], W
                 exported, fp32, int8 = (Path(work) / f"{name}.{kind}.onnx" for kind in ("exported", "fp32", "int8"))
                 networks.export(name, exported, size)
                 quant_pre_process(str(exported), str(fp32))  # as the ort target does: BatchNorm folded
-                quantize_static(str(fp32), str(int8), networks.random_reader(size), per_channel=True)
+                quantize_static(str(fp32), str(int8), networks.random_reader(size, name=name), per_channel=True)
                 known[name, "fp32", size] = Workload.of(graph_work(fp32))
                 known[name, "int8", size] = Workload.of(graph_work(int8))
         RESULTS.mkdir(exist_ok=True)
@@ -90,13 +100,20 @@ FAMILIES = {"ncnn": "ncnn", "xnnpack": GEMM_KERNELS, "executorch-xnnpack": GEMM_
             "onnxruntime": GEMM_KERNELS}
 
 
+def sealed_devices() -> set[str]:
+    """The devices of the sealed test split (measurements/sealed.csv, fixed before the fit used it)."""
+    return {r["device"] for r in csv.DictReader((MEASUREMENTS / "sealed.csv").open())}
+
+
 def corpus(name: str) -> list[dict]:
-    """The published CPU rows of networks we have (fp32 and int8, batch 1), each with its device's core."""
-    cores = load_cores()
+    """The published CPU rows of networks we have (fp32 and int8, batch 1), each with its device's core
+    and whether it is in the sealed split."""
+    cores, sealed = load_cores(), sealed_devices()
     devices = {r["device"]: r for r in csv.DictReader((MEASUREMENTS / "devices.csv").open())}
     rows = []
     for row in csv.DictReader((MEASUREMENTS / name).open()):
-        size = int(row["input"].split("x")[0]) if re.fullmatch(r"\d+x\d+x3", row["input"]) else None
+        shape = re.fullmatch(r"(\d+)x\d+x3|(\d+) tokens", row["input"])  # an image, or a sequence of token ids
+        size = int(shape[1] or shape[2]) if shape else None
         if row["model"] not in networks.NETWORKS or row["precision"] not in PRECISIONS or not size \
                 or row["device"] not in devices or row["runtime"] not in FAMILIES:
             continue
@@ -104,6 +121,7 @@ def corpus(name: str) -> list[dict]:
         rows.append({**row, "size": size, "family": FAMILIES[row["runtime"]],
                      "core": core_of(spec["core"], float(spec["clock_ghz"]), cores),
                      "setting": f"{row['device']} | {row['threads']} threads | powersave {row['powersave']}",
+                     "sealed": row["device"] in sealed,
                      "published_ms": float(row["latency_ms"])})
     return rows
 
@@ -122,10 +140,12 @@ class Design:
         arith = [arithmetic_of(PRECISIONS[r["precision"]], r["family"], r["core"]) for r in rows]
         self.int8 = np.array([a == "int8" for a in arith])
         self.flops = np.array([[w.flops[c] for c in CLASSES] for w in load])
-        winograd = np.array([r["family"] in WINOGRAD_FAMILIES for r in rows])
-        i3, ic = CLASSES.index(CONV3X3_S1), CLASSES.index("conv")
-        self.flops[~winograd, ic] += self.flops[~winograd, i3]  # no Winograd: as the other convolutions
-        self.flops[~winograd, i3] = 0
+        self.gemm = np.array([r["family"] not in WINOGRAD_FAMILIES for r in rows])
+        dense, pointwise = [CLASSES.index(c) for c in DENSE], CLASSES.index(POINTWISE)
+        # A GEMM runtime's dense convolution: the 1x1 convolutions' microkernel, and its gathering
+        self.flops[self.gemm, pointwise] += self.flops[self.gemm][:, dense].sum(axis=1)
+        self.flops[np.ix_(self.gemm, dense)] = 0
+        self.gathered = np.where(self.gemm, [w.gathered for w in load], 0.0)
         self.peak = np.array([r["core"].peak(a) for r, a in zip(rows, arith)])
         self.clock = np.array([r["core"].clock_ghz * 1e9 for r in rows])
         self.light = np.array([w.light_elements for w in load])
@@ -145,11 +165,13 @@ class Design:
                        np.exp(p["efficiency"]))
         eff = eff * np.exp(np.where(self.dot, p["dot_use"], 0.0) + np.where(self.matmul, p["matmul_use"], 0.0))[:, None]
         light = np.exp(np.where(self.int8, p["light_int8"], p["light_float"]))
-        compute = (self.flops / eff).sum(axis=1) / self.peak + self.light * light / self.clock
+        gather = np.exp(np.where(self.int8, p["gather_int8"], p["gather_float"]))
+        compute = (self.flops / eff).sum(axis=1) / self.peak + (self.light * light + self.gathered * gather) / self.clock
         total = (compute / self.threads ** p["thread_scaling"] + self.streamed * np.exp(p["stream"]) / self.clock
                  + self.ops * np.exp(p["overhead"]) / self.clock)
         pick = lambda values, index: np.where(index >= 0, values[np.maximum(index, 0)], 0.0)  # noqa: E731
-        return np.log(total) + pick(p["core_speed"], self.core) + pick(p["offsets"], self.setting)
+        return (np.log(total) + pick(p["core_speed"], self.core) + pick(p["offsets"], self.setting)
+                + np.where(self.gemm, p["gemm_speed"], 0.0))
 
 
 # The fitted figures: (start, lower, upper) per element, and the prior's spread for those shrunk to 0.
@@ -159,8 +181,12 @@ BLOCKS = {"efficiency": (math.log(0.3), math.log(0.01), math.log(8.0), K), "int8
           "light_int8": (math.log(2.0), math.log(0.01), math.log(100.0), 1),
           "stream": (math.log(0.5), math.log(1e-3), math.log(20.0), 1),
           "overhead": (math.log(3000.0), math.log(10.0), math.log(1e6), 1), "thread_scaling": (0.8, 0.3, 1.0, 1),
-          "int8_ratio": (0.0, -3.0, 3.0, 1), "dot_use": (0.0, -3.0, 3.0, 1), "matmul_use": (0.0, -3.0, 3.0, 1)}
-SHRUNK = {"int8_deviation": TAU, "dot_use": TAU, "matmul_use": TAU, "core_speed": TAU, "offsets": TAU}
+          "int8_ratio": (0.0, -3.0, 3.0, 1), "dot_use": (0.0, -3.0, 3.0, 1), "matmul_use": (0.0, -3.0, 3.0, 1),
+          "gather_float": (0.0, math.log(0.01), math.log(50.0), 1),
+          "gather_int8": (0.0, math.log(0.01), math.log(50.0), 1),
+          "gemm_speed": (0.0, -3.0, 3.0, 1)}
+SHRUNK = {"int8_deviation": TAU, "dot_use": TAU, "matmul_use": TAU, "gemm_speed": TAU, "core_speed": TAU,
+          "offsets": TAU}
 
 
 def unpack(x: np.ndarray, n_cores: int, n_settings: int) -> dict:
@@ -202,23 +228,28 @@ def coefficients(p: dict, cores: list[str], fitted_on: str) -> Coefficients:
                         thread_scaling=round(float(p["thread_scaling"]), 4),
                         core_speed=dict(zip(cores, rounded(p["core_speed"]))),
                         int8_kernel_use={"widening": 1.0, "dot": round(math.exp(p["dot_use"]), 4),
-                                         "matmul": round(math.exp(p["matmul_use"]), 4)}, fitted_on=fitted_on)
+                                         "matmul": round(math.exp(p["matmul_use"]), 4)},
+                        gather_cycles={"float": round(math.exp(p["gather_float"]), 4),
+                                       "int8": round(math.exp(p["gather_int8"]), 4)},
+                        family_speed={GEMM_KERNELS: round(float(p["gemm_speed"]), 4)}, fitted_on=fitted_on)
 
 
 def predict(rows: list[dict], loads: dict, c: Coefficients, offsets: dict[str, float]) -> list[dict]:
-    """Each row with the model's estimate beside the published figure."""
+    """Each row with the model's estimate beside the published figure, and its network's family."""
     out = []
     for r in rows:
         ms = 1e3 * seconds(load_of(loads, r), r["core"], PRECISIONS[r["precision"]], r["family"], int(r["threads"]), c,
                            offsets.get(r["setting"], 0.0))
         out.append({k: r[k] for k in ("device", "runtime", "model", "size", "precision", "threads", "powersave",
-                                      "published_ms", "source", "setting")}
-                   | {"estimated_ms": round(ms, 3), "ratio": round(ms / r["published_ms"], 3)})
+                                      "published_ms", "source", "setting", "family", "sealed")}
+                   | {"network_family": network_family(loads[r["model"], "fp32", r["size"]]),
+                      "estimated_ms": round(ms, 3), "ratio": round(ms / r["published_ms"], 3)})
     return out
 
 
 def cross_validate(rows: list[dict], loads: dict) -> list[dict]:
-    """Each network's rows predicted by a fit without that network."""
+    """Each network's rows predicted by a fit without that network: `ratio` as the product estimates
+    (no device offset), `ratio_with_offset` with the fitted offset of the row's device setting."""
     out = []
     for model in sorted({r["model"] for r in rows}):
         print(f"cross-validating: {model} held out", file=sys.stderr)
@@ -226,29 +257,35 @@ def cross_validate(rows: list[dict], loads: dict) -> list[dict]:
         offsets = dict(zip(settings, p["offsets"]))
         held = [r for r in rows if r["model"] == model]
         c = coefficients(p, cores, "")
-        for with_offset, without in zip(predict(held, loads, c, offsets), predict(held, loads, c, {})):
-            out.append(with_offset | {"ratio_no_offset": without["ratio"]})
+        for without, with_offset in zip(predict(held, loads, c, {}), predict(held, loads, c, offsets)):
+            out.append(without | {"ratio_with_offset": with_offset["ratio"]})
     return out
 
 
-def score(held: list[dict]) -> dict:
-    ratios = [r["ratio"] for r in held]
+def score(held: list[dict], key: str = "ratio") -> dict:
+    ratios = [r[key] for r in held]
     errors = sorted(max(x, 1 / x) for x in ratios)
     return {"runs": len(errors), "median_error": round(statistics.median(errors), 2),
             "within_1_5x": round(sum(e <= 1.5 for e in errors) / len(errors), 2),
             "ratio_low": round(float(np.quantile(ratios, 0.05)), 3), "ratio_high": round(float(np.quantile(ratios, 0.95)), 3)}
 
 
-def report(held: list[dict]) -> dict:
-    """Scores overall, per precision and thread count, and per device setting."""
-    groups = {"all": held}
-    for precision in ("fp32", "int8"):
-        groups[precision] = [r for r in held if r["precision"] == precision]
-    for threads in ("1", "4"):
-        groups[f"{threads} thread(s)"] = [r for r in held if r["threads"] == threads]
-    scores = {name: score(rows) for name, rows in groups.items() if rows}
-    scores["settings"] = {s: score([r for r in held if r["setting"] == s]) for s in sorted({r["setting"] for r in held})}
-    return scores
+RUNTIME_KINDS = {"ncnn": lambda r: r["family"] == "ncnn", "GEMM runtimes": lambda r: r["family"] == GEMM_KERNELS}
+
+
+def by_family(rows: list[dict], key: str = "ratio") -> dict:
+    """Scores per runtime kind (ncnn; the GEMM runtimes the targets use), overall and per network family."""
+    out = {}
+    for kind, test in RUNTIME_KINDS.items():
+        mine = [r for r in rows if test(r)]
+        groups = {"all": mine, **{f: [r for r in mine if r["network_family"] == f] for f in NETWORK_FAMILIES}}
+        out.update({f"{kind}, {name}": score(g, key) for name, g in groups.items() if g})
+    return out
+
+
+def coverage(rows: list[dict], low: float, high: float) -> float:
+    """The share of rows whose estimate / published lies in low..high: what an interval promises."""
+    return round(sum(low <= r["ratio"] <= high for r in rows) / len(rows), 2)
 
 
 # Core ML on the Neural Engine: the corpus's precisions as Core ML builds them, and each iPhone's
@@ -263,12 +300,13 @@ NE_KEYS = ("fixed_us", "op_us", "efficiency", "depthwise_efficiency", "output_ns
 
 
 def neural_engine_rows() -> list[dict]:
-    rows = []
+    rows, sealed = [], sealed_devices()
     for row in csv.DictReader((MEASUREMENTS / "other-runtimes.csv").open()):
         precision = re.sub(r"-gs\d+$", "", row["precision"])
         if "coreml" in row["runtime"] and row["model"] in networks.NETWORKS and precision in NE_PRECISIONS \
                 and row["device"] in NE_TOPS and row["input"] == "224x224x3":
-            rows.append({**row, "size": 224, "ne_precision": NE_PRECISIONS[precision], "published_ms": float(row["latency_ms"])})
+            rows.append({**row, "size": 224, "ne_precision": NE_PRECISIONS[precision], "published_ms": float(row["latency_ms"]),
+                         "sealed": row["device"] in sealed})
     return rows
 
 
@@ -298,14 +336,17 @@ def neural_engine_fit(rows, loads) -> dict:
     return {k: round(float(v), 5) for k, v in zip(NE_KEYS, np.exp(x))}
 
 
+def neural_engine_scored(rows, loads, ne: dict) -> list[dict]:
+    return [{k: r[k] for k in ("device", "runtime", "model", "precision", "published_ms", "source", "sealed")}
+            | {"estimated_ms": round(ms, 4), "ratio": round(ms / r["published_ms"], 3)}
+            for r, ms in zip(rows, neural_engine_predict(rows, loads, ne))]
+
+
 def neural_engine_cross_validate(rows, loads) -> list[dict]:
     out = []
     for model in sorted({r["model"] for r in rows}):
         ne = neural_engine_fit([r for r in rows if r["model"] != model], loads)
-        held = [r for r in rows if r["model"] == model]
-        for r, ms in zip(held, neural_engine_predict(held, loads, ne)):
-            out.append({k: r[k] for k in ("device", "runtime", "model", "precision", "published_ms", "source")}
-                       | {"estimated_ms": round(ms, 4), "ratio": round(ms / r["published_ms"], 3)})
+        out += neural_engine_scored([r for r in rows if r["model"] == model], loads, ne)
     return out
 
 
@@ -316,28 +357,36 @@ PROFILE_DEVICES = {"raspberry-pi-5": ["Raspberry Pi 5"], "raspberry-pi-5-4-threa
                    "android-midrange": ["NVIDIA Jetson AGX Orin", "NVIDIA Jetson Orin Nano"]}
 
 
-def profile_scores(held: list[dict], transfer: list[dict], ne_held: list[dict]) -> tuple[dict, dict]:
-    """Each profile's validation, and the score of ncnn on its devices.
+def validation(cv: list[dict], sealed: list[dict], against: str) -> dict:
+    """A profile's [validation]: the sealed rows' error as the product estimates (no offsets), the
+    interval from the cross-validated rows (5%..95% of estimate / published), and how many sealed
+    rows that interval holds."""
+    interval = score(cv)
+    return score(sealed) | {"ratio_low": interval["ratio_low"], "ratio_high": interval["ratio_high"],
+                            "interval_coverage": coverage(sealed, interval["ratio_low"], interval["ratio_high"]),
+                            "against": against}
 
-    A profile estimates the targets' runtimes (XNNPACK, MLAS, Core ML), so its validation is the
-    published runs of such runtimes, none of which the fit saw. ncnn's held-out runs on the profile's
-    own devices are scored too, as the product estimates them (no device offset: ncnn's offsets do
-    not carry to other runtimes), for the README."""
+
+def profile_scores(cv: list[dict], sealed: list[dict], ne: tuple[list[dict], list[dict]]) -> tuple[dict, dict]:
+    """Each profile's validation (GEMM runtimes, the targets' kind), and ncnn's cross-validated runs
+    on the profile's own devices, as the product estimates them (no device offset), for the README."""
     import tomllib
 
-    runtimes = sorted({r["runtime"] for r in transfer})
-    validation = score(transfer) | {"against": f"{', '.join(runtimes)} on {len({r['device'] for r in transfer})} "
-                                               "devices; none in the fit"}
+    gemm_cv, gemm_sealed = ([r for r in rows if r["family"] == GEMM_KERNELS] for rows in (cv, sealed))
+    against = (f"sealed split: {', '.join(sorted({r['runtime'] for r in gemm_sealed}))} on "
+               f"{len({r['device'] for r in gemm_sealed})} devices no fit saw, no device offsets; interval from "
+               f"{len(gemm_cv)} cross-validated runs")
+    cpu = validation(gemm_cv, gemm_sealed, against)
     profiles, on_devices = {}, {}
     for name, devices in PROFILE_DEVICES.items():
         profile = tomllib.loads((PROFILES / f"{name}.toml").read_text())
-        profiles[name] = {"validation": validation}
+        profiles[name] = {"validation": cpu}
         if "neural_engine_fp16_tops" in profile:
-            profiles[name]["neural_engine_validation"] = score(ne_held) | {
-                "against": "Core ML on iPhone 14 Pro and 15 Pro (coremltools, ExecuTorch), networks held out"}
-        rows = [r | {"ratio": r["ratio_no_offset"]} for r in held
-                if r["device"] in devices and r["threads"] == str(profile["threads"])]
-        on_devices[f"{name} vs ncnn on {' / '.join(devices)}"] = score(rows)
+            profiles[name]["neural_engine_validation"] = validation(
+                *ne, "sealed split: Core ML on the iPhone 14 Pro; fit and interval on the iPhone 15 Pro's runs")
+        rows = [r for r in cv if r["device"] in devices and r["threads"] == str(profile["threads"])]
+        if rows:
+            on_devices[f"{name} vs ncnn on {' / '.join(devices)}"] = score(rows)
     return profiles, on_devices
 
 
@@ -348,37 +397,58 @@ def write_profile(name: str, entry: dict) -> None:
     lines = []
     for table in ("validation", "neural_engine_validation"):
         if table in entry:
-            lines += ["", f"[{table}]  # written by benchmarks/estimates.py: estimate / published, cross-validated"]
+            lines += ["", f"[{table}]  # written by benchmarks/estimates.py: estimate / published on the sealed split"]
             lines += [f"{k} = {json.dumps(v)}" for k, v in sorted(entry[table].items())]
     path.write_text(text + "\n".join(lines) + "\n")
 
 
-def write_cost_model(model: Coefficients) -> None:
+def write_cost_model(model: Coefficients, families: dict) -> None:
     lines = ["# The estimated profiles' cost model (toolkit/devices/cost_model.py), fitted by benchmarks/estimates.py:",
              "# do not edit by hand. Efficiencies are fractions of a core's peak; cycles are the core's.",
              f"fitted_on = {json.dumps(model.fitted_on)}"]
     lines += [f"{k} = {json.dumps(getattr(model, k))}" for k in ("stream_cycles_per_byte",
                                                                   "op_overhead_cycles", "thread_scaling")]
-    tables = {"light_cycles": model.light_cycles, "core_speed": model.core_speed, "int8_kernel_use": model.int8_kernel_use, "neural_engine": model.neural_engine,
+    tables = {"light_cycles": model.light_cycles, "gather_cycles": model.gather_cycles,
+              "family_speed": model.family_speed, "core_speed": model.core_speed,
+              "int8_kernel_use": model.int8_kernel_use, "neural_engine": model.neural_engine,
               **{f"efficiency.{kind}": v for kind, v in model.efficiency.items()}}
     for table, values in tables.items():
         lines += ["", f"[{table}]"] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    lines += ["", "# Per network family, GEMM runtimes, no device offsets: the sealed split's error and the",
+              "# cross-validated one (what an estimate of that family says of itself)."]
+    for name, values in families.items():
+        lines += ["", f'[family_validation."{name}"]'] + [f"{k} = {json.dumps(v)}" for k, v in values.items()]
     (PROFILES / "cost_model" / "fitted.toml").write_text("\n".join(lines) + "\n")
 
 
-# Devices with runs of another runtime and of ncnn (the same phone or board): does ncnn's offset carry?
-TWINS = {("Pixel 2", "1"): "Android phone (hostname taimen) | 1 threads | powersave 2",
-         ("Raspberry Pi 4 (ARM64 OS)", "4"): "Raspberry Pi 4 Model B | 4 threads | powersave 0",
-         ("Raspberry Pi 3+ (32-bit Raspbian)", "4"): "Raspberry Pi 3 Model B+ | 4 threads | powersave 0"}
-
-
-def offsets_carry(others: list[dict], loads: dict, model: Coefficients, offsets: dict) -> dict:
-    """Other runtimes' runs on a device ncnn also ran on, estimated without and with ncnn's offset."""
+def family_validation(cv: list[dict], sealed: list[dict]) -> dict:
+    """network family -> its GEMM-runtime scores, sealed and cross-validated (runs, median, within 1.5x)."""
     out = {}
-    for (device, threads), setting in TWINS.items():
-        rows = [r | {"setting": setting} for r in others if r["device"] == device and r["threads"] == threads]
-        out[f"{device}, {threads} thread(s)"] = {"without": score(predict(rows, loads, model, {})),
-                                                 "with ncnn's offset": score(predict(rows, loads, model, offsets))}
+    for family in NETWORK_FAMILIES:
+        entry = {}
+        for split, rows in (("sealed", sealed), ("cv", cv)):
+            mine = [r for r in rows if r["family"] == GEMM_KERNELS and r["network_family"] == family]
+            s = score(mine) if mine else {"runs": 0}
+            entry |= {f"{split}_{k}": s[k] for k in ("runs", "median_error", "within_1_5x") if k in s}
+        out[family] = entry
+    return out
+
+
+def ratios(loads: dict, rows: list[dict], model: Coefficients) -> dict:
+    """ResNet-18 / MobileNetV2 (fp32), estimated and published, on every device setting with both."""
+    out = {}
+    for setting in sorted({r["setting"] for r in rows}):
+        pair = {r["model"]: r for r in rows if r["setting"] == setting and r["precision"] == "fp32"}
+        if {"resnet18", "mobilenet_v2"} <= set(pair):
+            a, b = pair["resnet18"], pair["mobilenet_v2"]
+            est = {fam: seconds(load_of(loads, a), a["core"], PRECISIONS["fp32"], fam, int(a["threads"]), model)
+                   / seconds(load_of(loads, b), b["core"], PRECISIONS["fp32"], fam, int(b["threads"]), model)
+                   for fam in ("ncnn", GEMM_KERNELS)}
+            published = a["published_ms"] / b["published_ms"]
+            out[setting] = {"runtime": a["runtime"], "published": round(published, 2),
+                            "estimated_same_runtime": round(est[a["family"]], 2),
+                            "estimated_gemm": round(est[GEMM_KERNELS], 2),
+                            "sealed": a["sealed"]}
     return out
 
 
@@ -391,45 +461,70 @@ def table(scores: dict) -> None:
               f"{s['ratio_low']}..{s['ratio_high']} |")
 
 
+def scored(rows: list[dict], ne_rows: list[dict], loads: dict) -> dict:
+    """Fit on the rows outside the sealed split; cross-validate there (leave one network out); score the
+    sealed rows once with that fit, as the product estimates (no device offsets: no sealed device was fitted)."""
+    train, test = [r for r in rows if not r["sealed"]], [r for r in rows if r["sealed"]]
+    cv = cross_validate(train, loads)
+    p, cores, settings = fit(train, loads)
+    fitted_on = (f"{len(train)} published runs ({sum(r['family'] == 'ncnn' for r in train)} ncnn, "
+                 f"{sum(r['family'] != 'ncnn' for r in train)} XNNPACK/TFLite) of {len({r['model'] for r in train})} "
+                 f"networks on {len({r['device'] for r in train})} devices outside the sealed split")
+    model = coefficients(p, cores, fitted_on)
+    sealed = predict(test, loads, model, {})
+    ne_train, ne_test = [r for r in ne_rows if not r["sealed"]], [r for r in ne_rows if r["sealed"]]
+    ne = neural_engine_fit(ne_train, loads)
+    model = replace(model, neural_engine=ne, fitted_on=model.fitted_on + f", and {len(ne_train)} Core ML runs")
+    return {"cv": cv, "sealed": sealed, "model": model, "ratios": ratios(loads, rows, model),
+            "ne_cv": neural_engine_cross_validate(ne_train, loads),
+            "ne_sealed": neural_engine_scored(ne_test, loads, ne)}
+
+
+def show(out: dict) -> None:
+    print("cross-validated (outside the sealed split, each network held out), no device offsets - as the product:")
+    table(by_family(out["cv"]))
+    print("\nthe same, with each device setting's fitted offset (the product never uses them):")
+    table(by_family(out["cv"], "ratio_with_offset"))
+    print("\nSEALED split (devices no fit saw), no device offsets:")
+    table(by_family(out["sealed"]))
+    gemm_cv = score([r for r in out["cv"] if r["family"] == GEMM_KERNELS])
+    gemm_sealed = [r for r in out["sealed"] if r["family"] == GEMM_KERNELS]
+    held = coverage(gemm_sealed, gemm_cv["ratio_low"], gemm_cv["ratio_high"])
+    print(f"\nthe cross-validated GEMM interval {gemm_cv['ratio_low']}..{gemm_cv['ratio_high']} holds {held:.0%} of "
+          f"the {len(gemm_sealed)} sealed GEMM rows")
+    print("\nCore ML on the Neural Engine: cross-validated (iPhone 15 Pro), sealed (iPhone 14 Pro):")
+    table({"cross-validated": score(out["ne_cv"]), "sealed": score(out["ne_sealed"])})
+    print("\nResNet-18 / MobileNetV2, fp32 (estimated for the published run's runtime, and for a GEMM runtime):")
+    print("\n| device setting | runtime | published | estimated | estimated, GEMM runtime | sealed |")
+    print("|---|---|---|---|---|---|")
+    for setting, r in out["ratios"].items():
+        print(f"| {setting} | {r['runtime']} | {r['published']} | {r['estimated_same_runtime']} | "
+              f"{r['estimated_gemm']} | {r['sealed']} |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--update-profiles", action="store_true",
                         help="write cost_model/fitted.toml and each profile's [validation]")
     args = parser.parse_args()
-    ncnn, others, ne_rows = corpus("ncnn.csv"), corpus("other-runtimes.csv"), neural_engine_rows()
-    loads = workloads({(r["model"], r["precision"], r["size"]) for r in ncnn + others}
+    rows = corpus("ncnn.csv") + [r for r in corpus("other-runtimes.csv") if r["threads"]]
+    ne_rows = neural_engine_rows()
+    loads = workloads({(r["model"], p, r["size"]) for r in rows for p in PRECISIONS}
                       | {(r["model"], "fp32", 224) for r in ne_rows})
-    held = cross_validate(ncnn, loads)
-    scores = report(held)
-    print("ncnn, leave-one-network-out:")
-    table({k: v for k, v in scores.items() if k != "settings"})
-    p, cores, settings = fit(ncnn, loads)
-    model = coefficients(p, cores, f"{len(ncnn)} published ncnn runs of {len({r['model'] for r in ncnn})} networks on "
-                                f"{len({r['device'] for r in ncnn})} devices, and {len(ne_rows)} Core ML runs")
-    transfer = predict([r for r in others if r["threads"]], loads, model, {})
-    carry = offsets_carry(others, loads, model, dict(zip(settings, p["offsets"])))
-    print("\nother runtimes (no row of theirs in the fit; no device offsets):")
-    groups = {f"{rt} {p}": [r for r in transfer if r["runtime"] == rt and r["precision"] == p]
-              for rt in sorted({r["runtime"] for r in transfer}) for p in PRECISIONS}
-    table({k: score(v) for k, v in {"all": transfer, **groups}.items() if v})
-    ne_held = neural_engine_cross_validate(ne_rows, loads)
-    model = replace(model, neural_engine=neural_engine_fit(ne_rows, loads))
-    print("\nCore ML on the Neural Engine, leave-one-network-out:")
-    table({"all": score(ne_held), **{p: score([r for r in ne_held if r["precision"] == p])
-                                     for p in sorted({r["precision"] for r in ne_held})}})
-    print("\nncnn's device offsets on other runtimes' runs of the same device (they do not carry):")
-    table({f"{device}, {way}": s for device, ways in carry.items() for way, s in ways.items()})
-    profiles, on_devices = profile_scores(held, transfer, ne_held)
-    print("\nthe profiles' devices, ncnn's runs (networks held out, no device offset):")
+    out = scored(rows, ne_rows, loads)
+    show(out)
+    profiles, on_devices = profile_scores(out["cv"], out["sealed"], (out["ne_cv"], out["ne_sealed"]))
+    print("\nthe profiles' devices, ncnn's runs (cross-validated, no device offset):")
     table(on_devices)
+    families = family_validation(out["cv"], out["sealed"])
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "estimates.json").write_text(json.dumps({"held_out": held, "scores": scores, "transfer": transfer,
-                                                        "neural_engine": ne_held, "model": vars(model),
-                                                        "profiles": profiles, "on_devices": on_devices,
-                                                        "offsets_carry": carry},
-                                                       indent=1, sort_keys=True))
+    scores = {"cv": by_family(out["cv"]), "cv_with_offsets": by_family(out["cv"], "ratio_with_offset"),
+              "sealed": by_family(out["sealed"])}
+    (RESULTS / "estimates.json").write_text(json.dumps({**out, "model": vars(out["model"]), "profiles": profiles,
+                                                        "on_devices": on_devices, "families": families,
+                                                        "scores": scores}, indent=1, sort_keys=True))
     if args.update_profiles:
-        write_cost_model(model)
+        write_cost_model(out["model"], families)
         for name, entry in profiles.items():
             write_profile(name, entry)
     return 0

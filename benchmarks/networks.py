@@ -287,31 +287,237 @@ def alexnet() -> nn.Module:
                          nn.Linear(4096, 1000))
 
 
+# The Inception family as TF-slim builds it (the .tflite models TensorFlow Lite's benchmark pages time).
+def _cv(cin, cout, k, stride=1, valid=False):
+    """A slim conv: kernel k (int or (h, w)), 'SAME' padding unless valid, BatchNorm, ReLU."""
+    kh, kw = (k, k) if isinstance(k, int) else k
+    pad = 0 if valid else (kh // 2, kw // 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, (kh, kw), stride, pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+def _chain(cin, *specs):
+    """Convolutions one after another: (cout, kernel[, stride, valid]) each."""
+    layers = []
+    for cout, k, *rest in specs:
+        layers.append(_cv(cin, cout, k, *rest))
+        cin = cout
+    return nn.Sequential(*layers)
+
+
+class _Concat(nn.Module):
+    """Branches side by side; a branch that is a (trunk, heads) pair ends in heads side by side (v3's 7b/7c)."""
+
+    def __init__(self, *branches):
+        super().__init__()
+        self.branches = nn.ModuleList(b if isinstance(b, nn.Module) else _Split(*b) for b in branches)
+
+    def forward(self, x):
+        return torch.cat([b(x) for b in self.branches], 1)
+
+
+class _Split(nn.Module):
+    def __init__(self, trunk, heads):
+        super().__init__()
+        self.trunk, self.heads = trunk, nn.ModuleList(heads)
+
+    def forward(self, x):
+        x = self.trunk(x)
+        return torch.cat([h(x) for h in self.heads], 1)
+
+
+def _pool(cin, cout):
+    """slim's average-pool branch: 3x3 stride 1, then a 1x1 convolution."""
+    return nn.Sequential(nn.AvgPool2d(3, 1, 1, count_include_pad=False), _cv(cin, cout, 1))
+
+
+def _max():
+    return nn.MaxPool2d(3, 2)
+
+
+class _Residual35(nn.Module):
+    """Inception-ResNet's blocks: branches, a linear 1x1 back to the input width, scaled, added."""
+
+    def __init__(self, cin, branches, width, scale, relu=True):
+        super().__init__()
+        self.branches, self.up = _Concat(*branches), nn.Conv2d(width, cin, 1)
+        self.scale, self.relu = scale, relu
+
+    def forward(self, x):
+        x = x + self.scale * self.up(self.branches(x))
+        return torch.relu(x) if self.relu else x
+
+
+def _v3_a(cin, pool):
+    return _Concat(_cv(cin, 64, 1), _chain(cin, (48, 1), (64, 5)), _chain(cin, (64, 1), (96, 3), (96, 3)),
+                   _pool(cin, pool))
+
+
+def _v3_b(c):
+    return _Concat(_cv(768, 192, 1), _chain(768, (c, 1), (c, (1, 7)), (192, (7, 1))),
+                   _chain(768, (c, 1), (c, (7, 1)), (c, (1, 7)), (c, (7, 1)), (192, (1, 7))), _pool(768, 192))
+
+
+def _v3_c(cin):
+    split = lambda trunk: (trunk, [_cv(384, 384, (1, 3)), _cv(384, 384, (3, 1))])  # noqa: E731
+    return _Concat(_cv(cin, 320, 1), split(_cv(cin, 384, 1)), split(_chain(cin, (448, 1), (384, 3))), _pool(cin, 192))
+
+
+def inception_v3() -> nn.Module:
+    """Inception v3 (Szegedy et al. 2016), TF-slim's, 299x299 input."""
+    stem = [_chain(3, (32, 3, 2, True), (32, 3, 1, True), (64, 3)), _max(),
+            _chain(64, (80, 1, 1, True), (192, 3, 1, True)), _max()]
+    reduce_a = _Concat(_cv(288, 384, 3, 2, True), _chain(288, (64, 1), (96, 3), (96, 3, 2, True)), _max())
+    reduce_b = _Concat(_chain(768, (192, 1), (320, 3, 2, True)),
+                       _chain(768, (192, 1), (192, (1, 7)), (192, (7, 1)), (192, 3, 2, True)), _max())
+    return nn.Sequential(*stem, _v3_a(192, 32), _v3_a(256, 64), _v3_a(288, 64), reduce_a, _v3_b(128), _v3_b(160),
+                         _v3_b(160), _v3_b(192), reduce_b, _v3_c(1280), _v3_c(2048), *_head(2048, 1001))
+
+
+def _v4_stem() -> list:
+    return [_chain(3, (32, 3, 2, True), (32, 3, 1, True), (64, 3)), _Concat(_max(), _cv(64, 96, 3, 2, True)),
+            _Concat(_chain(160, (64, 1), (96, 3, 1, True)),
+                    _chain(160, (64, 1), (64, (1, 7)), (64, (7, 1)), (96, 3, 1, True))),
+            _Concat(_cv(192, 192, 3, 2, True), _max())]
+
+
+def inception_v4() -> nn.Module:
+    """Inception v4 (Szegedy et al. 2017), TF-slim's, 299x299 input."""
+    a = lambda: _Concat(_pool(384, 96), _cv(384, 96, 1), _chain(384, (64, 1), (96, 3)),  # noqa: E731
+                        _chain(384, (64, 1), (96, 3), (96, 3)))
+    b = lambda: _Concat(_pool(1024, 128), _cv(1024, 384, 1),  # noqa: E731
+                        _chain(1024, (192, 1), (224, (1, 7)), (256, (7, 1))),
+                        _chain(1024, (192, 1), (192, (7, 1)), (224, (1, 7)), (224, (7, 1)), (256, (1, 7))))
+    pair = lambda cin: [_cv(cin, 256, (1, 3)), _cv(cin, 256, (3, 1))]  # noqa: E731
+    c = lambda: _Concat(_pool(1536, 256), _cv(1536, 256, 1), (_cv(1536, 384, 1), pair(384)),  # noqa: E731
+                        (_chain(1536, (384, 1), (448, (3, 1)), (512, (1, 3))), pair(512)))
+    reduce_a = _Concat(_cv(384, 384, 3, 2, True), _chain(384, (192, 1), (224, 3), (256, 3, 2, True)), _max())
+    reduce_b = _Concat(_chain(1024, (192, 1), (192, 3, 2, True)),
+                       _chain(1024, (256, 1), (256, (1, 7)), (320, (7, 1)), (320, 3, 2, True)), _max())
+    return nn.Sequential(*_v4_stem(), *[a() for _ in range(4)], reduce_a, *[b() for _ in range(7)], reduce_b,
+                         *[c() for _ in range(3)], *_head(1536, 1001))
+
+
+def inception_resnet_v2() -> nn.Module:
+    """Inception-ResNet v2 (Szegedy et al. 2017), TF-slim's, 299x299 input."""
+    stem = [_chain(3, (32, 3, 2, True), (32, 3, 1, True), (64, 3)), _max(),
+            _chain(64, (80, 1, 1, True), (192, 3, 1, True)), _max(), _Concat(_cv(192, 96, 1), _chain(192, (48, 1), (64, 5)), _chain(192, (64, 1), (96, 3), (96, 3)),
+                            _pool(192, 64))]
+    b35 = lambda: _Residual35(320, [_cv(320, 32, 1), _chain(320, (32, 1), (32, 3)),  # noqa: E731
+                                    _chain(320, (32, 1), (48, 3), (64, 3))], 128, 0.17)
+    b17 = lambda: _Residual35(1088, [_cv(1088, 192, 1),  # noqa: E731
+                                     _chain(1088, (128, 1), (160, (1, 7)), (192, (7, 1)))], 384, 0.1)
+    b8 = lambda relu=True: _Residual35(2080, [_cv(2080, 192, 1),  # noqa: E731
+                                              _chain(2080, (192, 1), (224, (1, 3)), (256, (3, 1)))], 448, 0.2, relu)
+    reduce_a = _Concat(_cv(320, 384, 3, 2, True), _chain(320, (256, 1), (256, 3), (384, 3, 2, True)), _max())
+    reduce_b = _Concat(_chain(1088, (256, 1), (384, 3, 2, True)), _chain(1088, (256, 1), (288, 3, 2, True)),
+                       _chain(1088, (256, 1), (288, 3), (320, 3, 2, True)), _max())
+    return nn.Sequential(*stem, *[b35() for _ in range(10)], reduce_a, *[b17() for _ in range(20)], reduce_b,
+                         *[b8() for _ in range(9)], b8(False), _cv(2080, 1536, 1), *_head(1536, 1001))
+
+
+class _NoNorm(nn.Module):
+    """MobileBERT's NoNorm: an elementwise scale and shift in place of LayerNorm."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(torch.ones(width)), nn.Parameter(torch.zeros(width))
+
+    def forward(self, x):
+        return x * self.weight + self.bias
+
+
+class _Bottleneck(nn.Module):
+    """A linear layer, optionally added to a residual, then NoNorm."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.linear, self.norm = nn.Linear(cin, cout), _NoNorm(cout)
+
+    def forward(self, x, residual=None):
+        y = self.linear(x)
+        return self.norm(y if residual is None else y + residual)
+
+
+class _MobileBertLayer(nn.Module):
+    """MobileBERT (Sun et al. 2020) as its published configuration: 512 wide between blocks, a 128-wide
+    bottleneck shared by queries and keys, 4 heads, 4 stacked feed-forward networks of 512."""
+
+    def __init__(self, width=512, inner=128, ffn=512, heads=4, stacked=4):
+        super().__init__()
+        self.to_inner, self.to_shared = _Bottleneck(width, inner), _Bottleneck(width, inner)
+        self.attention = nn.MultiheadAttention(inner, heads, kdim=inner, vdim=width, batch_first=True)
+        self.attention_norm = _NoNorm(inner)
+        self.ffns = nn.ModuleList(nn.Sequential(nn.Linear(inner, ffn), nn.ReLU(), nn.Linear(ffn, inner))
+                                  for _ in range(stacked - 1))
+        self.ffn_norms = nn.ModuleList(_NoNorm(inner) for _ in range(stacked - 1))
+        self.last = nn.Sequential(nn.Linear(inner, ffn), nn.ReLU())
+        self.last_out = _Bottleneck(ffn, inner)
+        self.out = _Bottleneck(inner, width)
+
+    def forward(self, x):
+        inner, shared = self.to_inner(x), self.to_shared(x)
+        h = self.attention_norm(self.attention(shared, shared, x, need_weights=False)[0] + inner)
+        for ffn, norm in zip(self.ffns, self.ffn_norms):
+            h = norm(ffn(h) + h)
+        h = self.last_out(self.last(h), h)
+        return self.out(h, x)
+
+
+class _MobileBert(nn.Module):
+    def __init__(self, vocab=30522, embedding=128, width=512, layers=24, positions=512):
+        super().__init__()
+        self.words, self.positions = nn.Embedding(vocab, embedding), nn.Embedding(positions, width)
+        self.trigram = nn.Linear(3 * embedding, width)  # each token's embedding with its two neighbours'
+        self.norm, self.layers = _NoNorm(width), nn.Sequential(*[_MobileBertLayer(width) for _ in range(layers)])
+        self.span = nn.Linear(width, 2)  # SQuAD's answer start and end logits
+
+    def forward(self, tokens):
+        e = self.words(tokens)
+        pad = torch.zeros_like(e[:, :1])
+        e = torch.cat([torch.cat([e[:, 1:], pad], 1), e, torch.cat([pad, e[:, :-1]], 1)], 2)
+        x = self.norm(self.trigram(e) + self.positions.weight[: tokens.shape[1]])
+        return self.span(self.layers(x))
+
+
+def mobilebert() -> nn.Module:
+    """MobileBERT for SQuAD (the model TensorFlow Lite's question-answering page times), 384 tokens."""
+    return _MobileBert()
+
+
 # ShuffleNet v1, ProxylessNAS and EfficientNetV2-B0 are not written: their published rows stay unscored.
 NETWORKS = {"mobilenet": mobilenet, "mobilenet_v2": mobilenet_v2, "mobilenet_v3": mobilenet_v3,
             "mobilenet_v3_small": mobilenet_v3_small, "mnasnet": mnasnet,
             "efficientnet_b0": efficientnet_b0, "shufflenet_v2": shufflenet_v2, "regnety_400m": regnety_400m,
             "squeezenet": squeezenet, "googlenet": googlenet, "alexnet": alexnet, "resnet18": resnet18,
-            "resnet50": resnet50, "vgg16": vgg16}
-INPUT = {"squeezenet": 227, "alexnet": 227}  # the others take 224x224
+            "resnet50": resnet50, "vgg16": vgg16, "inception_v3": inception_v3,
+            "inception_v4": inception_v4, "inception_resnet_v2": inception_resnet_v2, "mobilebert": mobilebert}
+INPUT = {"squeezenet": 227, "alexnet": 227, "inception_v3": 299, "inception_v4": 299,
+         "inception_resnet_v2": 299, "mobilebert": 384}  # the others take 224x224 (mobilebert: tokens)
+TOKENS = {"mobilebert"}  # networks whose input is a sequence of token ids, not an image
+
+
+def example(name: str, size: int, seed: int = 0) -> torch.Tensor:
+    """An input of the network at batch 1: an image of size x size, or `size` token ids."""
+    generator = torch.Generator().manual_seed(seed)
+    if name in TOKENS:
+        return torch.randint(0, 30522, (1, size), generator=generator)
+    return torch.randn(1, 3, size, size, generator=generator)
 
 
 def export(name: str, path, size: int | None = None) -> None:
     size = size or INPUT.get(name, 224)
     model = NETWORKS[name]().eval()
-    torch.onnx.export(model, (torch.randn(1, 3, size, size),), str(path), input_names=["image"], dynamo=False)
+    torch.onnx.export(model, (example(name, size),), str(path), input_names=["input"], dynamo=False)
 
 
-def random_reader(size: int, count: int = 2):
-    """onnxruntime's calibration protocol over `count` random images: an estimate counts work, so
+def random_reader(size: int, count: int = 2, name: str = ""):
+    """onnxruntime's calibration protocol over `count` random inputs: an estimate counts work, so
     the ranges need not be realistic."""
-    import numpy as np
     from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.samples = iter([{"image": np.random.default_rng(i).normal(size=(1, 3, size, size)).astype(np.float32)}
-                                 for i in range(count)])
+            self.samples = iter([{"input": example(name, size, i).numpy()} for i in range(count)])
 
         def get_next(self):
             return next(self.samples, None)

@@ -55,7 +55,7 @@ def test_check_on_an_estimated_device(example, tmp_path):
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     for r in report["results"]:
         prov = r["latency"]["provenance"]
-        assert prov["kind"] == "estimated" and prov["device"] == "android-midrange@2026.12"
+        assert prov["kind"] == "estimated" and prov["device"] == "android-midrange@2026.12.1"
         assert r["memory"]["provenance"]["kind"] == "estimated"
         assert r["details"]["host_latency"]["kind"] == "measured"  # the host figure stays, labelled
         assert all(c["provenance"] == "estimated" for c in r["checks"] if c["metric"].startswith("latency"))
@@ -326,7 +326,7 @@ def test_bench_on_host_profile_and_phone(demo_run, phone):
     assert 0 < record["latency"]["p50_ms"] <= record["latency"]["p95_ms"]
     estimated = run_cli("bench", demo / "tflite" / "model.int8.tflite", "--device", "raspberry-pi-5", "--float",
                         demo / "onnx" / "model.onnx", "--json")
-    assert json.loads(estimated.stdout)["latency"]["provenance"]["device"] == "raspberry-pi-5@2026.12"
+    assert json.loads(estimated.stdout)["latency"]["provenance"]["device"] == "raspberry-pi-5@2026.12.1"
     on_phone = run_cli("bench", demo / "tflite" / "model.int8.tflite", "--device", "adb", env=phone)
     assert on_phone.returncode == 0 and "p95 106.3 ms" in on_phone.stdout and "p99 n/a" in on_phone.stdout
     emulated = run_cli("bench", demo / "ort" / "model.int8.ort", "--device", "emulated-arm64")
@@ -343,7 +343,7 @@ def test_a_target_can_have_its_own_device(example, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     kinds = {r["target"]: r["latency"]["provenance"]["device"]
              for r in json.loads((tmp_path / "out" / "report.json").read_text())["results"]}
-    assert kinds == {"ort": "host", "tflite": "android-flagship@2026.12"}
+    assert kinds == {"ort": "host", "tflite": "android-flagship@2026.12.1"}
 
 
 # -- an attached iPhone through Xcode's tools (stand-ins replay xctrace's and XCTest's output) ------

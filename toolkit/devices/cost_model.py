@@ -3,10 +3,12 @@
     time = sum over op classes of  FLOPs / (core peak x efficiency[class] x threads ** thread_scaling)
            (int8: x int8_kernel_use[SMMLA | SDOT | widening], how much of its peak each kind of kernel gets)
          + light elements x light_cycles / (clock x threads ** thread_scaling)
+         + gathered elements x gather_cycles / (clock x threads ** thread_scaling)   (GEMM runtimes' dense
+                                                                     convolutions: their lowered input)
          + matrix weight bytes x stream_cycles_per_byte / clock     (batch-1 fully connected layers stream
                                                                      their weights once: memory, not compute)
          + ops x op_overhead_cycles / clock
-    then x exp(core_speed[core kind])
+    then x exp(core_speed[core kind] + family_speed[runtime family])
 
 The peak is the core's (device_profiles/cost_model/cores.toml: pipes x lanes x clock, in the arithmetic the run
 uses); the efficiencies, cycles and scaling are fitted once, on published runs of standard networks
@@ -15,10 +17,15 @@ device but one per kind of core. Per-device offsets are fitted too, so that one 
 not bend the shared figures, but they are not used: they describe ncnn's builds on that device, and
 do not carry to other runtimes on it (benchmarks/estimates.py measures this).
 
-Runtime families differ in two known ways, which is what lets a model fitted on ncnn's runs
+Runtime families differ in known ways, which is what lets a model fitted mostly on ncnn's runs
 estimate XNNPACK (LiteRT), ONNX Runtime's MLAS and Core ML's CPU: ncnn computes "fp32" models in
 fp16 on cores that have fp16 arithmetic and runs 3x3 stride-1 convolutions as Winograd; the others
-compute fp32 in fp32 and run every dense convolution as a GEMM.
+compute fp32 in fp32 and run every dense convolution as a GEMM - XNNPACK's indirect GEMM and MLAS's
+im2col feed the same microkernels (tiles of output pixels x output channels, the reduction over
+input channels x kernel area) as a 1x1 convolution, so a dense convolution runs at the pointwise
+efficiency plus the cost of gathering its lowered input (pixels x channels x kernel area elements:
+im2col writes and reads them, the indirect GEMM reads them through pointers). A speed per runtime
+family (fitted on the GEMM runtimes' published runs) takes the rest of what differs.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from edge_distill.targets import Precision
 
 from ..errors import BadInput
 from ..tomlfile import read_toml
-from .graph_work import CONV, CONV3X3_S1, DEPTHWISE, GEMM, LIGHT, OP_CLASSES, OpWork
+from .graph_work import DENSE, DEPTHWISE, GEMM, LIGHT, OP_CLASSES, POINTWISE, OpWork
 
 GEMM_KERNELS = "gemm"  # XNNPACK (LiteRT), ONNX Runtime's MLAS, Core ML's CPU: every target's runtime
 WINOGRAD_FAMILIES = {"ncnn"}  # the families whose 3x3 stride-1 convolutions are Winograd
@@ -71,6 +78,7 @@ class Workload:
     light_elements: float = 0.0
     matrix_weights: float = 0.0  # weight elements of the matrix products (fully connected layers)
     heavy_outputs: float = 0.0  # output elements of convolutions and matrix products
+    gathered: float = 0.0  # dense convolutions' lowered input elements (graph_work.OpWork.gathered)
     ops: int = 0
     weights: float = 0.0  # all weight elements
     peak_activations: float = 0.0  # the largest op's activation elements
@@ -84,6 +92,7 @@ class Workload:
             else:
                 load.flops[op.op_class] += op.flops
                 load.heavy_outputs += op.out_elems
+                load.gathered += op.gathered
             if op.op_class == GEMM:
                 load.matrix_weights += op.weight_elems
             load.weights += op.weight_elems
@@ -109,9 +118,15 @@ class Coefficients:
     # int8 kernel -> the share of its peak int8 kernels reach, against widening multiplies' (SDOT and
     # SMMLA code gets less of its larger peak: packing and requantizing do not speed up)
     int8_kernel_use: dict[str, float] = field(default_factory=dict)
+    # kind -> cycles per gathered element of a GEMM runtime's dense convolution
+    gather_cycles: dict[str, float] = field(default_factory=dict)
+    # ln(time) per runtime family, against ncnn's: what else differs between the kernels
+    family_speed: dict[str, float] = field(default_factory=dict)
     # fixed_us, op_us, efficiency, depthwise_efficiency, output_ns_per_byte
     neural_engine: dict[str, float] = field(default_factory=dict)
     fitted_on: str = ""
+    # network family -> its error on GEMM runtimes: sealed_/cv_ runs, median_error, within_1_5x
+    family_validation: dict[str, dict] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=None)  # read once per process: every estimate and its provenance line use it
@@ -124,8 +139,10 @@ def load_coefficients(path: Path | None = None) -> Coefficients:
                             stream_cycles_per_byte=data["stream_cycles_per_byte"],
                             op_overhead_cycles=data["op_overhead_cycles"], thread_scaling=data["thread_scaling"],
                             core_speed=dict(data.get("core_speed", {})),
-                            int8_kernel_use=dict(data.get("int8_kernel_use", {})), neural_engine=dict(data["neural_engine"]),
-                            fitted_on=data.get("fitted_on", ""))
+                            int8_kernel_use=dict(data.get("int8_kernel_use", {})),
+                            gather_cycles=dict(data["gather_cycles"]), family_speed=dict(data["family_speed"]),
+                            neural_engine=dict(data["neural_engine"]), fitted_on=data.get("fitted_on", ""),
+                            family_validation={k: dict(v) for k, v in data.get("family_validation", {}).items()})
     except (KeyError, TypeError) as exc:
         raise BadInput(f"the cost model lacks {exc}", path=path) from exc
 
@@ -160,16 +177,20 @@ def seconds(load: Workload, core: Core, precision: Precision, family: str, threa
     efficiency = {op_class: e * use for op_class, e in c.efficiency[kind].items()}
     parallel = threads ** c.thread_scaling
     clock = core.clock_ghz * 1e9
+    gemm_convolutions = family not in WINOGRAD_FAMILIES
     compute = 0.0
     for op_class, flops in load.flops.items():
-        if op_class == CONV3X3_S1 and family not in WINOGRAD_FAMILIES:
-            op_class = CONV  # a GEMM convolution: the efficiency of the other dense convolutions
+        if op_class in DENSE and gemm_convolutions:
+            op_class = POINTWISE  # the microkernel of a 1x1 convolution; the gathering is counted below
         compute += flops / (core.peak(arithmetic) * efficiency[op_class])
+    if gemm_convolutions:
+        compute += load.gathered * c.gather_cycles[kind] / clock
     compute += load.light_elements * c.light_cycles[kind] / clock
     weight_bytes = 2.0 if arithmetic == "fp16" and precision.weight_bits > 16 else precision.weight_bits / 8
     streamed = load.matrix_weights * weight_bytes * c.stream_cycles_per_byte / clock
     overhead = load.ops * c.op_overhead_cycles / clock
-    return (compute / parallel + streamed + overhead) * math.exp(offset + c.core_speed.get(core.kind, 0.0))
+    speed = offset + c.core_speed.get(core.kind, 0.0) + c.family_speed.get(family, 0.0)
+    return (compute / parallel + streamed + overhead) * math.exp(speed)
 
 
 def neural_engine_seconds(load: Workload, precision: Precision, tops: float, c: Coefficients) -> float:
@@ -183,3 +204,31 @@ def neural_engine_seconds(load: Workload, precision: Precision, tops: float, c: 
         + load.flops[DEPTHWISE] / ne["depthwise_efficiency"]
     written = load.heavy_outputs * precision.activation_bits / 8 * ne["output_ns_per_byte"] * 1e-9
     return ne["fixed_us"] * 1e-6 + load.ops * ne["op_us"] * 1e-6 + work / (tops * 1e12) + written
+
+
+NETWORK_FAMILIES = ("depthwise", "dense conv", "transformer", "hybrid")
+
+
+def network_family(load: Workload) -> str:
+    """The kind of network a graph is, by where its FLOPs are (each kind's estimates err their own way):
+    transformer (half or more in matrix products), hybrid (convolutions with 15% or more in matrix
+    products), dense conv (30% or more in dense spatial convolutions), else depthwise (separable:
+    depthwise and 1x1 convolutions)."""
+    total = load.total_flops or 1.0
+    matrix, dense = load.flops.get(GEMM, 0.0) / total, sum(load.flops.get(c, 0.0) for c in DENSE) / total
+    if matrix >= 0.5:
+        return "transformer"
+    if matrix >= 0.15:
+        return "hybrid"
+    return "dense conv" if dense >= 0.3 else "depthwise"
+
+
+def family_said(family: str, c: Coefficients) -> str:
+    """What the corpus says of estimates of one network family on GEMM runtimes."""
+    v = c.family_validation.get(family, {})
+    if not v.get("sealed_runs") and not v.get("cv_runs"):
+        return f"a {family} network: no published runs of that family in the corpus, its error is unknown"
+    said = lambda split: (f"median error {v[split + '_median_error']:g}x, "  # noqa: E731
+                          f"{v[split + '_within_1_5x']:.0%} within 1.5x on {v[split + '_runs']} runs"
+                          if v.get(split + "_runs") else "no runs")
+    return f"a {family} network: sealed split {said('sealed')}; cross-validated {said('cv')}"

@@ -24,6 +24,7 @@ POINTWISE = "pointwise"  # 1x1 convolutions: a GEMM over the pixels
 GEMM = "gemm"  # fully connected layers and matrix products (attention's too)
 LIGHT = "light"  # elementwise, pooling, normalization, data movement: a few operations per element
 OP_CLASSES = (CONV3X3_S1, CONV, DEPTHWISE, POINTWISE, GEMM, LIGHT)
+DENSE = (CONV3X3_S1, CONV)  # convolutions with a spatial kernel over all (or 16 or more) channels of a group
 
 # A runtime folds these into their neighbours (QDQ pairs into QLinear kernels, shapes at load time).
 _FREE = {"QuantizeLinear", "DequantizeLinear", "Shape", "Constant", "Identity", "Reshape", "Flatten", "Squeeze",
@@ -44,6 +45,9 @@ class OpWork:
     weight_elems: float
     act_elems: float  # elements read and written
     out_elems: float = 0.0
+    # A dense convolution as a GEMM runtime runs it (im2col, or XNNPACK's indirect GEMM): the rows of
+    # its lowered input matrix, output pixels x (input channels x kernel area), that it gathers.
+    gathered: float = 0.0
 
 
 def graph_work(onnx_path: Path) -> list[OpWork]:
@@ -75,23 +79,29 @@ def graph_work(onnx_path: Path) -> list[OpWork]:
         out_elems = size(node.output[0])
         weight_elems = float(sum(np.prod(weights[i]) for i in node.input if i in weights))
         act_elems = out_elems + sum(size(i) for i in node.input if i in shapes and i not in weights)
-        op_class, flops = LIGHT, act_elems
+        op_class, flops, gathered = LIGHT, act_elems, 0.0
         kernel = node.input[_CONV_WEIGHT[node.op_type]] if node.op_type in _CONV_WEIGHT else None
         if kernel in weights:
             flops = 2.0 * out_elems * float(np.prod(weights[kernel][1:]))
             op_class = _conv_class(node, weights[kernel])
+            if op_class in DENSE:  # output pixels x the kernel's inputs, over every group
+                gathered = flops / 2.0 / weights[kernel][0] * _group(node)
         elif node.op_type in _MATMUL_LIKE and shapes.get(node.input[0]):
             op_class, flops = GEMM, 2.0 * out_elems * float(shapes[node.input[0]][-1])
         elif node.op_type == "MatMulNBits":  # int4 weights packed in blocks: K x N of them, whatever the packing
             attrs = {a.name: a.i for a in node.attribute}
             op_class, flops, weight_elems = GEMM, 2.0 * out_elems * attrs["K"], float(attrs["K"] * attrs["N"])
-        work.append(OpWork(node.op_type, op_class, flops, weight_elems, act_elems, out_elems))
+        work.append(OpWork(node.op_type, op_class, flops, weight_elems, act_elems, out_elems, gathered))
     return work
+
+
+def _group(node) -> int:
+    return next((a.i for a in node.attribute if a.name == "group"), 1) or 1
 
 
 def _conv_class(node, kernel_shape) -> str:
     attrs = {a.name: (list(a.ints) or a.i) for a in node.attribute}
-    spatial, group = list(kernel_shape[2:]), attrs.get("group", 1)
+    spatial, group = list(kernel_shape[2:]), _group(node)
     if kernel_shape[1] == 1 and group > 1:
         return DEPTHWISE
     if all(k == 1 for k in spatial):

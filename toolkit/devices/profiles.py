@@ -33,14 +33,15 @@ from ..result import MB, Latency, Memory
 from ..files import write_atomic
 from ..tomlfile import check_keys, read_toml
 from .base import Device, Figures, Job
-from .cost_model import GEMM_KERNELS, Core, Workload, core_of, load_coefficients, neural_engine_seconds, seconds
+from .cost_model import (GEMM_KERNELS, Core, Workload, core_of, family_said, load_coefficients, network_family,
+                         neural_engine_seconds, seconds)
 from .graph_work import graph_work
 from .host import host_speed
 
 PROFILE_KEYS = {"name", "version", "description", "core", "clock_ghz", "threads", "correction",
                 "neural_engine_fp16_tops", "neural_engine_int8_tops", "sources", "validation",
                 "neural_engine_validation"}
-VALIDATION_KEYS = {"against", "runs", "median_error", "within_1_5x", "ratio_low", "ratio_high"}
+VALIDATION_KEYS = {"against", "runs", "median_error", "within_1_5x", "ratio_low", "ratio_high", "interval_coverage"}
 FP32 = Precision("fp32", 32, 32, "fp32")  # what an artifact of unknown precision is estimated as
 
 
@@ -72,8 +73,9 @@ class Profile:
         return f"CPU {_said(self.validation)}" + (f"; Neural Engine {_said(ne)}" if ne else "")
 
     def interval(self, ms: float, precision: Precision | None = None) -> tuple[float, float] | None:
-        """Where the true latency lies if this estimate errs as the validated ones did (estimate /
-        published ranged over ratio_low..ratio_high, their 5th to 95th percentiles)."""
+        """Where the true latency lies if this estimate errs as the cross-validated ones did (estimate /
+        published ranged over ratio_low..ratio_high, their 5th to 95th percentiles; interval_coverage
+        says how many sealed runs it held)."""
         v = self.validation_for(precision)
         return (round(ms / v["ratio_high"], 4), round(ms / v["ratio_low"], 4)) if v else None
 
@@ -120,7 +122,7 @@ def _said(v: dict | None) -> str:
     if not v:
         return "not validated: no published runs of its core in the corpus"
     return (f"validated: median error {v['median_error']:g}x, {v['within_1_5x']:.0%} within 1.5x, on "
-            f"{v['runs']} published runs ({v['against']})")
+            f"{v['runs']} published runs ({v['against']}); the interval held {v['interval_coverage']:.0%} of them")
 
 
 def _validation(table: dict | None, key: str, name: str, path: Path) -> dict | None:
@@ -205,6 +207,7 @@ def estimate(onnx_path: Path, precision: Precision, profile: Profile, kernels: s
         unit = f"{profile.core.kind} at {profile.core.clock_ghz:g} GHz, {int(f['threads'])} thread(s)"
     weight_bytes, act_bytes = precision.weight_bits / 8, precision.activation_bits / 8
     return {"latency_ms": time * 1e3 * f["correction"], "ops": load.ops, "flops": load.total_flops,
+            "network_family": network_family(load),
             "peak_memory_mb": (load.weights * weight_bytes + 2 * load.peak_activations * act_bytes) / MB,
             "compute_unit": unit}
 
@@ -231,7 +234,9 @@ class EstimatedDevice(Device):
                                   f"{est['compute_unit']} ({kernels} kernels), by the cost model fitted on "
                                   f"{load_coefficients().fitted_on} (correction {p.figures['correction']:g}); "
                                   f"not run on {host_cpu()}; "
-                                  f"{p.validated_error(precision)}"))
+                                  f"{p.validated_error(precision)}"
+                                  + ("" if p.on_neural_engine(precision) else
+                                     f"; {family_said(est['network_family'], load_coefficients())}")))
         ms = round(est["latency_ms"], 4)
         low, high = p.interval(ms, precision) or (None, None)
         figures = Figures(Latency(p50_ms=ms, p90_ms=ms, p95_ms=ms, p99_ms=ms, mean_ms=ms, min_ms=ms, runs=0,
