@@ -180,9 +180,9 @@ def seconds(load: Workload, core: Core, precision: Precision, family: str, threa
     gemm_convolutions = family not in WINOGRAD_FAMILIES
     compute = 0.0
     for op_class, flops in load.flops.items():
-        if op_class in DENSE and gemm_convolutions:
-            op_class = POINTWISE  # the microkernel of a 1x1 convolution; the gathering is counted below
-        compute += flops / (core.peak(arithmetic) * efficiency[op_class])
+        # a GEMM runtime's dense convolution runs a 1x1 convolution's microkernel; the gathering is counted below
+        runs_as = POINTWISE if op_class in DENSE and gemm_convolutions else op_class
+        compute += flops / (core.peak(arithmetic) * efficiency[runs_as])
     if gemm_convolutions:
         compute += load.gathered * c.gather_cycles[kind] / clock
     compute += load.light_elements * c.light_cycles[kind] / clock
