@@ -191,3 +191,68 @@ def test_latency_by_length_on_a_fixed_length_model(tmp_path):
     assert "takes exactly 8 tokens (a fixed shape), not 4" in by_length["4"]["why"]
     lat, by_length, length = latency_by_length(job(16))
     assert lat is None and length == 16 and "not 16" in by_length["16"]["why"]
+
+
+SELF_LOADING = '''import torch
+from safetensors.torch import load_file
+from pathlib import Path
+
+
+def student():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    net.load_state_dict(load_file(str(Path(__file__).with_name("packaged.safetensors"))))
+    return net
+'''
+
+
+def test_a_factory_that_loads_its_own_weights_needs_no_weights_file(tmp_path, samples):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    save_file(net.state_dict(), str(tmp_path / "packaged.safetensors"))
+    (tmp_path / "selfloading.py").write_text(SELF_LOADING)
+    loaded = load_model("selfloading:student", None, load_model_inputs(), search_path=tmp_path)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(samples.inputs["image"])).numpy()
+    np.testing.assert_array_equal(loaded.predict(samples), expected)
+    # the fingerprint follows the weights the factory loaded: the same weights give it, others change it
+    again = load_model("selfloading:student", None, load_model_inputs(), search_path=tmp_path)
+    assert loaded.fingerprint == again.fingerprint and len(loaded.fingerprint) == 64
+    save_file({k: v + 1 for k, v in net.state_dict().items()}, str(tmp_path / "packaged.safetensors"))
+    assert load_model("selfloading:student", None, load_model_inputs(), search_path=tmp_path).fingerprint \
+        != loaded.fingerprint
+
+
+def _unresolvable_op_pt2(tmp_path, student, samples):
+    """A program naming an operator this torch does not have (a custom op whose library is absent)."""
+    import zipfile
+
+    x = torch.from_numpy(samples.inputs["image"][:2])
+    torch.export.save(torch.export.export(student.module, (x,)), tmp_path / "clean.pt2")
+    bad = tmp_path / "custom_op.pt2"
+    with zipfile.ZipFile(tmp_path / "clean.pt2") as src, zipfile.ZipFile(bad, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name.endswith("models/model.json"):
+                data = data.replace(b"torch.ops.aten.linear.default", b"torch.ops.mylib.custom.default")
+            dst.writestr(name, data)
+    return bad
+
+
+def test_a_pt2_torch_cannot_load_is_bad_input_with_torchs_reason(tmp_path, student, samples):
+    bad = _unresolvable_op_pt2(tmp_path, student, samples)
+    with pytest.raises(BadInput) as info:
+        load_model(str(bad))
+    assert str(info.value) == (f"{bad}: not a loadable torch.export program (torch._export.serde.serialize."
+                               "SerializeError: We failed to resolve torch.ops.mylib.custom.default to an operator)")
+
+
+@pytest.mark.slow
+def test_a_pt2_torch_cannot_load_exits_2_naming_the_file(tmp_path, student, samples):
+    bad = _unresolvable_op_pt2(tmp_path, student, samples)
+    proc = run_cli("export", bad, "--data", EXAMPLE / "eval.npz", "--out", tmp_path / "out", "--quiet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"error: {bad}: not a loadable torch.export program (")
+    assert "We failed to resolve torch.ops.mylib.custom.default to an operator)" in proc.stderr
+    assert not (tmp_path / "out").exists()
