@@ -210,6 +210,9 @@ class BuildRequest:
     out_dir: Path  # where the artifact's files go
     work_dir: Path  # scratch space; tools that litter their cwd run here
     metadata: dict = field(default_factory=dict)  # labels, normalization, task: travels with the artifact
+    # [export] tolerance: a float build checked against the source uses it, unless the target's own
+    # `tolerance` option is given
+    tolerance: float = 1e-4
 
 
 @dataclass

@@ -196,3 +196,19 @@ def test_onnx_only_student_gets_a_clear_answer(demo_run, tmp_path):
     assert f"{demo / 'onnx' / 'model.onnx'} is ONNX only; the tflite target converts from torch" in proc.stderr
     assert "pip install onnx2torch" in proc.stderr and "module:factory" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_export_tolerance_reaches_the_fp32_parity_check_unless_the_option_is_given(tmp_path, student, calibration):
+    out = tmp_path / "strict"
+    out.mkdir()
+    request = BuildRequest(onnx_path=None, source=student, precision="fp32", calibration=calibration,
+                           calibration_method="minmax", options={}, out_dir=out, work_dir=out, tolerance=1e-12)
+    with pytest.raises(BadInput, match=r"max \|difference\| .* on 32 samples, tolerance 1e-12") as info:
+        get_target("tflite").build(request)
+    assert "[export] tolerance" in str(info.value) and not (out / "model.fp32.tflite").exists()
+    # the target's own option wins over [export]'s
+    own = BuildRequest(**{**request.__dict__, "options": {"tolerance": 1e-3}})
+    artifact = get_target("tflite").build(own)
+    data = calibration.subset(np.arange(32))
+    diff = float(np.abs(run(artifact, data) - student.predict(data)).max())  # worked out again
+    assert artifact.details["parity_max_abs_diff"] == diff and 1e-12 < diff <= 1e-3
