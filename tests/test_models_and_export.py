@@ -256,3 +256,21 @@ def test_a_pt2_torch_cannot_load_exits_2_naming_the_file(tmp_path, student, samp
     assert proc.stderr.startswith(f"error: {bad}: not a loadable torch.export program (")
     assert "We failed to resolve torch.ops.mylib.custom.default to an operator)" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_an_onnx_dimension_of_minus_one_is_free_not_a_batch_of_minus_one(tmp_path):
+    """Paddle's exporter writes -1 for a free dimension: read as a size, it made the batch -1 and
+    predictions came back empty."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "m.onnx")
+    model = load_model(str(tmp_path / "m.onnx"))
+    assert model.inputs[0].shape == ("dim0", 3) and model.inputs[0].fixed_batch is None
+    x = np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3)
+    from edge_distill.calibration import Dataset
+
+    np.testing.assert_array_equal(model.predict(Dataset("x", {"x": x})), np.maximum(x, 0))

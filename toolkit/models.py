@@ -470,7 +470,8 @@ def onnx_input_specs(proto) -> list[InputSpec]:
         if value.name in initializers:
             continue
         tensor = value.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or f"dim{i}")
+        # a dim_value of -1 (Paddle's exporter) is a free dimension, not a size
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or f"dim{i}")
                       for i, d in enumerate(tensor.shape.dim))
         specs.append(InputSpec(name=value.name, shape=shape, dtype=ONNX_DTYPES.get(tensor.elem_type, "float32")))
     return specs
