@@ -45,7 +45,8 @@ capabilities = Capabilities(
                 Precision("fp16", 16, 32, "fp32", help="fp16 weights (ai-edge-quantizer); XNNPACK computes in fp32"),
                 Precision("int8", 8, 8, "int8", calibrated=True, help="int8 weights and activations, calibrated"),
                 Precision("int8-dynamic", 8, 32, "int8", help="int8 weights, activations quantized at run time"),
-                Precision("int4", 4, 32, "int8", help="blockwise int4 FULLY_CONNECTED weights")),
+                Precision("int4", 4, 32, "int8", help="blockwise int4 FULLY_CONNECTED weights",
+                          weight_ops=("MatMul", "Gemm"))),
     calibration_methods=("minmax",),
     extra="tflite",
     requires=("litert_torch", "ai_edge_litert", "ai_edge_quantizer"),
@@ -66,6 +67,7 @@ capabilities = Capabilities(
              Option("keep_int8", list, [], "int4 only: ops (by output tensor name) whose weights int4 quantizes in "
                     "8 bits, channelwise (mixed precision's step before float)")),
     app_runtime_package="ai-edge-litert",
+    source_packages=(("onnx", "onnx2torch"),),
 )
 
 METADATA_NAME = "edge_distill"
