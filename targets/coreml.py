@@ -689,6 +689,7 @@ _KERNELS = {
     # value inference gives a dynamic batch's size as a symbol, and nothing for its cast
     "shape": lambda a: np.asarray(np.shape(a["x"]), dtype=np.int32),
     "cast": lambda a: np.asarray(a["x"]).astype(_DTYPES[str(a["dtype"])]),
+    "silu": lambda a: a["x"] * _ACTIVATIONS["sigmoid"](np.asarray(a["x"], np.float32)),  # MobileViT, EfficientNet
 }
 
 def _reduce(fn, a):
