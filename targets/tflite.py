@@ -563,7 +563,9 @@ def _float_io(path: Path) -> None:
         """Give each integer graph input (output) a float twin and a QUANTIZE (DEQUANTIZE) op."""
         ops = []
         for pos, index in enumerate(edges):
-            if graph.tensors[index].type in integer:
+            tensor = graph.tensors[index]
+            # only quantized tensors: a plain uint8 input (image bytes the model normalises) stays as it is
+            if tensor.type in integer and tensor.quantization is not None and len(tensor.quantization.scale or []):
                 remap[index] = twin = float_twin(index)
                 op = fb.OperatorT()
                 op.opcodeIndex = opcode(builtin)
