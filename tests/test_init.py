@@ -61,6 +61,11 @@ def test_each_target_is_asked_what_this_model_can_take():
                                "Conv 112)"}
     assert plan.unavailable["coreml"] == ("converts from torch or exported sources, not onnx; the torch student "
                                           "(.pt2 or module:factory) goes there")
+    assert plan.notes["ort"] == []
+    mostly_conv = Plan("m.onnx", "onnx", 13, [], [], {}, Counter({"Conv": 62, "MatMul": 38}))
+    target_choices(mostly_conv)
+    assert "int4" in mostly_conv.targets["ort"][0]
+    assert mostly_conv.notes["ort"] == ["int4: MatMul/Gemm hold 38% of the weights; the rest stays float"]
     streamed = Plan("m.pt2", "exported", 18, [], [], {"hn": "h"}, Counter({"Gemm": 10}))
     target_choices(streamed)
     calibrated = "calibrated, and calibration feeds samples batch first"
@@ -125,6 +130,10 @@ def test_init_then_check_a_text_recognizer_with_its_data(tmp_path):
         == ["lines.npz"]
     assert check.returncode == 0, check.stdout + check.stderr
     int4 = next(r for r in report["results"] if r["precision"] == "int4")
+    # init's note counted the MatMul weights from the graph; the int4 artifact's coverage read them from its file
+    note = "int4: MatMul/Gemm hold 38% of the weights; the rest stays float"
+    assert f"\n  {note}\n" in init.stdout and f"\n# {note}\n" in (tmp_path / "cfg" / "edge-distill.toml").read_text()
+    assert int4["coverage"]["quantized_weights"] == 1_025_400 and int4["coverage"]["by_op"]["Conv"]["quantized"] == 0
     cer = cer_by_hand(tmp_path / "out" / int4["artifact"], tmp_path / "models" / "ch_PP-OCRv4_rec_infer.onnx", x)
     assert int4["outputs"]["softmax_11.tmp_0"]["cer"] == pytest.approx(cer, abs=1e-5)
 
@@ -165,3 +174,18 @@ def test_coreml_refuses_at_build_the_onnx_source_its_capabilities_exclude(tmp_pa
                                                 out_dir=tmp_path, work_dir=tmp_path))
     assert str(info.value) == (f"{tmp_path / 'm.onnx'} is ONNX only; the coreml target converts from torch\n  hint: "
                                "give the torch student (module:factory + weights, or a .pt2 program)")
+
+
+def test_init_refuses_what_it_cannot_read_by_name(tmp_path):
+    with pytest.raises(BadInput) as info:
+        run_init("fmnist_models:student", tmp_path / "cfg")
+    assert str(info.value) == ("init reads a model's inputs from its file; fmnist_models:student is a module:factory, "
+                               "whose inputs are declared by hand\n  hint: give the .onnx, .pt2 or Hugging Face folder")
+    (tmp_path / "models").mkdir()
+    onnx.save(conv_only_with_constant_weights(), tmp_path / "models" / "m.onnx")
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "other.npz", image=np.zeros((2, 3, 8, 8), np.float32))
+    with pytest.raises(BadInput) as info:
+        run_init(str(tmp_path / "models" / "m.onnx"), tmp_path / "cfg", tmp_path / "data")
+    assert str(info.value) == f"{tmp_path / 'data'}: no .npz file in the folder holds every input (x)"
+    assert not (tmp_path / "cfg").exists() and not list(tmp_path.glob(".cfg.partial-*"))

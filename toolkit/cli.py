@@ -181,6 +181,7 @@ def init(model, data_dir, out, force):
         click.echo(f"output {name}[B, {', '.join(map(str, shape))}] {dtype}: {kind}")
     for name, (kept, refused) in plan.targets.items():
         click.echo(f"target {name}: {', '.join(kept) or 'no precision'}"
+                   + "".join(f"\n  {note}" for note in plan.notes.get(name, []))
                    + "".join(f"\n  not {p}: {why}" for p, why in refused.items()))
     for name, why in plan.unavailable.items():
         click.echo(f"target {name}: none ({why})")

@@ -44,6 +44,7 @@ class Plan:
     weight_ops: Counter  # weights (elements) per ONNX op type
     targets: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)  # precisions, refused
     unavailable: dict[str, str] = field(default_factory=dict)  # target -> why none of it
+    notes: dict[str, list[str]] = field(default_factory=dict)  # target -> what a kept precision leaves out
     data: tuple[Path, Path] | None = None  # the user's evaluation and calibration files
 
 
@@ -124,7 +125,17 @@ def target_choices(plan: Plan) -> None:
                 refused[p.name] = why
             else:
                 kept.append(p.name)
+                plan.notes.setdefault(name, []).extend(_partial_cover(p, plan.weight_ops))
         plan.targets[name] = (kept, refused)
+
+
+def _partial_cover(precision, weight_ops: Counter) -> list[str]:
+    """A note where a precision's ops hold under half the weights: the rest stays float."""
+    total = sum(weight_ops.values())
+    share = sum(weight_ops[op] for op in precision.weight_ops) / total if precision.weight_ops and total else 1
+    if share >= 0.5:
+        return []
+    return [f"{precision.name}: {'/'.join(precision.weight_ops)} hold {share:.0%} of the weights; the rest stays float"]
 
 
 def precision_refused(precision, weight_ops: Counter, streamed: bool) -> str | None:
@@ -364,6 +375,7 @@ def _target_lines(plan: Plan) -> list[str]:
     lines = []
     for name, (kept, refused) in plan.targets.items():
         lines += ["", "[[targets]]", f'name = "{name}"', f"precisions = {_toml_list(kept)}"]
+        lines += [f"# {note}" for note in plan.notes.get(name, [])]
         lines += [f"# not {p}: {why}" for p, why in refused.items()]
     lines += [f"# no {name} target: {why}" for name, why in plan.unavailable.items()]
     return lines
