@@ -197,8 +197,8 @@ def sample_arrays(plan: Plan) -> dict[str, np.ndarray]:
 
 
 def read_model(reference: str, data_dir: Path | None):
-    """(the loaded model with its inputs laid out, the plan's inputs so far, the state-like inputs,
-    the user's data files or None)."""
+    """(the loaded model, its inputs laid out, each with whether it looks like a state; the names of
+    those that do; the user's evaluation and calibration files, or None)."""
     from .models import load_model
 
     if ":" in reference and not Path(reference).exists():
@@ -216,11 +216,13 @@ def read_model(reference: str, data_dir: Path | None):
 def discovery_feeds(plan_inputs: list[InputPlan], states: set, data: Path | None, streamed: bool) -> Dataset:
     """Two samples for one run that shows the outputs' shapes: the user's first ones where given
     (a streaming set's first chunks), states at zeros, else uniform in [-1, 1]."""
-    rng, feeds = np.random.default_rng(1), {}
-    npz = np.load(data, allow_pickle=False) if data is not None else None
+    rng, feeds, given = np.random.default_rng(1), {}, {}
+    if data is not None:
+        with np.load(data, allow_pickle=False) as npz:
+            given = {name: npz[name][:2] for name in npz.files}
     for i in plan_inputs:
-        if npz is not None and i.spec.name in npz.files:
-            value = npz[i.spec.name][:2]
+        if i.spec.name in given:
+            value = given[i.spec.name]
             feeds[i.spec.name] = value[:, 0] if streamed and i.spec.axis is not None and i.spec.name not in states \
                 else value
             continue
