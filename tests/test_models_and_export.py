@@ -274,3 +274,48 @@ def test_an_onnx_dimension_of_minus_one_is_free_not_a_batch_of_minus_one(tmp_pat
     from edge_distill.calibration import Dataset
 
     np.testing.assert_array_equal(model.predict(Dataset("x", {"x": x})), np.maximum(x, 0))
+
+
+def _damaged(clean, out, entry_suffix, compress=False):
+    """`clean` with one byte of one entry flipped after its CRC was written (a bit rot, a bad copy)."""
+    import zipfile
+
+    with zipfile.ZipFile(clean) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename),
+                         zipfile.ZIP_DEFLATED if compress and info.filename.endswith(entry_suffix) else zipfile.ZIP_STORED)
+    data = bytearray(out.read_bytes())
+    with zipfile.ZipFile(out) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(entry_suffix))
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + min(40, info.compress_size // 2)] ^= 0xFF
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("entry, compress, reason", [
+    ("models/model.json", False, "not a loadable torch.export program (UnicodeDecodeError: "),  # torch's reason
+    ("sample_inputs/model.pt", False, "archive entry '{name}/data/sample_inputs/model.pt' cannot be checked: "
+                                      "not a well-formed pickle"),
+    ("sample_inputs/model.pt", True, "archive entry '{name}/data/sample_inputs/model.pt' cannot be read (Error -3 "
+                                     "while decompressing data"),
+])
+def test_a_damaged_pt2_is_bad_input_never_an_internal_error(tmp_path, student, samples, entry, compress, reason):
+    """A damaged entry used to escape the archive check as zipfile's BadZipFile ('Bad CRC-32'): exit 3."""
+    x = torch.from_numpy(samples.inputs["image"][:2])
+    torch.export.save(torch.export.export(student.module, (x,)), tmp_path / "clean.pt2")
+    bad = _damaged(tmp_path / "clean.pt2", tmp_path / "damaged.pt2", entry, compress)
+    with pytest.raises(BadInput) as info:
+        load_model(str(bad))
+    assert str(info.value).startswith(f"{bad}: " + reason.format(name="clean")), str(info.value)
+
+
+@pytest.mark.slow
+def test_a_pt2_with_a_bad_crc_exits_2_not_3(tmp_path, student, samples):
+    x = torch.from_numpy(samples.inputs["image"][:2])
+    torch.export.save(torch.export.export(student.module, (x,)), tmp_path / "clean.pt2")
+    bad = _damaged(tmp_path / "clean.pt2", tmp_path / "damaged.pt2", "sample_inputs/model.pt")
+    proc = run_cli("export", bad, "--data", EXAMPLE / "eval.npz", "--out", tmp_path / "out", "--quiet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert proc.stderr.startswith(f"error: {bad}: archive entry 'clean/data/sample_inputs/model.pt' cannot be "
+                                  "checked: not a well-formed pickle"), proc.stderr
