@@ -39,6 +39,9 @@ class Precision:
     compute_unit: str = "cpu"  # "cpu" | "neural engine": where an estimate runs it
     calibrated: bool = False  # needs calibration data
     help: str = ""
+    # ONNX op types whose weights this precision stores at its width (empty: every weighted op's);
+    # a model with none of them gets nothing from it (`init` says so)
+    weight_ops: tuple[str, ...] = ()
 
     @property
     def is_float_baseline(self) -> bool:
@@ -115,6 +118,20 @@ class Capabilities:
     # How its CPU runtime computes convolutions, for device estimates (edge_distill.devices.cost_model):
     # "gemm" (im2col or indirect GEMM, fp32 in fp32: XNNPACK, MLAS, BNNS) or "ncnn" (Winograd, fp16).
     kernels: str = "gemm"
+    # The source models it converts from (SourceModel.kind): "onnx", "torch" (module:factory, a Hugging
+    # Face folder), "exported" (.pt2)
+    sources: tuple[str, ...] = ("onnx", "torch", "exported")
+    # (source kind, import name): a source it converts only through that package (tflite: onnx2torch)
+    source_packages: tuple[tuple[str, str], ...] = ()
+
+    def source_refused(self, kind: str) -> str | None:
+        """Why this target cannot convert a source of this kind here, or None."""
+        if kind not in self.sources:
+            return f"converts from {' or '.join(self.sources)} sources, not {kind}"
+        package = next((m for k, m in self.source_packages if k == kind), None)
+        if package and importlib.util.find_spec(package) is None:
+            return f"converts an {kind} source through {package}, which is not installed"
+        return None
 
     def missing_packages(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m) is None]
@@ -211,6 +228,9 @@ class BuildRequest:
     out_dir: Path  # where the artifact's files go
     work_dir: Path  # scratch space; tools that litter their cwd run here
     metadata: dict = field(default_factory=dict)  # labels, normalization, task: travels with the artifact
+    # [export] tolerance: a float build checked against the source uses it, unless the target's own
+    # `tolerance` option is given
+    tolerance: float = 1e-4
 
 
 @dataclass

@@ -62,6 +62,7 @@ capabilities = Capabilities(
     requires=("coremltools",),
     runtime=("coremltools",),
     suffixes=(".mlpackage",),
+    sources=("torch", "exported"),  # coremltools converts torch programs; its ONNX route is gone
     options=(Option("deployment_target", str, "iOS17", "minimum deployment target (int4 always uses iOS18)",
                     choices=("iOS17", "iOS18")),
              Option("int4_block_size", int, 32, "int4 per-block size along the input dimension", minimum=1),
@@ -97,6 +98,9 @@ class CoremlTarget:
     capabilities = capabilities
 
     def build(self, request: BuildRequest) -> Artifact:
+        if request.source.kind not in capabilities.sources:
+            raise BadInput(f"{request.source.reference} is ONNX only; the coreml target converts from torch",
+                           hint="give the torch student (module:factory + weights, or a .pt2 program)")
         request = dataclasses.replace(request, options=capabilities.options_with_defaults(request.options))
         ct = _coremltools()
         opts = request.options
@@ -685,6 +689,7 @@ _KERNELS = {
     # value inference gives a dynamic batch's size as a symbol, and nothing for its cast
     "shape": lambda a: np.asarray(np.shape(a["x"]), dtype=np.int32),
     "cast": lambda a: np.asarray(a["x"]).astype(_DTYPES[str(a["dtype"])]),
+    "silu": lambda a: a["x"] * _ACTIVATIONS["sigmoid"](np.asarray(a["x"], np.float32)),  # MobileViT, EfficientNet
 }
 
 def _reduce(fn, a):

@@ -45,7 +45,8 @@ capabilities = Capabilities(
                 Precision("fp16", 16, 32, "fp32", help="fp16 weights (ai-edge-quantizer); XNNPACK computes in fp32"),
                 Precision("int8", 8, 8, "int8", calibrated=True, help="int8 weights and activations, calibrated"),
                 Precision("int8-dynamic", 8, 32, "int8", help="int8 weights, activations quantized at run time"),
-                Precision("int4", 4, 32, "int8", help="blockwise int4 FULLY_CONNECTED weights")),
+                Precision("int4", 4, 32, "int8", help="blockwise int4 FULLY_CONNECTED weights",
+                          weight_ops=("MatMul", "Gemm"))),
     calibration_methods=("minmax",),
     extra="tflite",
     requires=("litert_torch", "ai_edge_litert", "ai_edge_quantizer"),
@@ -59,12 +60,14 @@ capabilities = Capabilities(
              Option("int4_recipe", str, "dynamic", "'dynamic' (int8 dynamic activations) or 'weight-only' "
                                                    "(float compute)", choices=("dynamic", "weight-only")),
              Option("int4_block_size", int, 32, "blockwise int4 block for FULLY_CONNECTED layers", minimum=16),
-             Option("tolerance", float, 1e-4, "max |fp32 .tflite - torch| on real samples", minimum=0.0),
+             Option("tolerance", float, 1e-4, "max |fp32 .tflite - torch| on real samples (default: [export] "
+                    "tolerance)", minimum=0.0),
              Option("keep_float", list, [], "ops (by output tensor name) that the ai-edge-quantizer precisions "
                     "leave in float: what mixed precision chooses; `edge-distill sensitivity` lists the names"),
              Option("keep_int8", list, [], "int4 only: ops (by output tensor name) whose weights int4 quantizes in "
                     "8 bits, channelwise (mixed precision's step before float)")),
     app_runtime_package="ai-edge-litert",
+    source_packages=(("onnx", "onnx2torch"),),
 )
 
 METADATA_NAME = "edge_distill"
@@ -74,11 +77,13 @@ class TfliteTarget:
     capabilities = capabilities
 
     def build(self, request: BuildRequest) -> Artifact:
+        given = request.options
         request = dataclasses.replace(request, options=capabilities.options_with_defaults(request.options))
         missing = capabilities.missing_packages()
         if missing:
             raise MissingDependency(missing[0], "tflite", "the tflite target")
         opts = request.options
+        tolerance = float(opts["tolerance"]) if "tolerance" in given else request.tolerance  # else [export]'s
         module, specs = _torch_module(request.source), request.source.inputs
         channels_last = bool(opts["channels_last_io"])
         sample = _sample_inputs(specs, request.calibration)
@@ -110,7 +115,7 @@ class TfliteTarget:
         _write_metadata(out, specs, channels_last, request.precision)
         if request.precision == "fp32":
             details["parity_max_abs_diff"] = _check_parity(out, request.source, request.calibration,
-                                                           float(opts["tolerance"]))
+                                                           tolerance)
         info = inspect_tflite(out)
         if opts["integer_io"] and request.precision == "int8" and info["float_islands"]:
             out.unlink()
@@ -558,7 +563,9 @@ def _float_io(path: Path) -> None:
         """Give each integer graph input (output) a float twin and a QUANTIZE (DEQUANTIZE) op."""
         ops = []
         for pos, index in enumerate(edges):
-            if graph.tensors[index].type in integer:
+            tensor = graph.tensors[index]
+            # only quantized tensors: a plain uint8 input (image bytes the model normalises) stays as it is
+            if tensor.type in integer and tensor.quantization is not None and len(tensor.quantization.scale or []):
                 remap[index] = twin = float_twin(index)
                 op = fb.OperatorT()
                 op.opcodeIndex = opcode(builtin)
@@ -629,8 +636,8 @@ def _check_parity(path: Path, source, calibration, tolerance: float) -> float:
         path.unlink()
         raise ExportMismatch(f"the fp32 .tflite disagrees with the torch student: max |difference| {diff:.3g} on "
                              f"{len(data)} samples, tolerance {tolerance:g}", path=path,
-                             hint="the bound is the target's option: [[targets]] name = \"tflite\", "
-                                  "options = { tolerance = ... }")
+                             hint="the bound is [export] tolerance, or the target's own option: [[targets]] "
+                                  "name = \"tflite\", options = { tolerance = ... }")
     return diff
 
 

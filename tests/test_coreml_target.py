@@ -235,3 +235,20 @@ def test_a_pt2_recurrent_model_is_converted_at_batch_1_where_its_states_are_bake
     out = get_target("coreml").open_runner(artifact.path, 1).run(frames)[0]
     reference = model(torch.from_numpy(frames["frames"])).detach().numpy()
     assert out.shape == reference.shape and np.abs(out - reference).max() < 0.02 * np.abs(reference).max() + 1e-2
+
+
+def test_reference_evaluator_computes_silu_as_torch_does(tmp_path):
+    """SiLU (MobileViT, EfficientNet): MIL's `silu`, which the evaluator had no kernel for."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.SiLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(256, 3), torch.nn.SiLU())
+    net.eval()
+    artifact = build(tmp_path, net)
+    assert get_target("coreml").inspect(artifact.path)["ops"].get("silu") == 2
+    runner = get_target("coreml").open_runner(artifact.path, 1)
+    x = CAL.inputs["x"]
+    out = runner.run({"x": x})[0]
+    with torch.no_grad():
+        pre = net[:4](torch.from_numpy(x)).numpy().astype(np.float64)
+    reference = pre / (1 + np.exp(-pre))  # x * sigmoid(x), worked out apart from torch's SiLU
+    assert np.abs(reference).max() > 0.1 and (pre < 0).any()  # negative inputs reach the last SiLU
+    assert np.abs(out - reference).max() < 0.02 * np.abs(reference).max() + 1e-2  # fp16 compute

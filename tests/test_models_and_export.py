@@ -191,3 +191,131 @@ def test_latency_by_length_on_a_fixed_length_model(tmp_path):
     assert "takes exactly 8 tokens (a fixed shape), not 4" in by_length["4"]["why"]
     lat, by_length, length = latency_by_length(job(16))
     assert lat is None and length == 16 and "not 16" in by_length["16"]["why"]
+
+
+SELF_LOADING = '''import torch
+from safetensors.torch import load_file
+from pathlib import Path
+
+
+def student():
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    net.load_state_dict(load_file(str(Path(__file__).with_name("packaged.safetensors"))))
+    return net
+'''
+
+
+def test_a_factory_that_loads_its_own_weights_needs_no_weights_file(tmp_path, samples):
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    save_file(net.state_dict(), str(tmp_path / "packaged.safetensors"))
+    (tmp_path / "selfloading.py").write_text(SELF_LOADING)
+    loaded = load_model("selfloading:student", None, load_model_inputs(), search_path=tmp_path)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(samples.inputs["image"])).numpy()
+    np.testing.assert_array_equal(loaded.predict(samples), expected)
+    # the fingerprint follows the weights the factory loaded: the same weights give it, others change it
+    again = load_model("selfloading:student", None, load_model_inputs(), search_path=tmp_path)
+    assert loaded.fingerprint == again.fingerprint and len(loaded.fingerprint) == 64
+    save_file({k: v + 1 for k, v in net.state_dict().items()}, str(tmp_path / "packaged.safetensors"))
+    assert load_model("selfloading:student", None, load_model_inputs(), search_path=tmp_path).fingerprint \
+        != loaded.fingerprint
+
+
+def _unresolvable_op_pt2(tmp_path, student, samples):
+    """A program naming an operator this torch does not have (a custom op whose library is absent)."""
+    import zipfile
+
+    x = torch.from_numpy(samples.inputs["image"][:2])
+    torch.export.save(torch.export.export(student.module, (x,)), tmp_path / "clean.pt2")
+    bad = tmp_path / "custom_op.pt2"
+    with zipfile.ZipFile(tmp_path / "clean.pt2") as src, zipfile.ZipFile(bad, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name.endswith("models/model.json"):
+                data = data.replace(b"torch.ops.aten.linear.default", b"torch.ops.mylib.custom.default")
+            dst.writestr(name, data)
+    return bad
+
+
+def test_a_pt2_torch_cannot_load_is_bad_input_with_torchs_reason(tmp_path, student, samples):
+    bad = _unresolvable_op_pt2(tmp_path, student, samples)
+    with pytest.raises(BadInput) as info:
+        load_model(str(bad))
+    assert str(info.value) == (f"{bad}: not a loadable torch.export program (torch._export.serde.serialize."
+                               "SerializeError: We failed to resolve torch.ops.mylib.custom.default to an operator)")
+
+
+@pytest.mark.slow
+def test_a_pt2_torch_cannot_load_exits_2_naming_the_file(tmp_path, student, samples):
+    bad = _unresolvable_op_pt2(tmp_path, student, samples)
+    proc = run_cli("export", bad, "--data", EXAMPLE / "eval.npz", "--out", tmp_path / "out", "--quiet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"error: {bad}: not a loadable torch.export program (")
+    assert "We failed to resolve torch.ops.mylib.custom.default to an operator)" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_onnx_dimension_of_minus_one_is_free_not_a_batch_of_minus_one(tmp_path):
+    """Paddle's exporter writes -1 for a free dimension: read as a size, it made the batch -1 and
+    predictions came back empty."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "m.onnx")
+    model = load_model(str(tmp_path / "m.onnx"))
+    assert model.inputs[0].shape == ("dim0", 3) and model.inputs[0].fixed_batch is None
+    x = np.linspace(-1, 1, 15, dtype=np.float32).reshape(5, 3)
+    from edge_distill.calibration import Dataset
+
+    np.testing.assert_array_equal(model.predict(Dataset("x", {"x": x})), np.maximum(x, 0))
+
+
+def _damaged(clean, out, entry_suffix, compress=False):
+    """`clean` with one byte of one entry flipped after its CRC was written (a bit rot, a bad copy)."""
+    import zipfile
+
+    with zipfile.ZipFile(clean) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename),
+                         zipfile.ZIP_DEFLATED if compress and info.filename.endswith(entry_suffix) else zipfile.ZIP_STORED)
+    data = bytearray(out.read_bytes())
+    with zipfile.ZipFile(out) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith(entry_suffix))
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + min(40, info.compress_size // 2)] ^= 0xFF
+    out.write_bytes(bytes(data))
+    return out
+
+
+@pytest.mark.parametrize("entry, compress, reason", [
+    ("models/model.json", False, "not a loadable torch.export program (UnicodeDecodeError: "),  # torch's reason
+    ("sample_inputs/model.pt", False, "archive entry '{name}/data/sample_inputs/model.pt' cannot be checked: "
+                                      "not a well-formed pickle"),
+    ("sample_inputs/model.pt", True, "archive entry '{name}/data/sample_inputs/model.pt' cannot be read (Error -3 "
+                                     "while decompressing data"),
+])
+def test_a_damaged_pt2_is_bad_input_never_an_internal_error(tmp_path, student, samples, entry, compress, reason):
+    """A damaged entry used to escape the archive check as zipfile's BadZipFile ('Bad CRC-32'): exit 3."""
+    x = torch.from_numpy(samples.inputs["image"][:2])
+    torch.export.save(torch.export.export(student.module, (x,)), tmp_path / "clean.pt2")
+    bad = _damaged(tmp_path / "clean.pt2", tmp_path / "damaged.pt2", entry, compress)
+    with pytest.raises(BadInput) as info:
+        load_model(str(bad))
+    assert str(info.value).startswith(f"{bad}: " + reason.format(name="clean")), str(info.value)
+
+
+@pytest.mark.slow
+def test_a_pt2_with_a_bad_crc_exits_2_not_3(tmp_path, student, samples):
+    x = torch.from_numpy(samples.inputs["image"][:2])
+    torch.export.save(torch.export.export(student.module, (x,)), tmp_path / "clean.pt2")
+    bad = _damaged(tmp_path / "clean.pt2", tmp_path / "damaged.pt2", "sample_inputs/model.pt")
+    proc = run_cli("export", bad, "--data", EXAMPLE / "eval.npz", "--out", tmp_path / "out", "--quiet")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+    assert proc.stderr.startswith(f"error: {bad}: archive entry 'clean/data/sample_inputs/model.pt' cannot be "
+                                  "checked: not a well-formed pickle"), proc.stderr

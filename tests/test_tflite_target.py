@@ -196,3 +196,52 @@ def test_onnx_only_student_gets_a_clear_answer(demo_run, tmp_path):
     assert f"{demo / 'onnx' / 'model.onnx'} is ONNX only; the tflite target converts from torch" in proc.stderr
     assert "pip install onnx2torch" in proc.stderr and "module:factory" in proc.stderr
     assert "Traceback" not in proc.stderr and not out.exists()
+
+
+def test_export_tolerance_reaches_the_fp32_parity_check_unless_the_option_is_given(tmp_path, student, calibration):
+    out = tmp_path / "strict"
+    out.mkdir()
+    request = BuildRequest(onnx_path=None, source=student, precision="fp32", calibration=calibration,
+                           calibration_method="minmax", options={}, out_dir=out, work_dir=out, tolerance=1e-12)
+    with pytest.raises(BadInput, match=r"max \|difference\| .* on 32 samples, tolerance 1e-12") as info:
+        get_target("tflite").build(request)
+    assert "[export] tolerance" in str(info.value) and not (out / "model.fp32.tflite").exists()
+    # the target's own option wins over [export]'s
+    own = BuildRequest(**{**request.__dict__, "options": {"tolerance": 1e-3}})
+    artifact = get_target("tflite").build(own)
+    data = calibration.subset(np.arange(32))
+    diff = float(np.abs(run(artifact, data) - student.predict(data)).max())  # worked out again
+    assert artifact.details["parity_max_abs_diff"] == diff and 1e-12 < diff <= 1e-3
+
+
+class BytesClassifier(torch.nn.Module):
+    """Takes uint8 NHWC image bytes and normalises them inside, as many app-ready models do."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4))
+
+    def forward(self, x):
+        return self.body((x.permute(0, 3, 1, 2).float() / 255.0 - self.mean) / self.std)
+
+
+@pytest.mark.parametrize("recipe", ["pt2e", "aeq"])
+def test_int8_keeps_a_plain_uint8_image_input_and_prepares(tmp_path, recipe):
+    """Float I/O used to wrap every integer input in a QUANTIZE: on image bytes with no quantization
+    it made a model LiteRT cannot prepare ("QUANTIZE failed to prepare"), whichever the recipe."""
+    torch.manual_seed(0)
+    net = BytesClassifier().eval()
+    spec = [InputSpec("image", ("batch", 32, 32, 3), "uint8")]
+    images = np.random.default_rng(0).integers(0, 256, (64, 32, 32, 3), dtype=np.uint8)
+    source = SourceModel("bytes", "torch", spec, "0" * 64, module=net)
+    artifact = build(tmp_path, source, "int8", Dataset("cal", {"image": images[:32]}), int8_recipe=recipe)
+    assert artifact.details["io"]["inputs"] == [{"name": "image", "shape": [1, 32, 32, 3], "dtype": "uint8"}]
+    assert "recipe_fallback" not in artifact.details
+    out = get_target("tflite").open_runner(artifact.path, 1).run({"image": images})[0]
+    with torch.no_grad():
+        reference = net(torch.from_numpy(images)).numpy()
+    assert out.dtype == np.float32 and np.abs(out - reference).max() < 0.1 * np.abs(reference).max()
+    assert (out.argmax(1) == reference.argmax(1)).mean() >= 0.9

@@ -14,11 +14,11 @@ this package stays instant.
 from .version import __version__
 
 __all__ = ["__version__", "Report", "bundle", "load_budget", "load_config", "run_bench", "run_check", "run_export",
-           "run_discover", "run_ladder", "run_verify", "write_reports"]
+           "run_discover", "run_init", "run_ladder", "run_verify", "write_reports"]
 
 _HOMES = {"run_check": "pipeline", "run_export": "pipeline", "run_verify": "pipeline", "run_bench": "pipeline",
           "Progress": "progress", "run_ladder": "ladder", "bundle": "bundle", "write_reports": "report_files",
-          "load_config": "config", "Report": "result", "run_discover": "discover"}
+          "load_config": "config", "Report": "result", "run_discover": "discover", "run_init": "scaffold"}
 
 
 def __getattr__(name):  # lazy: `import edge_distill` (and --help) stays instant

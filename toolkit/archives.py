@@ -75,14 +75,14 @@ def imports_of(stream: bytes) -> list[str]:
             recent.append(None)
 
 
-def _raw_payloads(archive: zipfile.ZipFile) -> set[str]:
+def _raw_payloads(archive: zipfile.ZipFile, path: Path) -> set[str]:
     """Entries the archive's own configs declare as raw tensor bytes (never unpickled)."""
     raw = set()
     for name in archive.namelist():
         if not name.endswith(("model_weights_config.json", "model_constants_config.json")):
             continue
         try:
-            config = json.loads(archive.read(name))["config"]
+            config = json.loads(_entry_bytes(archive, name, path))["config"]
         except (ValueError, KeyError, TypeError):
             continue
         folder = str(PurePosixPath(name).parent)
@@ -99,10 +99,23 @@ def _pickles(name: str, data: bytes):
                 for inner_name in inner.namelist():
                     if inner_name.endswith(".pkl"):
                         yield f"{name} -> {inner_name}", inner.read(inner_name)
-        except zipfile.BadZipFile:
+        except (zipfile.BadZipFile, ValueError):  # a damaged inner zip (a garbled name raises UnicodeDecodeError)
             yield name, data
         return
     yield name, data
+
+
+def _entry_bytes(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
+    """An entry's bytes as torch reads them: its reader checks no CRC, so neither does this look (a
+    damaged entry is then torch's to refuse, with its reason; what it would unpickle is checked)."""
+    import zlib
+
+    try:
+        with archive.open(name) as entry:
+            entry._expected_crc = None  # zipfile's own switch for "no CRC to check"
+            return entry.read()
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a compressed entry that does not inflate
+        raise BadInput(f"archive entry '{name}' cannot be read ({exc}); refused", path=path) from exc
 
 
 def check_pt2(path: Path) -> None:
@@ -117,12 +130,12 @@ def check_pt2(path: Path) -> None:
             parts = PurePosixPath(name.replace("\\", "/")).parts
             if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
                 raise BadInput(f"archive entry '{name}' points outside the archive; refused", path=path)
-        raw = _raw_payloads(archive)
+        raw = _raw_payloads(archive, path)
         for name in archive.namelist():
             base = PurePosixPath(name).name
             if name in raw or base in _PLAIN_NAMES or name.endswith(("/", ".json")):
                 continue
-            for label, stream in _pickles(name, archive.read(name)):
+            for label, stream in _pickles(name, _entry_bytes(archive, name, path)):
                 try:
                     imports = imports_of(stream)
                 except ValueError as exc:

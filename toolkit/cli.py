@@ -168,6 +168,36 @@ def demo(out, force, quiet, as_json):
     _check(config, out, force, quiet, as_json=as_json)
 
 
+@main.command(epilog=EXIT_CODES)
+@click.argument("model")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path),
+              help="A folder of real samples (.npz): the first file holding every input is the evaluation set, a "
+                   "calibration* file the calibration set; their shapes fill the model's free dimensions.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-init"), show_default=True,
+              help="Folder to write edge-distill.toml (and sample.npz) into; never the model's own folder.")
+@_force
+def init(model, data_dir, out, force):
+    """Read MODEL (.onnx, .pt2, Hugging Face folder): its inputs (batch axes, states), outputs (kinds),
+    opset, and the targets and precisions it can take; write a commented edge-distill.toml (and a sample
+    .npz of its shapes) that `check` runs as it is."""
+    from .scaffold import run_init
+
+    plan = run_init(model, out, data_dir, force)
+    for i in plan.inputs:
+        click.echo(f"input  {i.spec.describe()} batch axis {i.spec.axis if i.spec.axis is not None else 'none'}: "
+                   f"{i.note}")
+    for name, shape, dtype, kind, _ in plan.outputs:
+        click.echo(f"output {name}[B, {', '.join(map(str, shape))}] {dtype}: {kind}")
+    for name, (kept, refused) in plan.targets.items():
+        click.echo(f"target {name}: {', '.join(kept) or 'no precision'}"
+                   + "".join(f"\n  {note}" for note in plan.notes.get(name, []))
+                   + "".join(f"\n  not {p}: {why}" for p, why in refused.items()))
+    for name, why in plan.unavailable.items():
+        click.echo(f"target {name}: none ({why})")
+    click.echo(f"\nwrote {out / 'edge-distill.toml'}" + ("" if plan.data else f" and {out / 'sample.npz'}")
+               + f"; next: edge-distill check {out / 'edge-distill.toml'}")
+
+
 @main.command()
 @click.argument("model")
 @click.option("--target", "target", default="onnx", show_default=True,

@@ -189,9 +189,18 @@ def _load_factory(reference: str, weights: str | None, inputs: list[InputSpec], 
     model = factory()
     if not isinstance(model, torch.nn.Module):
         raise BadInput(f"{reference}() returned {type(model).__name__}, not a torch.nn.Module")
-    if weights is None:
-        raise BadInput(f"{reference} needs weights (a .safetensors file or a state dict .pt)")
-    path = Path(weights)
+    # No weights file: the factory loaded its own (a packaged checkpoint); the fingerprint is then
+    # taken from the weights it holds, so a changed checkpoint still shows.
+    fingerprint = _fill_weights(model, reference, Path(weights)) if weights is not None else _state_hash(model)
+    model.eval()
+    if not inputs:
+        raise BadInput(f"{reference} does not declare its inputs",
+                       hint="list them under [[model.inputs]] in edge-distill.toml (name, shape, dtype)")
+    return SourceModel(reference=reference, kind="torch", inputs=inputs, fingerprint=fingerprint, module=model)
+
+
+def _fill_weights(model, reference: str, path: Path) -> str:
+    """Load a weights file into the factory's module; its sha256."""
     if not path.is_file():
         raise BadInput("weights file not found", path=path)
     state = _read_state_dict(path)
@@ -203,12 +212,21 @@ def _load_factory(reference: str, weights: str | None, inputs: list[InputSpec], 
     if result.missing_keys or result.unexpected_keys:
         raise BadInput(f"weights do not fit {reference}(): missing {result.missing_keys[:5]}, "
                        f"unexpected {result.unexpected_keys[:5]}", path=path)
-    model.eval()
-    if not inputs:
-        raise BadInput(f"{reference} does not declare its inputs",
-                       hint="list them under [[model.inputs]] in edge-distill.toml (name, shape, dtype)")
-    return SourceModel(reference=reference, kind="torch", inputs=inputs, fingerprint=sha256_file(path),
-                       module=model)
+    return sha256_file(path)
+
+
+def _state_hash(model) -> str:
+    """sha256 over the module's state dict (names, dtypes, shapes, bytes), in its own order."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        array = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{array.dtype}:{tuple(tensor.shape)};".encode())
+        digest.update(array.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 TEXT_INPUTS = [InputSpec("input_ids", ("batch", "sequence"), "int64"),
@@ -335,14 +353,23 @@ def _load_exported(path: Path, inputs: list[InputSpec], trust_pickle: bool = Fal
     try:
         with contextlib.nullcontext() if trust_pickle else weights_only_loads(), _logged("torch.export") as said:
             program = torch.export.load(str(path))
+            module = program.module()  # rebuilding the graph module is where some archives fail
     except Exception as exc:  # torch raises many types for a bad archive; its logger holds the real cause
         cause = next((line.strip() for line in reversed("\n".join(said).splitlines()) if "Error" in line),
                      f"{type(exc).__name__}: {exc}")
-        raise BadInput(f"not a loadable torch.export program ({cause})", path=path) from None
+        raise BadInput(f"not a loadable torch.export program ({_first_sentence(cause)})", path=path) from None
     if not inputs:
         inputs = _signature_of_exported(program)
     return SourceModel(reference=str(path), kind="exported", inputs=inputs, fingerprint=sha256_file(path),
-                       module=program.module(), exported=program)
+                       module=module, exported=program)
+
+
+def _first_sentence(text: str, limit: int = 300) -> str:
+    """torch's reason without the node dump some of its messages carry."""
+    import re
+
+    head = re.split(r"(?<=[\w)])\. ", text)[0].rstrip(".")
+    return head if len(head) <= limit else head[:limit] + "..."
 
 
 def _signature_of_exported(program) -> list[InputSpec]:
@@ -449,7 +476,8 @@ def onnx_input_specs(proto) -> list[InputSpec]:
         if value.name in initializers:
             continue
         tensor = value.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or f"dim{i}")
+        # a dim_value of -1 (Paddle's exporter) is a free dimension, not a size
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else (d.dim_param or f"dim{i}")
                       for i, d in enumerate(tensor.shape.dim))
         specs.append(InputSpec(name=value.name, shape=shape, dtype=ONNX_DTYPES.get(tensor.elem_type, "float32")))
     return specs

@@ -216,8 +216,7 @@ def build_and_measure(cfg: Config, planned: PlannedTarget, precision: str, model
     artifact = get_target(tc.name).build(BuildRequest(
         onnx_path=onnx_path, source=model, precision=precision, calibration=calibration,
         calibration_method=tc.calibration_method, options=tc.options_for(precision), out_dir=out / folder,
-        work_dir=scratch,
-        metadata=artifact_metadata(cfg)))
+        work_dir=scratch, metadata=artifact_metadata(cfg), tolerance=cfg.tolerance))
     seconds = round(time.perf_counter() - start, 3)
     candidate = Candidate(tc.name, precision, artifact.path, built=artifact, subject=subject, qualified=qualified,
                           graph=graph_for(artifact.path, str(onnx_path) if onnx_path else None))
@@ -488,7 +487,7 @@ def run_export(reference: str, target_string: str, out: Path, *, precision: str 
             calib = select_samples(load_dataset(calibration_path, model.inputs),
                                    cfg.calibration_samples if cfg else 256, cfg.seed if cfg else 0)
         summary["artifact"] = _export_artifact(model, target_name, precision, calib, calibration_method, options,
-                                               out, progress)
+                                               out, progress, tolerance=cfg.tolerance if cfg else 1e-4)
     (out / "export.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
@@ -525,14 +524,14 @@ def _export_target(target_string: str, precision: str | None) -> tuple[str, str]
 
 
 def _export_artifact(model: SourceModel, target_name: str, precision: str, calib, calibration_method: str,
-                     options: dict | None, out: Path, progress) -> dict:
+                     options: dict | None, out: Path, progress, tolerance: float = 1e-4) -> dict:
     (out / target_name).mkdir()
     progress(f"building {target_name}-{precision}")
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
         artifact = get_target(target_name).build(BuildRequest(
             onnx_path=out / "model.onnx", source=model, precision=precision, calibration=calib,
             calibration_method=calibration_method, options=options or {}, out_dir=out / target_name,
-            work_dir=Path(work)))
+            work_dir=Path(work), tolerance=tolerance))
     return {"target": artifact.target, "precision": artifact.precision, "path": str(artifact.path.relative_to(out)),
             "size_bytes": artifact.size_bytes, "files": [str(f.relative_to(out)) for f in artifact.files],
             "details": artifact.details}

@@ -1,0 +1,191 @@
+"""`edge-distill init`: a model's inputs, outputs and targets read from the model itself, a commented
+edge-distill.toml and a sample .npz that `check` runs as written; published models from their packages
+(PaddleOCR's recognizer and direction classifier from rapidocr-onnxruntime, Silero VAD from silero-vad)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tomllib
+from collections import Counter
+from importlib import resources
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from conftest import run_cli
+from edge_distill.calibration import InputSpec
+from edge_distill.errors import BadInput
+from edge_distill.scaffold import Plan, batch_axis, onnx_weights_by_op, run_init, target_choices
+from test_published_models import cer_by_hand, text_lines
+from test_streaming import speech_like, stream_by_hand
+
+PADDLE = resources.files("rapidocr_onnxruntime") / "models"
+
+
+@pytest.mark.parametrize("shape, first, expected", [
+    ((), {"batch"}, (None, False)),  # a 0-d input (a sample rate) has no batch
+    (("batch", "sequence"), {"batch"}, (0, False)),
+    ((2, "batch", 128), {"batch"}, (1, True)),  # [L, B, H] sharing the batch-first inputs' name
+    ((2, "", 128), set(), (1, True)),  # unnamed: the free middle dimension
+    ((1, 1, 128), {"sequence_length"}, (0, False)),  # a fixed-size state: a fixed batch of 1
+    (("dim0", 3, "?", "?"), {"dim0"}, (0, False)),
+])
+def test_where_each_input_takes_its_batch(shape, first, expected):
+    assert batch_axis(shape, first) == expected
+
+
+def conv_only_with_constant_weights():
+    """A conv net as old exporters write it: its weights in Constant nodes."""
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], np.ones(108, np.float32))
+    b = helper.make_tensor("b", TensorProto.FLOAT, [4], np.zeros(4, np.float32))
+    nodes = [helper.make_node("Constant", [], ["cw"], value=w), helper.make_node("Constant", [], ["cb"], value=b),
+             helper.make_node("Conv", ["x", "cw", "cb"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 4, 6, 6])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+
+
+def test_weights_are_counted_per_op_constant_nodes_included():
+    assert onnx_weights_by_op(conv_only_with_constant_weights()) == Counter({"Conv": 108 + 4})
+
+
+def test_each_target_is_asked_what_this_model_can_take():
+    plan = Plan("m.onnx", "onnx", 11, [], [], {}, Counter({"Conv": 112}))
+    target_choices(plan)
+    kept, refused = plan.targets["ort"]
+    assert kept == ["fp32", "int8", "int8-dynamic"]
+    assert refused == {"int4": "stores only MatMul/Gemm weights in 4 bits, and this model has none (its weights: "
+                               "Conv 112)"}
+    assert plan.unavailable["coreml"] == ("converts from torch or exported sources, not onnx; the torch student "
+                                          "(.pt2 or module:factory) goes there")
+    assert plan.notes["ort"] == []
+    mostly_conv = Plan("m.onnx", "onnx", 13, [], [], {}, Counter({"Conv": 62, "MatMul": 38}))
+    target_choices(mostly_conv)
+    assert "int4" in mostly_conv.targets["ort"][0]
+    assert mostly_conv.notes["ort"] == ["int4: MatMul/Gemm hold 38% of the weights; the rest stays float"]
+    streamed = Plan("m.pt2", "exported", 18, [], [], {"hn": "h"}, Counter({"Gemm": 10}))
+    target_choices(streamed)
+    calibrated = "calibrated, and calibration feeds samples batch first"
+    for name, (kept, refused) in streamed.targets.items():
+        assert all(refused[p].startswith(calibrated) for p in ("int8", "w8a8") if p in refused), name
+        assert "int4" in kept, name
+
+
+def test_init_never_writes_into_the_models_folder(tmp_path):
+    onnx.save(conv_only_with_constant_weights(), tmp_path / "m.onnx")
+    with pytest.raises(BadInput) as info:
+        run_init(str(tmp_path / "m.onnx"), tmp_path / "cfg")
+    assert str(info.value) == (f"--out {tmp_path / 'cfg'} is inside the input folder {tmp_path}; init never writes "
+                               "there\n  hint: pass --out a folder elsewhere")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def init_and_check(tmp_path, model, *init_args):
+    models = tmp_path / "models"
+    models.mkdir(exist_ok=True)
+    shutil.copyfile(model, models / model.name)
+    init = run_cli("init", models / model.name, "--out", tmp_path / "cfg", *init_args)
+    assert init.returncode == 0, init.stdout + init.stderr
+    config = tmp_path / "cfg" / "edge-distill.toml"
+    check = run_cli("check", config, "--out", tmp_path / "out", "--quiet")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    return init, tomllib.loads(config.read_text()), check, report
+
+
+@pytest.mark.slow
+def test_init_then_check_a_direction_classifier_on_its_own_sample(tmp_path):
+    init, config, check, report = init_and_check(tmp_path, PADDLE / "ch_ppocr_mobile_v2.0_cls_infer.onnx")
+    assert "input  x[dim0, 3, ?, ?] float32 batch axis 0: images NCHW" in init.stdout  # -1: a free dimension
+    assert config["model"]["outputs"] == {"save_infer_model/scale_0.tmp_1": {"kind": "classification"}}
+    assert config["data"] == {"evaluation": "sample.npz", "calibration": "sample.npz"}
+    sample = np.load(tmp_path / "cfg" / "sample.npz")
+    assert sample["x"].shape == (8, 3, 64, 64) and sample["x"].dtype == np.float32
+    assert check.returncode == 0, check.stdout + check.stderr  # no budget set: every figure, no verdict
+    results = {r["precision"]: r for r in report["results"]}
+    assert set(results) == set(config["targets"][0]["precisions"])
+    import onnxruntime as ort
+
+    def argmax(path):
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": sample["x"]})[0] \
+            .argmax(1)
+    agree = float(np.mean(argmax(tmp_path / "out" / results["int8"]["artifact"])
+                          == argmax(tmp_path / "models" / "ch_ppocr_mobile_v2.0_cls_infer.onnx")))
+    assert results["int8"]["metrics"]["float_agreement"] == pytest.approx(agree)
+
+
+@pytest.mark.slow
+def test_init_then_check_a_text_recognizer_with_its_data(tmp_path):
+    x = text_lines(16)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "lines.npz", x=x)
+    init, config, check, report = init_and_check(tmp_path, PADDLE / "ch_PP-OCRv4_rec_infer.onnx",
+                                                 "--data", tmp_path / "data")
+    assert config["model"]["outputs"] == {"softmax_11.tmp_0": {"kind": "sequence"}}
+    assert config["data"] == {"evaluation": "../data/lines.npz", "calibration": "../data/lines.npz"}
+    assert config["targets"][0] == {"name": "ort", "precisions": ["fp32", "int8", "int8-dynamic", "int4"]}
+    assert not (tmp_path / "cfg" / "sample.npz").exists() and sorted(p.name for p in (tmp_path / "data").iterdir()) \
+        == ["lines.npz"]
+    assert check.returncode == 0, check.stdout + check.stderr
+    int4 = next(r for r in report["results"] if r["precision"] == "int4")
+    # init's note counted the MatMul weights from the graph; the int4 artifact's coverage read them from its file
+    note = "int4: MatMul/Gemm hold 38% of the weights; the rest stays float"
+    assert f"\n  {note}\n" in init.stdout and f"\n# {note}\n" in (tmp_path / "cfg" / "edge-distill.toml").read_text()
+    assert int4["coverage"]["quantized_weights"] == 1_025_400 and int4["coverage"]["by_op"]["Conv"]["quantized"] == 0
+    cer = cer_by_hand(tmp_path / "out" / int4["artifact"], tmp_path / "models" / "ch_PP-OCRv4_rec_infer.onnx", x)
+    assert int4["outputs"]["softmax_11.tmp_0"]["cer"] == pytest.approx(cer, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_init_then_check_a_streaming_voice_detector(tmp_path):
+    inputs = speech_like(np.random.default_rng(0), 4)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "eval.npz", input=inputs, sr=np.full(4, 16000, np.int64))
+    model = resources.files("silero_vad") / "data" / "silero_vad_16k_op15.onnx"
+    init, config, check, report = init_and_check(tmp_path, model, "--data", tmp_path / "data")
+    assert "input  sr[] int64 batch axis none" in init.stdout
+    assert config["model"]["batch_axes"] == {"state": 1} and config["model"]["state"] == {"stateN": "state"}
+    assert config["model"]["outputs"] == {"output": {"kind": "dense"}, "stateN": {"kind": "state"}}
+    assert config["targets"][0] == {"name": "ort", "precisions": ["fp32", "int8-dynamic"]}
+    text = (tmp_path / "cfg" / "edge-distill.toml").read_text()
+    assert "# not int8: calibrated" in text and "# not int4: stores only MatMul/Gemm weights" in text
+    assert check.returncode == 0, check.stdout + check.stderr
+    fp32, dynamic = report["results"]
+    float_probs, _ = stream_by_hand(tmp_path / "out" / fp32["artifact"], inputs)
+    int8_probs, _ = stream_by_hand(tmp_path / "out" / dynamic["artifact"], inputs)
+    assert fp32["outputs"]["output"]["max_abs_error"] == 0
+    assert dynamic["outputs"]["output"]["max_abs_error"] == pytest.approx(np.abs(int8_probs - float_probs).max(),
+                                                                          abs=1e-5)
+
+
+def test_coreml_refuses_at_build_the_onnx_source_its_capabilities_exclude(tmp_path):
+    from edge_distill.models import load_model
+    from edge_distill.targets import BuildRequest, get_target
+
+    onnx.save(conv_only_with_constant_weights(), tmp_path / "m.onnx")
+    source = load_model(str(tmp_path / "m.onnx"))
+    assert get_target("coreml").capabilities.source_refused(source.kind) == "converts from torch or exported " \
+                                                                            "sources, not onnx"
+    with pytest.raises(BadInput) as info:
+        get_target("coreml").build(BuildRequest(onnx_path=tmp_path / "m.onnx", source=source, precision="fp16",
+                                                calibration=None, calibration_method="minmax", options={},
+                                                out_dir=tmp_path, work_dir=tmp_path))
+    assert str(info.value) == (f"{tmp_path / 'm.onnx'} is ONNX only; the coreml target converts from torch\n  hint: "
+                               "give the torch student (module:factory + weights, or a .pt2 program)")
+
+
+def test_init_refuses_what_it_cannot_read_by_name(tmp_path):
+    with pytest.raises(BadInput) as info:
+        run_init("fmnist_models:student", tmp_path / "cfg")
+    assert str(info.value) == ("init reads a model's inputs from its file; fmnist_models:student is a module:factory, "
+                               "whose inputs are declared by hand\n  hint: give the .onnx, .pt2 or Hugging Face folder")
+    (tmp_path / "models").mkdir()
+    onnx.save(conv_only_with_constant_weights(), tmp_path / "models" / "m.onnx")
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "other.npz", image=np.zeros((2, 3, 8, 8), np.float32))
+    with pytest.raises(BadInput) as info:
+        run_init(str(tmp_path / "models" / "m.onnx"), tmp_path / "cfg", tmp_path / "data")
+    assert str(info.value) == f"{tmp_path / 'data'}: no .npz file in the folder holds every input (x)"
+    assert not (tmp_path / "cfg").exists() and not list(tmp_path.glob(".cfg.partial-*"))

@@ -1,0 +1,383 @@
+"""`edge-distill init`: a first edge-distill.toml for a model, read from the model itself.
+
+Each input's name, shape and dtype and where it takes its batch (a 0-d input has none; `[L, B, H]`
+beside a batch-first input is a recurrent state, and an output of the same shape is proposed as the
+state fed back); each output's kind (`kinds.infer` on its shape from one run); the targets and
+precisions this model can take, asked of each target's capabilities, and why not the others. Written
+with a sample .npz of the model's own shapes, so the first `check` runs before any real data is at
+hand; `--data` points at a folder of real .npz files instead (their shapes fill the model's free
+dimensions).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from edge_distill.calibration import Dataset, InputSpec
+
+from .errors import BadInput
+
+FREE_SIZE = 64  # a free dimension (not the batch) of the sample, when no data fill it
+SAMPLES, SEQUENCES, CHUNKS = 8, 4, 3
+
+
+@dataclass
+class InputPlan:
+    spec: InputSpec  # the model's input, its batch axis set
+    sizes: tuple[int, ...]  # one sample as the data hold it (the batch axis dropped)
+    note: str  # the layout the data need, in words
+
+
+@dataclass
+class Plan:
+    reference: str
+    source_kind: str
+    opset: int | None
+    inputs: list[InputPlan]
+    outputs: list[tuple[str, tuple, str, str, str]]  # name, per-sample shape, dtype, kind, why
+    state: dict[str, str]
+    weight_ops: Counter  # weights (elements) per ONNX op type
+    targets: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)  # precisions, refused
+    unavailable: dict[str, str] = field(default_factory=dict)  # target -> why none of it
+    notes: dict[str, list[str]] = field(default_factory=dict)  # target -> what a kept precision leaves out
+    data: tuple[Path, Path] | None = None  # the user's evaluation and calibration files
+
+
+def batch_axis(shape: tuple, first_batch: set) -> tuple[int | None, bool]:
+    """(where an input takes its batch, whether it looks like a recurrent state). A 0-d input has no
+    batch; a fixed leading size with a free dimension after it that the batch-first inputs share (or,
+    unnamed, a free middle one) is a state `[L, B, H]`."""
+    if not shape:
+        return None, False
+    if isinstance(shape[0], int) and shape[0] > 0 and len(shape) >= 3:
+        free = [i for i, d in enumerate(shape[1:], 1) if not isinstance(d, int) or d <= 0]
+        shared = [i for i in free if shape[i] in first_batch]
+        if shared or free == [1]:
+            return (shared or free)[0], True
+    return 0, False
+
+
+def propose_axes(specs: list[InputSpec]) -> list[tuple[InputSpec, bool]]:
+    first = {s.shape[0] for s in specs if s.shape and not isinstance(s.shape[0], int) and s.shape[0]}
+    out = []
+    for spec in specs:
+        axis, state_like = batch_axis(spec.shape, first)
+        out.append((replace(spec, batch_axis=axis), state_like))
+    return out
+
+
+def layout_note(spec: InputSpec, state_like: bool) -> str:
+    """What the data must hold for this input, samples first."""
+    if spec.axis is None:
+        return "no batch axis: one value per run, every sample (sequence) holding the same"
+    if state_like:
+        return (f"a recurrent state, batch on axis {spec.axis}: left out of the data (it starts at zeros and "
+                "is fed back) when [model] state names it, else samples first")
+    rank, dtype = len(spec.shape), spec.dtype
+    if rank == 4 and dtype.startswith("float") and spec.shape[1] in (1, 3):
+        return (f"images NCHW ({spec.shape[1]} channel(s) first), float, normalised as the model was trained "
+                "(its mean and std are not in the file: use the training pipeline's)")
+    if rank == 4 and spec.shape[-1] in (1, 3):
+        return f"images NHWC ({spec.shape[-1]} channel(s) last), {dtype}"
+    if dtype.startswith("int") and rank == 2:
+        return "token ids [batch, sequence] (the tokenizer's vocabulary), int64"
+    return f"samples first, {dtype}"
+
+
+def onnx_weights_by_op(proto) -> Counter:
+    """Weight elements per op type: inputs fed by initializers or Constant nodes (old exporters)."""
+    from onnx import numpy_helper
+
+    sizes = {t.name: int(np.prod(t.dims)) for t in proto.graph.initializer}
+    for node in proto.graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            sizes[node.output[0]] = numpy_helper.to_array(node.attribute[0].t).size
+    found: Counter = Counter()
+    for node in proto.graph.node:
+        if node.op_type != "Constant":
+            found[node.op_type] += sum(sizes.get(i, 0) for i in node.input[1:] if sizes.get(i, 0) > 1)
+    return +found
+
+
+def target_choices(plan: Plan) -> None:
+    """Each target's precisions for this model, asked of its capabilities; why not the others."""
+    from edge_distill.targets import available
+
+    streamed = bool(plan.state) or any(i.spec.axis != 0 for i in plan.inputs)
+    for name, caps in available().items():
+        missing = caps.missing_packages()
+        if missing:
+            plan.unavailable[name] = f"not installed (pip install 'edge-distill[{caps.extra}]')"
+            continue
+        why = caps.source_refused(plan.source_kind)
+        if why:
+            plan.unavailable[name] = f"{why}; the torch student (.pt2 or module:factory) goes there"
+            continue
+        kept, refused = [], {}
+        for p in caps.precisions:
+            why = precision_refused(p, plan.weight_ops, streamed)
+            if why:
+                refused[p.name] = why
+            else:
+                kept.append(p.name)
+                plan.notes.setdefault(name, []).extend(_partial_cover(p, plan.weight_ops))
+        plan.targets[name] = (kept, refused)
+
+
+def _partial_cover(precision, weight_ops: Counter) -> list[str]:
+    """A note where a precision's ops hold under half the weights: the rest stays float."""
+    total = sum(weight_ops.values())
+    share = sum(weight_ops[op] for op in precision.weight_ops) / total if precision.weight_ops and total else 1
+    if share >= 0.5:
+        return []
+    return [f"{precision.name}: {'/'.join(precision.weight_ops)} hold {share:.0%} of the weights; the rest stays float"]
+
+
+def precision_refused(precision, weight_ops: Counter, streamed: bool) -> str | None:
+    if precision.calibrated and streamed:
+        return ("calibrated, and calibration feeds samples batch first: a model with a state or an input not "
+                "batch-first takes weight-only precisions")
+    if precision.weight_ops and not any(weight_ops[op] for op in precision.weight_ops):
+        held = ", ".join(f"{op} {n:,}" for op, n in weight_ops.most_common(3)) or "none"
+        return (f"stores only {'/'.join(precision.weight_ops)} weights in {precision.weight_bits} bits, and this "
+                f"model has none (its weights: {held})")
+    return None
+
+
+def find_data(folder: Path, specs: list[InputSpec]) -> tuple[Path, Path]:
+    """(evaluation, calibration) among a folder's .npz files: the first holding every input; a file
+    named calibration* is the calibration set, else the evaluation set serves both."""
+    if not folder.is_dir():
+        raise BadInput("--data must be a folder of .npz files", path=folder)
+    names = {s.name for s in specs}
+    fitting = []
+    for path in sorted(folder.glob("*.npz")):
+        with np.load(path, allow_pickle=False) as npz:
+            if names <= set(npz.files):
+                fitting.append(path)
+    if not fitting:
+        raise BadInput(f"no .npz file in the folder holds every input ({', '.join(sorted(names))})", path=folder)
+    calibration = [p for p in fitting if p.name.startswith("calib")]
+    evaluation = [p for p in fitting if p not in calibration] or fitting
+    return evaluation[0], (calibration or evaluation)[0]
+
+
+def sample_sizes(spec: InputSpec, streamed: bool, data: Path | None) -> tuple[int, ...]:
+    """One sample of this input as data hold it: from the user's data, else the model's fixed sizes
+    and FREE_SIZE for its free ones."""
+    lead = 2 if streamed and spec.axis is not None else 1  # [sequences, chunks, ...] when streamed
+    if data is not None and spec.shape:
+        with np.load(data, allow_pickle=False) as npz:
+            return tuple(npz[spec.name].shape[lead:])
+    major = spec.sample_major() if spec.axis is not None else spec
+    dims = major.shape[1:] if spec.axis is not None else major.shape
+    return tuple(d if isinstance(d, int) and d > 0 else FREE_SIZE for d in dims)
+
+
+def sample_arrays(plan: Plan) -> dict[str, np.ndarray]:
+    """A sample data set in the model's own shapes: samples first ([sequences, chunks, ...] for a
+    streaming model, its fed-back states left out). Floats uniform in [-1, 1], integers 0."""
+    rng = np.random.default_rng(0)
+    fed_back = set(plan.state.values())
+    arrays = {}
+    for i in plan.inputs:
+        if i.spec.name in fed_back:
+            continue
+        lead = ((SEQUENCES, CHUNKS) if plan.state else (SAMPLES,)) if i.spec.axis is not None else \
+            ((SEQUENCES,) if plan.state else (SAMPLES,))
+        shape, dtype = (*lead, *i.sizes), np.dtype(i.spec.dtype)
+        arrays[i.spec.name] = (rng.uniform(-1, 1, shape).astype(dtype) if dtype.kind == "f"
+                               else np.zeros(shape, dtype))
+    return arrays
+
+
+def read_model(reference: str, data_dir: Path | None):
+    """(the loaded model, its inputs laid out, each with whether it looks like a state; the names of
+    those that do; the user's evaluation and calibration files, or None)."""
+    from .models import load_model
+
+    if ":" in reference and not Path(reference).exists():
+        raise BadInput(f"init reads a model's inputs from its file; {reference} is a module:factory, whose inputs "
+                       "are declared by hand", hint="give the .onnx, .pt2 or Hugging Face folder")
+    source = load_model(reference)
+    laid = propose_axes(source.inputs)
+    specs = [spec for spec, _ in laid]
+    data = find_data(data_dir, [s for s, state_like in laid if not state_like]) if data_dir else None
+    states = {spec.name for spec, state_like in laid if state_like}
+    source.inputs = specs
+    return source, laid, states, data
+
+
+def discovery_feeds(plan_inputs: list[InputPlan], states: set, data: Path | None, streamed: bool) -> Dataset:
+    """Two samples for one run that shows the outputs' shapes: the user's first ones where given
+    (a streaming set's first chunks), states at zeros, else uniform in [-1, 1]."""
+    rng, feeds, given = np.random.default_rng(1), {}, {}
+    if data is not None:
+        with np.load(data, allow_pickle=False) as npz:
+            given = {name: npz[name][:2] for name in npz.files}
+    for i in plan_inputs:
+        if i.spec.name in given:
+            value = given[i.spec.name]
+            feeds[i.spec.name] = value[:, 0] if streamed and i.spec.axis is not None and i.spec.name not in states \
+                else value
+            continue
+        shape, dtype = (2, *i.sizes), np.dtype(i.spec.dtype)
+        feeds[i.spec.name] = (rng.uniform(-1, 1, shape).astype(dtype) if dtype.kind == "f"
+                              and i.spec.name not in states else np.zeros(shape, dtype))
+    return Dataset("init sample", feeds)
+
+
+def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
+    """Each output's per-sample shape, dtype and kind from one run; an output shaped like a
+    state-like input (as the model lays both out) is that state, fed back."""
+    from edge_distill.calibration import to_model_layout
+
+    from .kinds import infer
+
+    feeds = discovery_feeds(plan.inputs, states, data, bool(states))
+    try:
+        outputs = source.predict_all(feeds)
+    except Exception as exc:  # onnxruntime and torch raise their own types for a shape they refuse
+        raise BadInput(f"the model does not run on a sample of its own shapes ({type(exc).__name__}: "
+                       f"{str(exc).splitlines()[0][:300]})", path=source.reference,
+                       hint="pass --data with a folder of real .npz samples: their shapes fill the free dimensions") from None
+    laid = to_model_layout(dict(feeds.inputs), source.inputs)
+    for name, out in zip(source.output_names, outputs):
+        fed = next((s for s in sorted(states) if laid[s].shape == out.shape and s not in plan.state.values()), None)
+        if fed is not None:
+            plan.state[name] = fed
+            axis = next(i.spec.axis for i in plan.inputs if i.spec.name == fed)
+            plan.outputs.append((name, tuple(np.delete(out.shape, axis)), out.dtype.name, "state",
+                                 f"fed back as '{fed}'"))
+            continue
+        kind, why = infer(out.shape[1:], out.dtype, "classification")
+        plan.outputs.append((name, tuple(out.shape[1:]), out.dtype.name, kind, why))
+
+
+def weights_and_opset(source, samples: Dataset, work: Path) -> tuple[Counter, int | None]:
+    """Weights per op type and the opset, from the ONNX file (a torch source: its verified export)."""
+    import onnx
+
+    path = source.onnx_path
+    if path is None:
+        from .exporting import export_to_onnx
+
+        path = work / "model.onnx"
+        export_to_onnx(source, path, samples=samples)
+    proto = onnx.load(str(path), load_external_data=False)
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    return onnx_weights_by_op(proto), opset
+
+
+def plan_model(reference: str, data_dir: Path | None, work: Path) -> Plan:
+    """Everything `init` writes, read from the model (and the data folder, where given)."""
+    source, laid, states, data = read_model(reference, data_dir)
+    streamed, evaluation = bool(states), data and data[0]
+    inputs = [InputPlan(spec, sample_sizes(spec, streamed and spec.name not in states,
+                                           evaluation if spec.name not in states else None),
+                        layout_note(spec, state_like)) for spec, state_like in laid]
+    plan = Plan(reference=source.reference, source_kind=source.kind, opset=None, inputs=inputs, outputs=[], state={},
+                weight_ops=Counter(), data=data)
+    read_outputs(plan, source, states, evaluation)
+    source.output_axes = [next(i.spec.axis for i in inputs if i.spec.name == plan.state[n]) if n in plan.state else 0
+                          for n in source.output_names]
+    samples = discovery_feeds(inputs, states, evaluation, streamed)
+    plan.weight_ops, plan.opset = weights_and_opset(source, samples, work)
+    target_choices(plan)
+    return plan
+
+
+def run_init(reference: str, out: Path, data_dir: Path | None = None, force: bool = False) -> Plan:
+    """Write `out`/edge-distill.toml (and sample.npz without --data); never into the model's or the
+    data's folder. Through a temporary folder renamed at the end."""
+    import tempfile
+
+    from .outputs import output_folder
+
+    out = Path(out).absolute()
+    model_folder = Path(reference).absolute().parent if Path(reference).is_file() else Path(reference).absolute()
+    for folder in filter(None, (model_folder, data_dir and Path(data_dir).absolute())):
+        if out == folder or folder in out.parents:
+            raise BadInput(f"--out {out} is inside the input folder {folder}; init never writes there",
+                           hint="pass --out a folder elsewhere")
+    with output_folder(out, force) as tmp, tempfile.TemporaryDirectory(prefix=".init-", dir=tmp) as work:
+        plan = plan_model(reference, data_dir and Path(data_dir), Path(work))
+        if plan.data is None:
+            np.savez(tmp / "sample.npz", **sample_arrays(plan))
+        (tmp / "edge-distill.toml").write_text(config_text(plan, out))
+    return plan
+
+
+def _rel(path: str | Path, out: Path) -> str:
+    return Path(os.path.relpath(Path(path).absolute(), out)).as_posix()
+
+
+def _toml_list(items) -> str:
+    return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
+
+def config_text(plan: Plan, out: Path) -> str:
+    """The commented edge-distill.toml: paths relative to `out`, where it lives."""
+    from .kinds import toml_key
+
+    lines = [f"# Written by `edge-distill init` from {plan.reference} ({plan.source_kind}, opset {plan.opset}).",
+             "# Inputs, and the layout the data must give each (samples first on axis 0):"]
+    lines += [f"#   {i.spec.describe()}, batch axis {i.spec.axis if i.spec.axis is not None else 'none'}: {i.note}"
+              for i in plan.inputs]
+    free = [f"{i.spec.name} {list(i.sizes)}" for i in plan.inputs if any(isinstance(d, str) for d in i.spec.shape[1:])]
+    if free and plan.data is None:
+        lines.append(f"# Free dimensions were given {FREE_SIZE} in sample.npz: {', '.join(free)} per sample; real "
+                     "data set their own sizes.")
+    lines += ["", "[model]", f'student = "{_rel(plan.reference, out)}"']
+    axes = {i.spec.name: i.spec.axis for i in plan.inputs if i.spec.axis != 0 and i.spec.shape}
+    if axes:
+        lines.append("batch_axes = { " + ", ".join(f'{toml_key(n)} = {a if a is not None else chr(34) + "none" + chr(34)}'
+                                                    for n, a in axes.items()) + " }")
+    if plan.state:
+        lines.append("state = { " + ", ".join(f'{toml_key(o)} = "{i}"' for o, i in plan.state.items())
+                     + " }   # each state output fed back as the next chunk's input")
+    if plan.state:
+        lines.insert(2 + len(plan.inputs), "# A streaming model: each batched input's data hold [sequences, chunks, ...]; "
+                     "each sequence streams chunk by chunk, its state fed back.")
+    for name, shape, dtype, kind, why in plan.outputs:  # every output declared: the list is the model's outputs
+        lines += ["", f"[model.outputs.{toml_key(name)}]   # [B, {', '.join(map(str, shape))}] {dtype}",
+                  f'kind = "{kind}"' + (f"   # inferred: {why}" if why else "   # inferred from its shape")]
+    return "\n".join(lines + _data_lines(plan, out) + _target_lines(plan) + _budget_lines(plan)) + "\n"
+
+
+def _budget_lines(plan: Plan) -> list[str]:
+    """No limit is guessed: each output's budget keys, commented, for the user to set."""
+    from .kinds import get_kind, toml_key
+
+    lines = ["", "[budgets]   # nothing is checked until a limit is set, e.g.:", "# latency_p95_ms = 50",
+             "# max_size_mb = 4.0"]
+    for name, _, _, kind, _ in plan.outputs:
+        keys = ", ".join(get_kind(kind).budget_keys)
+        lines += [f"# [budgets.outputs.{toml_key(name)}]   # a {kind}: {keys}"]
+    return lines
+
+
+def _data_lines(plan: Plan, out: Path) -> list[str]:
+    if plan.data is None:
+        evaluation = calibration = "sample.npz"
+        note = "# sample.npz: random data of the model's own shapes, to run the first check; put real samples here"
+    else:
+        evaluation, calibration = (_rel(p, out) for p in plan.data)
+        note = "# found in --data: the first file holding every input (calibration*: the calibration set)"
+    return ["", "[data]", note, f'evaluation = "{evaluation}"', f'calibration = "{calibration}"',
+            "", "[measure]", "runs = 50", "warmup = 5"]
+
+
+def _target_lines(plan: Plan) -> list[str]:
+    lines = []
+    for name, (kept, refused) in plan.targets.items():
+        lines += ["", "[[targets]]", f'name = "{name}"', f"precisions = {_toml_list(kept)}"]
+        lines += [f"# {note}" for note in plan.notes.get(name, [])]
+        lines += [f"# not {p}: {why}" for p, why in refused.items()]
+    lines += [f"# no {name} target: {why}" for name, why in plan.unavailable.items()]
+    return lines
