@@ -61,7 +61,7 @@ def run_discover(cfg: Config, out: Path, *, against: str = "teacher", artifact: 
         raise BadInput("slice discovery compares samples one by one: a streaming model's chunks are not samples")
     if against == "teacher" and loaded.teacher is None:
         raise BadInput("--against teacher needs [model] teacher", path=cfg.path)
-    float_all, teacher_out = reference_outputs(loaded, progress)
+    float_all, teacher_out = reference_outputs(loaded, progress, cfg.model.task)
     refs, warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task, loaded.io)
     compared = _compared(loaded, refs, float_all, teacher_out, against, artifact, output, cfg.threads, progress)
     progress(f"searching slices where {compared.subject_label} fails against the "
