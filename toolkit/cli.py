@@ -56,7 +56,8 @@ _quiet = click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
 _json = click.option("--json", "as_json", is_flag=True, help="Print the report (report.json's document) on stdout "
                                                              "instead of the table.")
 _device_option = click.option("--device", help="Where figures come from: host (the default), a profile "
-                                               "(estimated), emulated-arm64, adb[:SERIAL]; overrides the config's "
+                                               "(estimated), emulated-arm64, adb[:SERIAL], qai-hub:NAME (a phone of "
+                                               "Qualcomm AI Hub's); overrides the config's "
                                                "devices. See `edge-distill devices`.")
 
 
@@ -103,7 +104,7 @@ def _baseline(value: str | None, store, model: str) -> dict | None:
 
 def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None = None,
            baseline: str | None = None, as_json: bool = False, history: str | None = None,
-           any_cpu: bool = False) -> None:
+           any_cpu: bool = False, resume: bool = False) -> None:
     from .config import load_config
     from .progress import Progress
 
@@ -115,6 +116,8 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
         from .report_files import write_reports
 
         cfg = load_config(config)
+        if resume:  # a device cloud's unfinished jobs of an interrupted run are picked up by their ids
+            cfg.device_tools.setdefault("qai_hub", {})["resume"] = True
         store = _open_store(history, cfg)  # a store that cannot be opened, or a bad baseline, fails before any work
         before = _baseline(baseline, store, student_reference(cfg))
         with output_folder(out, force) as tmp:
@@ -135,14 +138,17 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
                    "do ([budgets.regression]).")
 @click.option("--baseline-any-cpu", "any_cpu", is_flag=True,
               help="Compare latencies with a baseline measured on another CPU too (by default reported, not compared).")
+@click.option("--resume", is_flag=True,
+              help="Pick up the device cloud's jobs an interrupted run left unfinished, by their ids, instead of "
+                   "submitting new ones (finished jobs are always read back from the cache).")
 @_force
 @_quiet
 @_json
 @_device_option
 @_history
-def check(config, out, force, quiet, device, baseline, any_cpu, as_json, history):
+def check(config, out, force, quiet, device, baseline, any_cpu, resume, as_json, history):
     """Export, quantize and verify every target and precision in CONFIG against its budgets."""
-    _check(config, out, force, quiet, device, baseline, as_json, history, any_cpu)
+    _check(config, out, force, quiet, device, baseline, as_json, history, any_cpu, resume)
 
 
 @main.command(epilog=EXIT_CODES)

@@ -304,6 +304,12 @@ def _provenance_line(report: Report) -> str:
             f"emulated on aarch64 ({r.evaluation['runtime']} {r.evaluation['runtime_version']} under qemu-user), "
             f"the kernels a phone's CPU runs; top-1 agreement with this host's x86 run {parity['top1_agreement']:.4g}, "
             f"max |difference| {parity['max_abs_diff']:.2g}." if parity else "not measured on aarch64 (see below)."))
+    for r in report.results:  # a device cloud's sample run on the phone, against this host's
+        cloud, parity = r.details.get("qai_hub"), r.details.get("arm64_vs_host")
+        if cloud and parity:
+            lines.append(f"Outputs of {r.name} on {parity['device']}: {parity['samples']} samples run on the phone "
+                         f"(inference job {cloud['inference_job']['id']}); top-1 agreement with this host's run "
+                         f"{parity['top1_agreement']:.4g}, max |difference| {parity['max_abs_diff']:.2g}.")
     if emulated:
         lines.append("The emulator gives numerics only: latency and memory above are this host's, never the "
                      "emulator's timing.")
