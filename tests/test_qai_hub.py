@@ -235,3 +235,45 @@ def test_one_failed_job_fails_its_artifact_and_the_others_are_measured(service, 
     assert f"device 'qai-hub:{S24}': " in failure["reason"] and "of ort-int8" in failure["reason"]
     assert failure["reason"].endswith(f"failed: {PROFILE['failure_reason']}")
     assert not [p for p in _every_file_written(out, tmp_path / "cache") if TOKEN.encode() in p.read_bytes()]
+
+
+def test_devices_lists_ai_hub_with_or_without_a_token(service, tmp_path, monkeypatch):
+    from edge_distill.devices import list_devices
+
+    line = next(d for d in list_devices() if d.name == "qai-hub:NAME")
+    assert (line.kind, line.ready, line.note) == ("measured", True,
+                                                  "Qualcomm AI Hub's phones (`qai-hub list-devices` names them)")
+    monkeypatch.setenv("QAIHUB_CLIENT_INI", str(tmp_path / "absent.ini"))
+    line = next(d for d in list_devices() if d.name == "qai-hub:NAME")
+    assert (line.ready, line.measures) == (False, [])
+    assert line.note.endswith(": no API token (`qai-hub configure` or $EDGE_DISTILL_QAI_HUB_TOKEN)")
+
+
+@pytest.mark.slow
+def test_an_unreachable_service_cannot_measure(tmp_path, monkeypatch):
+    """The client retries a refused connection for about 45 s (its urllib3 and backoff settings) first."""
+    ini = tmp_path / "client.ini"
+    ini.write_text(f"[api]\napi_token = {TOKEN}\napi_url = http://127.0.0.1:9\nweb_url = http://127.0.0.1:9\n")
+    monkeypatch.setenv("QAIHUB_CLIENT_INI", str(ini))
+    with pytest.raises(CannotMeasure) as unreachable:
+        resolve(f"qai-hub:{S24}", FAST)
+    assert str(unreachable.value) == (
+        f"device 'qai-hub:{S24}': listing AI Hub's devices: InternalError: Internal API failure. Could not connect "
+        "to Qualcomm AI Hub. Please visit http://127.0.0.1:9 to check the service's status.")
+
+
+@pytest.mark.slow
+def test_check_resume_picks_up_the_jobs_an_interrupted_run_left(service, example, tmp_path):
+    config = edit_config(example, targets=("ort",), precisions=["fp32"], replace={
+        "warmup = 50\nruns = 300": "warmup = 5\nruns = 20\n\n[measure.qai_hub]\npoll_s = 0.02\ntimeout_s = 1"})
+    env = {"QAIHUB_CLIENT_INI": str(tmp_path / "client.ini"), "EDGE_DISTILL_CACHE": str(tmp_path / "cache")}
+    service.scenario = "stall"
+    stalled = run_cli("check", config, "--device", f"qai-hub:{S24}", "--out", tmp_path / "first", env=env)
+    assert stalled.returncode == 3, stalled.stdout + stalled.stderr
+    assert "did not finish in 1 s (last state" in (tmp_path / "first" / "report.json").read_text()
+    service.scenario, jobs = "ok", dict(service.jobs)
+    resumed = run_cli("check", config, "--device", f"qai-hub:{S24}", "--out", tmp_path / "second", "--resume",
+                      env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert service.jobs.keys() == jobs.keys()  # no job submitted again
+    assert all(f"resuming {kind} job" in resumed.stderr for kind in ("profile", "inference"))

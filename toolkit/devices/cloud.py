@@ -24,6 +24,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -79,6 +80,8 @@ class HubRecord:
 
 
 def _scrubbed(text: str, token: str) -> str:
+    """One line, without the token; the client draws its advice in a box, whose frame is dropped."""
+    text = " ".join(re.sub(r"[┌┐└┘─│|]", " ", text).split())
     return text.replace(token, "<token>") if token else text
 
 
