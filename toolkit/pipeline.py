@@ -39,6 +39,7 @@ from .progress import Progress, loop
 from .streaming import ModelIO, model_io
 from .provenance import host_environment
 from .result import Check, Latency, Memory, Report, TargetResult, result_label
+from .shards import Shard, share, stamp
 from .version import __version__
 
 def _now() -> str:
@@ -298,10 +299,13 @@ def reference_outputs(loaded: Loaded, progress) -> tuple[list, np.ndarray | None
 
 
 def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, device: str | None = None,
-              command: str = "check") -> Report:
+              command: str = "check", shard: Shard | None = None) -> Report:
     """Export, quantize and verify every configured target and precision; artifacts go to `out`.
-    `device` overrides [measure] device and every target's own; `command` names the report's."""
+    `device` overrides [measure] device and every target's own; `command` names the report's; `shard`
+    runs its share of the cells alone (shards.py)."""
     plan = plan_targets(cfg, device=device)
+    baselines = [get_target(p.config.name).capabilities.float_baseline() for p in plan]
+    mine, runs, order = share(plan, baselines, shard)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.io.chunks(loaded.evaluation), out, "onnx", progress)
     float_all, teacher_out = reference_outputs(loaded, progress)
@@ -313,9 +317,9 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
                                      for o in output_refs))
     results = []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
-        for planned in plan:
+        for k, planned in enumerate(plan):
             refs = References(float_out, teacher_out, outputs=output_refs, why_no_task=why_no_task)
-            for precision in planned.precisions:
+            for precision in (p for p in planned.precisions if (k, p) in runs):
                 name = planned.config.name
                 if precision.endswith(AUTO):
                     build = trial_builder(cfg, loaded.student, out / "onnx" / "model.onnx", loaded, refs, progress)
@@ -327,11 +331,15 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
                                                              out / "onnx" / "model.onnx", out, name, Path(work), loaded,
                                                              refs, progress),
                                    out, name, "student", name, precision)
-                if precision == get_target(name).capabilities.float_baseline():
+                if precision == baselines[k]:
                     refs.float_latency, refs.float_size = result.latency, result.size_bytes
-                results.append(result)
-    return build_report(command, cfg, loaded, export, float_out, teacher_out, results, why_no_task=why_no_task,
-                        kind_warnings=kind_warnings)
+                if (k, precision) in mine:  # a baseline measured only as this shard's reference is not its row
+                    results.append(result)
+    report = build_report(command, cfg, loaded, export, float_out, teacher_out, results, why_no_task=why_no_task,
+                          kind_warnings=kind_warnings)
+    if shard is not None:
+        stamp(report, shard, cfg.path, [r.name for r in results], order)
+    return report
 
 
 def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progress: Progress = Progress(False), *,
