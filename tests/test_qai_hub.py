@@ -109,7 +109,7 @@ def test_a_rerun_asks_the_service_for_nothing(service, model):
 def test_an_interrupted_job_is_resumed_by_its_id(service, model, tmp_path):
     service.scenario = "stall"
     with pytest.raises(CannotMeasure) as stalled:
-        measure(resolve(f"qai-hub:{S24}", {"qai_hub": {"poll_s": 0.02, "timeout_s": 0.2, "concurrency": 1}}), model)
+        measure(resolve(f"qai-hub:{S24}", {"qai_hub": {"poll_s": 0.02, "timeout_s": 0.2}}), model)
     profile_id, inference_id = service.jobs
     assert str(stalled.value) == (
         f"device 'qai-hub:{S24}': profile job {profile_id} of ort-fp32 ({service.url}/jobs/{profile_id}/) did not "
@@ -130,6 +130,23 @@ def test_without_resume_an_unfinished_job_is_submitted_again(service, model):
     service.scenario, posted = "ok", jobs_posted(service)
     measure(resolve(f"qai-hub:{S24}", FAST), model)
     assert jobs_posted(service) == posted + 2
+
+
+def test_artifacts_sent_ahead_run_side_by_side_under_the_bound(service, model, tmp_path):
+    device = resolve(f"qai-hub:{S24}", {"qai_hub": {"poll_s": 0.2, "concurrency": 3}})
+    runner = get_target("ort").open_runner(model, 1, {})
+    data = Dataset("test", {"x": np.random.RandomState(1).randn(4, 8).astype(np.float32)})
+    paths = []
+    for i in range(4):  # four artifacts (distinct bytes), two jobs each
+        proto = onnx.load(model)
+        proto.doc_string = f"copy {i}"
+        onnx.save(proto, tmp_path / f"model.{i}.onnx")
+        paths.append(tmp_path / f"model.{i}.onnx")
+        device.start(paths[-1], data, f"ort-{i}", lambda message: None)
+    for i, path in enumerate(paths):
+        figures = device.measure(Job("ort", path, runner, data, RunSettings(device), f"ort-{i}"))
+        assert figures.latency.p50_ms == 0.4095
+    assert len(service.jobs) == 8 and service.most_open == 3  # side by side, never more than the bound
 
 
 def test_a_failed_job_names_the_device_the_job_and_its_reason(service, model):

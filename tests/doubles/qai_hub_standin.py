@@ -44,7 +44,9 @@ class StandIn:
         self.jobs: dict[str, dict] = {}
         self.requests: list[tuple[str, str]] = []  # (method, path) of every call
         self.bad_tokens = 0
+        self.most_open = 0  # the most jobs submitted and not yet finished at one time
         self._ids = itertools.count(1)
+        self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
 
     @property
@@ -85,6 +87,7 @@ class StandIn:
         job.ParseFromString(body)
         spec = job.inference_job
         job_id = self.new_id("j")
+        self.most_open = max(self.most_open, 1 + sum(1 for j in self.jobs.values() if j["polls"] < 4))
         self.jobs[job_id] = {"pb": spec, "polls": 0, "model": spec.model.model_id,
                              "dataset": spec.dataset.dataset_id, "profile": spec.is_profiling_on,
                              "device": spec.device.name, "options": spec.options, "name": spec.name}
@@ -110,10 +113,11 @@ class StandIn:
         if record["profile"]:
             outcome.detail.CopyFrom(self.profile_detail(self.models[record["model"]]))
         if record["dataset"]:
-            if "output" not in record:  # computed once: a job's outputs do not change between downloads
-                record["output"] = self.new_id("d")
-                self.datasets[record["output"]] = run_model(self.models[record["model"]],
-                                                            self.datasets[record["dataset"]])
+            with self._lock:  # computed once, before its id is given out: two clients may ask at once
+                if "output" not in record:
+                    output = run_model(self.models[record["model"]], self.datasets[record["dataset"]])
+                    record["output"] = self.new_id("d")
+                    self.datasets[record["output"]] = output
             outcome.output_dataset_id = record["output"]
         return pb.JobResult(inference_job_result=outcome)
 

@@ -1,7 +1,8 @@
 """`qai-hub:DEVICE`: a phone in Qualcomm AI Hub's device cloud, through the service's own client
 (`pip install 'edge-distill[qai-hub]'`, qai-hub 0.56).
 
-Per artifact, two jobs on the phone, run side by side (at most [measure.qai_hub] concurrency):
+Per artifact, two jobs on the phone, submitted as soon as the pipeline has built it (`start`) and
+collected when it is measured, at most [measure.qai_hub] concurrency at once over the whole run:
 - a profile job: latency from the profile's per-iteration times, the peak-memory range, the compute
   unit of each layer;
 - an inference job on the first `samples` evaluation samples, whose outputs are compared with this
@@ -26,7 +27,8 @@ import json
 import os
 import re
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,6 +113,8 @@ class HubDevice(Device):
     """A phone of AI Hub's: latency, memory and compute units from a profile job; outputs of a sample
     from an inference job, compared with this host's; accuracy figures stay this host's."""
 
+    starts_ahead = True  # `start` submits an artifact's jobs as soon as it is built
+
     def __init__(self, name: str, tools: dict | None = None):
         self.settings = CloudSettings.of((tools or {}).get("qai_hub", {}))
         wanted = name.partition(":")[2] or self.settings.device
@@ -121,6 +125,8 @@ class HubDevice(Device):
         self.client, self.token = hub_client(self.settings, self.name)
         self.phone = self._choose(wanted)
         self.name = f"{KIND}:{self.phone.name}"
+        self._slots = threading.BoundedSemaphore(self.settings.concurrency)
+        self._started: dict[Path, tuple] = {}
 
     def _call(self, what: str, call):
         """A call to the service; its failures become ours, naming what was asked, without the token."""
@@ -147,20 +153,44 @@ class HubDevice(Device):
                        + (f"close names: {', '.join(close)}" if close else f"it has: {', '.join(names)}"),
                        hint="`qai-hub list-devices` lists them with their attributes")
 
+    def start(self, path: Path, data, label: str, progress, numerics: bool = True) -> None:
+        """Submit an artifact's jobs now, in the background: the pipeline builds the next artifacts while
+        they run, and `measure` collects them. At most `concurrency` jobs run at once, over all artifacts."""
+        try:
+            uploaded, note = uploadable(path)
+        except BadInput as exc:  # that artifact's row says so when it is measured; the others go on
+            self._started[Path(path)] = exc
+            return
+        work = [("profile", None)] + ([("inference", sample_inputs(data, self.settings.samples))] if numerics else [])
+        self._started[Path(path)] = (uploaded, note, {kind: self._background(self._job, kind, uploaded, inputs, label,
+                                                                             progress) for kind, inputs in work})
+
+    def _background(self, call, *args) -> Future:
+        """A daemon thread under the concurrency bound: an interrupted run does not wait for the service."""
+        future = Future()
+
+        def run() -> None:
+            with self._slots:
+                try:
+                    future.set_result(call(*args))
+                except BaseException as exc:  # handed to whoever collects the job
+                    future.set_exception(exc)
+        threading.Thread(target=run, daemon=True).start()
+        return future
+
     def measure(self, job: Job) -> Figures:
-        path, note = uploadable(job.path)
-        work = [("profile", None)]
-        if job.numerics:
-            work.append(("inference", sample_inputs(job, self.settings.samples)))
+        if Path(job.path) not in self._started:
+            self.start(job.path, job.data, job.label, job.progress, job.numerics)
+        started = self._started.pop(Path(job.path))
+        if isinstance(started, BadInput):
+            raise started
+        uploaded, note, running = started
         done = {}
-        with loop(job.progress, f"{job.label}: jobs on {self.name}", len(work), "jobs") as advance, \
-                ThreadPoolExecutor(max(1, min(self.settings.concurrency, len(work)))) as pool:
-            running = {pool.submit(self._job, kind, path, inputs, job.label, job.progress): kind
-                       for kind, inputs in work}
-            for future in as_completed(running):
-                done[running[future]] = future.result()
+        with loop(job.progress, f"{job.label}: jobs on {self.name}", len(running), "jobs") as advance:
+            for kind, future in running.items():
+                done[kind] = future.result()
                 advance()
-        return self._figures(job, path, note, done)
+        return self._figures(job, uploaded, note, done)
 
     def _figures(self, job: Job, path: Path, note: str, done: dict) -> Figures:
         profile, _ = done["profile"]
@@ -280,10 +310,11 @@ def uploadable(path: Path) -> tuple[Path, str]:
     raise BadInput(f"AI Hub takes {', '.join(RUNTIMES)} files, not {path.name}", path=path)
 
 
-def sample_inputs(job: Job, samples: int) -> dict[str, list[np.ndarray]]:
-    """The first `samples` evaluation samples, one batch-1 array each, in the model's input order."""
-    count = min(samples, len(job.data))
-    return {name: [job.data.inputs[name][i:i + 1] for i in range(count)] for name in job.runner.input_names}
+def sample_inputs(data, samples: int) -> dict[str, list[np.ndarray]]:
+    """The first `samples` evaluation samples, one batch-1 array each, in the data's order (the model's
+    inputs', which AI Hub matches by position)."""
+    count = min(samples, len(data))
+    return {name: [values[i:i + 1] for i in range(count)] for name, values in data.inputs.items()}
 
 
 def read_profile(profile: dict, prov: Provenance) -> tuple[Latency | None, Memory, dict]:
