@@ -294,3 +294,25 @@ def test_check_resume_picks_up_the_jobs_an_interrupted_run_left(service, example
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert service.jobs.keys() == jobs.keys()  # no job submitted again
     assert all(f"resuming {kind} job" in resumed.stderr for kind in ("profile", "inference"))
+
+
+@pytest.mark.slow
+def test_verify_a_tflite_artifact_on_an_ai_hub_phone_and_record_it(service, example, tmp_path):
+    built = run_cli("export", "fmnist_models:student", "--weights", "student.safetensors", "--config",
+                    "edge-distill.toml", "--target", "tflite-fp32", "--data", "eval.npz", "--out", tmp_path / "built",
+                    cwd=example)
+    assert built.returncode == 0, built.stderr
+    env = {"QAIHUB_CLIENT_INI": str(tmp_path / "client.ini"), "EDGE_DISTILL_CACHE": str(tmp_path / "cache")}
+    proc = run_cli("verify", tmp_path / "built" / "tflite" / "model.fp32.tflite", "--data", example / "eval.npz",
+                   "--device", f"qai-hub:{S24}", "--history", tmp_path / "results.db", "--out", tmp_path / "out",
+                   env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (result,) = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert result["latency"]["provenance"]["runtime"] == "TensorFlow Lite"
+    assert result["details"]["qai_hub"]["uploaded"] == "model.fp32.tflite"
+    assert sum(result["details"]["compute_units"]["counts"].values()) == len(result["details"]["compute_units"]["layers"])
+    # LiteRT on the stand-in and on this host: the same kernels, the same outputs
+    assert result["details"]["arm64_vs_host"] == {"top1_agreement": 1.0, "max_abs_diff": 0.0, "samples": 16,
+                                                  "device": f"qai-hub:{S24}"}
+    written = _every_file_written(tmp_path / "out", tmp_path / "cache") + [tmp_path / "results.db"]
+    assert not [p for p in written if TOKEN.encode() in p.read_bytes()] and TOKEN not in proc.stdout + proc.stderr
