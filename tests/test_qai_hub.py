@@ -81,9 +81,9 @@ def test_a_profile_and_a_sample_run_become_the_usual_figures(service, model):
     assert figures.details["memory_peak_range_mb"] == [2.0972, 3.1457]
     assert figures.details["compute_units"] == {"counts": {"NPU": 1}, "layers": [["fc", "MatMul", "NPU"]]}
     prov = lat.provenance
-    assert (prov.kind, prov.device, prov.runtime, prov.runtime_version, prov.os) == (
-        "measured", f"qai-hub:{S24} (qualcomm-snapdragon-8gen3, Android 14)", "ONNX Runtime",
-        "as AI Hub aihub-2026.11.0 runs it", "Android 14")
+    assert (prov.kind, prov.device, prov.runtime, prov.runtime_version, prov.os, prov.cpu, prov.threads) == (
+        "measured", f"qai-hub:{S24} (Android 14)", "ONNX Runtime",
+        "as AI Hub aihub-2026.11.0 runs it", "Android 14", "qualcomm-snapdragon-8gen3", 0)
     hub = figures.details["qai_hub"]
     assert prov.method.startswith(f"AI Hub profile job {hub['profile_job']['id']} ({service.url}/jobs/")
     assert hub["inference_job"]["url"] == f"{service.url}/jobs/{hub['inference_job']['id']}/"
@@ -223,11 +223,14 @@ def test_check_on_an_ai_hub_phone_end_to_end(service, example, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "report.json").read_text())
     for r in report["results"]:
-        assert r["latency"]["provenance"]["device"] == f"qai-hub:{S24} (qualcomm-snapdragon-8gen3, Android 14)"
+        assert r["latency"]["provenance"]["device"] == f"qai-hub:{S24} (Android 14)"
         assert r["details"]["qai_hub"]["uploaded"] == f"model.{r['precision']}.onnx"  # not the .ort
         assert r["details"]["arm64_vs_host"]["samples"] == 16
         assert any("AI Hub does not take .ort files" in w for w in r["warnings"])
-    assert f"Outputs of ort-int8 on qai-hub:{S24}: 16 samples run on the phone" in (out / "report.md").read_text()
+    markdown = (out / "report.md").read_text()
+    assert f"Outputs of ort-int8 on qai-hub:{S24}: 16 samples run on the phone" in markdown
+    assert (f"measured on qai-hub:{S24} (Android 14) (qualcomm-snapdragon-8gen3, threads as the runtime chooses, "
+            "ONNX Runtime as AI Hub aihub-2026.11.0 runs it); AI Hub profile job ") in markdown
     assert len(service.jobs) == 4  # two artifacts, a profile and an inference job each
     written = _every_file_written(out, tmp_path / "cache")
     assert not [p for p in written if TOKEN.encode() in p.read_bytes()]

@@ -290,8 +290,8 @@ def _provenance_line(report: Report) -> str:
             p = r.latency.provenance
             key = (p.kind, p.device, p.cpu, p.threads, p.runtime, p.runtime_version, p.method)
             seen.setdefault(key, []).append(r.target)
-    lines = [f"Latency and memory of {', '.join(dict.fromkeys(targets))}: {kind} on {device} ({cpu}, {threads} "
-             f"thread(s), {runtime} {version}); {method}."
+    lines = [f"Latency and memory of {', '.join(dict.fromkeys(targets))}: {kind} on {device} ({cpu}, "
+             f"{f'{threads} thread(s)' if threads else 'threads as the runtime chooses'}, {runtime} {version}); {method}."
              for (kind, device, cpu, threads, runtime, version, method), targets in seen.items()]
     reference = {(r.target, r.evaluation["runtime"], r.evaluation.get("runtime_version", ""))
                  for r in report.results if r.evaluation.get("kind") == "reference-mil"}

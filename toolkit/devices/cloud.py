@@ -210,11 +210,12 @@ class HubDevice(Device):
 
     def _provenance(self, path: Path, record: HubRecord) -> Provenance:
         phone = self.phone
-        return Provenance(kind="measured", device=f"{self.name} ({chipset(phone)}, {os_name(phone)})",
+        # threads 0: the service's runtime chooses them (no option sets them for every runtime)
+        return Provenance(kind="measured", device=f"{self.name} ({os_name(phone)})",
                           runtime=RUNTIMES[path.suffix], runtime_version=f"as AI Hub {record.hub_version or '(version not given)'} runs it",
                           cpu=chipset(phone), threads=0, os=os_name(phone),
-                          method=f"AI Hub profile job {record.job_id} ({record.url}); threads and compute units as "
-                                 f"the service's runtime chooses{f' with {self.settings.options}' if self.settings.options else ''}")
+                          method=f"AI Hub profile job {record.job_id} ({record.url}); compute units as the service's "
+                                 f"runtime chooses{f' with {self.settings.options}' if self.settings.options else ''}")
 
     def _job(self, kind: str, path: Path, inputs: dict | None, label: str, progress) -> tuple[HubRecord, object]:
         ledger = Ledger(self._key(kind, path, inputs))
