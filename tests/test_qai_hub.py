@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,7 @@ def test_an_interrupted_job_is_resumed_by_its_id(service, model, tmp_path):
     service.scenario = "stall"
     with pytest.raises(CannotMeasure) as stalled:
         measure(resolve(f"qai-hub:{S24}", {"qai_hub": {"poll_s": 0.02, "timeout_s": 0.2}}), model)
-    profile_id, inference_id = service.jobs
+    profile_id, inference_id = (next(j for j, r in service.jobs.items() if r["profile"] == on) for on in (True, False))
     assert str(stalled.value) == (
         f"device 'qai-hub:{S24}': profile job {profile_id} of ort-fp32 ({service.url}/jobs/{profile_id}/) did not "
         "finish in 0.2 s (last state MEASURING_PERFORMANCE)\n  hint: `check --resume` picks the job up again")
@@ -152,11 +153,17 @@ def test_artifacts_sent_ahead_run_side_by_side_under_the_bound(service, model, t
 def test_a_failed_job_names_the_device_the_job_and_its_reason(service, model):
     service.scenario = "fail"
     with pytest.raises(CannotMeasure) as failed:
-        measure(resolve(f"qai-hub:{S24}", {"qai_hub": {**FAST["qai_hub"], "concurrency": 1}}), model)
+        measure(resolve(f"qai-hub:{S24}", FAST), model)
     assert failed.value.exit_code == 3
-    job_id = next(iter(service.jobs))
+    job_id = next(j for j, r in service.jobs.items() if r["profile"])
+    deadline = time.monotonic() + 10  # the inference job fails too, in its own thread
+    while any(j["polls"] < 4 for j in service.jobs.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert str(failed.value) == (f"device 'qai-hub:{S24}': profile job {job_id} of ort-fp32 "
                                  f"({service.url}/jobs/{job_id}/) failed: {PROFILE['failure_reason']}")
+    service.scenario, posted = "ok", jobs_posted(service)  # a failed job is not resumed: submitted afresh
+    measure(resolve(f"qai-hub:{S24}", {"qai_hub": {**FAST["qai_hub"], "resume": True}}), model)
+    assert jobs_posted(service) == posted + 2
 
 
 def test_an_unknown_device_lists_close_names(service):

@@ -233,7 +233,11 @@ class HubDevice(Device):
             record = HubRecord(hub_job.job_id, hub_job.url)
             ledger.write(record)
             progress(f"  {label}: {kind} job {record.job_id} submitted to {self.name} ({record.url})")
-        self._wait(hub_job, kind, label, progress)
+        status = self._wait(hub_job, kind, label, progress)
+        if status.failure:  # forgotten: the next run, --resume or not, submits the job afresh
+            ledger.forget()
+            raise CannotMeasure(_scrubbed(f"device '{self.name}': {kind} job {record.job_id} of {label} ({record.url}) "
+                                          f"failed: {status.message or 'no reason given'}", self.token))
         what = f"{kind} job {record.job_id} ({record.url})"
         # a submitted job's object is built before the service answers: the version it ran on is read back
         record.hub_version = self._call(f"reading {what}", lambda: self.client.get_job(record.job_id)).hub_version
@@ -248,8 +252,8 @@ class HubDevice(Device):
         ledger.write(record)
         return record, outputs
 
-    def _wait(self, hub_job, kind: str, label: str, progress) -> None:
-        """Poll until the job finishes; a failure names the job and its log's reason."""
+    def _wait(self, hub_job, kind: str, label: str, progress):
+        """Poll until the job finishes (its final status), or raise at the timeout."""
         s, start, said = self.settings, time.monotonic(), None
         what = f"{kind} job {hub_job.job_id} of {label} ({hub_job.url})"
         while True:
@@ -265,9 +269,7 @@ class HubDevice(Device):
                          f"({waited:.0f} s, at most {s.timeout_s - waited:.0f} s left)")
                 said = status.code
             time.sleep(s.poll_s)
-        if status.failure:
-            raise CannotMeasure(_scrubbed(f"device '{self.name}': {what} failed: {status.message or 'no reason given'}",
-                                          self.token))
+        return status
 
     def _key(self, kind: str, path: Path, inputs: dict | None) -> str:
         digest = hashlib.sha256(json.dumps([kind, sha256_path(path), self.phone.name, self.phone.os,
@@ -291,6 +293,9 @@ class Ledger:
     def write(self, record: HubRecord) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(record.__dict__))
+
+    def forget(self) -> None:
+        self.path.unlink(missing_ok=True)
 
     def keep_outputs(self, outputs: np.ndarray) -> None:
         np.save(self.path.with_suffix(".npy"), outputs)
