@@ -97,6 +97,14 @@ def test_a_profile_and_a_sample_run_become_the_usual_figures(service, model):
     assert service.bad_tokens == 0
 
 
+def test_bench_asks_for_speed_only(service, model):
+    from edge_distill.pipeline import run_bench
+
+    latency, memory, target = run_bench(model, device=f"qai-hub:{S24}", device_tools=FAST)
+    assert (latency.p50_ms, memory.peak_mb, target) == (0.4095, 3.1457, "ort")
+    assert [j["profile"] for j in service.submitted()] == [True]  # no inference job: bench has no numerics
+
+
 def test_a_rerun_asks_the_service_for_nothing(service, model):
     first, _, _ = measure(resolve(f"qai-hub:{S24}", FAST), model)
     calls = len(service.requests)
