@@ -24,7 +24,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import h5py
-import numpy as np
 from qai_hub import public_api_pb2 as pb
 from qai_hub.util.dataset_entries_converters import dataset_entries_to_h5, h5_to_dataset_entries
 

@@ -47,7 +47,6 @@ KIND = "qai-hub"
 TOKEN_ENV = "EDGE_DISTILL_QAI_HUB_TOKEN"
 RUNTIMES = {".tflite": "TensorFlow Lite", ".onnx": "ONNX Runtime", ".mlpackage": "Core ML"}
 OS_NAMES = {"android": "Android", "ios": "iOS", "macos": "macOS"}
-KEYS = {"device", "attributes", "os", "options", "project", "timeout_s", "poll_s", "concurrency", "samples"}
 
 
 @dataclass(frozen=True)
