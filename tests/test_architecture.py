@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"edge_distill": ROOT / "toolkit", "edge_distill.targets": ROOT / "targets",
             "edge_distill.calibration": ROOT / "calibration"}
 TARGET_NAMES = {"ort", "tflite", "coreml"}
-DEVICE_KINDS = {"host", "adb", "iphone", "emulated-arm64", "macos-local", "estimated"}
+DEVICE_KINDS = {"host", "adb", "iphone", "emulated-arm64", "macos-local", "estimated", "qai-hub"}
 
 
 def _modules() -> dict[str, Path]:

@@ -142,7 +142,7 @@ def test_unknown_precision_lists_the_offered_ones(example, tmp_path):
 
 def test_every_command_help_exits_0():
     commands = ["check", "demo", "export", "verify", "ladder", "advise", "fingerprint", "bundle", "devices",
-                "devices setup", "devices calibrate", "targets", "inspect", "slices", "slices discover"]
+                "devices setup", "devices calibrate", "targets", "inspect", "slices", "slices discover", "merge-reports"]
     for command in commands:
         proc = run_cli(*command.split(), "--help")
         assert proc.returncode == 0 and "Usage:" in proc.stdout, (command, proc.stderr)

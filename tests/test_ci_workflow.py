@@ -20,7 +20,8 @@ CI = Path(__file__).parents[1] / "examples" / "ci"
 
 
 def test_the_workflows_validate_against_their_schemas():
-    for name, schema in (("github-actions.yml", "vendor.github-workflows"), ("gitlab-ci.yml", "vendor.gitlab-ci")):
+    for name, schema in (("github-actions.yml", "vendor.github-workflows"), ("gitlab-ci.yml", "vendor.gitlab-ci"),
+                         ("gitlab-ci-sharded.yml", "vendor.gitlab-ci")):
         proc = subprocess.run([Path(sys.executable).parent / "check-jsonschema", "--builtin-schema", schema, CI / name],
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -39,6 +39,12 @@
     warmup = 20
     runs = 200
 
+    [measure.qai_hub]                     # --device qai-hub:NAME (Qualcomm AI Hub's phones; devices/cloud.py)
+    device = "Samsung Galaxy S24 (Family)"  # or attributes = ["chipset:qualcomm-snapdragon-8gen3"], os = "14"
+    options = "--compute_unit cpu"        # the jobs' options, passed through; project = "..." optional
+    timeout_s = 3600                      # per job; poll_s = 10, concurrency = 4, samples = 16 (inference job)
+                                          # the API token is never read from here (qai-hub configure)
+
     [[targets]]
     name = "ort"
     precisions = ["fp32", "int8", "int4"]
@@ -130,7 +136,7 @@ class Config:
     runs: int = 200
     device: str = "host"
     sequence_lengths: list[int] = field(default_factory=list)  # text: latency measured at each token count
-    device_tools: dict[str, str] = field(default_factory=dict)  # [measure.adb]: benchmark binaries for phones
+    device_tools: dict = field(default_factory=dict)  # [measure.adb]: benchmark binaries for phones; [measure.qai_hub]
     targets: list[TargetConfig] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
     cost: object | None = None  # edge_distill.cost.CostModel
@@ -339,7 +345,8 @@ def _read_export(cfg: Config, e: dict) -> None:
 
 def _read_measure(cfg: Config, me: dict) -> None:
     path = cfg.path
-    check_keys(me, {"threads", "warmup", "runs", "device", "adb", "iphone", "sequence_lengths"}, "measure", path)
+    check_keys(me, {"threads", "warmup", "runs", "device", "adb", "iphone", "qai_hub", "sequence_lengths"}, "measure",
+               path)
     lengths = expect(me.get("sequence_lengths", []), list, "sequence_lengths", "measure", path)
     if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lengths):
         raise BadInput(f"'sequence_lengths' in [measure] must be positive ints (tokens), got {lengths}", path=path)
@@ -352,6 +359,8 @@ def _read_measure(cfg: Config, me: dict) -> None:
     check_keys(iphone, {"app"}, "measure.iphone", path)
     if "app" in iphone:  # the ios-demo folder whose latency test runs on the phone
         cfg.device_tools["ios_app"] = cfg.resolve(expect(iphone["app"], str, "app", "measure.iphone", path))
+    if "qai_hub" in me:
+        cfg.device_tools["qai_hub"] = _read_cloud(expect(me["qai_hub"], dict, "qai_hub", "measure", path), path)
     cfg.threads = _positive_int(me, "threads", 1, "measure", path)
     cfg.warmup = _positive_int(me, "warmup", 20, "measure", path)
     cfg.runs = _positive_int(me, "runs", 200, "measure", path)
@@ -414,6 +423,27 @@ def read_recipe(path: Path, target: str) -> tuple[str, dict]:
         raise BadInput(f"this recipe is for target {data.get('target')!r}, not {target!r}", path=path)
     precision = expect(data.get("precision"), str, "precision", "recipe", path)
     return precision, dict(expect(data.get("options", {}), dict, "options", "recipe", path))
+
+
+CLOUD_KEYS = {"device": str, "attributes": list, "os": str, "options": str, "project": str,
+              "timeout_s": (int, float), "poll_s": (int, float), "concurrency": int, "samples": int}
+
+
+def _read_cloud(table: dict, path: Path) -> dict:
+    """[measure.qai_hub]: which AI Hub phone, the jobs' options and bounds. The token is never read here."""
+    where = "measure.qai_hub"
+    if any(k in table for k in ("api_token", "token")):  # the value is never repeated: it is a secret
+        raise BadInput(f"[{where}] holds an API token: the config is no place for it, and it is not read from there",
+                       path=path, hint="`qai-hub configure --api_token ...`, or $EDGE_DISTILL_QAI_HUB_TOKEN in CI")
+    check_keys(table, CLOUD_KEYS, where, path)
+    found = {k: expect(v, CLOUD_KEYS[k], k, where, path) for k, v in table.items()}
+    if not all(isinstance(a, str) for a in found.get("attributes", [])):
+        raise BadInput(f"'attributes' in [{where}] must be strings such as \"chipset:qualcomm-snapdragon-8gen3\"",
+                       path=path)
+    for key in ("timeout_s", "poll_s", "concurrency", "samples"):
+        if key in found and found[key] <= 0:
+            raise BadInput(f"'{key}' in [{where}] must be > 0, got {found[key]}", path=path)
+    return found
 
 
 def _positive_int(table: dict, key: str, default: int, where: str, path: Path) -> int:

@@ -41,6 +41,7 @@ from .progress import Progress, loop
 from .streaming import ModelIO, model_io
 from .provenance import host_environment
 from .result import Check, Latency, Memory, Report, TargetResult, result_label
+from .shards import Shard, share, stamp
 from .version import __version__
 
 def _now() -> str:
@@ -202,6 +203,14 @@ def build_and_measure(cfg: Config, planned: PlannedTarget, precision: str, model
                       out: Path, folder: str, work: Path, loaded: Loaded, refs: References, progress,
                       subject: str = "student", qualified: bool = False) -> TargetResult:
     """Build one artifact of `model` for one target and precision, then evaluate it on the target's device."""
+    built = build_one(cfg, planned, precision, model, onnx_path, out, folder, work, loaded, progress, subject, qualified)
+    return measure_built(cfg, planned, precision, built, onnx_path, out, loaded, refs, progress, subject, qualified)
+
+
+def build_one(cfg: Config, planned: PlannedTarget, precision: str, model: SourceModel, onnx_path: Path, out: Path,
+              folder: str, work: Path, loaded: Loaded, progress, subject: str = "student",
+              qualified: bool = False) -> tuple:
+    """One artifact of `model` for one target and precision, and the seconds its build took."""
     tc = planned.config
     label = result_label(subject, tc.name, precision, qualified)
     progress(f"building {label}")
@@ -217,9 +226,16 @@ def build_and_measure(cfg: Config, planned: PlannedTarget, precision: str, model
         onnx_path=onnx_path, source=model, precision=precision, calibration=calibration,
         calibration_method=tc.calibration_method, options=tc.options_for(precision), out_dir=out / folder,
         work_dir=scratch, metadata=artifact_metadata(cfg), tolerance=cfg.tolerance))
-    seconds = round(time.perf_counter() - start, 3)
-    candidate = Candidate(tc.name, precision, artifact.path, built=artifact, subject=subject, qualified=qualified,
-                          graph=graph_for(artifact.path, str(onnx_path) if onnx_path else None))
+    return artifact, round(time.perf_counter() - start, 3)
+
+
+def measure_built(cfg: Config, planned: PlannedTarget, precision: str, built: tuple, onnx_path: Path, out: Path,
+                  loaded: Loaded, refs: References, progress, subject: str = "student",
+                  qualified: bool = False) -> TargetResult:
+    """A built artifact (build_one's) evaluated on the target's device."""
+    artifact, seconds = built
+    candidate = Candidate(planned.config.name, precision, artifact.path, built=artifact, subject=subject,
+                          qualified=qualified, graph=graph_for(artifact.path, str(onnx_path) if onnx_path else None))
     result = evaluate_artifact(candidate, loaded.evaluation, planned.settings(cfg), refs, cfg.budget,
                                task=cfg.model.task, progress=progress, io=loaded.io)
     result.build_seconds = seconds
@@ -309,10 +325,13 @@ def labels_match(loaded: Loaded, outputs: np.ndarray, task: str) -> None:
 
 
 def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, device: str | None = None,
-              command: str = "check") -> Report:
+              command: str = "check", shard: Shard | None = None) -> Report:
     """Export, quantize and verify every configured target and precision; artifacts go to `out`.
-    `device` overrides [measure] device and every target's own; `command` names the report's."""
+    `device` overrides [measure] device and every target's own; `command` names the report's; `shard`
+    runs its share of the cells alone (shards.py)."""
     plan = plan_targets(cfg, device=device)
+    baselines = [get_target(p.config.name).capabilities.float_baseline() for p in plan]
+    mine, runs, order = share(plan, baselines, shard)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.io.chunks(loaded.evaluation), out, "onnx", progress)
     float_all, teacher_out = reference_outputs(loaded, progress, cfg.model.task)
@@ -324,24 +343,53 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
                                      for o in output_refs))
     results = []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
-        for planned in plan:
+        for k, planned in enumerate(plan):
             refs = References(float_out, teacher_out, outputs=output_refs, why_no_task=why_no_task)
-            for precision in planned.precisions:
-                name = planned.config.name
-                if precision.endswith(AUTO):
-                    build = trial_builder(cfg, loaded.student, out / "onnx" / "model.onnx", loaded, refs, progress)
-                    results.append(attempted(partial(build_auto, planned, precision, out, Path(work), build, progress,
-                                                     data=loaded.evaluation),
-                                             out, name, "student", name, precision))
-                    continue
-                result = attempted(partial(build_and_measure, cfg, planned, precision, loaded.student,
-                                           out / "onnx" / "model.onnx", out, name, Path(work), loaded, refs, progress),
-                                   out, name, "student", name, precision)
-                if precision == get_target(name).capabilities.float_baseline():
-                    refs.float_latency, refs.float_size = result.latency, result.size_bytes
-                results.append(result)
-    return build_report(command, cfg, loaded, export, float_out, teacher_out, results, why_no_task=why_no_task,
-                        kind_warnings=kind_warnings)
+            todo = [p for p in planned.precisions if (k, p) in runs]
+            for precision, result in _target_results(cfg, planned, todo, baselines[k], loaded, refs, out, Path(work),
+                                                     progress):
+                if (k, precision) in mine:  # a baseline measured only as this shard's reference is not its row
+                    results.append(result)
+    report = build_report(command, cfg, loaded, export, float_out, teacher_out, results, why_no_task=why_no_task,
+                          kind_warnings=kind_warnings)
+    if shard is not None:
+        stamp(report, shard, cfg.path, [r.name for r in results], order)
+    return report
+
+
+def _target_results(cfg: Config, planned: PlannedTarget, precisions: list[str], baseline: str | None, loaded: Loaded,
+                    refs: References, out: Path, work: Path, progress):
+    """(precision, result) of one [[targets]] entry, the float baseline first. On a device that starts ahead
+    (a device cloud), every artifact is built and sent off first, and then collected in order."""
+    name, onnx_path = planned.config.name, out / "onnx" / "model.onnx"
+    ahead = {}
+    for precision in precisions if planned.device.starts_ahead else ():
+        if not precision.endswith(AUTO):
+            ahead[precision] = attempted(partial(build_one, cfg, planned, precision, loaded.student, onnx_path, out,
+                                                 name, work, loaded, progress), out, name, "student", name, precision)
+            if not isinstance(ahead[precision], TargetResult):
+                planned.device.start(ahead[precision][0].path, loaded.io.chunks(loaded.evaluation),
+                                     result_label("student", name, precision), progress)
+    for precision in precisions:
+        if precision.endswith(AUTO):
+            build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
+            yield precision, attempted(partial(build_auto, planned, precision, out, work, build, progress,
+                                               data=loaded.evaluation), out, name, "student", name, precision)
+            continue
+        built = ahead.get(precision)
+        if isinstance(built, TargetResult):  # its build failed: that is its row
+            yield precision, built
+            continue
+        measure = (partial(measure_built, cfg, planned, precision, built, onnx_path, out, loaded, refs, progress)
+                   if built else partial(build_and_measure, cfg, planned, precision, loaded.student, onnx_path, out,
+                                         name, work, loaded, refs, progress))
+        result = attempted(measure, out, name, "student", name, precision)
+        if built and result.failure:  # as when one attempt builds and measures: no artifact without its figures
+            for made in built[0].files:
+                shutil.rmtree(made) if made.is_dir() else made.unlink(missing_ok=True)
+        if precision == baseline:
+            refs.float_latency, refs.float_size = result.latency, result.size_bytes
+        yield precision, result
 
 
 def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progress: Progress = Progress(False), *,

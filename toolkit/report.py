@@ -294,8 +294,8 @@ def _provenance_lines(report: Report) -> list[str]:
             p = r.latency.provenance
             key = (p.kind, p.device, p.cpu, p.threads, p.runtime, p.runtime_version, p.method)
             seen.setdefault(key, []).append(r.target)
-    lines = [f"Latency and memory of {', '.join(dict.fromkeys(targets))}: {kind} on {device} ({cpu}, {threads} "
-             f"thread(s), {runtime} {version}); {method}."
+    lines = [f"Latency and memory of {', '.join(dict.fromkeys(targets))}: {kind} on {device} ({cpu}, "
+             f"{f'{threads} thread(s)' if threads else 'threads as the runtime chooses'}, {runtime} {version}); {method}."
              for (kind, device, cpu, threads, runtime, version, method), targets in seen.items()]
     reference = {(r.target, r.evaluation["runtime"], r.evaluation.get("runtime_version", ""))
                  for r in report.results if r.evaluation.get("kind") == "reference-mil"}
@@ -308,6 +308,12 @@ def _provenance_lines(report: Report) -> list[str]:
             f"emulated on aarch64 ({r.evaluation['runtime']} {r.evaluation['runtime_version']} under qemu-user), "
             f"the kernels a phone's CPU runs; top-1 agreement with this host's x86 run {parity['top1_agreement']:.4g}, "
             f"max |difference| {parity['max_abs_diff']:.2g}." if parity else "not measured on aarch64 (see below)."))
+    for r in report.results:  # a device cloud's sample run on the phone, against this host's
+        cloud, parity = r.details.get("qai_hub"), r.details.get("arm64_vs_host")
+        if cloud and parity:
+            lines.append(f"Outputs of {r.name} on {parity['device']}: {parity['samples']} samples run on the phone "
+                         f"(inference job {cloud['inference_job']['id']}); top-1 agreement with this host's run "
+                         f"{parity['top1_agreement']:.4g}, max |difference| {parity['max_abs_diff']:.2g}.")
     if emulated:
         lines.append("The emulator gives numerics only: latency and memory above are this host's, never the "
                      "emulator's timing.")

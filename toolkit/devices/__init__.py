@@ -11,6 +11,7 @@ the latency and memory come from.
 | adb, adb:SERIAL      | this machine, measured    | the phone, measured (android.py)          |
 | macos-local          | this Mac, measured        | this Mac, measured (Core ML)              |
 | iphone, iphone:UDID  | this machine              | the phone, measured (apple.py, macOS + Xcode) |
+| qai-hub:NAME         | this machine; a sample's outputs on the phone, compared | the phone in AI Hub's cloud, measured (cloud.py) |
 """
 
 from __future__ import annotations
@@ -67,12 +68,17 @@ def resolve(name: str, tools: dict | None = None) -> Device:
         from .apple import IPhoneDevice
 
         return IPhoneDevice(name, tools)
+    if name == "qai-hub" or name.startswith("qai-hub:"):
+        from .cloud import HubDevice
+
+        return HubDevice(name, tools)
     raise BadInput(f"unknown device '{name}'; available: {', '.join(known_names())}",
                    hint="`edge-distill devices` lists them with what each can measure")
 
 
 def known_names() -> list[str]:
-    return ["host", *sorted(builtin_profiles()), EMULATED_ARM64, "adb[:SERIAL]", "macos-local", "iphone[:UDID]"]
+    return ["host", *sorted(builtin_profiles()), EMULATED_ARM64, "adb[:SERIAL]", "macos-local", "iphone[:UDID]",
+            "qai-hub:NAME"]
 
 
 def list_devices() -> list[DeviceInfo]:
@@ -102,4 +108,7 @@ def list_devices() -> list[DeviceInfo]:
                                   ["latency of Core ML artifacts (ios-demo's test, through xcodebuild)"]
                                   if phone.online else [], f"{phone.name}, iOS {phone.os}"
                                   + ("" if phone.online else " (offline)"), ready=phone.online))
+    from .cloud import listing
+
+    devices.append(DeviceInfo(*listing()))
     return devices

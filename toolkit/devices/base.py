@@ -63,6 +63,9 @@ class Device:
 
     name: str = "host"
     times_on_this_host = False  # its latency is this machine's: a float reference timed here compares
+    # A remote device has `start(path, data, label, progress)`: it sends an artifact off as soon as it
+    # is built, and `measure` collects the figures; the pipeline builds the next artifacts meanwhile.
+    starts_ahead = False
 
     def measure(self, job: Job) -> Figures:
         raise NotImplementedError
