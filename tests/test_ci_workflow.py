@@ -21,7 +21,8 @@ CI = Path(__file__).parents[1] / "examples" / "ci"
 
 def test_the_workflows_validate_against_their_schemas():
     for name, schema in (("github-actions.yml", "vendor.github-workflows"), ("gitlab-ci.yml", "vendor.gitlab-ci"),
-                         ("gitlab-ci-sharded.yml", "vendor.gitlab-ci")):
+                         ("gitlab-ci-sharded.yml", "vendor.gitlab-ci"),
+                         ("github-actions-sharded.yml", "vendor.github-workflows")):
         proc = subprocess.run([Path(sys.executable).parent / "check-jsonschema", "--builtin-schema", schema, CI / name],
                               capture_output=True, text=True)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -54,3 +55,14 @@ def test_the_github_workflows_shell_steps_run_and_compare_with_the_last_run(tmp_
     assert {"ort-int8/regression/size", "ort-int8/regression/latency.p50"} <= set(compared)
     assert "side by side with the baseline's artifact" in compared["ort-int8/regression/latency.p50"]["message"]
     assert run("Summary").returncode == 0 and summary.read_text().startswith("# edge-distill check")
+
+
+def test_the_sharded_workflows_merge_what_their_matrix_runs():
+    github = yaml.safe_load((CI / "github-actions-sharded.yml").read_text())
+    shards = github["jobs"]["shard"]["strategy"]["matrix"]["shard"]
+    check = next(s["run"] for s in github["jobs"]["shard"]["steps"] if s.get("name") == "Check one shard")
+    assert f'--shard "${{{{ matrix.shard }}}}/{len(shards)}"' in check and shards == list(range(1, len(shards) + 1))
+    merge = next(s["run"] for s in github["jobs"]["budgets"]["steps"] if s.get("name") == "Merge the shards and gate")
+    assert github["jobs"]["budgets"]["needs"] == "shard" and merge == "edge-distill merge-reports edge-distill-out shard-*"
+    gitlab = yaml.safe_load((CI / "gitlab-ci-sharded.yml").read_text())
+    assert gitlab["edge-distill-shard"]["parallel"] == 3 and "merge-reports" in gitlab["edge-distill"]["script"][-1]
