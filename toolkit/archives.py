@@ -118,6 +118,21 @@ def _entry_bytes(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
         raise BadInput(f"archive entry '{name}' cannot be read ({exc}); refused", path=path) from exc
 
 
+MAX_RATIO, SMALL = 200, 64 << 20  # a .pt2 stores its weights uncompressed: its contents are about its size
+
+
+def _refuse_a_bomb(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuse, from the zip's own headers and before reading an entry, an archive that unpacks to more
+    than MAX_RATIO times its size (beyond SMALL bytes): a few MB that expand to gigabytes."""
+    declared = sum(info.file_size for info in archive.infolist())
+    size = path.stat().st_size
+    if declared > SMALL and declared > MAX_RATIO * size:
+        largest = max(archive.infolist(), key=lambda info: info.file_size)
+        raise BadInput(f"the archive's entries declare {declared:,} bytes unpacked from {size:,} on disk "
+                       f"(entry '{largest.filename}' alone {largest.file_size:,}): not a model's weights; refused "
+                       "before unpacking", path=path)
+
+
 def check_pt2(path: Path) -> None:
     """Refuse (BadInput, exit 2) a .pt2 that escapes its archive or would run code when loaded."""
     try:
@@ -126,6 +141,7 @@ def check_pt2(path: Path) -> None:
         raise BadInput(f"not a torch.export archive (a .pt2 is a zip): {exc}", path=path) from exc
     allowed = allowed_imports()
     with archive:
+        _refuse_a_bomb(archive, path)
         for name in archive.namelist():
             parts = PurePosixPath(name.replace("\\", "/")).parts
             if name.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):

@@ -83,6 +83,8 @@ SLICE_CHECKS = {k: SCALAR_CHECKS[k] for k in
                  "min_teacher_cosine", "min_float_cosine", "min_retrieval_agreement", "min_float_retrieval_agreement")}
 
 
+MAX_SLICES = 1000  # a budget's slice tables: beyond this a file is not a budget (each would be checked per artifact)
+
 REGRESSION_LIMITS = {  # [budgets.regression]: how much worse than a baseline report a figure may get
     "max_latency_increase": 0.10,  # relative growth of p50, beyond the run-to-run noise
     "max_p95_increase": 0.20,  # relative growth of p95 (the tail moves more with load), beyond the noise
@@ -156,7 +158,11 @@ def parse_budget(table: dict, path: Path, where: str = "budgets", allow_layers: 
     if estimate is not None and estimate not in ("point", "upper"):
         raise BadInput(f"'estimate' in [{where}] must be \"point\" or \"upper\", got {estimate!r}", path=path)
     slices = {}
-    for name, sl in expect(table.get("slices", {}), dict, "slices", where, path).items():
+    tables = expect(table.get("slices", {}), dict, "slices", where, path)
+    if len(tables) > MAX_SLICES:
+        raise BadInput(f"[{where}.slices] holds {len(tables):,} slice tables, more than the {MAX_SLICES:,} a budget "
+                       "may have", path=path)
+    for name, sl in tables.items():
         sub = f"{where}.slices.{name}"
         check_keys(expect(sl, dict, name, f"{where}.slices", path), set(SLICE_CHECKS), sub, path)
         slices[name] = {k: _limit(v, k, sub, path) for k, v in sl.items()}

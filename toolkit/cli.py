@@ -29,6 +29,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except EdgeDistillError as exc:
             _fail(exc)
+        except OSError as exc:  # a file or folder the user named, or a full disk: never "internal"
+            from .outputs import os_error
+
+            _fail(os_error(exc))
         except (click.exceptions.Exit, click.ClickException, click.Abort):  # --help, usage errors (exit 2)
             raise
         except KeyboardInterrupt:  # Ctrl-C: not a verdict (click would exit 1, "a budget is broken")

@@ -9,6 +9,7 @@ input: only plain names inside the folder count as ours.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -17,7 +18,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import BadInput, EdgeDistillError
+from .errors import BadInput, CannotMeasure, EdgeDistillError
 
 MARKER = ".edge-distill-output.json"
 PARTIAL = ".edge-distill-partial.json"  # in a folder being written: which process writes it
@@ -64,16 +65,27 @@ def output_folder(out: str | Path, force: bool = False):
     try:
         try:
             yield tmp
-        except EdgeDistillError as exc:  # name the folder the user asked for, never the one about to vanish
-            exc.args = tuple(a.replace(str(tmp), str(out)) if isinstance(a, str) else a for a in exc.args)
-            exc.path = exc.path and exc.path.replace(str(tmp), str(out))
-            raise
+        except (EdgeDistillError, OSError) as exc:  # name the folder asked for, never the one about to vanish
+            error = exc if isinstance(exc, EdgeDistillError) else os_error(exc)
+            error.args = tuple(a.replace(str(tmp), str(out)) if isinstance(a, str) else a for a in error.args)
+            error.path = error.path and error.path.replace(str(tmp), str(out))
+            raise error from None
         (tmp / PARTIAL).unlink()
         entries = sorted(p.name for p in tmp.iterdir())
         (tmp / MARKER).write_text(json.dumps({"entries": entries}, indent=1) + "\n")
         _commit(tmp, out, force)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# The machine's fault, not the user's files: exit 3. Any other OSError is about a file the user named: 2.
+ENVIRONMENT = {errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+
+
+def os_error(exc: OSError) -> EdgeDistillError:
+    """An OSError as the tool's own error, naming the file it was about (a full disk says so)."""
+    error = CannotMeasure if exc.errno in ENVIRONMENT else BadInput
+    return error(exc.strerror or type(exc).__name__, path=exc.filename)
 
 
 def _partial_folder(out: Path) -> Path:

@@ -21,6 +21,8 @@ def read_toml(path: Path) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise BadInput(f"not valid TOML: {exc}", path=path) from exc
+    except RecursionError:  # arrays or tables nested thousands deep: no configuration is
+        raise BadInput("not a configuration: its arrays or tables are nested too deep to read", path=path) from None
 
 
 def check_keys(table: dict, allowed: set[str] | dict, where: str, path: Path) -> None:

@@ -1,0 +1,74 @@
+"""Stated limits with clear refusals: a config nested too deep, a .pt2 that unpacks to gigabytes, a
+budget with more slice tables than a budget may hold, a full disk. Each exits 2 or 3 naming the file,
+with no traceback, within bounded memory, and leaves no output folder behind."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from conftest import EXAMPLE, edit_config, run_cli
+
+
+def test_a_config_nested_too_deep_is_refused_naming_it(tmp_path):
+    config = tmp_path / "edge-distill.toml"
+    config.write_text("a = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: {config}: not a configuration: its arrays or tables are nested too deep to read" in proc.stderr
+
+
+def test_a_pt2_that_unpacks_to_gigabytes_is_refused_from_its_headers(tmp_path):
+    bomb = tmp_path / "student.pt2"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive, archive.open("model/data/0", "w", force_zip64=True) as entry:
+        for _ in range(2048):  # 2 GiB of zeros: about 2 MB compressed
+            entry.write(bytes(1 << 20))
+    (tmp_path / "edge-distill.toml").write_text('[model]\nstudent = "student.pt2"\n[data]\nevaluation = "eval.npz"\n'
+                                                '[[targets]]\nname = "ort"\nprecisions = ["fp32"]\n')
+    # the CLI in a child that reports its own peak RSS as it exits
+    probe = ("import resource, runpy, sys\nsys.argv = ['edge-distill', *sys.argv[1:]]\ntry:\n"
+             "    runpy.run_module('edge_distill', run_name='__main__')\nfinally:\n"
+             "    print('peak_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", probe, "check", str(tmp_path / "edge-distill.toml"), "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert f"error: {bomb}: the archive's entries declare 2,147,483,648 bytes unpacked from " in proc.stderr
+    assert "(entry 'model/data/0' alone 2,147,483,648): not a model's weights; refused before unpacking" in proc.stderr
+    peak_mb = int(proc.stderr.rsplit("peak_kb ", 1)[1]) / 1024
+    assert peak_mb < 1000, peak_mb  # nothing of the 2 GiB was unpacked (the issue saw 4.4 GB)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_budget_with_more_slice_tables_than_a_budget_holds_is_refused(example, tmp_path):
+    tables = "".join(f"[budgets.slices.s{i}]\nmin_accuracy = 0.5\n" for i in range(1001))
+    config = edit_config(example, targets=("ort",), precisions=["fp32"], budgets="[budgets]\n" + tables)
+    proc = run_cli("check", config, "--out", tmp_path / "out")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"error: {config}: [budgets.slices] holds 1,001 slice tables, more than the 1,000 a budget may have" \
+        in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_full_disk_exits_3_naming_the_file_and_leaves_nothing(example, tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        config = edit_config(example, targets=("ort",), precisions=["fp32", "int8"], budgets="[budgets]\n")
+        proc = run_cli("check", config, "--out", disk / "out")
+        assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+        assert "No space left on device" in proc.stderr and f"{disk}/out" in proc.stderr
+        assert ".partial-" not in proc.stderr and list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)
+        shutil.rmtree(disk, ignore_errors=True)
+
+
+def test_the_example_config_is_untouched_by_the_refusals():
+    assert (EXAMPLE / "edge-distill.toml").read_text().startswith("# The bundled example")
