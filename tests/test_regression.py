@@ -114,3 +114,26 @@ def test_a_slice_has_its_own_limit_and_another_cpu_is_compared_only_when_forced(
     assert _latency(now, before, limits) == (None, "different provenance (cpu: CPU A -> CPU B)")
     forced, _ = _latency(now, before, limits, any_cpu=True)
     assert forced.passed is False and "(forced across CPUs: CPU A -> CPU B)" in forced.message
+
+
+def test_a_baseline_that_no_run_could_have_written_is_refused_naming_the_report():
+    import math
+    from pathlib import Path
+
+    import pytest
+
+    from edge_distill.errors import BadInput
+    from edge_distill.regression import baseline_of
+
+    good = {"name": "ort-int8", "size_bytes": 71_600, "artifact": "ort/model.int8.ort",
+            "metrics": {"accuracy": 0.88, "accuracy_drop": -0.01}, "slices": {"rare": {"accuracy": 0.7}},
+            "latency": {"p50_ms": 0.1, "p95_ms": 0.12, "reference_ms": 2.0}}
+    assert baseline_of({"results": [good]}, Path("base/report.json"))["results"]["ort-int8"] is good
+    for change, why in (({"size_bytes": 1e308}, "size_bytes 1e+308 is not a size in bytes"),
+                        ({"metrics": {"accuracy": math.nan}}, "metrics.accuracy = nan is not a share between 0 and 1"),
+                        ({"slices": {"rare": {"accuracy": 1.5}}}, "slices.rare.accuracy = 1.5 is not a share"),
+                        ({"artifact": "../../../evil"}, "its artifact '../../../evil' is outside the report's folder"),
+                        ({"latency": {"p50_ms": -1.0}}, "latency.p50_ms = -1.0 is not a time in milliseconds")):
+        with pytest.raises(BadInput, match="^base/report.json: result 'ort-int8' of the baseline is not one a run "
+                                           "writes: " + __import__("re").escape(why)):
+            baseline_of({"results": [{**good, **change}]}, Path("base/report.json"))

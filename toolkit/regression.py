@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -48,7 +48,36 @@ def baseline_of(data: dict, path: Path, label: str | None = None) -> dict:
         results = {r["name"]: r for r in data["results"]}
     except (KeyError, TypeError) as exc:
         raise BadInput(f"not an edge-distill report to compare with (no {exc})", path=label or path) from exc
+    for name, result in results.items():
+        why = _implausible(result)
+        if why:
+            raise BadInput(f"result {name!r} of the baseline is not one a run writes: {why}", path=label or path)
     return {"path": str(path), "label": label or str(path), "created": data.get("created"), "results": results}
+
+
+def _implausible(result) -> str:
+    """Why a baseline result cannot be a run's (a figure out of its range, a path out of its folder): a
+    crafted or damaged baseline is refused, never compared."""
+    if not isinstance(result, dict) or not isinstance(result.get("name"), str):
+        return "not a result"
+    size = result.get("size_bytes")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < 10 ** 13:
+        return f"size_bytes {size!r} is not a size in bytes"
+    artifact = PurePosixPath(str(result.get("artifact", "")))
+    if artifact.is_absolute() or ".." in artifact.parts:
+        return f"its artifact {str(artifact)!r} is outside the report's folder"
+    figures = [(f"metrics.{k}", v) for k, v in (result.get("metrics") or {}).items() if k in ACCURACY_FIGURES]
+    figures += [(f"slices.{s}.{k}", v) for s, m in (result.get("slices") or {}).items() for k, v in (m or {}).items()
+                if k in ACCURACY_FIGURES]
+    for where, value in figures:
+        if value is not None and (not isinstance(value, (int, float)) or not 0 <= value <= 1):  # NaN fails too
+            return f"{where} = {value!r} is not a share between 0 and 1"
+    latency = result.get("latency") or {}
+    for key in ("p50_ms", "p95_ms", "reference_ms"):
+        value = latency.get(key)
+        if value is not None and (not isinstance(value, (int, float)) or not 0 < value < 1e7):
+            return f"latency.{key} = {value!r} is not a time in milliseconds"
+    return ""
 
 
 def compare(report: Report, baseline: dict, limits: dict | None = None, run_dir: Path | None = None,
