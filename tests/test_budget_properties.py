@@ -246,3 +246,33 @@ def test_a_report_read_back_from_its_json_renders_the_same_json(data, precision)
     report = Report("check", "0", "2026-12-05T00:00:00+00:00", None, {}, None, {}, {}, None, {}, [result])
     text = to_json(report)
     assert to_json(report_from_dict(json.loads(text))) == text
+
+
+scores = st.integers(2, 6).flatmap(lambda classes: st.integers(4, 40).flatmap(lambda n: st.tuples(
+    st.lists(st.lists(st.floats(-5, 5), min_size=classes, max_size=classes), min_size=n, max_size=n),
+    st.lists(st.lists(st.floats(-5, 5), min_size=classes, max_size=classes), min_size=n, max_size=n),
+    st.lists(st.integers(0, classes - 1), min_size=n, max_size=n),
+    st.lists(st.floats(0.01, 10), min_size=n, max_size=n),
+    st.permutations(range(n)))))
+
+
+@settings(max_examples=200, deadline=None)
+@given(drawn=scores)
+def test_classification_metrics_hold_their_invariants(drawn):
+    """Invariant under a permutation of the samples; unit weights give the unweighted figure; an output
+    identical to the float student's agrees fully and drops nothing; the drop is float minus artifact."""
+    import numpy as np
+
+    from edge_distill.metrics import classification
+
+    out, ref, labels, weights, order = (np.array(x) for x in drawn)
+    m = classification(out, labels=labels, weights=weights, float_outputs=ref, teacher_outputs=ref)
+    shuffled = classification(out[order], labels=labels[order], weights=weights[order], float_outputs=ref[order],
+                              teacher_outputs=ref[order])
+    assert shuffled == m
+    unit = classification(out, labels=labels, weights=np.ones(len(out)), float_outputs=ref)
+    assert unit.weighted_accuracy == unit.accuracy
+    same = classification(ref, labels=labels, float_outputs=ref, teacher_outputs=ref)
+    assert (same.float_agreement, same.teacher_agreement, same.accuracy_drop) == (1.0, 1.0, 0.0)
+    hand = np.mean(ref.argmax(1) == labels) - np.mean(out.argmax(1) == labels)
+    assert abs(m.accuracy_drop - hand) < 1e-6  # positive when the artifact is worse
