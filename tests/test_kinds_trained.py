@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from conftest import run_cli
+from zoo import Segmenter
 
 pytestmark = pytest.mark.slow
 RNG = np.random.default_rng(0)
@@ -27,17 +28,6 @@ class Tagger(nn.Module):
 
     def forward(self, ids):
         return self.head(self.rnn(self.embed(ids))[0])
-
-
-class PixelClasses(nn.Module):
-    """Two classes per pixel [B, 2, 16, 16]: brighter than 0.5 or not."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 2, 3, padding=1))
-
-    def forward(self, image):
-        return self.body(image)
 
 
 class TopThree(nn.Module):
@@ -123,7 +113,7 @@ def _loss(kind, model, inputs, target):
 
 CASES = {  # kind -> (model, data, training steps, verify --kind, the kind's budget)
     "sequence": (Tagger, _tags, 300, "sequence,decode=none", "min_position_agreement = 0.95"),
-    "segmentation": (PixelClasses, _pixels, 200, "segmentation", "min_mean_iou = 0.95"),
+    "segmentation": (Segmenter, _pixels, 200, "segmentation", "min_mean_iou = 0.95"),  # two classes per pixel
     "indices": (TopThree, _octants, 300, "indices", "min_topk_overlap = 0.95"),
     "detection": (SquareFinder, _squares, 600, "detection,layout=yolov8,conf=0.5", "min_map50_agreement = 0.9"),
 }
