@@ -81,8 +81,10 @@ def test_a_sentence_transformers_folder_exports_through_optimum_and_quantizes_wi
 
 def test_static_int8_with_an_optimum_recipe_is_refused_naming_the_recipe(encoder, tmp_path):
     proc = run_cli("check", _config(encoder, ["int8"], "optimum-avx512-vnni"), "--out", tmp_path / "out")
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "int8_recipe = 'optimum-avx512-vnni' builds int8-dynamic only" in proc.stderr
+    assert proc.returncode == 2, proc.stdout + proc.stderr  # the artifact is refused; its row says why
+    (result,) = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert "int8_recipe = 'optimum-avx512-vnni' builds int8-dynamic only" in result["failure"]["reason"]
+    assert "int8_recipe = 'optimum-avx512-vnni' builds int8-dynamic only" in proc.stdout
 
 
 def test_without_optimum_the_torch_exporter_is_used_and_the_report_says_why(encoder, tmp_path):

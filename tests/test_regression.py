@@ -19,12 +19,14 @@ def test_regressions_against_a_baseline_are_named_and_fail(example, tmp_path):
     int8 = next(r for r in baseline["results"] if r["precision"] == "int8")
     assert len(int8["latency"]["samples_ms"]) == int8["latency"]["runs"] and int8["latency"]["reference_ms"] > 0
 
-    # A baseline whose int8 was smaller, more accurate on the high-risk slice and twice as fast.
+    # A baseline whose int8 was smaller, more accurate on the high-risk slice and four times as fast (the
+    # tail of 300 runs of a 0.1 ms model moves by up to 2x between two runs on a shared machine: p95 of a
+    # baseline only twice as fast was once within the noise).
     int8["size_bytes"] = int(int8["size_bytes"] / 1.2)
     int8["slices"]["high_risk"]["accuracy"] += 0.02
-    int8["latency"]["p50_ms"] /= 2
-    int8["latency"]["samples_ms"] = [t / 2 for t in int8["latency"]["samples_ms"]]
-    int8["latency"]["p95_ms"] /= 2
+    int8["latency"]["p50_ms"] /= 4
+    int8["latency"]["samples_ms"] = [t / 4 for t in int8["latency"]["samples_ms"]]
+    int8["latency"]["p95_ms"] /= 4
     int8["memory"]["peak_mb"] /= 1.5
     fp32 = next(r for r in baseline["results"] if r["precision"] == "fp32")
     fp32["latency"]["provenance"]["cpu"] = "another CPU"  # reported, never compared
