@@ -95,7 +95,7 @@ def _options(raised: dict[str, str], members: dict, steps: tuple[str, ...]) -> d
 
 def _as_chosen(best: TargetResult, trials: dict, out: Path, folder: Path, precision: str) -> TargetResult:
     """The chosen trial's files copied to `out/folder`, the result named as the artifact they now are."""
-    shutil.copytree(trials[best.details.pop("trial")], out / folder, dirs_exist_ok=True)
+    shutil.copytree(trials[best.details.pop("trial")], out / folder, dirs_exist_ok=True, symlinks=True)
     trial_name = best.name
     best.precision = precision
     for check in best.checks:  # named as the artifact they judge: "ort-int4-auto/...", not the trial's "ort-int4/..."

@@ -107,7 +107,7 @@ def measure(phone: IPhone, artifact: Path, inputs: list[dict], app: Path, *, war
     models.mkdir(parents=True, exist_ok=True)
     try:
         shutil.rmtree(package, ignore_errors=True)
-        shutil.copytree(artifact, package)
+        shutil.copytree(artifact, package, symlinks=True)  # a link is copied as a link, never followed
         spec.write_text(json.dumps({"model": CANDIDATE, "inputs": inputs, "warmup": warmup, "runs": runs}))
         proc = subprocess.run([tool("xcodebuild"), "test", "-project", str(project), "-scheme", "EdgeDistillDemo",
                                "-destination", f"platform=iOS,id={phone.udid}", f"-only-testing:{TEST}"],
