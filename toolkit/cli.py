@@ -11,8 +11,9 @@ import click
 
 from .errors import EdgeDistillError
 
-EXIT_CODES = """Exit codes: 0 every budget holds; 1 a budget is broken; 2 bad input or usage;
-3 something could not be measured (the report says what)."""
+EXIT_CODES = """Exit codes: 0 every budget holds; 1 a budget is broken; 2 bad input or usage, or a
+target refused an artifact (its row says why); 3 something could not be measured (the report says
+what)."""
 
 
 def _fail(exc: EdgeDistillError):
