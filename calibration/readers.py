@@ -7,34 +7,25 @@ An `.npz` holds one array per model input (keyed by input name), and optionally:
   - `weights`: a non-negative importance per sample.
 A folder holds the same arrays as `<key>.npy` files.
 
-Every array's header is read before the array: one declaring more than EDGE_DISTILL_MAX_ARRAY_BYTES
-(4 GiB unless set) is refused, so a few bytes of crafted header never make the reader allocate terabytes.
+Every array's header is read before the array: one declaring more than `limits.memory_bound()` (a quarter
+of this machine's memory, or EDGE_DISTILL_MAX_ARRAY_BYTES) is refused, so a few bytes of crafted header
+never make the reader allocate terabytes.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from edge_distill.errors import BadInput
+from edge_distill.limits import memory_bound, raise_hint
 
 from .dataset import Dataset, InputSpec
 
 RESERVED = {"labels", "slices", "weights"}
-MAX_ARRAY_BYTES = "EDGE_DISTILL_MAX_ARRAY_BYTES"
-
-
-def _max_array_bytes() -> int:
-    value = os.environ.get(MAX_ARRAY_BYTES, "")
-    if not value:
-        return 4 << 30
-    if not value.isdigit():
-        raise BadInput(f"{MAX_ARRAY_BYTES}={value!r} is not a number of bytes")
-    return int(value)
 
 
 def _check_declared_size(path: Path, name: str, stream, limit: int) -> None:
@@ -50,12 +41,12 @@ def _check_declared_size(path: Path, name: str, stream, limit: int) -> None:
     if size > limit:
         raise BadInput(f"array '{name}' declares shape {list(shape)} {dtype}: {size:,} bytes, more than the "
                        f"{limit:,} a data array may have; refused before reading it", path=path,
-                       hint=f"for a data set this large, set {MAX_ARRAY_BYTES} to a larger number of bytes")
+                       hint=raise_hint())
 
 
 def _check_sizes(path: Path) -> None:
     """Every array of an .npz or a .npy, by its header, within the bound, before any is read."""
-    limit = _max_array_bytes()
+    limit = memory_bound()
     if path.suffix == ".npy":
         with open(path, "rb") as f:
             _check_declared_size(path, path.stem, f, limit)

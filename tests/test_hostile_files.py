@@ -8,6 +8,7 @@ import pickle
 import re
 import shutil
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -280,6 +281,44 @@ def test_bundle_refuses_a_linked_tokenizer_file(tmp_path):
     proc = run_cli("bundle", check, "--app", app)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert f"{student / 'vocab.txt'}: is a symbolic link (to /etc/passwd)" in proc.stderr
+    assert "Traceback" not in proc.stderr and hashes(app) == before
+
+
+def test_bundle_refuses_evaluation_data_reached_through_a_link(tmp_path):
+    (tmp_path / "build").mkdir()
+    check, package, app = coreml_check_folder(tmp_path)
+    set_hash(check, package)
+    report = json.loads((check / "report.json").read_text())
+    data = Path(report["data"]["evaluation"]["source"])
+    linked = tmp_path / "linked.npz"
+    linked.symlink_to(data)  # the crafted report points its golden samples through a link
+    report["data"]["evaluation"]["source"] = str(linked)
+    (check / "report.json").write_text(json.dumps(report))
+    before = hashes(app)
+    proc = run_cli("bundle", check, "--app", app)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{linked}: is a symbolic link (to {data}); links are never followed out of an untrusted folder" \
+        in proc.stderr
+    assert "Traceback" not in proc.stderr and hashes(app) == before
+
+
+def test_bundle_refuses_evaluation_data_changed_since_the_check(tmp_path):
+    (tmp_path / "build").mkdir()
+    check, package, app = coreml_check_folder(tmp_path)
+    set_hash(check, package)
+    data = Path(json.loads((check / "report.json").read_text())["data"]["evaluation"]["source"])
+    import hashlib
+    recorded = json.loads((check / "report.json").read_text())["data"]["evaluation"]["sha256"]
+    assert recorded == hashlib.sha256(data.read_bytes()).hexdigest()  # the check recorded the file it read
+    with np.load(data) as arrays:
+        swapped = {k: arrays[k] for k in arrays.files}
+    swapped["x"] = swapped["x"][::-1].copy()  # other samples: the app's golden answers would not be the check's
+    np.savez(data, **swapped)
+    before = hashes(app)
+    proc = run_cli("bundle", check, "--app", app)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{data}: the evaluation data changed since the check (its sha256 differs from the report's); " \
+           "refused" in proc.stderr
     assert "Traceback" not in proc.stderr and hashes(app) == before
 
 

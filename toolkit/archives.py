@@ -26,6 +26,7 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 from .errors import BadInput
+from .limits import memory_bound, raise_hint
 
 # Entries that hold no pickle: version markers and the configs (read as JSON by torch).
 _PLAIN_NAMES = {"archive_format", "archive_version", "byteorder", "version", "serialization_id", ".format_version",
@@ -123,9 +124,13 @@ MAX_RATIO, SMALL = 200, 64 << 20  # a .pt2 stores its weights uncompressed: its 
 
 def _refuse_a_bomb(archive: zipfile.ZipFile, path: Path) -> None:
     """Refuse, from the zip's own headers and before reading an entry, an archive that unpacks to more
-    than MAX_RATIO times its size (beyond SMALL bytes): a few MB that expand to gigabytes."""
+    than the machine's bound (`limits.memory_bound`) or to more than MAX_RATIO times its size (beyond
+    SMALL bytes): a few MB that expand to gigabytes."""
     declared = sum(info.file_size for info in archive.infolist())
     size = path.stat().st_size
+    if declared > memory_bound():
+        raise BadInput(f"the archive's entries declare {declared:,} bytes unpacked, more than the {memory_bound():,} "
+                       "one file may take on this machine; refused before unpacking", path=path, hint=raise_hint())
     if declared > SMALL and declared > MAX_RATIO * size:
         largest = max(archive.infolist(), key=lambda info: info.file_size)
         raise BadInput(f"the archive's entries declare {declared:,} bytes unpacked from {size:,} on disk "

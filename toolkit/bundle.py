@@ -233,7 +233,7 @@ class _Context:
             from edge_distill.calibration import InputSpec, load_dataset
 
             specs = [InputSpec(i["name"], tuple(i["shape"]), i["dtype"]) for i in self.report["student"]["inputs"]]
-            data = load_dataset(self.report["data"]["evaluation"]["source"], specs)
+            data = load_dataset(self._evaluation_data(), specs)
             # One sample of each of the first classes (or the first samples): distinct expected answers.
             index = []
             if data.labels is not None:
@@ -242,6 +242,24 @@ class _Context:
             index = index or list(range(min(GOLDEN_SAMPLES, len(data))))
             self._golden = data.subset(np.array(index))
         return self._golden
+
+    def _evaluation_data(self) -> Path:
+        """The data file the report names, read only if it is a plain file (no link followed out of
+        where it lies) with the sha256 the check recorded: a crafted report cannot make bundle copy
+        samples from an arbitrary file into the app."""
+        recorded = self.report["data"]["evaluation"]
+        source = Path(recorded["source"])
+        if not source.exists():
+            raise BadInput("the evaluation data the report names is gone; bundle takes its golden samples from it",
+                           path=source)
+        plain_files(source)
+        if recorded.get("sha256") is None:
+            raise BadInput("the report records no sha256 of its evaluation data (written by an older edge-distill)",
+                           path=source, hint="run check again with this version")
+        if sha256_path(source) != recorded["sha256"]:
+            raise BadInput("the evaluation data changed since the check (its sha256 differs from the report's); "
+                           "refused", path=source, hint="run check again on this data")
+        return source
 
     def tokenizer_files(self) -> dict[str, Path]:
         """vocab.txt / tokenizer.json of a Hugging Face student folder, by the name they take in the app."""
@@ -261,8 +279,7 @@ class _Context:
             plain_files(config)  # the report's config names the folder: nothing in it is followed out
             settings = json.loads(config.read_text())
         shapes = [i["shape"] for i in self.report["student"]["inputs"] if i["name"] == "input_ids"]
-        data_length = np.load(self.report["data"]["evaluation"]["source"])["input_ids"].shape[1] \
-            if shapes else None
+        data_length = self.golden().inputs["input_ids"].shape[1] if shapes else None
         info.update(kind="wordpiece" if "vocab.txt" in files else "tokenizer.json",
                     lowercase=bool(settings.get("do_lower_case", True)), max_length=data_length,
                     padding="pad to max_length with [PAD]; attention_mask 1 for real tokens, 0 for padding",

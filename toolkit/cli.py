@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
 import click
 
-from .errors import EdgeDistillError
+from . import limits
+from .errors import CannotMeasure, EdgeDistillError
 
 EXIT_CODES = """Exit codes: 0 every budget holds; 1 a budget is broken; 2 bad input or usage, or a
 target refused an artifact (its row says why); 3 something could not be measured (the report says
@@ -39,9 +41,17 @@ class _Group(click.Group):
         except KeyboardInterrupt:  # Ctrl-C: not a verdict (click would exit 1, "a budget is broken")
             click.echo("\ninterrupted: the output folder is as it was before this run", err=True)
             sys.exit(130)
+        except MemoryError:  # an allocation the model or its data asked for, beyond what this machine gives
+            _fail(CannotMeasure("this machine ran out of memory for the model or its data; "
+                                f"inputs whose headers declare more than {limits.memory_bound():,} bytes are "
+                                "refused before reading, but this one asked for memory while running"))
         except Exception as exc:  # a bug or an unforeseen tool failure: never exit 1 (a budget verdict)
             if os.environ.get("EDGE_DISTILL_DEBUG"):
                 raise
+            allocation = re.search(r"Failed to allocate memory for requested buffer of size (\d+)", str(exc))
+            if allocation:  # onnxruntime's arena refused a buffer a dynamic shape asked for while running
+                _fail(CannotMeasure(f"onnxruntime could not allocate {int(allocation[1]):,} bytes "
+                                    "while running the model (a shape its inputs make at run time)"))
             from .tables import visible
 
             click.echo(f"error: could not finish: {type(exc).__name__}: {visible(exc)}\n"

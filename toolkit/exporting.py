@@ -52,7 +52,8 @@ def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, sampl
     check = samples.subset(np.arange(min(parity_samples, len(samples))))
     exported = load_model(str(out_path), inputs=model.inputs)
     exported.output_axes = model.output_axes  # a state output's batch axis, as the source model's
-    diff = float(np.max(np.abs(exported.predict(check, batch_size=16) - model.predict(check, batch_size=16))))
+    source = model.predict(check, batch_size=16)  # first: a model that cannot run on the data is named as the user's
+    diff = float(np.max(np.abs(exported.predict(check, batch_size=16) - source)))
     if not diff <= tolerance:  # also catches NaN
         raise ExportMismatch(f"onnxruntime disagrees with the source model: max |difference| {diff:.3g} on "
                              f"{len(check)} real samples, tolerance {tolerance:g}", path=out_path)

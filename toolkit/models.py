@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from edge_distill.calibration import (Dataset, InputSpec, fixed_batch_of, from_m
 
 from .files import plain_files, sha256_file
 from .errors import BadInput, MissingDependency
+from .limits import memory_bound, raise_hint
 from .quiet import hush_torchao
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".pkl", ".bin")
@@ -75,12 +77,20 @@ class SourceModel:
             import onnxruntime as ort
 
             options = ort.SessionOptions()
-            options.log_severity_level = 3
+            options.log_severity_level = 4  # its failures reach the user as our message, not as its log lines
             session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
             first = {s.name for s in self.inputs if s.axis == 0}
             batch = fixed_batch_of(self.inputs) or next(
                 (i.shape[0] for i in session.get_inputs() if i.name in first and isinstance(i.shape[0], int)), None)
-            return (lambda feeds: session.run(self.output_names, _as_model_types(session, feeds))), batch
+
+            def run_onnx(feeds):
+                try:
+                    return session.run(self.output_names, _as_model_types(session, feeds))
+                except Exception as exc:  # onnxruntime's Fail / RuntimeException: this model on this data
+                    raise BadInput(f"onnxruntime cannot run the model on the data: {_runtime_reason(exc)}",
+                                   path=self.onnx_path) from None
+
+            return run_onnx, batch
         import torch
 
         def run(feeds):
@@ -89,6 +99,17 @@ class SourceModel:
             return [o.detach().numpy() for o in (out if isinstance(out, (tuple, list)) else (out,))]
 
         return run, fixed_batch_of(self.inputs)
+
+
+def _runtime_reason(exc: Exception) -> str:
+    """onnxruntime's failure in a sentence: its status message without the source location."""
+    text = " ".join(str(exc).split())
+    allocation = re.search(r"Failed to allocate memory for requested buffer of size (\d+)", text)
+    if allocation:
+        return (f"it asks for a buffer of {int(allocation[1]):,} bytes while running (a shape its inputs make), "
+                "more than this machine can allocate")
+    message = text.split("Status Message: ", 1)[-1]
+    return re.sub(r"^\S+:\d+ [^)]*\) ", "", message)[:300]
 
 
 def _float32(output) -> np.ndarray:
@@ -366,7 +387,6 @@ def _load_exported(path: Path, inputs: list[InputSpec], trust_pickle: bool = Fal
 
 def _first_sentence(text: str, limit: int = 300) -> str:
     """torch's reason without the node dump some of its messages carry."""
-    import re
 
     head = re.split(r"(?<=[\w)])\. ", text)[0].rstrip(".")
     return head if len(head) <= limit else head[:limit] + "..."
@@ -405,6 +425,7 @@ def _load_onnx(path: Path, inputs: list[InputSpec], output: str | None = None) -
     except onnx.checker.ValidationError as exc:
         raise BadInput(f"ONNX checker rejects the model: {str(exc).splitlines()[0]}", path=path) from exc
     _check_runnable(path)
+    _check_declared_sizes(proto, path)
     if not inputs:
         inputs = onnx_input_specs(proto)
     outputs = [o.name for o in proto.graph.output]
@@ -447,7 +468,6 @@ def _tensor_bytes(tensor) -> int:
 def _check_runnable(path: Path) -> None:
     """onnxruntime must be able to load the user's model: an op it does not know (a custom op
     without its library) is the file's problem, named here rather than on a temporary copy later."""
-    import re
 
     import onnxruntime as ort
 
@@ -464,6 +484,34 @@ def _check_runnable(path: Path) -> None:
                            hint="export the model with standard ONNX operators") from None
         raise BadInput(f"onnxruntime cannot load the model: {text.split('failed:')[-1].strip()[:300]}",
                        path=path) from None
+
+
+def _check_declared_sizes(proto, path: Path) -> None:
+    """Refuse, before anything runs it, a graph whose shapes (as onnx's shape inference propagates them
+    through constants) declare a tensor larger than `limits.memory_bound()`: a 232-byte file whose
+    ConstantOfShape asks for 8 TB is the file's problem, not an allocation failure deep in a run.
+    A symbolic dimension (the batch) counts as 1, so the size found is a lower bound."""
+    import math
+
+    from onnx import helper, shape_inference
+
+    try:
+        inferred = shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception:  # an inference gap is not the file's fault; the runtime's own load already passed
+        return
+    limit = memory_bound()
+    producer = {out: node.op_type for node in inferred.graph.node for out in node.output}
+    for value in [*inferred.graph.value_info, *inferred.graph.output]:
+        tensor = value.type.tensor_type
+        if not tensor.HasField("shape") or not tensor.elem_type:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in tensor.shape.dim]
+        itemsize = helper.tensor_dtype_to_np_dtype(tensor.elem_type).itemsize
+        size = math.prod(dims) * itemsize
+        if size > limit:
+            raise BadInput(f"tensor '{value.name}' (made by {producer.get(value.name, 'an input')}) has shape {dims}: "
+                           f"{size:,} bytes, more than the {limit:,} one tensor may take; refused before running it",
+                           path=path, hint=raise_hint())
 
 
 ONNX_DTYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 2: "uint8", 9: "bool"}

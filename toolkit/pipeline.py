@@ -34,7 +34,7 @@ from .devices import Device, Job, RunSettings, resolve
 from .errors import BadInput, CannotMeasure, MissingDependency
 from .evaluate import Candidate, OutputRef, References, evaluate_artifact
 from .exporting import export_to_onnx
-from .files import package_files
+from .files import package_files, sha256_path
 from .mixed import AUTO, base_precision
 from .models import SourceModel, load_model
 from .progress import Progress, loop
@@ -61,7 +61,9 @@ def _model_info(model: SourceModel) -> dict:
 def _data_info(data: Dataset | None) -> dict | None:
     if data is None:
         return None
-    return {"source": data.source, "samples": len(data), "labels": data.labels is not None,
+    # the file's hash: `bundle` later reads its golden samples from it, and must know it is the same file
+    digest = sha256_path(Path(data.source)) if data.source != "zeros" else None
+    return {"source": data.source, "sha256": digest, "samples": len(data), "labels": data.labels is not None,
             "weights": data.weights is not None, "slices": {k: int(v.sum()) for k, v in data.slices.items()}}
 
 
