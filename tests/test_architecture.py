@@ -121,11 +121,11 @@ def _ed(*names: str) -> frozenset[str]:
     return frozenset(f"edge_distill.{n}" if n != "edge_distill" else n for n in names)
 
 
-LEAVES = ("errors", "files", "version", "provenance", "places", "quiet", "tomlfile")
+LEAVES = ("errors", "files", "limits", "version", "provenance", "places", "quiet", "tomlfile")
 ABOVE_THE_STAGES = _ed("cli", "__main__")
 RULES = [
     Rule(("edge_distill",), anything=True, lazily=True, at_top=_ed("version")),
-    Rule(("cli", "__main__"), anything=True, lazily=True, at_top=_ed("errors", "cli")),
+    Rule(("cli", "__main__"), anything=True, lazily=True, at_top=_ed("errors", "limits", "cli")),
     Rule(("pipeline", "ladder", "evaluate"), anything=True, except_=ABOVE_THE_STAGES),
     Rule(("scaffold",), _ed("models", "exporting", "kinds", "outputs", "errors", "calibration", "targets")),
     Rule(("auto_precision",), _ed("mixed", "report", "result", "files", "errors", "targets", "calibration")),
@@ -138,11 +138,12 @@ RULES = [
     Rule(("kinds",)),
     Rule(("streaming",), _ed("calibration", "errors")),
     Rule(("regression",), _ed("budgets", "kinds", "result", "provenance", "errors", "targets", "calibration")),
-    Rule(("exporting", "models", "archives", "text"), _ed("calibration", "result", "files", "errors", "quiet")),
+    Rule(("exporting", "models", "archives", "text"), _ed("calibration", "result", "files", "limits", "errors",
+                                                            "quiet")),
     Rule(("devices",), _ed("result", "provenance", "files", "errors", "places", "quiet", "tomlfile", "progress",
                            "targets", "calibration", "metrics")),
     Rule(("targets",), _ed("errors", "files", "quiet", "version", "calibration")),
-    Rule(("calibration",), _ed("errors")),
+    Rule(("calibration",), _ed("errors", "limits")),
     Rule(("result",), _ed("metrics", "provenance")),
     Rule(("report",), _ed("result", "tables")),
     Rule(("html_report",), _ed("report", "result")),
@@ -155,7 +156,7 @@ RULES = [
     Rule(("advise",), _ed("errors")),
     Rule(("runtime_worker",)),  # runs in another Python (the emulator's, an app runtime's) without edge_distill
     Rule(LEAVES, only=_ed("errors", "version", "provenance", "places", "quiet")),
-    Rule(LEAVES, _ed("errors"), only=_ed("files", "tomlfile")),
+    Rule(LEAVES, _ed("errors"), only=_ed("files", "limits", "tomlfile")),
 ]
 
 
