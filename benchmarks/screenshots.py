@@ -4,9 +4,9 @@
 
 runs `check` on the bundled Fashion-MNIST example twice into a throwaway results store (so the
 report has trends), the second time against the latest passing run, and takes report.html's picture
-in Debian's headless Chromium (Playwright): benchmarks/screenshots/report-html.png; the terminal's
+in Debian's headless Chromium (Playwright): docs/screenshots/report-html.png; the terminal's
 table of that run, as a colour terminal shows it, is drawn by rich's SVG export:
-benchmarks/screenshots/check-table.svg. About 3 minutes.
+docs/screenshots/check-table.svg. About 3 minutes.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "examples" / "fashion-mnist" / "edge-distill.toml"
-OUT = ROOT / "benchmarks" / "screenshots"
+OUT = ROOT / "docs" / "screenshots"
 sys.path.insert(0, str(ROOT / "tests"))
 
 

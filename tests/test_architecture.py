@@ -6,6 +6,8 @@ lazy ones inside functions), through the folder -> package map of pyproject.toml
 from __future__ import annotations
 
 import ast
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,11 +36,13 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _imports(name: str, path: Path) -> set[str]:
-    """Modules of this project that `name` imports, anywhere in its body."""
+def _imports(name: str, path: Path, top_level_only: bool = False) -> set[str]:
+    """Modules of this project that `name` imports, anywhere in its body (or only at module level).
+    `from edge_distill import places` imports edge_distill.places, not the package face."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    tree = ast.parse(path.read_text())
     out = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in tree.body if top_level_only else ast.walk(tree):
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -46,14 +50,17 @@ def _imports(name: str, path: Path) -> set[str]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([base] if base else []))
-            targets = [f"{base}.{a.name}" for a in node.names] + [base]
+            targets = [f"{base}.{a.name}" for a in node.names]
+            if any(target not in MODULES for target in targets):
+                targets.append(base)  # a name defined in `base` itself
         else:
             continue
         for target in targets:
-            while target and target not in MODULES:
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                out.add(target)
+            module = target
+            while module and module not in MODULES:
+                module = module.rpartition(".")[0]
+            if module and module != name:
+                out.add(module)
     return out
 
 
@@ -96,55 +103,173 @@ def test_no_import_circle():
     assert _cycles() == []
 
 
-# A package-level import of the package face (edge_distill) is how a submodule is reached; the
-# face itself imports only `version` at import time and the rest lazily.
-MAY_IMPORT = {
-    "edge_distill.result": {"edge_distill.metrics", "edge_distill.provenance"},
-    "edge_distill.report": {"edge_distill.result", "edge_distill.tables"},
-    "edge_distill.html_report": {"edge_distill.report", "edge_distill.result"},
-    "edge_distill.report_files": {"edge_distill.report", "edge_distill.html_report", "edge_distill.result"},
-    "edge_distill.history": {"edge_distill.errors"},
-    "edge_distill.tables": set(),
-    "edge_distill.progress": {"edge_distill.places", "edge_distill.tables"},
-    "edge_distill.metrics": {"edge_distill.kinds"},
-    "edge_distill.slicefind": {"edge_distill.result"},
-}
+@dataclass(frozen=True)
+class Rule:
+    """One row of ARCHITECTURE.md's table: the modules it covers (a package covers its submodules) and
+    what they may import besides each other. `lazily`: at module level they import only `at_top`."""
+
+    modules: tuple[str, ...]
+    may: frozenset[str] = frozenset()
+    anything: bool = False
+    except_: frozenset[str] = frozenset()
+    lazily: bool = False
+    at_top: frozenset[str] = frozenset()
+    only: frozenset[str] = frozenset()  # modules of the row the rule is narrowed to (the leaves row)
 
 
-def test_output_kinds_import_nothing_of_the_package_outside_kinds():
-    for name, imported in GRAPH.items():
-        if name.startswith("edge_distill.kinds"):
-            assert all(m.startswith("edge_distill.kinds") for m in imported), f"{name} imports {imported}"
+def _ed(*names: str) -> frozenset[str]:
+    return frozenset(f"edge_distill.{n}" if n != "edge_distill" else n for n in names)
 
 
-@pytest.mark.parametrize("module", sorted(MAY_IMPORT))
-def test_leaf_modules_import_only_what_they_may(module):
-    assert GRAPH[module] <= MAY_IMPORT[module], GRAPH[module] - MAY_IMPORT[module]
+LEAVES = ("errors", "files", "limits", "version", "provenance", "places", "quiet", "tomlfile")
+ABOVE_THE_STAGES = _ed("cli", "__main__")
+RULES = [
+    Rule(("edge_distill",), anything=True, lazily=True, at_top=_ed("version")),
+    Rule(("cli", "__main__"), anything=True, lazily=True, at_top=_ed("errors", "limits", "cli")),
+    Rule(("pipeline", "ladder", "evaluate"), anything=True, except_=ABOVE_THE_STAGES),
+    Rule(("scaffold",), _ed("models", "exporting", "kinds", "outputs", "errors", "calibration", "targets")),
+    Rule(("auto_precision",), _ed("mixed", "report", "result", "files", "errors", "targets", "calibration")),
+    Rule(("slicefind",), _ed("result")),
+    Rule(("discover",), anything=True, except_=ABOVE_THE_STAGES),
+    Rule(("mixed",), _ed("result")),
+    Rule(("bundle", "outputs", "runtimes"), _ed("files", "errors", "config", "targets", "places", "calibration")),
+    Rule(("config", "budgets", "cost"), _ed("result", "provenance", "errors", "tomlfile", "kinds", "calibration",
+                                            "files", "places")),
+    Rule(("kinds",)),
+    Rule(("streaming",), _ed("calibration", "errors")),
+    Rule(("regression",), _ed("budgets", "kinds", "result", "provenance", "errors", "targets", "calibration")),
+    Rule(("exporting", "models", "archives", "text"), _ed("calibration", "result", "files", "limits", "errors",
+                                                            "quiet")),
+    Rule(("devices",), _ed("result", "provenance", "files", "errors", "places", "quiet", "tomlfile", "progress",
+                           "targets", "calibration", "metrics")),
+    Rule(("targets",), _ed("errors", "files", "quiet", "version", "calibration")),
+    Rule(("calibration",), _ed("errors", "limits")),
+    Rule(("result",), _ed("metrics", "provenance")),
+    Rule(("report",), _ed("result", "tables")),
+    Rule(("html_report",), _ed("report", "result")),
+    Rule(("shards",), _ed("result", "files", "errors")),
+    Rule(("report_files",), _ed("report", "html_report", "result")),
+    Rule(("history", "history_migrations"), _ed("errors")),
+    Rule(("tables",)),
+    Rule(("progress",), _ed("places", "tables")),
+    Rule(("metrics",), _ed("kinds")),
+    Rule(("advise",), _ed("errors")),
+    Rule(("runtime_worker",)),  # runs in another Python (the emulator's, an app runtime's) without edge_distill
+    Rule(LEAVES, only=_ed("errors", "version", "provenance", "places", "quiet")),
+    Rule(LEAVES, _ed("errors"), only=_ed("files", "limits", "tomlfile")),
+]
 
 
-def test_targets_and_devices_stay_below_the_pipeline():
-    above = {"edge_distill.pipeline", "edge_distill.evaluate", "edge_distill.ladder", "edge_distill.cli",
-             "edge_distill.bundle", "edge_distill.config", "edge_distill.budgets"}
-    for name, imported in GRAPH.items():
-        if name.startswith(("edge_distill.targets", "edge_distill.devices", "edge_distill.calibration")):
-            assert not imported & above, f"{name} imports {imported & above}"
-    for name, imported in GRAPH.items():
-        if name.startswith("edge_distill.targets"):
-            inside = {m for m in imported if not m.startswith(("edge_distill.targets", "edge_distill.calibration"))}
-            assert inside <= {"edge_distill.errors", "edge_distill.files", "edge_distill.quiet",
-                              "edge_distill.version"}, f"{name} imports {inside}"
+def _covers(prefix: str, module: str) -> bool:
+    """`prefix` is `module` or a package holding it (the face, edge_distill, stands for itself only)."""
+    return module == prefix or (prefix != "edge_distill" and module.startswith(prefix + "."))
+
+
+def _rule_of(module: str) -> Rule | None:
+    for rule in RULES:
+        row = _ed(*rule.modules)
+        if any(_covers(m, module) for m in row) and (not rule.only or module in rule.only):
+            return rule
+    return None
+
+
+def violations(graph: dict[str, set[str]], top_level: dict[str, set[str]]) -> list[str]:
+    """Each import a module's row does not allow, as "module -> imported"."""
+    found = []
+    for module, imported in sorted(graph.items()):
+        rule = _rule_of(module)
+        if rule is None:
+            found.append(f"{module}: in no row of ARCHITECTURE.md's table")
+            continue
+        row = _ed(*rule.modules)
+        for target in sorted(imported):
+            if any(_covers(m, target) for m in row):
+                continue  # its own row or package
+            allowed = (not any(_covers(m, target) for m in rule.except_)) if rule.anything else \
+                any(_covers(m, target) for m in rule.may)
+            if not allowed:
+                found.append(f"{module} -> {target}")
+        if rule.lazily:
+            found += [f"{module} -> {t} (at import time)" for t in sorted(top_level[module] - rule.at_top)]
+    return found
+
+
+TOP_LEVEL = {name: _imports(name, path, top_level_only=True) for name, path in MODULES.items()}
+
+
+def test_every_module_imports_only_what_its_row_allows():
+    assert violations(GRAPH, TOP_LEVEL) == []
+
+
+@pytest.mark.parametrize("module, planted", [
+    ("edge_distill.config", "edge_distill.report"),  # a config rendering a report
+    ("edge_distill.devices.host", "edge_distill.report_files"),  # a device writing report files
+    ("edge_distill.calibration.readers", "edge_distill.targets"),  # data readers knowing targets
+    ("edge_distill.result", "edge_distill.pipeline"),  # the result object reaching up into a stage
+    ("edge_distill.tables", "edge_distill.errors"),  # a leaf that imports nothing of the package
+])
+def test_a_planted_import_against_the_rules_is_found(module, planted):
+    graph = {name: set(imported) for name, imported in GRAPH.items()}
+    graph[module].add(planted)
+    assert violations(graph, TOP_LEVEL) == [f"{module} -> {planted}"]
+
+
+def test_the_face_and_the_cli_import_lazily():
+    """A heavy module imported at the top of the face or of cli.py is found (it would slow `--help`)."""
+    top = {name: set(imported) for name, imported in TOP_LEVEL.items()}
+    top["edge_distill"].add("edge_distill.pipeline")
+    top["edge_distill.cli"].add("edge_distill.config")
+    assert violations(GRAPH, top) == ["edge_distill -> edge_distill.pipeline (at import time)",
+                                      "edge_distill.cli -> edge_distill.config (at import time)"]
+
+
+def _table_rows() -> list[frozenset[str]]:
+    """The modules each row of ARCHITECTURE.md's import table names (backticked, parentheses left out)."""
+    text = (ROOT / "ARCHITECTURE.md").read_text()
+    table = text[text.index("| package / module |"):]
+    rows = []
+    for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        cell = re.sub(r"\([^)]*\)", "", line.split("|")[1])
+        names = [n.removesuffix(".py").removesuffix("/") for n in re.findall(r"`([^`]+)`", cell)]
+        rows.append(_ed(*names))
+    return rows
+
+
+def test_every_row_of_the_table_is_a_rule_and_every_rule_a_row():
+    assert set(_table_rows()) == {_ed(*rule.modules) for rule in RULES}
 
 
 def _named(path: Path, names: set[str]) -> list[str]:
-    """Comparisons with one of `names` as a literal: `x == "ort"`, `x in ("adb", ...)`."""
+    """Comparisons with one of `names` as a literal (`x == "ort"`, `x in ("adb", ...)`) and prefix or
+    suffix tests with one (`x.startswith("ort")`, `x.startswith(("tflite", ...))`)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Compare):
-            for part in [node.left, *node.comparators]:
-                literals = part.elts if isinstance(part, (ast.Tuple, ast.List, ast.Set)) else [part]
-                found += [f"{path.name}:{node.lineno} {lit.value!r}" for lit in literals
-                          if isinstance(lit, ast.Constant) and lit.value in names]
+            parts = [node.left, *node.comparators]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr in ("startswith", "endswith", "removeprefix", "removesuffix")):
+            parts = node.args
+        else:
+            continue
+        for part in parts:
+            literals = part.elts if isinstance(part, (ast.Tuple, ast.List, ast.Set)) else [part]
+            found += [f"{path.name}:{node.lineno} {lit.value!r}" for lit in literals
+                      if isinstance(lit, ast.Constant) and lit.value in names]
     return found
+
+
+def test_a_planted_target_name_test_is_found(tmp_path):
+    """The four forms, planted in a module outside the targets: each is found, and a name in a message is not."""
+    planted = tmp_path / "planted.py"
+    planted.write_text('def f(name, kind):\n'
+                       '    if name.startswith("ort"):\n'
+                       '        return name.endswith(("x", "tflite"))\n'
+                       '    print("ort builds .ort files")\n'
+                       '    return name == "coreml" or kind in ("host", "adb")\n')
+    assert _named(planted, TARGET_NAMES) == ["planted.py:2 'ort'", "planted.py:3 'tflite'", "planted.py:5 'coreml'"]
+    assert _named(planted, DEVICE_KINDS) == ["planted.py:5 'host'", "planted.py:5 'adb'"]
 
 
 def test_no_module_names_a_target_or_a_device_kind_outside_its_own():
