@@ -121,14 +121,15 @@ def _ed(*names: str) -> frozenset[str]:
     return frozenset(f"edge_distill.{n}" if n != "edge_distill" else n for n in names)
 
 
-LEAVES = ("errors", "files", "limits", "version", "provenance", "places", "quiet", "tomlfile")
+LEAVES = ("errors", "files", "limits", "precision", "version", "provenance", "places", "quiet", "tomlfile")
 ABOVE_THE_STAGES = _ed("cli", "__main__")
 RULES = [
     Rule(("edge_distill",), anything=True, lazily=True, at_top=_ed("version")),
     Rule(("cli", "__main__"), anything=True, lazily=True, at_top=_ed("errors", "limits", "cli")),
     Rule(("pipeline", "ladder", "evaluate"), anything=True, except_=ABOVE_THE_STAGES),
     Rule(("scaffold",), _ed("models", "exporting", "kinds", "outputs", "errors", "calibration", "targets")),
-    Rule(("auto_precision",), _ed("mixed", "report", "result", "files", "errors", "targets", "calibration")),
+    Rule(("auto_precision",), _ed("mixed", "precision", "report", "result", "files", "errors", "targets",
+                                   "calibration")),
     Rule(("slicefind",), _ed("result")),
     Rule(("discover",), anything=True, except_=ABOVE_THE_STAGES),
     Rule(("mixed",), _ed("result")),
@@ -155,7 +156,7 @@ RULES = [
     Rule(("metrics",), _ed("kinds")),
     Rule(("advise",), _ed("errors")),
     Rule(("runtime_worker",)),  # runs in another Python (the emulator's, an app runtime's) without edge_distill
-    Rule(LEAVES, only=_ed("errors", "version", "provenance", "places", "quiet")),
+    Rule(LEAVES, only=_ed("errors", "precision", "version", "provenance", "places", "quiet")),
     Rule(LEAVES, _ed("errors"), only=_ed("files", "limits", "tomlfile")),
 ]
 
@@ -343,3 +344,28 @@ def test_the_result_module_mirrors_the_report_schema():
     from edge_distill.metrics import Metrics
 
     assert fields(Metrics) == properties(defs["metrics"])
+
+
+def test_no_module_takes_a_precision_name_apart_outside_precision_py():
+    """"int4-auto" is read by `precision.PrecisionSpec` alone: a second reader (`endswith("-auto")`,
+    `precision + "-auto"`) is how the suffix once drifted between modules."""
+    offenders = []
+    for path in sorted((ROOT / "toolkit").rglob("*.py")) + sorted((ROOT / "targets").rglob("*.py")):
+        if path.name == "precision.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("-auto"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def test_a_precision_spec_reads_and_writes_the_configured_name():
+    from edge_distill.precision import PrecisionSpec
+
+    for name, base, auto in (("int4-auto", "int4", True), ("int8-dynamic", "int8-dynamic", False),
+                             ("int8-dynamic-auto", "int8-dynamic", True), ("fp16", "fp16", False)):
+        spec = PrecisionSpec.parse(name)
+        assert (spec.base, spec.auto, spec.name) == (base, auto, name)
+    assert PrecisionSpec.parse("int8").searched().name == "int8-auto"
+    assert [PrecisionSpec.parse(n).eight_bit for n in ("int8", "int8-dynamic-auto", "int4", "fp32")] == \
+        [True, True, False, False]

@@ -16,7 +16,8 @@ from edge_distill.targets import Layer, get_target
 
 from .errors import BadInput
 from .files import write_atomic
-from .mixed import AUTO, FLOAT, base_precision, mendable, search
+from .mixed import FLOAT, mendable, search
+from .precision import base_of, is_auto
 from .report import raised_summary
 from .result import TargetResult
 
@@ -27,7 +28,7 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     (`edge-distill sensitivity`): the precision as asked, with its layers' sensitivity, no search.
     `folder`: under `out`, where the target's folder is (the ladder's subject). `data`: samples for
     the per-layer activation error, where the target measures it (`tensor_errors`)."""
-    tc, base = planned.config, base_precision(precision)
+    tc, base = planned.config, base_of(precision)
     target = get_target(tc.name)
     attempts = work / "-".join([*folder.parts, tc.name, precision])
     attempts.mkdir()
@@ -118,7 +119,7 @@ def _samples_note(subset, data, best: TargetResult) -> dict:
 def _write_choice(best: TargetResult, state, members: dict, folder: Path, precision: str, subset: bool,
                   progress) -> None:
     """recipe.toml beside the chosen artifact, and the search's verdict as the result's warning."""
-    base = base_precision(precision)
+    base = base_of(precision)
     write_recipe(folder / "recipe.toml", best.target, base, _options(state.raised, members, state.steps))
     best.files.append(str(Path(best.artifact).parent / "recipe.toml"))
     verdict = (f"{precision}: {raised_summary(state.to_dict())}; {state.trials} trials in {state.seconds:.0f} s "
@@ -205,8 +206,8 @@ def refusal(target, precision: str, options: dict) -> str | None:
 
 def check_auto(target_name: str, precision: str, options: dict | None = None) -> None:
     """An "-auto" precision needs a target that can leave that precision's layers in float."""
-    if not precision.endswith(AUTO):
+    if not is_auto(precision):
         return
-    why = refusal(get_target(target_name), base_precision(precision), options or {})
+    why = refusal(get_target(target_name), base_of(precision), options or {})
     if why:
         raise BadInput(f"target '{target_name}' has no {precision}: {why}")

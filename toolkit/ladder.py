@@ -29,7 +29,8 @@ from .cost import CostModel
 from .errors import BadInput
 from .pipeline import (PlannedTarget, Progress, attempted, build_and_measure, build_report, export_verified,
                        labels_match, load_inputs, plan_targets, trial_builder)
-from .mixed import AUTO, mendable
+from .mixed import mendable
+from .precision import PrecisionSpec, auto_of
 from .result import Ladder, Report, Rung, TargetResult
 from .evaluate import References
 
@@ -100,10 +101,10 @@ def _climb(cfg: Config, planned: PlannedTarget, subject: str, model, precisions,
             refs.float_latency, refs.float_size = result.latency, result.size_bytes
         results.append(result)
         group.append(_rung(result.name, result, cfg.cost))
-        if precision.startswith("int8") and mendable(result) and not refusal(target, precision, planned.config.options):
+        if PrecisionSpec.parse(precision).eight_bit and mendable(result) and not refusal(target, precision, planned.config.options):
             # The 8-bit rung breaks a budget float layers can mend: its mixed-precision rung, before 4 bits.
             build = trial_builder(cfg, model, onnx_path, loaded, refs, progress, subject=subject, qualified=True)
-            auto = build_auto(planned, precision + AUTO, out, work, build, progress, folder=Path(subject))
+            auto = build_auto(planned, auto_of(precision), out, work, build, progress, folder=Path(subject))
             results.append(auto)
             group.append(_rung(auto.name, auto, cfg.cost))
     return order_by_measured_cost(group)

@@ -27,14 +27,6 @@ from typing import Callable
 
 from .result import TargetResult
 
-AUTO = "-auto"
-
-
-def base_precision(name: str) -> str:
-    """"int4-auto" -> "int4"; a plain precision is its own base."""
-    return name.removesuffix(AUTO)
-
-
 def shortfall(result: TargetResult) -> float:
     """How far the broken checks are from their limits, each relative to its limit; 0 when all hold."""
     total = 0.0

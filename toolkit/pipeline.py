@@ -35,7 +35,7 @@ from .errors import BadInput, CannotMeasure, MissingDependency
 from .evaluate import Candidate, OutputRef, References, evaluate_artifact
 from .exporting import export_to_onnx
 from .files import package_files, sha256_path
-from .mixed import AUTO, base_precision
+from .precision import auto_of, base_of, is_auto
 from .models import SourceModel, load_model
 from .progress import Progress, loop
 from .streaming import ModelIO, model_io
@@ -132,7 +132,7 @@ def _checked_capabilities(cfg: Config, tc: TargetConfig):
         caps.options_with_defaults(tc.options_for(tc.recipe_precision))
         for p in tc.precisions:
             check_auto(tc.name, p, tc.options)
-            check_precision(caps, base_precision(p), tc.calibration_method)
+            check_precision(caps, base_of(p), tc.calibration_method)
         if tc.runtime_version and not caps.app_runtime_package:
             raise BadInput(f"target '{tc.name}' runs on the phone's own runtime (the OS's): runtime_version does "
                            "not apply to it")
@@ -366,14 +366,14 @@ def _target_results(cfg: Config, planned: PlannedTarget, precisions: list[str], 
     name, onnx_path = planned.config.name, out / "onnx" / "model.onnx"
     ahead = {}
     for precision in precisions if planned.device.starts_ahead else ():
-        if not precision.endswith(AUTO):
+        if not is_auto(precision):
             ahead[precision] = attempted(partial(build_one, cfg, planned, precision, loaded.student, onnx_path, out,
                                                  name, work, loaded, progress), out, name, "student", name, precision)
             if not isinstance(ahead[precision], TargetResult):
                 planned.device.start(ahead[precision][0].path, loaded.io.chunks(loaded.evaluation),
                                      result_label("student", name, precision), progress)
     for precision in precisions:
-        if precision.endswith(AUTO):
+        if is_auto(precision):
             build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
             yield precision, attempted(partial(build_auto, planned, precision, out, work, build, progress,
                                                data=loaded.evaluation), out, name, "student", name, precision)
@@ -400,7 +400,7 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
     each quantized layer left in float alone and quantized alone (mixed.sensitivity)."""
     (planned,) = plan_targets(cfg, names=[target], device=device)
     check_precision(get_target(target).capabilities, precision, planned.config.calibration_method)
-    check_auto(target, precision + AUTO, planned.config.options)
+    check_auto(target, auto_of(precision), planned.config.options)
     loaded = load_inputs(cfg, progress)
     export = export_verified(cfg, loaded.student, loaded.io.chunks(loaded.evaluation), out, "onnx", progress)
     float_all, teacher_out = reference_outputs(loaded, progress, cfg.model.task)
@@ -546,14 +546,14 @@ def auto_export_config(cfg: Config, reference: str, weights: str | None, target_
                        options: dict) -> Config:
     """`export --auto`: the config's data and budgets, MODEL as the student, and one target entry at
     the -auto precision (the config's own entry for that target, if any, gives its other settings)."""
-    target_name, precision = _export_target(target_string, precision and base_precision(precision))
-    precision = base_precision(precision)
+    target_name, precision = _export_target(target_string, precision and base_of(precision))
+    precision = base_of(precision)
     caps = None if target_name == "onnx" else get_target(target_name).capabilities
     if caps is None or caps.precision(precision).weight_bits >= 16:
         raise BadInput(f"export --auto searches a quantized precision (int8, int4), not {target_name} {precision}",
                        hint="e.g. --target ort-int4")
     entry = next((t for t in cfg.targets if t.name == target_name), TargetConfig(target_name, []))
-    entry = dataclasses.replace(entry, precisions=[precision + AUTO], options={**entry.options, **options})
+    entry = dataclasses.replace(entry, precisions=[auto_of(precision)], options={**entry.options, **options})
     model = cfg.model
     if reference != model.student:  # another student than the config's, on its data and budgets
         given = lambda ref: str(Path(ref).resolve()) if ref and Path(ref).exists() else ref  # noqa: E731
