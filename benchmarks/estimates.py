@@ -112,7 +112,8 @@ def corpus(name: str) -> list[dict]:
     devices = {r["device"]: r for r in csv.DictReader((MEASUREMENTS / "devices.csv").open())}
     rows = []
     for row in csv.DictReader((MEASUREMENTS / name).open()):
-        shape = re.fullmatch(r"(\d+)x\d+x3|(\d+) tokens", row["input"])  # an image, or a sequence of token ids
+        # an image, or a sequence of token ids; "?": a size the page implies rather than states
+        shape = re.fullmatch(r"(\d+)x\d+x3\??|(\d+) tokens", row["input"])
         size = int(shape[1] or shape[2]) if shape else None
         if row["model"] not in networks.NETWORKS or row["precision"] not in PRECISIONS or not size \
                 or row["device"] not in devices or row["runtime"] not in FAMILIES:
