@@ -231,6 +231,16 @@ def network_family(load: Workload) -> str:
     return "dense conv" if dense >= 0.3 else "depthwise"
 
 
+def families_said(c: Coefficients) -> str:
+    """Each network family's sealed-split error on GEMM runtimes, in one line (what `devices` shows)."""
+    parts = []
+    for family in NETWORK_FAMILIES:
+        v = c.family_validation.get(family, {})
+        parts.append(f"{family} {v['sealed_median_error']:g}x, {v['sealed_within_1_5x']:.0%} within 1.5x "
+                     f"of {v['sealed_runs']}" if v.get("sealed_runs") else f"{family} no sealed runs")
+    return "by network family on the sealed split's GEMM runs: " + ", ".join(parts)
+
+
 def family_said(family: str, c: Coefficients) -> str:
     """What the corpus says of estimates of one network family on GEMM runtimes."""
     v = c.family_validation.get(family, {})
