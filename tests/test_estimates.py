@@ -235,8 +235,8 @@ def test_devices_shows_each_profiles_validated_error():
     # each network family's sealed error, as fitted.toml records it (benchmarks/estimates.py writes it)
     import tomllib
 
-    fitted = tomllib.loads((Path(fitting.PROFILES) / "cost_model" / "fitted.toml").read_text())["family_validation"]
-    dense = fitted["dense conv"]
+    families = tomllib.loads((Path(fitting.PROFILES) / "cost_model" / "fitted.toml").read_text())["family_validation"]
+    dense = families["dense conv"]
     assert (f"dense conv {dense['sealed_median_error']:g}x, {round(100 * dense['sealed_within_1_5x'])}% within 1.5x "
             f"of {dense['sealed_runs']}") in proc.stdout
     fitted = [r for r in fitting.corpus("ncnn.csv") + gemm if not r["sealed"]]
