@@ -128,6 +128,31 @@ def test_matrix_products_over_many_rows_run_as_gemms_and_cost_as_one(tmp_path):
     assert seconds(load, core, ORT["fp32"], "gemm", 1, c) == pytest.approx(by_hand, rel=1e-9)
 
 
+def test_the_published_scores_are_the_fitted_files():
+    """docs/estimates.md's sealed table ("after" columns) says what fitted.toml and the profiles'
+    [validation] hold, which benchmarks/estimates.py wrote: a refit that is not written up fails here."""
+    import re
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    families = tomllib.loads((root / "toolkit/device_profiles/cost_model/fitted.toml").read_text())["family_validation"]
+    cpu = load_profile("raspberry-pi-5").validation
+    text = (root / "docs" / "estimates.md").read_text()
+    sealed_table = text[text.index("| sealed split |"):text.index("Cross-validated (outside")]
+
+    def after(label):
+        row = next(line for line in sealed_table.splitlines() if line.startswith(f"| {label} |"))
+        runs, median, within = [c.strip() for c in row.strip("|").split("|")][-3:]
+        return int(runs), float(median.rstrip("x")), int(within.rstrip("%"))
+
+    assert after("GEMM runtimes, all") == (cpu["runs"], cpu["median_error"], round(100 * cpu["within_1_5x"]))
+    for family in ("depthwise", "dense conv"):
+        v = families[family]
+        assert after(f"GEMM runtimes, {family}") == (v["sealed_runs"], v["sealed_median_error"],
+                                                      round(100 * v["sealed_within_1_5x"]))
+    assert re.search(rf"It holds {round(100 * cpu['interval_coverage'])}% of the {cpu['runs']} sealed GEMM", text)
+
+
 @pytest.mark.slow
 def test_int8_of_a_compute_bound_network_is_estimated_faster_and_cores_rank(resnet18):
     mid, flagship, pi = (load_profile(n) for n in ("android-midrange", "android-flagship", "raspberry-pi-5"))
