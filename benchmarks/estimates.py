@@ -55,14 +55,14 @@ import networks  # noqa: E402
 from edge_distill.devices.cost_model import (GEMM_KERNELS, WINOGRAD_FAMILIES, Coefficients, Workload, core_of,  # noqa: E402
                                              load_cores, seconds)
 from edge_distill.devices.cost_model import NETWORK_FAMILIES, network_family  # noqa: E402
-from edge_distill.devices.graph_work import DENSE, OP_CLASSES, POINTWISE, graph_work  # noqa: E402
+from edge_distill.devices.graph_work import DENSE, MATMUL, OP_CLASSES, POINTWISE, graph_work  # noqa: E402
 from edge_distill.targets import Precision  # noqa: E402
 
 MEASUREMENTS = ROOT / "toolkit" / "device_profiles" / "measurements"
 PROFILES = ROOT / "toolkit" / "device_profiles"
 RESULTS = ROOT / "benchmarks" / "results"
 PRECISIONS = {"fp32": Precision("fp32", 32, 32, "fp32"), "int8": Precision("int8", 8, 8, "int8")}
-CLASSES = [c for c in OP_CLASSES if c != "light"]
+CLASSES = [c for c in OP_CLASSES if c not in ("light", MATMUL)]  # matrix products over many rows run as pointwise
 SIGMA, TAU = 0.25, 0.5  # the spread of log errors the fit expects, and of a device's offset
 
 
@@ -112,7 +112,8 @@ def corpus(name: str) -> list[dict]:
     devices = {r["device"]: r for r in csv.DictReader((MEASUREMENTS / "devices.csv").open())}
     rows = []
     for row in csv.DictReader((MEASUREMENTS / name).open()):
-        shape = re.fullmatch(r"(\d+)x\d+x3|(\d+) tokens", row["input"])  # an image, or a sequence of token ids
+        # an image, or a sequence of token ids; "?": a size the page implies rather than states
+        shape = re.fullmatch(r"(\d+)x\d+x3\??|(\d+) tokens", row["input"])
         size = int(shape[1] or shape[2]) if shape else None
         if row["model"] not in networks.NETWORKS or row["precision"] not in PRECISIONS or not size \
                 or row["device"] not in devices or row["runtime"] not in FAMILIES:
@@ -142,6 +143,7 @@ class Design:
         self.flops = np.array([[w.flops[c] for c in CLASSES] for w in load])
         self.gemm = np.array([r["family"] not in WINOGRAD_FAMILIES for r in rows])
         dense, pointwise = [CLASSES.index(c) for c in DENSE], CLASSES.index(POINTWISE)
+        self.flops[:, pointwise] += [w.flops.get(MATMUL, 0.0) for w in load]  # a 1x1 convolution's microkernel
         # A GEMM runtime's dense convolution: the 1x1 convolutions' microkernel, and its gathering
         self.flops[self.gemm, pointwise] += self.flops[self.gemm][:, dense].sum(axis=1)
         self.flops[np.ix_(self.gemm, dense)] = 0

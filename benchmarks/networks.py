@@ -415,6 +415,77 @@ def inception_resnet_v2() -> nn.Module:
                          *[b8() for _ in range(9)], b8(False), _cv(2080, 1536, 1), *_head(1536, 1001))
 
 
+def inception_v1() -> nn.Module:
+    """Inception v1 as TF-slim builds it (the quantized .tflite TensorFlow Lite's hosted-models page
+    times): GoogLeNet with BatchNorm, its "5x5" branches 3x3 (slim's Conv2d_0a_3x3), 224x224 input."""
+    def block(cin, b0, b1r, b1, b2r, b2, b3):
+        return _Concat(_cv(cin, b0, 1), _chain(cin, (b1r, 1), (b1, 3)), _chain(cin, (b2r, 1), (b2, 3)),
+                       nn.Sequential(nn.MaxPool2d(3, 1, 1), _cv(cin, b3, 1)))
+    pool = lambda k=3: nn.MaxPool2d(k, 2, (k - 1) // 2)  # noqa: E731
+    return nn.Sequential(_cv(3, 64, 7, 2), pool(), _cv(64, 64, 1), _cv(64, 192, 3), pool(),
+                         block(192, 64, 96, 128, 16, 32, 32), block(256, 128, 128, 192, 32, 96, 64), pool(),
+                         block(480, 192, 96, 208, 16, 48, 64), block(512, 160, 112, 224, 24, 64, 64),
+                         block(512, 128, 128, 256, 24, 64, 64), block(512, 112, 144, 288, 32, 64, 64),
+                         block(528, 256, 160, 320, 32, 128, 128), pool(2),
+                         block(832, 256, 160, 320, 32, 128, 128), block(832, 384, 192, 384, 48, 128, 128),
+                         *_head(1024, 1001))
+
+
+def inception_v2() -> nn.Module:
+    """Inception v2 as TF-slim builds it (BN-Inception: 5x5 branches as two 3x3, a separable 7x7 stem
+    with depth multiplier 8), 224x224 input."""
+    def block(cin, b0, b1r, b1, b2r, b2, b3, pool="avg"):
+        last = nn.AvgPool2d(3, 1, 1, count_include_pad=False) if pool == "avg" else nn.MaxPool2d(3, 1, 1)
+        return _Concat(*([_cv(cin, b0, 1)] if b0 else []), _chain(cin, (b1r, 1), (b1, 3)),
+                       _chain(cin, (b2r, 1), (b2, 3), (b2, 3)), nn.Sequential(last, _cv(cin, b3, 1)))
+
+    def reduce(cin, b0r, b0, b1r, b1):
+        return _Concat(_chain(cin, (b0r, 1), (b0, 3, 2)), _chain(cin, (b1r, 1), (b1, 3), (b1, 3, 2)),
+                       nn.MaxPool2d(3, 2, 1))
+    stem = nn.Sequential(nn.Conv2d(3, 24, 7, 2, 3, groups=3, bias=False), nn.Conv2d(24, 64, 1, bias=False),
+                         nn.BatchNorm2d(64), nn.ReLU())
+    pool = lambda: nn.MaxPool2d(3, 2, 1)  # noqa: E731
+    return nn.Sequential(stem, pool(), _cv(64, 64, 1), _cv(64, 192, 3), pool(),
+                         block(192, 64, 64, 64, 64, 96, 32), block(256, 64, 64, 96, 64, 96, 64),
+                         reduce(320, 128, 160, 64, 96),
+                         block(576, 224, 64, 96, 96, 128, 128), block(576, 192, 96, 128, 96, 128, 128),
+                         block(576, 160, 128, 160, 128, 160, 96), block(576, 96, 128, 192, 160, 192, 96),
+                         reduce(576, 128, 192, 192, 256),
+                         block(1024, 352, 192, 320, 160, 224, 128), block(1024, 352, 192, 320, 192, 224, 128, "max"),
+                         *_head(1024, 1001))
+
+
+class _PreActBottleneck(nn.Module):
+    """ResNet v2's unit (He et al. 2016, identity mappings): BatchNorm and ReLU before each convolution,
+    the stride on the 3x3, as TF-slim builds it."""
+
+    def __init__(self, cin, depth, stride):
+        super().__init__()
+        inner = depth // 4
+        self.pre = nn.Sequential(nn.BatchNorm2d(cin), nn.ReLU())
+        self.body = nn.Sequential(nn.Conv2d(cin, inner, 1, bias=False), nn.BatchNorm2d(inner), nn.ReLU(),
+                                  nn.Conv2d(inner, inner, 3, stride, 1, bias=False), nn.BatchNorm2d(inner), nn.ReLU(),
+                                  nn.Conv2d(inner, depth, 1))
+        self.skip = (nn.Conv2d(cin, depth, 1, stride) if cin != depth else
+                     nn.MaxPool2d(1, stride) if stride > 1 else nn.Identity())
+        self.projects = cin != depth
+
+    def forward(self, x):
+        pre = self.pre(x)
+        return self.body(pre) + self.skip(pre if self.projects else x)
+
+
+def resnet_v2_101() -> nn.Module:
+    """ResNet v2 101 as TF-slim builds it (the .tflite TensorFlow Lite's hosted-models page times):
+    units of 3, 4, 23, 3, each block's stride on its last unit, 299x299 input."""
+    layers, cin = [nn.Conv2d(3, 64, 7, 2, 3), nn.MaxPool2d(3, 2, 1)], 64
+    for units, depth, stride in [(3, 256, 2), (4, 512, 2), (23, 1024, 2), (3, 2048, 1)]:
+        for i in range(units):
+            layers.append(_PreActBottleneck(cin, depth, stride if i == units - 1 else 1))
+            cin = depth
+    return nn.Sequential(*layers, nn.BatchNorm2d(cin), nn.ReLU(), *_head(cin, 1001))
+
+
 class _NoNorm(nn.Module):
     """MobileBERT's NoNorm: an elementwise scale and shift in place of LayerNorm."""
 
@@ -490,9 +561,10 @@ NETWORKS = {"mobilenet": mobilenet, "mobilenet_v2": mobilenet_v2, "mobilenet_v3"
             "efficientnet_b0": efficientnet_b0, "shufflenet_v2": shufflenet_v2, "regnety_400m": regnety_400m,
             "squeezenet": squeezenet, "googlenet": googlenet, "alexnet": alexnet, "resnet18": resnet18,
             "resnet50": resnet50, "vgg16": vgg16, "inception_v3": inception_v3,
-            "inception_v4": inception_v4, "inception_resnet_v2": inception_resnet_v2, "mobilebert": mobilebert}
+            "inception_v4": inception_v4, "inception_resnet_v2": inception_resnet_v2, "mobilebert": mobilebert,
+            "inception_v1": inception_v1, "inception_v2": inception_v2, "resnet_v2_101": resnet_v2_101}
 INPUT = {"squeezenet": 227, "alexnet": 227, "inception_v3": 299, "inception_v4": 299,
-         "inception_resnet_v2": 299, "mobilebert": 384}  # the others take 224x224 (mobilebert: tokens)
+         "inception_resnet_v2": 299, "resnet_v2_101": 299, "mobilebert": 384}  # the others take 224x224 (mobilebert: tokens)
 TOKENS = {"mobilebert"}  # networks whose input is a sequence of token ids, not an image
 
 

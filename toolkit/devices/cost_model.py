@@ -26,6 +26,12 @@ input channels x kernel area) as a 1x1 convolution, so a dense convolution runs 
 efficiency plus the cost of gathering its lowered input (pixels x channels x kernel area elements:
 im2col writes and reads them, the indirect GEMM reads them through pointers). A speed per runtime
 family (fitted on the GEMM runtimes' published runs) takes the rest of what differs.
+
+Matrix products come in two kinds (graph_work): one row against a weight matrix (a batch-1 fully
+connected layer: "gemm", its weights streamed once, memory-bound) and many rows (a transformer's
+tokens, attention's scores and mixing: "matmul"). Every runtime runs the second on the microkernel
+of a 1x1 convolution, so it is costed at the pointwise efficiency; softmax and the normalizations
+around it are light elements (memory-bound, cycles per element), like every elementwise op.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from edge_distill.targets import Precision
 
 from ..errors import BadInput
 from ..tomlfile import read_toml
-from .graph_work import DENSE, DEPTHWISE, GEMM, LIGHT, OP_CLASSES, POINTWISE, OpWork
+from .graph_work import DENSE, DEPTHWISE, GEMM, LIGHT, MATMUL, OP_CLASSES, POINTWISE, OpWork
 
 GEMM_KERNELS = "gemm"  # XNNPACK (LiteRT), ONNX Runtime's MLAS, Core ML's CPU: every target's runtime
 WINOGRAD_FAMILIES = {"ncnn"}  # the families whose 3x3 stride-1 convolutions are Winograd
@@ -76,7 +82,7 @@ class Workload:
     """A graph's work summed per op class: all an estimate needs of the graph."""
     flops: dict[str, float] = field(default_factory=dict)
     light_elements: float = 0.0
-    matrix_weights: float = 0.0  # weight elements of the matrix products (fully connected layers)
+    matrix_weights: float = 0.0  # weight elements of the matrix-vector products (batch-1 fully connected layers)
     heavy_outputs: float = 0.0  # output elements of convolutions and matrix products
     gathered: float = 0.0  # dense convolutions' lowered input elements (graph_work.OpWork.gathered)
     ops: int = 0
@@ -180,8 +186,9 @@ def seconds(load: Workload, core: Core, precision: Precision, family: str, threa
     gemm_convolutions = family not in WINOGRAD_FAMILIES
     compute = 0.0
     for op_class, flops in load.flops.items():
-        # a GEMM runtime's dense convolution runs a 1x1 convolution's microkernel; the gathering is counted below
-        runs_as = POINTWISE if op_class in DENSE and gemm_convolutions else op_class
+        # a GEMM runtime's dense convolution runs a 1x1 convolution's microkernel (the gathering is counted
+        # below), and so does every runtime's matrix product over many rows
+        runs_as = POINTWISE if (op_class in DENSE and gemm_convolutions) or op_class == MATMUL else op_class
         compute += flops / (core.peak(arithmetic) * efficiency[runs_as])
     if gemm_convolutions:
         compute += load.gathered * c.gather_cycles[kind] / clock
@@ -215,12 +222,23 @@ def network_family(load: Workload) -> str:
     products), dense conv (30% or more in dense spatial convolutions), else depthwise (separable:
     depthwise and 1x1 convolutions)."""
     total = load.total_flops or 1.0
-    matrix, dense = load.flops.get(GEMM, 0.0) / total, sum(load.flops.get(c, 0.0) for c in DENSE) / total
+    matrix = (load.flops.get(GEMM, 0.0) + load.flops.get(MATMUL, 0.0)) / total
+    dense = sum(load.flops.get(c, 0.0) for c in DENSE) / total
     if matrix >= 0.5:
         return "transformer"
     if matrix >= 0.15:
         return "hybrid"
     return "dense conv" if dense >= 0.3 else "depthwise"
+
+
+def families_said(c: Coefficients) -> str:
+    """Each network family's sealed-split error on GEMM runtimes, in one line (what `devices` shows)."""
+    parts = []
+    for family in NETWORK_FAMILIES:
+        v = c.family_validation.get(family, {})
+        parts.append(f"{family} {v['sealed_median_error']:g}x, {v['sealed_within_1_5x']:.0%} within 1.5x "
+                     f"of {v['sealed_runs']}" if v.get("sealed_runs") else f"{family} no sealed runs")
+    return "by network family on the sealed split's GEMM runs: " + ", ".join(parts)
 
 
 def family_said(family: str, c: Coefficients) -> str:

@@ -21,9 +21,12 @@ CONV3X3_S1 = "conv3x3_s1"  # dense 3x3 stride 1: the one Winograd speeds up (ncn
 CONV = "conv"  # other dense convolutions with a spatial kernel (stems, strided, 5x5, 7x7, grouped)
 DEPTHWISE = "depthwise"
 POINTWISE = "pointwise"  # 1x1 convolutions: a GEMM over the pixels
-GEMM = "gemm"  # fully connected layers and matrix products (attention's too)
-LIGHT = "light"  # elementwise, pooling, normalization, data movement: a few operations per element
-OP_CLASSES = (CONV3X3_S1, CONV, DEPTHWISE, POINTWISE, GEMM, LIGHT)
+GEMM = "gemm"  # matrix-vector products: a batch-1 fully connected layer, one row against its weights
+# Matrix products over many rows (a sequence's tokens, attention's heads x tokens): a real GEMM, the
+# microkernel a 1x1 convolution runs on, not a matrix-vector product streaming its weights once per row
+MATMUL = "matmul"
+LIGHT = "light"  # elementwise, pooling, normalization, softmax, data movement: a few operations per element
+OP_CLASSES = (CONV3X3_S1, CONV, DEPTHWISE, POINTWISE, GEMM, MATMUL, LIGHT)
 DENSE = (CONV3X3_S1, CONV)  # convolutions with a spatial kernel over all (or 16 or more) channels of a group
 
 # A runtime folds these into their neighbours (QDQ pairs into QLinear kernels, shapes at load time).
@@ -87,12 +90,22 @@ def graph_work(onnx_path: Path) -> list[OpWork]:
             if op_class in DENSE:  # output pixels x the kernel's inputs, over every group
                 gathered = flops / 2.0 / weights[kernel][0] * _group(node)
         elif node.op_type in _MATMUL_LIKE and shapes.get(node.input[0]):
-            op_class, flops = GEMM, 2.0 * out_elems * float(shapes[node.input[0]][-1])
+            op_class, flops = _matrix_class(shapes[node.input[0]]), 2.0 * out_elems * float(shapes[node.input[0]][-1])
         elif node.op_type == "MatMulNBits":  # int4 weights packed in blocks: K x N of them, whatever the packing
             attrs = {a.name: a.i for a in node.attribute}
-            op_class, flops, weight_elems = GEMM, 2.0 * out_elems * attrs["K"], float(attrs["K"] * attrs["N"])
+            op_class, flops, weight_elems = (_matrix_class(shapes.get(node.input[0]) or [1]),
+                                             2.0 * out_elems * attrs["K"], float(attrs["K"] * attrs["N"]))
         work.append(OpWork(node.op_type, op_class, flops, weight_elems, act_elems, out_elems, gathered))
     return work
+
+
+def _matrix_class(first_input_shape: list) -> str:
+    """GEMM for one row (a matrix-vector product), MATMUL for more: the rows are every axis but the
+    reduction (batch x tokens, or batch x heads x tokens)."""
+    rows = 1
+    for d in first_input_shape[:-1]:
+        rows *= d or 1
+    return MATMUL if rows > 1 else GEMM
 
 
 def _group(node) -> int:

@@ -33,8 +33,8 @@ from ..result import MB, Latency, Memory
 from ..files import write_atomic
 from ..tomlfile import check_keys, read_toml
 from .base import Device, Figures, Job
-from .cost_model import (GEMM_KERNELS, Core, Workload, core_of, family_said, load_coefficients, network_family,
-                         neural_engine_seconds, seconds)
+from .cost_model import (GEMM_KERNELS, Core, Workload, core_of, families_said, family_said, load_coefficients,
+                         network_family, neural_engine_seconds, seconds)
 from .graph_work import graph_work
 from .host import host_speed
 
@@ -70,7 +70,8 @@ class Profile:
     def validated_errors(self) -> str:
         """Every validated error the profile has: its CPU's, and its Neural Engine's."""
         ne = self.neural_engine_validation
-        return f"CPU {_said(self.validation)}" + (f"; Neural Engine {_said(ne)}" if ne else "")
+        families = f"; {families_said(load_coefficients())}" if self.validation else ""
+        return f"CPU {_said(self.validation)}{families}" + (f"; Neural Engine {_said(ne)}" if ne else "")
 
     def interval(self, ms: float, precision: Precision | None = None) -> tuple[float, float] | None:
         """Where the true latency lies if this estimate errs as the cross-validated ones did (estimate /
