@@ -16,7 +16,6 @@ runtime versions) are reported, never compared.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -144,6 +143,7 @@ def _side_by_side(result: TargetResult, before: dict, run_dir: Path, baseline_di
     from edge_distill.calibration import zeros
     from edge_distill.targets import get_target
 
+    from .devices.host import side_by_side
     from .provenance import host_cpu
 
     prov = result.latency.provenance if result.latency else None
@@ -153,14 +153,7 @@ def _side_by_side(result: TargetResult, before: dict, run_dir: Path, baseline_di
         return None
     target = get_target(result.target)
     runners = [target.open_runner(path, prov.threads or 1) for path in (new, old)]
-    feeds = zeros(runners[0].input_specs(), 1).inputs
-    times = np.empty((2, runs))
-    for i in range(runs + 20):
-        for k in ((0, 1) if i % 2 else (1, 0)):  # alternate who goes first
-            start = time.perf_counter_ns()
-            runners[k].run(feeds)
-            if i >= 20:  # the first 20 rounds warm both up
-                times[k, i - 20] = (time.perf_counter_ns() - start) / 1e6
+    times = side_by_side(runners, zeros(runners[0].input_specs(), 1).inputs, runs=runs)
     return times[0], times[1]
 
 

@@ -49,6 +49,19 @@ def latency(runner, data: Dataset, *, warmup: int, runs: int, advance=lambda n=1
                    samples_ms=[_r(t) for t in times], reference_ms=_r(float(np.median(reference))))
 
 
+def side_by_side(runners: list, feeds: dict, *, warmup: int = 20, runs: int = 200) -> np.ndarray:
+    """Per-run times (ms, one row per runner) of runners timed in turns on the same feeds, who goes
+    first alternating each round: two artifacts compared free of the machine's drift between runs."""
+    times = np.empty((len(runners), runs))
+    for i in range(warmup + runs):
+        for k in (range(len(runners)) if i % 2 else reversed(range(len(runners)))):
+            start = time.perf_counter_ns()
+            runners[k].run(feeds)
+            if i >= warmup:
+                times[k, i - warmup] = (time.perf_counter_ns() - start) / 1e6
+    return times
+
+
 _REFERENCE = np.random.default_rng(0).standard_normal((96, 96)).astype(np.float32)
 
 
