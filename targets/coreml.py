@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -294,7 +295,7 @@ def _convert(ct, request: BuildRequest, example, deployment):
 
     source = request.source
     specs, module, max_batch = source.inputs, inference_module(source).eval(), _max_batch(source)
-    dims = {}
+    dims: dict[str, object] = {}
     dynamic = tuple({axis: dims.setdefault(d, torch.export.Dim(str(d).replace("-", "_"), min=1, max=max_batch))
                      for axis, d in enumerate(s.shape) if isinstance(d, str)} or None for s in specs)
     program = torch.export.export(module, example, dynamic_shapes=dynamic).run_decompositions({})
@@ -518,7 +519,7 @@ class CoreMLRunner:
                                                                      compute_units=units)
         devices = {"MLNeuralEngineComputeDevice": "neural_engine", "MLGPUComputeDevice": "gpu",
                    "MLCPUComputeDevice": "cpu"}
-        counts = Counter()
+        counts: Counter[str] = Counter()
         for op in plan.model_structure.program.functions["main"].block.operations:
             usage = plan.get_compute_device_usage_for_mlprogram_operation(op)
             preferred = getattr(usage, "preferred_compute_device", None) if usage else None
@@ -647,7 +648,7 @@ def _dequantize(a):
 
 _DTYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int16": np.int16, "uint16": np.uint16,
            "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
-_ACTIVATIONS = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0),
+_ACTIVATIONS: dict[str, Callable[[Any], Any]] = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0),
                 "linear": lambda v: v}
 
 
