@@ -71,12 +71,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, overload
 
 from edge_distill.calibration import InputSpec
 
 from .budgets import Budget, parse_budget
 from .errors import BadInput
 from .tomlfile import check_keys, expect, read_toml
+
+if TYPE_CHECKING:
+    from .cost import CostModel
 
 TASKS = ("classification", "embedding")
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
@@ -139,7 +143,7 @@ class Config:
     device_tools: dict = field(default_factory=dict)  # [measure.adb]: benchmark binaries for phones; [measure.qai_hub]
     targets: list[TargetConfig] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
-    cost: object | None = None  # edge_distill.cost.CostModel
+    cost: CostModel | None = None
     off_the_shelf: str | None = None
     off_the_shelf_weights: str | None = None
     history: str | None = None  # the results store every run is recorded in (edge_distill.history)
@@ -149,6 +153,11 @@ class Config:
     @property
     def root(self) -> Path:
         return self.path.parent
+
+    @overload
+    def resolve(self, value: str) -> str: ...
+    @overload
+    def resolve(self, value: str | None) -> str | None: ...
 
     def resolve(self, value: str | None) -> str | None:
         """A path relative to the config's folder; a module:factory reference stays as it is.
@@ -378,7 +387,8 @@ def _read_target(t, where: str, path: Path) -> TargetConfig:
     name = expect(t["name"], str, "name", where, path)
     precisions = expect(t.get("precisions", ["fp32"]), list, "precisions", where, path)
     options = expect(t.get("options", {}), dict, "options", where, path)
-    recipe_precision, recipe_options = None, {}
+    recipe_precision: str | None = None
+    recipe_options: dict = {}
     if "recipe" in t:  # a mixed-precision search's choice, rebuilt for the precision it was searched at
         recipe = (path.parent / expect(t["recipe"], str, "recipe", where, path)).resolve()
         recipe_precision, recipe_options = read_recipe(recipe, name)
