@@ -120,7 +120,7 @@ class TargetConfig:
     recipe_precision: str | None = None  # the precision a recipe (a search's choice) was searched at
     recipe_options: dict = field(default_factory=dict)  # its layer choices: for that precision's builds only
 
-    def options_for(self, precision: str) -> dict:
+    def options_for(self, precision: str | None) -> dict:
         """A build's options: the recipe's for the precision it was searched at, then the entry's own."""
         return {**self.recipe_options, **self.options} if precision == self.recipe_precision else self.options
 

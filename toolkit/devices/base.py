@@ -67,6 +67,9 @@ class Device:
     # is built, and `measure` collects the figures; the pipeline builds the next artifacts meanwhile.
     starts_ahead = False
 
+    def start(self, path: Path, data, label: str, progress, numerics: bool = True) -> None:
+        raise NotImplementedError
+
     def measure(self, job: Job) -> Figures:
         raise NotImplementedError
 
