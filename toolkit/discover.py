@@ -22,6 +22,7 @@ from edge_distill.targets import get_target, target_for_file
 from . import kinds, metrics
 from .config import Config
 from .errors import BadInput, MissingDependency
+from .files import save_arrays
 from .evaluate import host_outputs
 from .pipeline import Loaded, load_inputs, output_references, reference_outputs, why_no_task_metric
 from .progress import Progress
@@ -202,7 +203,7 @@ def write_discovery(out: Path, found: SliceDiscovery, masks: dict[str, np.ndarra
         row.name = name
         arrays[f"slice_{name}"] = mask
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    save_arrays(buffer, arrays)
     _atomic_write(out / DATA_FILE, buffer.getvalue())
     found.data_file, found.budget_file = DATA_FILE, BUDGET_FILE
     _atomic_write(out / BUDGET_FILE, budget_toml(found).encode())
