@@ -263,7 +263,7 @@ def _read_model(m: dict, path: Path) -> ModelConfig:
         weights=m.get("weights"), teacher=m.get("teacher"), teacher_weights=m.get("teacher_weights"),
         task=task, labels=[str(x) for x in expect(m.get("labels", []), list, "labels", "model", path)],
         inputs=parse_inputs(m.get("inputs", []), "model", path),
-        normalization=expect(m.get("normalization", {}), dict, "normalization", "model", path),
+        normalization=_normalization(m.get("normalization", {}), path),
         distilled_from=m.get("distilled_from"),
         stale_teacher=m.get("stale_teacher", "warn"),
         trust_pickle=expect(m.get("trust_pickle", False), bool, "trust_pickle", "model", path),
@@ -327,6 +327,15 @@ def _typed(text: str):
         except ValueError:
             pass
     return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _normalization(value, path: Path) -> dict:
+    """[model.normalization]: `scale` is one number (bundle divides the golden inputs by it; a list there
+    was a TypeError when bundling)."""
+    table = expect(value, dict, "normalization", "model", path)
+    if "scale" in table:
+        expect(table["scale"], (int, float), "scale", "model.normalization", path)
+    return table
 
 
 def _read_data(cfg: Config, d: dict) -> None:
