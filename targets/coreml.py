@@ -615,8 +615,9 @@ def _pool(kind):
     def pool(x, a):
         import torch.nn.functional as F
 
-        args = dict(kernel_size=tuple(int(k) for k in a["kernel_sizes"]), stride=tuple(int(s) for s in a["strides"]),
-                    padding=_padding(a) or 0, ceil_mode=bool(a.get("ceil_mode", False)))
+        args: dict[str, Any] = dict(kernel_size=tuple(int(k) for k in a["kernel_sizes"]),
+                                    stride=tuple(int(s) for s in a["strides"]),
+                                    padding=_padding(a) or 0, ceil_mode=bool(a.get("ceil_mode", False)))
         if kind == "max":
             return F.max_pool2d(x, **args)
         return F.avg_pool2d(x, count_include_pad=not bool(a.get("exclude_padding_from_average", False)), **args)
@@ -635,7 +636,7 @@ def _batch_norm(x, a):
 
 def _dequantize(a):
     x = np.asarray(a["input"]).astype(np.float32)
-    zero = 0 if a.get("zero_point") is None else np.asarray(a["zero_point"]).astype(np.float32)
+    zero: Any = 0 if a.get("zero_point") is None else np.asarray(a["zero_point"]).astype(np.float32)
     scale = np.asarray(a["scale"], dtype=np.float32)
     axis = a.get("axis")
     if axis is not None and scale.ndim == 1:

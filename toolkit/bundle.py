@@ -19,12 +19,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import BadInput
 from .files import plain_files, sha256_file, sha256_path, write_atomic
+
+if TYPE_CHECKING:
+    from edge_distill.calibration import Dataset
 
 SCHEMA_VERSION = "1"
 MANIFEST = ".edge-distill-bundle.json"
@@ -215,7 +218,7 @@ class _Context:
 
         self.report, self.report_hash = report, sha256_file(report_path)
         self.cfg = load_config(report["config"]) if report.get("config") else None
-        self._golden = None
+        self._golden: Dataset | None = None
         self._outputs: dict = {}
         self.proofs: dict = {}  # result name -> runtimes.Proof in the app's runtime version
 
