@@ -41,7 +41,8 @@ class InputSpec:
         """The batch the model was saved with, when its leading dimension is a number."""
         if self.axis is None or len(self.shape) <= self.axis:
             return None
-        return self.shape[self.axis] if isinstance(self.shape[self.axis], int) else None
+        size = self.shape[self.axis]
+        return size if isinstance(size, int) else None
 
     def example_shape(self, batch: int) -> tuple[int, ...]:
         """A concrete shape: the leading dynamic dim becomes `batch`, other dynamic dims 1."""

@@ -159,6 +159,7 @@ def load_dataset(path: str | Path, specs: list[InputSpec]) -> Dataset:
             slices[name] = names == name
     for key in sorted(k for k in arrays if k.startswith("slice_")):
         mask = per_sample(key)
+        assert mask is not None  # the key is one of arrays'
         if mask.dtype != np.bool_:
             raise BadInput(f"'{key}' must be a boolean mask, got {mask.dtype}", path=path)
         slices[key[len("slice_"):]] = mask

@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_distill.errors import BadInput
 from edge_distill.files import package_files
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge_distill.calibration import Dataset, InputSpec
 
 ENTRY_POINT_GROUP = "edge_distill.targets"
 BUILTIN = {"ort": "edge_distill.targets.ort:OrtTarget", "tflite": "edge_distill.targets.tflite:TfliteTarget",
@@ -201,7 +207,7 @@ class Coverage:
         weights = self.quantized_weights + self.float_weights
         macs = None if self.quantized_macs is None or self.float_macs is None else self.quantized_macs + self.float_macs
         return {"quantized_weight_fraction": round(self.quantized_weights / weights, 4) if weights else None,
-                "quantized_mac_fraction": round(self.quantized_macs / macs, 4) if macs else None,
+                "quantized_mac_fraction": round(self.quantized_macs / macs, 4) if macs and self.quantized_macs is not None else None,
                 "quantized_weights": self.quantized_weights, "float_weights": self.float_weights,
                 "quantized_macs": self.quantized_macs, "float_macs": self.float_macs,
                 "by_op": dict(sorted(self.by_op.items())), "float_ops": self.float_ops,
@@ -215,14 +221,37 @@ def _shares(tally: dict, weights: int, macs: int | None) -> dict:
             "mac_fraction": round(tally["macs"] / macs, 4) if macs and tally["macs"] is not None else None}
 
 
+class Source(Protocol):
+    """What a target reads of the source model (edge_distill.models.SourceModel, which targets may not import)."""
+
+    @property
+    def reference(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def inputs(self) -> list[InputSpec]: ...
+    @property
+    def fingerprint(self) -> str: ...
+    # a torch module and a torch.export program (or None): Any, as torch is not imported here
+    @property
+    def module(self) -> Any: ...
+    @property
+    def exported(self) -> Any: ...
+    @property
+    def onnx_path(self) -> Path | None: ...
+    @property
+    def output_names(self) -> list[str]: ...
+    def predict(self, data: Dataset, batch_size: int = 256) -> np.ndarray: ...
+
+
 @dataclass
 class BuildRequest:
     """Everything a target needs to build one artifact."""
 
     onnx_path: Path  # the verified fp32 ONNX export
-    source: object  # edge_distill.models.SourceModel
+    source: Source  # edge_distill.models.SourceModel
     precision: str
-    calibration: object | None  # edge_distill.calibration.Dataset, when the precision needs one
+    calibration: Dataset | None  # when the precision needs one
     calibration_method: str
     options: dict
     out_dir: Path  # where the artifact's files go
@@ -382,8 +411,8 @@ def _load(ref: str):
     return getattr(importlib.import_module(module_name), attr)
 
 
-def _registry() -> dict[str, str | object]:
-    found: dict[str, str | object] = dict(BUILTIN)
+def _registry() -> dict[str, str | EntryPoint]:
+    found: dict[str, str | EntryPoint] = dict(BUILTIN)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         found.setdefault(ep.name, ep)
     return found

@@ -32,6 +32,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -294,7 +295,7 @@ def _convert(ct, request: BuildRequest, example, deployment):
 
     source = request.source
     specs, module, max_batch = source.inputs, inference_module(source).eval(), _max_batch(source)
-    dims = {}
+    dims: dict[str, object] = {}
     dynamic = tuple({axis: dims.setdefault(d, torch.export.Dim(str(d).replace("-", "_"), min=1, max=max_batch))
                      for axis, d in enumerate(s.shape) if isinstance(d, str)} or None for s in specs)
     program = torch.export.export(module, example, dynamic_shapes=dynamic).run_decompositions({})
@@ -518,7 +519,7 @@ class CoreMLRunner:
                                                                      compute_units=units)
         devices = {"MLNeuralEngineComputeDevice": "neural_engine", "MLGPUComputeDevice": "gpu",
                    "MLCPUComputeDevice": "cpu"}
-        counts = Counter()
+        counts: Counter[str] = Counter()
         for op in plan.model_structure.program.functions["main"].block.operations:
             usage = plan.get_compute_device_usage_for_mlprogram_operation(op)
             preferred = getattr(usage, "preferred_compute_device", None) if usage else None
@@ -614,8 +615,9 @@ def _pool(kind):
     def pool(x, a):
         import torch.nn.functional as F
 
-        args = dict(kernel_size=tuple(int(k) for k in a["kernel_sizes"]), stride=tuple(int(s) for s in a["strides"]),
-                    padding=_padding(a) or 0, ceil_mode=bool(a.get("ceil_mode", False)))
+        args: dict[str, Any] = dict(kernel_size=tuple(int(k) for k in a["kernel_sizes"]),
+                                    stride=tuple(int(s) for s in a["strides"]),
+                                    padding=_padding(a) or 0, ceil_mode=bool(a.get("ceil_mode", False)))
         if kind == "max":
             return F.max_pool2d(x, **args)
         return F.avg_pool2d(x, count_include_pad=not bool(a.get("exclude_padding_from_average", False)), **args)
@@ -634,7 +636,7 @@ def _batch_norm(x, a):
 
 def _dequantize(a):
     x = np.asarray(a["input"]).astype(np.float32)
-    zero = 0 if a.get("zero_point") is None else np.asarray(a["zero_point"]).astype(np.float32)
+    zero: Any = 0 if a.get("zero_point") is None else np.asarray(a["zero_point"]).astype(np.float32)
     scale = np.asarray(a["scale"], dtype=np.float32)
     axis = a.get("axis")
     if axis is not None and scale.ndim == 1:
@@ -647,7 +649,7 @@ def _dequantize(a):
 
 _DTYPES = {"fp16": np.float16, "fp32": np.float32, "int32": np.int32, "int16": np.int16, "uint16": np.uint16,
            "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
-_ACTIVATIONS = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0),
+_ACTIVATIONS: dict[str, Callable[[Any], Any]] = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0),
                 "linear": lambda v: v}
 
 

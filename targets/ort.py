@@ -516,7 +516,7 @@ def mobile_usability(onnx_path: Path) -> dict:
         fix_output_shapes(model)
     except Exception:  # outputs of contrib ops may not infer; partition counts still work
         pass
-    out = {"provenance": "estimated", "method": "onnxruntime usability_checker op tables, dynamic dims fixed to 1"}
+    out: dict[str, object] = {"provenance": "estimated", "method": "onnxruntime usability_checker op tables, dynamic dims fixed to 1"}
     checks = {"nnapi": lambda m: uc.check_nnapi_partitions(m, require_fixed_input_sizes=True),
               "coreml_mlprogram": lambda m: uc.check_coreml_partitions(m, True, "coreml_supported_mlprogram_ops.md")}
     with quiet("", "ort_format_model.utils", "onnxruntime"):

@@ -369,7 +369,7 @@ class TfliteRunner:
             if self._layouts.get(name) == "NHWC" and len(shape) == 4:
                 shape = [shape[0], shape[3], shape[1], shape[2]]
             ids = np.issubdtype(d["dtype"], np.integer) and not d["quantization"][0]  # token ids, not int8 I/O
-            specs.append(InputSpec(name=name, shape=tuple(["batch"] + shape[1:]),
+            specs.append(InputSpec(name=name, shape=("batch", *shape[1:]),
                                    dtype=np.dtype(d["dtype"]).name if ids else "float32"))
         return specs
 
@@ -729,10 +729,10 @@ def coverage(path: Path) -> Coverage:
             elements = int(np.prod(shape)) if shape else 1
             out = [int(x) for x in tensors[int(op["outputs"][0])]["shape"]]
             macs = 0 if op["op_name"] == "EMBEDDING_LOOKUP" else _tflite_macs(op["op_name"], out, shape, elements)
-            stored = _INTEGER_TYPES.get(types.get(index))
+            stored = _INTEGER_TYPES.get(types.get(index, -1))  # -1: no type, not an integer one
             result.add(op["op_name"], elements, macs, stored is not None, f"#{op['index']}",
                        "kept in float by the recipe", layer=tensors[int(op["outputs"][0])]["name"],
-                       bits=stored and (4 if stored == "int4" else 8))
+                       bits=None if stored is None else (4 if stored == "int4" else 8))
     return result
 
 

@@ -292,3 +292,16 @@ def test_the_array_size_bound_is_configurable(tmp_path):
     assert_clean_failure(proc, tmp_path, out, f"{data / 'x.npy'}: array 'x' declares shape [16, 4] float32: 256 bytes, "
                                               "more than the 255 a data array may have; refused before reading it")
     assert run_cli(*args, env={"EDGE_DISTILL_MAX_ARRAY_BYTES": "256"}).returncode == 0
+
+
+def test_a_normalization_scale_that_is_not_a_number_is_refused(example):
+    """bundle divides the golden inputs by [model.normalization] scale: a list there passed the config and
+    bundling raised TypeError (float of a list, found by mypy)."""
+    from edge_distill.config import load_config
+    from edge_distill.errors import BadInput
+
+    config = edit_config(example, replace={"scale = 0.00392156862745098": "scale = [0.5, 0.25]"})
+    with pytest.raises(BadInput) as refused:
+        load_config(config)
+    assert refused.value.exit_code == 2
+    assert str(refused.value) == f"{config}: 'scale' in [model.normalization] must be int or float, got [0.5, 0.25]"

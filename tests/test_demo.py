@@ -35,7 +35,10 @@ def test_demo_exits_0_and_report_validates(demo_run):
             assert result["details"]["mobile_usability"]["provenance"] == "estimated"
         assert result["checks"] and all(c["passed"] for c in result["checks"])
     # The table is printed, and the three reports are there.
-    assert "ort-int8" in proc.stdout and "PASSED" in proc.stdout
+    assert "ort-int8" in proc.stdout
+    # the verdict line, its count worked out from report.json: every check of every result, and the gate's
+    held = len(report.get("gate_checks", [])) + sum(len(r["checks"]) for r in report["results"])
+    assert f"PASSED: every budget holds ({held}/{held} checks hold)" in proc.stdout.splitlines()
     assert (out / "junit.xml").read_text().count("<testcase") == len(
         [c for r in report["results"] for c in r["checks"]])
     assert "| check | value | limit | verdict |" in (out / "report.md").read_text()

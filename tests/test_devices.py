@@ -401,3 +401,22 @@ def test_phone_without_adb_installed(demo_run, tmp_path):
     env = {"EDGE_DISTILL_ADB": "", "PATH": str(Path(sys.executable).parent)}  # no adb anywhere
     proc = run_cli("bench", demo / "ort" / "model.fp32.ort", "--device", "adb", env=env)
     assert proc.returncode == 3 and "adb is not installed, so no Android device can be reached" in proc.stderr
+
+
+def test_iphone_without_xcodebuild_cannot_measure(tmp_path, monkeypatch):
+    """xcrun found (it lists the phone) and no xcodebuild: exit 3 naming the tool, not a TypeError from
+    subprocess.run([None, ...]) (mypy found this)."""
+    from edge_distill.devices import apple
+    from edge_distill.errors import CannotMeasure
+
+    app = tmp_path / "ios-demo"
+    (app / "EdgeDistillDemo.xcodeproj").mkdir(parents=True)
+    (tmp_path / "model.mlpackage").mkdir()
+    monkeypatch.setenv("EDGE_DISTILL_XCODEBUILD", "")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools-here"))
+    phone = apple.IPhone("Dana's iPhone", "18.5", "00008130-001A2B3C4D5E601E", True)
+    with pytest.raises(CannotMeasure) as caught:
+        apple.measure(phone, tmp_path / "model.mlpackage", [], app, warmup=1, runs=2)
+    assert caught.value.exit_code == 3
+    assert "xcodebuild is not installed" in str(caught.value)
+    assert not (app / "EdgeDistillDemo" / "Models" / "edge-distill-latency.mlpackage").exists()  # cleaned up

@@ -189,3 +189,17 @@ def test_init_refuses_what_it_cannot_read_by_name(tmp_path):
         run_init(str(tmp_path / "models" / "m.onnx"), tmp_path / "cfg", tmp_path / "data")
     assert str(info.value) == f"{tmp_path / 'data'}: no .npz file in the folder holds every input (x)"
     assert not (tmp_path / "cfg").exists() and not list(tmp_path.glob(".cfg.partial-*"))
+
+
+def test_init_samples_an_input_whatever_its_name(tmp_path):
+    """np.savez takes names as keywords: an input called allow_pickle became its flag and left sample.npz
+    without it (mypy flagged the **arrays)."""
+    x = helper.make_tensor_value_info("allow_pickle", TensorProto.FLOAT, ["batch", 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])
+    graph = helper.make_graph([helper.make_node("Relu", ["allow_pickle"], ["y"])], "relu", [x], [y])
+    (tmp_path / "models").mkdir()
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), tmp_path / "models" / "m.onnx")
+    run_init(str(tmp_path / "models" / "m.onnx"), tmp_path / "cfg")
+    sample = np.load(tmp_path / "cfg" / "sample.npz")
+    assert sorted(sample.files) == ["allow_pickle"]
+    assert sample["allow_pickle"].shape[1:] == (4,) and sample["allow_pickle"].dtype == np.float32

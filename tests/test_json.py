@@ -5,10 +5,12 @@ from __future__ import annotations
 import collections
 import json
 import statistics
+import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLE, edit_config, run_cli
+from conftest import EXAMPLE, ROOT, edit_config, run_cli
 
 pytestmark = pytest.mark.slow  # every test runs the CLI end to end
 
@@ -31,9 +33,35 @@ def test_report_commands_print_the_report(example, tmp_path, demo_run):
     assert verified["command"] == "verify" and verified["results"][0]["precision"] == "int8"
 
 
-@pytest.mark.parametrize("args", [("targets",), ("devices",), ("advise", *ADVICE)])
-def test_listing_commands_print_json(args):
-    assert _document(run_cli(*args, "--json"))
+def test_targets_json_lists_each_target_with_its_precisions():
+    from edge_distill.targets.coreml import CoremlTarget
+    from edge_distill.targets.ort import OrtTarget
+    from edge_distill.targets.tflite import TfliteTarget
+
+    listed = _document(run_cli("targets", "--json"))
+    # worked out apart: the built-in classes' own capabilities, not the registry the command reads
+    expected = {c.capabilities.name: [p.name for p in c.capabilities.precisions]
+                for c in (CoremlTarget, OrtTarget, TfliteTarget)}
+    assert {name: entry["precisions"] for name, entry in listed.items()} == expected
+
+
+def test_devices_json_lists_the_host_every_profile_the_emulator_and_the_cloud():
+    # no adb and no Xcode on PATH: no attached phone joins the list
+    env = {"EDGE_DISTILL_ADB": "", "EDGE_DISTILL_XCRUN": "", "PATH": str(Path(sys.executable).parent)}
+    listed = _document(run_cli("devices", "--json", env=env))
+    profiles = sorted(p.stem for p in (ROOT / "toolkit" / "device_profiles").glob("*.toml"))
+    assert [(d["name"], d["kind"]) for d in listed] == (
+        [("host", "measured")] + [(p, "estimated") for p in profiles]
+        + [("emulated-arm64", "emulated"), ("qai-hub:NAME", "measured")])
+
+
+def test_advise_json_starts_at_quantizing_the_current_model():
+    advice = _document(run_cli("advise", *ADVICE, "--json"))
+    # a 50 ms budget with no current figure, no off-the-shelf model: the current model quantized first
+    assert advice["start_at"] == "quantize the current model (int8, then int4)"
+    assert [s["answer"] for s in advice["steps"]] == [
+        "Yes: no current figure given; the budget is 50 ms", "None at hand",
+        "Start here: within reach of int8/int4 (up to ~3x)."]
 
 
 def _tflite_op_counts(path) -> dict[str, int]:

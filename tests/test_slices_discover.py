@@ -19,6 +19,8 @@ import pytest
 from conftest import EXAMPLE, run_cli
 from slice_planting import damaged_onnx, delta_flipping, planted_eval
 
+from edge_distill.errors import BadInput
+
 pytestmark = pytest.mark.slow
 TROUSER = 1
 
@@ -185,3 +187,16 @@ def test_check_runs_discovery_as_a_step_when_the_config_asks(example, tmp_path):
             "slices/ort-fp32/report.md") in report["warnings"]
     found = json.loads((tmp_path / "out" / "slices" / "ort-fp32" / "discovery.json").read_text())
     assert found["failures"] == 0 and found["proposed"] == [] and found["reference"] == "float student"
+
+
+def test_an_output_without_a_per_sample_error_is_refused_by_name():
+    """A detection output has no per-sample error: discovery said `'NoneType' object is not callable` (a
+    traceback, found by mypy) where it must refuse the output (exit 2) by its name."""
+    from edge_distill.discover import Compared, _evidence
+
+    heads = np.zeros((4, 84, 10), np.float32)
+    compared = Compared(heads, heads, "boxes", {"kind": "detection"}, "the artifact", first=True)
+    with pytest.raises(BadInput) as refused:
+        _evidence(None, None, compared)  # refused before the config or the data are read
+    assert refused.value.exit_code == 2
+    assert str(refused.value).startswith("output 'boxes' is a detection output, which has no per-sample error")

@@ -45,7 +45,9 @@ def imports_of(stream: bytes) -> list[str]:
     """Every module.name a pickle stream imports, read without running it. A stream that does not
     parse to its end, or an import whose name is not two plain strings pushed just before it,
     raises ValueError."""
-    found, recent, memo = [], [], {}  # recent: what each op pushed, a string or None for anything else
+    found: list[str] = []
+    recent: list[str | None] = []  # what each op pushed, a string or None for anything else
+    memo: dict[object, str | None] = {}
     ops = pickletools.genops(io.BytesIO(stream))
     while True:
         try:
@@ -64,7 +66,7 @@ def imports_of(stream: bytes) -> list[str]:
         elif name in ("BINGET", "LONG_BINGET", "GET"):
             recent.append(memo.get(arg))
         elif name in ("GLOBAL", "INST"):
-            module, _, attr = arg.partition(" ")
+            module, _, attr = str(arg).partition(" ")  # GLOBAL's argument is "module name"
             found.append(f"{module}.{attr}")
             recent.append(None)
         elif name == "STACK_GLOBAL":
@@ -113,7 +115,8 @@ def _entry_bytes(archive: zipfile.ZipFile, name: str, path: Path) -> bytes:
 
     try:
         with archive.open(name) as entry:
-            entry._expected_crc = None  # zipfile's own switch for "no CRC to check"
+            # zipfile's own switch for "no CRC to check", on the ZipExtFile typeshed calls IO[bytes]
+            entry._expected_crc = None  # type: ignore[attr-defined]
             return entry.read()
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a compressed entry that does not inflate
         raise BadInput(f"archive entry '{name}' cannot be read ({exc}); refused", path=path) from exc

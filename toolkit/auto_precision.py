@@ -9,10 +9,10 @@ import dataclasses
 import json
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 from edge_distill.calibration import select_indices, select_samples
-from edge_distill.targets import Layer, get_target
+from edge_distill.targets import Layer, MixedPrecisionTarget, get_target
 
 from .errors import BadInput
 from .files import write_atomic
@@ -29,7 +29,8 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     `folder`: under `out`, where the target's folder is (the ladder's subject). `data`: samples for
     the per-layer activation error, where the target measures it (`tensor_errors`)."""
     tc, base = planned.config, base_of(precision)
-    target = get_target(tc.name)
+    # plan_targets let an -auto precision through only for a target that mixes (mixing_refused said None)
+    target = cast(MixedPrecisionTarget, get_target(tc.name))
     attempts = work / "-".join([*folder.parts, tc.name, precision])
     attempts.mkdir()
     trials: dict[int, Path] = {}
@@ -66,7 +67,7 @@ def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, 
     if subset is not None:  # the choice, confirmed on every sample: that evaluation is the one reported
         progress(f"  confirming the choice on all {len(data)} samples (the search used {len(subset)})")
         best = trial(state.raised, every_sample=True)
-    if data is not None and full and hasattr(target, "tensor_errors"):
+    if data is not None and full and hasattr(target, "tensor_errors") and hasattr(target, "tensor_error_method"):
         progress(f"  activation error of each layer's output, {min(len(data), ERROR_SAMPLES)} samples")
         work_dir = attempts / f"work-{full[0].details['trial']}"  # where its build left the float graph it quantized
         _add_tensor_errors(state, members, target.tensor_errors(attempts / full[0].artifact, work_dir,

@@ -240,8 +240,8 @@ def _output_checks(result: TargetResult, layer: Budget) -> list[Check]:
         for key, limit in limits.items():
             metric, comparison, unit = OUTPUT_CHECKS[key]
             check = Check(f"{result.name}/output[{name}]/{key}", metric, comparison, limit, None, unit, None)
-            kind = get_kind(figures["kind"]) if figures else None
-            if figures is None:
+            kind = get_kind(figures["kind"]) if figures is not None else None
+            if figures is None or kind is None:
                 check.message = f"the artifact has no output '{name}' (its outputs: {', '.join(result.outputs) or 'none'})"
             elif key not in kind.budget_keys:
                 check.message = (f"output '{name}' is a {kind.name} output ({'inferred' if figures['inferred'] else 'declared'}"

@@ -19,11 +19,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import BadInput
 from .files import plain_files, sha256_file, sha256_path, write_atomic
+
+if TYPE_CHECKING:
+    from edge_distill.calibration import Dataset
 
 SCHEMA_VERSION = "1"
 MANIFEST = ".edge-distill-bundle.json"
@@ -103,7 +107,7 @@ def bundle(source: Path, app: Path, *, allow_failed: bool = False, progress=prin
     models = spec["models_path"]
     models.mkdir(parents=True, exist_ok=True)
     previous = _manifest(models)
-    plan = {}  # file name in the app -> source path (or JSON text)
+    plan: dict[str, Path | str] = {}  # file name in the app -> source path (or JSON text)
     for result in chosen:
         artifact = artifacts[result["name"]]
         name = _safe_name(result["name"])
@@ -214,7 +218,7 @@ class _Context:
 
         self.report, self.report_hash = report, sha256_file(report_path)
         self.cfg = load_config(report["config"]) if report.get("config") else None
-        self._golden = None
+        self._golden: Dataset | None = None
         self._outputs: dict = {}
         self.proofs: dict = {}  # result name -> runtimes.Proof in the app's runtime version
 
@@ -272,7 +276,8 @@ class _Context:
         files = self.tokenizer_files()
         if not files:
             return None
-        info = {"files": {kind: f"{name}.{kind}" for kind in files}, "max_length": None}
+        assert self.cfg is not None  # tokenizer files come from a config's student folder
+        info: dict[str, Any] = {"files": {kind: f"{name}.{kind}" for kind in files}, "max_length": None}
         config = Path(self.cfg.resolve(self.cfg.model.student)) / "tokenizer_config.json"
         settings = {}
         if config.is_file():
@@ -292,7 +297,7 @@ class _Context:
         normalization = dict(m.normalization) if m else {}
         labels = list(m.labels) if m else []
         _, data, outputs = self.golden_outputs(result, artifact)
-        scale = float(normalization.get("scale", 1.0))
+        scale = float(normalization.get("scale", 1.0))  # type: ignore[arg-type]  # one number: load_config says so
         task = m.task if m else "classification"
         golden = _golden_samples(data, outputs, scale, task, labels)
         if task == "embedding":
@@ -338,7 +343,7 @@ def _golden_samples(data, outputs, scale: float, task: str, labels: list[str]) -
     """Inputs as the app gets them (raw values) with the outputs this tool measured for them."""
     golden = []
     for i in range(len(data)):
-        sample = {"inputs": {}, "expected_output": [round(float(v), 5) for v in outputs[i].ravel()]}
+        sample: dict[str, Any] = {"inputs": {}, "expected_output": [round(float(v), 5) for v in outputs[i].ravel()]}
         if task == "classification":
             sample["expected_top1"] = int(outputs[i].argmax())
         for name, array in data.inputs.items():

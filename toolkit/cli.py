@@ -7,6 +7,7 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -513,7 +514,7 @@ def slices_discover(config, against, artifact, output_name, margin, alpha, min_s
                    f"{out / 'report.html'}")
     sys.exit(1 if fail_on_found and found.proposed else 0)
 
-ADVISE_QUESTIONS = {  # option -> (prompt, type); asked only when missing and a person is at the terminal
+ADVISE_QUESTIONS: dict[str, tuple[str, Any]] = {  # option -> (prompt, type); asked only when missing and a person is at the terminal
     "latency_budget_ms": ("Latency budget (ms)", float),
     "monthly_calls": ("Calls per month", click.IntRange(0)),
     "task": ("Task breadth", click.Choice(["narrow", "broad"])),

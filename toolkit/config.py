@@ -71,12 +71,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, overload
 
 from edge_distill.calibration import InputSpec
 
 from .budgets import Budget, parse_budget
 from .errors import BadInput
 from .tomlfile import check_keys, expect, read_toml
+
+if TYPE_CHECKING:
+    from .cost import CostModel
 
 TASKS = ("classification", "embedding")
 DTYPES = ("float32", "float16", "int64", "int32", "uint8", "bool")
@@ -116,7 +120,7 @@ class TargetConfig:
     recipe_precision: str | None = None  # the precision a recipe (a search's choice) was searched at
     recipe_options: dict = field(default_factory=dict)  # its layer choices: for that precision's builds only
 
-    def options_for(self, precision: str) -> dict:
+    def options_for(self, precision: str | None) -> dict:
         """A build's options: the recipe's for the precision it was searched at, then the entry's own."""
         return {**self.recipe_options, **self.options} if precision == self.recipe_precision else self.options
 
@@ -139,7 +143,7 @@ class Config:
     device_tools: dict = field(default_factory=dict)  # [measure.adb]: benchmark binaries for phones; [measure.qai_hub]
     targets: list[TargetConfig] = field(default_factory=list)
     budget: Budget = field(default_factory=Budget)
-    cost: object | None = None  # edge_distill.cost.CostModel
+    cost: CostModel | None = None
     off_the_shelf: str | None = None
     off_the_shelf_weights: str | None = None
     history: str | None = None  # the results store every run is recorded in (edge_distill.history)
@@ -149,6 +153,11 @@ class Config:
     @property
     def root(self) -> Path:
         return self.path.parent
+
+    @overload
+    def resolve(self, value: str) -> str: ...
+    @overload
+    def resolve(self, value: str | None) -> str | None: ...
 
     def resolve(self, value: str | None) -> str | None:
         """A path relative to the config's folder; a module:factory reference stays as it is.
@@ -254,7 +263,7 @@ def _read_model(m: dict, path: Path) -> ModelConfig:
         weights=m.get("weights"), teacher=m.get("teacher"), teacher_weights=m.get("teacher_weights"),
         task=task, labels=[str(x) for x in expect(m.get("labels", []), list, "labels", "model", path)],
         inputs=parse_inputs(m.get("inputs", []), "model", path),
-        normalization=expect(m.get("normalization", {}), dict, "normalization", "model", path),
+        normalization=_normalization(m.get("normalization", {}), path),
         distilled_from=m.get("distilled_from"),
         stale_teacher=m.get("stale_teacher", "warn"),
         trust_pickle=expect(m.get("trust_pickle", False), bool, "trust_pickle", "model", path),
@@ -320,6 +329,15 @@ def _typed(text: str):
     return {"true": True, "false": False}.get(text.lower(), text)
 
 
+def _normalization(value, path: Path) -> dict:
+    """[model.normalization]: `scale` is one number (bundle divides the golden inputs by it; a list there
+    was a TypeError when bundling)."""
+    table = expect(value, dict, "normalization", "model", path)
+    if "scale" in table:
+        expect(table["scale"], (int, float), "scale", "model.normalization", path)
+    return table
+
+
 def _read_data(cfg: Config, d: dict) -> None:
     path = cfg.path
     check_keys(d, {"calibration", "evaluation", "calibration_samples", "seed"}, "data", path)
@@ -378,7 +396,8 @@ def _read_target(t, where: str, path: Path) -> TargetConfig:
     name = expect(t["name"], str, "name", where, path)
     precisions = expect(t.get("precisions", ["fp32"]), list, "precisions", where, path)
     options = expect(t.get("options", {}), dict, "options", where, path)
-    recipe_precision, recipe_options = None, {}
+    recipe_precision: str | None = None
+    recipe_options: dict = {}
     if "recipe" in t:  # a mixed-precision search's choice, rebuilt for the precision it was searched at
         recipe = (path.parent / expect(t["recipe"], str, "recipe", where, path)).resolve()
         recipe_precision, recipe_options = read_recipe(recipe, name)

@@ -22,6 +22,7 @@ from edge_distill.targets import get_target, target_for_file
 from . import kinds, metrics
 from .config import Config
 from .errors import BadInput, MissingDependency
+from .files import save_arrays
 from .evaluate import host_outputs
 from .pipeline import Loaded, load_inputs, output_references, reference_outputs, why_no_task_metric
 from .progress import Progress
@@ -82,7 +83,8 @@ def run_discover(cfg: Config, out: Path, *, against: str = "teacher", artifact: 
     if found.proposed and not task_readable:
         found.warnings.append(f"output '{compared.name}' is not the one the task metric reads: [budgets.slices] has "
                               "no key for it, so no budget is proposed (the slices are still written)")
-    write_discovery(out, found, masks, Path(cfg.evaluation), cfg.model.task, against)
+    assert cfg.evaluation is not None  # load_inputs refused a config without [data] evaluation
+    write_discovery(out, found, masks, cfg.evaluation, cfg.model.task, against)
     return found
 
 
@@ -128,8 +130,12 @@ def metadata_columns(arrays: dict[str, np.ndarray], inputs: set[str], n: int) ->
 
 def _evidence(cfg: Config, loaded: Loaded, compared: Compared) -> Evidence:
     kind = kinds.get_kind(compared.spec["kind"])
+    if kind.per_sample is None:
+        raise BadInput(f"output '{compared.name}' is a {kind.name} output, which has no per-sample error to search "
+                       "for failing slices; name another output")
     errors = kind.per_sample(compared.subject, compared.reference, compared.spec)
     data = loaded.evaluation
+    assert cfg.evaluation is not None  # load_inputs refused a config without [data] evaluation
     arrays = read_arrays(cfg.evaluation)
     columns = metadata_columns(arrays, set(data.inputs), len(data))
     reference = np.asarray(compared.reference)
@@ -202,7 +208,7 @@ def write_discovery(out: Path, found: SliceDiscovery, masks: dict[str, np.ndarra
         row.name = name
         arrays[f"slice_{name}"] = mask
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    save_arrays(buffer, arrays)
     _atomic_write(out / DATA_FILE, buffer.getvalue())
     found.data_file, found.budget_file = DATA_FILE, BUDGET_FILE
     _atomic_write(out / BUDGET_FILE, budget_toml(found).encode())
@@ -220,6 +226,7 @@ def check_step(cfg: Config, out: Path, report, progress: Progress = Progress(Fal
     from .result import Check
 
     s = cfg.slices_discover
+    assert s is not None  # the caller runs this step for [slices.discover] only
     settings = Settings(seed=cfg.seed, alpha=s["alpha"], min_size=s["min_size"], sources=tuple(s["sources"]))
     for result in report.results:
         if result.failure or not result.artifact:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -86,6 +87,7 @@ def evaluate_artifact(candidate: Candidate, data: Dataset, settings: RunSettings
     runner = runner if io.plain else SampleMajorRunner(runner, io)
     how = runner.describe()
     progress(f"  {candidate.label}: accuracy on {len(data)} samples ({how['runtime']})")
+    every_output: Sequence[np.ndarray | None]
     try:
         with loop(progress, f"{candidate.label}: evaluating", len(data), "samples") as advance, on_each_chunk(advance):
             every_output = io.run(lambda feeds: host_outputs(runner, Dataset(data.source, feeds)), data)
@@ -206,14 +208,14 @@ def score(outputs: np.ndarray | None, data: Dataset, refs: References, task: str
     if outputs is None:
         return (metrics.Metrics(samples=len(data)),
                 {s: metrics.Metrics(samples=int(m.sum())) for s, m in data.slices.items()})
-    kw = dict(labels=data.labels, weights=data.weights, float_outputs=refs.float_outputs,
+    kw: dict[str, Any] = dict(labels=data.labels, weights=data.weights, float_outputs=refs.float_outputs,
               teacher_outputs=refs.teacher_outputs, axis=refs.outputs[0].spec.get("axis", -1) if refs.outputs else -1,
               same_space_as_teacher=subject != "off-the-shelf")  # a model trained apart: retrieval only
     task_score = metrics.TASK_METRICS[task]
     return task_score(outputs, **kw), {s: task_score(outputs, mask=m, **kw) for s, m in data.slices.items()}
 
 
-def assemble(candidate: Candidate, how: dict, outputs: np.ndarray, figures: Figures, data: Dataset,
+def assemble(candidate: Candidate, how: dict, outputs: np.ndarray | None, figures: Figures, data: Dataset,
              refs: References, task: str, baseline: bool) -> TargetResult:
     """The result record: the device's figures, the metrics of whichever outputs count, the speedup."""
     built = candidate.built

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,7 @@ def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, sampl
 
     start = time.perf_counter()
     if model.kind == "onnx":
+        assert model.onnx_path is not None  # an onnx source is its file
         changes = _copy_onnx_self_contained(model.onnx_path, out_path, keep_outputs=model.output_names)
         exporter = "copy of the source ONNX" + "".join(f"; {c}" for c in changes)
     else:
@@ -89,8 +91,8 @@ def _torch_export(model: SourceModel, out_path: Path, opset: int, samples: Datas
     n_out = len(out) if isinstance(out, (tuple, list)) else 1
     output_names = ["output"] if n_out == 1 else [f"output_{i}" for i in range(n_out)]
     source = model.exported if model.exported is not None else model.module
-    kwargs = {} if model.exported is not None else {"dynamic_shapes": tuple(dynamic_shapes)}
-    names = {"input_names": [s.name for s in model.inputs], "output_names": output_names, "opset_version": opset}
+    kwargs: dict[str, Any] = {} if model.exported is not None else {"dynamic_shapes": tuple(dynamic_shapes)}
+    names: dict[str, Any] = {"input_names": [s.name for s in model.inputs], "output_names": output_names, "opset_version": opset}
     # The exporter prints progress to stdout and warnings about optional packages (torchvision);
     # keep our own output readable. Real failures still raise.
     with quiet("torch.onnx", "torch.export", "torch.fx", streams=True), native_output_silenced():

@@ -95,3 +95,16 @@ def working_in(folder: Path):
         yield
     finally:
         os.chdir(previous)
+
+
+def save_arrays(target, arrays: dict) -> None:
+    """Named arrays as an .npz (compressed) to a path or a binary file. np.savez takes its names as keyword
+    arguments, so an array named `allow_pickle` (a model input may be) would become its flag and be lost."""
+    import zipfile
+
+    import numpy as np
+
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, values in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array(entry, np.asanyarray(values), allow_pickle=False)

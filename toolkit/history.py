@@ -13,6 +13,7 @@ Where the store is: `--history URL` on the command, else the config's top-level 
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 from dataclasses import dataclass
@@ -184,7 +185,7 @@ class Store:
             raise BadInput(f"no run {run_id} in the results store {self.safe_url} (see `edge-distill history`)")
         return json.loads(row.report), row.folder
 
-    def trend(self, artifact: str, model: str, limit: int = 30) -> list[dict]:
+    def trend(self, artifact: str, model: str, limit: int = 30) -> builtins.list[dict]:  # not Store.list
         """One artifact's figures over its model's last `limit` runs, oldest first."""
         import sqlalchemy as sa
 

@@ -175,13 +175,14 @@ def _latency_plot(report: Report) -> str | None:
     fig, (ax,) = _new_figure(max(6.0, 0.9 * (len(measured) + len(estimated)) + 2), 3.6)
     names = [r.name for r in measured + estimated]
     if measured:
-        boxes = ax.boxplot([r.latency.samples_ms for r in measured], positions=range(len(measured)),
+        boxes = ax.boxplot([r.latency.samples_ms for r in measured if r.latency], positions=range(len(measured)),
                            showfliers=False, patch_artist=True, widths=0.6)
         for patch, r in zip(boxes["boxes"], measured):
             patch.set_facecolor(_colour(_latency_check(r)))
             patch.set_alpha(0.55)
     for i, r in enumerate(estimated, start=len(measured)):
         lat = r.latency
+        assert lat is not None and lat.p50_ms is not None  # `estimated` holds only these
         low, high = lat.low_ms or lat.p50_ms, lat.high_ms or lat.p50_ms
         ax.errorbar([i], [lat.p50_ms], yerr=[[lat.p50_ms - low], [high - lat.p50_ms]], fmt="D", capsize=4,
                     color=_colour(_latency_check(r)))
@@ -219,7 +220,7 @@ def _budget_bars(report: Report) -> str | None:
 
 
 def _slice_heatmap(report: Report) -> str | None:
-    columns = [(None, f) for f in ACCURACY_FIGURES if any(getattr(r.metrics, f) is not None for r in report.results)]
+    columns: list[tuple[str | None, str]] = [(None, f) for f in ACCURACY_FIGURES if any(getattr(r.metrics, f) is not None for r in report.results)]
     slices = sorted({s for r in report.results for s in r.slices})
     columns += [(s, f) for s in slices for f in ACCURACY_FIGURES
                 if any(s in r.slices and getattr(r.slices[s], f) is not None for r in report.results)]
@@ -297,8 +298,9 @@ def _ladder_plot(report: Report) -> str | None:
         return None
     fig, (size_ax, lat_ax) = _new_figure(10.0, 0.4 * len(rungs) + 1.8, columns=2)
     colours = [HOLDS if r.meets_budget else BROKEN if r.meets_budget is False else UNMEASURED for r in rungs]
-    names = [r.name + (" (chosen)" if r.name == report.ladder.chosen else "") for r in rungs]
-    size_ax.barh(range(len(rungs)), [r.size_bytes / MB for r in rungs], color=colours)
+    chosen = report.ladder.chosen if report.ladder else None
+    names = [r.name + (" (chosen)" if r.name == chosen else "") for r in rungs]
+    size_ax.barh(range(len(rungs)), [(r.size_bytes or 0) / MB for r in rungs], color=colours)
     lat_ax.barh(range(len(rungs)), [r.p50_ms if r.p50_ms is not None else math.nan for r in rungs], color=colours)
     size_ax.set_yticks(range(len(rungs)), names, fontsize=8)
     lat_ax.set_yticks(range(len(rungs)), [""] * len(rungs))
@@ -352,7 +354,7 @@ def _sensitivity_table(report: Report) -> str:
 def _trend_plot(artifact: str, rows: list[dict]) -> str | None:
     from matplotlib.ticker import MaxNLocator
 
-    series = {}
+    series: dict[str, list[tuple]] = {}
     for row in rows:
         if row["slice"] is None and row["figure"] in ("latency.p50_ms", "accuracy", "size_bytes",
                                                       "teacher_retrieval_agreement"):

@@ -125,16 +125,26 @@ def order_by_measured_cost(group: list[Rung]) -> list[Rung]:
     widest = group[0]  # the group comes as planned: widest, 8-bit, 4-bit, each more aggressive than the one before
     for i, rung in enumerate(group):
         notes = []
-        bigger_than = [g for g in group[:i] if rung.size_bytes >= g.size_bytes]
+        bigger_than = [g for g in group[:i] if _size(rung) >= _size(g)]
         if bigger_than:
-            ref = min(bigger_than, key=lambda g: g.size_bytes)
+            ref = min(bigger_than, key=_size)
             notes.append(f"saved nothing in size: {rung.size_bytes:,} bytes against {ref.size_bytes:,} "
                          f"for {ref.name}")
         if i and rung.p50_ms is not None and widest.p50_ms is not None and rung.p50_ms >= widest.p50_ms:
             notes.append(f"no faster than {widest.name}: p50 {rung.p50_ms:.3g} ms against {widest.p50_ms:.3g} ms")
         rung.note = "; ".join(notes)
     # sorted() is stable: equal size and latency keep the planned order
-    return sorted(group, key=lambda r: (r.size_bytes, r.p50_ms if r.p50_ms is not None else float("inf")))
+    return sorted(group, key=lambda r: (_size(r), r.p50_ms if r.p50_ms is not None else float("inf")))
+
+
+def _size(rung: Rung) -> int:
+    assert rung.size_bytes is not None  # a measured rung has its artifact's size
+    return rung.size_bytes
+
+
+def _per_call(rung: Rung) -> float:
+    assert rung.cost_per_call is not None  # only rungs with a cost are compared by it
+    return rung.cost_per_call
 
 
 def _verdict(chosen: str | None, rungs: list[Rung]) -> str:
@@ -150,14 +160,12 @@ def _verdict(chosen: str | None, rungs: list[Rung]) -> str:
 def _cost_summary(cost: CostModel | None, rungs: list[Rung], whole: bool) -> dict | None:
     if cost is None:
         return None
-    summary = {"fixed_cost_of_distillation": round(cost.fixed, 4),
+    summary: dict[str, object] = {"fixed_cost_of_distillation": round(cost.fixed, 4),
                "upkeep_per_month": cost.values["upkeep_per_month"],
                "amortize_months": cost.values["amortize_months"], "payback_calls_per_month": None}
     meeting = [r for r in rungs if r.meets_budget and r.cost_per_call is not None]
-    baseline = min((r for r in meeting if not r.name.startswith("student/")), key=lambda r: r.cost_per_call,
-                   default=None)
-    student = min((r for r in meeting if r.name.startswith("student/")), key=lambda r: r.cost_per_call,
-                  default=None)
+    baseline = min((r for r in meeting if not r.name.startswith("student/")), key=_per_call, default=None)
+    student = min((r for r in meeting if r.name.startswith("student/")), key=_per_call, default=None)
     if baseline is None:
         summary["payback_note"] = ("no measured teacher or off-the-shelf rung meets the budget: the student is "
                                    "needed whatever the volume")
@@ -165,7 +173,7 @@ def _cost_summary(cost: CostModel | None, rungs: list[Rung], whole: bool) -> dic
         summary["payback_note"] = "no measured student rung meets the budget" + (
             "" if whole else " (run `ladder --all` to measure them all)")
     else:
-        saving = baseline.cost_per_call - student.cost_per_call
+        saving = _per_call(baseline) - _per_call(student)
         summary.update(baseline=baseline.name, student=student.name, saving_per_call=saving)
         if saving <= 0:
             summary["payback_note"] = f"{student.name} costs no less per call than {baseline.name}: it never pays back"

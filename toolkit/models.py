@@ -23,8 +23,12 @@ import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from edge_distill.calibration import (Dataset, InputSpec, fixed_batch_of, from_model_layout, run_in_batches,
                                       to_model_layout)
@@ -48,8 +52,9 @@ class SourceModel:
     kind: str  # "torch" (factory or pickled module), "exported" (.pt2) or "onnx"
     inputs: list[InputSpec]
     fingerprint: str  # sha256 of the weights or model file: which model this was, exactly
-    module: object | None = None
-    exported: object | None = None
+    # a torch.nn.Module and a torch.export.ExportedProgram, or None; Any: torch is imported lazily
+    module: Any = None
+    exported: Any = None
     onnx_path: Path | None = None
     output_names: list[str] = field(default_factory=lambda: ["output"])
     sentence_transformers_folder: bool = False  # optimum's exporter knows these (exporting.py)
@@ -287,7 +292,7 @@ def _load_hf_folder(path: Path, inputs: list[InputSpec], trust_pickle: bool) -> 
                 mode = "cls" if pool.get("pooling_mode_cls_token") else "mean"
             encoder = transformers.AutoModel.from_pretrained(path, local_files_only=True,
                                                              use_safetensors=weights.suffix == ".safetensors")
-            module = SentenceEmbedder(encoder, mode, normalize="Normalize" in kinds)
+            module: torch.nn.Module = SentenceEmbedder(encoder, mode, normalize="Normalize" in kinds)
         elif any(a.endswith("ForSequenceClassification") for a in config.architectures or []):
             classifier = transformers.AutoModelForSequenceClassification.from_pretrained(
                 path, local_files_only=True, use_safetensors=weights.suffix == ".safetensors")

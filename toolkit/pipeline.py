@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -67,14 +67,14 @@ def _data_info(data: Dataset | None) -> dict | None:
             "weights": data.weights is not None, "slices": {k: int(v.sum()) for k, v in data.slices.items()}}
 
 
-def reference_metrics(data: Dataset, student_out: np.ndarray, teacher_out: np.ndarray | None,
+def reference_metrics(data: Dataset, student_out: np.ndarray | None, teacher_out: np.ndarray | None,
                       task: str = "classification") -> dict:
     refs = {}
     score = metrics.TASK_METRICS[task]
     for name, out in (("float student", student_out), ("teacher", teacher_out)):
         if out is None:
             continue
-        kw = dict(labels=data.labels, weights=data.weights, teacher_outputs=teacher_out)
+        kw: dict[str, Any] = dict(labels=data.labels, weights=data.weights, teacher_outputs=teacher_out)
         refs[name] = {"overall": score(out, **kw),
                       "slices": {s: score(out, mask=m, **kw) for s, m in data.slices.items()}}
     return refs
@@ -91,7 +91,9 @@ class PlannedTarget:
 
     def settings(self, cfg: Config) -> RunSettings:
         caps = get_target(self.config.name).capabilities
-        runtime = (caps.app_runtime_package, self.config.runtime_version) if self.config.runtime_version else None
+        # plan_targets refused a runtime_version for a target without an app runtime package
+        runtime = ((caps.app_runtime_package, self.config.runtime_version)
+                   if self.config.runtime_version and caps.app_runtime_package else None)
         return RunSettings(device=self.device, threads=cfg.threads, warmup=cfg.warmup, runs=cfg.runs,
                            sequence_lengths=tuple(cfg.sequence_lengths), sequence_length=cfg.budget.sequence_length,
                            options=caps.options_with_defaults(self.config.options), app_runtime=runtime)
@@ -246,8 +248,11 @@ def measure_built(cfg: Config, planned: PlannedTarget, precision: str, built: tu
     return result
 
 
-def attempted(measure: Callable[[], TargetResult], out: Path, folder: str, subject: str, target: str,
-              precision: str, qualified: bool = False) -> TargetResult:
+Built = TypeVar("Built")
+
+
+def attempted(measure: Callable[[], Built], out: Path, folder: str, subject: str, target: str,
+              precision: str, qualified: bool = False) -> Built | TargetResult:
     """One artifact built and measured; a refusal (exit 2) or a failure (exit 3) becomes that artifact's
     own row, with its reason, and the run goes on with the others. What the failed build left in the
     output folder is removed (a half-written file must not look like an artifact)."""
@@ -367,10 +372,11 @@ def _target_results(cfg: Config, planned: PlannedTarget, precisions: list[str], 
     ahead = {}
     for precision in precisions if planned.device.starts_ahead else ():
         if not is_auto(precision):
-            ahead[precision] = attempted(partial(build_one, cfg, planned, precision, loaded.student, onnx_path, out,
-                                                 name, work, loaded, progress), out, name, "student", name, precision)
-            if not isinstance(ahead[precision], TargetResult):
-                planned.device.start(ahead[precision][0].path, loaded.io.chunks(loaded.evaluation),
+            ahead[precision] = sent = attempted(partial(build_one, cfg, planned, precision, loaded.student, onnx_path,
+                                                         out, name, work, loaded, progress),
+                                                 out, name, "student", name, precision)
+            if not isinstance(sent, TargetResult):
+                planned.device.start(sent[0].path, loaded.io.chunks(loaded.evaluation),
                                      result_label("student", name, precision), progress)
     for precision in precisions:
         if is_auto(precision):
@@ -447,7 +453,7 @@ def output_references(declared: dict[str, dict], model: SourceModel, float_all: 
 
 
 def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, teacher_out, results, *,
-                 why_no_task: str = "", kind_warnings: list[str] = (), **extra) -> Report:
+                 why_no_task: str = "", kind_warnings: Sequence[str] = (), **extra) -> Report:
     """`why_no_task`: why the task metric does not read the first output (the reference rows too)."""
     warnings, gate = stale_teacher(cfg, loaded.teacher)
     warnings += padding_warnings(loaded.student.inputs, {"evaluation": loaded.evaluation,
@@ -621,7 +627,8 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
     settings = one.settings(threads, warmup, runs)
     specs = get_target(one.target).open_runner(artifact, threads).input_specs()
     data = load_dataset(data_path, specs)
-    refs, student_info, teacher_info, kind_warnings = References(), None, None, []
+    refs, student_info, teacher_info = References(), None, None
+    kind_warnings: list[str] = []
     if float_model:
         progress(f"running the float model {float_model}")
         ref = load_model(float_model, inputs=specs)

@@ -20,8 +20,12 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .tables import visible
+
+if TYPE_CHECKING:
+    import subprocess
 
 PLAIN_EVERY_S = 10.0  # a loop's count line in plain mode, at most this often
 REMEMBERED = 400  # stages whose durations are kept in the cache
@@ -34,15 +38,16 @@ class Progress:
         self.terminal = enabled and (sys.stderr.isatty() if terminal is None else terminal)
         self.context = ""  # what makes a stage's remembered duration comparable (the student's hash)
         self._stage: tuple[str, float] | None = None
-        self._display = None
+        self._display: subprocess.Popen[str] | None = None
         self._loops = 0
-        self._times = _StageTimes() if enabled else None
+        self._times = _StageTimes() if enabled else None  # used only when enabled
 
     def __call__(self, message: str) -> None:
         if not self.enabled:
             return
         message = visible(message)  # it names files and models: their names are never terminal commands
         self._finish_stage()
+        assert self._times is not None
         last = self._times.last(self.context, message)
         if self.terminal:
             self._send(op="stage", message=message.strip(), last=last)
@@ -89,9 +94,11 @@ class Progress:
         self._finish_stage()
         if self._display is not None:
             with contextlib.suppress(OSError):
-                self._display.stdin.close()
+                if self._display.stdin is not None:  # opened with stdin=PIPE: it always is
+                    self._display.stdin.close()
             self._display.wait(10)
             self._display = None
+        assert self._times is not None
         self._times.save()
 
     def _finish_stage(self) -> None:
@@ -99,6 +106,7 @@ class Progress:
             return
         message, began = self._stage
         seconds = time.perf_counter() - began
+        assert self._times is not None  # a stage began: progress is enabled
         self._times.remember(self.context, message, seconds)
         if self.terminal:
             self._send(op="done", message=message.strip(), seconds=seconds)
@@ -112,9 +120,11 @@ class Progress:
 
             self._display = subprocess.Popen([sys.executable, "-c", "from edge_distill.progress import serve_display;"
                                               " serve_display()"], stdin=subprocess.PIPE, text=True)
+        pipe = self._display.stdin
+        assert pipe is not None  # opened with stdin=PIPE
         with contextlib.suppress(OSError):
-            self._display.stdin.write(json.dumps(event) + "\n")
-            self._display.stdin.flush()
+            pipe.write(json.dumps(event) + "\n")
+            pipe.flush()
 
 
 def serve_display() -> None:

@@ -121,7 +121,7 @@ def _size(result: TargetResult, before: dict, limits: dict) -> list[Check]:
 
 def _accuracy(result: TargetResult, before: dict, limits: dict) -> list[Check]:
     checks = []
-    pairs = [(None, vars(result.metrics), before.get("metrics") or {})]
+    pairs: list[tuple[str | None, dict, dict]] = [(None, vars(result.metrics), before.get("metrics") or {})]
     pairs += [(name, vars(m), (before.get("slices") or {}).get(name) or {}) for name, m in result.slices.items()]
     for slice_name, now, then in pairs:
         for figure in ACCURACY_FIGURES:

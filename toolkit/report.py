@@ -34,7 +34,9 @@ def _ladder_suite(report: Report):
     from junitparser import Failure, Skipped, TestCase, TestSuite
 
     suite = TestSuite(f"edge-distill {report.command} ladder")
-    for rung in report.ladder.rungs:
+    ladder = report.ladder
+    assert ladder is not None  # called for a ladder's report only
+    for rung in ladder.rungs:
         case = TestCase(visible(rung.name), "edge-distill.ladder")
         why = rung.note if not rung.measured else None if rung.meets_budget else "does not meet: " + ", ".join(rung.broken)
         if why:
@@ -43,8 +45,8 @@ def _ladder_suite(report: Report):
             case.result = [skipped]
         suite.add_testcase(case)
     verdict = TestCase("verdict", "edge-distill.ladder")
-    if report.ladder.chosen is None:
-        verdict.result = [Failure(visible(report.ladder.verdict))]
+    if ladder.chosen is None:
+        verdict.result = [Failure(visible(ladder.verdict))]
     suite.add_testcase(verdict)
     return suite
 
@@ -288,7 +290,7 @@ def _size(n: int) -> str:
 
 def _provenance_lines(report: Report) -> list[str]:
     """One line per distinct way the latency figures were obtained."""
-    seen = {}
+    seen: dict[tuple, list[str]] = {}
     for r in report.results:
         if r.latency:
             p = r.latency.provenance
@@ -343,8 +345,8 @@ def to_table(report: Report, colour: bool | None = None) -> str:
     if broken:
         out.append("")
         for c in broken:
-            head, provenance, message = _sentence_parts(c)
-            out.append("  " + paint(head, "red" if c.passed is False else "yellow", colour)
+            sentence, provenance, message = _sentence_parts(c)
+            out.append("  " + paint(sentence, "red" if c.passed is False else "yellow", colour)
                        + (paint(provenance, "dim", colour) if provenance else "") + visible(message))
     out.append("")
     if report.ladder is not None:
@@ -368,7 +370,9 @@ def verdict_line(report: Report) -> str:
 
 def _ladder_lines(report: Report) -> list[str]:
     lines = ["Ladder (subjects in adoption order, each one's rungs by measured size then p50):"]
-    for rung in report.ladder.rungs:
+    ladder = report.ladder
+    assert ladder is not None  # called for a ladder's report only
+    for rung in ladder.rungs:
         if not rung.measured:
             state = rung.note
         elif rung.meets_budget:
@@ -379,7 +383,7 @@ def _ladder_lines(report: Report) -> list[str]:
         price = f", {rung.cost_per_call:.3g} per call" if rung.cost_per_call is not None else ""
         note = f"; {rung.note}" if rung.measured and rung.note else ""
         lines.append(f"  {rung.name}: {state}{size}{price}{note}")
-    cost = report.ladder.cost
+    cost = ladder.cost
     if cost:
         lines.append(f"Cost: distillation {cost['fixed_cost_of_distillation']:.2f} once + "
                      f"{cost['upkeep_per_month']:.2f} a month (spread over {cost['amortize_months']:g} months); "

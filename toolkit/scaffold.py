@@ -21,6 +21,7 @@ import numpy as np
 from edge_distill.calibration import Dataset, InputSpec
 
 from .errors import BadInput
+from .files import save_arrays
 
 FREE_SIZE = 64  # a free dimension (not the batch) of the sample, when no data fill it
 SAMPLES, SEQUENCES, CHUNKS = 8, 4, 3
@@ -252,6 +253,7 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
         if fed is not None:
             plan.state[name] = fed
             axis = next(i.spec.axis for i in plan.inputs if i.spec.name == fed)
+            assert axis is not None  # a state-like input has its batch axis (batch_axis)
             plan.outputs.append((name, tuple(np.delete(out.shape, axis)), out.dtype.name, "state",
                                  f"fed back as '{fed}'"))
             continue
@@ -308,7 +310,7 @@ def run_init(reference: str, out: Path, data_dir: Path | None = None, force: boo
     with output_folder(out, force) as tmp, tempfile.TemporaryDirectory(prefix=".init-", dir=tmp) as work:
         plan = plan_model(reference, data_dir and Path(data_dir), Path(work))
         if plan.data is None:
-            np.savez(tmp / "sample.npz", **sample_arrays(plan))
+            save_arrays(tmp / "sample.npz", sample_arrays(plan))
         (tmp / "edge-distill.toml").write_text(config_text(plan, out))
     return plan
 

@@ -75,8 +75,8 @@ def merge(folders: list[Path]) -> Report:
         missing = sorted(set(range(1, total + 1)) - set(indexes))
         twice = sorted({i for i in indexes if indexes.count(i) > 1})
         raise BadInput(f"merge-reports needs shards 1 to {total} once each: "
-                       + "; ".join(filter(None, (missing and f"missing {', '.join(map(str, missing))}",
-                                                 twice and f"given twice {', '.join(map(str, twice))}"))))
+                       + "; ".join(filter(None, (f"missing {', '.join(map(str, missing))}" if missing else None,
+                                                 f"given twice {', '.join(map(str, twice))}" if twice else None))))
     order = first.data["shard"]["order"]
     results = sorted((r for report in reports for r in report.results), key=lambda r: order.index(r.name))
     warnings = list(dict.fromkeys(w for report in reports for w in report.warnings))

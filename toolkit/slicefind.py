@@ -269,7 +269,7 @@ def _explained_by(row: FoundSlice, masks: dict, chosen: list[str], failed: np.nd
     if not chosen:
         return ""
     overlaps = {p: _jaccard(masks[p], mask) for p in chosen}
-    best = max(overlaps, key=overlaps.get)
+    best = max(overlaps, key=overlaps.__getitem__)
     if overlaps[best] >= JACCARD_SAME:
         return best
     covered = np.logical_or.reduce([masks[p] for p in chosen])

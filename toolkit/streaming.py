@@ -107,7 +107,7 @@ class ModelIO:
             if not all(isinstance(d, int) for d in shape):
                 raise BadInput(f"state input '{spec.name}' {spec.describe()}: a state needs a fixed size apart from "
                                "its batch axis to start at zeros")
-            states[spec.name] = np.zeros((n, *shape), spec.dtype)
+            states[spec.name] = np.zeros((n, *(int(d) for d in shape)), spec.dtype)
         return states
 
 

@@ -103,11 +103,11 @@ def list_devices() -> list[DeviceInfo]:
                                   phone.note, ready=phone.ready))
     if sys.platform == "darwin":
         devices.append(DeviceInfo("macos-local", "measured", ["latency", "accuracy"], "Core ML on this Mac"))
-    for phone in attached_iphones():
-        devices.append(DeviceInfo(f"iphone:{phone.udid}", "measured",
+    for iphone in attached_iphones():
+        devices.append(DeviceInfo(f"iphone:{iphone.udid}", "measured",
                                   ["latency of Core ML artifacts (ios-demo's test, through xcodebuild)"]
-                                  if phone.online else [], f"{phone.name}, iOS {phone.os}"
-                                  + ("" if phone.online else " (offline)"), ready=phone.online))
+                                  if iphone.online else [], f"{iphone.name}, iOS {iphone.os}"
+                                  + ("" if iphone.online else " (offline)"), ready=iphone.online))
     from .cloud import listing
 
     devices.append(DeviceInfo(*listing()))

@@ -180,7 +180,9 @@ def parse_benchmark_model(text: str) -> BenchmarkResult:
         raise ValueError("no 'count=' line")
     m = lines[-1]
     count = int(m.group(1))
-    same = re.search(r"curr=(\d+)", m.group(0)).group(1)
+    curr = re.search(r"curr=(\d+)", m.group(0))
+    assert curr is not None  # _COUNT matched only lines with a curr= field
+    same = curr.group(1)
     avg = float(m.group(3)) if m.group(3) else float(same)
     low = float(m.group(2)) if m.group(2) else float(same)
     median, p95 = (float(m.group(4)), float(m.group(5))) if m.group(4) else (None, None)

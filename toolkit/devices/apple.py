@@ -102,6 +102,10 @@ def measure(phone: IPhone, artifact: Path, inputs: list[dict], app: Path, *, war
             raise CannotMeasure("ios-demo has no Xcode project yet", path=app,
                                 hint="cd ios-demo && xcodegen generate (brew install xcodegen)")
         subprocess.run([xcodegen, "generate"], cwd=app, check=True, capture_output=True, timeout=300)
+    xcodebuild = tool("xcodebuild")
+    if xcodebuild is None:
+        raise CannotMeasure("xcodebuild is not installed, so ios-demo's latency test cannot run on the iPhone",
+                            hint="install Xcode (the command line tools alone have no xcodebuild), or set $EDGE_DISTILL_XCODEBUILD")
     models = app / "EdgeDistillDemo" / "Models"
     package, spec = models / f"{CANDIDATE}.mlpackage", models / f"{CANDIDATE}.json"
     models.mkdir(parents=True, exist_ok=True)
@@ -109,7 +113,7 @@ def measure(phone: IPhone, artifact: Path, inputs: list[dict], app: Path, *, war
         shutil.rmtree(package, ignore_errors=True)
         shutil.copytree(artifact, package, symlinks=True)  # a link is copied as a link, never followed
         spec.write_text(json.dumps({"model": CANDIDATE, "inputs": inputs, "warmup": warmup, "runs": runs}))
-        proc = subprocess.run([tool("xcodebuild"), "test", "-project", str(project), "-scheme", "EdgeDistillDemo",
+        proc = subprocess.run([xcodebuild, "test", "-project", str(project), "-scheme", "EdgeDistillDemo",
                                "-destination", f"platform=iOS,id={phone.udid}", f"-only-testing:{TEST}"],
                               capture_output=True, text=True, timeout=3600)
     finally:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from edge_distill.calibration import Dataset
 
 from ..result import Latency, Memory
+
+if TYPE_CHECKING:
+    from edge_distill.targets import Precision, Runner
 
 
 @dataclass(frozen=True)
@@ -32,11 +35,11 @@ class RunSettings:
 class Job:
     target: str  # the target's registered name (a fresh process reopens the artifact by it)
     path: Path
-    runner: object  # the target's Runner, open on this host
+    runner: Runner  # the target's, open on this host
     data: Dataset  # evaluation samples (or zeros, for bench)
     settings: RunSettings
     label: str
-    precision: object | None = None  # the target's Precision: what an estimate needs
+    precision: Precision | None = None  # the target's: what an estimate needs
     graph: Path | None = None  # the ONNX graph an estimate counts
     host_outputs: np.ndarray | None = None  # this host's outputs, compared with a device's own
     numerics: bool = True  # False for bench: speed only
@@ -66,6 +69,9 @@ class Device:
     # A remote device has `start(path, data, label, progress)`: it sends an artifact off as soon as it
     # is built, and `measure` collects the figures; the pipeline builds the next artifacts meanwhile.
     starts_ahead = False
+
+    def start(self, path: Path, data, label: str, progress, numerics: bool = True) -> None:
+        raise NotImplementedError
 
     def measure(self, job: Job) -> Figures:
         raise NotImplementedError

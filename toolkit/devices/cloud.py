@@ -31,6 +31,7 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -102,7 +103,7 @@ def hub_client(settings: CloudSettings, who: str):
         raise CannotMeasure(f"device '{who}' needs an AI Hub API token, and none is configured",
                             hint=f"`qai-hub configure --api_token ...` (writes {ini}; $QAIHUB_CLIENT_INI points "
                                  f"elsewhere), or set ${TOKEN_ENV}; never put it in the project's config")
-    urls = {k: section[k] for k in ("api_url", "web_url") if k in section}
+    urls: dict[str, Any] = {k: section[k] for k in ("api_url", "web_url") if k in section}
     config = qai_hub.ClientConfig(api_token=token, verbose=False, **urls,
                                   default_project=settings.project or section.get("default_project"))
     return qai_hub.Client(config=config), token
@@ -125,7 +126,7 @@ class HubDevice(Device):
         self.phone = self._choose(wanted)
         self.name = f"{KIND}:{self.phone.name}"
         self._slots = threading.BoundedSemaphore(self.settings.concurrency)
-        self._started: dict[Path, tuple] = {}
+        self._started: dict[Path, tuple | BadInput] = {}  # a refused artifact keeps its refusal
 
     def _call(self, what: str, call):
         """A call to the service; its failures become ours, naming what was asked, without the token."""
@@ -166,7 +167,7 @@ class HubDevice(Device):
 
     def _background(self, call, *args) -> Future:
         """A daemon thread under the concurrency bound: an interrupted run does not wait for the service."""
-        future = Future()
+        future: Future = Future()
 
         def run() -> None:
             with self._slots:

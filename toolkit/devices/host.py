@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -191,7 +192,8 @@ def latency_by_length(job: Job):
     (LiteRT, Core ML) is timed at that length only."""
     runner, s = job.runner, job.settings
     fixed = [spec.shape[1] for spec in runner.input_specs() if len(spec.shape) > 1 and isinstance(spec.shape[1], int)]
-    by_length, chosen = {}, s.sequence_length or max(s.sequence_lengths)
+    by_length: dict[str, dict[str, Any]] = {}
+    chosen = s.sequence_length or max(s.sequence_lengths)
     for length in sorted(set(s.sequence_lengths) | {chosen}):
         if fixed and fixed[0] != length:
             by_length[str(length)] = {"why": f"this artifact takes exactly {fixed[0]} tokens (a fixed shape), "
@@ -202,7 +204,7 @@ def latency_by_length(job: Job):
             lat = latency(runner, at_length(job.data, length), warmup=s.warmup, runs=s.runs, advance=advance)
         by_length[str(length)] = {"p50_ms": lat.p50_ms, "p95_ms": lat.p95_ms, "p99_ms": lat.p99_ms,
                                   "latency": lat}
-    lat = by_length[str(chosen)].get("latency")
+    at_chosen = by_length[str(chosen)].get("latency")
     for entry in by_length.values():
         entry.pop("latency", None)
-    return lat, by_length, chosen
+    return at_chosen, by_length, chosen

@@ -191,7 +191,7 @@ def _graph_of(folder: Path, report: dict, result: dict) -> Path | None:
     return None
 
 
-def estimate(onnx_path: Path, precision: Precision, profile: Profile, kernels: str = GEMM_KERNELS) -> dict:
+def estimate(onnx_path: Path | None, precision: Precision, profile: Profile, kernels: str = GEMM_KERNELS) -> dict:
     """Batch-1 latency (ms) and peak memory (MB) of the graph on the profile's device, its runtime
     computing convolutions as `kernels` says (cost_model: "gemm" for XNNPACK, MLAS, Core ML's CPU)."""
     if onnx_path is None or not Path(onnx_path).is_file():

@@ -69,8 +69,8 @@ def resolve_kinds(declared: dict[str, dict], names: list[str], outputs: list[np.
     for i, (name, values) in enumerate(zip(names, outputs)):
         spec = dict(declared.get(name, {}))
         if "kind" not in spec:
-            kind, why = infer(values.shape[1:], values.dtype, task)
-            spec["kind"], spec["inferred"] = kind, True
+            spec["kind"], why = infer(values.shape[1:], values.dtype, task)
+            spec["inferred"] = True
             if why:
                 warnings.append(f"output '{name}': {why}; to say what it is, set [model.outputs.{toml_key(name)}] "
                                 f"kind = \"...\" (one of {', '.join(KINDS)})")

@@ -11,6 +11,8 @@ Layouts (as the exporters write them):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .base import OutputKind, rounded
@@ -63,7 +65,9 @@ def mean_average_precision(truth: list, found: list) -> tuple[float, float] | No
     when the truth holds no box at all."""
     from faster_coco_eval import COCO, COCOeval_faster
 
-    images, annotations, detections = [], [], []
+    images: list[dict] = []
+    annotations: list[dict[str, Any]] = []
+    detections: list[dict[str, Any]] = []
     for image, ((t_boxes, _, t_classes), (f_boxes, f_scores, f_classes)) in enumerate(zip(truth, found), 1):
         images.append({"id": image})
         annotations += [{"id": len(annotations) + 1, "image_id": image, "category_id": int(c) + 1, "iscrowd": 0,
