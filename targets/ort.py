@@ -82,6 +82,8 @@ capabilities = Capabilities(
                     "optimum extra)",
                     choices=("onnxruntime", "auto", *list(STATIC_RECIPES)[1:], "optimum-arm64", "optimum-avx2",
                              "optimum-avx512", "optimum-avx512-vnni")),
+             Option("int8_auto_recipes", list, [], "the candidates int8_recipe = 'auto' builds, in this order "
+                    "(empty: every static recipe; entropy calibration is the slow one)"),
              Option("keep_float", list, [], "ONNX node names int8 and int4 leave in float (what mixed precision "
                     "chooses; `edge-distill sensitivity` lists the names)"),
              Option("keep_int8", list, [], "int4 only: ONNX node names packed in 8 bits instead of 4 (MatMulNBits "
@@ -213,8 +215,14 @@ class OrtTarget:
 
     def recipe_candidates(self, precision: str, options: dict) -> tuple[str, ...]:
         """The int8_recipe values `check` builds and ranks when it is "auto" (none otherwise)."""
-        auto = precision == "int8" and options.get("int8_recipe") == "auto"
-        return tuple(STATIC_RECIPES) if auto else ()
+        if precision != "int8" or options.get("int8_recipe") != "auto":
+            return ()
+        listed = tuple(options.get("int8_auto_recipes") or STATIC_RECIPES)
+        unknown = [name for name in listed if name not in STATIC_RECIPES]
+        if unknown:
+            raise BadInput(f"target 'ort': int8_auto_recipes names no static recipe {unknown[0]!r}",
+                           hint=f"the recipes: {', '.join(STATIC_RECIPES)}")
+        return listed
 
     def _dynamic_instead(self, request: BuildRequest, out: Path, error: Exception) -> dict:
         why = f"{type(error).__name__}: {' '.join(str(error).split())[:160]}"

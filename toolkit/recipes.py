@@ -38,10 +38,11 @@ def quality(result: TargetResult) -> tuple[str, float, bool] | None:
 
 
 def rank(result: TargetResult) -> tuple:
-    """Sort key: smaller is better."""
+    """Sort key, smaller is better. Agreement with the float model settles a tie on accuracy."""
     measured = quality(result)
     better = (measured[1] if measured[2] else -measured[1]) if measured else 0.0
-    return (not result.passed, round(shortfall(result), 9), -better, result.size_bytes)
+    return (not result.passed, round(shortfall(result), 9), -better, -(result.metrics.float_agreement or 0.0),
+            result.size_bytes)
 
 
 def build_best_recipe(planned, precision: str, candidates: tuple[str, ...], out: Path, work: Path,
@@ -74,8 +75,9 @@ def build_best_recipe(planned, precision: str, candidates: tuple[str, ...], out:
     best = _as_chosen(best, attempts / f"recipe-{k}", out, tc.name)
     best.details["int8_recipes"] = {"option": OPTION, "chosen": chosen, "candidates": rows,
                                     "seconds": round(sum(r["seconds"] for r in rows), 2),
-                                    "rank": "every budget holds, then the smallest shortfall, then the task metric, "
-                                            "then the smallest file, then the earlier candidate",
+                                    "rank": "every budget holds, then the smallest shortfall, then the task metric (on a tie "
+                                            "of accuracy, agreement with the float model), then the smallest "
+                                            "file, then the earlier candidate",
                                     "rebuild": f"options = {{ {OPTION} = \"{chosen}\" }}"}
     return best
 
@@ -83,6 +85,7 @@ def build_best_recipe(planned, precision: str, candidates: tuple[str, ...], out:
 def _row(name: str, result: TargetResult, seconds: float) -> dict:
     measured = quality(result)
     return {"recipe": name, "passed": result.passed, "shortfall": round(shortfall(result), 6),
+            "float_agreement": result.metrics.float_agreement,
             "metric": measured[0] if measured else None,
             "value": measured[1] if measured else None, "size_bytes": result.size_bytes,
             "broken": [c.name.rpartition("/")[2] for c in result.checks if c.passed is False],
