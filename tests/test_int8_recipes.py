@@ -109,3 +109,18 @@ def test_auto_outside_check_says_where_it_is_resolved(tmp_path, outlier_case):
                            options={"int8_recipe": "auto"}, out_dir=tmp_path, work_dir=tmp_path)
     with pytest.raises(BadInput, match="resolved by `check`"):
         get_target("ort").build(request)
+
+
+def test_the_candidates_are_the_declared_recipes_or_those_listed():
+    from edge_distill.errors import BadInput
+    from edge_distill.targets import get_target
+    from edge_distill.targets.ort import STATIC_RECIPES
+
+    ort = get_target("ort")
+    assert ort.recipe_candidates("int8", {"int8_recipe": "auto"}) == tuple(STATIC_RECIPES)
+    assert ort.recipe_candidates("int8", {"int8_recipe": "auto", "int8_auto_recipes": ["percentile", "onnxruntime"]}) \
+        == ("percentile", "onnxruntime")
+    assert ort.recipe_candidates("int8", {"int8_recipe": "onnxruntime"}) == ()
+    assert ort.recipe_candidates("int8-dynamic", {"int8_recipe": "auto"}) == ()
+    with pytest.raises(BadInput, match="int8_auto_recipes names no static recipe 'minmax'"):
+        ort.recipe_candidates("int8", {"int8_recipe": "auto", "int8_auto_recipes": ["minmax"]})
