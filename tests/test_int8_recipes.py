@@ -5,6 +5,7 @@ default recipe loses: one outlier pixel in the calibration set stretches min-max
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,6 +83,10 @@ def test_auto_keeps_the_recipe_that_holds_where_the_default_breaks(outlier_case)
     assert rows[recipes["chosen"]]["value"] == best
     assert kept["size_bytes"] == rows[recipes["chosen"]]["size_bytes"] <= plain["size_bytes"]
     assert all(r["seconds"] > 0 for r in rows.values())
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parents[1] / "toolkit" / "schemas" / "report.schema.json").read_text())
+    jsonschema.validate(json.loads((folder / "auto" / "report.json").read_text()), schema)
     markdown = (folder / "auto" / "report.md").read_text()
     assert "## Recipes" in markdown and f"{recipes['chosen']} (chosen)" in markdown
 
