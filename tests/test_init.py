@@ -189,3 +189,14 @@ def test_init_refuses_what_it_cannot_read_by_name(tmp_path):
         run_init(str(tmp_path / "models" / "m.onnx"), tmp_path / "cfg", tmp_path / "data")
     assert str(info.value) == f"{tmp_path / 'data'}: no .npz file in the folder holds every input (x)"
     assert not (tmp_path / "cfg").exists() and not list(tmp_path.glob(".cfg.partial-*"))
+
+
+def test_init_offers_the_recipe_search_where_a_calibrated_precision_is_kept(tmp_path):
+    (tmp_path / "models").mkdir()
+    onnx.save(conv_only_with_constant_weights(), tmp_path / "models" / "m.onnx")
+    run_init(str(tmp_path / "models" / "m.onnx"), tmp_path / "cfg")
+    text = (tmp_path / "cfg" / "edge-distill.toml").read_text()
+    ort = text.split('name = "ort"\n', 1)[1].split("\n\n", 1)[0]
+    assert '\n# options = { int8_recipe = "auto" }: each recipe built and evaluated, the best by the budgets kept ' \
+           "(docs/int8-recipes.md)" in ort
+    assert "int8_recipe" not in tomllib.loads(text)["targets"][0]  # offered in a comment, not set
