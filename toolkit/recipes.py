@@ -56,6 +56,7 @@ def build_best_recipe(planned, precision: str, candidates: tuple[str, ...], out:
     tried, rows = [], []
     for k, name in enumerate(candidates):
         (attempts / f"work-{k}").mkdir()
+        progress(f"  recipe {k + 1} of {len(candidates)}: {name}")
         options = {**tc.options, OPTION: name}
         one = dataclasses.replace(planned, config=dataclasses.replace(tc, options=options))
         start = time.perf_counter()
