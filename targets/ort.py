@@ -4,7 +4,9 @@ Precisions
   fp32          the verified export as it is
   int8          static QDQ: uint8 activations, int8 per-channel weights, after quant_pre_process,
                 calibrated with minmax, percentile or entropy (entropy with 2048 real histogram bins,
-                driven through the calibrator: quantize_static alone would return the min-max ranges)
+                driven through the calibrator: quantize_static alone would return the min-max ranges);
+                option int8_recipe names another recipe of STATIC_RECIPES, or "auto": check builds them all
+                and keeps the best by the budgets (toolkit/recipes.py)
   int8-dynamic  weights int8 per-channel, activations quantized at run time (transformer MatMuls)
   int4          weight-only MatMulNBits, block 32, symmetric (Gemm is rewritten to MatMul first so
                 Linear layers are covered; Conv stays fp32); option int4_gather also packs Gather tables;
@@ -29,6 +31,34 @@ from edge_distill.quiet import hush_torchao, quiet
 
 from . import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, check_raised, sqnr_db
 
+@dataclasses.dataclass(frozen=True)
+class StaticRecipe:
+    """One static int8 recipe: what int8_recipe names and `auto` tries."""
+
+    help: str
+    per_channel: bool = True
+    activations: str = "uint8"  # "int8": signed activations
+    symmetric_activations: bool = False
+    calibration: str | None = None  # None: the configured calibration method
+    float_ops: tuple[str, ...] = ()  # ops left in float: an op type, or "MatMul of activations", "Add of activations"
+
+
+ATTENTION_OPS = ("Softmax", "LayerNormalization", "MatMul of activations", "Add of activations")
+# The candidates `int8_recipe = "auto"` builds, in order: on a tie the earlier one is kept.
+STATIC_RECIPES = {
+    "onnxruntime": StaticRecipe("edge-distill's default: uint8 asymmetric activations, int8 per-channel weights"),
+    "ort-defaults": StaticRecipe("onnxruntime quantize_static's defaults: int8 activations, int8 per-tensor weights, "
+                                 "min-max", per_channel=False, activations="int8", calibration="minmax"),
+    "per-tensor": StaticRecipe("uint8 activations, int8 per-tensor weights", per_channel=False),
+    "symmetric": StaticRecipe("int8 symmetric activations, int8 per-channel weights", activations="int8",
+                              symmetric_activations=True),
+    "percentile": StaticRecipe("the default with percentile calibration (99.999%)", calibration="percentile"),
+    "entropy": StaticRecipe("the default with entropy calibration (2048 bins)", calibration="entropy"),
+    "attention-float": StaticRecipe("the default with attention blocks' Softmax, LayerNormalization, MatMul and Add "
+                                    "of two activations left in float", float_ops=ATTENTION_OPS),
+}
+
+
 capabilities = Capabilities(
     name="ort",
     description="ONNX Runtime Mobile (.onnx + .ort, CPU EP; NNAPI / Core ML EP coverage reported)",
@@ -45,9 +75,15 @@ capabilities = Capabilities(
     options=(Option("int4_gather", bool, False, "int4 also packs Gather (embedding) tables with GatherBlockQuantized"),
              Option("int4_block_size", int, 32, "int4 block size", minimum=16),
              Option("int8_recipe", str, "onnxruntime",
-                    "who quantizes int8-dynamic: onnxruntime's quantize_dynamic as described above, or optimum's "
-                    "AutoQuantizationConfig for that CPU (needs the optimum extra)",
-                    choices=("onnxruntime", "optimum-arm64", "optimum-avx2", "optimum-avx512", "optimum-avx512-vnni")),
+                    "int8: which static recipe ('onnxruntime' is edge-distill's own, described above; the others "
+                    "are listed in docs/int8-recipes.md), or 'auto': check builds and evaluates every one of them "
+                    "and keeps the best by the budgets, then the task metric, then size. int8-dynamic: "
+                    "onnxruntime's quantize_dynamic, or optimum's AutoQuantizationConfig for that CPU (needs the "
+                    "optimum extra)",
+                    choices=("onnxruntime", "auto", *list(STATIC_RECIPES)[1:], "optimum-arm64", "optimum-avx2",
+                             "optimum-avx512", "optimum-avx512-vnni")),
+             Option("int8_auto_recipes", list, [], "the candidates int8_recipe = 'auto' builds, in this order "
+                    "(empty: every static recipe; entropy calibration is the slow one)"),
              Option("keep_float", list, [], "ONNX node names int8 and int4 leave in float (what mixed precision "
                     "chooses; `edge-distill sensitivity` lists the names)"),
              Option("keep_int8", list, [], "int4 only: ONNX node names packed in 8 bits instead of 4 (MatMulNBits "
@@ -133,17 +169,25 @@ class OrtTarget:
     def _build_int8(self, request: BuildRequest, out: Path) -> dict:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-        if request.options["int8_recipe"] != "onnxruntime":
-            raise BadInput(f"int8_recipe = {request.options['int8_recipe']!r} builds int8-dynamic only: optimum's "
+        name = request.options["int8_recipe"]
+        if name == "auto":
+            raise BadInput("int8_recipe = 'auto' is resolved by `check`, which builds every candidate recipe; here "
+                           "one recipe is built", hint=f"name one: {', '.join(STATIC_RECIPES)}")
+        if name not in STATIC_RECIPES:
+            raise BadInput(f"int8_recipe = {name!r} builds int8-dynamic only: optimum's "
                            "static recipe calibrates through the `datasets` library, which edge-distill does not use",
                            hint="ask for int8-dynamic with this recipe, or int8 with int8_recipe = 'onnxruntime'")
         if request.calibration is None:
             raise BadInput("int8 (static) needs calibration data: set [data] calibration or pass --calibration")
+        recipe = STATIC_RECIPES[name]
         pre = self._preprocessed(request)
         names = [s.name for s in request.source.inputs]
-        method = request.calibration_method
-        common = dict(quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
-                      weight_type=QuantType.QInt8, nodes_to_exclude=list(request.options["keep_float"]))
+        method = recipe.calibration or request.calibration_method
+        activations = QuantType.QInt8 if recipe.activations == "int8" else QuantType.QUInt8
+        left_float = [*request.options["keep_float"], *_nodes_of(pre, recipe.float_ops)]
+        common = dict(quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel, activation_type=activations,
+                      weight_type=QuantType.QInt8, nodes_to_exclude=left_float,
+                      extra_options={"ActivationSymmetric": recipe.symmetric_activations})
         if method == "entropy":
             cache = self._entropy_ranges(pre, request, names)
             quantize_static(str(pre), str(out), None, calibrate_method=CalibrationMethod.Entropy,
@@ -158,7 +202,9 @@ class OrtTarget:
                 return self._dynamic_instead(request, out, exc)
         details = {"calibration": {"method": method, "samples": len(request.calibration),
                                    "source": request.calibration.source},
-                   "quantization": "QDQ, uint8 activations, int8 per-channel weights"}
+                   "quantization": f"QDQ, recipe {name!r}: {recipe.help}"
+                   + (f"; {len(left_float)} node(s) left in float" if left_float else ""),
+                   "int8_recipe": name}
         masks = [s.name for s in request.source.inputs if "mask" in s.name.lower() and s.dtype.startswith(("int", "bool"))]
         if masks:
             details["notes"] = [f"static int8 on a model with an attention mask ({', '.join(masks)}): activation "
@@ -166,6 +212,17 @@ class OrtTarget:
                                 "(top-1 agreement 0.45-0.71 on padded inputs measured on a BERT-like encoder); "
                                 "int8-dynamic is the safer recipe for transformers"]
         return details
+
+    def recipe_candidates(self, precision: str, options: dict) -> tuple[str, ...]:
+        """The int8_recipe values `check` builds and ranks when it is "auto" (none otherwise)."""
+        if precision != "int8" or options.get("int8_recipe") != "auto":
+            return ()
+        listed = tuple(options.get("int8_auto_recipes") or STATIC_RECIPES)
+        unknown = [name for name in listed if name not in STATIC_RECIPES]
+        if unknown:
+            raise BadInput(f"target 'ort': int8_auto_recipes names no static recipe {unknown[0]!r}",
+                           hint=f"the recipes: {', '.join(STATIC_RECIPES)}")
+        return listed
 
     def _dynamic_instead(self, request: BuildRequest, out: Path, error: Exception) -> dict:
         why = f"{type(error).__name__}: {' '.join(str(error).split())[:160]}"
@@ -193,7 +250,7 @@ class OrtTarget:
     def _build_int8_dynamic(self, request: BuildRequest, out: Path) -> dict:
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        if request.options["int8_recipe"] != "onnxruntime":
+        if request.options["int8_recipe"].startswith("optimum-"):  # the static recipes' names: onnxruntime's
             return _optimum_dynamic(request, out, request.options["int8_recipe"])
         quantize_dynamic(str(self._preprocessed(request)), str(out), weight_type=QuantType.QInt8, per_channel=True,
                          nodes_to_exclude=list(request.options["keep_float"]))
@@ -285,6 +342,23 @@ class OrtTarget:
         elif path.suffix == ".ort":  # an ORT-format file alone: what its flatbuffer says
             info.update(_ort_file_contents(path))
         return info
+
+
+def _nodes_of(model_path: Path, kinds: tuple[str, ...]) -> list[str]:
+    """Names of the nodes a recipe leaves in float: by op type, or a MatMul / Add whose two inputs are
+    both activations (attention's scores and values, residual sums) rather than a weight."""
+    if not kinds:
+        return []
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    constant = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    found = []
+    for node in graph.node:
+        of_activations = len(node.input) == 2 and not any(i in constant for i in node.input)
+        if node.op_type in kinds or (of_activations and f"{node.op_type} of activations" in kinds):
+            found.append(node.name)
+    return found
 
 
 def _matmul_nbits(model, bits: int, block: int, op_types: tuple, exclude: set):

@@ -151,21 +151,34 @@ class TfliteTarget:
             _float_io(out)
 
     def _pt2e_or_aeq(self, module, sample, specs, request, out: Path, fp32: Path, details: dict) -> None:
-        """litert-torch's PT2E quantizer, and ai-edge-quantizer's static recipe when PT2E crashes
-        (its GRU annotation raises IndexError, for one): the fallback is said, never silent."""
+        """litert-torch's PT2E quantizer, and ai-edge-quantizer's static recipe when PT2E crashes (its GRU
+        annotation raises IndexError, for one) or builds a file the interpreter cannot prepare (a QUANTIZE
+        without a quantization of its output, for one): the fallback is said, never silent."""
         channels_last = bool(request.options["channels_last_io"])
         try:
             self._convert_int8(module, sample, specs, request, out, channels_last)
+            unprepared = _unprepared(out)
+            if unprepared:
+                raise _NotPrepared(unprepared)
         except (BadInput, MissingDependency):
             raise
         except Exception as exc:
-            why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
+            failed = ("artifact did not prepare in the LiteRT interpreter" if isinstance(exc, _NotPrepared)
+                      else "quantizer failed on this model")
+            why = (str(exc) if isinstance(exc, _NotPrepared)  # LiteRT's own words, first
+                   else f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}")
             _convert(module, sample, fp32, channels_last, specs)
             _name_signature(fp32, specs)
             self._quantize_int8(fp32, out, request.options, details, request)
+            also = _unprepared(out)
+            if also:
+                out.unlink()
+                raise BadInput(f"no int8 artifact of this model prepares in the LiteRT interpreter: litert-torch's "
+                               f"PT2E int8 {failed} ({why}); ai-edge-quantizer's static one did not prepare either ({also})",
+                               hint="int8-dynamic or fp16 keep float activations") from exc
             details.setdefault("notes", []).append(
-                f"litert-torch's PT2E int8 quantizer failed on this model ({why}); built with ai-edge-quantizer's "
-                "static recipe instead (the int8_recipe = \"aeq\" option)")
+                f"litert-torch's PT2E int8 {failed} ({why}); built with ai-edge-quantizer's static "
+                "recipe instead (the int8_recipe = \"aeq\" option)")
             details["recipe_fallback"] = {"asked": "pt2e", "used": "aeq", "why": why}
 
     def _quantize_int8(self, fp32: Path, out: Path, opts, details, request):
@@ -639,6 +652,21 @@ def _check_parity(path: Path, source, calibration, tolerance: float) -> float:
                              hint="the bound is [export] tolerance, or the target's own option: [[targets]] "
                                   "name = \"tflite\", options = { tolerance = ... }")
     return diff
+
+
+class _NotPrepared(Exception):
+    """A built .tflite the interpreter refuses at allocate_tensors (its message is LiteRT's)."""
+
+
+def _unprepared(path: Path) -> str | None:
+    """Why LiteRT's interpreter cannot prepare this file (its first line), or None when it can."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        Interpreter(model_path=str(path)).allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        return " ".join(str(exc).split())[:240]
+    return None
 
 
 def inspect_tflite(path: Path) -> dict:

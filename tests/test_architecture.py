@@ -132,6 +132,7 @@ RULES = [
     Rule(("auto_precision",), _ed("mixed", "precision", "report", "result", "files", "errors", "targets",
                                    "calibration")),
     Rule(("slicefind",), _ed("result")),
+    Rule(("recipes",), _ed("mixed", "kinds", "result", "errors")),
     Rule(("discover",), anything=True, except_=ABOVE_THE_STAGES),
     Rule(("mixed",), _ed("result")),
     Rule(("bundle", "outputs", "runtimes"), _ed("files", "errors", "config", "targets", "places", "calibration")),

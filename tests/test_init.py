@@ -203,3 +203,14 @@ def test_init_samples_an_input_whatever_its_name(tmp_path):
     sample = np.load(tmp_path / "cfg" / "sample.npz")
     assert sorted(sample.files) == ["allow_pickle"]
     assert sample["allow_pickle"].shape[1:] == (4,) and sample["allow_pickle"].dtype == np.float32
+
+
+def test_init_offers_the_recipe_search_where_a_calibrated_precision_is_kept(tmp_path):
+    (tmp_path / "models").mkdir()
+    onnx.save(conv_only_with_constant_weights(), tmp_path / "models" / "m.onnx")
+    run_init(str(tmp_path / "models" / "m.onnx"), tmp_path / "cfg")
+    text = (tmp_path / "cfg" / "edge-distill.toml").read_text()
+    ort = text.split('name = "ort"\n', 1)[1].split("\n\n", 1)[0]
+    assert '\n# options = { int8_recipe = "auto" }: each recipe built and evaluated, the best by the budgets kept ' \
+           "(docs/int8-recipes.md)" in ort
+    assert "int8_recipe" not in tomllib.loads(text)["targets"][0]  # offered in a comment, not set

@@ -38,6 +38,7 @@ from .files import package_files, sha256_path
 from .precision import auto_of, base_of, is_auto
 from .models import SourceModel, load_model
 from .progress import Progress, loop
+from .recipes import build_best_recipe
 from .streaming import ModelIO, model_io
 from .provenance import host_environment
 from .result import Check, Latency, Memory, Report, TargetResult, result_label
@@ -369,9 +370,10 @@ def _target_results(cfg: Config, planned: PlannedTarget, precisions: list[str], 
     """(precision, result) of one [[targets]] entry, the float baseline first. On a device that starts ahead
     (a device cloud), every artifact is built and sent off first, and then collected in order."""
     name, onnx_path = planned.config.name, out / "onnx" / "model.onnx"
+    candidates = {p: recipe_candidates(planned, p) for p in precisions}
     ahead = {}
     for precision in precisions if planned.device.starts_ahead else ():
-        if not is_auto(precision):
+        if not is_auto(precision) and not candidates[precision]:
             ahead[precision] = sent = attempted(partial(build_one, cfg, planned, precision, loaded.student, onnx_path,
                                                          out, name, work, loaded, progress),
                                                  out, name, "student", name, precision)
@@ -383,6 +385,11 @@ def _target_results(cfg: Config, planned: PlannedTarget, precisions: list[str], 
             build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
             yield precision, attempted(partial(build_auto, planned, precision, out, work, build, progress,
                                                data=loaded.evaluation), out, name, "student", name, precision)
+            continue
+        if candidates[precision]:  # an option set to "auto": every candidate recipe built, the best kept
+            build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
+            yield precision, attempted(partial(build_best_recipe, planned, precision, candidates[precision], out,
+                                               work, build, progress), out, name, "student", name, precision)
             continue
         built = ahead.get(precision)
         if isinstance(built, TargetResult):  # its build failed: that is its row
@@ -398,6 +405,13 @@ def _target_results(cfg: Config, planned: PlannedTarget, precisions: list[str], 
         if precision == baseline:
             refs.float_latency, refs.float_size = result.latency, result.size_bytes
         yield precision, result
+
+
+def recipe_candidates(planned: PlannedTarget, precision: str) -> tuple[str, ...]:
+    """The recipes a target builds and ranks for this precision (an option set to "auto"), or none."""
+    target = get_target(planned.config.name)
+    asked = getattr(target, "recipe_candidates", None)
+    return asked(precision, planned.config.options_for(precision)) if asked and not is_auto(precision) else ()
 
 
 def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progress: Progress = Progress(False), *,

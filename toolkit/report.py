@@ -258,6 +258,27 @@ def _mixed_lines(report: Report) -> list[str]:
     return lines
 
 
+def _recipe_lines(report: Report) -> list[str]:
+    """An option set to "auto" (int8_recipe): every candidate recipe's figures, and the one kept."""
+    lines = []
+    for r in report.results:
+        m = r.details.get("int8_recipes")
+        if not m:
+            continue
+        lines.append(f"Recipes, {r.name}: {m['option']} = 'auto' chose {m['chosen']!r} of {len(m['candidates'])} "
+                     f"candidates in {m['seconds']:.0f} s ({m['rank']}); {m['rebuild']} rebuilds it")
+        for c in m["candidates"]:
+            if "error" in c:
+                lines.append(f"  {c['recipe']}: not built: {c['error']} ({c['seconds']:.1f} s)")
+                continue
+            figure = f"{c['metric']} {c['value']:.4g}, " if c["metric"] else ""
+            lines.append(f"  {c['recipe']}{' (chosen)' if c['recipe'] == m['chosen'] else ''}: {figure}"
+                         f"{c['size_bytes'] / 1e6:.3f} MB, "
+                         + ("every budget holds" if c["passed"] else "breaks " + ", ".join(c["broken"]))
+                         + f" ({c['seconds']:.1f} s)")
+    return lines
+
+
 def _raised(m: dict) -> dict[str, str]:
     """A search's raised layers -> their precision (a stored report from before int8 steps: its float ones)."""
     return m.get("raised", {name: "float" for name in m["keep_float"]})
@@ -339,7 +360,8 @@ def to_table(report: Report, colour: bool | None = None) -> str:
     # every line is one line of text (`visible`; paint makes its text visible too): a name never moves
     # the cursor, colours the log or forges a verdict line
     out.extend(map(visible, [*_batch_lines(report), *_range_lines(report), *_length_lines(report),
-                             *_output_lines(report), *_mixed_lines(report), *_provenance_lines(report)]))
+                             *_output_lines(report), *_mixed_lines(report), *_recipe_lines(report),
+                             *_provenance_lines(report)]))
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(paint(f"warning: {w}", "yellow", colour))
     if broken:
@@ -425,6 +447,10 @@ def to_markdown(report: Report) -> str:
     if mixed:
         out += ["## Mixed precision", ""] + [f"- {_md(line.strip())}" if line.startswith("  ") else _md(line)
                                              for line in mixed] + [""]
+    recipes = _recipe_lines(report)
+    if recipes:
+        out += ["## Recipes", ""] + [f"- {_md(line.strip())}" if line.startswith("  ") else _md(line)
+                                     for line in recipes] + [""]
     for w in dict.fromkeys(report.warnings + [w for r in report.results for w in r.warnings]):
         out.append(f"> **warning:** {_md(w)}")
     if report.ladder is not None:

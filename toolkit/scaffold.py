@@ -376,10 +376,15 @@ def _data_lines(plan: Plan, out: Path) -> list[str]:
 
 
 def _target_lines(plan: Plan) -> list[str]:
-    lines = []
+    from edge_distill.targets import available
+
+    lines, capabilities = [], available()
     for name, (kept, refused) in plan.targets.items():
         lines += ["", "[[targets]]", f'name = "{name}"', f"precisions = {_toml_list(kept)}"]
         lines += [f"# {note}" for note in plan.notes.get(name, [])]
+        if any(capabilities[name].precision(p).calibrated for p in kept):  # a recipe search where one is offered
+            lines += [f'# options = {{ {o.name} = "auto" }}: each recipe built and evaluated, the best by the budgets '
+                      "kept (docs/int8-recipes.md)" for o in capabilities[name].options if "auto" in o.choices]
         lines += [f"# not {p}: {why}" for p, why in refused.items()]
     lines += [f"# no {name} target: {why}" for name, why in plan.unavailable.items()]
     return lines
