@@ -387,7 +387,7 @@ def config(entry: Published, model_path: Path, target: str) -> str:
                else f'student = "{model_path}"\n')
     options = 'options = { weight_threshold = 256 }\n' if target == "coreml" else ""
     return ("[model]\n" + student + entry.model
-            + '[data]\nevaluation = "eval.npz"\ncalibration = "eval.npz"\n[measure]\nruns = 10\nwarmup = 2\n'
+            + '[data]\nevaluation = "eval.npz"\ncalibration = "eval.npz"\n[measure]\nruns = 20\nwarmup = 2\n'
             + f'[[targets]]\nname = "{target}"\nprecisions = {json.dumps(TARGETS[target])}\n' + options + entry.budget)
 
 

@@ -127,7 +127,7 @@ class CoremlTarget:
             except (BadInput, MissingDependency):
                 raise
             except Exception as exc:
-                raise BadInput(_conversion_error(exc, request.source.reference)) from exc
+                raise BadInput(_conversion_error(exc, request.source.reference), hint=CONVERSION_HINT) from exc
         _describe(model, request, precision)
         with _quiet():
             model.save(str(out))
@@ -340,6 +340,11 @@ def _compress(ct, model, precision: str, threshold: int, block: int, keep_float=
         op = cto.coreml.OpPalettizerConfig(nbits=4, mode="kmeans", weight_threshold=threshold)
         return cto.coreml.palettize_weights(model, config(op))
     raise BadInput(f"unknown coreml precision {precision!r}")
+
+
+# A conversion failure is the model's op against coremltools, not a setting: say which line drops the target.
+CONVERSION_HINT = ('remove "coreml" from this model\'s [[targets]] in edge-distill.toml, or change the op in '
+                   "the model; the other targets do not depend on it")
 
 
 def _conversion_error(exc: Exception, reference: str) -> str:

@@ -115,6 +115,26 @@ def test_untraceable_model_is_a_clear_error(tmp_path):
     assert not list(tmp_path.glob("*.mlpackage"))
 
 
+def test_an_op_coremltools_cannot_convert_names_the_model_the_reason_and_the_line_that_drops_the_target(tmp_path):
+    class PerFeaturePrelu(torch.nn.Module):  # MTCNN's RNet and ONet (facenet-pytorch): PReLU after a Linear
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = torch.nn.Linear(64, 8), torch.nn.PReLU(8)
+            with torch.no_grad():
+                self.act.weight.copy_(torch.linspace(0.1, 0.8, 8))  # one slope per feature
+
+        def forward(self, x):
+            return self.act(self.fc(x.flatten(1)))
+
+    with pytest.raises(BadInput) as info:
+        build(tmp_path, PerFeaturePrelu())
+    assert str(info.value) == ("coremltools cannot convert m: prelu op: rank 3 or rank 5 input is only supported when "
+                               "all the values of alpha are same,which is not the case here\n  hint: remove \"coreml\" "
+                               "from this model's [[targets]] in edge-distill.toml, or change the op in the model; the "
+                               "other targets do not depend on it")
+    assert not list(tmp_path.glob("*.mlpackage"))
+
+
 def test_op_the_reference_evaluator_does_not_know(tmp_path):
     class Upsample(torch.nn.Module):
         def __init__(self):
