@@ -380,6 +380,7 @@ class Cell:
     code: int
     text: str
     seconds: float
+    versus: dict | None = None  # ORT int8: edge-distill's against onnxruntime's default static recipe
 
 
 def config(entry: Published, model_path: Path, target: str) -> str:
@@ -418,7 +419,79 @@ def run_cell(entry: Published, target: str, work: Path) -> Cell:
         line = next((x for x in proc.stderr.splitlines() if x.startswith("error:")), proc.stderr.strip()[-300:])
         return Cell(entry.name, target, proc.returncode, line[:400], seconds)
     report = json.loads(report_path.read_text())
-    return Cell(entry.name, target, proc.returncode, summary(entry, report), seconds)
+    try:
+        versus = against_ort_default(entry, folder, report) if target == "ort" else None
+    except Exception as exc:  # onnxruntime's quantizer failing is its finding, not the cell's
+        versus = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
+    return Cell(entry.name, target, proc.returncode, summary(entry, report), seconds, versus)
+
+
+# -- int8 against the runtime's own default ------------------------------------------------------------
+class _Samples:
+    """onnxruntime's CalibrationDataReader protocol: one sample at a time (fixed-batch models take 1)."""
+
+    def __init__(self, feeds: dict):
+        self.rows = iter([{k: v[i:i + 1] for k, v in feeds.items()} for i in range(len(next(iter(feeds.values()))))])
+
+    def get_next(self):
+        return next(self.rows, None)
+
+
+def _run(path: Path, feeds: dict, output: str) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    index = names.index(output) if output in names else 0
+    wanted = {i.name for i in session.get_inputs()}
+    rows = _Samples({k: v for k, v in feeds.items() if k in wanted}).rows
+    return np.concatenate([session.run(None, row)[index] for row in rows]).astype(np.float64)
+
+
+def _ctc(path: np.ndarray) -> list:
+    out = [int(t) for i, t in enumerate(path) if t != 0 and (i == 0 or t != path[i - 1])]
+    return out
+
+
+def _edits(a: list, b: list) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]
+
+
+def task_figure(kind: str, out: np.ndarray, ref: np.ndarray) -> float:
+    """The comparison's figure, computed here: top-1 agreement, CER of greedy CTC, or mean cosine."""
+    if kind == "agreement":
+        return float((out.argmax(-1) == ref.argmax(-1)).mean())
+    if kind == "cer":
+        pairs = [(_ctc(r), _ctc(o)) for o, r in zip(out.argmax(-1), ref.argmax(-1))]
+        return sum(_edits(r, o) for r, o in pairs) / max(1, sum(len(r) for r, _ in pairs))
+    a, b = out.reshape(len(out), -1), ref.reshape(len(ref), -1)
+    return float(((a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)).mean())
+
+
+def against_ort_default(entry: Published, folder: Path, report: dict) -> dict | None:
+    """onnxruntime's quantize_static with its defaults (QDQ, int8 per tensor, MinMax) on the fp32 ONNX
+    the tool exported, calibrated on the same file; both int8 artifacts' task figure against that fp32."""
+    from onnxruntime.quantization import quantize_static
+
+    ours = next((r for r in report["results"] if r["precision"] == "int8" and not r.get("failure")), None)
+    fp32 = folder / "out" / "onnx" / "model.onnx"
+    if ours is None or not fp32.exists():
+        return None
+    feeds = {k: v for k, v in np.load(folder / "eval.npz").items() if k != "labels"}
+    theirs = folder / "ort-default-int8.onnx"
+    quantize_static(str(fp32), str(theirs), _Samples(feeds))
+    output, figure = entry.metric
+    kind = "agreement" if "agreement" in figure else "cer" if figure == "cer" else "cosine"
+    ref = _run(fp32, feeds, output)
+    return {"figure": {"agreement": "top-1 agreement", "cer": "CER", "cosine": "mean cosine"}[kind],
+            "ours": task_figure(kind, _run(folder / "out" / ours["artifact"], feeds, output), ref),
+            "theirs": task_figure(kind, _run(theirs, feeds, output), ref),
+            "ours_mb": (folder / "out" / ours["artifact"]).stat().st_size / 1e6, "theirs_mb": theirs.stat().st_size / 1e6}
 
 
 def _figure_text(value) -> str:
@@ -432,7 +505,7 @@ def summary(entry: Published, report: dict) -> str:
     parts = []
     for r in report["results"]:
         if r.get("failure"):
-            parts.append(f"{r['precision']}: refused: {r['failure']['reason'].splitlines()[0]}")
+            parts.append(f"{r['precision']}: refused: " + " ".join(r["failure"]["reason"].split()))
             continue
         value = (r.get("outputs", {}).get(output) or {}).get(figure)
         if value is None:
@@ -448,8 +521,8 @@ def summary(entry: Published, report: dict) -> str:
         if size:
             text += f", {size / 1e6:.1f} MB"
         broken = [c for c in r["checks"] if c["passed"] is False]
-        text += "".join(f"; BROKEN {c['name'].split('/')[-1]}: {_figure_text(c.get('value'))} vs "
-                        f"{_figure_text(c.get('threshold'))}" for c in broken)
+        text += "".join(f"; BROKEN {c['name'].split('/')[-1]}: {_figure_text(c['value'])}, needs "
+                        f"{c['comparison']} {_figure_text(c['limit'])}" for c in broken)
         parts.append(text)
     return "; ".join(parts)
 
@@ -472,7 +545,22 @@ def render(cells: list[Cell], records: dict, seconds: float, workers: int) -> st
         text = re.sub(r"/\S*?edge-distill-published-[^/\s]+/(?:[^/\s]+/)*", "", c.text).replace("|", "/")
         text = text.replace(str(cache_root()), "{cache}/published")
         lines.append(f"| {c.model} | {entry.covers} | {record['package']} {record['version']}: `{record['file']}` "
-                     f"(sha256 {record['sha256'][:12]}) | {record['license']} | {c.target} | {c.code} | {text[:600]} |")
+                     f"(sha256 {record['sha256'][:12]}) | {record['license']} | {c.target} | {c.code} | {text[:900]} |")
+    lines += ["", "### int8: edge-distill's recipe against onnxruntime's default", "",
+              "On each ORT model with an int8 artifact: onnxruntime's `quantize_static` with its defaults (QDQ, int8 "
+              "weights and activations per tensor, MinMax) on the same exported fp32 ONNX and the same calibration "
+              "file, and both artifacts' figure against that fp32 model, computed by the benchmark with onnxruntime "
+              "(CER: greedy CTC, lower is better; otherwise higher is better).", "",
+              "| model | figure | edge-distill int8 | size MB | onnxruntime default int8 | size MB | at least as good, no larger |",
+              "|---|---|---|---|---|---|---|"]
+    for c in cells:
+        if c.versus and "error" in c.versus:
+            lines.append(f"| {c.model} | | | | onnxruntime's quantize_static failed: {c.versus['error']} | | |")
+        elif c.versus:
+            v = c.versus
+            better = v["ours"] <= v["theirs"] + 1e-9 if v["figure"] == "CER" else v["ours"] >= v["theirs"] - 1e-9
+            lines.append(f"| {c.model} | {v['figure']} | {v['ours']:.4f} | {v['ours_mb']:.2f} | {v['theirs']:.4f} | "
+                         f"{v['theirs_mb']:.2f} | {'yes' if better and v['ours_mb'] <= v['theirs_mb'] * 1.01 else 'no'} |")
     lines += ["", "Not covered yet: a ViT-style classifier and a conv/attention hybrid (no small published one "
               "found inside a pip wheel on this machine's registry).", MARK_END]
     return "\n".join(lines) + "\n"
