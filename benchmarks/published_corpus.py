@@ -5,6 +5,7 @@ any cell ended in an internal error (exit 3) or a traceback.
 
     pip install 'edge-distill[test,published]'
     python benchmarks/published_corpus.py [--workers 2] [--models ppocr-rec,nudenet]
+    python benchmarks/published_corpus.py --init    # init, then check on the config it wrote
 
 Each model is copied (ONNX) or converted to safetensors (torch state dicts) into
 {cache}/published/NAME/ with `source.json`: package, version, file, sha256, license.
@@ -566,14 +567,64 @@ def render(cells: list[Cell], records: dict, seconds: float, workers: int) -> st
     return "\n".join(lines) + "\n"
 
 
-def write_section(doc: Path, section: str) -> None:
+def write_section(doc: Path, section: str, marks: tuple[str, str] = (MARK_START, MARK_END)) -> None:
     text = doc.read_text() if doc.exists() else ""
-    if MARK_START in text:
-        before, rest = text.split(MARK_START, 1)
-        text = before + section + rest.split(MARK_END, 1)[1].lstrip("\n")
+    if marks[0] in text:
+        before, rest = text.split(marks[0], 1)
+        text = before + section + rest.split(marks[1], 1)[1].lstrip("\n")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     doc.write_text(text)
+
+
+# -- init, then check: the config a first-time user gets ------------------------------------------------
+INIT_MARKS = ("<!-- published init: start -->", "<!-- published init: end -->")
+
+
+def run_init_cell(entry: Published, work: Path) -> Cell:
+    """`edge-distill init MODEL --data DIR` on the corpus' own evaluation file, then `check` on the config
+    it wrote, unedited."""
+    import tomllib
+
+    start, folder = time.perf_counter(), work / entry.name / "init"
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    np.savez(folder / "data" / "eval.npz", **entry.data(np.random.default_rng(0)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "edge_distill"]
+    init = subprocess.run([*cli, "init", str(cached(entry)[0]), "--data", str(folder / "data"), "--out",
+                           str(folder / "cfg")], capture_output=True, text=True, env=env, timeout=1800,
+                          stdin=subprocess.DEVNULL)
+    if init.returncode != 0:
+        why = next((x for x in init.stderr.splitlines() if x.startswith("error:")), init.stderr.strip()[-300:])
+        return Cell(entry.name, "init", 3 if "Traceback" in init.stderr else init.returncode, why[:400],
+                    time.perf_counter() - start)
+    config = tomllib.loads((folder / "cfg" / "edge-distill.toml").read_text())
+    chose = "; ".join(f"{t['name']} {'/'.join(t['precisions'])}" for t in config.get("targets", []))
+    check = subprocess.run([*cli, "check", str(folder / "cfg" / "edge-distill.toml"), "--out", str(folder / "out"),
+                            "-q"], capture_output=True, text=True, env=env, timeout=3600, stdin=subprocess.DEVNULL)
+    seconds = time.perf_counter() - start
+    if "Traceback" in check.stderr or not (folder / "out" / "report.json").exists():
+        why = next((x for x in check.stderr.splitlines() if x.startswith("error:")), check.stderr.strip()[-300:])
+        code = 3 if "Traceback" in check.stderr else check.returncode
+        return Cell(entry.name, "init", code, f"init chose {chose}; check: {why[:300]}", seconds)
+    report = json.loads((folder / "out" / "report.json").read_text())
+    kinds = ", ".join(f"{name} {o.get('kind')}" for name, o in (report["results"][0].get("outputs") or {}).items())
+    return Cell(entry.name, "init", check.returncode, f"init chose {chose}; kinds {kinds}; "
+                + summary(entry, report), seconds)
+
+
+def render_init(cells: list[Cell], seconds: float, workers: int) -> str:
+    lines = [INIT_MARKS[0], "### init, then check", "",
+             f"`python benchmarks/published_corpus.py --init` ({seconds / 60:.1f} min with {workers} workers): "
+             "`edge-distill init MODEL --data DIR` on each ONNX model of the corpus with its evaluation file, then "
+             "`check` on the config init wrote, unedited (no budget: exit 0 means every precision init proposed was "
+             "built and measured). init reads `.onnx`, `.pt2` and Hugging Face folders, not a `module:factory`: the "
+             "torch models of the corpus are not in this table.", "",
+             "| model | exit | init's targets, output kinds, figures |", "|---|---|---|"]
+    for c in cells:
+        text = c.text.replace(str(cache_root()), "{cache}/published").replace("|", "/")
+        lines.append(f"| {c.model} | {c.code} | {text[:700]} |")
+    return "\n".join(lines + [INIT_MARKS[1]]) + "\n"
 
 
 def main() -> int:
@@ -581,10 +632,18 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", default=",".join(BY_NAME))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "support.md")
+    parser.add_argument("--init", action="store_true", help="init then check on each ONNX model, instead")
     args = parser.parse_args()
     entries = [BY_NAME[name] for name in args.models.split(",")]
     records = {e.name: cached(e)[1] for e in entries}
     start = time.perf_counter()
+    if args.init:
+        with tempfile.TemporaryDirectory(prefix="edge-distill-published-") as work, ThreadPoolExecutor(args.workers) as pool:
+            cells = list(pool.map(lambda e: run_init_cell(e, Path(work)), [e for e in entries if e.factory is None]))
+        write_section(args.out, render_init(cells, time.perf_counter() - start, args.workers), INIT_MARKS)
+        for c in cells:
+            print(f"{c.model:22} init    exit {c.code} {c.seconds:6.0f}s {c.text[:300]}")
+        return 1 if any(c.code not in (0, 1, 2) for c in cells) else 0
     tasks = [(e, t) for e in entries for t in e.targets]
     with tempfile.TemporaryDirectory(prefix="edge-distill-published-") as work, ThreadPoolExecutor(args.workers) as pool:
         cells = list(pool.map(lambda task: run_cell(*task, Path(work)), tasks))
