@@ -687,6 +687,7 @@ _KERNELS = {
     "reduce_mean": lambda a: _reduce(np.mean, a),
     "reduce_sum": lambda a: _reduce(np.sum, a),
     "reduce_max": lambda a: _reduce(np.max, a),
+    "reduce_l2_norm": lambda a: _reduce(_l2_norm, a),  # F.normalize: sentence embeddings (WordLlama)
     "expand_dims": lambda a: np.expand_dims(a["x"], tuple(int(d) for d in np.asarray(a["axes"]).ravel())),
     "squeeze": lambda a: np.squeeze(a["x"], None if a.get("axes") is None
                                     else tuple(int(d) for d in np.asarray(a["axes"]).ravel())),
@@ -701,6 +702,11 @@ def _reduce(fn, a):
     axes = a.get("axes")
     axis = None if axes is None else tuple(int(d) for d in np.asarray(axes).ravel())
     return fn(a["x"], axis=axis, keepdims=bool(a.get("keep_dims", False)))
+
+
+def _l2_norm(x, axis, keepdims):
+    x = np.asarray(x)
+    return np.sqrt(np.sum(np.square(x.astype(np.float32)), axis=axis, keepdims=keepdims)).astype(x.dtype)
 
 
 # -- inspecting ------------------------------------------------------------------------------------
