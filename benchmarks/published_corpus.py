@@ -487,7 +487,7 @@ def against_ort_default(entry: Published, folder: Path, report: dict) -> dict | 
     theirs = folder / "ort-default-int8.onnx"
     quantize_static(str(fp32), str(theirs), _Samples(feeds))
     output, figure = entry.metric
-    kind = "agreement" if "agreement" in figure else "cer" if figure == "cer" else "cosine"
+    kind = "agreement" if figure == "float_agreement" else "cer" if figure == "cer" else "cosine"  # mAP: heads' cosine
     ref = _run(fp32, feeds, output)
     return {"figure": {"agreement": "top-1 agreement", "cer": "CER", "cosine": "mean cosine"}[kind],
             "ours": task_figure(kind, _run(folder / "out" / ours["artifact"], feeds, output), ref),
