@@ -3,7 +3,8 @@ nothing fetched from a hub), each through every target its intake allows with `e
 on evaluation data it responds to. Writes the published section of docs/support.md and exits 1 when
 any cell ended in an internal error (exit 3) or a traceback.
 
-    pip install 'edge-distill[test,published]'
+    pip install 'edge-distill[published]'
+    pip install --no-deps 'facenet-pytorch>=2.6,<2.7'   # its own pins (torch 2.2, numpy < 2) would replace ours
     python benchmarks/published_corpus.py [--workers 2] [--models ppocr-rec,nudenet]
     python benchmarks/published_corpus.py --init    # init, then check on the config it wrote
 
