@@ -552,7 +552,9 @@ def render(cells: list[Cell], records: dict, seconds: float, workers: int) -> st
               "On each ORT model with an int8 artifact: onnxruntime's `quantize_static` with its defaults (QDQ, int8 "
               "weights and activations per tensor, MinMax) on the same exported fp32 ONNX and the same calibration "
               "file, and both artifacts' figure against that fp32 model, computed by the benchmark with onnxruntime "
-              "(CER: greedy CTC, lower is better; otherwise higher is better).", "",
+              "(CER: greedy CTC, lower is better; otherwise higher is better). A detector's mean cosine is over its raw "
+              "heads, where box coordinates in pixels outweigh the class scores (an mAP agreement can be 0 "
+              "where the cosine is 0.999).", "",
               "| model | figure | edge-distill int8 | size MB | onnxruntime default int8 | size MB | at least as good, no larger |",
               "|---|---|---|---|---|---|---|"]
     for c in cells:
