@@ -128,7 +128,7 @@ class CoremlTarget:
             except (BadInput, MissingDependency):
                 raise
             except Exception as exc:
-                raise BadInput(_conversion_error(exc, request.source.reference)) from exc
+                raise BadInput(_conversion_error(exc, request.source.reference), hint=CONVERSION_HINT) from exc
         _describe(model, request, precision)
         with _quiet():
             model.save(str(out))
@@ -341,6 +341,11 @@ def _compress(ct, model, precision: str, threshold: int, block: int, keep_float=
         op = cto.coreml.OpPalettizerConfig(nbits=4, mode="kmeans", weight_threshold=threshold)
         return cto.coreml.palettize_weights(model, config(op))
     raise BadInput(f"unknown coreml precision {precision!r}")
+
+
+# A conversion failure is the model's op against coremltools, not a setting: say which line drops the target.
+CONVERSION_HINT = ('remove "coreml" from this model\'s [[targets]] in edge-distill.toml, or change the op in '
+                   "the model; the other targets do not depend on it")
 
 
 def _conversion_error(exc: Exception, reference: str) -> str:
@@ -684,6 +689,7 @@ _KERNELS = {
     "reduce_mean": lambda a: _reduce(np.mean, a),
     "reduce_sum": lambda a: _reduce(np.sum, a),
     "reduce_max": lambda a: _reduce(np.max, a),
+    "reduce_l2_norm": lambda a: _reduce(_l2_norm, a),  # F.normalize: sentence embeddings (WordLlama)
     "expand_dims": lambda a: np.expand_dims(a["x"], tuple(int(d) for d in np.asarray(a["axes"]).ravel())),
     "squeeze": lambda a: np.squeeze(a["x"], None if a.get("axes") is None
                                     else tuple(int(d) for d in np.asarray(a["axes"]).ravel())),
@@ -698,6 +704,11 @@ def _reduce(fn, a):
     axes = a.get("axes")
     axis = None if axes is None else tuple(int(d) for d in np.asarray(axes).ravel())
     return fn(a["x"], axis=axis, keepdims=bool(a.get("keep_dims", False)))
+
+
+def _l2_norm(x, axis, keepdims):
+    x = np.asarray(x)
+    return np.sqrt(np.sum(np.square(x.astype(np.float32)), axis=axis, keepdims=keepdims)).astype(x.dtype)
 
 
 # -- inspecting ------------------------------------------------------------------------------------

@@ -115,6 +115,26 @@ def test_untraceable_model_is_a_clear_error(tmp_path):
     assert not list(tmp_path.glob("*.mlpackage"))
 
 
+def test_an_op_coremltools_cannot_convert_names_the_model_the_reason_and_the_line_that_drops_the_target(tmp_path):
+    class PerFeaturePrelu(torch.nn.Module):  # MTCNN's RNet and ONet (facenet-pytorch): PReLU after a Linear
+        def __init__(self):
+            super().__init__()
+            self.fc, self.act = torch.nn.Linear(64, 8), torch.nn.PReLU(8)
+            with torch.no_grad():
+                self.act.weight.copy_(torch.linspace(0.1, 0.8, 8))  # one slope per feature
+
+        def forward(self, x):
+            return self.act(self.fc(x.flatten(1)))
+
+    with pytest.raises(BadInput) as info:
+        build(tmp_path, PerFeaturePrelu())
+    assert str(info.value) == ("coremltools cannot convert m: prelu op: rank 3 or rank 5 input is only supported when "
+                               "all the values of alpha are same,which is not the case here\n  hint: remove \"coreml\" "
+                               "from this model's [[targets]] in edge-distill.toml, or change the op in the model; the "
+                               "other targets do not depend on it")
+    assert not list(tmp_path.glob("*.mlpackage"))
+
+
 def test_op_the_reference_evaluator_does_not_know(tmp_path):
     class Upsample(torch.nn.Module):
         def __init__(self):
@@ -252,3 +272,25 @@ def test_reference_evaluator_computes_silu_as_torch_does(tmp_path):
     reference = pre / (1 + np.exp(-pre))  # x * sigmoid(x), worked out apart from torch's SiLU
     assert np.abs(reference).max() > 0.1 and (pre < 0).any()  # negative inputs reach the last SiLU
     assert np.abs(out - reference).max() < 0.02 * np.abs(reference).max() + 1e-2  # fp16 compute
+
+
+def test_reference_evaluator_computes_an_l2_normalisation_as_numpy_does(tmp_path):
+    """F.normalize (sentence embeddings: WordLlama): MIL's `reduce_l2_norm`, which the evaluator had no kernel for."""
+    class Normalised(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(64, 16)
+
+        def forward(self, x):
+            return torch.nn.functional.normalize(self.fc(x.flatten(1)), dim=-1)
+
+    net = Normalised().eval()
+    artifact = build(tmp_path, net)
+    assert get_target("coreml").inspect(artifact.path)["ops"].get("reduce_l2_norm") == 1
+    x = CAL.inputs["x"]
+    out = get_target("coreml").open_runner(artifact.path, 1).run({"x": x})[0]
+    with torch.no_grad():
+        pre = net.fc(torch.from_numpy(x).flatten(1)).numpy().astype(np.float64)
+    reference = pre / np.sqrt((pre ** 2).sum(-1, keepdims=True))  # worked out apart from torch's normalize
+    assert np.abs(reference).max() > 0.1
+    assert np.abs(out - reference).max() < 0.01  # fp16 compute of unit vectors

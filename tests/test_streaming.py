@@ -82,6 +82,23 @@ def test_a_published_voice_activity_model_streams_through_check_with_per_chunk_l
     assert broken == ({"ort-int8-dynamic/output[output]/max_max_abs_error"} if error.max() > 0.05 else set())
 
 
+def test_a_kind_declared_for_one_output_leaves_the_state_output_in_place(tmp_path):
+    # [model.outputs.output] alone once hid stateN: "[model] state names no output 'stateN'; the model's outputs: output"
+    shutil.copyfile(resources.files("silero_vad") / "data" / "silero_vad_16k_op15.onnx", tmp_path / "vad.onnx")
+    inputs = speech_like(np.random.default_rng(0), 2)
+    np.savez(tmp_path / "eval.npz", input=inputs, sr=np.full(2, 16000, np.int64))
+    (tmp_path / "edge-distill.toml").write_text(
+        '[model]\nstudent = "vad.onnx"\nbatch_axes = { state = 1 }\nstate = { stateN = "state" }\n'
+        '[model.outputs.output]\nkind = "dense"\n[data]\nevaluation = "eval.npz"\n[measure]\nruns = 20\nwarmup = 1\n'
+        '[[targets]]\nname = "ort"\nprecisions = ["fp32"]\n')
+    proc = run_cli("check", tmp_path / "edge-distill.toml", "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (fp32,) = json.loads((tmp_path / "out" / "report.json").read_text())["results"]
+    assert fp32["outputs"]["stateN"]["kind"] == "state" and fp32["outputs"]["output"]["inferred"] is False
+    float_probs, _ = stream_by_hand(tmp_path / "out" / fp32["artifact"], inputs)
+    assert fp32["outputs"]["output"]["max_abs_error"] == 0 and float_probs.max() > 0.15  # the bursts read as speech
+
+
 def test_inputs_laid_out_as_the_model_takes_them():
     from edge_distill.calibration import Dataset, InputSpec
     from edge_distill.errors import BadInput

