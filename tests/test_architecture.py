@@ -218,3 +218,5 @@ def test_the_result_module_mirrors_the_report_schema():
     from edge_distill.metrics import Metrics
 
     assert fields(Metrics) == properties(defs["metrics"])
+    assert fields(result.SliceDiscovery) | {"proposed"} == properties(defs["discovery"])
+    assert fields(result.FoundSlice) == properties(defs["found_slice"])

@@ -185,3 +185,11 @@ def test_check_runs_discovery_as_a_step_when_the_config_asks(example, tmp_path):
             "slices/ort-fp32/report.md") in report["warnings"]
     found = json.loads((tmp_path / "out" / "slices" / "ort-fp32" / "discovery.json").read_text())
     assert found["failures"] == 0 and found["proposed"] == [] and found["reference"] == "float student"
+    # a section of the main report too, from the one result: report.json carries what discovery.json says
+    assert list(report["discoveries"]) == ["ort-fp32"]
+    assert report["discoveries"]["ort-fp32"] == found
+    markdown = (tmp_path / "out" / "report.md").read_text()
+    assert "## Slice discovery\n\n### `ort-fp32`: 0 slice(s) proposed\n" in markdown
+    assert "No slice fails significantly more often than the rest." in markdown
+    assert "<h2 id='discovery'>Slice discovery</h2><h3>ort-fp32: 0 slice(s) proposed</h3>" in \
+        (tmp_path / "out" / "report.html").read_text().replace("\n", "")
