@@ -140,7 +140,7 @@ def _evidence(cfg: Config, loaded: Loaded, compared: Compared) -> Evidence:
         probabilities = exp / exp.sum(axis=1, keepdims=True)
         predicted = probabilities.argmax(axis=1)
     return Evidence(errors, reference.reshape(len(reference), -1), probabilities, data.labels, predicted, columns,
-                    list(cfg.model.labels) if cfg.model.labels else None)
+                    list(cfg.model.labels) if cfg.model.labels else None, cosine=kind.name == "embedding")
 
 
 # (task, against) -> the [budgets.slices] keys a proposal sets, each from the float student's figure
