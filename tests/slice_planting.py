@@ -130,3 +130,61 @@ precisions = ["fp32"]
 min_teacher_cosine = 0.9
 ''')
     return group
+
+
+def planted_minilm(src: Path, good_onnx: Path, folder: Path, *, topic: str = "coding", keep: int = 23,
+                   seed: int = 0, scale: float = 1.3) -> np.ndarray:
+    """The MiniLM example's evaluation texts with one topic planted (its `topic` column added, as a
+    catalogue's; the topic thinned to `keep` texts, about 5%), and `damaged.onnx`: the float student's
+    ONNX (`good_onnx`) with its embedding moved by a fixed vector (length `scale`, cosine with the
+    original about 0.6) wherever its direction lies within the topic's cap (cosine with the kept
+    texts' mean direction above a threshold). Texts of other topics inside that cap are left out of
+    the data, so the damaged texts are the planted topic's exactly. `src`: the example's cache folder
+    (eval.npz, eval_texts.json). Writes planted.npz and damaged.onnx into `folder`; returns the mask."""
+    import json
+
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    rng = np.random.default_rng(seed)
+    with np.load(src / "eval.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    topics = np.array(json.loads((src / "eval_texts.json").read_text())["topics"])
+    session = ort.InferenceSession(str(good_onnx), providers=["CPUExecutionProvider"])
+    emb = session.run(None, {i.name: arrays[i.name] for i in session.get_inputs()})[0].astype(np.float64)
+    direction = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    kept = np.zeros(len(topics), bool)
+    kept[rng.permutation(np.flatnonzero(topics == topic))[:keep]] = True
+    centre = direction[kept].mean(axis=0)
+    centre /= np.linalg.norm(centre)
+    closeness = direction @ centre
+    inside = closeness >= closeness[kept].min()
+    stay = ~((inside | (topics == topic)) & ~kept)
+    threshold = (closeness[kept].min() + closeness[stay & ~kept].max()) / 2  # halfway across the gap
+    arrays = {k: v[stay] for k, v in arrays.items()}
+    arrays["topic"] = topics[stay]
+    np.savez(folder / "planted.npz", **arrays)
+
+    model = onnx.load(good_onnx)
+    graph, out = model.graph, model.graph.output[0].name
+    for node in graph.node:
+        node.output[:] = ["embedding_undamaged" if o == out else o for o in node.output]
+    shift = rng.normal(size=len(centre))
+    shift *= scale / np.linalg.norm(shift)
+    graph.initializer.extend([
+        helper.make_tensor("planted_centre", TensorProto.FLOAT, [len(centre), 1], centre.astype(np.float32)),
+        helper.make_tensor("planted_threshold", TensorProto.FLOAT, [], [threshold]),
+        helper.make_tensor("planted_shift", TensorProto.FLOAT, [1, len(centre)], shift.astype(np.float32)),
+        helper.make_tensor("planted_axes", TensorProto.INT64, [1], [1])])
+    graph.node.extend([
+        helper.make_node("ReduceL2", ["embedding_undamaged", "planted_axes"], ["planted_norm"], keepdims=1),
+        helper.make_node("Div", ["embedding_undamaged", "planted_norm"], ["planted_direction"]),
+        helper.make_node("MatMul", ["planted_direction", "planted_centre"], ["planted_closeness"]),
+        helper.make_node("Greater", ["planted_closeness", "planted_threshold"], ["planted_hit"]),
+        helper.make_node("Cast", ["planted_hit"], ["planted_hit_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["planted_hit_f", "planted_shift"], ["planted_moved"]),
+        helper.make_node("Add", ["embedding_undamaged", "planted_moved"], [out])])
+    onnx.checker.check_model(model)
+    onnx.save(model, folder / "damaged.onnx")
+    return arrays["topic"] == topic

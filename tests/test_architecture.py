@@ -347,6 +347,8 @@ def test_the_result_module_mirrors_the_report_schema():
     from edge_distill.metrics import Metrics
 
     assert fields(Metrics) == properties(defs["metrics"])
+    assert fields(result.SliceDiscovery) | {"proposed"} == properties(defs["discovery"])
+    assert fields(result.FoundSlice) == properties(defs["found_slice"])
 
 
 def test_no_module_takes_a_precision_name_apart_outside_precision_py():

@@ -162,7 +162,7 @@ def test_written_beside_the_users_file_which_stays_as_it_was(tmp_path):
         assert np.array_equal(written[f"slice_{name}_found"], group)
         assert all(np.array_equal(written[k], original[k]) for k in original.files)
     assert f"[budgets.slices.{name}_found]\nmin_float_agreement = 0.97\n" in (out / "slices-budget.toml").read_text()
-    assert f"**`{name}_found`** (metadata): device = c and exposure < 0.2528" in (out / "report.md").read_text()
+    assert f"**`{name}_found`** (metadata): device = c and exposure &lt; 0.2528" in (out / "report.md").read_text()
 
 
 def test_slices_discover_table_in_the_config(tmp_path):
@@ -180,3 +180,40 @@ def test_slices_discover_table_in_the_config(tmp_path):
         path.write_text(head + f"[slices.discover]\n{bad}\n")
         with pytest.raises(BadInput):
             load_config(path)
+
+
+def test_checks_discovery_is_a_section_of_the_main_report_rendered_from_the_one_object():
+    """[slices.discover] in `check`: report.json carries each artifact's discovery (valid against the
+    schema), and report.md and report.html render it as a section; read back from the JSON, the same
+    object renders the same Markdown (the section is not a separate file's text pasted in)."""
+    import json
+    from importlib.resources import files
+
+    import jsonschema
+
+    from edge_distill.html_report import to_html
+    from edge_distill.report import to_json, to_markdown
+    from edge_distill.result import Report, report_from_dict
+
+    evidence, group = synthetic(2000, 1)
+    found, _ = discover(evidence, Settings(seed=0), subject="model.int8.onnx", reference="float student",
+                        output="logits", kind="classification")
+    found.candidates[0].budget = {"min_float_agreement": 0.97}
+    report = Report(command="check", tool_version="0", created="2026-12-01T00:00:00+00:00", config=None,
+                    student={"reference": "s", "kind": "onnx", "fingerprint": "0" * 64}, teacher=None, data={},
+                    environment={"cpu": "x", "machine": "x86_64", "os": "Linux", "python": "3.11"}, export=None,
+                    references={}, results=[], discoveries={"ort-int8": found})
+    document = json.loads(to_json(report))
+    jsonschema.validate(document, json.loads((files("edge_distill") / "schemas" / "report.schema.json").read_text()))
+    assert document["discoveries"]["ort-int8"]["proposed"] == ["meta_device_c_and_exposure_0_2459"]
+    markdown = to_markdown(report)
+    section = markdown[markdown.index("## Slice discovery"):markdown.index("## Checks")]
+    assert section.startswith("## Slice discovery\n\n### `ort-int8`: 1 slice(s) proposed\n")
+    assert ("- **`meta_device_c_and_exposure_0_2459`** (metadata): device = c and exposure &lt; 0.2459. 116 samples, "
+            f"{found.candidates[0].error_rate:.1%} fail against") in section
+    assert "Budget: min\\_float\\_agreement = 0.97." in section
+    back = report_from_dict(document)
+    assert back.discoveries["ort-int8"] == found and to_markdown(back) == markdown
+    page = to_html(report)
+    assert "<h2 id='discovery'>Slice discovery</h2>" in page and "<ul id='proposed-ort-int8'>" in page
+    assert page.index("<h2 id='discovery'>") < page.index("<h2>Checks</h2>")

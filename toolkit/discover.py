@@ -146,7 +146,7 @@ def _evidence(cfg: Config, loaded: Loaded, compared: Compared) -> Evidence:
         probabilities = exp / exp.sum(axis=1, keepdims=True)
         predicted = probabilities.argmax(axis=1)
     return Evidence(errors, reference.reshape(len(reference), -1), probabilities, data.labels, predicted, columns,
-                    list(cfg.model.labels) if cfg.model.labels else None)
+                    list(cfg.model.labels) if cfg.model.labels else None, cosine=kind.name == "embedding")
 
 
 # (task, against) -> the [budgets.slices] keys a proposal sets, each from the float student's figure
@@ -217,10 +217,10 @@ def write_discovery(out: Path, found: SliceDiscovery, masks: dict[str, np.ndarra
     _atomic_write(out / "report.html", discovery_html(found).encode())
 
 
-
 def check_step(cfg: Config, out: Path, report, progress: Progress = Progress(False)) -> None:
     """[slices.discover] after `check`: each artifact it built against the float student, its files in
-    slices/<artifact>/ of the output folder; a line per artifact among the report's warnings, and with
+    slices/<artifact>/ of the output folder, its result in the report (a section of report.md and
+    report.html, `discoveries` in report.json); a line per artifact among the report's warnings, and with
     fail_on_found a broken gate check per artifact where a slice is proposed."""
     from .errors import CannotMeasure
     from .result import Check
@@ -239,6 +239,7 @@ def check_step(cfg: Config, out: Path, report, progress: Progress = Progress(Fal
         except (BadInput, CannotMeasure) as exc:
             report.warnings.append(f"slice discovery of {result.name}: not run ({exc})")
             continue
+        report.discoveries[result.name] = found
         names = ", ".join(f"{c.name} ({c.size} samples, {c.error_rate:.0%} fail against {c.rest_error_rate:.0%}, "
                           f"p {c.p_adjusted:.2g})" for c in found.proposed)
         where = f"slices/{folder.name}/report.md"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import io
 import math
+import re
 
 from .report import (HEADLINE, SENSITIVITY_SHOWN, _fmt, _limits, _p, _provenance_lines, _rows, _sentence,
                      chosen_precision, discovery_rows, discovery_summary, verdict_line, visible)
@@ -67,7 +68,7 @@ def _page(report: Report, trends: dict[str, list[dict]] | None) -> str:
         if svg:
             parts.append(_figure(f"trend-{artifact}", f"Trend of {artifact} over the recorded runs", svg))
     provenance = "\n".join(map(_h, _provenance_lines(report)))  # shown line by line (pre-wrap)
-    parts += [_checks_table(report), f"<h2>How the figures were obtained</h2><p class='note'>{provenance}</p>"]
+    parts += [_discoveries(report), _checks_table(report), f"<h2>How the figures were obtained</h2><p class='note'>{provenance}</p>"]
     title = f"edge-distill {report.command}: {verdict}"
     return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{_h(title)}</title>"
             f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(p for p in parts if p) + "\n</body></html>\n")
@@ -372,23 +373,40 @@ def _trend_plot(artifact: str, rows: list[dict]) -> str | None:
 
 def discovery_html(d: SliceDiscovery) -> str:
     """report.html of `slices discover`: the proposed slices, then every candidate shown, ranked."""
-    proposed = d.proposed
-    title = f"edge-distill slices discover: {len(proposed)} slice(s) proposed"
-    parts = [f"<header class='verdict {'failed' if proposed else 'passed'}' id='verdict'>{html.escape(title)}</header>",
-             "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in discovery_summary(d)) + "</ul>",
-             "<h2>Proposed slices</h2>"]
-    if not proposed:
+    title = f"edge-distill slices discover: {len(d.proposed)} slice(s) proposed"
+    parts = [f"<header class='verdict {'failed' if d.proposed else 'passed'}' id='verdict'>{_h(title)}</header>",
+             *discovery_parts(d, "", "h2")]
+    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{_h(title)}</title>"
+            f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(p for p in parts if p) + "\n</body></html>\n")
+
+
+def discovery_parts(d: SliceDiscovery, key: str, heading: str) -> list[str]:
+    """One discovery as HTML under `heading` (h2) titles; `key` keeps the element ids apart when a page
+    holds several ("proposed" alone, "proposed-ort-int8" beside others)."""
+    ids = {k: f"{k}-{key}" if key else k for k in ("proposed", "candidates")}
+    parts = ["<ul>" + "".join(f"<li>{_h(line)}</li>" for line in discovery_summary(d)) + "</ul>",
+             f"<{heading}>Proposed slices</{heading}>"]
+    if not d.proposed:
         parts.append("<p>No slice fails significantly more often than the rest.</p>")
-    items = [f"<li><b>{html.escape(c.name)}</b> ({c.source}): {html.escape(c.description)}. {c.size} samples, "
+    items = [f"<li><b>{_h(c.name)}</b> ({c.source}): {_h(c.description)}. {c.size} samples, "
              f"{c.error_rate:.1%} fail against {c.rest_error_rate:.1%} elsewhere; p = {_p(c.p_adjusted)} (Holm). "
-             f"Budget: {html.escape(_limits(c.budget))}.</li>" for c in proposed]
-    parts.append("<ul id='proposed'>" + "".join(items) + "</ul>" if items else "")
+             f"Budget: {_h(_limits(c.budget))}.</li>" for c in d.proposed]
+    parts.append(f"<ul id='{_h(ids['proposed'])}'>" + "".join(items) + "</ul>" if items else "")
     if d.data_file:
-        parts.append(f"<p class='note'>Masks in {html.escape(d.data_file)}; budget stanzas in "
-                     f"{html.escape(d.budget_file)} (the float student's figure minus {d.margin:g}).</p>")
+        parts.append(f"<p class='note'>Masks in {_h(d.data_file)}; budget stanzas in {_h(d.budget_file)} (the float "
+                     f"student's figure minus {d.margin:g}).</p>")
     head, rows, shown = discovery_rows(d)
     classes = ["broken" if c.proposed else "" for c in shown]
-    parts += ["<h2>Ranked candidates</h2>", _table(head, rows, classes, "candidates")]
-    parts += [f"<p class='note'>warning: {html.escape(w)}</p>" for w in d.warnings]
-    return (f"<!doctype html>\n<html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head>\n<body>\n" + "\n".join(p for p in parts if p) + "\n</body></html>\n")
+    parts += [f"<{heading}>Ranked candidates</{heading}>", _table(head, rows, classes, ids["candidates"])]
+    return parts + [f"<p class='note'>warning: {_h(w)}</p>" for w in d.warnings]
+
+
+def _discoveries(report: Report) -> str:
+    """[slices.discover] in `check`: a section of the page, each artifact's search under its name."""
+    if not report.discoveries:
+        return ""
+    parts = ["<h2 id='discovery'>Slice discovery</h2>"]
+    for name, d in report.discoveries.items():
+        parts += [f"<h3>{_h(name)}: {len(d.proposed)} slice(s) proposed</h3>",
+                  *discovery_parts(d, re.sub(r"[^A-Za-z0-9_-]", "-", name), "h4")]
+    return "\n".join(p for p in parts if p)

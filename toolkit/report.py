@@ -456,6 +456,10 @@ def to_markdown(report: Report) -> str:
     if report.ladder is not None:
         out += ["", "## Ladder", "", f"**{_md(report.ladder.verdict)}**", ""] + [
             f"- {_md(line.strip())}" for line in _ladder_lines(report)[1:] if line.strip()]
+    if report.discoveries:  # [slices.discover]: each artifact's search, from the same result object
+        out += ["", "## Slice discovery", ""]
+        for name, d in report.discoveries.items():
+            out += [f"### {_md_code(name)}: {len(d.proposed)} slice(s) proposed", "", *discovery_lines(d, "####")]
     out += ["", "## Checks", "", "| check | value | limit | verdict |", "|---|---|---|---|"]
     for c in report.checks:
         verdict = {True: "holds", False: "**broken**", None: "**not measured**"}[c.passed]
@@ -509,21 +513,26 @@ def discovery_rows(d: SliceDiscovery) -> tuple[list[str], list[list[str]], list[
 
 
 def discovery_markdown(d: SliceDiscovery) -> str:
-    proposed = d.proposed
-    out = [f"# edge-distill slices discover: {len(proposed)} slice(s) proposed", ""]
-    out += [f"- {line}" for line in discovery_summary(d)] + [""]
-    out += ["## Proposed slices", ""]
-    if not proposed:
+    """report.md of `slices discover`."""
+    title = f"# edge-distill slices discover: {len(d.proposed)} slice(s) proposed"
+    return "\n".join([title, "", *discovery_lines(d, "##")]) + "\n"
+
+
+def discovery_lines(d: SliceDiscovery, level: str) -> list[str]:
+    """One discovery in Markdown under headings of `level` ("##"): what was searched, the proposed
+    slices, the ranked candidates. Names and descriptions come from the user's data: escaped."""
+    out = [f"- {_md(line)}" for line in discovery_summary(d)] + ["", f"{level} Proposed slices", ""]
+    if not d.proposed:
         out += ["No slice fails significantly more often than the rest.", ""]
-    for c in proposed:
-        out += [f"- **`{c.name}`** ({c.source}): {c.description}. {c.size} samples, {c.error_rate:.1%} fail against "
-                f"{c.rest_error_rate:.1%} elsewhere; p = {_p(c.p_adjusted)} (Holm). Budget: {_limits(c.budget)}."]
+    for c in d.proposed:
+        out += [f"- **{_md_code(c.name)}** ({c.source}): {_md(c.description)}. {c.size} samples, {c.error_rate:.1%} "
+                f"fail against {c.rest_error_rate:.1%} elsewhere; p = {_p(c.p_adjusted)} (Holm). Budget: "
+                f"{_md(_limits(c.budget))}."]
     if d.data_file:
-        out += ["", f"The slices are masks (`slice_<name>`) in `{d.data_file}`, beside the data's own arrays; the "
-                f"budget stanzas (the float student's figure on each slice minus {d.margin:g}) are in "
-                f"`{d.budget_file}`."]
+        out += ["", f"The slices are masks (`slice_<name>`) in {_md_code(d.data_file)}, beside the data's own arrays; "
+                f"the budget stanzas (the float student's figure on each slice minus {d.margin:g}) are in "
+                f"{_md_code(d.budget_file)}."]
     head, rows, _ = discovery_rows(d)
-    out += ["", "## Ranked candidates", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(x.replace("|", "\\|") for x in r) + " |" for r in rows]
-    out += [""] + [f"> **warning:** {w}" for w in d.warnings]
-    return "\n".join(out) + "\n"
+    out += ["", f"{level} Ranked candidates", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    out += ["| " + " | ".join(_md_code(x) if k == 1 else _md(x) for k, x in enumerate(r)) + " |" for r in rows]
+    return out + [""] + [f"> **warning:** {_md(w)}" for w in d.warnings]

@@ -172,6 +172,8 @@ class Report:
     ladder: Ladder | None = None
     task: str = "classification"
     schema_version: str = SCHEMA_VERSION
+    # [slices.discover] in `check`: each artifact's search against the float student, by result name
+    discoveries: dict[str, SliceDiscovery] = field(default_factory=dict)
 
     @property
     def checks(self) -> list[Check]:
@@ -208,6 +210,7 @@ class Report:
         for res, obj in zip(out["results"], self.results):
             res["name"] = obj.name
             res["passed"] = obj.passed
+        out["discoveries"] = {name: d.to_dict() for name, d in self.discoveries.items()}
         return out
 
 

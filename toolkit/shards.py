@@ -81,5 +81,7 @@ def merge(folders: list[Path]) -> Report:
     results = sorted((r for report in reports for r in report.results), key=lambda r: order.index(r.name))
     warnings = list(dict.fromkeys(w for report in reports for w in report.warnings))
     data = {k: v for k, v in first.data.items() if k != "shard"}
-    return dataclasses.replace(first, results=results, warnings=warnings, data=data,
+    discoveries = {name: report.discoveries[name] for name in order for report in reports
+                   if name in report.discoveries}
+    return dataclasses.replace(first, results=results, warnings=warnings, data=data, discoveries=discoveries,
                                created=max(r.created for r in reports))

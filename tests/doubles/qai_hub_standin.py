@@ -9,12 +9,15 @@ by onnxruntime or LiteRT on this host, and the profile's timings are the replay'
 
 Scenarios (`StandIn.scenario`): ok, fail (every job ends FAILED with the replay's reason), stall
 (jobs never leave MEASURING_PERFORMANCE / RUNNING_INFERENCE); `fail_named` fails only the jobs of
-that name (edge-distill names a job by its artifact's label, e.g. "ort-int8").
+that name (edge-distill names a job by its artifact's label, e.g. "ort-int8"). With `log`, every job
+created is appended to that file as one JSON line, when it is created: a test in another process
+waits on it, and reads from it which jobs each run submitted.
 """
 
 from __future__ import annotations
 
 import email.parser
+import hashlib
 import io
 import itertools
 import json
@@ -36,8 +39,8 @@ CREATED, SUCCESS, FAILED, PROVISIONING, MEASURING, RUNNING = 1, 10, 30, 60, 70, 
 class StandIn:
     """The service: start() binds 127.0.0.1 on a free port; stop() (or leaving `with`) shuts it down."""
 
-    def __init__(self, token: str, scenario: str = "ok", fail_named: str = ""):
-        self.token, self.scenario, self.fail_named = token, scenario, fail_named
+    def __init__(self, token: str, scenario: str = "ok", fail_named: str = "", log: Path | None = None):
+        self.token, self.scenario, self.fail_named, self.log = token, scenario, fail_named, log
         self.models: dict[str, bytes] = {}
         self.datasets: dict[str, bytes] = {}
         self.jobs: dict[str, dict] = {}
@@ -90,6 +93,11 @@ class StandIn:
         self.jobs[job_id] = {"pb": spec, "polls": 0, "model": spec.model.model_id,
                              "dataset": spec.dataset.dataset_id, "profile": spec.is_profiling_on,
                              "device": spec.device.name, "options": spec.options, "name": spec.name}
+        if self.log:
+            entry = {"id": job_id, "name": spec.name, "device": spec.device.name, "profile": spec.is_profiling_on,
+                     "model_sha256": hashlib.sha256(self.models.get(spec.model.model_id, b"")).hexdigest()}
+            with self._lock, self.log.open("a") as log:
+                log.write(json.dumps(entry) + "\n")
         return pb.CreateUpdateResponse(id=job_id)
 
     def job(self, job_id: str) -> pb.Job:

@@ -2,7 +2,7 @@
 (`pip install 'edge-distill[qai-hub]'`, qai-hub 0.56).
 
 Per artifact, two jobs on the phone, submitted as soon as the pipeline has built it (`start`) and
-collected when it is measured, at most [measure.qai_hub] concurrency at once over the whole run:
+collected when it is measured, at most [measure.qai_hub] concurrency at once per phone over the whole run:
 - a profile job: latency from the profile's per-iteration times, the peak-memory range, the compute
   unit of each layer;
 - an inference job on the first `samples` evaluation samples, whose outputs are compared with this
@@ -155,7 +155,7 @@ class HubDevice(Device):
 
     def start(self, path: Path, data, label: str, progress, numerics: bool = True) -> None:
         """Submit an artifact's jobs now, in the background: the pipeline builds the next artifacts while
-        they run, and `measure` collects them. At most `concurrency` jobs run at once, over all artifacts."""
+        they run, and `measure` collects them. At most `concurrency` jobs run at once on this phone, over all artifacts."""
         try:
             uploaded, note = uploadable(path)
         except BadInput as exc:  # that artifact's row says so when it is measured; the others go on
