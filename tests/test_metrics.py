@@ -142,3 +142,49 @@ def test_parity_between_two_runs():
     with pytest.warns(RuntimeWarning):  # numpy's mean of nothing
         empty = metrics.parity(np.zeros((0, 3)), np.zeros((0, 3)))
     assert (empty["max_abs_diff"], empty["samples"]) == (0.0, 0)
+
+
+def test_disagreements_in_both_directions_of_the_class_index():
+    # top-1: outputs 2,0; float 0,2; teacher 0,2; labels 1,1: nothing agrees with anything, nothing is right
+    out, flt, labels = np.array([[0., 0, 1], [1, 0, 0]]), np.array([[1., 0, 0], [0, 0, 1]]), np.array([1, 1])
+    m = metrics.classification(out, labels=labels, float_outputs=flt, teacher_outputs=flt)
+    assert (m.accuracy, m.float_agreement, m.teacher_agreement, m.accuracy_drop) == (0.0, 0.0, 0.0, 0.0)
+    assert metrics.parity(out, flt)["top1_agreement"] == 0.0
+
+
+def test_arguments_after_the_outputs_are_keyword_only():
+    # labels and weights are both 1-D arrays: a positional call could swap them unnoticed
+    with pytest.raises(TypeError):
+        metrics.classification(OUT, LABELS)
+    with pytest.raises(TypeError):
+        metrics.embedding(EMB, REF)
+
+
+def test_classes_on_the_last_axis_by_default():
+    # (batch 2, positions 3, classes 2): top-1 per position over the last axis
+    out = np.array([[[1., 0], [0, 1], [1, 0]], [[0, 1], [0, 1], [1, 0]]])
+    labels = np.array([[0, 1, 0], [1, 1, 1]])  # one wrong: sample 1, position 2
+    assert metrics.classification(out, labels=labels).accuracy == pytest.approx(5 / 6, abs=1e-6)
+    ref = out.copy()
+    ref[0, 0] = [0, 1]  # one of the six positions changes its top-1
+    assert metrics.parity(out, ref)["top1_agreement"] == pytest.approx(5 / 6, abs=1e-6)
+
+
+def test_embeddings_of_more_than_one_axis_are_flattened():
+    emb3 = EMB.reshape(4, 1, 2)
+    m = metrics.embedding(emb3, float_outputs=REF.reshape(4, 2, 1))
+    assert m.float_cosine == pytest.approx(sum(_cos(a, b) for a, b in zip(EMB, REF)) / 4, abs=1e-6)
+    assert m.float_retrieval_agreement == 0.0
+
+
+def test_a_narrower_teacher_has_no_cosine():
+    m = metrics.embedding(EMB, teacher_outputs=EMB[:, :1] + 1)
+    assert m.teacher_cosine is None
+
+
+def test_a_sample_is_never_its_own_neighbour_even_when_all_others_point_away():
+    # row 0's only neighbours point away from it (cosine -0.995 each); the reference's row 0 is near row 1
+    emb = np.array([[1., 0], [-1, 0.1], [-1, -0.1]])     # neighbours 1 (first of a tie), 2, 1
+    teacher = np.array([[1., 0], [0.5, 1], [0, 1]])      # neighbours 1, 2, 1
+    assert metrics.embedding(emb, teacher_outputs=teacher, same_space_as_teacher=False) \
+        .teacher_retrieval_agreement == 1.0
