@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from edge_distill.html_report import discovery_html, to_html
+from edge_distill.html_report import to_html
 from edge_distill.metrics import Metrics
 from edge_distill.provenance import Provenance
 from edge_distill.result import Check, Latency, Memory, Report, TargetResult
