@@ -242,3 +242,8 @@ def test_paired_bootstrap_draws_the_same_rounds_for_both():
     assert _p_within_limit(old, new, 0.4, paired=True) == 0.0
     assert _p_within_limit(old, new, 0.6, paired=True) == 1.0
     assert 0.0 < _p_within_limit(old, new, 0.4) < 1.0
+
+
+def test_default_memory_limit_is_ten_percent():
+    (r,) = _compare([_result(peak=12.0)], [_before()]).results
+    assert _checks(r)["peak_memory"] == (False, 0.2)
