@@ -11,8 +11,9 @@ from edge_distill.result import Check, Memory, Report, TargetResult
 
 
 def _result(verdict=True, failure_code=None) -> TargetResult:
-    checks = [] if verdict == "none" else [Check("ort-int8/min_accuracy", "accuracy", ">=", 0.5,
-                                                 None if verdict is None else 0.6, "", verdict)]
+    checks = [Check("ort-int8/min_accuracy", "accuracy", ">=", 0.5, None if verdict is None else 0.6, "", verdict)]
+    if failure_code is not None:  # as pipeline writes a row that was not built: one unmeasured "built" check
+        checks = [Check("ort-int8/built", "built", "==", 1.0, None, "", None, message="refused: ...")]
     r = TargetResult("student", "ort", "int8", "a", [], 1, "ab" * 32, None, Memory(None, None), None, Metrics(1), {},
                      checks=checks)
     if failure_code is not None:
@@ -25,11 +26,11 @@ def _report(*results) -> Report:
 
 
 @pytest.mark.parametrize("results, code", [
-    ((_result(True), _result("none", 2)), 2),           # a refused artifact beside a passing one
-    ((_result(True), _result("none", 3)), 0),           # a failure of another kind is not a refusal
-    ((_result(False), _result("none", 2)), 1),          # a broken budget wins over a refusal
-    ((_result(None), _result("none", 2)), 2),           # a refusal wins over an unmeasured figure
-    ((_result(None), _result("none", 3)), 3),
+    ((_result(True), _result(failure_code=2)), 2),           # a refused artifact beside a passing one
+    ((_result(True), _result(failure_code=3)), 3),           # a failure of another kind is not a refusal
+    ((_result(False), _result(failure_code=2)), 1),          # a broken budget wins over a refusal
+    ((_result(None), _result(failure_code=2)), 2),           # a refusal wins over an unmeasured figure
+    ((_result(None), _result(failure_code=3)), 3),
     ((_result(True), _result(True)), 0),
 ])
 def test_refused_artifacts_in_the_exit_code_lattice(results, code):
