@@ -1,5 +1,6 @@
 """Mutation score of the modules that decide a verdict, a file or a trust boundary.
 
+    python benchmarks/mutation.py                   # score every listed module that has tests (an hour or more)
     python benchmarks/mutation.py metrics budgets   # score these (names from mutation-modules.toml)
     python benchmarks/mutation.py --render          # only re-render the table in docs/testing.md
 
@@ -228,13 +229,11 @@ def main() -> int:
         parser.error(f"unknown module {unknown[0]!r}; known: {', '.join(modules)}")
     results = load_results()
     if not args.render:
-        if not args.modules:
-            parser.error("name the modules to score (each takes minutes), or --render")
         if importlib.util.find_spec("cosmic_ray") is None:
             subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"cosmic-ray=={COSMIC_RAY}"], check=True)
         equivalent = load_equivalent()
         with tempfile.TemporaryDirectory(prefix="edge-distill-mutation-") as work:
-            for name in args.modules:
+            for name in args.modules or [n for n, m in modules.items() if m.tests]:
                 results[name] = run_module(modules[name], equivalent, Path(work), args.timeout)
                 r = results[name]
                 print(f"{name}: {r['killed']} killed, {r['survived']} survived, score {r['score']}, "
