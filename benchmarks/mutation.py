@@ -90,9 +90,10 @@ def render_table(modules: dict[str, Module], results: dict[str, dict]) -> str:
     lines = ["| module | file | tests run per mutant | killed | survived | equivalent | score | time | scored at |",
              "|---|---|---|---|---|---|---|---|---|"]
     for m in modules.values():
-        tests = ", ".join(f"`{t}`" for t in m.tests) or "none yet"
-        head = f"| {m.name} ({m.why}) | `{m.path}` | {tests} |"
         r = results.get(m.name)
+        ran = r["tests"] if r is not None and r["sha256"] == sha256(m.path) else m.tests  # what the score rests on
+        tests = ", ".join(f"`{t}`" for t in ran) or "none yet"
+        head = f"| {m.name} ({m.why}) | `{m.path}` | {tests} |"
         if r is None:
             lines.append(f"{head} – | – | – | not yet scored | – | – |")
         elif r["sha256"] != sha256(m.path):

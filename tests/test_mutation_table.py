@@ -60,7 +60,7 @@ def test_a_changed_file_renders_as_stale_not_as_its_score():
     path = "toolkit/metrics.py"
     now = hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
     module = {"m": mutation.Module("m", path, ("tests/test_metrics.py",), "why")}
-    row = {"sha256": now, "date": "2026-12-05", "killed": 45, "survived": 5, "score": 0.9, "seconds": 61.0,
+    row = {"sha256": now, "date": "2026-12-05", "tests": ["tests/test_metrics.py"], "killed": 45, "survived": 5, "score": 0.9, "seconds": 61.0,
            "equivalent": [], "survivors": ["12 f core/NumberReplacer"]}
     current = mutation.render_table(module, {"m": row}).splitlines()[2]
     assert "| 45 | 5 | 0 | 90.0% | 61 s |" in current and f"sha256 {now[:12]}" in current
