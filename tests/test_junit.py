@@ -74,3 +74,30 @@ def test_a_ladders_rungs_are_skipped_not_failed(schema, tmp_path):
     assert cases["teacher/ort-fp32"].find("skipped").text == "does not meet: latency_p95_ms"
     assert cases["off-the-shelf"].find("skipped").text == "no off-the-shelf model configured"
     assert list(cases["student/ort-int8"]) == [] and list(cases["verdict"]) == []
+
+
+def test_a_ladders_gate_checks_have_a_suite_of_their_own():
+    rungs = [Rung("student/ort-int8", True, True)]
+    stale = Check("teacher_fingerprint", "teacher_fingerprint", "==", 0, 1, "", False, message="the teacher moved")
+    text = to_junit(_report([], gate=[stale], ladder=Ladder([r.name for r in rungs], rungs, None, False, "none")))
+    suites = {s.get("name"): [(c.get("classname"), c.get("name")) for c in s.iter("testcase")]
+              for s in ET.fromstring(text.split("\n", 1)[1]).iter("testsuite")}
+    # a gate check's name has no "artifact/" part: it is all classname (the case's name is empty)
+    assert suites == {"edge-distill check ladder": [("edge-distill.ladder", "student/ort-int8"),
+                                                    ("edge-distill.ladder", "verdict")],
+                      "edge-distill check": [("edge-distill.teacher_fingerprint", "")]}
+
+
+def test_report_json_writes_nan_and_infinities_as_null():
+    import json
+    import math
+
+    from edge_distill.report import to_json
+
+    r = _result([Check("ort-int8/max_size_mb", "size_mb", "<=", math.inf, math.nan, "MB", None)])
+    r.details = {"figures": [1.5, math.inf, (2.0, -math.inf)], "nested": {"x": math.nan, "y": 3}}
+    data = json.loads(to_json(_report([r])))
+    (result,) = data["results"]
+    assert (result["checks"][0]["limit"], result["checks"][0]["value"]) == (None, None)
+    assert result["details"] == {"figures": [1.5, None, [2.0, None]], "nested": {"x": None, "y": 3}}
+    assert result["speedup_vs_float"] == 1.5 and result["metrics"]["accuracy"] == 0.8
