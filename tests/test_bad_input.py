@@ -102,6 +102,20 @@ def test_budget_with_unknown_key(example, tmp_path):
     assert_clean_failure(proc, tmp_path, out, "edge-distill.toml", "unknown key 'min_acuracy'", "min_accuracy")
 
 
+def test_a_budget_key_the_outputs_kind_cannot_answer_is_refused_before_any_build(example, tmp_path):
+    """max_cer reads a sequence; the example's output is class scores. Before, every artifact was built
+    and measured and the check came out unmeasured (exit 3) at the end."""
+    config = edit_config(example, targets=("ort",), precisions=["fp32", "int8"],
+                         budgets="[budgets]\n[budgets.precisions.int8.outputs.output]\nmax_cer = 0.1\n")
+    out = tmp_path / "out"
+    proc = run_cli("check", config, "--out", out)
+    assert_clean_failure(proc, tmp_path, out, f"error: {config}: [budgets.precisions.int8.outputs.output] max_cer: "
+                                              "output 'output' is a classification output, which has no such figure "
+                                              "(its keys: ",
+                         "hint: use the output's own keys, or declare its kind: [model.outputs.NAME] kind = ...")
+    assert "building" not in proc.stderr and "int8" not in proc.stdout  # refused before the first build
+
+
 def test_budget_file_with_unknown_slice_key(demo_run, tmp_path):
     _, demo = demo_run
     budget = tmp_path / "b.toml"

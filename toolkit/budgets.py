@@ -254,6 +254,22 @@ def _output_checks(result: TargetResult, layer: Budget) -> list[Check]:
     return checks
 
 
+def unanswerable(budget: Budget, kinds: dict[str, str]) -> list[str]:
+    """[budgets.outputs.NAME] keys the named output's kind has no figure for, each with its table: known
+    once the outputs are kinded (declared or inferred), so a run refuses them before it builds anything
+    rather than reporting them unmeasured at its end. An output the model lacks is left to the checks."""
+    layers = [("budgets", budget), *((f"budgets.precisions.{p}", layer) for p, layer in budget.precisions.items())]
+    found = []
+    for where, layer in layers:
+        for name, limits in layer.outputs.items():
+            kind = get_kind(kinds[name]) if name in kinds else None
+            for key in limits:
+                if kind is not None and key not in kind.budget_keys:
+                    found.append(f"[{where}.outputs.{name}] {key}: output '{name}' is a {kind.name} output, which "
+                                 f"has no such figure (its keys: {', '.join(kind.budget_keys)})")
+    return found
+
+
 def applicable(result: TargetResult, budget: Budget, precision=None) -> tuple[Budget, list[str]]:
     """The budget layer that applies to this result, and notes on the limits that do not."""
     layer = budget.for_precision(result.precision, bool(precision and precision.is_float_baseline))

@@ -28,7 +28,7 @@ from edge_distill.targets import BuildRequest, check_precision, get_target, pars
 
 from . import kinds, metrics
 from .auto_precision import build_auto, check_auto
-from .budgets import Budget
+from .budgets import Budget, unanswerable
 from .config import Config, TargetConfig
 from .devices import Device, Job, RunSettings, resolve
 from .errors import BadInput, CannotMeasure, MissingDependency
@@ -349,6 +349,7 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     float_out = float_all[0]
     output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task,
                                                    loaded.io)
+    refuse_unanswerable(cfg, output_refs)
     why_no_task = why_no_task_metric(output_refs, cfg.model.task, loaded.io)
     progress("outputs: " + ", ".join(f"{o.name} {o.spec['kind']}" + (" (inferred)" if o.spec["inferred"] else "")
                                      for o in output_refs))
@@ -443,6 +444,14 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
                                   data=loaded.evaluation))
     return build_report("sensitivity", cfg, loaded, export, float_all[0], teacher_out, results,
                         why_no_task=why_no_task, kind_warnings=kind_warnings)
+
+
+def refuse_unanswerable(cfg: Config, output_refs: list[OutputRef]) -> None:
+    """A budget key an output's kind cannot answer is the config's fault: exit 2 before any build."""
+    found = unanswerable(cfg.budget, {o.name: o.spec["kind"] for o in output_refs})
+    if found:
+        raise BadInput("; ".join(found), path=cfg.path,
+                       hint="use the output's own keys, or declare its kind: [model.outputs.NAME] kind = ...")
 
 
 def why_no_task_metric(output_refs: list[OutputRef], task: str, io: ModelIO) -> str:
