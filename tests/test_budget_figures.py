@@ -201,3 +201,24 @@ def test_regression_limits_and_a_regression_that_is_no_table():
         parse_budget({"regression": 3}, P)
     with pytest.raises(BadInput, match=r"'regression' in \[budgets.precisions.int8\] must be"):
         parse_budget({"precisions": {"int8": {"max_size_mb": 1}}, "regression": 3}, P, "budgets.precisions.int8")
+
+
+def test_keys_an_outputs_kind_has_no_figure_for_are_named_with_their_table():
+    from edge_distill.budgets import unanswerable
+    from edge_distill.kinds import get_kind
+
+    budget = parse_budget({"outputs": {"text": {"max_cer": 0.1, "min_float_agreement": 0.9}},
+                           "precisions": {"int8": {"outputs": {"text": {"max_cer": 0.2}, "gone": {"max_cer": 0.1}}}}},
+                          Path("b.toml"))
+    sequence_keys = ", ".join(get_kind("sequence").budget_keys)
+    classification_keys = ", ".join(get_kind("classification").budget_keys)
+    # a sequence answers max_cer, not min_float_agreement; an output the model lacks is left to the checks
+    assert unanswerable(budget, {"text": "sequence"}) == [
+        f"[budgets.outputs.text] min_float_agreement: output 'text' is a sequence output, which has no such figure "
+        f"(its keys: {sequence_keys})"]
+    assert unanswerable(budget, {"text": "classification"}) == [
+        f"[budgets.outputs.text] max_cer: output 'text' is a classification output, which has no such figure "
+        f"(its keys: {classification_keys})",
+        f"[budgets.precisions.int8.outputs.text] max_cer: output 'text' is a classification output, which has no "
+        f"such figure (its keys: {classification_keys})"]
+    assert unanswerable(Budget(), {"text": "sequence"}) == []
