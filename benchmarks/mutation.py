@@ -99,7 +99,8 @@ def render_table(modules: dict[str, Module], results: dict[str, dict]) -> str:
         elif r["sha256"] != sha256(m.path):
             lines.append(f"{head} – | – | – | stale since {r['sha256'][:12]} | – | {r['date']} |")
         else:
-            lines.append(f"{head} {r['killed']} | {r['survived']} | {len(r['equivalent'])} | {r['score']:.1%} | "
+            score = r["killed"] / (r["killed"] + r["survived"])  # from the counts: the stored score is rounded
+            lines.append(f"{head} {r['killed']} | {r['survived']} | {len(r['equivalent'])} | {score:.1%} | "
                          f"{r['seconds']:.0f} s | {r['date']}, sha256 {r['sha256'][:12]} |")
     survivors = [f"- {name}: `{s}`" for name, r in results.items() if name in modules
                  and r["sha256"] == sha256(modules[name].path) for s in r["survivors"]]
