@@ -197,13 +197,16 @@ def run_module(module: Module, equivalent: list[dict], work: Path, timeout: floa
             path.write_bytes(original)
             raise SystemExit(f"{module.path} was left mutated; restored it")
     seconds = time.perf_counter() - started
-    killed, survivors = 0, []
+    killed, timed_out, survivors = 0, 0, []
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item, result in db.completed_work_items:
             if result.worker_outcome == WorkerOutcome.SKIPPED:
                 continue
             if result.is_killed:
                 killed += 1
+                # Cosmic Ray counts a timeout as killed; on a loaded machine a slow test run can time
+                # out too, so the count is kept to be read beside the score.
+                timed_out += result.output == "timeout"
             else:
                 m = item.mutations[0]
                 survivors.append(f"{m.start_pos[0]} {m.definition_name} {m.operator_name}")
@@ -211,6 +214,7 @@ def run_module(module: Module, equivalent: list[dict], work: Path, timeout: floa
     unique_equivalent = list({(e["line"], e["operator"]): e for e in found_equivalent}.values())
     return {"path": module.path, "sha256": hashlib.sha256(original).hexdigest(),
             "date": datetime.date.today().isoformat(), "tests": list(module.tests), "killed": killed,
+            "timed_out": timed_out,
             "survived": len(survivors), "score": round(killed / total, 4) if total else None,
             "seconds": round(seconds, 1), "timeout": timeout, "cosmic_ray": COSMIC_RAY,
             "left_out_operators": list(LEFT_OUT_OPERATORS), "left_out": left_out,
