@@ -382,7 +382,16 @@ class Cell:
     code: int
     text: str
     seconds: float
-    versus: dict | None = None  # ORT int8: edge-distill's against onnxruntime's default static recipe
+    versus: dict | None = None  # int8: edge-distill's against the runtime's own default recipe
+
+
+def held_out(arrays: dict, seed: int = 0) -> tuple[dict, dict]:
+    """The drawn set split in two halves by a seeded permutation: calibration, then evaluation. Both
+    int8 recipes are calibrated on the first and measured on the second, which neither has seen."""
+    n = len(next(iter(arrays.values())))
+    order = np.random.default_rng(seed).permutation(n)
+    first, second = np.sort(order[: n // 2]), np.sort(order[n // 2:])
+    return {k: v[first] for k, v in arrays.items()}, {k: v[second] for k, v in arrays.items()}
 
 
 def config(entry: Published, model_path: Path, target: str) -> str:
@@ -390,15 +399,18 @@ def config(entry: Published, model_path: Path, target: str) -> str:
                else f'student = "{model_path}"\n')
     options = 'options = { weight_threshold = 256 }\n' if target == "coreml" else ""
     return ("[model]\n" + student + entry.model
-            + '[data]\nevaluation = "eval.npz"\ncalibration = "eval.npz"\n[measure]\nruns = 20\nwarmup = 2\n'
+            + '[data]\nevaluation = "eval.npz"\ncalibration = "calib.npz"\n[measure]\nruns = 20\nwarmup = 2\n'
             + f'[[targets]]\nname = "{target}"\nprecisions = {json.dumps(TARGETS[target])}\n' + options + entry.budget)
 
 
 def prepare(entry: Published, target: str, folder: Path) -> Path:
-    """The cell's folder: eval.npz (seeded), the config, and the factory module beside it."""
+    """The cell's folder: calib.npz and eval.npz (the drawn set split, seeded), the config, and the
+    factory module beside it."""
     folder.mkdir(parents=True, exist_ok=True)
     model_path, _ = cached(entry)
-    np.savez(folder / "eval.npz", **entry.data(np.random.default_rng(0)))
+    calibration, evaluation = held_out(entry.data(np.random.default_rng(0)))
+    np.savez(folder / "calib.npz", **calibration)
+    np.savez(folder / "eval.npz", **evaluation)
     if entry.factory:
         shutil.copyfile(NETS, folder / NETS.name)
     path = folder / "edge-distill.toml"
@@ -422,13 +434,16 @@ def run_cell(entry: Published, target: str, work: Path) -> Cell:
         return Cell(entry.name, target, proc.returncode, line[:400], seconds)
     report = json.loads(report_path.read_text())
     try:
-        versus = against_ort_default(entry, folder, report) if target == "ort" else None
-    except Exception as exc:  # onnxruntime's quantizer failing is its finding, not the cell's
+        versus = against_runtime_default(entry, target, folder, report) if target in ("ort", "tflite") else None
+    except Exception as exc:  # the runtime's own quantizer failing is its finding, not the cell's
         versus = {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"}
     return Cell(entry.name, target, proc.returncode, summary(entry, report), seconds, versus)
 
 
 # -- int8 against the runtime's own default ------------------------------------------------------------
+# Every figure here is computed by this benchmark from the files (onnxruntime, the LiteRT interpreter,
+# numpy, torchvision's NMS), never through edge_distill: the tool's own figure for its artifact is
+# shown beside it as a check.
 class _Samples:
     """onnxruntime's CalibrationDataReader protocol: one sample at a time (fixed-batch models take 1)."""
 
@@ -440,6 +455,10 @@ class _Samples:
 
 
 def _run(path: Path, feeds: dict, output: str) -> np.ndarray:
+    """The named output (else the first) sample by sample: ONNX through onnxruntime, a .tflite through
+    the LiteRT interpreter's signature (float inputs; a quantized file's edges convert them)."""
+    if path.suffix == ".tflite":
+        return _run_tflite(path, feeds, output)
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -448,6 +467,33 @@ def _run(path: Path, feeds: dict, output: str) -> np.ndarray:
     wanted = {i.name for i in session.get_inputs()}
     rows = _Samples({k: v for k, v in feeds.items() if k in wanted}).rows
     return np.concatenate([session.run(None, row)[index] for row in rows]).astype(np.float64)
+
+
+def _run_tflite(path: Path, feeds: dict, output: str) -> np.ndarray:
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path), num_threads=1).get_signature_runner()
+    inputs = runner.get_input_details()
+    outputs = sorted(runner.get_output_details())
+    key = output if output in outputs else outputs[0]
+    rows = _Samples({k: v for k, v in feeds.items() if k in inputs}).rows
+    return np.concatenate([runner(**{k: v.astype(inputs[k]["dtype"]) for k, v in row.items()})[key]
+                           for row in rows]).astype(np.float64)
+
+
+def _stream(path: Path, feeds: dict) -> np.ndarray:
+    """Silero VAD as its own OnnxWrapper runs it: each sequence chunk by chunk, state carried."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    probabilities = []
+    for sequence in feeds["input"]:
+        state, row = np.zeros((2, 1, 128), np.float32), []
+        for chunk in sequence:
+            out, state = session.run(None, {"input": chunk[None], "state": state, "sr": np.array(16000, np.int64)})
+            row.append(out[0, 0])
+        probabilities.append(row)
+    return np.array(probabilities, np.float64)
 
 
 def _ctc(path: np.ndarray) -> list:
@@ -464,36 +510,155 @@ def _edits(a: list, b: list) -> int:
     return row[-1]
 
 
-def task_figure(kind: str, out: np.ndarray, ref: np.ndarray) -> float:
-    """The comparison's figure, computed here: top-1 agreement, CER of greedy CTC, or mean cosine."""
+def _yolov8(head: np.ndarray, conf: float, iou: float = 0.7, max_det: int = 300) -> tuple:
+    """One image's YOLOv8 head [4 + C, N] -> (xyxy boxes, scores, classes) after torchvision's
+    class-aware NMS."""
+    import torch
+    from torchvision.ops import batched_nms
+
+    rows = head.T
+    classes, scores = rows[:, 4:].argmax(1), rows[:, 4:].max(1)
+    keep = scores >= conf
+    cx, cy, w, h = rows[keep, :4].T
+    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], 1)
+    chosen = batched_nms(torch.from_numpy(boxes), torch.from_numpy(scores[keep]), torch.from_numpy(classes[keep]),
+                         iou).numpy()[:max_det]
+    return boxes[chosen], scores[keep][chosen], classes[keep][chosen]
+
+
+def _box_iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    wh = np.clip(np.minimum(box[2:], others[:, 2:]) - np.maximum(box[:2], others[:, :2]), 0, None)
+    inter = wh[:, 0] * wh[:, 1]
+    area = (box[2] - box[0]) * (box[3] - box[1]) + (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter / np.maximum(area - inter, 1e-12)
+
+
+def map50(truth: list, found: list) -> float:
+    """COCO's AP at IoU 0.5, by hand: per class, detections best first (at most 100 an image) matched
+    greedily to the unmatched truth box of highest IoU >= 0.5; precision made monotone and read at the
+    101 recall points; the mean over the classes the truth holds."""
+    classes = sorted({int(c) for _, _, cs in truth for c in cs})
+    found = [tuple(a[np.argsort(-scores, kind="stable")[:100]] for a in (boxes, scores, classes))
+             for boxes, scores, classes in found]
+    aps = []
+    for c in classes:
+        hits, scores, total = [], [], 0
+        for (t_boxes, _, t_classes), (f_boxes, f_scores, f_classes) in zip(truth, found):
+            gts, used = t_boxes[t_classes == c], np.zeros(int((t_classes == c).sum()), bool)
+            total += len(gts)
+            for k in np.argsort(-f_scores[f_classes == c], kind="stable"):
+                box = f_boxes[f_classes == c][k]
+                overlaps = np.where(used, -1.0, _box_iou(box, gts)) if len(gts) else np.zeros(0)
+                best = int(overlaps.argmax()) if len(overlaps) else -1
+                matched = best >= 0 and overlaps[best] >= 0.5
+                if matched:
+                    used[best] = True
+                hits.append(matched)
+                scores.append(f_scores[f_classes == c][k])
+        order = np.argsort(-np.array(scores), kind="mergesort")
+        tp = np.cumsum(np.array(hits, float)[order]) if hits else np.zeros(0)
+        recall = tp / total
+        precision = tp / np.arange(1, len(tp) + 1)
+        precision = np.maximum.accumulate(precision[::-1])[::-1] if len(precision) else precision
+        at = np.searchsorted(recall, np.linspace(0, 1, 101), side="left")
+        aps.append(np.mean([precision[i] if i < len(precision) else 0.0 for i in at]))
+    return float(np.mean(aps))
+
+
+def task_figure(kind: str, out: np.ndarray, ref: np.ndarray, conf: float = 0.25) -> float:
+    """The comparison's figure: top-1 agreement, CER of greedy CTC, mAP50 agreement (the float model's
+    detections above conf as the truth, the artifact's down to 0.001), max abs error, or mean cosine."""
     if kind == "agreement":
         return float((out.argmax(-1) == ref.argmax(-1)).mean())
     if kind == "cer":
         pairs = [(_ctc(r), _ctc(o)) for o, r in zip(out.argmax(-1), ref.argmax(-1))]
         return sum(_edits(r, o) for r, o in pairs) / max(1, sum(len(r) for r, _ in pairs))
+    if kind == "map50":
+        return map50([_yolov8(r, conf) for r in ref], [_yolov8(o, 0.001) for o in out])
+    if kind == "max_abs_error":
+        return float(np.abs(out - ref).max())
     a, b = out.reshape(len(out), -1), ref.reshape(len(ref), -1)
     return float(((a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)).mean())
 
 
-def against_ort_default(entry: Published, folder: Path, report: dict) -> dict | None:
-    """onnxruntime's quantize_static with its defaults (QDQ, int8 per tensor, MinMax) on the fp32 ONNX
-    the tool exported, calibrated on the same file; both int8 artifacts' task figure against that fp32."""
-    from onnxruntime.quantization import quantize_static
+KINDS = {"float_agreement": "agreement", "cer": "cer", "map50_agreement": "map50", "max_abs_error": "max_abs_error"}
+FIGURES = {"agreement": "top-1 agreement", "cer": "CER", "map50": "mAP50 agreement", "max_abs_error": "max abs error",
+           "cosine": "mean cosine"}
+LOWER_IS_BETTER = ("CER", "max abs error")
 
-    ours = next((r for r in report["results"] if r["precision"] == "int8" and not r.get("failure")), None)
-    fp32 = folder / "out" / "onnx" / "model.onnx"
-    if ours is None or not fp32.exists():
+
+def _to_ort(onnx_path: Path) -> Path:
+    """The ORT-format file of an .onnx, as the tool converts it (Fixed optimization style)."""
+    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+
+    with open(os.devnull, "w") as sink, __import__("contextlib").redirect_stdout(sink):
+        convert_onnx_models_to_ort(onnx_path, output_dir=onnx_path.parent, optimization_styles=[OptimizationStyle.Fixed])
+    return onnx_path.with_suffix(".ort")
+
+
+def _tool_figure(result: dict, figure: str, output: str):
+    return (result.get("outputs", {}).get(output) or {}).get(figure, result.get("metrics", {}).get(figure))
+
+
+def against_runtime_default(entry: Published, target: str, folder: Path, report: dict) -> dict | None:
+    """edge-distill's int8 against the runtime's own default recipe on the same float model, calibrated
+    on the same held-out calibration file, both measured on the evaluation file against that float model.
+    ORT: onnxruntime's quantize_static defaults (QDQ, int8 per tensor, MinMax), sizes as .onnx (the
+    graph the .ort is made from) and as .ort; a stateful model (static int8 refused): int8-dynamic
+    against quantize_dynamic's defaults. LiteRT: ai-edge-quantizer's default static recipe
+    (static_wi8_ai8) on the fp32 .tflite the tool converted."""
+    results = {r["precision"]: r for r in report["results"] if not r.get("failure")}
+    precision = "int8" if "int8" in results else "int8-dynamic" if target == "ort" else None
+    fp32 = folder / "out" / ("onnx/model.onnx" if target == "ort" else "tflite/model.fp32.tflite")
+    if precision not in results or not fp32.exists():
         return None
+    ours_file = folder / "out" / results[precision]["artifact"]
+    calibration = {k: v for k, v in np.load(folder / "calib.npz").items() if k != "labels"}
     feeds = {k: v for k, v in np.load(folder / "eval.npz").items() if k != "labels"}
-    theirs = folder / "ort-default-int8.onnx"
-    quantize_static(str(fp32), str(theirs), _Samples(feeds))
     output, figure = entry.metric
-    kind = "agreement" if figure == "float_agreement" else "cer" if figure == "cer" else "cosine"  # mAP: heads' cosine
-    ref = _run(fp32, feeds, output)
-    return {"figure": {"agreement": "top-1 agreement", "cer": "CER", "cosine": "mean cosine"}[kind],
-            "ours": task_figure(kind, _run(folder / "out" / ours["artifact"], feeds, output), ref),
-            "theirs": task_figure(kind, _run(theirs, feeds, output), ref),
-            "ours_mb": (folder / "out" / ours["artifact"]).stat().st_size / 1e6, "theirs_mb": theirs.stat().st_size / 1e6}
+    kind = KINDS.get(figure, "cosine")
+    if target == "tflite":
+        theirs = folder / "aeq-default-int8.tflite"
+        recipe = "ai-edge-quantizer static_wi8_ai8"
+        _aeq_static(fp32, theirs, calibration)
+        ours = ours_file
+    elif precision == "int8":
+        from onnxruntime.quantization import quantize_static
+
+        theirs, recipe = folder / "ort-default-int8.onnx", "onnxruntime quantize_static defaults"
+        quantize_static(str(fp32), str(theirs), _Samples(calibration))
+        ours = ours_file.with_suffix(".onnx")
+    else:
+        from onnxruntime.quantization import quantize_dynamic
+
+        theirs, recipe = folder / "ort-default-int8-dynamic.onnx", "onnxruntime quantize_dynamic defaults"
+        quantize_dynamic(str(fp32), str(theirs))
+        ours = ours_file.with_suffix(".onnx")
+    conf = float(re.search(r"conf = ([\d.]+)", entry.model).group(1)) if kind == "map50" else 0.25
+    if "state" in entry.model:  # streaming: chunk by chunk, the state carried
+        ref, mine, peer = (_stream(p, feeds) for p in (fp32, ours, theirs))
+    else:
+        ref, mine, peer = (_run(p, feeds, output) for p in (fp32, ours, theirs))
+    row = {"precision": precision, "recipe": recipe, "figure": FIGURES[kind],
+           "ours": task_figure(kind, mine, ref, conf), "theirs": task_figure(kind, peer, ref, conf),
+           "tool": _tool_figure(results[precision], figure, output),
+           "ours_mb": ours.stat().st_size / 1e6, "theirs_mb": theirs.stat().st_size / 1e6}
+    if target == "ort":
+        row["ours_ort_mb"], row["theirs_ort_mb"] = ours_file.stat().st_size / 1e6, _to_ort(theirs).stat().st_size / 1e6
+    return row
+
+
+def _aeq_static(fp32: Path, out: Path, calibration: dict) -> None:
+    """ai-edge-quantizer's default static int8 recipe, calibrated sample by sample on the signature's
+    inputs."""
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_quantizer import quantizer, recipe
+
+    inputs = Interpreter(model_path=str(fp32)).get_signature_runner().get_input_details()
+    samples = [{k: v.astype(inputs[k]["dtype"]) for k, v in row.items()}
+               for row in _Samples({k: v for k, v in calibration.items() if k in inputs}).rows]
+    qt = quantizer.Quantizer(str(fp32), recipe.static_wi8_ai8())
+    qt.quantize(qt.calibrate({"serving_default": samples})).export_model(str(out), overwrite=True)
 
 
 def _figure_text(value) -> str:
@@ -548,23 +713,35 @@ def render(cells: list[Cell], records: dict, seconds: float, workers: int) -> st
         text = text.replace(str(cache_root()), "{cache}/published")
         lines.append(f"| {c.model} | {entry.covers} | {record['package']} {record['version']}: `{record['file']}` "
                      f"(sha256 {record['sha256'][:12]}) | {record['license']} | {c.target} | {c.code} | {text[:900]} |")
-    lines += ["", "### int8: edge-distill's recipe against onnxruntime's default", "",
-              "On each ORT model with an int8 artifact: onnxruntime's `quantize_static` with its defaults (QDQ, int8 "
-              "weights and activations per tensor, MinMax) on the same exported fp32 ONNX and the same calibration "
-              "file, and both artifacts' figure against that fp32 model, computed by the benchmark with onnxruntime "
-              "(CER: greedy CTC, lower is better; otherwise higher is better). A detector's mean cosine is over its raw "
-              "heads, where box coordinates in pixels outweigh the class scores (an mAP agreement can be 0 "
-              "where the cosine is 0.999).", "",
-              "| model | figure | edge-distill int8 | size MB | onnxruntime default int8 | size MB | at least as good, no larger |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "### int8: edge-distill's recipe against the runtime's own default", "",
+              "On each ORT and LiteRT model with an int8 artifact, the runtime's own default recipe on the same float "
+              "model the tool exported, calibrated on the same file: onnxruntime's `quantize_static` defaults (QDQ, "
+              "int8 activations and weights per tensor, MinMax) on the fp32 ONNX; ai-edge-quantizer's default static "
+              "recipe (`static_wi8_ai8`) on the fp32 `.tflite`; on a stateful model, whose static int8 edge-distill "
+              "refuses, int8-dynamic against `quantize_dynamic`'s defaults. The drawn set is split in two by a seeded "
+              "permutation: both recipes calibrate on one half and are measured on the other. Each figure is the "
+              "model's task metric against the float model, computed by the benchmark from the files (onnxruntime, "
+              "the LiteRT interpreter, numpy; mAP50 agreement with torchvision's NMS and a by-hand COCO AP at IoU "
+              "0.5), not through edge-distill; `tool` is edge-distill's own figure for its artifact, as a check. "
+              "CER and max abs error: lower is better; the rest: higher. ORT sizes compare `.onnx` with `.onnx` (the "
+              "graph the `.ort` is converted from; the `.ort` of each, converted alike, in brackets): the `.ort` "
+              "carries the graph's structure in a larger form, not extra weights.", "",
+              "| model | target | figure | edge-distill | tool | size MB | runtime default | size MB | at least as good, "
+              "no larger |", "|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         if c.versus and "error" in c.versus:
-            lines.append(f"| {c.model} | | | | onnxruntime's quantize_static failed: {c.versus['error']} | | |")
+            lines.append(f"| {c.model} | {c.target} | | | | | the runtime's quantizer failed: {c.versus['error']} | | |")
         elif c.versus:
             v = c.versus
-            better = v["ours"] <= v["theirs"] + 1e-9 if v["figure"] == "CER" else v["ours"] >= v["theirs"] - 1e-9
-            lines.append(f"| {c.model} | {v['figure']} | {v['ours']:.4f} | {v['ours_mb']:.2f} | {v['theirs']:.4f} | "
-                         f"{v['theirs_mb']:.2f} | {'yes' if better and v['ours_mb'] <= v['theirs_mb'] * 1.01 else 'no'} |")
+            lower = v["figure"] in LOWER_IS_BETTER
+            better = v["ours"] <= v["theirs"] + 1e-9 if lower else v["ours"] >= v["theirs"] - 1e-9
+            sizes = [f"{v['ours_mb']:.2f}", f"{v['theirs_mb']:.2f}"]
+            if "ours_ort_mb" in v:
+                sizes = [f"{sizes[0]} ({v['ours_ort_mb']:.2f} .ort)", f"{sizes[1]} ({v['theirs_ort_mb']:.2f} .ort)"]
+            label = v["precision"] if v["precision"] != "int8" else "int8"
+            lines.append(f"| {c.model} | {c.target} {label} | {v['figure']} | {v['ours']:.4f} | "
+                         f"{_figure_text(v['tool'])} | {sizes[0]} | {v['theirs']:.4f} | {sizes[1]} | "
+                         f"{'yes' if better and v['ours_mb'] <= v['theirs_mb'] * 1.01 else 'no'} |")
     lines += ["", "Not covered yet: a ViT-style classifier and a conv/attention hybrid (no small published one "
               "found inside a pip wheel on this machine's registry).", MARK_END]
     return "\n".join(lines) + "\n"

@@ -3,6 +3,7 @@
 Precisions
   fp32          the verified export as it is
   int8          static QDQ: uint8 activations, int8 per-channel weights, after quant_pre_process,
+                a Concat that writes a graph output left in float (a detector's boxes and scores),
                 calibrated with minmax, percentile or entropy (entropy with 2048 real histogram bins,
                 driven through the calibrator: quantize_static alone would return the min-max ranges);
                 option int8_recipe names another recipe of STATIC_RECIPES, or "auto": check builds them all
@@ -184,7 +185,7 @@ class OrtTarget:
         names = [s.name for s in request.source.inputs]
         method = recipe.calibration or request.calibration_method
         activations = QuantType.QInt8 if recipe.activations == "int8" else QuantType.QUInt8
-        left_float = [*request.options["keep_float"], *_nodes_of(pre, recipe.float_ops)]
+        left_float = [*request.options["keep_float"], *_nodes_of(pre, recipe.float_ops), *_output_concats(pre)]
         common = dict(quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel, activation_type=activations,
                       weight_type=QuantType.QInt8, nodes_to_exclude=left_float,
                       extra_options={"ActivationSymmetric": recipe.symmetric_activations})
@@ -359,6 +360,18 @@ def _nodes_of(model_path: Path, kinds: tuple[str, ...]) -> list[str]:
         if node.op_type in kinds or (of_activations and f"{node.op_type} of activations" in kinds):
             found.append(node.name)
     return found
+
+
+def _output_concats(model_path: Path) -> list[str]:
+    """Concat nodes that write a graph output, left in float by every static recipe: a detector's head
+    (YOLOv8) concatenates box pixels (0..320) and class scores (0..1) into one output, and one activation
+    scale over both rounds every score to 0. In float, each branch keeps its own scale; a Concat only
+    moves data, so nothing is lost in size or speed."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    outputs = {o.name for o in graph.output}
+    return [n.name for n in graph.node if n.op_type == "Concat" and any(o in outputs for o in n.output)]
 
 
 def _matmul_nbits(model, bits: int, block: int, op_types: tuple, exclude: set):
