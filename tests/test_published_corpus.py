@@ -47,15 +47,16 @@ def test_the_text_direction_classifier_is_judged_by_its_drawn_labels(tmp_path, m
     proc, model, results, data = check_cell(tmp_path, monkeypatch, "ppocr-cls-v2")
     labels = data.pop("labels")
     float_top = outputs(model, data)[0].argmax(1)
-    assert (float_top == labels).mean() == pytest.approx(58 / 64)  # the rendered lines move the published model
+    assert (float_top == labels).mean() == pytest.approx(29 / 32)  # the rendered lines move the published model
     accuracy = {}
     for precision, result in results.items():
         top = outputs(tmp_path / "out" / result["artifact"], data)[0].argmax(1)
         accuracy[precision] = (top == labels).mean()
         assert result["metrics"]["accuracy"] == pytest.approx(accuracy[precision], abs=1e-9)
         assert result["metrics"]["float_agreement"] == pytest.approx((top == float_top).mean(), abs=1e-9)
-    # int8's static recipe turns two more lines the wrong way round than fp32: below the 0.9 budget
-    assert accuracy["int8"] == pytest.approx(56 / 64) and accuracy["int8-dynamic"] >= 0.9
+    # int8's static recipe (calibrated on the other half) turns two more lines the wrong way round than
+    # fp32: below the 0.9 budget
+    assert accuracy["int8"] == pytest.approx(27 / 32) and accuracy["int8-dynamic"] >= 0.9
     assert broken(results) == {"ort-int8/min_accuracy"}
     assert proc.returncode == 1, proc.stdout + proc.stderr
 
