@@ -5,7 +5,6 @@ The figures are worked out here with onnxruntime on the files the target wrote."
 
 import numpy as np
 import onnx
-import pytest
 
 from edge_distill.calibration import InputSpec, load_dataset
 from edge_distill.exporting import export_to_onnx
