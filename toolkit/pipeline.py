@@ -226,9 +226,14 @@ def build_one(cfg: Config, planned: PlannedTarget, precision: str, model: Source
     scratch = work / label.replace("/", "-")
     scratch.mkdir()
     (out / folder).mkdir(parents=True, exist_ok=True)
-    if not loaded.io.plain and get_target(tc.name).capabilities.precision(precision).calibrated:
+    capabilities = get_target(tc.name).capabilities
+    if not loaded.io.plain and capabilities.precision(precision).calibrated:
+        weight_only = [p for p in tc.precisions if p in capabilities.precision_names
+                       and not capabilities.precision(p).calibrated]
+        weight_only += [p for p in ("int8-dynamic",) if p not in weight_only and p in capabilities.precision_names]
         raise BadInput(f"{precision} is calibrated, and calibration feeds samples batch first: a model whose inputs "
-                       "take their batch elsewhere or carry a state gets weight-only precisions (int8-dynamic, int4)")
+                       "take their batch elsewhere or carry a state gets weight-only precisions (int8-dynamic, int4)",
+                       hint=f'[[targets]] name = "{tc.name}": precisions = {json.dumps(weight_only)}')
     calibration = loaded.io.chunks(loaded.calibration) if loaded.calibration is not None else None
     artifact = get_target(tc.name).build(BuildRequest(
         onnx_path=onnx_path, source=model, precision=precision, calibration=calibration,
