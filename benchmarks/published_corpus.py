@@ -740,8 +740,10 @@ def render(cells: list[Cell], records: dict, seconds: float, workers: int) -> st
               "0.5), not through edge-distill; `tool` is edge-distill's own figure for its artifact, as a check. "
               "CER and max abs error: lower is better; the rest: higher. ORT sizes are the `.ort` that ships (both "
               "converted alike, Fixed style) with the `.onnx` it is made from in brackets; the verdict is on the `.ort` "
-              "and says how the `.onnx` compares (per-channel weight scales add about 1-2% to a `.onnx`; the `.ort` of "
-              "a QDQ graph also carries the graph's structure in a larger form, not extra weights).", "",
+              "and says how the `.onnx` compares (edge-distill's per-channel weights carry a scale and zero point per "
+              "channel; the larger `.ort` of either holds no float copies of weights, its initializers are the "
+              "`.onnx`'s). A LiteRT int8 at 0% quantized (wordllama: the embedding table stays float on both sides) "
+              "compares two float files.", "",
               "| model | target | figure | edge-distill | tool | size MB | runtime default | size MB | at least as good, "
               "no larger |", "|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
