@@ -35,6 +35,7 @@ from .devices import Device, Job, RunSettings, resolve
 from .errors import BadInput, CannotMeasure, MissingDependency
 from .evaluate import Candidate, OutputRef, References, evaluate_artifact
 from .exporting import export_to_onnx
+from .html_report import warm_up
 from .files import package_files, sha256_path
 from .precision import auto_of, base_of, is_auto
 from .models import SourceModel, load_model
@@ -363,6 +364,7 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task,
                                                    loaded.io)
     refuse_unanswerable(cfg, output_refs)
+    warm_up()  # report.html's plotting library loads while the artifacts build
     why_no_task = why_no_task_metric(output_refs, cfg.model.task, loaded.io)
     progress("outputs: " + ", ".join(f"{o.name} {o.spec['kind']}" + (" (inferred)" if o.spec["inferred"] else "")
                                      for o in output_refs))
