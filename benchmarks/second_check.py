@@ -35,7 +35,8 @@ def timed_check(config: Path, out: Path, env: dict) -> tuple[float, float, dict]
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if done.returncode != 0:
-        sys.exit(f"check exited {done.returncode}:\n{done.stderr[-2000:]}")
+        print(f"check exited {done.returncode}:\n{done.stderr[-2000:]}", file=sys.stderr)
+        raise SystemExit(2)
     return wall, cpu, json.loads((out / "report.json").read_text())
 
 

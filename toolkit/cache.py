@@ -135,9 +135,7 @@ class Cache:
 
     def _verified(self, entry: Path, key: str) -> dict | None:
         try:
-            if not stat.S_ISDIR(os.lstat(entry).st_mode):
-                return None
-            files = {f.name for f in plain_files(entry)}  # refuses a link anywhere in it
+            files = {f.name for f in plain_files(entry)}  # refuses a link: the entry itself or inside it
             manifest = json.loads((entry / MANIFEST).read_text())
             sums = manifest["files"]
             if manifest["key"] != key or files != set(sums) | {MANIFEST}:
