@@ -8,8 +8,10 @@ import json
 import os
 import shutil
 import sys
+from importlib.resources import files
 from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 
@@ -190,6 +192,8 @@ def test_a_second_check_reuses_and_says_so_and_no_cache_does_not(cache_on, examp
     assert first["export"]["reused"] is None and first["references_reused"] is None
     assert second["export"]["reused"].startswith("reused from cache ")
     assert second["references_reused"].startswith("reused from cache ")
+    schema = json.loads((files("edge_distill") / "schemas" / "report.schema.json").read_text())
+    jsonschema.validate(second, schema)  # the notes are the schema's
     assert third["export"]["reused"] is None and third["references_reused"] is None
     for key in ("references", "student", "teacher", "data"):
         assert second[key] == first[key] == third[key], key

@@ -246,7 +246,8 @@ def cached_export(model, samples, out_path: Path, export: Callable[[], ExportInf
     key = key_of("onnx export", model=identity, samples=arrays_identity(samples.inputs), opset=opset,
                  tolerance=tolerance, inputs=repr(model.inputs), output_axes=model.output_axes,
                  output_names=model.output_names, versions=versions(*EXPORT_PACKAGES),
-                 code=code_identity("edge_distill.exporting", "edge_distill.models"), python=sys.version)
+                 code=code_identity("edge_distill.exporting", "edge_distill.models", "edge_distill.result"),
+                 python=sys.version)
     hit = cache.get(key)
     if hit is not None:
         shutil.copyfile(hit.folder / "model.onnx", out_path)
