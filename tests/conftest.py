@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Every test computes its exports and reference outputs afresh (a test that breaks the exporter must see it
+# break); tests/test_cache.py turns the cache on, in a folder of its own.
+os.environ["EDGE_DISTILL_NO_CACHE"] = "1"
 EXAMPLE = ROOT / "examples" / "fashion-mnist"
 
 

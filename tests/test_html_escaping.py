@@ -132,3 +132,16 @@ def test_control_characters_in_a_name_are_shown_as_escapes():
     page = _Page(to_html(_report([_result([_check("a\x1b[31mred\x07", True)])])))
     assert "a\\x1b[31mred\\x07" in page.cells
 
+
+
+def test_a_report_with_nothing_to_plot_is_drawn_without_importing_matplotlib():
+    """matplotlib costs a second to import; a page with no results, ladder or trends has no plot to draw."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom edge_distill.html_report import to_html\nfrom edge_distill.result import Report\n"
+              "page = to_html(Report('verify', '0', '', None, {'reference': 'm', 'fingerprint': 'f' * 64}, None, {}, "
+              "{}, None, {}, []))\n"
+              "print('<figure' in page, 'matplotlib' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["False", "False"], done.stderr

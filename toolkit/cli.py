@@ -82,6 +82,18 @@ _device_option = click.option("--device", help="Where figures come from: host (t
                                                "devices. See `edge-distill devices`.")
 
 
+def _bypass_cache(ctx, _param, value: bool) -> None:
+    """--no-cache: the command's run bypasses the cache (a context held until the command ends)."""
+    if value:
+        from .cache import bypassed
+
+        ctx.with_resource(bypassed())
+
+
+_no_cache = click.option("--no-cache", is_flag=True, expose_value=False, callback=_bypass_cache,
+                         help="Compute the ONNX export and the float student's and teacher's outputs afresh, and "
+                              "store nothing: by default they are reused from edge-distill's cache when the model, "
+                              "teacher, data and versions are unchanged (also: EDGE_DISTILL_NO_CACHE=1).")
 _history = click.option("--history", "history", metavar="STORE",
                         help="Record the report in this results store (a SQLite file, or postgresql://...); "
                              "default: the config's `history`, else $EDGE_DISTILL_HISTORY. See `edge-distill history`.")
@@ -176,6 +188,7 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
 @_json
 @_device_option
 @_history
+@_no_cache
 def check(config, out, force, quiet, device, baseline, any_cpu, resume, shard, as_json, history):
     """Export, quantize and verify every target and precision in CONFIG against its budgets."""
     _check(config, out, force, quiet, device, baseline, as_json, history, any_cpu, resume, shard)
@@ -261,6 +274,7 @@ def init(model, data_dir, out, force):
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-export"), show_default=True)
 @_force
 @_quiet
+@_no_cache
 def export(model, target, precision, weights, config, data, calibration, calibration_method, options, trust_pickle,
            auto, out, force, quiet):
     """Export MODEL (module:factory, .pt2 or .onnx) to ONNX, verify it, and build a target artifact."""

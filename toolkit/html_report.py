@@ -8,6 +8,7 @@ A broken budget is marked where it shows: a red verdict banner, red bars, red ro
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import math
@@ -40,12 +41,30 @@ figcaption { color: #555; font-size: 13px; } .note { color: #666; font-size: 12p
 def to_html(report: Report, trends: dict[str, list[dict]] | None = None) -> str:
     """The page; `trends`: artifact name -> rows of `history.Store.trend` (the runs before this one).
     Names come from untrusted files: every cell is html.escape'd, the plots draw a name as its letters
-    ("$\\undefinedmacro{$" is no mathtext to crash on) and no character that is not text reaches the page."""
-    import matplotlib
-
-    with matplotlib.rc_context({"text.parse_math": False}):  # read as each plot's texts are made
+    ("$\\undefinedmacro{$" is no mathtext to crash on) and no character that is not text reaches the page.
+    A report with nothing to plot (no results, ladder or trends) is drawn without importing matplotlib."""
+    plotted = report.results or report.ladder or trends  # every plot draws from one of these
+    with _plot_settings() if plotted else contextlib.nullcontext():
         page = _page(report, trends)
     return visible(page, keep="\n\t\r")
+
+
+def _plot_settings():
+    import matplotlib
+
+    return matplotlib.rc_context({"text.parse_math": False})  # read as each plot's texts are made
+
+
+def warm_up() -> None:
+    """Import matplotlib in a background thread while a run builds and measures (a second on a cold start,
+    overlapping the run's waits on its subprocesses and native code instead of adding to the report's time)."""
+    import threading
+
+    def load():
+        import matplotlib.backends.backend_svg  # noqa: F401
+        import matplotlib.figure  # noqa: F401
+
+    threading.Thread(target=load, name="edge-distill-matplotlib", daemon=True).start()
 
 
 def _page(report: Report, trends: dict[str, list[dict]] | None) -> str:

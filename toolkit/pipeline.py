@@ -29,11 +29,13 @@ from edge_distill.targets import BuildRequest, check_precision, get_target, pars
 from . import kinds, metrics
 from .auto_precision import build_auto, check_auto
 from .budgets import Budget, unanswerable
+from .cache import cached_export, cached_outputs
 from .config import Config, TargetConfig
 from .devices import Device, Job, RunSettings, resolve
 from .errors import BadInput, CannotMeasure, MissingDependency
 from .evaluate import Candidate, OutputRef, References, evaluate_artifact
 from .exporting import export_to_onnx
+from .html_report import warm_up
 from .files import package_files, sha256_path
 from .precision import auto_of, base_of, is_auto
 from .models import SourceModel, load_model
@@ -157,6 +159,7 @@ class Loaded:
     evaluation: Dataset
     calibration: Dataset | None
     io: ModelIO = ModelIO(())  # the model's layout and state (streaming.py); batch first and stateless by default
+    references_reused: str | None = None  # set by reference_outputs: "reused from cache <key>"
 
     def outputs_of(self, model: SourceModel) -> list[np.ndarray]:
         """Every output of `model` on the evaluation data (a streaming model: over its sequences)."""
@@ -199,9 +202,12 @@ def load_inputs(cfg: Config, progress: Progress) -> Loaded:
 def export_verified(cfg: Config, model: SourceModel, data: Dataset, out: Path, folder: str, progress):
     progress(f"exporting {model.reference} to ONNX and checking it against the source model")
     (out / folder).mkdir(parents=True)
-    export = export_to_onnx(model, out / folder / "model.onnx", opset=cfg.opset, samples=data,
-                            tolerance=cfg.tolerance)
+    export = cached_export(model, data, out / folder / "model.onnx", partial(
+        export_to_onnx, model, out / folder / "model.onnx", opset=cfg.opset, samples=data, tolerance=cfg.tolerance),
+        opset=cfg.opset, tolerance=cfg.tolerance)
     export.path = f"{folder}/model.onnx"  # reports name files relative to the output folder
+    if export.reused:
+        progress(f"  {export.reused}")
     progress(f"  export parity: max |difference| {export.parity_max_abs_diff:.2e} on {export.parity_samples} "
              f"samples (tolerance {export.parity_tolerance:g})")
     return export
@@ -322,13 +328,21 @@ def reference_outputs(loaded: Loaded, progress, task: str) -> tuple[list, np.nda
     artifact is compared with. Labels that lie about the classes are refused here, before any build."""
     n = len(loaded.evaluation)
     progress(f"running the float student{' and the teacher' if loaded.teacher else ''} on the {n} evaluation samples")
-    with loop(progress, "float student", n, "samples") as advance, on_each_chunk(advance):
-        float_all = loaded.outputs_of(loaded.student)
+
+    def compute() -> tuple[list, np.ndarray | None]:
+        with loop(progress, "float student", n, "samples") as advance, on_each_chunk(advance):
+            float_all = loaded.outputs_of(loaded.student)
+        if loaded.teacher is None:
+            return float_all, None
+        with loop(progress, "teacher", n, "samples") as advance, on_each_chunk(advance):
+            return float_all, loaded.outputs_of(loaded.teacher)[0]
+
+    float_all, teacher_out, loaded.references_reused = cached_outputs(loaded.student, loaded.teacher,
+                                                                      loaded.evaluation, repr(loaded.io), compute)
+    if loaded.references_reused:
+        progress(f"  {loaded.references_reused}")
     labels_match(loaded, float_all[0], task)
-    if loaded.teacher is None:
-        return float_all, None
-    with loop(progress, "teacher", n, "samples") as advance, on_each_chunk(advance):
-        return float_all, loaded.outputs_of(loaded.teacher)[0]
+    return float_all, teacher_out
 
 
 def labels_match(loaded: Loaded, outputs: np.ndarray, task: str) -> None:
@@ -355,6 +369,7 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
     output_refs, kind_warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task,
                                                    loaded.io)
     refuse_unanswerable(cfg, output_refs)
+    warm_up()  # report.html's plotting library loads while the artifacts build
     why_no_task = why_no_task_metric(output_refs, cfg.model.task, loaded.io)
     progress("outputs: " + ", ".join(f"{o.name} {o.spec['kind']}" + (" (inferred)" if o.spec["inferred"] else "")
                                      for o in output_refs))
@@ -500,7 +515,7 @@ def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, t
                   environment=host_environment(), export=export,
                   references=reference_metrics(loaded.evaluation, float_out, teacher_out, cfg.model.task),
                   results=results, task=cfg.model.task,
-                  warnings=warnings, gate_checks=gate, **extra)
+                  warnings=warnings, gate_checks=gate, references_reused=loaded.references_reused, **extra)
 
 
 def calibration_warnings(cfg: Config, calibration: Dataset | None) -> list[str]:
@@ -564,8 +579,10 @@ def run_export(reference: str, target_string: str, out: Path, *, precision: str 
         caps.options_with_defaults(options)
     samples = load_dataset(samples_path, model.inputs)
     progress("exporting to ONNX and checking it against the source model")
-    export = export_to_onnx(model, out / "model.onnx", opset=cfg.opset if cfg else 18, samples=samples,
-                            tolerance=cfg.tolerance if cfg else 1e-4)
+    opset, tolerance = (cfg.opset, cfg.tolerance) if cfg else (18, 1e-4)
+    export = cached_export(model, samples, out / "model.onnx", partial(
+        export_to_onnx, model, out / "model.onnx", opset=opset, samples=samples, tolerance=tolerance),
+        opset=opset, tolerance=tolerance)
     export.path = "model.onnx"
     summary = {"source": _model_info(model), "export": export.__dict__, "artifact": None}
     if target_name != "onnx":

@@ -71,6 +71,7 @@ class ExportInfo:
     parity_tolerance: float
     parity_samples: int
     seconds: float
+    reused: str | None = None  # "reused from cache <key>": the file and figures of an earlier, identical export
 
 
 @dataclass
@@ -174,6 +175,8 @@ class Report:
     schema_version: str = SCHEMA_VERSION
     # [slices.discover] in `check`: each artifact's search against the float student, by result name
     discoveries: dict[str, SliceDiscovery] = field(default_factory=dict)
+    # "reused from cache <key>": the float student's and teacher's outputs are an earlier run's, unchanged
+    references_reused: str | None = None
 
     @property
     def checks(self) -> list[Check]:

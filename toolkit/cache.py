@@ -1,0 +1,280 @@
+"""Reuse of what a run recomputes unchanged (the verified ONNX export, the float student's and the
+teacher's outputs), in edge-distill's cache folder (`reuse/` under $EDGE_DISTILL_CACHE).
+
+An entry is found by a key: the sha256 of everything its value depends on (the model's files, the
+data's arrays, the settings, the versions of the packages and of the code that computed it). Values
+are files and .npz arrays, never pickles; each entry's manifest records every file's sha256, and an
+entry whose files do not match it, or that holds a link, is dropped and recomputed, never trusted.
+Entries are written beside the cache and renamed into place (a reader sees a whole entry or none);
+the least recently used go once the cache passes its bound ($EDGE_DISTILL_CACHE_MB, default 2048).
+`--no-cache` (or EDGE_DISTILL_NO_CACHE=1) bypasses it: nothing read, nothing written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import BadInput
+from .files import plain_files, sha256_file
+from .places import cache_home
+from .result import ExportInfo
+
+MANIFEST = "entry.json"
+DEFAULT_LIMIT_MB = 2048
+_bypassed = contextvars.ContextVar("edge_distill_cache_bypassed", default=False)
+
+
+@contextlib.contextmanager
+def bypassed(yes: bool = True):
+    """`--no-cache`: inside, every lookup misses and nothing is stored."""
+    token = _bypassed.set(yes or _bypassed.get())
+    try:
+        yield
+    finally:
+        _bypassed.reset(token)
+
+
+@dataclass
+class Hit:
+    key: str
+    folder: Path  # the entry's folder: its files by the names they were stored under
+    meta: dict
+
+    @property
+    def note(self) -> str:
+        return f"reused from cache {self.key[:16]}"
+
+
+class Cache:
+    """Content-addressed entries under `folder`, at most `limit_bytes` in all."""
+
+    def __init__(self, folder: Path | None = None, limit_bytes: int | None = None):
+        self.folder = Path(folder) if folder is not None else cache_home() / "reuse"
+        mb = os.environ.get("EDGE_DISTILL_CACHE_MB")
+        self.limit_bytes = limit_bytes if limit_bytes is not None else int(mb or DEFAULT_LIMIT_MB) * 1024**2
+
+    @property
+    def enabled(self) -> bool:
+        return not (_bypassed.get() or os.environ.get("EDGE_DISTILL_NO_CACHE", "") not in ("", "0"))
+
+    def get(self, key: str) -> Hit | None:
+        """The entry stored under `key`, its files checked against its manifest; None on a miss."""
+        entry = self.folder / key
+        if not self.enabled or not os.path.lexists(entry):
+            return None
+        meta = self._verified(entry, key)
+        if meta is None:  # corrupt, tampered with or a link: recomputed, never trusted
+            _remove(entry)
+            return None
+        os.utime(entry)  # recently used: evicted last
+        return Hit(key, entry, meta["meta"])
+
+    def put(self, key: str, files: dict[str, Path], meta: dict) -> None:
+        """Store copies of `files` (name -> path) and `meta` (JSON) under `key`; a race with another run
+        storing the same key keeps theirs."""
+        if not self.enabled:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".new-", dir=self.folder))
+        try:
+            for name, src in files.items():
+                shutil.copyfile(src, tmp / name, follow_symlinks=False)
+            sums = {name: sha256_file(tmp / name) for name in files}
+            (tmp / MANIFEST).write_text(json.dumps({"key": key, "files": sums, "meta": meta}, default=str))
+            if _size(tmp) > self.limit_bytes:  # larger than the whole cache: not kept
+                return
+            with contextlib.suppress(OSError):  # another run stored it first
+                tmp.rename(self.folder / key)
+        finally:
+            _remove(tmp)
+        self.evict()
+
+    def arrays(self, key: str) -> tuple[list[np.ndarray], dict] | None:
+        """Arrays stored by `put_arrays`, read without pickles, and their meta; None on a miss."""
+        hit = self.get(key)
+        if hit is None:
+            return None
+        with np.load(hit.folder / "arrays.npz", allow_pickle=False) as stored:
+            return [stored[f"a{i}"] for i in range(len(stored.files))], hit.meta
+
+    def put_arrays(self, key: str, arrays: list[np.ndarray], meta: dict) -> None:
+        if not self.enabled or any(np.asarray(a).dtype.hasobject for a in arrays):
+            return
+        with tempfile.TemporaryDirectory(prefix=".arrays-") as work:
+            path = Path(work) / "arrays.npz"
+            np.savez(path, **{f"a{i}": a for i, a in enumerate(arrays)})
+            self.put(key, {"arrays.npz": path}, meta)
+
+    def evict(self) -> None:
+        """Least recently used entries removed until the cache holds at most its bound."""
+        if not self.folder.is_dir():
+            return
+        entries = [e for e in self.folder.iterdir() if not e.name.startswith(".")]
+        sizes = {e: _size(e) for e in entries}
+        total = sum(sizes.values())
+        for entry in sorted(entries, key=lambda e: os.lstat(e).st_mtime):
+            if total <= self.limit_bytes:
+                break
+            _remove(entry)
+            total -= sizes[entry]
+
+    def _verified(self, entry: Path, key: str) -> dict | None:
+        try:
+            files = {f.name for f in plain_files(entry)}  # refuses a link: the entry itself or inside it
+            manifest = json.loads((entry / MANIFEST).read_text())
+            sums = manifest["files"]
+            if manifest["key"] != key or files != set(sums) | {MANIFEST}:
+                return None
+            if any(sha256_file(entry / name) != digest for name, digest in sums.items()):
+                return None
+            return manifest
+        except (BadInput, OSError, ValueError, KeyError, TypeError):
+            return None
+
+
+def _remove(path: Path) -> None:
+    """A file, a link (never what it points to) or a folder (rmtree removes links inside, not their targets)."""
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _size(path: Path) -> int:
+    """Bytes under `path`, counting links as themselves."""
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        return info.st_size
+    return sum(_size(child) for child in path.iterdir())
+
+
+def key_of(what: str, **parts) -> str:
+    """The sha256 of `what` and `parts` (JSON-able: strings, numbers, lists, dicts)."""
+    text = json.dumps({"what": what, **parts}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def versions(*packages: str) -> dict[str, str]:
+    out = {}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def code_identity(*modules: str) -> str:
+    """sha256 of edge-distill's own modules that compute a value: a changed exporter misses."""
+    digest = hashlib.sha256()
+    for name in modules:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        digest.update(f"{name}:{sha256_file(Path(path)) if path else 'none'};".encode())
+    return digest.hexdigest()
+
+
+def arrays_identity(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of named arrays as they were read (names, dtypes, shapes, bytes): the data a value was computed on."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(array.view(np.uint8).reshape(-1).data if array.size else b"")
+    return digest.hexdigest()
+
+
+def model_identity(model) -> str | None:
+    """What a model's outputs depend on, as one sha256, or None when that cannot be known (a pickled
+    module's code lives in whatever it imports: never reused). A factory model: its module's source file
+    and its weights (what the factory module itself imports is not followed); an ONNX file: the file and
+    its external data; a .pt2 or a model folder: its files."""
+    parts = [model.kind, model.fingerprint]
+    try:
+        if model.kind == "onnx" and model.onnx_path is not None:
+            parts += [sha256_file(f) for f in _external_data(Path(model.onnx_path))]
+        elif model.kind == "torch" and Path(model.reference).is_dir():
+            parts += [f"{f.name}:{sha256_file(f)}" for f in plain_files(Path(model.reference))]
+        elif model.kind == "torch" and ":" in model.reference:
+            module = sys.modules.get(model.reference.partition(":")[0])
+            source = getattr(module, "__file__", None)
+            if not source:
+                return None
+            parts.append(sha256_file(Path(source)))
+        elif model.kind != "exported":
+            return None  # a pickled module
+    except (BadInput, OSError):
+        return None
+    return hashlib.sha256(";".join(parts).encode()).hexdigest()
+
+
+def _external_data(path: Path) -> list[Path]:
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    places = {e.value for t in proto.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL
+              for e in t.external_data if e.key == "location"}
+    return [path.parent / p for p in sorted(places)]
+
+
+EXPORT_PACKAGES = ("torch", "onnx", "onnxscript", "onnxruntime", "optimum", "optimum-onnx", "transformers", "numpy")
+
+
+def cached_export(model, samples, out_path: Path, export: Callable[[], ExportInfo], *, opset: int,
+                  tolerance: float, cache: Cache | None = None) -> ExportInfo:
+    """`export()` (the verified ONNX export to `out_path`), or the file and record of an earlier one
+    with the same model, samples, settings and versions. A reused record says so (`reused`)."""
+    cache = cache or Cache()
+    identity = model_identity(model)
+    if identity is None or not cache.enabled:
+        return export()
+    key = key_of("onnx export", model=identity, samples=arrays_identity(samples.inputs), opset=opset,
+                 tolerance=tolerance, inputs=repr(model.inputs), output_axes=model.output_axes,
+                 output_names=model.output_names, versions=versions(*EXPORT_PACKAGES),
+                 code=code_identity("edge_distill.exporting", "edge_distill.models", "edge_distill.result"),
+                 python=sys.version)
+    hit = cache.get(key)
+    if hit is not None:
+        shutil.copyfile(hit.folder / "model.onnx", out_path)
+        return ExportInfo(**{**hit.meta, "path": str(out_path), "reused": hit.note})
+    info = export()
+    cache.put(key, {"model.onnx": out_path}, dataclasses.asdict(info))
+    return info
+
+
+def cached_outputs(student, teacher, data, layout: str, compute: Callable[[], tuple[list, np.ndarray | None]],
+                   cache: Cache | None = None) -> tuple[list, np.ndarray | None, str | None]:
+    """`compute()` (the float student's outputs, every one, and the teacher's first), or the arrays of an
+    earlier run on the same models, data arrays, input layout and versions; with the reuse note or None."""
+    cache = cache or Cache()
+    identities = [model_identity(student), model_identity(teacher) if teacher is not None else "no teacher"]
+    if None in identities or not cache.enabled:
+        return *compute(), None
+    key = key_of("reference outputs", student=identities[0], teacher=identities[1],
+                 data=arrays_identity(data.inputs), layout=layout, versions=versions(*EXPORT_PACKAGES),
+                 code=code_identity("edge_distill.models", "edge_distill.streaming", "edge_distill.text"),
+                 python=sys.version)
+    stored = cache.arrays(key)
+    if stored is not None:
+        arrays, meta = stored
+        hit_note = f"reused from cache {key[:16]}"
+        return arrays[:meta["student_outputs"]], (arrays[-1] if meta["teacher"] else None), hit_note
+    student_all, teacher_out = compute()
+    cache.put_arrays(key, [*student_all, *([teacher_out] if teacher_out is not None else [])],
+                     {"student_outputs": len(student_all), "teacher": teacher_out is not None})
+    return student_all, teacher_out, None
