@@ -14,6 +14,7 @@ from edge_distill import ladder
 from edge_distill.auto_precision import Where
 from edge_distill.config import TargetConfig
 from edge_distill.cost import CostModel
+from edge_distill.errors import BadInput
 from edge_distill.ladder import _cost_summary, _rung, _verdict, order_by_measured_cost, rung_precisions
 from edge_distill.metrics import Metrics
 from edge_distill.evaluate import References
@@ -201,3 +202,105 @@ def test_no_auto_rung_where_float_layers_cannot_help(monkeypatch, tmp_path):
             [("min_accuracy", False)], 60, 1.0)}, "no per-layer exclusions")):
         _, results, _, asked = _climb_with(monkeypatch, tmp_path, figures, refuses)
         assert asked["auto"] == [] and len(results) == len(figures)
+
+
+class StandInModel:
+    """A test double of a loaded model: its outputs are its name."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def predict(self, data):
+        return f"{self.name} outputs"
+
+
+def _run_ladder_with(monkeypatch, tmp_path, meets: dict, *, whole=False, target=None, teacher=True,
+                     off_the_shelf=False):
+    """run_ladder over stand-in stages: `meets` says, per subject, whether its rungs meet the budget."""
+    asked = {"plan": [], "exports": [], "climbs": [], "extra": []}
+    planned = PlannedTarget(TargetConfig("ort", ["fp32"]), ["fp32"], None)
+    loaded = SimpleNamespace(teacher=StandInModel("teacher") if teacher else None, student=StandInModel("student"),
+                             evaluation="eval",
+                             load_extra=lambda cfg, ref, weights: asked["extra"].append((ref, weights))
+                             or StandInModel("off-the-shelf"))
+
+    def climb(run, planned, subject, precisions, refs, results):
+        asked["climbs"].append((subject.name, subject.folder, subject.model.name, precisions, refs.float_outputs,
+                                refs.teacher_outputs, run.out))
+        return [Rung(f"{subject.name}/ort-{p}", measured=True, meets_budget=meets[subject.name], size_bytes=1)
+                for p in precisions]
+
+    monkeypatch.setattr(ladder, "plan_targets", lambda cfg, names, device: asked["plan"].append((names, device))
+                        or [planned])
+    monkeypatch.setattr(ladder, "load_inputs", lambda cfg, progress: loaded)
+    monkeypatch.setattr(ladder, "labels_match", lambda loaded, outputs, task: None)
+    monkeypatch.setattr(ladder, "export_verified", lambda cfg, model, data, out, folder, progress:
+                        asked["exports"].append(folder) or f"export of {model.name}")
+    monkeypatch.setattr(ladder, "_climb", climb)
+    monkeypatch.setattr(ladder, "build_report", lambda command, cfg, loaded, export, refs, results, ladder: (
+        command, export, refs.float_outputs, refs.teacher_outputs, ladder))
+    cfg = SimpleNamespace(targets=[TargetConfig("tflite", []), TargetConfig("ort", [])], cost=None, path="cfg.toml",
+                          off_the_shelf="shelf.onnx" if off_the_shelf else None, off_the_shelf_weights="w",
+                          model=SimpleNamespace(task="classification"))
+    report = ladder.run_ladder(cfg, tmp_path, target=target, whole=whole, device="dev")
+    return report, asked
+
+
+def test_the_climb_stops_at_the_first_subject_with_a_rung_that_meets_the_budget(monkeypatch, tmp_path):
+    (command, export, float_out, teacher_out, found), asked = _run_ladder_with(
+        monkeypatch, tmp_path, {"teacher": True, "off-the-shelf": True, "student": True}, off_the_shelf=True)
+    assert (command, export, float_out, teacher_out) == ("ladder", "export of teacher", None, "teacher outputs")
+    assert found.chosen == "teacher/ort-fp32" and found.whole is False
+    assert found.order == ["teacher/ort-fp32", "teacher/ort-int8", "teacher/ort-int4", "off-the-shelf/ort-fp32",
+                           "student/ort-fp32", "student/ort-int8", "student/ort-int4"]
+    assert [r.measured for r in found.rungs] == [True] * 3 + [False] * 4
+    assert found.rungs[3].note == "not measured: teacher/ort-fp32 already meets the budget"
+    assert found.rungs[3].meets_budget is None
+    assert asked["plan"] == [(["tflite"], "dev")]  # the first configured target when none is named
+    assert asked["exports"] == ["teacher/onnx"] and asked["extra"] == [("shelf.onnx", "w")]
+    assert found.verdict.startswith("teacher/ort-fp32 is the cheapest rung") and found.cost is None
+
+
+def test_the_student_is_reached_when_nothing_cheaper_meets_and_all_measures_every_subject(monkeypatch, tmp_path):
+    (_, export, float_out, teacher_out, found), asked = _run_ladder_with(
+        monkeypatch, tmp_path, {"teacher": False, "off-the-shelf": False, "student": True}, off_the_shelf=True,
+        target="ort")
+    assert found.chosen == "student/ort-fp32" and all(r.measured for r in found.rungs)
+    assert (export, float_out, teacher_out) == ("export of student", "student outputs", "teacher outputs")
+    assert asked["plan"] == [(["ort"], "dev")]
+    assert [c[:4] for c in asked["climbs"]] == [
+        ("teacher", "teacher/ort", "teacher", ("fp32", "int8", "int4")),
+        ("off-the-shelf", "off-the-shelf/ort", "off-the-shelf", ("fp32",)),  # an off-the-shelf model: as it is
+        ("student", "student/ort", "student", ("fp32", "int8", "int4"))]
+    assert [c[4:] for c in asked["climbs"]] == [(f"{s} outputs", "teacher outputs", tmp_path)
+                                                for s in ("teacher", "off-the-shelf", "student")]
+    assert asked["exports"] == ["teacher/onnx", "off-the-shelf/onnx", "student/onnx"]
+
+    (_, _, _, _, whole), _ = _run_ladder_with(monkeypatch, tmp_path, {"teacher": True, "student": False}, whole=True)
+    assert whole.chosen == "teacher/ort-fp32" and whole.whole and all(r.measured for r in whole.rungs)
+    assert whole.order[3:] == ["student/ort-fp32", "student/ort-int8", "student/ort-int4"]
+
+    (_, _, _, _, none), _ = _run_ladder_with(monkeypatch, tmp_path, {"teacher": False, "student": False})
+    assert none.chosen is None and none.verdict.startswith("no rung meets the budget")
+
+
+def test_the_ladder_needs_a_teacher(monkeypatch, tmp_path):
+    with pytest.raises(BadInput, match=r"^cfg.toml: the ladder starts from the teacher: set \[model\] teacher"):
+        _run_ladder_with(monkeypatch, tmp_path, {"student": True}, teacher=False)
+
+
+def test_the_rungs_skip_widths_between_the_widest_and_8_bits():
+    planned = lambda name, precisions: PlannedTarget(TargetConfig(name, precisions), precisions, None)  # noqa: E731
+    assert rung_precisions(planned("tflite", ["fp16"])) == ("fp32", "int8", "int4")  # fp16: neither widest nor 8
+    assert rung_precisions(planned("coreml", ["palettize4"])) == ("fp16", "int8", "palettize4")
+    assert rung_precisions(planned("coreml", ["w8a8"])) == ("fp16", "w8a8", "int4")
+
+
+def test_a_broken_checks_name_loses_its_rungs_name_whatever_its_length():
+    rung = _rung("student/tflite-int8", _result("student/tflite-int8", [("min_accuracy", False)]), None)
+    assert rung.broken == ["min_accuracy"]
+
+
+def test_the_fixed_cost_is_rounded_to_four_places():
+    cost = CostModel({**COST_VALUES, "evaluation_cost": 20.123456}, {})
+    assert _cost_summary(cost, [], whole=True)["fixed_cost_of_distillation"] == 150.1235
