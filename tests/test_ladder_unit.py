@@ -225,6 +225,7 @@ def _run_ladder_with(monkeypatch, tmp_path, meets: dict, *, whole=False, target=
                              or StandInModel("off-the-shelf"))
 
     def climb(run, planned, subject, precisions, refs, results):
+        assert subject.qualified and subject.onnx_path == tmp_path / subject.name / "onnx" / "model.onnx"
         asked["climbs"].append((subject.name, subject.folder, subject.model.name, precisions, refs.float_outputs,
                                 refs.teacher_outputs, run.out))
         return [Rung(f"{subject.name}/ort-{p}", measured=True, meets_budget=meets[subject.name], size_bytes=1)
@@ -242,6 +243,8 @@ def _run_ladder_with(monkeypatch, tmp_path, meets: dict, *, whole=False, target=
     cfg = SimpleNamespace(targets=[TargetConfig("tflite", []), TargetConfig("ort", [])], cost=None, path="cfg.toml",
                           off_the_shelf="shelf.onnx" if off_the_shelf else None, off_the_shelf_weights="w",
                           model=SimpleNamespace(task="classification"))
+    if whole is None:  # the default: stop at the first subject that meets the budget
+        return ladder.run_ladder(cfg, tmp_path, target=target, device="dev"), asked
     report = ladder.run_ladder(cfg, tmp_path, target=target, whole=whole, device="dev")
     return report, asked
 
@@ -259,6 +262,8 @@ def test_the_climb_stops_at_the_first_subject_with_a_rung_that_meets_the_budget(
     assert asked["plan"] == [(["tflite"], "dev")]  # the first configured target when none is named
     assert asked["exports"] == ["teacher/onnx"] and asked["extra"] == [("shelf.onnx", "w")]
     assert found.verdict.startswith("teacher/ort-fp32 is the cheapest rung") and found.cost is None
+    (*_, default), _ = _run_ladder_with(monkeypatch, tmp_path, {"teacher": True, "student": True}, whole=None)
+    assert not default.whole and [r.measured for r in default.rungs] == [True] * 3 + [False] * 3
 
 
 def test_the_student_is_reached_when_nothing_cheaper_meets_and_all_measures_every_subject(monkeypatch, tmp_path):
