@@ -122,10 +122,11 @@ def _ed(*names: str) -> frozenset[str]:
 
 
 LEAVES = ("errors", "files", "limits", "precision", "version", "provenance", "places", "quiet", "tomlfile")
-ABOVE_THE_STAGES = _ed("cli", "__main__")
+ABOVE_THE_STAGES = _ed("cli", "__main__", "session")
 RULES = [
     Rule(("edge_distill",), anything=True, lazily=True, at_top=_ed("version")),
     Rule(("cli", "__main__"), anything=True, lazily=True, at_top=_ed("errors", "limits", "cli")),
+    Rule(("session",), anything=True, except_=_ed("cli", "__main__")),
     Rule(("pipeline", "ladder", "evaluate"), anything=True, except_=ABOVE_THE_STAGES),
     Rule(("scaffold",), _ed("models", "exporting", "kinds", "outputs", "files", "errors", "calibration",
                                    "targets")),
@@ -284,6 +285,59 @@ def test_no_module_names_a_target_or_a_device_kind_outside_its_own():
         assert not _named(path, TARGET_NAMES), f"{name} tests a target's name"
         if not name.startswith("edge_distill.devices"):
             assert not _named(path, DEVICE_KINDS), f"{name} tests a device kind"
+
+
+MAX_PARAMETERS = 8
+
+
+def _parameters(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Positional, keyword-only, *args and **kwargs, a method's self or cls left out."""
+    a = node.args
+    names = [x.arg for x in a.posonlyargs + a.args + a.kwonlyargs]
+    if names and names[0] in ("self", "cls"):
+        names = names[1:]
+    return len(names) + (a.vararg is not None) + (a.kwarg is not None)
+
+
+def _is_click_command(node: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+    """A click command or group takes one parameter per option: its decorators say it is one."""
+    return any(isinstance(d, ast.Call) and isinstance(d.func, ast.Attribute) and d.func.attr in ("command", "group")
+               for d in node.decorator_list)
+
+
+def long_parameter_lists(sources: dict[str, str]) -> list[str]:
+    """Functions (click commands aside) taking more than MAX_PARAMETERS parameters, as "module.name: N"."""
+    found = []
+    for name, text in sources.items():
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not _is_click_command(node) \
+                    and _parameters(node) > MAX_PARAMETERS:
+                found.append(f"{name}.{node.name}: {_parameters(node)}")
+    return found
+
+
+SOURCES_OF_TOOLKIT_AND_TARGETS = {name: path.read_text() for name, path in MODULES.items()
+                                  if not name.startswith("edge_distill.calibration")}
+
+
+def test_no_function_over_8_parameters():
+    """The run's context travels as one object (session.Session, pipeline.Run), not as parameter lists."""
+    assert long_parameter_lists(SOURCES_OF_TOOLKIT_AND_TARGETS) == []
+
+
+def test_a_planted_long_parameter_list_is_found():
+    """Nine parameters are found, in a method (self not counted) and with *args and **kwargs counted;
+    eight are not, and a click command's nine are its options."""
+    planted = {"edge_distill.planted": (
+        "import click\n"
+        "def nine(a, b, c, d, e, f, g, h, *, i): pass\n"
+        "def eight(a, b, c, d, e, f, g, h): pass\n"
+        "class K:\n"
+        "    def method(self, a, b, c, d, e, f, g, *rest, **more): pass\n"
+        "    def fine(self, a, b, c, d, e, f, g, h): pass\n"
+        "@click.command()\n"
+        "def command(a, b, c, d, e, f, g, h, i): pass\n")}
+    assert long_parameter_lists(planted) == ["edge_distill.planted.nine: 9", "edge_distill.planted.method: 9"]
 
 
 def test_no_function_over_60_lines():

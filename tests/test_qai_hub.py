@@ -98,9 +98,9 @@ def test_a_profile_and_a_sample_run_become_the_usual_figures(service, model):
 
 
 def test_bench_asks_for_speed_only(service, model):
-    from edge_distill.pipeline import run_bench
+    from edge_distill.pipeline import Timing, run_bench
 
-    latency, memory, target = run_bench(model, device=f"qai-hub:{S24}", device_tools=FAST)
+    latency, memory, target = run_bench(model, timing=Timing(device=f"qai-hub:{S24}", device_tools=FAST))
     assert (latency.p50_ms, memory.peak_mb, target) == (0.4095, 3.1457, "ort")
     assert [j["profile"] for j in service.submitted()] == [True]  # no inference job: bench has no numerics
 

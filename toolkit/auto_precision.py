@@ -21,13 +21,23 @@ from .precision import base_of, is_auto
 from .report import raised_summary
 from .result import TargetResult
 
-def build_auto(planned, precision: str, out: Path, work: Path, build: Callable, progress, *,
-               sensitivity_only: bool = False, folder: Path = Path(), data=None) -> TargetResult:
+@dataclasses.dataclass(frozen=True)
+class Where:
+    """Where a search's files go: the output folder, the run's scratch folder, and under the output
+    folder the one holding the target's folder (the ladder's subject; none for `check`)."""
+
+    out: Path
+    work: Path
+    folder: Path = Path()
+
+
+def build_auto(planned, precision: str, where: Where, build: Callable, progress, *,
+               sensitivity_only: bool = False, data=None) -> TargetResult:
     """`build(planned, precision, out, folder, work)` builds and evaluates one artifact (the pipeline's
     build_and_measure); it runs once per trial, with the trial's layers in float. `sensitivity_only`
     (`edge-distill sensitivity`): the precision as asked, with its layers' sensitivity, no search.
-    `folder`: under `out`, where the target's folder is (the ladder's subject). `data`: samples for
-    the per-layer activation error, where the target measures it (`tensor_errors`)."""
+    `data`: samples for the per-layer activation error, where the target measures it (`tensor_errors`)."""
+    out, work, folder = where.out, where.work, where.folder
     tc, base = planned.config, base_of(precision)
     # plan_targets let an -auto precision through only for a target that mixes (mixing_refused said None)
     target = cast(MixedPrecisionTarget, get_target(tc.name))

@@ -99,19 +99,20 @@ _history = click.option("--history", "history", metavar="STORE",
                              "default: the config's `history`, else $EDGE_DISTILL_HISTORY. See `edge-distill history`.")
 
 
-def _open_store(option: str | None, cfg=None):
-    """The configured results store, opened (and migrated) before any work, or None."""
+def _open_store(option: str | None):
+    """The results store --store names (else $EDGE_DISTILL_HISTORY), opened and migrated, or None."""
     from .history import Store, store_url
 
-    url = store_url(option, cfg.history if cfg else None, cfg.root if cfg else None)
+    url = store_url(option)
     return Store(url) if url else None
 
 
-def _finish(report, folder: Path, as_json: bool = False, run_id: int | None = None, store=None) -> None:
+def _finish(outcome, as_json: bool = False) -> None:
     from .report import to_json, to_table
 
-    if run_id is not None:  # on stderr: --json keeps stdout one document
-        click.echo(f"recorded as run {run_id} in {store.safe_url}", err=True)
+    report, folder = outcome.report, outcome.folder
+    if outcome.run_id is not None:  # on stderr: --json keeps stdout one document
+        click.echo(f"recorded as run {outcome.run_id} in {outcome.store_url}", err=True)
     if as_json:  # the report.json document alone on stdout (progress stays on stderr)
         click.echo(to_json(report))
     else:
@@ -121,51 +122,15 @@ def _finish(report, folder: Path, as_json: bool = False, run_id: int | None = No
     sys.exit(report.exit_code)
 
 
-def _baseline(value: str | None, store, model: str) -> dict | None:
-    """--baseline: a report.json, a run id of the results store, or latest-passing[@BRANCH]."""
-    from .regression import baseline_of, load_baseline
-
-    if value is None:
-        return None
-    if value.isdigit() or value.split("@")[0] == "latest-passing":
-        from .history import resolve_baseline
-
-        data, folder, label = resolve_baseline(store, value, model)
-        return baseline_of(data, Path(folder or ".") / "report.json", label)
-    return load_baseline(Path(value))
-
-
-def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None = None,
-           baseline: str | None = None, as_json: bool = False, history: str | None = None,
-           any_cpu: bool = False, resume: bool = False, shard: str | None = None) -> None:
-    from .config import load_config
+def _check(config: Path, out: Path, quiet: bool, as_json: bool, options) -> None:
     from .progress import Progress
 
     with Progress(not quiet) as progress:
         progress(f"reading {config}")  # before the heavy imports (torch, onnx): a few seconds on a cold start
-        from .outputs import output_folder
-        from .pipeline import run_check, student_reference
-        from .regression import compare
-        from .report_files import write_reports
+        from .session import Session
 
-        from .shards import Shard
-
-        cfg = load_config(config)
-        part = Shard.parse(shard) if shard else None
-        if resume:  # a device cloud's unfinished jobs of an interrupted run are picked up by their ids
-            cfg.device_tools.setdefault("qai_hub", {})["resume"] = True
-        store = _open_store(history, cfg)  # a store that cannot be opened, or a bad baseline, fails before any work
-        before = _baseline(baseline, store, student_reference(cfg))
-        with output_folder(out, force) as tmp:
-            report = run_check(cfg, tmp, progress, device=device, shard=part)
-            if cfg.slices_discover:  # [slices.discover]: each artifact's failures searched after the run
-                from .discover import check_step
-
-                check_step(cfg, tmp, report, progress)
-            if before:
-                compare(report, before, cfg.budget.regression, run_dir=tmp, any_cpu=any_cpu)
-            run_id = write_reports(report, tmp, store, out)
-    _finish(report, out, as_json, run_id, store)
+        outcome = Session.open(config, out, options, progress).check()
+    _finish(outcome, as_json)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -191,7 +156,10 @@ def _check(config: Path, out: Path, force: bool, quiet: bool, device: str | None
 @_no_cache
 def check(config, out, force, quiet, device, baseline, any_cpu, resume, shard, as_json, history):
     """Export, quantize and verify every target and precision in CONFIG against its budgets."""
-    _check(config, out, force, quiet, device, baseline, as_json, history, any_cpu, resume, shard)
+    from .session import Options
+
+    _check(config, out, quiet, as_json, Options(force=force, device=device, baseline=baseline, history=history,
+                                                any_cpu=any_cpu, resume=resume, shard=shard))
 
 
 @main.command("merge-reports", epilog=EXIT_CODES)
@@ -202,14 +170,9 @@ def check(config, out, force, quiet, device, baseline, any_cpu, resume, shard, a
 def merge_reports(out, shards, force, as_json):
     """Combine the --out folders of `check --shard I/N` runs (SHARDS) into one report in OUT: report.json,
     junit.xml, report.md and report.html, and the exit code the unsharded run would give."""
-    from .outputs import output_folder
-    from .report_files import write_reports
-    from .shards import merge
+    from .session import Options, Session
 
-    report = merge(list(shards))
-    with output_folder(out, force) as tmp:
-        write_reports(report, tmp)
-    _finish(report, out, as_json)
+    _finish(Session.open(None, out, Options(force=force, record=False)).merge(list(shards)), as_json)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -222,8 +185,10 @@ def demo(out, force, quiet, as_json):
     """Run `check` on the bundled Fashion-MNIST example (a real distilled student), offline."""
     from importlib.resources import files
 
+    from .session import Options
+
     config = Path(str(files("edge_distill.examples") / "fashion-mnist" / "edge-distill.toml"))
-    _check(config, out, force, quiet, as_json=as_json)
+    _check(config, out, quiet, as_json, Options(force=force))
 
 
 @main.command(epilog=EXIT_CODES)
@@ -278,18 +243,25 @@ def init(model, data_dir, out, force):
 def export(model, target, precision, weights, config, data, calibration, calibration_method, options, trust_pickle,
            auto, out, force, quiet):
     """Export MODEL (module:factory, .pt2 or .onnx) to ONNX, verify it, and build a target artifact."""
-    from .config import load_config
-    from .outputs import output_folder
-    from .pipeline import run_export
+    from .errors import BadInput
+    from .pipeline import ExportRequest
     from .progress import Progress
+    from .session import Options, Session
 
+    request = ExportRequest(model, target=target, precision=precision, weights=weights, data_path=data,
+                            calibration_path=calibration, calibration_method=calibration_method,
+                            options=_parse_options(options), trust_pickle=trust_pickle)
+    if auto and config is None:
+        raise BadInput("export --auto searches for the precisions that meet a config's budgets: pass --config",
+                       hint="edge-distill.toml with [data] evaluation and [budgets]")
+    with Progress(not quiet) as progress:
+        if auto:  # `check` of one target at its -auto precision, with the config's data and budgets
+            progress(f"reading {config}")
+            outcome = Session.open(config, out, Options(force=force, record=False), progress).export_auto(request)
+        else:
+            summary = Session.open(config, out, Options(force=force, record=False), progress).export(request)
     if auto:
-        return _export_auto(model, target, precision, weights, config, _parse_options(options), out, force, quiet)
-    cfg = load_config(config) if config else None
-    with Progress(not quiet) as progress, output_folder(out, force) as tmp:
-        summary = run_export(model, target, tmp, precision=precision, weights=weights, cfg=cfg, data_path=data,
-                             calibration_path=calibration, calibration_method=calibration_method,
-                             options=_parse_options(options), trust_pickle=trust_pickle, progress=progress)
+        _finish(outcome)
     e = summary["export"]
     click.echo(f"ONNX export: {out / 'model.onnx'} (opset {e['opset']}, max |difference| vs source "
                f"{e['parity_max_abs_diff']:.2e} on {e['parity_samples']} samples)")
@@ -297,28 +269,6 @@ def export(model, target, precision, weights, config, data, calibration, calibra
         a = summary["artifact"]
         click.echo(f"{a['target']}-{a['precision']}: {Path(out) / a['path']} "
                    f"({a['size_bytes'] / 1000:.1f} KB)")
-
-
-def _export_auto(model, target, precision, weights, config, options, out, force, quiet) -> None:
-    """export --auto: `check` of one target at its -auto precision, with the config's data and budgets."""
-    from .config import load_config
-    from .errors import BadInput
-    from .progress import Progress
-
-    if config is None:
-        raise BadInput("export --auto searches for the precisions that meet a config's budgets: pass --config",
-                       hint="edge-distill.toml with [data] evaluation and [budgets]")
-    with Progress(not quiet) as progress:
-        progress(f"reading {config}")
-        from .outputs import output_folder
-        from .pipeline import auto_export_config, run_check
-        from .report_files import write_reports
-
-        cfg = auto_export_config(load_config(config), model, weights, target, precision, options)
-        with output_folder(out, force) as tmp:
-            report = run_check(cfg, tmp, progress, command="export")
-            run_id = write_reports(report, tmp, None, out)
-    _finish(report, out, False, run_id)
 
 
 def _parse_options(items) -> dict:
@@ -355,20 +305,17 @@ def verify(artifact, data, budget, float_model, teacher, precision, kinds, threa
     """Measure ARTIFACT on this host (latency, memory, accuracy per slice) against a budget."""
     from .budgets import Budget, load_budget_file
     from .config import output_kinds
-    from .outputs import output_folder
-    from .pipeline import run_verify
+    from .pipeline import Timing, Verification
     from .progress import Progress
-    from .report_files import write_reports
+    from .session import Options, Session
 
-    budget_obj = load_budget_file(budget) if budget else Budget()
-    declared = output_kinds(kinds)
-    store = _open_store(history)
-    with Progress(not quiet) as progress, output_folder(out, force) as tmp:
-        report = run_verify(artifact, data, budget=budget_obj, float_model=float_model, teacher_model=teacher,
-                            threads=threads, warmup=warmup, runs=runs, precision=precision, kinds=declared,
-                            progress=progress, device=device or "host")
-        run_id = write_reports(report, tmp, store, out)
-    _finish(report, out, as_json, run_id, store)
+    request = Verification(artifact, data, budget=load_budget_file(budget) if budget else Budget(),
+                           float_model=float_model, teacher_model=teacher, precision=precision,
+                           kinds=output_kinds(kinds),
+                           timing=Timing(device=device or "host", threads=threads, warmup=warmup, runs=runs))
+    with Progress(not quiet) as progress:
+        outcome = Session.open(None, out, Options(force=force, history=history), progress).verify(request)
+    _finish(outcome, as_json)
 
 
 @main.command()
@@ -388,13 +335,14 @@ def bench(artifact, data, threads, warmup, runs, float_model, as_json, quiet, de
     $EDGE_DISTILL_BENCHMARK_MODEL / $EDGE_DISTILL_ORT_PERF_TEST."""
     from dataclasses import asdict
 
-    from .pipeline import run_bench
+    from .pipeline import Timing, run_bench
     from .progress import Progress
     from .report import _fmt
 
+    timing = Timing(device=device or "host", threads=threads, warmup=warmup, runs=runs)
     with Progress(not quiet) as progress:
-        lat, mem, target = run_bench(artifact, device=device or "host", data_path=data, threads=threads,
-                                     warmup=warmup, runs=runs, float_model=float_model, progress=progress)
+        lat, mem, target = run_bench(artifact, timing=timing, data_path=data, float_model=float_model,
+                                     progress=progress)
     if as_json:
         click.echo(json.dumps({"artifact": str(artifact), "target": target, "latency": asdict(lat),
                                "memory": asdict(mem)}, indent=2))
@@ -420,21 +368,13 @@ def bench(artifact, data, threads, warmup, runs, float_model, as_json, quiet, de
 def ladder(config, target, whole, budget, out, force, quiet, as_json, device, history):
     """Measure teacher fp32/int8/int4, an off-the-shelf model, then student fp32/int8/int4, cheapest
     first; stop at the first rung that meets every budget. Exit 1 when none does."""
-    from .budgets import load_budget_file
-    from .config import load_config
-    from .ladder import run_ladder
-    from .outputs import output_folder
     from .progress import Progress
-    from .report_files import write_reports
+    from .session import Options, Session
 
-    cfg = load_config(config)
-    if budget:
-        cfg.budget = load_budget_file(budget)
-    store = _open_store(history, cfg)
-    with Progress(not quiet) as progress, output_folder(out, force) as tmp:
-        report = run_ladder(cfg, tmp, progress, target=target, whole=whole, device=device)
-        run_id = write_reports(report, tmp, store, out)
-    _finish(report, out, as_json, run_id, store)
+    options = Options(force=force, device=device, history=history, budget=budget)
+    with Progress(not quiet) as progress:
+        outcome = Session.open(config, out, options, progress).ladder(target, whole)
+    _finish(outcome, as_json)
 
 
 @main.command(epilog=EXIT_CODES)
@@ -450,16 +390,13 @@ def sensitivity(config, target, precision, out, force, quiet, as_json, device):
     """Per layer of one target's precision: the budgets' figures with that layer left in float alone,
     and with it quantized alone; a table ranked by how much closer to holding each brings the budgets.
     Exit codes as `check`, for the precision as asked."""
-    from .config import load_config
-    from .outputs import output_folder
-    from .pipeline import run_sensitivity
     from .progress import Progress
-    from .report_files import write_reports
+    from .session import Options, Session
 
-    with Progress(not quiet) as progress, output_folder(out, force) as tmp:
-        report = run_sensitivity(load_config(config), tmp, target, precision, progress, device=device)
-        write_reports(report, tmp)
-    _finish(report, out, as_json)
+    with Progress(not quiet) as progress:
+        outcome = Session.open(config, out, Options(force=force, device=device, record=False),
+                               progress).sensitivity(target, precision)
+    _finish(outcome, as_json)
 
 
 
@@ -499,27 +436,23 @@ def slices_discover(config, against, artifact, output_name, margin, alpha, min_s
     often than elsewhere: metadata columns of the data file (SliceLine), clusters of the reference's
     outputs, its confidence, the labels. Writes the data with the proposed slices as masks, a budget
     stanza per slice, report.md and report.html into --out; the data file given is never written."""
-    from .config import load_config
-    from .outputs import output_folder
     from .progress import Progress
 
     with Progress(not quiet) as progress:
-        from .discover import run_discover
+        from .discover import Question
         from .report import discovery_markdown
         from .errors import BadInput
+        from .session import Options, Session
         from .slicefind import SOURCES, Settings
 
         chosen = tuple(s.strip() for s in sources.split(",") if s.strip())
         unknown = [s for s in chosen if s not in SOURCES]
         if unknown or not chosen:
             raise BadInput(f"--sources takes {', '.join(SOURCES)}; not {', '.join(unknown) or 'nothing'}")
-        cfg = load_config(config)
-        settings = Settings(seed=cfg.seed if seed is None else seed, alpha=alpha, min_size=min_size, sources=chosen,
-                            fail_above=fail_above)
-        with output_folder(out, force) as tmp:
-            found = run_discover(cfg, tmp, against=against, artifact=artifact and artifact.absolute(),
-                                 output=output_name, margin=margin, settings=settings, null_checks=null_checks,
-                                 progress=progress)
+        question = Question(against=against, artifact=artifact and artifact.absolute(), output=output_name,
+                            margin=margin, null_checks=null_checks,
+                            settings=Settings(alpha=alpha, min_size=min_size, sources=chosen, fail_above=fail_above))
+        found = Session.open(config, out, Options(force=force, record=False), progress).discover(question, seed)
     if as_json:
         click.echo(json.dumps(found.to_dict(), indent=1))
     else:

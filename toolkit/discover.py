@@ -45,11 +45,26 @@ class Compared:
     first: bool  # the first output: the one the task metric (and so a slice budget) reads
 
 
-def run_discover(cfg: Config, out: Path, *, against: str = "teacher", artifact: Path | None = None,
-                 output: str | None = None, margin: float = 0.03, settings: Settings = Settings(),
-                 null_checks: int = 0, progress: Progress = Progress(False)) -> SliceDiscovery:
-    """Discover the slices where the subject fails against the reference; write the files into `out`.
-    `null_checks`: run the search again on that many shuffles of the errors (its false-positive rate here)."""
+@dataclasses.dataclass(frozen=True)
+class Question:
+    """What `slices discover` is asked: the reference each sample is compared with ("teacher" or "float"),
+    the artifact judged (none: the float student), which output (none: the first), the margin a proposed
+    budget leaves under the float student's figure, the search's settings, and `null_checks`: the search
+    run again on that many shuffles of the errors (its false-positive rate here)."""
+
+    against: str = "teacher"
+    artifact: Path | None = None
+    output: str | None = None
+    margin: float = 0.03
+    settings: Settings = dataclasses.field(default_factory=Settings)
+    null_checks: int = 0
+
+
+def run_discover(cfg: Config, out: Path, question: Question = Question(),
+                 progress: Progress = Progress(False)) -> SliceDiscovery:
+    """Discover the slices where the subject fails against the reference; write the files into `out`."""
+    against, artifact, margin, settings = question.against, question.artifact, question.margin, question.settings
+    null_checks = question.null_checks
     if against not in AGAINST:
         raise BadInput(f"--against is one of {', '.join(AGAINST)}, not {against!r}")
     if against == "float" and artifact is None:
@@ -64,7 +79,7 @@ def run_discover(cfg: Config, out: Path, *, against: str = "teacher", artifact: 
         raise BadInput("--against teacher needs [model] teacher", path=cfg.path)
     float_all, teacher_out = reference_outputs(loaded, progress, cfg.model.task)
     refs, warnings = output_references(cfg.model.outputs, loaded.student, float_all, cfg.model.task, loaded.io)
-    compared = _compared(loaded, refs, float_all, teacher_out, against, artifact, output, cfg.threads, progress)
+    compared = _compared(loaded, refs, (float_all, teacher_out), question, cfg.threads, progress)
     progress(f"searching slices where {compared.subject_label} fails against the "
              f"{'teacher' if against == 'teacher' else 'float student'}")
     evidence = _evidence(cfg, loaded, compared)
@@ -97,8 +112,9 @@ def require_packages() -> None:
             raise MissingDependency(package, "slices", "slice discovery")
 
 
-def _compared(loaded: Loaded, refs, float_all, teacher_out, against: str, artifact: Path | None,
-              output: str | None, threads: int, progress) -> Compared:
+def _compared(loaded: Loaded, refs, outputs: tuple, question: Question, threads: int, progress) -> Compared:
+    """`outputs`: the float student's (every output) and the teacher's (its first)."""
+    (float_all, teacher_out), against, artifact, output = outputs, question.against, question.artifact, question.output
     names = [r.name for r in refs]
     if output is not None and output not in names:
         raise BadInput(f"no output named {output!r}; the model's outputs: {', '.join(names)}")
@@ -234,8 +250,8 @@ def check_step(cfg: Config, out: Path, report, progress: Progress = Progress(Fal
         folder = out / "slices" / result.name.replace("/", "-")
         folder.mkdir(parents=True)
         try:
-            found = run_discover(cfg, folder, against="float", artifact=out / result.artifact, margin=s["margin"],
-                                 settings=settings, progress=progress)
+            found = run_discover(cfg, folder, Question(against="float", artifact=out / result.artifact,
+                                                       margin=s["margin"], settings=settings), progress)
         except (BadInput, CannotMeasure) as exc:
             report.warnings.append(f"slice discovery of {result.name}: not run ({exc})")
             continue

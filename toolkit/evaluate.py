@@ -180,16 +180,19 @@ def quantization_warnings(result: TargetResult, refs: References) -> list[str]:
     return warnings
 
 
+APP_RUNTIME_SAMPLES = 16  # a few samples: enough to show the artifact loads there and agrees
+
+
 def _loads_in_app_runtime(result: TargetResult, path: Path, runner, data: Dataset, outputs: np.ndarray, runtime,
-                          tolerance: float, progress, samples: int = 16) -> Check:
+                          tolerance: float, progress) -> Check:
     """A check that the artifact loads, and gives this host's outputs, in the runtime version an app
     ships ([[targets]] runtime_version): found at export time rather than as a crash in the app."""
     from .runtimes import prove
 
     package, version = runtime
     progress(f"  {result.name}: loading it in {package} {version} (the app's runtime)")
-    feeds = {n: data.inputs[n][:samples] for n in runner.input_names}
-    proof = prove(runner, path, package, version, feeds, outputs[:samples], tolerance, progress)
+    feeds = {n: data.inputs[n][:APP_RUNTIME_SAMPLES] for n in runner.input_names}
+    proof = prove(runner, path, package, version, feeds, outputs[:APP_RUNTIME_SAMPLES], tolerance, progress)
     result.details["app_runtime"] = {"package": package, "version": version, "loads": proof.loaded,
                                      "max_abs_diff": proof.max_abs_diff, "error": proof.error}
     return Check(name=f"{result.name}/loads_in_app_runtime", metric="loads_in_app_runtime", comparison="==",

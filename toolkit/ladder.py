@@ -23,12 +23,12 @@ from pathlib import Path
 
 from edge_distill.targets import get_target
 
-from .auto_precision import build_auto, refusal
+from .auto_precision import Where, build_auto, refusal
 from .config import Config
 from .cost import CostModel
 from .errors import BadInput
-from .pipeline import (PlannedTarget, Progress, attempted, build_and_measure, build_report, export_verified,
-                       labels_match, load_inputs, plan_targets, trial_builder)
+from .pipeline import (PlannedTarget, Progress, Run, Subject, attempted, build_and_measure, build_report,
+                       export_verified, labels_match, load_inputs, plan_targets, trial_builder)
 from .mixed import mendable
 from .precision import PrecisionSpec, auto_of
 from .result import Ladder, Report, Rung, TargetResult
@@ -51,6 +51,7 @@ def run_ladder(cfg: Config, out: Path, progress: Progress = Progress(False), *, 
     results: list[TargetResult] = []
     rungs, chosen, exports, float_outputs = [], None, {}, {}
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
+        run = Run(cfg, loaded, out, Path(work), progress)
         for subject in (s for s in SUBJECT_ORDER if s in subjects):
             subject_precisions = precisions if subject != "off-the-shelf" else precisions[:1]
             names = [f"{subject}/{plan[0].config.name}-{p}" for p in subject_precisions]
@@ -61,14 +62,16 @@ def run_ladder(cfg: Config, out: Path, progress: Progress = Progress(False), *, 
             model = subjects[subject]
             exports[subject] = export_verified(cfg, model, loaded.evaluation, out, f"{subject}/onnx", progress)
             float_outputs[subject] = model.predict(loaded.evaluation)
-            group = _climb(cfg, plan[0], subject, model, subject_precisions, out, Path(work), loaded,
-                           References(float_outputs[subject], teacher_out), progress, results)
+            built_from = Subject(model, out / subject / "onnx" / "model.onnx", f"{subject}/{plan[0].config.name}",
+                                 subject, qualified=True)
+            group = _climb(run, plan[0], built_from, subject_precisions,
+                           References(float_outputs[subject], teacher_out), results)
             rungs += group
             chosen = chosen or next((r.name for r in group if r.meets_budget), None)
     ladder = Ladder(order=[r.name for r in rungs], rungs=rungs, chosen=chosen, whole=whole,
                     verdict=_verdict(chosen, rungs), cost=_cost_summary(cfg.cost, rungs, whole))
     return build_report("ladder", cfg, loaded, exports.get("student") or exports.get("teacher"),
-                        float_outputs.get("student"), teacher_out, results, ladder=ladder)
+                        References(float_outputs.get("student"), teacher_out), results, ladder=ladder)
 
 
 def rung_precisions(planned: PlannedTarget) -> tuple[str, ...]:
@@ -85,28 +88,27 @@ def rung_precisions(planned: PlannedTarget) -> tuple[str, ...]:
     return tuple(chosen)
 
 
-def _climb(cfg: Config, planned: PlannedTarget, subject: str, model, precisions, out: Path, work: Path, loaded,
-           refs: References, progress, results: list) -> list[Rung]:
+def _climb(run: Run, planned: PlannedTarget, subject: Subject, precisions, refs: References,
+           results: list) -> list[Rung]:
     """Build and measure every precision of one subject; its rungs, cheapest first."""
     group = []
     target = get_target(planned.config.name)
     baseline = target.capabilities.float_baseline()
-    onnx_path = out / subject / "onnx" / "model.onnx"
+    cost = run.cfg.cost
     for precision in precisions:
-        folder = f"{subject}/{planned.config.name}"
-        result = attempted(partial(build_and_measure, cfg, planned, precision, model, onnx_path, out, folder, work,
-                                   loaded, refs, progress, subject=subject, qualified=True),
-                           out, folder, subject, planned.config.name, precision, qualified=True)
+        result = attempted(partial(build_and_measure, run, planned, precision, subject, refs),
+                           run.out, subject.folder, subject.name, planned.config.name, precision, qualified=True)
         if precision == baseline:
             refs.float_latency, refs.float_size = result.latency, result.size_bytes
         results.append(result)
-        group.append(_rung(result.name, result, cfg.cost))
+        group.append(_rung(result.name, result, cost))
         if PrecisionSpec.parse(precision).eight_bit and mendable(result) and not refusal(target, precision, planned.config.options):
             # The 8-bit rung breaks a budget float layers can mend: its mixed-precision rung, before 4 bits.
-            build = trial_builder(cfg, model, onnx_path, loaded, refs, progress, subject=subject, qualified=True)
-            auto = build_auto(planned, auto_of(precision), out, work, build, progress, folder=Path(subject))
+            build = trial_builder(run, subject, refs)
+            auto = build_auto(planned, auto_of(precision), Where(run.out, run.work, Path(subject.name)), build,
+                              run.progress)
             results.append(auto)
-            group.append(_rung(auto.name, auto, cfg.cost))
+            group.append(_rung(auto.name, auto, cost))
     return order_by_measured_cost(group)
 
 

@@ -27,7 +27,7 @@ from edge_distill.calibration import Dataset, check_labels, load_dataset, on_eac
 from edge_distill.targets import BuildRequest, check_precision, get_target, parse_target_string, target_for_file
 
 from . import kinds, metrics
-from .auto_precision import build_auto, check_auto
+from .auto_precision import Where, build_auto, check_auto
 from .budgets import Budget, unanswerable
 from .cache import cached_export, cached_outputs
 from .config import Config, TargetConfig
@@ -213,25 +213,45 @@ def export_verified(cfg: Config, model: SourceModel, data: Dataset, out: Path, f
     return export
 
 
-def build_and_measure(cfg: Config, planned: PlannedTarget, precision: str, model: SourceModel, onnx_path: Path,
-                      out: Path, folder: str, work: Path, loaded: Loaded, refs: References, progress,
-                      subject: str = "student", qualified: bool = False) -> TargetResult:
-    """Build one artifact of `model` for one target and precision, then evaluate it on the target's device."""
-    built = build_one(cfg, planned, precision, model, onnx_path, out, folder, work, loaded, progress, subject, qualified)
-    return measure_built(cfg, planned, precision, built, onnx_path, out, loaded, refs, progress, subject, qualified)
+@dataclass
+class Run:
+    """What every build and measurement of one run shares: the config, the models and data, the output
+    folder being written, the scratch folder inside it, and the progress."""
+
+    cfg: Config
+    loaded: Loaded
+    out: Path
+    work: Path
+    progress: Any = Progress(False)
 
 
-def build_one(cfg: Config, planned: PlannedTarget, precision: str, model: SourceModel, onnx_path: Path, out: Path,
-              folder: str, work: Path, loaded: Loaded, progress, subject: str = "student",
-              qualified: bool = False) -> tuple:
-    """One artifact of `model` for one target and precision, and the seconds its build took."""
-    tc = planned.config
-    label = result_label(subject, tc.name, precision, qualified)
-    progress(f"building {label}")
+@dataclass(frozen=True)
+class Subject:
+    """The model artifacts are built from, its verified ONNX export, the folder (under the output folder)
+    its artifacts go to, and how its rows are named (`qualified`: "student/ort-int8", as the ladder's)."""
+
+    model: SourceModel
+    onnx_path: Path
+    folder: str
+    name: str = "student"
+    qualified: bool = False
+
+
+def build_and_measure(run: Run, planned: PlannedTarget, precision: str, subject: Subject,
+                      refs: References) -> TargetResult:
+    """Build one artifact of the subject for one target and precision, then evaluate it on the target's device."""
+    return measure_built(run, planned, precision, build_one(run, planned, precision, subject), subject, refs)
+
+
+def build_one(run: Run, planned: PlannedTarget, precision: str, subject: Subject) -> tuple:
+    """One artifact of the subject for one target and precision, and the seconds its build took."""
+    tc, loaded, out = planned.config, run.loaded, run.out
+    label = result_label(subject.name, tc.name, precision, subject.qualified)
+    run.progress(f"building {label}")
     start = time.perf_counter()
-    scratch = work / label.replace("/", "-")
+    scratch = run.work / label.replace("/", "-")
     scratch.mkdir()
-    (out / folder).mkdir(parents=True, exist_ok=True)
+    (out / subject.folder).mkdir(parents=True, exist_ok=True)
     capabilities = get_target(tc.name).capabilities
     if not loaded.io.plain and capabilities.precision(precision).calibrated:
         weight_only = [p for p in tc.precisions if p in capabilities.precision_names
@@ -242,24 +262,25 @@ def build_one(cfg: Config, planned: PlannedTarget, precision: str, model: Source
                        hint=f'[[targets]] name = "{tc.name}": precisions = {json.dumps(weight_only)}')
     calibration = loaded.io.chunks(loaded.calibration) if loaded.calibration is not None else None
     artifact = get_target(tc.name).build(BuildRequest(
-        onnx_path=onnx_path, source=model, precision=precision, calibration=calibration,
-        calibration_method=tc.calibration_method, options=tc.options_for(precision), out_dir=out / folder,
-        work_dir=scratch, metadata=artifact_metadata(cfg), tolerance=cfg.tolerance))
+        onnx_path=subject.onnx_path, source=subject.model, precision=precision, calibration=calibration,
+        calibration_method=tc.calibration_method, options=tc.options_for(precision), out_dir=out / subject.folder,
+        work_dir=scratch, metadata=artifact_metadata(run.cfg), tolerance=run.cfg.tolerance))
     return artifact, round(time.perf_counter() - start, 3)
 
 
-def measure_built(cfg: Config, planned: PlannedTarget, precision: str, built: tuple, onnx_path: Path, out: Path,
-                  loaded: Loaded, refs: References, progress, subject: str = "student",
-                  qualified: bool = False) -> TargetResult:
+def measure_built(run: Run, planned: PlannedTarget, precision: str, built: tuple, subject: Subject,
+                  refs: References) -> TargetResult:
     """A built artifact (build_one's) evaluated on the target's device."""
     artifact, seconds = built
-    candidate = Candidate(planned.config.name, precision, artifact.path, built=artifact, subject=subject,
-                          qualified=qualified, graph=graph_for(artifact.path, str(onnx_path) if onnx_path else None))
-    result = evaluate_artifact(candidate, loaded.evaluation, planned.settings(cfg), refs, cfg.budget,
-                               task=cfg.model.task, progress=progress, io=loaded.io)
+    onnx_path = subject.onnx_path
+    candidate = Candidate(planned.config.name, precision, artifact.path, built=artifact, subject=subject.name,
+                          qualified=subject.qualified,
+                          graph=graph_for(artifact.path, str(onnx_path) if onnx_path else None))
+    result = evaluate_artifact(candidate, run.loaded.evaluation, planned.settings(run.cfg), refs, run.cfg.budget,
+                               task=run.cfg.model.task, progress=run.progress, io=run.loaded.io)
     result.build_seconds = seconds
-    result.artifact = str(artifact.path.relative_to(out))
-    result.files = [str(f.relative_to(out)) for f in artifact.files]
+    result.artifact = str(artifact.path.relative_to(run.out))
+    result.files = [str(f.relative_to(run.out)) for f in artifact.files]
     return result
 
 
@@ -294,21 +315,20 @@ def failed_result(exc: BadInput | CannotMeasure, out: Path, subject: str, target
                         failure={"exit_code": exc.exit_code, "reason": reason})
 
 
-def trial_builder(cfg: Config, model: SourceModel, onnx_path: Path, loaded: Loaded, refs: References, progress,
-                  **who) -> Callable:
+def trial_builder(run: Run, subject: Subject, refs: References) -> Callable:
     """build_and_measure for one trial of a mixed-precision search (auto_precision.build_auto calls it
     with the trial's target entry, the base precision and where the trial's files go)."""
     def build(planned: PlannedTarget, precision: str, out: Path, folder: str, work: Path,
               samples: np.ndarray | None = None) -> TargetResult:
         """`samples`: evaluate on these samples only (a search's stratified subset), references alike."""
-        data, references = loaded, refs
+        loaded, references = run.loaded, refs
         if samples is not None:
-            data = dataclasses.replace(loaded, evaluation=loaded.evaluation.subset(samples))
+            loaded = dataclasses.replace(loaded, evaluation=loaded.evaluation.subset(samples))
             references = dataclasses.replace(refs, float_outputs=_pick(refs.float_outputs, samples),
                                              teacher_outputs=_pick(refs.teacher_outputs, samples),
                                              outputs=[o.picked(samples) for o in refs.outputs])
-        return build_and_measure(cfg, planned, precision, model, onnx_path, out, folder, work, data, references,
-                                 progress, **who)
+        trial = dataclasses.replace(run, loaded=loaded, out=out, work=work)
+        return build_and_measure(trial, planned, precision, dataclasses.replace(subject, folder=folder), references)
     return build
 
 
@@ -375,53 +395,52 @@ def run_check(cfg: Config, out: Path, progress: Progress = Progress(False), *, d
                                      for o in output_refs))
     results = []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
+        run = Run(cfg, loaded, out, Path(work), progress)
         for k, planned in enumerate(plan):
             refs = References(float_out, teacher_out, outputs=output_refs, why_no_task=why_no_task)
             todo = [p for p in planned.precisions if (k, p) in runs]
-            for precision, result in _target_results(cfg, planned, todo, baselines[k], loaded, refs, out, Path(work),
-                                                     progress):
+            for precision, result in _target_results(run, planned, todo, baselines[k], refs):
                 if (k, precision) in mine:  # a baseline measured only as this shard's reference is not its row
                     results.append(result)
-    report = build_report(command, cfg, loaded, export, float_out, teacher_out, results, why_no_task=why_no_task,
-                          kind_warnings=kind_warnings)
+    report = build_report(command, cfg, loaded, export, References(float_out, teacher_out, why_no_task=why_no_task),
+                          results, kind_warnings=kind_warnings)
     if shard is not None:
         stamp(report, shard, cfg.path, [r.name for r in results], order)
     return report
 
 
-def _target_results(cfg: Config, planned: PlannedTarget, precisions: list[str], baseline: str | None, loaded: Loaded,
-                    refs: References, out: Path, work: Path, progress):
+def _target_results(run: Run, planned: PlannedTarget, precisions: list[str], baseline: str | None,
+                    refs: References):
     """(precision, result) of one [[targets]] entry, the float baseline first. On a device that starts ahead
     (a device cloud), every artifact is built and sent off first, and then collected in order."""
-    name, onnx_path = planned.config.name, out / "onnx" / "model.onnx"
+    name, out, loaded, progress = planned.config.name, run.out, run.loaded, run.progress
+    subject = Subject(loaded.student, out / "onnx" / "model.onnx", name)
     candidates = {p: recipe_candidates(planned, p) for p in precisions}
     ahead = {}
     for precision in precisions if planned.device.starts_ahead else ():
         if not is_auto(precision) and not candidates[precision]:
-            ahead[precision] = sent = attempted(partial(build_one, cfg, planned, precision, loaded.student, onnx_path,
-                                                         out, name, work, loaded, progress),
+            ahead[precision] = sent = attempted(partial(build_one, run, planned, precision, subject),
                                                  out, name, "student", name, precision)
             if not isinstance(sent, TargetResult):
                 planned.device.start(sent[0].path, loaded.io.chunks(loaded.evaluation),
                                      result_label("student", name, precision), progress)
     for precision in precisions:
         if is_auto(precision):
-            build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
-            yield precision, attempted(partial(build_auto, planned, precision, out, work, build, progress,
+            build = trial_builder(run, subject, refs)
+            yield precision, attempted(partial(build_auto, planned, precision, Where(out, run.work), build, progress,
                                                data=loaded.evaluation), out, name, "student", name, precision)
             continue
         if candidates[precision]:  # an option set to "auto": every candidate recipe built, the best kept
-            build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
+            build = trial_builder(run, subject, refs)
             yield precision, attempted(partial(build_best_recipe, planned, precision, candidates[precision], out,
-                                               work, build, progress), out, name, "student", name, precision)
+                                               run.work, build, progress), out, name, "student", name, precision)
             continue
         built = ahead.get(precision)
         if isinstance(built, TargetResult):  # its build failed: that is its row
             yield precision, built
             continue
-        measure = (partial(measure_built, cfg, planned, precision, built, onnx_path, out, loaded, refs, progress)
-                   if built else partial(build_and_measure, cfg, planned, precision, loaded.student, onnx_path, out,
-                                         name, work, loaded, refs, progress))
+        measure = (partial(measure_built, run, planned, precision, built, subject, refs)
+                   if built else partial(build_and_measure, run, planned, precision, subject, refs))
         result = attempted(measure, out, name, "student", name, precision)
         if built and result.failure:  # as when one attempt builds and measures: no artifact without its figures
             for made in built[0].files:
@@ -452,18 +471,17 @@ def run_sensitivity(cfg: Config, out: Path, target: str, precision: str, progres
                                                    loaded.io)
     why_no_task = why_no_task_metric(output_refs, cfg.model.task, loaded.io)
     refs = References(float_all[0], teacher_out, outputs=output_refs, why_no_task=why_no_task)
-    onnx_path, results = out / "onnx" / "model.onnx", []
+    subject, results = Subject(loaded.student, out / "onnx" / "model.onnx", target), []
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:
+        run = Run(cfg, loaded, out, Path(work), progress)
         baseline = get_target(target).capabilities.float_baseline()
         if baseline and baseline != precision:  # the speedup's reference
-            results.append(build_and_measure(cfg, planned, baseline, loaded.student, onnx_path, out, target,
-                                             Path(work), loaded, refs, progress))
+            results.append(build_and_measure(run, planned, baseline, subject, refs))
             refs.float_latency, refs.float_size = results[0].latency, results[0].size_bytes
-        build = trial_builder(cfg, loaded.student, onnx_path, loaded, refs, progress)
-        results.append(build_auto(planned, precision, out, Path(work), build, progress, sensitivity_only=True,
+        build = trial_builder(run, subject, refs)
+        results.append(build_auto(planned, precision, Where(out, Path(work)), build, progress, sensitivity_only=True,
                                   data=loaded.evaluation))
-    return build_report("sensitivity", cfg, loaded, export, float_all[0], teacher_out, results,
-                        why_no_task=why_no_task, kind_warnings=kind_warnings)
+    return build_report("sensitivity", cfg, loaded, export, refs, results, kind_warnings=kind_warnings)
 
 
 def refuse_unanswerable(cfg: Config, output_refs: list[OutputRef]) -> None:
@@ -498,9 +516,11 @@ def output_references(declared: dict[str, dict], model: SourceModel, float_all: 
     return [OutputRef(name, spec, values) for name, spec, values in zip(names, specs, float_all)], warnings
 
 
-def build_report(command: str, cfg: Config, loaded: Loaded, export, float_out, teacher_out, results, *,
-                 why_no_task: str = "", kind_warnings: Sequence[str] = (), **extra) -> Report:
-    """`why_no_task`: why the task metric does not read the first output (the reference rows too)."""
+def build_report(command: str, cfg: Config, loaded: Loaded, export, refs: References, results, *,
+                 kind_warnings: Sequence[str] = (), **extra) -> Report:
+    """The reference rows from `refs` (the float student's and the teacher's first outputs); its
+    `why_no_task`: why the task metric does not read the first output (the reference rows too)."""
+    float_out, teacher_out, why_no_task = refs.float_outputs, refs.teacher_outputs, refs.why_no_task
     warnings, gate = stale_teacher(cfg, loaded.teacher)
     warnings += padding_warnings(loaded.student.inputs, {"evaluation": loaded.evaluation,
                                                         "calibration": loaded.calibration})
@@ -556,15 +576,34 @@ def stale_teacher(cfg: Config, teacher: SourceModel | None) -> tuple[list[str], 
                              limit=0.0, value=None, unit="", passed=False, message=message)]
 
 
-def run_export(reference: str, target_string: str, out: Path, *, precision: str | None = None,
-               weights: str | None = None, cfg: Config | None = None, data_path: Path | None = None,
-               calibration_path: Path | None = None, calibration_method: str = "minmax", options: dict | None = None,
-               trust_pickle: bool = False, progress: Progress = Progress(False)) -> dict:
+@dataclass(frozen=True)
+class ExportRequest:
+    """What `edge-distill export` is asked: the model (module:factory, .pt2, .onnx) and its weights, the
+    target (optionally with its precision: "ort-int8"), real samples for the parity check, calibration
+    samples and method, the target's options, and whether a pickled .pt may be loaded."""
+
+    model: str
+    target: str = "onnx"
+    precision: str | None = None
+    weights: str | None = None
+    data_path: Path | None = None
+    calibration_path: Path | None = None
+    calibration_method: str = "minmax"
+    options: dict = dataclasses.field(default_factory=dict)
+    trust_pickle: bool = False
+
+
+def run_export(request: ExportRequest, out: Path, cfg: Config | None = None,
+               progress: Progress = Progress(False)) -> dict:
     """`edge-distill export`: the verified ONNX export, and the target's artifact when one is asked for.
-    Writes `export.json` (the summary returned, paths relative to `out`) beside them."""
-    target_name, precision = _export_target(target_string, precision)
+    Writes `export.json` (the summary returned, paths relative to `out`) beside them. `cfg`: an
+    edge-distill.toml giving the inputs and the export settings."""
+    reference, options = request.model, request.options
+    data_path, calibration_path, calibration_method = (request.data_path, request.calibration_path,
+                                                       request.calibration_method)
+    target_name, precision = _export_target(request.target, request.precision)
     progress(f"loading {reference}")
-    model = load_model(reference, weights, cfg.model.inputs if cfg else [], trust_pickle=trust_pickle,
+    model = load_model(reference, request.weights, cfg.model.inputs if cfg else [], trust_pickle=request.trust_pickle,
                        search_path=cfg.root if cfg else Path.cwd())
     samples_path = data_path or calibration_path
     if samples_path is None:
@@ -590,17 +629,17 @@ def run_export(reference: str, target_string: str, out: Path, *, precision: str 
         if calibration_path is not None:
             calib = select_samples(load_dataset(calibration_path, model.inputs),
                                    cfg.calibration_samples if cfg else 256, cfg.seed if cfg else 0)
-        summary["artifact"] = _export_artifact(model, target_name, precision, calib, calibration_method, options,
-                                               out, progress, tolerance=cfg.tolerance if cfg else 1e-4)
+        summary["artifact"] = _export_artifact(model, request, (target_name, precision), calib, out, progress,
+                                               tolerance=cfg.tolerance if cfg else 1e-4)
     (out / "export.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     return summary
 
 
-def auto_export_config(cfg: Config, reference: str, weights: str | None, target_string: str, precision: str | None,
-                       options: dict) -> Config:
-    """`export --auto`: the config's data and budgets, MODEL as the student, and one target entry at
-    the -auto precision (the config's own entry for that target, if any, gives its other settings)."""
-    target_name, precision = _export_target(target_string, precision and base_of(precision))
+def auto_export_config(cfg: Config, request: ExportRequest) -> Config:
+    """`export --auto`: the config's data and budgets, the request's model as the student, and one target
+    entry at the -auto precision (the config's own entry for that target, if any, gives its other settings)."""
+    reference, weights, options, precision = request.model, request.weights, request.options, request.precision
+    target_name, precision = _export_target(request.target, precision and base_of(precision))
     precision = base_of(precision)
     caps = None if target_name == "onnx" else get_target(target_name).capabilities
     if caps is None or caps.precision(precision).weight_bits >= 16:
@@ -627,14 +666,15 @@ def _export_target(target_string: str, precision: str | None) -> tuple[str, str]
     return target_name, precision
 
 
-def _export_artifact(model: SourceModel, target_name: str, precision: str, calib, calibration_method: str,
-                     options: dict | None, out: Path, progress, tolerance: float = 1e-4) -> dict:
+def _export_artifact(model: SourceModel, request: ExportRequest, target: tuple[str, str], calib, out: Path,
+                     progress, tolerance: float = 1e-4) -> dict:
+    target_name, precision = target
     (out / target_name).mkdir()
     progress(f"building {target_name}-{precision}")
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
         artifact = get_target(target_name).build(BuildRequest(
             onnx_path=out / "model.onnx", source=model, precision=precision, calibration=calib,
-            calibration_method=calibration_method, options=options or {}, out_dir=out / target_name,
+            calibration_method=request.calibration_method, options=request.options, out_dir=out / target_name,
             work_dir=Path(work), tolerance=tolerance))
     return {"target": artifact.target, "precision": artifact.precision, "path": str(artifact.path.relative_to(out)),
             "size_bytes": artifact.size_bytes, "files": [str(f.relative_to(out)) for f in artifact.files],
@@ -662,19 +702,46 @@ class OneArtifact:
             precision = tag if tag in get_target(target).capabilities.precision_names else default
         return cls(path, target, dev, precision)
 
-    def settings(self, threads: int, warmup: int, runs: int) -> RunSettings:
-        return RunSettings(device=self.device, threads=threads, warmup=warmup, runs=runs)
+    def settings(self, timing: Timing) -> RunSettings:
+        return RunSettings(device=self.device, threads=timing.threads, warmup=timing.warmup, runs=timing.runs)
 
 
-def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: str | None = None,
-               teacher_model: str | None = None, threads: int = 1, warmup: int = 20, runs: int = 200,
-               precision: str | None = None, progress: Progress = Progress(False), device: str = "host",
-               device_tools: dict | None = None, kinds: dict | None = None) -> Report:
+@dataclass(frozen=True)
+class Timing:
+    """Where and how an artifact is timed: the device by name (and its tools' settings, as a config's
+    [devices]), threads, warm-up runs and timed runs."""
+
+    device: str = "host"
+    device_tools: dict | None = None
+    threads: int = 1
+    warmup: int = 20
+    runs: int = 200
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What `edge-distill verify` is asked: an artifact, evaluation data, a budget, the float student and
+    the teacher to compare with (.onnx or .pt2), the artifact's precision (else read from its name), the
+    outputs' declared kinds ({"out": {"kind": "detection", ...}}), and where it is timed."""
+
+    artifact: Path
+    data_path: Path
+    budget: Budget = dataclasses.field(default_factory=Budget)
+    float_model: str | None = None
+    teacher_model: str | None = None
+    precision: str | None = None
+    kinds: dict | None = None
+    timing: Timing = Timing()
+
+
+def run_verify(request: Verification, progress: Progress = Progress(False)) -> Report:
     """`edge-distill verify`: measure one artifact against a budget, on this host or a device."""
-    one = OneArtifact.open(artifact, device, device_tools, precision, "unknown")
-    settings = one.settings(threads, warmup, runs)
-    specs = get_target(one.target).open_runner(artifact, threads).input_specs()
-    data = load_dataset(data_path, specs)
+    artifact, timing, float_model, teacher_model = (request.artifact, request.timing, request.float_model,
+                                                    request.teacher_model)
+    one = OneArtifact.open(artifact, timing.device, timing.device_tools, request.precision, "unknown")
+    settings = one.settings(timing)
+    specs = get_target(one.target).open_runner(artifact, timing.threads).input_specs()
+    data = load_dataset(request.data_path, specs)
     refs, student_info, teacher_info = References(), None, None
     kind_warnings: list[str] = []
     if float_model:
@@ -682,7 +749,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
         ref = load_model(float_model, inputs=specs)
         float_all, student_info = ref.predict_all(data), _model_info(ref)
         refs.float_outputs = float_all[0]
-        refs.outputs, kind_warnings = output_references(kinds or {}, ref, float_all, "classification")
+        refs.outputs, kind_warnings = output_references(request.kinds or {}, ref, float_all, "classification")
         refs.why_no_task = why_no_task_metric(refs.outputs, "classification", ModelIO(()))
         refs.float_latency = _float_latency_here(one, ref, data, settings)
     if teacher_model:
@@ -690,7 +757,7 @@ def run_verify(artifact: Path, data_path: Path, *, budget: Budget, float_model: 
         teacher = load_model(teacher_model, inputs=specs)
         refs.teacher_outputs, teacher_info = teacher.predict(data), _model_info(teacher)
     candidate = Candidate(one.target, one.precision, artifact, graph=graph_for(artifact, float_model))
-    result = evaluate_artifact(candidate, data, settings, refs, budget, progress=progress)
+    result = evaluate_artifact(candidate, data, settings, refs, request.budget, progress=progress)
     student_info = student_info or {"reference": str(artifact), "kind": "artifact", "fingerprint": result.sha256}
     return Report(command="verify", tool_version=__version__, created=_now(), config=None, student=student_info,
                   teacher=teacher_info, data={"evaluation": _data_info(data)}, environment=host_environment(),
@@ -720,12 +787,12 @@ def graph_for(artifact: Path, float_model: str | None) -> Path | None:
     return None
 
 
-def run_bench(artifact: Path, *, device: str = "host", data_path: Path | None = None, threads: int = 1,
-              warmup: int = 20, runs: int = 200, device_tools: dict | None = None, float_model: str | None = None,
-              progress: Progress = Progress(False)) -> tuple[Latency, Memory, str]:
+def run_bench(artifact: Path, *, timing: Timing = Timing(), data_path: Path | None = None,
+              float_model: str | None = None, progress: Progress = Progress(False)) -> tuple[Latency, Memory, str]:
     """`edge-distill bench`: latency and memory of one artifact on a device; no accuracy, no budget.
     Inputs are --data samples, or zeros of the model's input shapes (batch 1)."""
-    one = OneArtifact.open(artifact, device, device_tools, None, "fp32")
+    threads, warmup, runs = timing.threads, timing.warmup, timing.runs
+    one = OneArtifact.open(artifact, timing.device, timing.device_tools, None, "fp32")
     runner = get_target(one.target).open_runner(artifact, threads)
     specs = runner.input_specs()
     if data_path is not None:
@@ -735,7 +802,7 @@ def run_bench(artifact: Path, *, device: str = "host", data_path: Path | None = 
     progress(f"measuring {artifact.name} on {one.device.name}: {warmup} warm-up + {runs} runs, {threads} thread(s)")
     candidate = Candidate(one.target, one.precision, artifact)
     figures = one.device.measure(Job(
-        target=one.target, path=artifact, runner=runner, data=data, settings=one.settings(threads, warmup, runs),
+        target=one.target, path=artifact, runner=runner, data=data, settings=one.settings(timing),
         label=artifact.name, precision=candidate.precision_data(), graph=graph_for(artifact, float_model),
         numerics=False, progress=progress))
     if figures.latency is None:
