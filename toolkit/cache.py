@@ -25,7 +25,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -117,7 +117,8 @@ class Cache:
             return
         with tempfile.TemporaryDirectory(prefix=".arrays-") as work:
             path = Path(work) / "arrays.npz"
-            np.savez(path, **{f"a{i}": a for i, a in enumerate(arrays)})
+            named: dict[str, Any] = {f"a{i}": a for i, a in enumerate(arrays)}
+            np.savez(path, **named)
             self.put(key, {"arrays.npz": path}, meta)
 
     def evict(self) -> None:
