@@ -539,3 +539,10 @@ def test_the_fingerprint_rewrites_the_key_and_not_a_later_string_that_looks_like
     path = _write(tmp_path, text)
     record_fingerprint(path, "new")
     assert path.read_text() == text.replace('"old"', '"new"')
+
+
+def test_the_fingerprint_goes_under_the_model_header_and_not_a_later_string_that_looks_like_it(tmp_path):
+    text = MODEL + 'labels = ["""\n[model]\n"""]\n'
+    path = _write(tmp_path, text)
+    record_fingerprint(path, "new")
+    assert path.read_text() == text.replace("[model]\n", '[model]\ndistilled_from = "new"\n', 1)

@@ -24,7 +24,7 @@ from edge_distill.evaluate import (Candidate, OutputRef, References, assemble, e
 from edge_distill.metrics import Metrics
 from edge_distill.provenance import Provenance
 from edge_distill.result import Latency, Memory, TargetResult
-from tiny_onnx import B, W, tiny_model
+from tiny_onnx import B, W, tiny_grid_model, tiny_model
 
 sys.path.insert(0, str(Path(__file__).parent / "doubles"))
 from stand_in_phone_device import StandInPhone  # noqa: E402
@@ -383,3 +383,12 @@ def test_an_artifact_the_apps_runtime_cannot_read_fails_its_check(tmp_path):
     assert result.details["app_runtime"] == {"package": "onnxruntime", "version": "1.22.0", "loads": False,
                                              "max_abs_diff": None, "error": error}
     assert result.passed is False
+
+
+def test_labels_are_checked_against_the_class_axis_of_a_multi_position_output(tmp_path):
+    grid = tiny_grid_model(tmp_path)  # scores [batch, 2 classes, 2 positions]
+    data = _data(labels=np.array([0, 1, 2, 1] * 10))
+    with pytest.raises(BadInput) as caught:
+        _run(grid, data=data, refs=References())
+    assert str(caught.value) == ("eval.npz: 'labels' holds 2 in 10 sample(s), outside [0, 2): the model's output "
+                                 "has 2 classes")

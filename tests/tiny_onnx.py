@@ -29,3 +29,41 @@ def tiny_model(folder: Path, ir_version: int = 9) -> Path:
     path = folder / "model.onnx"
     onnx.save(model, str(path))
     return path
+
+
+WT = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.5, 0.5, 0.0], [0.0, -1.0, 2.0]], np.float32)
+
+
+def tiny_text_model(folder: Path) -> Path:
+    """input_ids int64 [batch, 5] -> logits = float(input_ids) @ WT [batch, 3]: a text model's shape."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["input_ids"], ["ids"], to=TensorProto.FLOAT),
+         helper.make_node("MatMul", ["ids", "WT"], ["logits"])], "tiny_text",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", 5])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        [numpy_helper.from_array(WT, "WT")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    path = folder / "text.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def tiny_grid_model(folder: Path) -> Path:
+    """x [batch, 4] -> scores [batch, 2, 2]: a class axis (1) and a position axis, as a per-position classifier's."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["scores"])], "tiny_grid",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", 2, 2])],
+        [numpy_helper.from_array(np.array([-1, 2, 2], np.int64), "shape")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    path = folder / "grid.onnx"
+    onnx.save(model, str(path))
+    return path

@@ -352,7 +352,7 @@ def _golden_samples(data, outputs, scale: float, task: str, labels: list[str]) -
                 continue
             raw = array[i] / scale  # back to the app's raw values (pixels 0..255 for the example)
             sample["inputs"][name] = [round(float(v), 4) for v in raw.ravel()]
-        if labels:
+        if labels and task == "classification":  # an embedding has no top class to name (was a KeyError)
             sample["expected_label"] = labels[sample["expected_top1"]]
         golden.append(sample)
     return golden
