@@ -210,6 +210,9 @@ def test_read_recipe(tmp_path):
     with pytest.raises(BadInput) as caught:
         read_recipe(path, "ort")
     assert str(caught.value) == f"{path}: this recipe is for target 'tflite', not 'ort'"
+    with pytest.raises(BadInput) as caught:  # the other way round too (a name that sorts after it)
+        read_recipe(path, "xnnpack")
+    assert str(caught.value) == f"{path}: this recipe is for target 'tflite', not 'xnnpack'"
     bad = _write(tmp_path, 'target = "ort"\nprecision = 4\n', "bad.toml")
     with pytest.raises(BadInput) as caught:
         read_recipe(bad, "ort")
