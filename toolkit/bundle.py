@@ -63,6 +63,12 @@ def read_app(app: Path) -> dict:
     for key in ("platform", "models_dir", "targets"):
         if key not in spec:
             raise BadInput(f"missing '{key}'", path=path)
+    # checked before use: a number here was a TypeError, a string of targets matched by substring
+    if not isinstance(spec["models_dir"], str):
+        raise BadInput(f"'models_dir' must be a folder inside the app, got {spec['models_dir']!r}", path=path)
+    if not isinstance(spec["targets"], list) or not all(isinstance(t, str) for t in spec["targets"]):
+        raise BadInput(f"'targets' must list target names, e.g. [\"tflite\", \"ort\"], got {spec['targets']!r}",
+                       path=path)
     models = (app / spec["models_dir"]).resolve()
     if app.resolve() not in models.parents and models != app.resolve():
         raise BadInput(f"models_dir '{spec['models_dir']}' escapes the app folder", path=path)
@@ -352,7 +358,7 @@ def _golden_samples(data, outputs, scale: float, task: str, labels: list[str]) -
                 continue
             raw = array[i] / scale  # back to the app's raw values (pixels 0..255 for the example)
             sample["inputs"][name] = [round(float(v), 4) for v in raw.ravel()]
-        if labels:
+        if labels and task == "classification":  # an embedding has no top class to name (was a KeyError)
             sample["expected_label"] = labels[sample["expected_top1"]]
         golden.append(sample)
     return golden
