@@ -1,7 +1,7 @@
 """The LiteRT target's options, each reaching ai-edge-quantizer (or the fp32 conversion) and changing the
 .tflite as it says: int4_block_size, int4_recipe, keep_float, keep_int8, tolerance, and the refusals.
-The quantizers run on tests/data/tiny_fc.fp32.tflite: `_student()` (Linear 96->64, ReLU, Linear 64->32,
-seed 0) as this target converts it (`build_through_the_target(folder, "fp32")` rewrites it), stored so
+The quantizers run on tests/data/tiny_fc.fp32.tflite: `_student()` (a scale and a shift, Linear 96->64,
+ReLU, Linear 64->32, seed 0) as this target converts it (`build_through_the_target(folder, "fp32")` rewrites it), stored so
 that each quantization takes a fraction of a second rather than a 25-second conversion. What a test
 asserts is read back from the flatbuffer itself (tensor types, blockwise details) and worked out a
 second way from the layers' depths."""
@@ -30,10 +30,23 @@ BUILDS = itertools.count()
 TINY_FP32 = Path(__file__).parent / "data" / "tiny_fc.fp32.tflite"
 
 
+class Student(torch.nn.Module):
+    """x * scale + shift (a MUL and an ADD with 2-D constants, which a FULLY_CONNECTED filter must pass
+    over), then Linear 96->64, ReLU, Linear 64->32."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.rand(1, 96) + 0.5)
+        self.shift = torch.nn.Parameter(torch.rand(1, 96))
+        self.layers = torch.nn.Sequential(torch.nn.Linear(96, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32))
+
+    def forward(self, x):
+        return self.layers(x * self.scale + self.shift)
+
+
 def _student() -> SourceModel:
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(96, 64), torch.nn.ReLU(), torch.nn.Linear(64, 32)).eval()
-    return SourceModel("tiny", "torch", [InputSpec("x", ("batch", 96))], "0" * 64, module=net)
+    return SourceModel("tiny", "torch", [InputSpec("x", ("batch", 96))], "0" * 64, module=Student().eval())
 
 
 CALIBRATION = Dataset("calibration", {"x": np.random.default_rng(0).normal(size=(16, 96)).astype(np.float32)})
@@ -62,6 +75,7 @@ def quantize(fp32, precision: str, **options) -> tuple:
     """One quantizer of the target (its build's step after the fp32 conversion) over the fp32 file."""
     path, names = fp32
     out = path.parent / f"{precision}-{next(BUILDS)}.tflite"
+    out.write_bytes(b"a stale file of an earlier build")  # replaced: every test below reads the new model
     details: dict = {}
     options = {k: [names.get(n, n) for n in v] if k.startswith("keep_") else v for k, v in options.items()}
     quantizer = {"int4": tflite_build.quantize_int4, "fp16": tflite_build.quantize_fp16,
