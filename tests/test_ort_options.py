@@ -128,6 +128,59 @@ def _attributes(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
+# -- int4 (MatMulNBits) -----------------------------------------------------------------------------
+@pytest.mark.parametrize("block", [16, 32])
+def test_int4_block_size_is_the_matmulnbits_block(graphs, block):
+    artifact, model = build(graphs, "int4", int4_block_size=block)
+    nodes = {n.name: n for n in model.graph.node if n.op_type == "MatMulNBits"}
+    assert sorted(nodes) == ["fc1_Q4", "fc2_Q4"]
+    assert {_attributes(n)["block_size"] for n in nodes.values()} == {block}
+    assert {_attributes(n)["bits"] for n in nodes.values()} == {4}
+    assert {_attributes(n)["accuracy_level"] for n in nodes.values()} == {4}
+    assert {len(n.input) for n in nodes.values()} == {3}  # symmetric: data, scales, no zero points
+    # the packed weight: N rows of K / block blocks, two 4-bit values a byte
+    assert _initializers(model)["w2_Q4"].shape == (32, 64 // block, block // 2)
+    assert artifact.details["quantization"] == f"weight-only int4, block {block}, symmetric, accuracy level 4"
+    assert artifact.details["int4_nodes"] == 2
+    assert artifact.details["gemm_rewritten_to_matmul"] == 0
+
+
+def test_int4_keep_int8_packs_the_named_layer_in_8_bits_and_keep_float_leaves_one_float(graphs):
+    artifact, model = build(graphs, "int4", keep_int8=["fc1"])
+    bits = {n.name: _attributes(n)["bits"] for n in model.graph.node if n.op_type == "MatMulNBits"}
+    assert bits == {"fc1_Q8": 8, "fc2_Q4": 4}
+    assert _initializers(model)["w1_Q8"].shape == (64, 2, 32)  # a byte a value, block 32
+    assert artifact.details["quantization"].endswith("; 1 layer(s) in 8 bits")
+    _, kept = build(graphs, "int4", keep_float=["fc2"])
+    assert [n.name for n in kept.graph.node if n.op_type == "MatMulNBits"] == ["fc1_Q4"]
+    assert [n.name for n in kept.graph.node if n.op_type == "MatMul"] == ["fc2"]
+
+
+def test_int4_gather_packs_the_embedding_table_only_when_asked(graphs):
+    _, plain = build(graphs, "int4", graph="embedding")
+    _, packed = build(graphs, "int4", graph="embedding", int4_gather=True)
+    assert sorted(n.op_type for n in plain.graph.node if n.op_type in ("Gather", "GatherBlockQuantized",
+                                                                        "MatMulNBits")) == ["Gather", "MatMulNBits"]
+    assert sorted(n.op_type for n in packed.graph.node if n.op_type in ("Gather", "GatherBlockQuantized",
+                                                                         "MatMulNBits")) == ["GatherBlockQuantized",
+                                                                                             "MatMulNBits"]
+
+
+def test_int4_with_every_matmul_kept_float_finds_nothing_to_pack(graphs):
+    with pytest.raises(BadInput) as refused:
+        build(graphs, "int4", keep_float=["fc1", "fc2"])
+    assert refused.value.args[0] == "int4 weight-only found no MatMul/Gemm with constant weights to quantize in this model"
+
+
+def test_keep_int8_outside_int4_and_a_layer_in_both_lists_are_refused(graphs):
+    with pytest.raises(BadInput) as outside:
+        build(graphs, "int8", keep_int8=["fc1"])
+    assert outside.value.args[0] == "target 'ort': keep_int8 applies to int4 only, not int8"
+    with pytest.raises(BadInput) as both:
+        build(graphs, "int4", keep_int8=["fc1"], keep_float=["fc1"])
+    assert both.value.args[0] == "target 'ort': 'fc1' is in both keep_float and keep_int8"
+
+
 # -- int8 (static QDQ) ------------------------------------------------------------------------------
 def test_int8_quantizes_both_layers_and_keep_float_leaves_the_named_one_float(graphs):
     _, every = build(graphs, "int8")
@@ -279,56 +332,3 @@ def test_int8_dynamic_with_an_optimum_recipe_is_built_by_optimum(graphs):
     assert artifact.details["quantization"].startswith("optimum ")
     assert "AutoQuantizationConfig.arm64(is_static=False)" in artifact.details["quantization"]
     assert sorted(n.op_type for n in model.graph.node if n.op_type == "MatMulInteger") == ["MatMulInteger"] * 2
-
-
-# -- int4 (MatMulNBits) -----------------------------------------------------------------------------
-@pytest.mark.parametrize("block", [16, 32])
-def test_int4_block_size_is_the_matmulnbits_block(graphs, block):
-    artifact, model = build(graphs, "int4", int4_block_size=block)
-    nodes = {n.name: n for n in model.graph.node if n.op_type == "MatMulNBits"}
-    assert sorted(nodes) == ["fc1_Q4", "fc2_Q4"]
-    assert {_attributes(n)["block_size"] for n in nodes.values()} == {block}
-    assert {_attributes(n)["bits"] for n in nodes.values()} == {4}
-    assert {_attributes(n)["accuracy_level"] for n in nodes.values()} == {4}
-    assert {len(n.input) for n in nodes.values()} == {3}  # symmetric: data, scales, no zero points
-    # the packed weight: N rows of K / block blocks, two 4-bit values a byte
-    assert _initializers(model)["w2_Q4"].shape == (32, 64 // block, block // 2)
-    assert artifact.details["quantization"] == f"weight-only int4, block {block}, symmetric, accuracy level 4"
-    assert artifact.details["int4_nodes"] == 2
-    assert artifact.details["gemm_rewritten_to_matmul"] == 0
-
-
-def test_int4_keep_int8_packs_the_named_layer_in_8_bits_and_keep_float_leaves_one_float(graphs):
-    artifact, model = build(graphs, "int4", keep_int8=["fc1"])
-    bits = {n.name: _attributes(n)["bits"] for n in model.graph.node if n.op_type == "MatMulNBits"}
-    assert bits == {"fc1_Q8": 8, "fc2_Q4": 4}
-    assert _initializers(model)["w1_Q8"].shape == (64, 2, 32)  # a byte a value, block 32
-    assert artifact.details["quantization"].endswith("; 1 layer(s) in 8 bits")
-    _, kept = build(graphs, "int4", keep_float=["fc2"])
-    assert [n.name for n in kept.graph.node if n.op_type == "MatMulNBits"] == ["fc1_Q4"]
-    assert [n.name for n in kept.graph.node if n.op_type == "MatMul"] == ["fc2"]
-
-
-def test_int4_gather_packs_the_embedding_table_only_when_asked(graphs):
-    _, plain = build(graphs, "int4", graph="embedding")
-    _, packed = build(graphs, "int4", graph="embedding", int4_gather=True)
-    assert sorted(n.op_type for n in plain.graph.node if n.op_type in ("Gather", "GatherBlockQuantized",
-                                                                        "MatMulNBits")) == ["Gather", "MatMulNBits"]
-    assert sorted(n.op_type for n in packed.graph.node if n.op_type in ("Gather", "GatherBlockQuantized",
-                                                                         "MatMulNBits")) == ["GatherBlockQuantized",
-                                                                                             "MatMulNBits"]
-
-
-def test_int4_with_every_matmul_kept_float_finds_nothing_to_pack(graphs):
-    with pytest.raises(BadInput) as refused:
-        build(graphs, "int4", keep_float=["fc1", "fc2"])
-    assert refused.value.args[0] == "int4 weight-only found no MatMul/Gemm with constant weights to quantize in this model"
-
-
-def test_keep_int8_outside_int4_and_a_layer_in_both_lists_are_refused(graphs):
-    with pytest.raises(BadInput) as outside:
-        build(graphs, "int8", keep_int8=["fc1"])
-    assert outside.value.args[0] == "target 'ort': keep_int8 applies to int4 only, not int8"
-    with pytest.raises(BadInput) as both:
-        build(graphs, "int4", keep_int8=["fc1"], keep_float=["fc1"])
-    assert both.value.args[0] == "target 'ort': 'fc1' is in both keep_float and keep_int8"
