@@ -20,7 +20,7 @@ op by op, with coremltools' own numpy kernels (and a few here). Its figures carr
 `reference-mil`: they check conversion and compression, not Apple's kernels or the Neural Engine's
 arithmetic, and they carry no latency.
 
-Only weights with at least `weight_threshold` elements (coremltools' default: 2048) are compressed;
+Only weights with more than `weight_threshold` elements (coremltools' default: 2048) are compressed;
 smaller ones stay fp16. The report lists weight bytes per dtype so this shows.
 """
 
@@ -66,7 +66,7 @@ capabilities = Capabilities(
     options=(Option("deployment_target", str, "iOS17", "minimum deployment target (int4 always uses iOS18)",
                     choices=("iOS17", "iOS18")),
              Option("int4_block_size", int, 32, "int4 per-block size along the input dimension", minimum=1),
-             Option("weight_threshold", int, 2048, "compress only weights with at least this many elements",
+             Option("weight_threshold", int, 2048, "compress only weights with more elements than this",
                     minimum=0),
              Option("compute_units", str, "ALL", "which compute units the macOS runner lets Core ML use",
                     choices=("ALL", "CPU_ONLY", "CPU_AND_NE", "CPU_AND_GPU")),
@@ -121,7 +121,7 @@ class CoremlTarget:
             shutil.rmtree(out)
             hint = ("no weight's input dimension is a multiple of the block: set the target option "
                     "int4_block_size (e.g. 16)" if precision == "int4" else
-                    f"weights smaller than weight_threshold ({threshold} elements) stay fp16")
+                    f"weights of weight_threshold ({threshold}) elements or fewer stay fp16")
             raise BadInput(f"coreml {precision} compressed no weight of {request.source.reference}", hint=hint)
         details = {"deployment_target": target_name, "weight_threshold": threshold,
                    "ops": info["ops"], "weight_bytes": info["weight_bytes"], "io": info["io"],
