@@ -143,6 +143,8 @@ def test_int4_block_size_is_the_matmulnbits_block(graphs, block):
     assert artifact.details["quantization"] == f"weight-only int4, block {block}, symmetric, accuracy level 4"
     assert artifact.details["int4_nodes"] == 2
     assert artifact.details["gemm_rewritten_to_matmul"] == 0
+    # one self-contained .onnx (no external weights file beside it), its .ort and the .ort's config
+    assert sorted(p.name for p in artifact.path.parent.iterdir()) == sorted(p.name for p in artifact.files)
 
 
 def test_int4_keep_int8_packs_the_named_layer_in_8_bits_and_keep_float_leaves_one_float(graphs):
@@ -246,6 +248,8 @@ def test_static_int8_of_a_model_with_an_integer_attention_mask_says_int8_dynamic
         "calibration texts, and padded positions can fall outside them (top-1 agreement 0.45-0.71 on padded "
         "inputs measured on a BERT-like encoder); int8-dynamic is the safer recipe for transformers"]
     assert "notes" not in plain.details
+    ids, _ = build(graphs, "int8", graph="embedding")  # an integer input that is not a mask: no note
+    assert "notes" not in ids.details
 
 
 def test_ort_defaults_recipe_calibrates_with_minmax_whatever_the_configured_method(graphs):
