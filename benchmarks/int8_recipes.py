@@ -115,7 +115,7 @@ def ort_own(model: dict, folder: Path, result: dict) -> dict:
     from onnxruntime.quantization import CalibrationDataReader, quantize_static
 
     from edge_distill.kinds import get_kind
-    from edge_distill.targets.ort import _convert_to_ort
+    from edge_distill.targets.ort.build import convert_to_ort
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -132,7 +132,7 @@ def ort_own(model: dict, folder: Path, result: dict) -> dict:
     except Exception as exc:  # the published file as it is: onnxruntime's quantizer may refuse it
         return {"error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:120]}"}
     seconds = time.perf_counter() - start
-    size = _convert_to_ort(quantized, folder).stat().st_size
+    size = convert_to_ort(quantized, folder).stat().st_size
 
     def outputs(path):
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

@@ -306,6 +306,9 @@ class EmulatedRunner(Protocol):
     def from_emulated(self, outputs: list) -> list:
         """The worker's raw outputs, as `run` would return them."""
 
+    # Optional: `emulation_fallback(path) -> Path | None`, the same graph in a file an older runtime
+    # reads, tried when `path` does not load in the emulator's runtime (ORT: the .onnx beside a .ort).
+
 
 class PlacedRunner(Protocol):
     """A runner that can say which compute unit runs each op (Core ML on macOS)."""

@@ -30,7 +30,7 @@ def _figures(report: dict) -> dict:
     out["data"].pop("shard", None)
     for r in out["results"]:
         r.pop("build_seconds")
-        r.pop("sha256")  # not a figure: an .ort file's bytes change layout from run to run (targets/ort.py)
+        r.pop("sha256")  # not a figure: an .ort file's bytes change layout from run to run (targets/ort/)
     return out
 
 

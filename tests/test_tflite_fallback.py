@@ -45,22 +45,22 @@ def bytes_case(tmp_path, name: str):
     return net, images, request
 
 
-def plant(monkeypatch, method: str) -> None:
-    from edge_distill.targets.tflite import TfliteTarget
+def plant(monkeypatch, function: str) -> None:
+    from edge_distill.targets.tflite import build
 
-    real = getattr(TfliteTarget, method)
+    real = getattr(build, function)
 
-    def broken(self, *args):
-        real(self, *args)
-        unquantize_first_quantize(args[4] if method == "_convert_int8" else args[1])  # `out`
+    def broken(*args):
+        real(*args)
+        unquantize_first_quantize(args[4] if function == "convert_int8" else args[1])  # `out`
 
-    monkeypatch.setattr(TfliteTarget, method, broken)
+    monkeypatch.setattr(build, function, broken)
 
 
 def test_a_pt2e_artifact_that_does_not_prepare_falls_back_to_ai_edge_quantizer(tmp_path, monkeypatch):
     from ai_edge_litert.interpreter import Interpreter
 
-    plant(monkeypatch, "_convert_int8")
+    plant(monkeypatch, "convert_int8")
     net, images, request = bytes_case(tmp_path, "fallback")
     artifact = get_target("tflite").build(request)
     fallback = artifact.details["recipe_fallback"]
@@ -85,8 +85,8 @@ def test_a_pt2e_artifact_that_does_not_prepare_falls_back_to_ai_edge_quantizer(t
 
 
 def test_when_neither_recipe_prepares_exit_2_names_both_errors(tmp_path, monkeypatch):
-    plant(monkeypatch, "_convert_int8")
-    plant(monkeypatch, "_quantize_int8")
+    plant(monkeypatch, "convert_int8")
+    plant(monkeypatch, "quantize_int8")
     _, _, request = bytes_case(tmp_path, "neither")
     with pytest.raises(BadInput) as info:
         get_target("tflite").build(request)

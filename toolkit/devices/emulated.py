@@ -186,7 +186,7 @@ def emulated_outputs(runner, path: Path, data, threads: int) -> tuple[np.ndarray
         try:
             info = Emulator.run({**request, "model": str(Path(path).resolve())}, f"running {Path(path).name}")
         except CannotMeasure as exc:
-            info, note = _through_the_onnx_beside(request, Path(path), exc)
+            info, note = _through_the_fallback(runner, request, Path(path), exc)
     evaluation = {"kind": "emulated", "runtime": info["runtime"], "runtime_version": info["runtime_version"],
                   "device": "emulated-arm64", "machine": info["machine"], "cpu": CPU,
                   "emulator": Emulator.state().note}
@@ -195,18 +195,19 @@ def emulated_outputs(runner, path: Path, data, threads: int) -> tuple[np.ndarray
     return np.asarray(runner.from_emulated(info["outputs"])[0], dtype=np.float32), evaluation
 
 
-def _through_the_onnx_beside(request: dict, path: Path, error: CannotMeasure) -> tuple[dict, str]:
-    """A .ort file is written for the ORT release that made it; the emulated runtime is older (1.27).
-    The .onnx beside it is the same graph before ORT's own optimization."""
-    source = path.with_suffix(".onnx")
-    if path.suffix != ".ort" or not source.is_file():
-        runtime = {"ort": f"onnxruntime {EMULATED_ORT}", "litert": f"ai-edge-litert {EMULATED_LITERT}"}[request["runtime"]]
+def _through_the_fallback(runner, request: dict, path: Path, error: CannotMeasure) -> tuple[dict, str]:
+    """The artifact did not load in the emulator's (older) runtime: the file of the same graph its runner
+    names instead (`emulation_fallback`: ORT's .onnx beside a .ort), or the error, with that runtime named."""
+    fallback = getattr(runner, "emulation_fallback", lambda _: None)(path)
+    package = runner.describe()["runtime"]
+    runtime = " ".join(next((w.split("==") for w in WHEELS if w.startswith(f"{package}==")), [package]))
+    if fallback is None:
         raise CannotMeasure(f"{error} (the emulated runtime is {runtime}, the newest that runs under "
                             f"qemu-user here; a phone app with a newer runtime may take this model)") from error
-    info = Emulator.run({**request, "model": str(source.resolve())}, f"running {source.name}")
-    return info, (f"{path.name} does not load in the aarch64 onnxruntime {EMULATED_ORT} "
-                  f"({str(error).split(': ')[-1][:160]}); its numerics come from {source.name}, the same graph "
-                  "before ORT's optimization")
+    info = Emulator.run({**request, "model": str(fallback.resolve())}, f"running {fallback.name}")
+    return info, (f"{path.name} does not load in the aarch64 {runtime} "
+                  f"({str(error).split(': ')[-1][:160]}); its numerics come from {fallback.name}, the same graph "
+                  "before its runtime's optimization")
 
 
 class EmulatedDevice(Device):
