@@ -267,3 +267,15 @@ def test_an_unknown_precision_of_a_report_is_estimated_as_fp32():
     assert profiles._precision_of("ort", "int8").arithmetic == "int8"
     assert profiles._precision_of("ort", "int3") == profiles.FP32
     assert profiles._precision_of("no-such-target", "int8") == profiles.FP32
+
+
+def test_the_shipped_profiles_are_the_tomls_of_device_profiles():
+    import edge_distill
+
+    folder = Path(edge_distill.__file__).parent / "device_profiles"
+    shipped = profiles.builtin_profiles()
+    assert shipped == {p.stem: p for p in folder.glob("*.toml")} and "iphone-15-pro" in shipped
+    iphone = profiles.load_profile("iphone-15-pro")
+    assert iphone.on_neural_engine(FP16_NE) and iphone.core_kind == "Apple-Everest"
+    with pytest.raises(BadInput, match=rf"available: host, {', '.join(sorted(shipped))}\n"):
+        profiles.load_profile("no-such-phone")
