@@ -21,9 +21,9 @@ INT8 = Precision("int8", 8, 8, "int8")
 FP16_NE = Precision("fp16", 16, 16, "fp16", "neural engine")
 W8A8_NE = Precision("w8a8", 8, 8, "int8", "neural engine")
 VALIDATION = {"against": "sealed split", "runs": 36, "median_error": 1.2, "within_1_5x": 0.89, "ratio_low": 0.5,
-              "ratio_high": 2.0, "interval_coverage": 0.94}
+              "ratio_high": 2.0, "interval_coverage": 0.94, "interval_claim": 0.9}
 NE_VALIDATION = {**VALIDATION, "against": "iPhone 14 Pro", "runs": 19, "median_error": 1.07, "within_1_5x": 0.74,
-                 "ratio_low": 0.8, "ratio_high": 1.25, "interval_coverage": 0.9}
+                 "ratio_low": 0.8, "ratio_high": 1.25, "interval_coverage": 0.7, "interval_claim": 0.65}
 PROFILE = """name = "test-phone"
 version = "7"
 description = "a test phone"
@@ -91,7 +91,8 @@ def test_a_profile_needs_a_core_and_a_known_one(install):
         profiles.load_profile("test-phone")
 
 
-@pytest.mark.parametrize("change", [{"ratio_low": 2.5}, {"ratio_low": 0.0}, {"runs": None}, {"spread": 1}])
+@pytest.mark.parametrize("change", [{"ratio_low": 2.5}, {"ratio_low": 0.0}, {"runs": None}, {"spread": 1},
+                                    {"interval_claim": 1.0}, {"interval_claim": 0.0}])
 def test_a_validation_table_is_complete_and_ordered(install, change):
     table = {k: v for k, v in {**VALIDATION, **change}.items() if v is not None}
     path = install("test-phone", PROFILE + _toml("validation", table))
@@ -99,12 +100,13 @@ def test_a_validation_table_is_complete_and_ordered(install, change):
         profiles.load_profile("test-phone")
     assert caught.value.path == str(path) and "[validation]" in str(caught.value)
     if "spread" not in change:
-        assert "needs against, interval_coverage, median_error, ratio_high, ratio_low, runs, within_1_5x, with " \
-               "0 < ratio_low <= ratio_high" in str(caught.value)
+        assert "needs against, interval_claim, interval_coverage, median_error, ratio_high, ratio_low, runs, " \
+               "within_1_5x, with 0 < ratio_low <= ratio_high and 0 < interval_claim < 1" in str(caught.value)
 
 
 def test_an_interval_of_zero_width_is_accepted(install):
-    install("test-phone", PROFILE + _toml("validation", {**VALIDATION, "ratio_low": 1.0, "ratio_high": 1.0}))
+    install("test-phone", PROFILE + _toml("validation", {**VALIDATION, "ratio_low": 1.0, "ratio_high": 1.0,
+                                                         "interval_claim": 0.99}))
     assert profiles.load_profile("test-phone").interval(3.0) == (3.0, 3.0)
 
 
@@ -134,7 +136,7 @@ def test_the_interval_and_the_validation_follow_the_compute_unit(install):
     assert bare.interval(10.0) is None
     assert phone.validated_error(FP16_NE) == (
         "validated: median error 1.07x, 74% within 1.5x, on 19 published runs (iPhone 14 Pro); "
-        "the interval held 90% of them")
+        "its 65% interval held 70% of them")
     assert bare.validated_error() == "not validated: no published runs of its core in the corpus"
 
 
@@ -142,12 +144,12 @@ def test_every_validated_error_a_profile_has(install, monkeypatch):
     monkeypatch.setattr(profiles, "load_coefficients", lambda: COEFFICIENTS)
     install("test-phone", PROFILE + NE + _toml("validation", VALIDATION) + _toml("neural_engine_validation", NE_VALIDATION))
     install("bare", PROFILE)
-    cpu = "validated: median error 1.2x, 89% within 1.5x, on 36 published runs (sealed split); the interval held 94% of them"
+    cpu = "validated: median error 1.2x, 89% within 1.5x, on 36 published runs (sealed split); its 90% interval held 94% of them"
     families = ("by network family on the sealed split's GEMM runs: depthwise no sealed runs, dense conv no sealed "
                 "runs, transformer no sealed runs, hybrid no sealed runs")
     assert profiles.load_profile("test-phone").validated_errors() == (
         f"CPU {cpu}; {families}; Neural Engine validated: median error 1.07x, 74% within 1.5x, on 19 published "
-        "runs (iPhone 14 Pro); the interval held 90% of them")
+        "runs (iPhone 14 Pro); its 65% interval held 70% of them")
     assert profiles.load_profile("bare").validated_errors() == (
         "CPU not validated: no published runs of its core in the corpus")
 

@@ -257,7 +257,7 @@ def test_devices_shows_each_profiles_validated_error():
         assert v["runs"] == len(sealed) and v["against"].startswith("sealed split")
         assert (f"CPU validated: median error {v['median_error']:g}x, {v['within_1_5x']:.0%} within 1.5x, "
                 f"on {len(sealed)} published runs") in proc.stdout
-        assert f"the interval held {v['interval_coverage']:.0%} of them" in proc.stdout
+        assert f"its {v['interval_claim']:.0%} interval held {v['interval_coverage']:.0%} of them" in proc.stdout
     ne = load_profile("iphone-15-pro").neural_engine_validation
     assert f"Neural Engine validated: median error {ne['median_error']:g}x" in proc.stdout
     # each network family's sealed error, as fitted.toml records it (benchmarks/estimates.py writes it)
