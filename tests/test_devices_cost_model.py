@@ -5,6 +5,7 @@ once per mutant (benchmarks/mutation.py, module "cost-model")."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +220,15 @@ def test_a_core_is_built_from_its_kind_and_an_unknown_kind_refused():
     with pytest.raises(BadInput, match=r"^unknown core 'Middle'; known: Big, Little$"):
         core_of("Middle", 2.0, cores)
     assert core_of("Cortex-A76", 2.4).fp32_flops_per_cycle == 16  # the shipped cores.toml by default
+
+
+def test_the_shipped_fitted_file_is_read_by_default():
+    import tomllib
+
+    import edge_distill
+
+    path = Path(edge_distill.__file__).parent / "device_profiles" / "cost_model" / "fitted.toml"
+    data = tomllib.loads(path.read_text())
+    shipped = load_coefficients()
+    assert (shipped.thread_scaling, shipped.efficiency["float"], shipped.neural_engine) == (
+        data["thread_scaling"], data["efficiency"]["float"], data["neural_engine"])

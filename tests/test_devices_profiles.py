@@ -92,7 +92,7 @@ def test_a_profile_needs_a_core_and_a_known_one(install):
 
 
 @pytest.mark.parametrize("change", [{"ratio_low": 2.5}, {"ratio_low": 0.0}, {"runs": None}, {"spread": 1},
-                                    {"interval_claim": 1.0}, {"interval_claim": 0.0}])
+                                    {"interval_claim": 1.0}, {"interval_claim": 1.5}, {"interval_claim": 0.0}])
 def test_a_validation_table_is_complete_and_ordered(install, change):
     table = {k: v for k, v in {**VALIDATION, **change}.items() if v is not None}
     path = install("test-phone", PROFILE + _toml("validation", table))
