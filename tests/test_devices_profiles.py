@@ -6,6 +6,7 @@ by benchmarks/mutation.py, module "profiles"."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -228,7 +229,7 @@ def test_a_correction_is_the_median_measured_over_estimated_ratio(counted, tmp_p
     folder.mkdir()
     for name in ("a", "b", "c", "host"):
         (folder / f"{name}.onnx").write_bytes(b"graph")
-    report = {"results": [_result(str(folder / "a.tflite"), 13.5), _result("b.ort", 6.75 * 3, "adb:serial2"),
+    report = {"results": [_result(str(folder / "a.tflite"), 13.5), _result("b.ort", 6.75 * 3, "iphone:00008130"),
                           _result(str(folder / "c.onnx"), 6.75 * 5),
                           _result(str(folder / "host.onnx"), 1.0, device="host"),
                           _result(str(folder / "a.onnx"), 1.0, kind="estimated"),
@@ -238,7 +239,8 @@ def test_a_correction_is_the_median_measured_over_estimated_ratio(counted, tmp_p
     path.write_text(json.dumps(report))
     info = profiles.correct("test-phone", path)
     assert info["correction"] == 3.0 and info["ratios"] == [2.0, 3.0, 5.0]
-    assert info["measured_on"] == ["adb:serial1", "adb:serial2"] and info["profile_version"] == "7"
+    assert info["measured_on"] == ["adb:serial1", "iphone:00008130"] and info["profile_version"] == "7"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", info["created"])  # UTC, whole seconds
     assert json.loads(stored.read_text()) == info
     assert profiles.load_profile("test-phone").figures["correction"] == 3.0
 
