@@ -154,6 +154,8 @@ def _load(**flops) -> Workload:
 
 def test_network_families_at_their_boundaries():
     assert network_family(_load(gemm=25.0, matmul=25.0, pointwise=50.0)) == "transformer"  # matrix products 0.5
+    assert network_family(_load(matmul=60.0, gemm=1.0, pointwise=39.0)) == "transformer"  # BERT-like: 0.61
+    assert network_family(_load(conv3x3_s1=60.0, pointwise=40.0)) == "dense conv"  # ResNet-like: 0.6
     assert network_family(_load(matmul=49.0, pointwise=51.0)) == "hybrid"
     assert network_family(_load(matmul=15.0, pointwise=85.0)) == "hybrid"  # 0.15
     assert network_family(_load(gemm=14.0, conv3x3_s1=30.0, pointwise=56.0)) == "dense conv"

@@ -93,7 +93,8 @@ def test_a_profile_needs_a_core_and_a_known_one(install):
 
 
 @pytest.mark.parametrize("change", [{"ratio_low": 2.5}, {"ratio_low": 0.0}, {"runs": None}, {"spread": 1},
-                                    {"interval_claim": 1.0}, {"interval_claim": 1.5}, {"interval_claim": 0.0}])
+                                    {"interval_claim": 1.0}, {"interval_claim": 1.5}, {"interval_claim": 0.0},
+                                    {"interval_claim": -0.5}])
 def test_a_validation_table_is_complete_and_ordered(install, change):
     table = {k: v for k, v in {**VALIDATION, **change}.items() if v is not None}
     path = install("test-phone", PROFILE + _toml("validation", table))
@@ -118,9 +119,10 @@ def test_a_stored_correction_applies_to_its_profile_version_only(install, tmp_pa
     stored.write_text(json.dumps({"profile_version": "7", "correction": 1.5}))
     p = profiles.load_profile("test-phone")
     assert p.figures["correction"] == 1.5 and p.correction_info == {"profile_version": "7", "correction": 1.5}
-    stored.write_text(json.dumps({"profile_version": "6", "correction": 1.5}))
-    p = profiles.load_profile("test-phone")
-    assert p.figures["correction"] == 1.0 and p.correction_info is None
+    for other in ("6", "8"):  # an older profile's, or a newer one's
+        stored.write_text(json.dumps({"profile_version": other, "correction": 1.5}))
+        p = profiles.load_profile("test-phone")
+        assert p.figures["correction"] == 1.0 and p.correction_info is None
 
 
 def test_the_interval_and_the_validation_follow_the_compute_unit(install):
@@ -230,7 +232,8 @@ def test_a_correction_is_the_median_measured_over_estimated_ratio(counted, tmp_p
     for name in ("a", "b", "c", "host"):
         (folder / f"{name}.onnx").write_bytes(b"graph")
     report = {"results": [_result(str(folder / "a.tflite"), 13.5), _result("b.ort", 6.75 * 3, "iphone:00008130"),
-                          _result(str(folder / "c.onnx"), 6.75 * 5),
+                          _result(str(folder / "c.onnx"), 6.75 * 5), _result(str(folder / "c.onnx"), 6.75 * 3.14159),
+                          _result(str(folder / "c.onnx"), 6.75 * 3.00014),
                           _result(str(folder / "host.onnx"), 1.0, device="host"),
                           _result(str(folder / "a.onnx"), 1.0, kind="estimated"),
                           _result(str(folder / "a.onnx"), 0.0),
@@ -238,11 +241,12 @@ def test_a_correction_is_the_median_measured_over_estimated_ratio(counted, tmp_p
     path = folder / "report.json"
     path.write_text(json.dumps(report))
     info = profiles.correct("test-phone", path)
-    assert info["correction"] == 3.0 and info["ratios"] == [2.0, 3.0, 5.0]
+    # ratios and their median kept to 4 places: the median of 2, 3, 5, 3.14159 and 3.00014 is 3.00014
+    assert info["correction"] == 3.0001 and info["ratios"] == [2.0, 3.0, 5.0, 3.1416, 3.0001]
     assert info["measured_on"] == ["adb:serial1", "iphone:00008130"] and info["profile_version"] == "7"
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", info["created"])  # UTC, whole seconds
     assert json.loads(stored.read_text()) == info
-    assert profiles.load_profile("test-phone").figures["correction"] == 3.0
+    assert profiles.load_profile("test-phone").figures["correction"] == 3.0001
 
 
 def test_a_correction_needs_a_device_measurement(counted, tmp_path):
