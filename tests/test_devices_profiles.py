@@ -236,6 +236,7 @@ def test_a_correction_is_the_median_measured_over_estimated_ratio(counted, tmp_p
                           _result(str(folder / "c.onnx"), 6.75 * 3.00014),
                           _result(str(folder / "host.onnx"), 1.0, device="host"),
                           _result(str(folder / "a.onnx"), 1.0, kind="estimated"),
+                          _result(str(folder / "a.onnx"), 1.0, kind="reference-mil"),
                           _result(str(folder / "a.onnx"), 0.0),
                           _result(str(folder / "missing.onnx"), 1.0)]}
     path = folder / "report.json"
