@@ -288,3 +288,12 @@ def test_the_shipped_profiles_are_the_tomls_of_device_profiles():
     assert iphone.on_neural_engine(FP16_NE) and iphone.core_kind == "Apple-Everest"
     with pytest.raises(BadInput, match=rf"available: host, {', '.join(sorted(shipped))}\n"):
         profiles.load_profile("no-such-phone")
+
+
+def test_a_correction_creates_the_config_folder(counted, tmp_path):
+    (tmp_path / "a.onnx").write_bytes(b"graph")
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"results": [_result(str(tmp_path / "a.onnx"), 13.5)]}))
+    assert not (tmp_path / "config").exists()
+    assert profiles.correct("test-phone", path)["correction"] == 2.0  # 13.5 / 6.75
+    assert json.loads((tmp_path / "config" / "corrections" / "test-phone.json").read_text())["correction"] == 2.0
