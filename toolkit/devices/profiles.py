@@ -41,7 +41,8 @@ from .host import host_speed
 PROFILE_KEYS = {"name", "version", "description", "core", "clock_ghz", "threads", "correction",
                 "neural_engine_fp16_tops", "neural_engine_int8_tops", "sources", "validation",
                 "neural_engine_validation"}
-VALIDATION_KEYS = {"against", "runs", "median_error", "within_1_5x", "ratio_low", "ratio_high", "interval_coverage"}
+VALIDATION_KEYS = {"against", "runs", "median_error", "within_1_5x", "ratio_low", "ratio_high", "interval_coverage",
+                   "interval_claim"}
 FP32 = Precision("fp32", 32, 32, "fp32")  # what an artifact of unknown precision is estimated as
 
 
@@ -75,8 +76,8 @@ class Profile:
 
     def interval(self, ms: float, precision: Precision | None = None) -> tuple[float, float] | None:
         """Where the true latency lies if this estimate errs as the cross-validated ones did (estimate /
-        published ranged over ratio_low..ratio_high, their 5th to 95th percentiles; interval_coverage
-        says how many sealed runs it held)."""
+        published within ratio_low..ratio_high for interval_claim of them, benchmarks/estimates.py's
+        conformal interval; interval_coverage says how many sealed runs it held)."""
         v = self.validation_for(precision)
         return (round(ms / v["ratio_high"], 4), round(ms / v["ratio_low"], 4)) if v else None
 
@@ -123,15 +124,17 @@ def _said(v: dict | None) -> str:
     if not v:
         return "not validated: no published runs of its core in the corpus"
     return (f"validated: median error {v['median_error']:g}x, {v['within_1_5x']:.0%} within 1.5x, on "
-            f"{v['runs']} published runs ({v['against']}); the interval held {v['interval_coverage']:.0%} of them")
+            f"{v['runs']} published runs ({v['against']}); its {v['interval_claim']:.0%} interval held "
+            f"{v['interval_coverage']:.0%} of them")
 
 
 def _validation(table: dict | None, key: str, name: str, path: Path) -> dict | None:
     if table is not None:
         check_keys(table, VALIDATION_KEYS, f"device {name} [{key}]", path)
-        if set(table) != VALIDATION_KEYS or not 0 < table["ratio_low"] <= table["ratio_high"]:
-            raise BadInput(f"[{key}] needs {', '.join(sorted(VALIDATION_KEYS))}, with 0 < ratio_low <= ratio_high",
-                           path=path)
+        if set(table) != VALIDATION_KEYS or not 0 < table["ratio_low"] <= table["ratio_high"] \
+                or not 0 < table["interval_claim"] < 1:
+            raise BadInput(f"[{key}] needs {', '.join(sorted(VALIDATION_KEYS))}, with 0 < ratio_low <= ratio_high "
+                           "and 0 < interval_claim < 1", path=path)
     return table
 
 
