@@ -11,6 +11,7 @@ dimensions).
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field, replace
@@ -25,6 +26,8 @@ from .files import save_arrays
 
 FREE_SIZE = 64  # a free dimension (not the batch) of the sample, when no data fill it
 SAMPLES, SEQUENCES, CHUNKS = 8, 4, 3
+YOLO_STRIDES, HEAD_STRIDES = (8, 16, 32), (8, 16, 32, 64)  # one-stage detectors' feature-map strides
+DETECTION_CONF = 0.25  # the detection kind's default; lowered where the float model scores nothing above it
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Plan:
     outputs: list[tuple[str, tuple, str, str, str]]  # name, per-sample shape, dtype, kind, why
     state: dict[str, str]
     weight_ops: Counter  # weights (elements) per ONNX op type
+    settings: dict[str, dict] = field(default_factory=dict)  # output -> its kind's settings init sets (layout)
     targets: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)  # precisions, refused
     unavailable: dict[str, str] = field(default_factory=dict)  # target -> why none of it
     notes: dict[str, list[str]] = field(default_factory=dict)  # target -> what a kept precision leaves out
@@ -238,8 +242,6 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
     state-like input (as the model lays both out) is that state, fed back."""
     from edge_distill.calibration import to_model_layout
 
-    from .kinds import infer
-
     feeds = discovery_feeds(plan.inputs, states, data, bool(states))
     try:
         outputs = source.predict_all(feeds)
@@ -248,6 +250,8 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
                        f"{str(exc).splitlines()[0][:300]})", path=source.reference,
                        hint="pass --data with a folder of real .npz samples: their shapes fill the free dimensions") from None
     laid = to_model_layout(dict(feeds.inputs), source.inputs)
+    given = dict(feeds.inputs)
+    hw, text = image_size(given), text_encoder([i.spec for i in plan.inputs], given)
     for name, out in zip(source.output_names, outputs):
         fed = next((s for s in sorted(states) if laid[s].shape == out.shape and s not in plan.state.values()), None)
         if fed is not None:
@@ -257,8 +261,108 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
             plan.outputs.append((name, tuple(np.delete(out.shape, axis)), out.dtype.name, "state",
                                  f"fed back as '{fed}'"))
             continue
-        kind, why = infer(out.shape[1:], out.dtype, "classification")
+        kind, settings, why = propose_kind(name, np.asarray(out), given, hw, text)
+        if settings:
+            plan.settings[name] = settings
         plan.outputs.append((name, tuple(out.shape[1:]), out.dtype.name, kind, why))
+
+
+def image_size(feeds: dict[str, np.ndarray]) -> tuple[int, int] | None:
+    """(height, width) of the first image input as fed (NCHW or NHWC, 1 or 3 channels), or None."""
+    for value in feeds.values():
+        if value.ndim == 4 and value.shape[1] in (1, 3):
+            return value.shape[2], value.shape[3]
+        if value.ndim == 4 and value.shape[3] in (1, 3):
+            return value.shape[1], value.shape[2]
+    return None
+
+
+def text_encoder(specs: list[InputSpec], feeds: dict[str, np.ndarray]) -> bool:
+    """Token ids in, no image: an integer [batch, tokens] input beside no 4-d one."""
+    tokens = any(np.dtype(s.dtype).kind in "iu" and len(s.shape) == 2 for s in specs)
+    return tokens and not any(v.ndim == 4 for v in feeds.values())
+
+
+def anchor_grids(hw: tuple[int, int]) -> dict[int, str]:
+    """Anchor counts a one-stage detector has on this image: each stride's grid, and YOLO's three
+    levels together."""
+    h, w = hw
+    grid = lambda s: -(-h // s) * -(-w // s)  # noqa: E731  (a partial cell is a cell: ceil)
+    counts = {grid(s): f"the stride-{s} grid" for s in HEAD_STRIDES}
+    counts[sum(grid(s) for s in YOLO_STRIDES)] = "strides 8, 16 and 32 together"
+    return counts
+
+
+def decoded(rows: np.ndarray, hw: tuple[int, int]) -> bool:
+    """rows [samples, n, 4 + k]: boxes cx, cy, w, h in the image's pixels, then scores in [0, 1].
+    Raw heads (offsets per cell, log sizes, logits) fail it: they are not what detection decodes."""
+    h, w = hw
+    boxes, scores = rows[..., :4].astype(np.float64), rows[..., 4:]
+    centres_inside = boxes[..., :2].min() >= -0.1 * max(h, w) and boxes[..., 0].max() <= 1.1 * w \
+        and boxes[..., 1].max() <= 1.1 * h
+    sizes_in_pixels = boxes[..., 2:].min() >= 0 and boxes[..., 2:].max() > 2
+    return bool(centres_inside and sizes_in_pixels and scores.min() >= 0 and scores.max() <= 1)
+
+
+def detection_conf(scores: np.ndarray) -> tuple[dict, str]:
+    """The default conf, or half the float model's best score where nothing reaches the default (else
+    no reference box, and mAP has nothing to agree with)."""
+    best = float(scores.max())
+    if best >= DETECTION_CONF:
+        return {}, ""
+    conf = max(0.01, float(np.floor(best * 50) / 100))
+    return {"conf": conf}, (f"; conf {conf}: the float model's best score on the samples init ran is {best:.3f}, "
+                            f"below the default {DETECTION_CONF}")
+
+
+def detector_head(values: np.ndarray, hw: tuple[int, int]) -> tuple[str, dict, str] | None:
+    """A [B, 4+C, N] YOLOv8 or [B, N, 5+C] YOLOv5/YOLOX output whose boxes are decoded: detection; a
+    head per anchor that is not decoded (PicoDet's levels, YOLOX before its grid): dense, saying why."""
+    rows, cols = values.shape[1:]
+    grids, size = anchor_grids(hw), f"{hw[0]}x{hw[1]}"
+    if cols in grids and 5 <= rows < cols and decoded(np.swapaxes(values, 1, 2), hw):
+        conf, why = detection_conf(values[:, 4:])
+        return "detection", {"layout": "yolov8", **conf}, (
+            f"[B, 4 + {rows - 4}, {cols}]: {cols} anchors ({grids[cols]} of the {size} input), boxes in pixels then "
+            f"class scores (YOLOv8){why}")
+    if rows in grids and cols >= 6 and decoded(values, hw):
+        conf, why = detection_conf(values[..., 4:5] * values[..., 5:])
+        return "detection", {"layout": "yolov5", **conf}, (
+            f"[B, {rows}, 5 + {cols - 5}]: {rows} anchors ({grids[rows]} of the {size} input), boxes in pixels, "
+            f"objectness, class scores (YOLOv5/YOLOX decoded); if column 4 is a class score, not an objectness, "
+            f"declare kind = \"dense\"{why}")
+    anchors = rows if rows in grids else cols if cols in grids else None
+    if anchors is None:
+        return None
+    return "dense", {}, (f"a raw detector head: {anchors} anchors ({grids[anchors]} of the {size} input) of "
+                         f"{rows * cols // anchors} values each, before box decoding (the detection kind decodes "
+                         "YOLO layouts only): compared as values, by cosine and error")
+
+
+def propose_kind(name: str, values: np.ndarray, feeds: dict[str, np.ndarray], hw: tuple[int, int] | None,
+                 text: bool) -> tuple[str, dict, str]:
+    """(kind, settings, why) for one output, from its values on the samples init ran; `why` goes into
+    the config as a comment."""
+    from .kinds import infer
+
+    shape = values.shape[1:]
+    if values.dtype.kind in "iub":
+        copied = next((n for n, v in feeds.items() if v.shape == values.shape and np.array_equal(v, values)), None)
+        if copied is not None:
+            return "indices", {}, (f"a copy of the input '{copied}' passed through the graph, not a result of the "
+                                   "model: compared exactly, nothing to budget")
+        return "indices", {}, "integer values (ids, counts): compared exactly, never as floats"
+    leftover = " (its name is the exporter's: the tensor a Shape node read)" if name.startswith("onnx::") else ""
+    if text and len(shape) == 1:
+        return "embedding", {}, f"a text encoder's vector per sample: the sentence embedding{leftover}"
+    if text and len(shape) == 2:
+        return "embedding", {}, (f"a text encoder's [B, {shape[0]}, {shape[1]}]: an embedding per token (the last "
+                                 f"hidden state), compared by cosine over the whole sequence{leftover}")
+    proposed = detector_head(values, hw) if hw is not None and len(shape) == 2 else None
+    if proposed is not None:
+        return proposed
+    kind, why = infer(shape, values.dtype, "classification")
+    return kind, {}, why
 
 
 def weights_and_opset(source, samples: Dataset, work: Path) -> tuple[Counter, int | None]:
@@ -349,6 +453,7 @@ def config_text(plan: Plan, out: Path) -> str:
     for name, shape, dtype, kind, why in plan.outputs:  # every output declared: the list is the model's outputs
         lines += ["", f"[model.outputs.{toml_key(name)}]   # [B, {', '.join(map(str, shape))}] {dtype}",
                   f'kind = "{kind}"' + (f"   # inferred: {why}" if why else "   # inferred from its shape")]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in plan.settings.get(name, {}).items()]
     return "\n".join(lines + _data_lines(plan, out) + _target_lines(plan) + _budget_lines(plan)) + "\n"
 
 
