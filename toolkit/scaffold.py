@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,6 +53,8 @@ class Plan:
     unavailable: dict[str, str] = field(default_factory=dict)  # target -> why none of it
     notes: dict[str, list[str]] = field(default_factory=dict)  # target -> what a kept precision leaves out
     data: tuple[Path, Path] | None = None  # the user's evaluation and calibration files
+    weights: str | None = None  # a module:factory's weights file, where it does not load its own
+    module_copied: Path | None = None  # a factory's module file, copied beside the config (check imports it there)
 
 
 def batch_axis(shape: tuple, first_batch: set) -> tuple[int | None, bool]:
@@ -201,15 +205,52 @@ def sample_arrays(plan: Plan) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_model(reference: str, data_dir: Path | None):
+def is_factory(reference: str) -> bool:
+    return ":" in reference and not Path(reference).exists()
+
+
+def factory_inputs(reference: str, data_dir: Path | None) -> list[InputSpec]:
+    """A module:factory's inputs, batch first: from the module's EXAMPLE_INPUTS[factory] (name -> one
+    batch, an array or a tensor), else from the first .npz of --data (every array but labels and
+    metadata)."""
+    import importlib
+
+    from edge_distill.calibration.readers import RESERVED
+
+    module_name, _, factory = reference.partition(":")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        examples = getattr(importlib.import_module(module_name), "EXAMPLE_INPUTS", {}).get(factory)
+    except ImportError as exc:
+        raise BadInput(f"cannot import module '{module_name}' for {reference}: {exc}",
+                       hint="run init where the module is importable (the current folder is searched)") from None
+    finally:
+        sys.path.remove(str(Path.cwd()))
+    if examples is None and data_dir is not None:
+        files = sorted(Path(data_dir).glob("*.npz")) if Path(data_dir).is_dir() else []
+        if files:
+            with np.load(files[0], allow_pickle=False) as npz:
+                examples = {k: npz[k] for k in npz.files if k not in RESERVED and not k.startswith("slice_")}
+    if not examples:
+        raise BadInput(f"{reference} does not say what it takes: init reads a factory's inputs from its module's "
+                       f"EXAMPLE_INPUTS[\"{factory}\"] or from --data",
+                       hint=f"add EXAMPLE_INPUTS = {{\"{factory}\": {{\"image\": torch.zeros(1, 3, 224, 224)}}}} "
+                            f"to {module_name}, or pass --data with a folder of .npz samples")
+    arrays = {name: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for name, v in examples.items()}
+    return [InputSpec(name, ("batch", *a.shape[1:]), a.dtype.name) for name, a in arrays.items()]
+
+
+def read_model(reference: str, data_dir: Path | None, weights: str | None = None):
     """(the loaded model, its inputs laid out, each with whether it looks like a state; the names of
     those that do; the user's evaluation and calibration files, or None)."""
     from .models import load_model
 
-    if ":" in reference and not Path(reference).exists():
-        raise BadInput(f"init reads a model's inputs from its file; {reference} is a module:factory, whose inputs "
-                       "are declared by hand", hint="give the .onnx, .pt2 or Hugging Face folder")
-    source = load_model(reference)
+    if is_factory(reference):
+        source = load_model(reference, weights, factory_inputs(reference, data_dir), search_path=Path.cwd())
+    elif weights is not None:
+        raise BadInput("--weights goes with a module:factory; this model holds its own", path=weights)
+    else:
+        source = load_model(reference)
     laid = propose_axes(source.inputs)
     specs = [spec for spec, _ in laid]
     data = find_data(data_dir, [s for s, state_like in laid if not state_like]) if data_dir else None
@@ -252,6 +293,8 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
     laid = to_model_layout(dict(feeds.inputs), source.inputs)
     given = dict(feeds.inputs)
     hw, text = image_size(given), text_encoder([i.spec for i in plan.inputs], given)
+    if len(source.output_names) != len(outputs):  # a torch module's outputs, named as its export names them
+        source.output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
     for name, out in zip(source.output_names, outputs):
         fed = next((s for s in sorted(states) if laid[s].shape == out.shape and s not in plan.state.values()), None)
         if fed is not None:
@@ -380,15 +423,15 @@ def weights_and_opset(source, samples: Dataset, work: Path) -> tuple[Counter, in
     return onnx_weights_by_op(proto), opset
 
 
-def plan_model(reference: str, data_dir: Path | None, work: Path) -> Plan:
+def plan_model(reference: str, data_dir: Path | None, work: Path, weights: str | None = None) -> Plan:
     """Everything `init` writes, read from the model (and the data folder, where given)."""
-    source, laid, states, data = read_model(reference, data_dir)
+    source, laid, states, data = read_model(reference, data_dir, weights)
     streamed, evaluation = bool(states), data and data[0]
     inputs = [InputPlan(spec, sample_sizes(spec, streamed and spec.name not in states,
                                            evaluation if spec.name not in states else None),
                         layout_note(spec, state_like)) for spec, state_like in laid]
     plan = Plan(reference=source.reference, source_kind=source.kind, opset=None, inputs=inputs, outputs=[], state={},
-                weight_ops=Counter(), data=data)
+                weight_ops=Counter(), data=data, weights=weights)
     read_outputs(plan, source, states, evaluation)
     source.output_axes = [next(i.spec.axis for i in inputs if i.spec.name == plan.state[n]) if n in plan.state else 0
                           for n in source.output_names]
@@ -398,23 +441,30 @@ def plan_model(reference: str, data_dir: Path | None, work: Path) -> Plan:
     return plan
 
 
-def run_init(reference: str, out: Path, data_dir: Path | None = None, force: bool = False) -> Plan:
-    """Write `out`/edge-distill.toml (and sample.npz without --data); never into the model's or the
-    data's folder. Through a temporary folder renamed at the end."""
+def run_init(reference: str, out: Path, data_dir: Path | None = None, force: bool = False,
+             weights: str | None = None) -> Plan:
+    """Write `out`/edge-distill.toml (and sample.npz without --data; a factory's module file found in
+    the current folder beside it); never into the model's, the weights' or the data's folder. Through
+    a temporary folder renamed at the end."""
     import tempfile
 
     from .outputs import output_folder
 
     out = Path(out).absolute()
     model_folder = Path(reference).absolute().parent if Path(reference).is_file() else Path(reference).absolute()
-    for folder in filter(None, (model_folder, data_dir and Path(data_dir).absolute())):
+    inputs = (model_folder, data_dir and Path(data_dir).absolute(), weights and Path(weights).absolute().parent)
+    for folder in filter(None, inputs):
         if out == folder or folder in out.parents:
             raise BadInput(f"--out {out} is inside the input folder {folder}; init never writes there",
                            hint="pass --out a folder elsewhere")
     with output_folder(out, force) as tmp, tempfile.TemporaryDirectory(prefix=".init-", dir=tmp) as work:
-        plan = plan_model(reference, data_dir and Path(data_dir), Path(work))
+        plan = plan_model(reference, data_dir and Path(data_dir), Path(work), weights)
         if plan.data is None:
             save_arrays(tmp / "sample.npz", sample_arrays(plan))
+        module_file = Path.cwd() / (reference.partition(":")[0] + ".py")
+        if is_factory(reference) and module_file.is_file():  # check imports a factory from the config's folder
+            shutil.copyfile(module_file, tmp / module_file.name)
+            plan.module_copied = module_file
         (tmp / "edge-distill.toml").write_text(config_text(plan, out))
     return plan
 
@@ -439,7 +489,13 @@ def config_text(plan: Plan, out: Path) -> str:
     if free and plan.data is None:
         lines.append(f"# Free dimensions were given {FREE_SIZE} in sample.npz: {', '.join(free)} per sample; real "
                      "data set their own sizes.")
-    lines += ["", "[model]", f'student = "{_rel(plan.reference, out)}"']
+    if plan.module_copied:
+        lines.append(f"# {plan.module_copied.name}: copied from {plan.module_copied.parent} beside this file, where "
+                     "check imports the factory from")
+    student = plan.reference if is_factory(plan.reference) else _rel(plan.reference, out)
+    lines += ["", "[model]", f'student = "{student}"']
+    if plan.weights:
+        lines.append(f'weights = "{_rel(plan.weights, out)}"')
     axes = {i.spec.name: i.spec.axis for i in plan.inputs if i.spec.axis != 0 and i.spec.shape}
     if axes:
         lines.append("batch_axes = { " + ", ".join(f'{toml_key(n)} = {a if a is not None else chr(34) + "none" + chr(34)}'
