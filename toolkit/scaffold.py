@@ -473,6 +473,10 @@ def _rel(path: str | Path, out: Path) -> str:
     return Path(os.path.relpath(Path(path).absolute(), out)).as_posix()
 
 
+def _input_entry(spec: InputSpec) -> str:
+    return f'{{ name = "{spec.name}", shape = {json.dumps(list(spec.shape))}, dtype = "{spec.dtype}" }}'
+
+
 def _toml_list(items) -> str:
     return "[" + ", ".join(f'"{i}"' for i in items) + "]"
 
@@ -496,6 +500,8 @@ def config_text(plan: Plan, out: Path) -> str:
     lines += ["", "[model]", f'student = "{student}"']
     if plan.weights:
         lines.append(f'weights = "{_rel(plan.weights, out)}"')
+    if is_factory(plan.reference):  # a factory's inputs are the config's to say (a file states its own)
+        lines += [f'inputs = [{", ".join(_input_entry(i.spec) for i in plan.inputs)}]']
     axes = {i.spec.name: i.spec.axis for i in plan.inputs if i.spec.axis != 0 and i.spec.shape}
     if axes:
         lines.append("batch_axes = { " + ", ".join(f'{toml_key(n)} = {a if a is not None else chr(34) + "none" + chr(34)}'
