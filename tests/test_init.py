@@ -214,6 +214,72 @@ def test_init_offers_the_recipe_search_where_a_calibrated_precision_is_kept(tmp_
     assert '\n# options = { int8_recipe = "auto" }: each recipe built and evaluated, the best by the budgets kept ' \
            "(docs/int8-recipes.md)" in ort
     assert "int8_recipe" not in tomllib.loads(text)["targets"][0]  # offered in a comment, not set
+    assert "\n# also int8-auto, int8-dynamic-auto: the layers that break a budget left in float" in ort
+
+
+def test_the_auto_precisions_init_offers_are_ones_check_plans(tmp_path):
+    from edge_distill.config import load_config
+    from edge_distill.pipeline import plan_targets
+
+    (tmp_path / "models").mkdir()
+    onnx.save(conv_only_with_constant_weights(), tmp_path / "models" / "m.onnx")
+    run_init(str(tmp_path / "models" / "m.onnx"), tmp_path / "cfg")
+    path = tmp_path / "cfg" / "edge-distill.toml"
+    offered = path.read_text().split("# also ", 1)[1].split(":", 1)[0].split(", ")
+    path.write_text(path.read_text().replace('precisions = ["fp32", "int8", "int8-dynamic"]',
+                                             f"precisions = {json.dumps(offered)}"))
+    (planned,) = plan_targets(load_config(path))
+    assert planned.precisions == ["int8-auto", "int8-dynamic-auto"]
+
+
+FACTORY = """import torch
+from torch import nn
+
+EXAMPLE_INPUTS = {"two_heads": {"image": torch.zeros(1, 3, 8, 8)}}
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.score, self.box = nn.Conv2d(3, 4, 3), nn.Linear(144, 2), nn.Linear(144, 4)
+
+    def forward(self, image):
+        x = torch.relu(self.conv(image)).flatten(1)
+        return torch.softmax(self.score(x), 1), self.box(x)
+
+
+def two_heads():
+    torch.manual_seed(0)
+    return TwoHeads().eval()
+"""
+
+
+def test_init_reads_a_factory_from_its_modules_example_and_check_can_load_it(tmp_path, monkeypatch):
+    from edge_distill.config import load_config
+    from edge_distill.pipeline import Progress, load_inputs
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "heads.py").write_text(FACTORY)
+    monkeypatch.chdir(tmp_path / "src")
+    plan = run_init("heads:two_heads", tmp_path / "cfg")
+    assert [(name, shape, kind) for name, shape, _, kind, _ in plan.outputs] == [("output_0", (2,), "classification"),
+                                                                                 ("output_1", (4,), "classification")]
+    assert (tmp_path / "cfg" / "heads.py").read_text() == FACTORY  # beside the config, where check imports it
+    config = tomllib.loads((tmp_path / "cfg" / "edge-distill.toml").read_text())
+    assert config["model"]["student"] == "heads:two_heads" and "weights" not in config["model"]
+    assert config["model"]["inputs"] == [{"name": "image", "shape": ["batch", 3, 8, 8], "dtype": "float32"}]
+    monkeypatch.chdir(tmp_path)  # check runs from anywhere: the module is found beside the config
+    loaded = load_inputs(load_config(tmp_path / "cfg" / "edge-distill.toml"), Progress(False))
+    assert loaded.student.kind == "torch" and loaded.evaluation.inputs["image"].shape == (8, 3, 8, 8)
+
+
+def test_init_refuses_a_factory_that_does_not_say_what_it_takes(tmp_path, monkeypatch):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "bare.py").write_text(FACTORY.replace("EXAMPLE_INPUTS", "UNUSED"))
+    monkeypatch.chdir(tmp_path / "src")
+    proc = run_cli("init", "bare:two_heads", "--out", tmp_path / "cfg", cwd=tmp_path / "src")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "bare:two_heads does not say what it takes" in proc.stderr and 'EXAMPLE_INPUTS["two_heads"]' in proc.stderr
 
 
 # -- the kind init proposes for each output, from its values (synthetic outputs of known layouts) ------

@@ -542,6 +542,18 @@ def _data_lines(plan: Plan, out: Path) -> list[str]:
             "", "[measure]", "runs = 50", "warmup = 5"]
 
 
+def _searchable(name: str, kept: list[str]) -> list[str]:
+    """The "-auto" precisions the target can search among those kept: it can leave a layer in float."""
+    from edge_distill.targets import get_target
+
+    target = get_target(name)
+    if not hasattr(target, "layers"):
+        return []
+    defaults = target.capabilities.options_with_defaults({})
+    return [f"{p}-auto" for p in kept if target.capabilities.precision(p).weight_bits < 16
+            and target.mixing_refused(p, defaults) is None]
+
+
 def _target_lines(plan: Plan) -> list[str]:
     from edge_distill.targets import available
 
@@ -552,6 +564,10 @@ def _target_lines(plan: Plan) -> list[str]:
         if any(capabilities[name].precision(p).calibrated for p in kept):  # a recipe search where one is offered
             lines += [f'# options = {{ {o.name} = "auto" }}: each recipe built and evaluated, the best by the budgets '
                       "kept (docs/int8-recipes.md)" for o in capabilities[name].options if "auto" in o.choices]
+        searchable = _searchable(name, kept)
+        if searchable:
+            lines.append(f"# also {', '.join(searchable)}: the layers that break a budget left in float, searched with "
+                         "real builds (set a budget first; not with an option set to \"auto\")")
         lines += [f"# not {p}: {why}" for p, why in refused.items()]
     lines += [f"# no {name} target: {why}" for name, why in plan.unavailable.items()]
     return lines
