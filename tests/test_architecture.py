@@ -128,7 +128,7 @@ RULES = [
     Rule(("cli", "__main__"), anything=True, lazily=True, at_top=_ed("errors", "limits", "cli")),
     Rule(("pipeline", "ladder", "evaluate"), anything=True, except_=ABOVE_THE_STAGES),
     Rule(("scaffold",), _ed("models", "exporting", "kinds", "outputs", "files", "errors", "calibration",
-                                   "targets")),
+                                   "targets", "precision")),
     Rule(("auto_precision",), _ed("mixed", "precision", "report", "result", "files", "errors", "targets",
                                    "calibration")),
     Rule(("slicefind",), _ed("result")),

@@ -546,11 +546,13 @@ def _searchable(name: str, kept: list[str]) -> list[str]:
     """The "-auto" precisions the target can search among those kept: it can leave a layer in float."""
     from edge_distill.targets import get_target
 
+    from .precision import auto_of
+
     target = get_target(name)
     if not hasattr(target, "layers"):
         return []
     defaults = target.capabilities.options_with_defaults({})
-    return [f"{p}-auto" for p in kept if target.capabilities.precision(p).weight_bits < 16
+    return [auto_of(p) for p in kept if target.capabilities.precision(p).weight_bits < 16
             and target.mixing_refused(p, defaults) is None]
 
 
