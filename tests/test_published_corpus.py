@@ -79,7 +79,7 @@ def test_the_text_detector_is_judged_by_the_cosine_of_its_probability_maps(tmp_p
 
 
 # -- init, then check, on the config init wrote (unedited) ------------------------------------------------
-def init_then_check(tmp_path, monkeypatch, name: str):
+def init_then_check(tmp_path, monkeypatch, name: str, precisions=("fp32", "int8", "int8-dynamic")):
     """The benchmark's `--init` cell: init on the model with its evaluation file, then check."""
     import tomllib
 
@@ -94,7 +94,7 @@ def init_then_check(tmp_path, monkeypatch, name: str):
     check = run_cli("check", folder / "cfg" / "edge-distill.toml", "--out", folder / "out", "-q")
     report = json.loads((folder / "out" / "report.json").read_text())
     results = {r["name"]: r for r in report["results"]}
-    assert list(results) == ["ort-fp32", "ort-int8", "ort-int8-dynamic"]  # an ONNX file: ORT only
+    assert list(results) == [f"ort-{p}" for p in precisions]  # an ONNX file: ORT only
     assert check.returncode == 0, check.stdout + check.stderr  # no budget: every precision built and measured
     return config, results, folder, data
 
@@ -108,7 +108,7 @@ def cosine_by_hand(a: np.ndarray, b: np.ndarray) -> float:
 def test_init_reads_a_yolov8_head_as_a_detection_whose_map_is_a_number(tmp_path, monkeypatch):
     config, results, folder, data = init_then_check(tmp_path, monkeypatch, "nudenet-320n")
     model = corpus.cached(corpus.BY_NAME["nudenet-320n"])[0]
-    best = outputs(model, {"images": data["images"][:2]})[0][:, 4:].max()  # the two samples init ran
+    best = float(outputs(model, {"images": data["images"][:2]})[0][:, 4:].max())  # the two samples init ran
     assert best < 0.25  # drawn people: the published detector is unsure of them
     assert config["model"]["outputs"] == {"output0": {"kind": "detection", "layout": "yolov8",
                                                       "conf": float(np.floor(best * 50) / 100)}}
@@ -134,7 +134,9 @@ def test_init_reads_yolox_heads_before_decoding_as_dense_and_their_cosine_is_rig
 
 @pytest.mark.slow
 def test_init_reads_a_text_encoder_as_embeddings_and_its_copied_inputs_as_such(tmp_path, monkeypatch):
-    config, results, folder, data = init_then_check(tmp_path, monkeypatch, "paraphrase-minilm-l3")
+    # int4 too: its MatMul weights are what ORT's int4 stores
+    config, results, folder, data = init_then_check(tmp_path, monkeypatch, "paraphrase-minilm-l3",
+                                                    ("fp32", "int8", "int8-dynamic", "int4"))
     kinds = {name: spec["kind"] for name, spec in config["model"]["outputs"].items()}
     assert kinds == {"output": "indices", "463": "indices", "onnx::Shape_422": "embedding", "461": "embedding"}
     assert "a copy of the input 'attention_mask' passed through the graph" in (folder / "cfg" / "edge-distill.toml").read_text()
