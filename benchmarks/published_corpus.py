@@ -6,7 +6,7 @@ any cell ended in an internal error (exit 3) or a traceback.
     pip install 'edge-distill[published]'
     pip install --no-deps 'facenet-pytorch>=2.6,<2.7'   # its own pins (torch 2.2, numpy < 2) would replace ours
     python benchmarks/published_corpus.py [--workers 2] [--models ppocr-rec,nudenet]
-    python benchmarks/published_corpus.py --init    # init, then check on the config it wrote
+    python benchmarks/published_corpus.py --init [--models ...]   # init, then check on the config it wrote
 
 Each model is copied (ONNX) or converted to safetensors (torch state dicts) into
 {cache}/published/NAME/ with `source.json`: package, version, file, sha256, license.
@@ -274,6 +274,10 @@ CORPUS = [
               "models/ch_PP-OCRv4_rec_infer.onnx", rec_lines,
               _inputs(("x", ["batch", 3, 48, 320], "float32")) + '[model.outputs."softmax_11.tmp_0"]\nkind = "sequence"\n',
               '[budgets.outputs."softmax_11.tmp_0"]\nmax_cer = 0.05\n', ("softmax_11.tmp_0", "cer")),
+    Published("ppocr-rec-v6-small", "text recognition, conv/attention hybrid (convolutions, then two self-attention "
+              "blocks; CTC, opset 11)", "rapidocr", "rapidocr", "models/PP-OCRv6_rec_small.onnx", rec_lines,
+              _inputs(("x", ["batch", 3, 48, 320], "float32")) + '[model.outputs.fetch_name_0]\nkind = "sequence"\n',
+              '[budgets.outputs.fetch_name_0]\nmax_cer = 0.05\n', ("fetch_name_0", "cer")),
     Published("ppocr-cls-v2", "classification CNN (text direction, labelled)", "rapidocr-onnxruntime",
               "rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx", cls_lines,
               'task = "classification"\n' + _inputs(("x", ["batch", 3, 48, 192], "float32")),
@@ -751,8 +755,8 @@ def render(cells: list[Cell], records: dict, seconds: float, workers: int) -> st
             lines.append(f"| {c.model} | {c.target} | | | | | the runtime's quantizer failed: {c.versus['error']} | | |")
         elif c.versus:
             lines.append(versus_row(c.model, c.target, c.versus))
-    lines += ["", "Not covered yet: a ViT-style classifier and a conv/attention hybrid (no small published one "
-              "found inside a pip wheel on this machine's registry).", MARK_END]
+    lines += ["", "Not covered yet: a ViT-style classifier (no published one found inside a pip wheel on this "
+              "machine's registry: the search is under \"A ViT in the corpus\" below).", MARK_END]
     return "\n".join(lines) + "\n"
 
 
@@ -785,6 +789,13 @@ def write_section(doc: Path, section: str, marks: tuple[str, str] = (MARK_START,
 INIT_MARKS = ("<!-- published init: start -->", "<!-- published init: end -->")
 
 
+def init_command(entry: Published, folder: Path) -> list[str]:
+    """`edge-distill init` as a user would type it: the model file, or the factory with its weights
+    (run beside published_nets.py, which init copies next to the config it writes)."""
+    model = [entry.factory, "--weights", str(cached(entry)[0])] if entry.factory else [str(cached(entry)[0])]
+    return ["init", *model, "--data", str(folder / "data"), "--out", str(folder / "cfg")]
+
+
 def run_init_cell(entry: Published, work: Path) -> Cell:
     """`edge-distill init MODEL --data DIR` on the corpus' own evaluation file, then `check` on the config
     it wrote, unedited."""
@@ -795,9 +806,8 @@ def run_init_cell(entry: Published, work: Path) -> Cell:
     np.savez(folder / "data" / "eval.npz", **entry.data(np.random.default_rng(0)))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cli = [sys.executable, "-m", "edge_distill"]
-    init = subprocess.run([*cli, "init", str(cached(entry)[0]), "--data", str(folder / "data"), "--out",
-                           str(folder / "cfg")], capture_output=True, text=True, env=env, timeout=1800,
-                          stdin=subprocess.DEVNULL)
+    init = subprocess.run([*cli, *init_command(entry, folder)], capture_output=True, text=True, env=env, timeout=1800,
+                          stdin=subprocess.DEVNULL, cwd=NETS.parent)
     if init.returncode != 0:
         why = next((x for x in init.stderr.splitlines() if x.startswith("error:")), init.stderr.strip()[-300:])
         return Cell(entry.name, "init", 3 if "Traceback" in init.stderr else init.returncode, why[:400],
@@ -812,23 +822,60 @@ def run_init_cell(entry: Published, work: Path) -> Cell:
         code = 3 if "Traceback" in check.stderr else check.returncode
         return Cell(entry.name, "init", code, f"init chose {chose}; check: {why[:300]}", seconds)
     report = json.loads((folder / "out" / "report.json").read_text())
-    kinds = ", ".join(f"{name} {o.get('kind')}" for name, o in (report["results"][0].get("outputs") or {}).items())
-    return Cell(entry.name, "init", check.returncode, f"init chose {chose}; kinds {kinds}; "
-                + summary(entry, report), seconds)
+    kinds = ", ".join(f"{name} {spec['kind']}" for name, spec in config["model"].get("outputs", {}).items())
+    return Cell(entry.name, "init", check.returncode, f"init chose {chose}; kinds {kinds}; " + init_summary(report),
+                seconds)
 
 
-def render_init(cells: list[Cell], seconds: float, workers: int) -> str:
+def headline(kind: str, figures: dict) -> tuple[str, object]:
+    """An output's first figure its kind budgets from below (cosine, agreement, mAP), else from above
+    (an error), as the report gives it: a number, or None when the kind could not compute it."""
+    from edge_distill.kinds import get_kind
+
+    keys = sorted(get_kind(kind).budget_keys.values(), key=lambda k: k[1] != ">=")
+    figure = next((f for f, _, _ in keys if f in figures), keys[0][0])
+    return figure, figures.get(figure)
+
+
+def init_summary(report: dict) -> str:
+    """Per precision: each output's headline figure and the size; a refused precision's reason."""
+    parts = []
+    for r in report["results"]:
+        if r.get("failure"):
+            parts.append(f"{r['name']}: refused: " + " ".join(r["failure"]["reason"].split())[:120])
+            continue
+        figures = ", ".join("{} {} {}".format(name, *map(_figure_text, headline(o["kind"], o)))
+                            for name, o in (r.get("outputs") or {}).items())
+        parts.append(f"{r['name']} {figures}" + (f", {r['size_bytes'] / 1e6:.1f} MB" if r.get("size_bytes") else ""))
+    return "; ".join(parts)
+
+
+def render_init(cells: list[Cell], seconds: float, workers: int, kept: dict[str, str]) -> str:
+    """The section; `kept`: rows of models not run this time, as the doc had them."""
+    names = [c.model for c in cells]
     lines = [INIT_MARKS[0], "### init, then check", "",
-             f"`python benchmarks/published_corpus.py --init` ({seconds / 60:.1f} min with {workers} workers): "
-             "`edge-distill init MODEL --data DIR` on each ONNX model of the corpus with its evaluation file, then "
-             "`check` on the config init wrote, unedited (no budget: exit 0 means every precision init proposed was "
-             "built and measured). init reads `.onnx`, `.pt2` and Hugging Face folders, not a `module:factory`: the "
-             "torch models of the corpus are not in this table.", "",
-             "| model | exit | init's targets, output kinds, figures |", "|---|---|---|"]
-    for c in cells:
-        text = c.text.replace(str(cache_root()), "{cache}/published").replace("|", "/")
-        lines.append(f"| {c.model} | {c.code} | {text[:700]} |")
+             f"`python benchmarks/published_corpus.py --init --models {','.join(names)}` ({seconds / 60:.1f} min with "
+             f"{workers} workers, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}): `edge-distill init MODEL "
+             "--data DIR` on each model of the corpus with its evaluation file (a torch model as `published_nets:NAME "
+             "--weights FILE`, run beside published_nets.py), then `check` on the config init wrote, unedited (no "
+             "budget: exit 0 means every precision init proposed was built and measured; exit 2, a target refused "
+             "one, its reason given). Per precision: each output's headline figure (its kind's first figure budgeted "
+             "from below, else its error)." + (f" Rows of {', '.join(kept)} are from an earlier run." if kept else ""),
+             "", "| model | exit | init's targets, output kinds, figures |", "|---|---|---|"]
+    rows = {c.model: f"| {c.model} | {c.code} | "
+            + c.text.replace(str(cache_root()), "{cache}/published").replace("|", "/")[:1500] + " |" for c in cells}
+    for name in BY_NAME:
+        if name in rows or name in kept:
+            lines.append(rows.get(name) or kept[name])
     return "\n".join(lines + [INIT_MARKS[1]]) + "\n"
+
+
+def init_rows(doc: Path) -> dict[str, str]:
+    """The init section's rows as the doc has them, by model."""
+    text = doc.read_text() if doc.exists() else ""
+    section = text.split(INIT_MARKS[0], 1)[1].split(INIT_MARKS[1], 1)[0] if INIT_MARKS[0] in text else ""
+    return {line.split("|")[1].strip(): line for line in section.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in BY_NAME}
 
 
 def main() -> int:
@@ -836,15 +883,16 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", default=",".join(BY_NAME))
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "support.md")
-    parser.add_argument("--init", action="store_true", help="init then check on each ONNX model, instead")
+    parser.add_argument("--init", action="store_true", help="init then check on each model, instead")
     args = parser.parse_args()
     entries = [BY_NAME[name] for name in args.models.split(",")]
     records = {e.name: cached(e)[1] for e in entries}
     start = time.perf_counter()
     if args.init:
+        kept = {name: row for name, row in init_rows(args.out).items() if name not in {e.name for e in entries}}
         with tempfile.TemporaryDirectory(prefix="edge-distill-published-") as work, ThreadPoolExecutor(args.workers) as pool:
-            cells = list(pool.map(lambda e: run_init_cell(e, Path(work)), [e for e in entries if e.factory is None]))
-        write_section(args.out, render_init(cells, time.perf_counter() - start, args.workers), INIT_MARKS)
+            cells = list(pool.map(lambda e: run_init_cell(e, Path(work)), entries))
+        write_section(args.out, render_init(cells, time.perf_counter() - start, args.workers, kept), INIT_MARKS)
         for c in cells:
             print(f"{c.model:22} init    exit {c.code} {c.seconds:6.0f}s {c.text[:300]}")
         return 1 if any(c.code not in (0, 1, 2) for c in cells) else 0

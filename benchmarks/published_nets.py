@@ -68,6 +68,12 @@ class WordLlama(nn.Module):
         return nn.functional.normalize(pooled, dim=-1)
 
 
+# What each factory takes, one batch each (`edge-distill init published_nets:rnet` reads its inputs here).
+EXAMPLE_INPUTS = {"rnet": {"image": torch.zeros(1, 3, 24, 24)}, "onet": {"image": torch.zeros(1, 3, 48, 48)},
+                  "wordllama": {"input_ids": torch.zeros(1, 32, dtype=torch.int64),
+                                "attention_mask": torch.ones(1, 32)}}
+
+
 def rnet() -> nn.Module:
     return RNet().eval()
 

@@ -129,7 +129,7 @@ RULES = [
     Rule(("session",), anything=True, except_=_ed("cli", "__main__")),
     Rule(("pipeline", "ladder", "evaluate"), anything=True, except_=ABOVE_THE_STAGES),
     Rule(("scaffold",), _ed("models", "exporting", "kinds", "outputs", "files", "errors", "calibration",
-                                   "targets")),
+                                   "targets", "precision")),
     Rule(("auto_precision",), _ed("mixed", "precision", "report", "result", "files", "errors", "targets",
                                    "calibration")),
     Rule(("slicefind",), _ed("result")),

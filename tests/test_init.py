@@ -179,8 +179,9 @@ def test_coreml_refuses_at_build_the_onnx_source_its_capabilities_exclude(tmp_pa
 def test_init_refuses_what_it_cannot_read_by_name(tmp_path):
     with pytest.raises(BadInput) as info:
         run_init("fmnist_models:student", tmp_path / "cfg")
-    assert str(info.value) == ("init reads a model's inputs from its file; fmnist_models:student is a module:factory, "
-                               "whose inputs are declared by hand\n  hint: give the .onnx, .pt2 or Hugging Face folder")
+    assert str(info.value) == ("cannot import module 'fmnist_models' for fmnist_models:student: No module named "
+                               "'fmnist_models'\n  hint: run init where the module is importable (the current folder "
+                               "is searched)")
     (tmp_path / "models").mkdir()
     onnx.save(conv_only_with_constant_weights(), tmp_path / "models" / "m.onnx")
     (tmp_path / "data").mkdir()
@@ -214,3 +215,160 @@ def test_init_offers_the_recipe_search_where_a_calibrated_precision_is_kept(tmp_
     assert '\n# options = { int8_recipe = "auto" }: each recipe built and evaluated, the best by the budgets kept ' \
            "(docs/int8-recipes.md)" in ort
     assert "int8_recipe" not in tomllib.loads(text)["targets"][0]  # offered in a comment, not set
+    assert "\n# also int8-auto, int8-dynamic-auto: the layers that break a budget left in float" in ort
+
+
+def test_the_auto_precisions_init_offers_are_ones_check_plans(tmp_path):
+    from edge_distill.config import load_config
+    from edge_distill.pipeline import plan_targets
+
+    (tmp_path / "models").mkdir()
+    onnx.save(conv_only_with_constant_weights(), tmp_path / "models" / "m.onnx")
+    run_init(str(tmp_path / "models" / "m.onnx"), tmp_path / "cfg")
+    path = tmp_path / "cfg" / "edge-distill.toml"
+    offered = path.read_text().split("# also ", 1)[1].split(":", 1)[0].split(", ")
+    path.write_text(path.read_text().replace('precisions = ["fp32", "int8", "int8-dynamic"]',
+                                             f"precisions = {json.dumps(offered)}"))
+    (planned,) = plan_targets(load_config(path))
+    assert planned.precisions == ["int8-auto", "int8-dynamic-auto"]
+
+
+FACTORY = """import torch
+from torch import nn
+
+EXAMPLE_INPUTS = {"two_heads": {"image": torch.zeros(1, 3, 8, 8)}}
+
+
+class TwoHeads(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.score, self.box = nn.Conv2d(3, 4, 3), nn.Linear(144, 2), nn.Linear(144, 4)
+
+    def forward(self, image):
+        x = torch.relu(self.conv(image)).flatten(1)
+        return torch.softmax(self.score(x), 1), self.box(x)
+
+
+def two_heads():
+    torch.manual_seed(0)
+    return TwoHeads().eval()
+"""
+
+
+def test_init_reads_a_factory_from_its_modules_example_and_check_can_load_it(tmp_path, monkeypatch):
+    from edge_distill.config import load_config
+    from edge_distill.pipeline import Progress, load_inputs
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "heads.py").write_text(FACTORY)
+    monkeypatch.chdir(tmp_path / "src")
+    plan = run_init("heads:two_heads", tmp_path / "cfg")
+    assert [(name, shape, kind) for name, shape, _, kind, _ in plan.outputs] == [("output_0", (2,), "classification"),
+                                                                                 ("output_1", (4,), "classification")]
+    assert (tmp_path / "cfg" / "heads.py").read_text() == FACTORY  # beside the config, where check imports it
+    config = tomllib.loads((tmp_path / "cfg" / "edge-distill.toml").read_text())
+    assert config["model"]["student"] == "heads:two_heads" and "weights" not in config["model"]
+    assert config["model"]["inputs"] == [{"name": "image", "shape": ["batch", 3, 8, 8], "dtype": "float32"}]
+    monkeypatch.chdir(tmp_path)  # check runs from anywhere: the module is found beside the config
+    loaded = load_inputs(load_config(tmp_path / "cfg" / "edge-distill.toml"), Progress(False))
+    assert loaded.student.kind == "torch" and loaded.evaluation.inputs["image"].shape == (8, 3, 8, 8)
+
+
+def test_init_refuses_a_factory_that_does_not_say_what_it_takes(tmp_path, monkeypatch):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "bare.py").write_text(FACTORY.replace("EXAMPLE_INPUTS", "UNUSED"))
+    monkeypatch.chdir(tmp_path / "src")
+    proc = run_cli("init", "bare:two_heads", "--out", tmp_path / "cfg", cwd=tmp_path / "src")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "bare:two_heads does not say what it takes" in proc.stderr and 'EXAMPLE_INPUTS["two_heads"]' in proc.stderr
+
+
+# -- the kind init proposes for each output, from its values (synthetic outputs of known layouts) ------
+def yolo_rows(rng, anchors: int, classes: int, size: int, objectness: bool, best: float) -> np.ndarray:
+    """One sample's decoded rows [anchors, 4 (+1) + classes]: centres inside a size x size image, sizes
+    in pixels, scores in [0, best]."""
+    boxes = np.column_stack([rng.uniform(0, size, (anchors, 2)), rng.uniform(4, size / 2, (anchors, 2))])
+    scores = rng.uniform(0, best, (anchors, classes + objectness))
+    return np.column_stack([boxes, scores]).astype(np.float32)
+
+
+def test_a_yolov8_output_with_decoded_boxes_is_a_detection():
+    from edge_distill.scaffold import propose_kind
+
+    rng = np.random.default_rng(0)
+    anchors = 40 * 40 + 20 * 20 + 10 * 10  # a 320 x 320 image at strides 8, 16 and 32
+    head = np.stack([yolo_rows(rng, anchors, 18, 320, False, 0.9).T for _ in range(2)])  # [B, 4 + 18, N]
+    kind, settings, why = propose_kind("output0", head, {}, (320, 320), False)
+    assert (kind, settings) == ("detection", {"layout": "yolov8"})
+    assert why.startswith("[B, 4 + 18, 2100]: 2100 anchors (strides 8, 16 and 32 together of the 320x320 input)")
+
+
+def test_a_yolov5_output_anchors_first_is_a_detection_with_its_objectness():
+    from edge_distill.scaffold import propose_kind
+
+    rng = np.random.default_rng(1)
+    anchors = 52 * 52 + 26 * 26 + 13 * 13  # 416 x 416
+    head = np.stack([yolo_rows(rng, anchors, 1, 416, True, 0.8) for _ in range(2)])  # [B, N, 5 + 1]
+    kind, settings, _ = propose_kind("output", head, {}, (416, 416), False)
+    assert (kind, settings) == ("detection", {"layout": "yolov5"})
+
+
+def test_a_detector_that_scores_nothing_above_the_default_gets_a_conf_it_reaches():
+    from edge_distill.scaffold import propose_kind
+
+    rng = np.random.default_rng(2)
+    head = np.stack([yolo_rows(rng, 2100, 18, 320, False, 0.054).T for _ in range(2)])
+    best = float(head[:, 4:].max())  # just under 0.054
+    kind, settings, why = propose_kind("output0", head, {}, (320, 320), False)
+    assert kind == "detection" and settings == {"layout": "yolov8", "conf": 0.02}  # half the best, 2 decimals down
+    assert f"best score on the samples init ran is {best:.3f}, below the default 0.25" in why
+
+
+@pytest.mark.parametrize("anchors, width, level", [(100 * 76, 10, "the stride-8 grid"), (50 * 38, 32, "the stride-16 grid"),
+                                                   (13 * 10, 32, "the stride-64 grid")])
+def test_picodet_heads_per_level_are_dense_with_the_reason(anchors, width, level):
+    """PicoDet's eight outputs on an 800 x 608 page: class scores [N, 10] and box distributions [N, 32]
+    per level, before decoding: nothing the detection kind decodes."""
+    from edge_distill.scaffold import propose_kind
+
+    rng = np.random.default_rng(3)
+    values = (rng.uniform(0, 0.3, (1, anchors, width)) if width == 10 else rng.normal(0, 2, (1, anchors, width)))
+    kind, settings, why = propose_kind("transpose_0.tmp_0", values.astype(np.float32), {}, (800, 608), False)
+    assert (kind, settings) == ("dense", {})
+    assert why.startswith(f"a raw detector head: {anchors} anchors ({level} of the 800x608 input) of {width} values")
+
+
+def test_yolox_rows_before_the_grid_decoding_are_dense():
+    """YOLOX's [N, 5 + C] as ddddocr ships it: offsets per cell and log sizes (negative), not pixels."""
+    from edge_distill.scaffold import propose_kind
+
+    rng = np.random.default_rng(4)
+    rows = np.column_stack([rng.uniform(-1, 1.5, (3549, 4)), rng.uniform(0, 0.8, (3549, 2))])[None].astype(np.float32)
+    kind, _, why = propose_kind("output", rows, {}, (416, 416), False)
+    assert kind == "dense" and "3549 anchors (strides 8, 16 and 32 together of the 416x416 input)" in why
+
+
+def test_a_recognizers_positions_are_not_taken_for_anchors():
+    from edge_distill.scaffold import propose_kind
+
+    probabilities = np.random.default_rng(5).dirichlet(np.ones(97), (2, 40)).astype(np.float32)
+    assert propose_kind("softmax", probabilities, {}, (48, 320), False)[0] == "sequence"
+
+
+def test_a_text_encoders_outputs_are_embeddings_and_its_copied_inputs_are_named():
+    from edge_distill.scaffold import image_size, propose_kind, text_encoder
+
+    rng = np.random.default_rng(6)
+    ids = rng.integers(0, 30000, (2, 16)).astype(np.int64)
+    mask = np.ones((2, 16), np.int64)
+    feeds = {"input_ids": ids, "attention_mask": mask}
+    specs = [InputSpec("input_ids", ("batch", "tokens"), "int64"), InputSpec("attention_mask", ("batch", "tokens"), "int64")]
+    assert text_encoder(specs, feeds) and image_size(feeds) is None
+    tokens = rng.normal(size=(2, 16, 384)).astype(np.float32)
+    assert propose_kind("onnx::Shape_422", tokens, feeds, None, True)[0] == "embedding"
+    assert "(its name is the exporter's" in propose_kind("onnx::Shape_422", tokens, feeds, None, True)[2]
+    assert propose_kind("461", tokens[:, 0], feeds, None, True)[:2] == ("embedding", {})
+    assert propose_kind("463", mask.copy(), feeds, None, True)[2].startswith("a copy of the input 'attention_mask'")
+    assert propose_kind("ids", ids[:, ::-1].copy(), feeds, None, True)[2].startswith("integer values")
+    # the same [B, 384] from an image model is a classifier's scores
+    assert propose_kind("logits", tokens[:, 0], {"x": np.zeros((2, 3, 8, 8))}, (8, 8), False)[0] == "classification"

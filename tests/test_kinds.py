@@ -239,6 +239,21 @@ def test_detection_map_against_coco_rules_worked_by_hand():
     assert same["map50_agreement"] == 1.0 and same["map_agreement"] == 1.0
 
 
+def test_detection_of_several_boxes_in_one_image_agrees_with_itself():
+    """Two apart boxes of one class in one image, found exactly: every reference box matched at precision
+    1, so AP is 1 at every IoU threshold. Each box needs its own annotation id (one id shared within the
+    image gave 0.25: COCO took the two for one)."""
+    ref = np.zeros((1, 6, 3), np.float32)
+    ref[0, :, 0] = [30, 30, 20, 20, 0.9, 0.0]
+    ref[0, :, 1] = [90, 90, 20, 20, 0.6, 0.0]  # IoU 0 with the first: NMS keeps both
+    same = get_kind("detection").figures(ref, ref, settings("detection"))
+    assert same == {"map_agreement": 1.0, "map50_agreement": 1.0, "reference_boxes": 2}
+    missed = ref.copy()
+    missed[0, 4, 1] = 0.0  # the artifact loses the second box: recall 0.5 at precision 1, AP@0.5 = 51/101
+    assert get_kind("detection").figures(missed, ref, settings("detection"))["map50_agreement"] == pytest.approx(
+        51 / 101, abs=1e-6)
+
+
 def test_detection_layouts_decode_to_the_same_boxes():
     from edge_distill.kinds.detection import decode
 

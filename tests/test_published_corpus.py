@@ -77,3 +77,74 @@ def test_the_text_detector_is_judged_by_the_cosine_of_its_probability_maps(tmp_p
     assert broken(results) == {"ort-int8/output[sigmoid_0.tmp_0]/min_cosine",
                                "ort-int8-dynamic/output[sigmoid_0.tmp_0]/min_cosine"}
     assert proc.returncode == 1, proc.stdout + proc.stderr
+
+
+# -- init, then check, on the config init wrote (unedited) ------------------------------------------------
+def init_then_check(tmp_path, monkeypatch, name: str, precisions=("fp32", "int8", "int8-dynamic")):
+    """The benchmark's `--init` cell: init on the model with its evaluation file, then check."""
+    import tomllib
+
+    monkeypatch.setenv("EDGE_DISTILL_CACHE", str(tmp_path / "cache"))
+    entry, folder = corpus.BY_NAME[name], tmp_path / name
+    (folder / "data").mkdir(parents=True)
+    data = entry.data(np.random.default_rng(0))
+    np.savez(folder / "data" / "eval.npz", **data)
+    init = run_cli(*corpus.init_command(entry, folder), cwd=corpus.NETS.parent)
+    assert init.returncode == 0, init.stdout + init.stderr
+    config = tomllib.loads((folder / "cfg" / "edge-distill.toml").read_text())
+    check = run_cli("check", folder / "cfg" / "edge-distill.toml", "--out", folder / "out", "-q")
+    report = json.loads((folder / "out" / "report.json").read_text())
+    results = {r["name"]: r for r in report["results"]}
+    assert list(results) == [f"ort-{p}" for p in precisions]  # an ONNX file: ORT only
+    assert check.returncode == 0, check.stdout + check.stderr  # no budget: every precision built and measured
+    return config, results, folder, data
+
+
+def cosine_by_hand(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = (np.asarray(x, np.float64).reshape(len(x), -1) for x in (a, b))
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).mean())
+
+
+@pytest.mark.slow
+def test_init_reads_a_yolov8_head_as_a_detection_whose_map_is_a_number(tmp_path, monkeypatch):
+    config, results, folder, data = init_then_check(tmp_path, monkeypatch, "nudenet-320n")
+    model = corpus.cached(corpus.BY_NAME["nudenet-320n"])[0]
+    best = float(outputs(model, {"images": data["images"][:2]})[0][:, 4:].max())  # the two samples init ran
+    assert best < 0.25  # drawn people: the published detector is unsure of them
+    assert config["model"]["outputs"] == {"output0": {"kind": "detection", "layout": "yolov8",
+                                                      "conf": float(np.floor(best * 50) / 100)}}
+    for name, result in results.items():
+        figures = result["outputs"]["output0"]
+        assert isinstance(figures["map_agreement"], float) and isinstance(figures["map50_agreement"], float), name
+        assert figures["reference_boxes"] > 0, name
+    assert results["ort-fp32"]["outputs"]["output0"]["map_agreement"] == pytest.approx(1.0)  # the same network
+
+
+@pytest.mark.slow
+def test_init_reads_yolox_heads_before_decoding_as_dense_and_their_cosine_is_right(tmp_path, monkeypatch):
+    config, results, folder, data = init_then_check(tmp_path, monkeypatch, "ddddocr-det")
+    assert config["model"]["outputs"] == {"output": {"kind": "dense"}}
+    assert "a raw detector head: 3549 anchors" in (folder / "cfg" / "edge-distill.toml").read_text()
+    reference = np.concatenate([outputs(corpus.cached(corpus.BY_NAME["ddddocr-det"])[0], {"images": x[None]})[0]
+                                for x in data["images"]])  # fixed batch 1
+    for name, result in results.items():
+        artifact = folder / "out" / result["artifact"]
+        out = np.concatenate([outputs(artifact, {"images": x[None]})[0] for x in data["images"]])
+        assert result["outputs"]["output"]["cosine"] == pytest.approx(cosine_by_hand(out, reference), abs=1e-5), name
+
+
+@pytest.mark.slow
+def test_init_reads_a_text_encoder_as_embeddings_and_its_copied_inputs_as_such(tmp_path, monkeypatch):
+    # int4 too: its MatMul weights are what ORT's int4 stores
+    config, results, folder, data = init_then_check(tmp_path, monkeypatch, "paraphrase-minilm-l3",
+                                                    ("fp32", "int8", "int8-dynamic", "int4"))
+    kinds = {name: spec["kind"] for name, spec in config["model"]["outputs"].items()}
+    assert kinds == {"output": "indices", "463": "indices", "onnx::Shape_422": "embedding", "461": "embedding"}
+    assert "a copy of the input 'attention_mask' passed through the graph" in (folder / "cfg" / "edge-distill.toml").read_text()
+    model = corpus.cached(corpus.BY_NAME["paraphrase-minilm-l3"])[0]
+    reference = outputs(model, data)[3]  # "461": the sentence embedding
+    for name, result in results.items():
+        out = outputs(folder / "out" / result["artifact"], data)
+        assert np.array_equal(out[0], data["input_ids"]) and result["outputs"]["output"]["exact_match"] == 1.0
+        assert result["outputs"]["461"]["cosine"] == pytest.approx(cosine_by_hand(out[3], reference), abs=1e-5), name
+        assert isinstance(result["outputs"]["onnx::Shape_422"]["cosine"], float), name

@@ -198,14 +198,15 @@ def demo(out, force, quiet, as_json):
                    "calibration* file the calibration set; their shapes fill the model's free dimensions.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("edge-distill-init"), show_default=True,
               help="Folder to write edge-distill.toml (and sample.npz) into; never the model's own folder.")
+@click.option("--weights", help="Weights for a module:factory MODEL that does not load its own.")
 @_force
-def init(model, data_dir, out, force):
-    """Read MODEL (.onnx, .pt2, Hugging Face folder): its inputs (batch axes, states), outputs (kinds),
-    opset, and the targets and precisions it can take; write a commented edge-distill.toml (and a sample
+def init(model, data_dir, out, weights, force):
+    """Read MODEL (.onnx, .pt2, Hugging Face folder, module:factory): its inputs (batch axes, states),
+    outputs (kinds), opset, and the targets and precisions it can take; write a commented edge-distill.toml (and a sample
     .npz of its shapes) that `check` runs as it is."""
     from .scaffold import run_init
 
-    plan = run_init(model, out, data_dir, force)
+    plan = run_init(model, out, data_dir, force, weights)
     for i in plan.inputs:
         click.echo(f"input  {i.spec.describe()} batch axis {i.spec.axis if i.spec.axis is not None else 'none'}: "
                    f"{i.note}")

@@ -28,9 +28,10 @@ from .config import Config
 from .cost import CostModel
 from .errors import BadInput
 from .pipeline import (PlannedTarget, Progress, Run, Subject, attempted, build_and_measure, build_report,
-                       export_verified, labels_match, load_inputs, plan_targets, trial_builder)
+                       export_verified, labels_match, load_inputs, plan_targets, recipe_candidates, searched_recipe,
+                       trial_builder)
 from .mixed import mendable
-from .precision import PrecisionSpec, auto_of
+from .precision import PrecisionSpec, auto_of, base_of
 from .result import Ladder, Report, Rung, TargetResult
 from .evaluate import References
 
@@ -48,6 +49,12 @@ def run_ladder(cfg: Config, out: Path, progress: Progress = Progress(False), *, 
     teacher_out = loaded.teacher.predict(loaded.evaluation)
     labels_match(loaded, teacher_out, cfg.model.task)  # before any rung is built
     precisions = rung_precisions(plan[0])
+    searched = next((p for p in precisions if recipe_candidates(plan[0], p)), None)
+    if searched:  # one build per rung: refused before any, not at the rung's build
+        raise BadInput(f"the ladder builds one recipe per rung, and {plan[0].config.name} {searched} has "
+                       f"{searched_recipe(plan[0].config, searched)} = \"auto\", a search over recipes",
+                       path=cfg.path, hint="run check to choose the recipe (the report's int8_recipes.rebuild names "
+                                           "it), then name that recipe here")
     results: list[TargetResult] = []
     rungs, chosen, exports, float_outputs = [], None, {}, {}
     with tempfile.TemporaryDirectory(prefix=".work-", dir=out) as work:  # inside out: one folder to clean
@@ -83,7 +90,8 @@ def rung_precisions(planned: PlannedTarget) -> tuple[str, ...]:
         if bits not in (max(p.weight_bits for p in declared), 8, 4):
             continue
         width = [p.name for p in declared if p.weight_bits == bits]
-        configured = [name for name in width if name in planned.config.precisions]
+        # "int8-auto" asks for the int8 rung: the ladder adds its -auto rung where int8 breaks a budget
+        configured = [name for name in width if name in {base_of(p) for p in planned.config.precisions}]
         chosen.append(configured[0] if configured else width[0])
     return tuple(chosen)
 

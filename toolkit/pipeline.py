@@ -138,6 +138,11 @@ def _checked_capabilities(cfg: Config, tc: TargetConfig):
         for p in tc.precisions:
             check_auto(tc.name, p, tc.options)
             check_precision(caps, base_of(p), tc.calibration_method)
+            if is_auto(p) and searched_recipe(tc, p):  # refused now: the build would refuse it after the work
+                raise BadInput(f"[[targets]] {tc.name}: {p} searches which layers to leave in float with one recipe; "
+                               f"{searched_recipe(tc, p)} = \"auto\" searches recipes, and the two do not nest",
+                               hint=f"list {base_of(p)} with the \"auto\" option to choose the recipe (the report's "
+                                    f"int8_recipes.rebuild names it), then name that recipe for {p}")
         if tc.runtime_version and not caps.app_runtime_package:
             raise BadInput(f"target '{tc.name}' runs on the phone's own runtime (the OS's): runtime_version does "
                            "not apply to it")
@@ -450,6 +455,14 @@ def _target_results(run: Run, planned: PlannedTarget, precisions: list[str], bas
         yield precision, result
 
 
+def searched_recipe(tc: TargetConfig, precision: str) -> str | None:
+    """The option set to "auto" whose recipes the target would search at this precision's base, if any."""
+    asked = getattr(get_target(tc.name), "recipe_candidates", None)
+    if asked is None or not asked(base_of(precision), tc.options_for(precision)):
+        return None
+    return next(name for name, value in tc.options_for(precision).items() if value == "auto")
+
+
 def recipe_candidates(planned: PlannedTarget, precision: str) -> tuple[str, ...]:
     """The recipes a target builds and ranks for this precision (an option set to "auto"), or none."""
     target = get_target(planned.config.name)
@@ -602,6 +615,10 @@ def run_export(request: ExportRequest, out: Path, cfg: Config | None = None,
     data_path, calibration_path, calibration_method = (request.data_path, request.calibration_path,
                                                        request.calibration_method)
     target_name, precision = _export_target(request.target, request.precision)
+    if is_auto(precision):
+        raise BadInput(f"{precision} is a search against a config's budgets, not one build",
+                       hint=f"edge-distill export {reference} --auto --config edge-distill.toml --target "
+                            f"{target_name}-{base_of(precision)}")
     progress(f"loading {reference}")
     model = load_model(reference, request.weights, cfg.model.inputs if cfg else [], trust_pickle=request.trust_pickle,
                        search_path=cfg.root if cfg else Path.cwd())

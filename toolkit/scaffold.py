@@ -11,7 +11,10 @@ dimensions).
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -25,6 +28,8 @@ from .files import save_arrays
 
 FREE_SIZE = 64  # a free dimension (not the batch) of the sample, when no data fill it
 SAMPLES, SEQUENCES, CHUNKS = 8, 4, 3
+YOLO_STRIDES, HEAD_STRIDES = (8, 16, 32), (8, 16, 32, 64)  # one-stage detectors' feature-map strides
+DETECTION_CONF = 0.25  # the detection kind's default; lowered where the float model scores nothing above it
 
 
 @dataclass
@@ -43,10 +48,13 @@ class Plan:
     outputs: list[tuple[str, tuple, str, str, str]]  # name, per-sample shape, dtype, kind, why
     state: dict[str, str]
     weight_ops: Counter  # weights (elements) per ONNX op type
+    settings: dict[str, dict] = field(default_factory=dict)  # output -> its kind's settings init sets (layout)
     targets: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)  # precisions, refused
     unavailable: dict[str, str] = field(default_factory=dict)  # target -> why none of it
     notes: dict[str, list[str]] = field(default_factory=dict)  # target -> what a kept precision leaves out
     data: tuple[Path, Path] | None = None  # the user's evaluation and calibration files
+    weights: str | None = None  # a module:factory's weights file, where it does not load its own
+    module_copied: Path | None = None  # a factory's module file, copied beside the config (check imports it there)
 
 
 def batch_axis(shape: tuple, first_batch: set) -> tuple[int | None, bool]:
@@ -197,15 +205,52 @@ def sample_arrays(plan: Plan) -> dict[str, np.ndarray]:
     return arrays
 
 
-def read_model(reference: str, data_dir: Path | None):
+def is_factory(reference: str) -> bool:
+    return ":" in reference and not Path(reference).exists()
+
+
+def factory_inputs(reference: str, data_dir: Path | None) -> list[InputSpec]:
+    """A module:factory's inputs, batch first: from the module's EXAMPLE_INPUTS[factory] (name -> one
+    batch, an array or a tensor), else from the first .npz of --data (every array but labels and
+    metadata)."""
+    import importlib
+
+    from edge_distill.calibration.readers import RESERVED
+
+    module_name, _, factory = reference.partition(":")
+    sys.path.insert(0, str(Path.cwd()))
+    try:
+        examples = getattr(importlib.import_module(module_name), "EXAMPLE_INPUTS", {}).get(factory)
+    except ImportError as exc:
+        raise BadInput(f"cannot import module '{module_name}' for {reference}: {exc}",
+                       hint="run init where the module is importable (the current folder is searched)") from None
+    finally:
+        sys.path.remove(str(Path.cwd()))
+    if examples is None and data_dir is not None:
+        files = sorted(Path(data_dir).glob("*.npz")) if Path(data_dir).is_dir() else []
+        if files:
+            with np.load(files[0], allow_pickle=False) as npz:
+                examples = {k: npz[k] for k in npz.files if k not in RESERVED and not k.startswith("slice_")}
+    if not examples:
+        raise BadInput(f"{reference} does not say what it takes: init reads a factory's inputs from its module's "
+                       f"EXAMPLE_INPUTS[\"{factory}\"] or from --data",
+                       hint=f"add EXAMPLE_INPUTS = {{\"{factory}\": {{\"image\": torch.zeros(1, 3, 224, 224)}}}} "
+                            f"to {module_name}, or pass --data with a folder of .npz samples")
+    arrays = {name: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for name, v in examples.items()}
+    return [InputSpec(name, ("batch", *a.shape[1:]), a.dtype.name) for name, a in arrays.items()]
+
+
+def read_model(reference: str, data_dir: Path | None, weights: str | None = None):
     """(the loaded model, its inputs laid out, each with whether it looks like a state; the names of
     those that do; the user's evaluation and calibration files, or None)."""
     from .models import load_model
 
-    if ":" in reference and not Path(reference).exists():
-        raise BadInput(f"init reads a model's inputs from its file; {reference} is a module:factory, whose inputs "
-                       "are declared by hand", hint="give the .onnx, .pt2 or Hugging Face folder")
-    source = load_model(reference)
+    if is_factory(reference):
+        source = load_model(reference, weights, factory_inputs(reference, data_dir), search_path=Path.cwd())
+    elif weights is not None:
+        raise BadInput("--weights goes with a module:factory; this model holds its own", path=weights)
+    else:
+        source = load_model(reference)
     laid = propose_axes(source.inputs)
     specs = [spec for spec, _ in laid]
     data = find_data(data_dir, [s for s, state_like in laid if not state_like]) if data_dir else None
@@ -238,8 +283,6 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
     state-like input (as the model lays both out) is that state, fed back."""
     from edge_distill.calibration import to_model_layout
 
-    from .kinds import infer
-
     feeds = discovery_feeds(plan.inputs, states, data, bool(states))
     try:
         outputs = source.predict_all(feeds)
@@ -248,6 +291,10 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
                        f"{str(exc).splitlines()[0][:300]})", path=source.reference,
                        hint="pass --data with a folder of real .npz samples: their shapes fill the free dimensions") from None
     laid = to_model_layout(dict(feeds.inputs), source.inputs)
+    given = dict(feeds.inputs)
+    hw, text = image_size(given), text_encoder([i.spec for i in plan.inputs], given)
+    if len(source.output_names) != len(outputs):  # a torch module's outputs, named as its export names them
+        source.output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
     for name, out in zip(source.output_names, outputs):
         fed = next((s for s in sorted(states) if laid[s].shape == out.shape and s not in plan.state.values()), None)
         if fed is not None:
@@ -257,8 +304,108 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
             plan.outputs.append((name, tuple(np.delete(out.shape, axis)), out.dtype.name, "state",
                                  f"fed back as '{fed}'"))
             continue
-        kind, why = infer(out.shape[1:], out.dtype, "classification")
+        kind, settings, why = propose_kind(name, np.asarray(out), given, hw, text)
+        if settings:
+            plan.settings[name] = settings
         plan.outputs.append((name, tuple(out.shape[1:]), out.dtype.name, kind, why))
+
+
+def image_size(feeds: dict[str, np.ndarray]) -> tuple[int, int] | None:
+    """(height, width) of the first image input as fed (NCHW or NHWC, 1 or 3 channels), or None."""
+    for value in feeds.values():
+        if value.ndim == 4 and value.shape[1] in (1, 3):
+            return value.shape[2], value.shape[3]
+        if value.ndim == 4 and value.shape[3] in (1, 3):
+            return value.shape[1], value.shape[2]
+    return None
+
+
+def text_encoder(specs: list[InputSpec], feeds: dict[str, np.ndarray]) -> bool:
+    """Token ids in, no image: an integer [batch, tokens] input beside no 4-d one."""
+    tokens = any(np.dtype(s.dtype).kind in "iu" and len(s.shape) == 2 for s in specs)
+    return tokens and not any(v.ndim == 4 for v in feeds.values())
+
+
+def anchor_grids(hw: tuple[int, int]) -> dict[int, str]:
+    """Anchor counts a one-stage detector has on this image: each stride's grid, and YOLO's three
+    levels together."""
+    h, w = hw
+    grid = lambda s: -(-h // s) * -(-w // s)  # noqa: E731  (a partial cell is a cell: ceil)
+    counts = {grid(s): f"the stride-{s} grid" for s in HEAD_STRIDES}
+    counts[sum(grid(s) for s in YOLO_STRIDES)] = "strides 8, 16 and 32 together"
+    return counts
+
+
+def decoded(rows: np.ndarray, hw: tuple[int, int]) -> bool:
+    """rows [samples, n, 4 + k]: boxes cx, cy, w, h in the image's pixels, then scores in [0, 1].
+    Raw heads (offsets per cell, log sizes, logits) fail it: they are not what detection decodes."""
+    h, w = hw
+    boxes, scores = rows[..., :4].astype(np.float64), rows[..., 4:]
+    centres_inside = boxes[..., :2].min() >= -0.1 * max(h, w) and boxes[..., 0].max() <= 1.1 * w \
+        and boxes[..., 1].max() <= 1.1 * h
+    sizes_in_pixels = boxes[..., 2:].min() >= 0 and boxes[..., 2:].max() > 2
+    return bool(centres_inside and sizes_in_pixels and scores.min() >= 0 and scores.max() <= 1)
+
+
+def detection_conf(scores: np.ndarray) -> tuple[dict, str]:
+    """The default conf, or half the float model's best score where nothing reaches the default (else
+    no reference box, and mAP has nothing to agree with)."""
+    best = float(scores.max())
+    if best >= DETECTION_CONF:
+        return {}, ""
+    conf = max(0.01, float(np.floor(best * 50) / 100))
+    return {"conf": conf}, (f"; conf {conf}: the float model's best score on the samples init ran is {best:.3f}, "
+                            f"below the default {DETECTION_CONF}")
+
+
+def detector_head(values: np.ndarray, hw: tuple[int, int]) -> tuple[str, dict, str] | None:
+    """A [B, 4+C, N] YOLOv8 or [B, N, 5+C] YOLOv5/YOLOX output whose boxes are decoded: detection; a
+    head per anchor that is not decoded (PicoDet's levels, YOLOX before its grid): dense, saying why."""
+    rows, cols = values.shape[1:]
+    grids, size = anchor_grids(hw), f"{hw[0]}x{hw[1]}"
+    if cols in grids and 5 <= rows < cols and decoded(np.swapaxes(values, 1, 2), hw):
+        conf, why = detection_conf(values[:, 4:])
+        return "detection", {"layout": "yolov8", **conf}, (
+            f"[B, 4 + {rows - 4}, {cols}]: {cols} anchors ({grids[cols]} of the {size} input), boxes in pixels then "
+            f"class scores (YOLOv8){why}")
+    if rows in grids and cols >= 6 and decoded(values, hw):
+        conf, why = detection_conf(values[..., 4:5] * values[..., 5:])
+        return "detection", {"layout": "yolov5", **conf}, (
+            f"[B, {rows}, 5 + {cols - 5}]: {rows} anchors ({grids[rows]} of the {size} input), boxes in pixels, "
+            f"objectness, class scores (YOLOv5/YOLOX decoded); if column 4 is a class score, not an objectness, "
+            f"declare kind = \"dense\"{why}")
+    anchors = rows if rows in grids else cols if cols in grids else None
+    if anchors is None:
+        return None
+    return "dense", {}, (f"a raw detector head: {anchors} anchors ({grids[anchors]} of the {size} input) of "
+                         f"{rows * cols // anchors} values each, before box decoding (the detection kind decodes "
+                         "YOLO layouts only): compared as values, by cosine and error")
+
+
+def propose_kind(name: str, values: np.ndarray, feeds: dict[str, np.ndarray], hw: tuple[int, int] | None,
+                 text: bool) -> tuple[str, dict, str]:
+    """(kind, settings, why) for one output, from its values on the samples init ran; `why` goes into
+    the config as a comment."""
+    from .kinds import infer
+
+    shape = values.shape[1:]
+    if values.dtype.kind in "iub":
+        copied = next((n for n, v in feeds.items() if v.shape == values.shape and np.array_equal(v, values)), None)
+        if copied is not None:
+            return "indices", {}, (f"a copy of the input '{copied}' passed through the graph, not a result of the "
+                                   "model: compared exactly, nothing to budget")
+        return "indices", {}, "integer values (ids, counts): compared exactly, never as floats"
+    leftover = " (its name is the exporter's: the tensor a Shape node read)" if name.startswith("onnx::") else ""
+    if text and len(shape) == 1:
+        return "embedding", {}, f"a text encoder's vector per sample: the sentence embedding{leftover}"
+    if text and len(shape) == 2:
+        return "embedding", {}, (f"a text encoder's [B, {shape[0]}, {shape[1]}]: an embedding per token (the last "
+                                 f"hidden state), compared by cosine over the whole sequence{leftover}")
+    proposed = detector_head(values, hw) if hw is not None and len(shape) == 2 else None
+    if proposed is not None:
+        return proposed
+    kind, why = infer(shape, values.dtype, "classification")
+    return kind, {}, why
 
 
 def weights_and_opset(source, samples: Dataset, work: Path) -> tuple[Counter, int | None]:
@@ -276,15 +423,15 @@ def weights_and_opset(source, samples: Dataset, work: Path) -> tuple[Counter, in
     return onnx_weights_by_op(proto), opset
 
 
-def plan_model(reference: str, data_dir: Path | None, work: Path) -> Plan:
+def plan_model(reference: str, data_dir: Path | None, work: Path, weights: str | None = None) -> Plan:
     """Everything `init` writes, read from the model (and the data folder, where given)."""
-    source, laid, states, data = read_model(reference, data_dir)
+    source, laid, states, data = read_model(reference, data_dir, weights)
     streamed, evaluation = bool(states), data and data[0]
     inputs = [InputPlan(spec, sample_sizes(spec, streamed and spec.name not in states,
                                            evaluation if spec.name not in states else None),
                         layout_note(spec, state_like)) for spec, state_like in laid]
     plan = Plan(reference=source.reference, source_kind=source.kind, opset=None, inputs=inputs, outputs=[], state={},
-                weight_ops=Counter(), data=data)
+                weight_ops=Counter(), data=data, weights=weights)
     read_outputs(plan, source, states, evaluation)
     source.output_axes = [next(i.spec.axis for i in inputs if i.spec.name == plan.state[n]) if n in plan.state else 0
                           for n in source.output_names]
@@ -294,29 +441,40 @@ def plan_model(reference: str, data_dir: Path | None, work: Path) -> Plan:
     return plan
 
 
-def run_init(reference: str, out: Path, data_dir: Path | None = None, force: bool = False) -> Plan:
-    """Write `out`/edge-distill.toml (and sample.npz without --data); never into the model's or the
-    data's folder. Through a temporary folder renamed at the end."""
+def run_init(reference: str, out: Path, data_dir: Path | None = None, force: bool = False,
+             weights: str | None = None) -> Plan:
+    """Write `out`/edge-distill.toml (and sample.npz without --data; a factory's module file found in
+    the current folder beside it); never into the model's, the weights' or the data's folder. Through
+    a temporary folder renamed at the end."""
     import tempfile
 
     from .outputs import output_folder
 
     out = Path(out).absolute()
     model_folder = Path(reference).absolute().parent if Path(reference).is_file() else Path(reference).absolute()
-    for folder in filter(None, (model_folder, data_dir and Path(data_dir).absolute())):
+    inputs = (model_folder, data_dir and Path(data_dir).absolute(), weights and Path(weights).absolute().parent)
+    for folder in filter(None, inputs):
         if out == folder or folder in out.parents:
             raise BadInput(f"--out {out} is inside the input folder {folder}; init never writes there",
                            hint="pass --out a folder elsewhere")
     with output_folder(out, force) as tmp, tempfile.TemporaryDirectory(prefix=".init-", dir=tmp) as work:
-        plan = plan_model(reference, data_dir and Path(data_dir), Path(work))
+        plan = plan_model(reference, data_dir and Path(data_dir), Path(work), weights)
         if plan.data is None:
             save_arrays(tmp / "sample.npz", sample_arrays(plan))
+        module_file = Path.cwd() / (reference.partition(":")[0] + ".py")
+        if is_factory(reference) and module_file.is_file():  # check imports a factory from the config's folder
+            shutil.copyfile(module_file, tmp / module_file.name)
+            plan.module_copied = module_file
         (tmp / "edge-distill.toml").write_text(config_text(plan, out))
     return plan
 
 
 def _rel(path: str | Path, out: Path) -> str:
     return Path(os.path.relpath(Path(path).absolute(), out)).as_posix()
+
+
+def _input_entry(spec: InputSpec) -> str:
+    return f'{{ name = "{spec.name}", shape = {json.dumps(list(spec.shape))}, dtype = "{spec.dtype}" }}'
 
 
 def _toml_list(items) -> str:
@@ -335,7 +493,15 @@ def config_text(plan: Plan, out: Path) -> str:
     if free and plan.data is None:
         lines.append(f"# Free dimensions were given {FREE_SIZE} in sample.npz: {', '.join(free)} per sample; real "
                      "data set their own sizes.")
-    lines += ["", "[model]", f'student = "{_rel(plan.reference, out)}"']
+    if plan.module_copied:
+        lines.append(f"# {plan.module_copied.name}: copied from {plan.module_copied.parent} beside this file, where "
+                     "check imports the factory from")
+    student = plan.reference if is_factory(plan.reference) else _rel(plan.reference, out)
+    lines += ["", "[model]", f'student = "{student}"']
+    if plan.weights:
+        lines.append(f'weights = "{_rel(plan.weights, out)}"')
+    if is_factory(plan.reference):  # a factory's inputs are the config's to say (a file states its own)
+        lines += [f'inputs = [{", ".join(_input_entry(i.spec) for i in plan.inputs)}]']
     axes = {i.spec.name: i.spec.axis for i in plan.inputs if i.spec.axis != 0 and i.spec.shape}
     if axes:
         lines.append("batch_axes = { " + ", ".join(f'{toml_key(n)} = {a if a is not None else chr(34) + "none" + chr(34)}'
@@ -349,6 +515,7 @@ def config_text(plan: Plan, out: Path) -> str:
     for name, shape, dtype, kind, why in plan.outputs:  # every output declared: the list is the model's outputs
         lines += ["", f"[model.outputs.{toml_key(name)}]   # [B, {', '.join(map(str, shape))}] {dtype}",
                   f'kind = "{kind}"' + (f"   # inferred: {why}" if why else "   # inferred from its shape")]
+        lines += [f"{key} = {json.dumps(value)}" for key, value in plan.settings.get(name, {}).items()]
     return "\n".join(lines + _data_lines(plan, out) + _target_lines(plan) + _budget_lines(plan)) + "\n"
 
 
@@ -375,6 +542,20 @@ def _data_lines(plan: Plan, out: Path) -> list[str]:
             "", "[measure]", "runs = 50", "warmup = 5"]
 
 
+def _searchable(name: str, kept: list[str]) -> list[str]:
+    """The "-auto" precisions the target can search among those kept: it can leave a layer in float."""
+    from edge_distill.targets import get_target
+
+    from .precision import auto_of
+
+    target = get_target(name)
+    if not hasattr(target, "layers"):
+        return []
+    defaults = target.capabilities.options_with_defaults({})
+    return [auto_of(p) for p in kept if target.capabilities.precision(p).weight_bits < 16
+            and target.mixing_refused(p, defaults) is None]
+
+
 def _target_lines(plan: Plan) -> list[str]:
     from edge_distill.targets import available
 
@@ -385,6 +566,10 @@ def _target_lines(plan: Plan) -> list[str]:
         if any(capabilities[name].precision(p).calibrated for p in kept):  # a recipe search where one is offered
             lines += [f'# options = {{ {o.name} = "auto" }}: each recipe built and evaluated, the best by the budgets '
                       "kept (docs/int8-recipes.md)" for o in capabilities[name].options if "auto" in o.choices]
+        searchable = _searchable(name, kept)
+        if searchable:
+            lines.append(f"# also {', '.join(searchable)}: the layers that break a budget left in float, searched with "
+                         "real builds (set a budget first; not with an option set to \"auto\")")
         lines += [f"# not {p}: {why}" for p, why in refused.items()]
     lines += [f"# no {name} target: {why}" for name, why in plan.unavailable.items()]
     return lines

@@ -70,8 +70,9 @@ def mean_average_precision(truth: list, found: list) -> tuple[float, float] | No
     detections: list[dict[str, Any]] = []
     for image, ((t_boxes, _, t_classes), (f_boxes, f_scores, f_classes)) in enumerate(zip(truth, found), 1):
         images.append({"id": image})
-        annotations += [{"id": len(annotations) + 1, "image_id": image, "category_id": int(c) + 1, "iscrowd": 0,
-                         "bbox": _xywh(b), "area": float(np.prod(b[2:] - b[:2]))} for b, c in zip(t_boxes, t_classes)]
+        for b, c in zip(t_boxes, t_classes):  # one id per box (ids shared within an image merge its boxes)
+            annotations.append({"id": len(annotations) + 1, "image_id": image, "category_id": int(c) + 1, "iscrowd": 0,
+                                "bbox": _xywh(b), "area": float(np.prod(b[2:] - b[:2]))})
         detections += [{"image_id": image, "category_id": int(c) + 1, "bbox": _xywh(b), "score": float(s)}
                        for b, s, c in zip(f_boxes, f_scores, f_classes)]
     if not annotations:
