@@ -100,3 +100,25 @@ def test_map_over_iou_thresholds_worked_by_hand(shift, map50, map_):
     ref = np.stack([yolov8((30, 30, 20, 20, 0, 0.9))])
     out = np.stack([yolov8((30 + shift, 30, 20, 20, 0, 0.9))])
     assert figures(out, ref) == {"map_agreement": map_, "map50_agreement": map50, "reference_boxes": 1}
+
+
+def test_nms_on_normalized_coordinates_suppresses_by_iou_too():
+    # heads that give coordinates in 0..1: boxes of far less than a square pixel, IoU .8 and .25
+    boxes = np.array([[0.1, 0.1, 0.6, 0.6], [0.1, 0.1, 0.6, 0.5], [0.1, 0.1, 0.35, 0.35]])
+    assert nms(boxes, np.array([0.9, 0.8, 0.7]), np.zeros(3, np.int64), 0.5).tolist() == [0, 2]
+
+
+def test_every_box_of_every_image_counts_once():
+    # image 1 holds one box, image 2 two, image 3 three: all found exactly, so mAP is 1 only if no
+    # annotation shares an id with another
+    heads = [yolov8((30, 30, 20, 20, 0, 0.9)),
+             yolov8((30, 30, 20, 20, 0, 0.9), (70, 70, 20, 20, 1, 0.9)),
+             yolov8((30, 30, 20, 20, 0, 0.9), (70, 70, 20, 20, 1, 0.9), (30, 80, 20, 10, 1, 0.9))]
+    ref = np.stack(heads)
+    assert figures(ref, ref) == {"map_agreement": 1.0, "map50_agreement": 1.0, "reference_boxes": 6}
+    moved = ref.copy()
+    moved[2, :4, 2], moved[2, 5, 2] = [80, 20, 20, 10], 0.5  # image 3's last box moved off, scored lowest
+    # class 0: AP 1; class 1: two of three found at precision 1, recall 2/3 never passed: COCO's 101
+    # recall points 0, .01 .. .66 have precision 1, so AP = 67 / 101 at every IoU threshold
+    expected = round((1 + 67 / 101) / 2, 6)
+    assert figures(moved, ref) == {"map_agreement": expected, "map50_agreement": expected, "reference_boxes": 6}
