@@ -89,3 +89,23 @@ def test_label_and_slice_codes_do_not_collide_across_labels():
         p = select_indices(data_of(labels, s=s), 4, seed=seed, by_label_and_slice=True)
         got = [int(((labels[p] == la) & (s[p] == sl)).sum()) for la in (0, 1) for sl in (True, False)]
         assert got == [1, 1, 1, 1]
+
+
+def test_three_labels_and_two_slices_are_twelve_strata_apart():
+    # labels 0..2, slices a and b: each (label, a, b) holds 2 samples, 24 in all; 12 asked: one per stratum,
+    # which only holds when no two (label, slice pattern) pairs share a stratum code
+    labels = np.repeat([0, 1, 2], 8)
+    a = np.tile([True, True, False, False], 6)
+    b = np.tile([True, False, True, False], 6)
+    for seed in range(3):
+        p = select_indices(data_of(labels, a=a, b=b), 12, seed=seed, by_label_and_slice=True)
+        got = sorted((int(labels[i]), bool(a[i]), bool(b[i])) for i in p)
+        assert got == sorted((la, sa, sb) for la in (0, 1, 2) for sa in (True, False) for sb in (True, False))
+
+
+def test_three_labels_and_one_slice_are_six_strata_apart():
+    labels = np.repeat([0, 1, 2], 4)  # with a slice of one bit, label 2 without it must not meet label 0 in it
+    s = np.tile([True, True, False, False], 3)
+    for seed in range(3):
+        p = select_indices(data_of(labels, s=s), 6, seed=seed, by_label_and_slice=True)
+        assert sorted((int(labels[i]), bool(s[i])) for i in p) == sorted((la, x) for la in (0, 1, 2) for x in (True, False))
