@@ -43,7 +43,8 @@ def nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou: float) 
     """Greedy class-aware NMS (each class offset apart, one pass), best first."""
     if not len(boxes):
         return np.zeros(0, np.int64)
-    shifted = boxes + (classes[:, None] * (boxes.max() + 1.0))
+    # apart by the boxes' whole extent: the largest coordinate alone is not, when boxes reach below 0
+    shifted = boxes + (classes[:, None] * (boxes.max() - boxes.min() + 1.0))
     order, kept = scores.argsort()[::-1], []
     while len(order):
         best, order = order[0], order[1:]
@@ -70,9 +71,10 @@ def mean_average_precision(truth: list, found: list) -> tuple[float, float] | No
     detections: list[dict[str, Any]] = []
     for image, ((t_boxes, _, t_classes), (f_boxes, f_scores, f_classes)) in enumerate(zip(truth, found), 1):
         images.append({"id": image})
-        for b, c in zip(t_boxes, t_classes):  # one id per box (ids shared within an image merge its boxes)
-            annotations.append({"id": len(annotations) + 1, "image_id": image, "category_id": int(c) + 1, "iscrowd": 0,
-                                "bbox": _xywh(b), "area": float(np.prod(b[2:] - b[:2]))})
+        # one id per box: COCO matches by annotation id, and a shared id loses all but one of an image's boxes
+        annotations += [{"id": len(annotations) + k, "image_id": image, "category_id": int(c) + 1, "iscrowd": 0,
+                         "bbox": _xywh(b), "area": float(np.prod(b[2:] - b[:2]))}
+                        for k, (b, c) in enumerate(zip(t_boxes, t_classes), 1)]
         detections += [{"image_id": image, "category_id": int(c) + 1, "bbox": _xywh(b), "score": float(s)}
                        for b, s, c in zip(f_boxes, f_scores, f_classes)]
     if not annotations:
