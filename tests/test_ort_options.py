@@ -336,3 +336,18 @@ def test_int8_dynamic_with_an_optimum_recipe_is_built_by_optimum(graphs):
     assert artifact.details["quantization"].startswith("optimum ")
     assert "AutoQuantizationConfig.arm64(is_static=False)" in artifact.details["quantization"]
     assert sorted(n.op_type for n in model.graph.node if n.op_type == "MatMulInteger") == ["MatMulInteger"] * 2
+
+
+def test_only_int8_set_to_auto_has_candidates_and_only_fp32_refuses_mixing():
+    ort = get_target("ort")
+    for precision in ("fp32", "int4", "int8-dynamic"):
+        assert ort.recipe_candidates(precision, {"int8_recipe": "auto"}) == (), precision
+    for recipe in (*STATIC_RECIPES, "", "zzz"):  # names sorting before and after "auto"
+        assert ort.recipe_candidates("int8", {"int8_recipe": recipe}) == (), recipe
+    assert ort.recipe_candidates("int8", {"int8_recipe": "auto", "int8_auto_recipes": []}) == tuple(STATIC_RECIPES)
+    with pytest.raises(BadInput) as refused:  # the first unknown name is the one named
+        ort.recipe_candidates("int8", {"int8_recipe": "auto", "int8_auto_recipes": ["fast", "faster", "fastest"]})
+    assert refused.value.args[0] == "target 'ort': int8_auto_recipes names no static recipe 'fast'"
+    assert ort.mixing_refused("fp32", {}) == "fp32 has no quantized layers"
+    for precision in ("int8", "int8-dynamic", "int4"):
+        assert ort.mixing_refused(precision, {}) is None, precision

@@ -202,3 +202,15 @@ def test_pt2e_int8_refuses_keep_float_and_an_unknown_recipe_is_refused(tmp_path)
     with pytest.raises(BadInput) as recipe:
         build_through_the_target(tmp_path, "int4", int4_recipe="fast")
     assert recipe.value.args[0] == "target 'tflite': int4_recipe must be one of dynamic, weight-only, got 'fast'"
+
+
+def test_mixing_is_refused_for_fp32_and_for_pt2e_int8_only():
+    from edge_distill.targets import get_target
+
+    tflite = get_target("tflite")
+    pt2e = "litert-torch's PT2E quantizer takes no per-layer exclusions here; set int8_recipe = 'aeq'"
+    assert tflite.mixing_refused("fp32", {"int8_recipe": "pt2e"}) == "fp32 has no quantized layers"
+    assert tflite.mixing_refused("int8", {"int8_recipe": "pt2e"}) == pt2e
+    for precision, recipe in [("int8", "aeq"), ("int8-dynamic", "pt2e"), ("int4", "pt2e"), ("fp16", "pt2e"),
+                              ("int4", "aeq")]:
+        assert tflite.mixing_refused(precision, {"int8_recipe": recipe}) is None, (precision, recipe)
