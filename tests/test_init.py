@@ -178,9 +178,10 @@ def test_coreml_refuses_at_build_the_onnx_source_its_capabilities_exclude(tmp_pa
 
 def test_init_refuses_what_it_cannot_read_by_name(tmp_path):
     with pytest.raises(BadInput) as info:
-        run_init("fmnist_models:student", tmp_path / "cfg")
-    assert str(info.value) == ("cannot import module 'fmnist_models' for fmnist_models:student: No module named "
-                               "'fmnist_models'\n  hint: run init where the module is importable (the current folder "
+        # a name no other test imports: a module already in sys.modules would be found wherever init runs
+        run_init("no_such_models:student", tmp_path / "cfg")
+    assert str(info.value) == ("cannot import module 'no_such_models' for no_such_models:student: No module named "
+                               "'no_such_models'\n  hint: run init where the module is importable (the current folder "
                                "is searched)")
     (tmp_path / "models").mkdir()
     onnx.save(conv_only_with_constant_weights(), tmp_path / "models" / "m.onnx")

@@ -18,6 +18,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -544,13 +545,14 @@ def _data_lines(plan: Plan, out: Path) -> list[str]:
 
 def _searchable(name: str, kept: list[str]) -> list[str]:
     """The "-auto" precisions the target can search among those kept: it can leave a layer in float."""
-    from edge_distill.targets import get_target
+    from edge_distill.targets import MixedPrecisionTarget, get_target
 
     from .precision import auto_of
 
-    target = get_target(name)
-    if not hasattr(target, "layers"):
+    found = get_target(name)
+    if not hasattr(found, "layers"):
         return []
+    target = cast(MixedPrecisionTarget, found)  # a target that lists its layers can mix precisions
     defaults = target.capabilities.options_with_defaults({})
     return [auto_of(p) for p in kept if target.capabilities.precision(p).weight_bits < 16
             and target.mixing_refused(p, defaults) is None]
