@@ -241,6 +241,23 @@ def test_a_planted_typo_in_the_example_fails_the_schema_and_check_exits_2(tmp_pa
     assert not (tmp_path / "out").exists()
 
 
+def test_the_validation_command_in_the_docs_passes_the_example_and_fails_a_typo(tmp_path):
+    """docs/configuration.md's command, run as shown (its `python` is this one) in a copy of the example."""
+    import shutil
+    import subprocess
+    import sys
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    (command,) = re.findall(r"^```bash\n(python -c .*?config\.schema\.json.*?)\n```", text, flags=re.M)
+    argv = [sys.executable, "-c", re.fullmatch(r'python -c "(.*)"', command).group(1)]
+    shutil.copy(EXAMPLE / "edge-distill.toml", tmp_path)
+    assert subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True).returncode == 0
+    config = tmp_path / "edge-distill.toml"
+    config.write_text(config.read_text().replace("calibration_samples = 256", "calibration_sampels = 256"))
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1 and "'calibration_sampels' was unexpected" in done.stderr, done.stderr
+
+
 # ---- the configs the project shows ----
 
 EXAMPLES = sorted((ROOT / "examples").rglob("*.toml"))
