@@ -187,6 +187,34 @@ def test_a_key_the_schema_lacks_is_refused_by_the_schema_and_the_loader(tmp_path
         raise AssertionError(f"load_config and plan_targets accepted {PLANTED!r}: {doc}")
 
 
+def _where(table_id: str) -> str:
+    """The name load_config gives a table in its messages (its check_keys `where`) for a table's place."""
+    return re.sub(r"\([^)]*\)$", "", table_id).replace(".[]", "[0]")
+
+
+@pytest.mark.parametrize("where, trail, table, fixed", [
+    pytest.param(*t, id=t[0], marks=NORMALIZATION_TAKES_ANY_KEY if t[0] == "model.normalization" else ())
+    for t in TABLES if not t[0].startswith("targets.[].options(")])
+def test_the_loader_allows_exactly_the_keys_the_schema_lists(tmp_path, monkeypatch, where, trail, table, fixed):
+    """The key lists config.py, budgets.py and cost.py hand to check_keys, recorded as they load a config
+    holding this table, against the table's keys in the schema: a key added to either side alone fails.
+    (A target's options are checked by its Capabilities, the table the schema's are built from.)"""
+    from edge_distill import budgets, config, cost, tomlfile
+
+    seen: dict[str, set] = {}
+
+    def recording(table_, allowed, where_, path):
+        seen.setdefault(where_, set()).update(allowed)
+        return tomlfile.check_keys(table_, allowed, where_, path)
+
+    for module in (config, budgets, cost):
+        monkeypatch.setattr(module, "check_keys", recording)
+    load_and_plan(embed(trail, {**minimal(table), **fixed}), tmp_path)
+    assert _where(where) in seen, f"load_config checks no keys in [{_where(where)}]: any key passes"
+    popped = {"slices"} if where == "budgets.regression" else set()  # _regression takes its slices out first
+    assert seen[_where(where)] | popped == set(table["properties"])
+
+
 def _wrong(node: dict):
     """A value of the wrong type for this key: a string for a boolean, a boolean for anything else."""
     return "yes" if _deref(node).get("type") == "boolean" else True
