@@ -520,8 +520,9 @@ def render(schema: dict) -> str:
              "tests/test_config_schema.py fails when this page differs. Do not edit by hand. -->", "",
              "Every key of `edge-distill.toml`, table by table: its type, its default and what it means. The same "
              "keys are a JSON Schema, `toolkit/schemas/config.schema.json` (draft 2020-12), for editors and CI; a key not "
-             "listed here is refused (exit 2), with the nearest key named. A tour with examples is in "
-             "[Configuration](configuration.md).", ""]
+             "listed here is refused (exit 2), with the nearest key named. A budget file (`verify --budget`, "
+             "`ladder --budget`) holds a `[budgets]` table, or the same keys at its top level. A tour with examples is "
+             "in [Configuration](configuration.md).", ""]
     for node in sections(schema):
         required = node.get("required", [])
         lines += [f"## `{node['title']}`", "", node["description"], "", "| key | type | default | meaning |",

@@ -187,6 +187,15 @@ def test_a_key_the_schema_lacks_is_refused_by_the_schema_and_the_loader(tmp_path
         raise AssertionError(f"load_config and plan_targets accepted {PLANTED!r}: {doc}")
 
 
+@pytest.mark.xfail(strict=True, raises=BadInput,
+                   reason="config.py: [[targets]] precisions defaults to [\"fp32\"] for every target, and Core ML has no "
+                          "fp32 (its float is fp16): an entry naming no precision is refused with \"no precision 'fp32'\", "
+                          "a precision the user never wrote")
+def test_a_target_entry_without_precisions_builds_its_float_baseline(tmp_path):
+    cfg = load_and_plan({"model": {"student": "m:f"}, "targets": [{"name": "coreml"}]}, tmp_path)
+    assert cfg.targets[0].precisions == ["fp16"]
+
+
 def _where(table_id: str) -> str:
     """The name load_config gives a table in its messages (its check_keys `where`) for a table's place."""
     return re.sub(r"\([^)]*\)$", "", table_id).replace(".[]", "[0]")
