@@ -55,10 +55,9 @@ def table(title: str, description: str, properties: dict, required=(), **extra) 
     return node
 
 
-def named(description: str, value: dict, example_name: str) -> dict:
+def named(description: str, value: dict, example: dict) -> dict:
     """A table of tables or values keyed by a name the user chooses (an output, a slice, a precision)."""
-    return {"type": "object", "description": description, "additionalProperties": value,
-            "examples": [example_name]}
+    return {"type": "object", "description": description, "additionalProperties": value, "examples": [example]}
 
 
 def field_default(cls, name: str):
@@ -101,12 +100,12 @@ def model_table() -> dict:
                          "or a table with the kind and its settings; undeclared outputs' kinds are inferred "
                          "from their shape and dtype",
                          {"anyOf": [key("the kind's name", str, enum=[*kinds, *aliases()]),
-                                    *({"$ref": f"#/$defs/output_{k}"} for k in kinds)]}, "logits"),
+                                    *({"$ref": f"#/$defs/output_{k}"} for k in kinds)]}, {"logits": "classification"}),
         "batch_axes": named("where an input takes its batch (default 0; \"none\": one value for every sample of "
                             "a run; a 0-d input has none)",
-                            {"anyOf": [{"type": "integer", "minimum": 0}, {"const": "none"}]}, "state"),
+                            {"anyOf": [{"type": "integer", "minimum": 0}, {"const": "none"}]}, {"state": 1}),
         "state": named("streaming models: each state output and the input it feeds at the next chunk",
-                       {"type": "string"}, "state_out"),
+                       {"type": "string"}, {"stateN": "state"}),
     }, required=["student"]), {
         "input": table("[[model.inputs]]", "One model input.", {
             "name": key("the input's name in the model", str, example="image"),
@@ -278,7 +277,8 @@ def targets_table() -> dict:
         "auto_sensitivity_samples": key("-auto precisions: the search's trials on this many samples (stratified), "
                                         "the choice confirmed on every sample", int, minimum=1, example=500),
         "auto_groups": named("-auto precisions: layers whose names match a group's regular expression are "
-                             "searched as one", {"type": "string", "format": "regex"}, "attention"),
+                             "searched as one", {"type": "string", "format": "regex"},
+                             {"attention": "attention"}),
     }, required=["name"])
     defs, branches = {"target": entry}, []
     for name in BUILT_IN_TARGETS:
@@ -361,9 +361,9 @@ def budget_tables() -> dict:
     scalars = {k: limit(BUDGET_MEANING[k], *v) for k, v in SCALAR_CHECKS.items()}
     common = {
         "slices": named("per slice of the evaluation data (a slice_NAME mask, or a name in its slices array)",
-                        {"$ref": "#/$defs/budget_slice"}, "high_risk"),
+                        {"$ref": "#/$defs/budget_slice"}, {"high_risk": {"min_accuracy": 0.72}}),
         "outputs": named("per output, the first included, by its kind's keys", {"$ref": "#/$defs/budget_output"},
-                         "logits"),
+                         {"text": {"max_cer": 0.02}}),
         "require": key("the weakest provenance a figure may have, overall and in slices: "
                        + " > ".join(sorted(RANK, key=RANK.get, reverse=True)), str, enum=sorted(RANK)),
         "estimate": key("an estimated latency judged as estimated (point) or at the high end of its profile's "
@@ -371,7 +371,7 @@ def budget_tables() -> dict:
     }
     layered = {
         "precisions": named("a layer per precision: its keys override the ones above for that precision",
-                            {"$ref": "#/$defs/budget_layer"}, "int4"),
+                            {"$ref": "#/$defs/budget_layer"}, {"int4": {"max_accuracy_drop": 0.03}}),
         "sequence_length": key("text: the token count the latency limits hold at", int, minimum=1, example=128),
         "regression": {"$ref": "#/$defs/regression"},
     }
@@ -389,7 +389,7 @@ def budget_tables() -> dict:
             **{k: key(REGRESSION_MEANING[k], (int, float), default=v, minimum=0)
                for k, v in REGRESSION_LIMITS.items()},
             "slices": named("a slice's own max_accuracy_decrease (the others take the table's)",
-                            {"$ref": "#/$defs/regression_slice"}, "high_risk"),
+                            {"$ref": "#/$defs/regression_slice"}, {"high_risk": {"max_accuracy_decrease": 0.002}}),
         }),
         "regression_slice": table("[budgets.regression.slices.NAME]", "One slice's regression limit.", {
             "max_accuracy_decrease": key(REGRESSION_MEANING["max_accuracy_decrease"], (int, float), minimum=0,
@@ -421,7 +421,7 @@ def cost_tables() -> dict:
     del props["amortize_months"]["minimum"]
     props["amortize_months"]["exclusiveMinimum"] = 0
     props["price_per_call"] = named("an explicit price per call for a ladder rung, over the device-second price",
-                                    {"type": "number"}, "teacher")
+                                    {"type": "number"}, {"teacher": 0.002})
     return {"cost": table("[cost]", "`edge-distill ladder`: what each rung costs (a missing price is not a zero).",
                           props, required=FIXED_KEYS)}
 
@@ -474,6 +474,18 @@ def sections(schema: dict) -> list[dict]:
     walk({"properties": schema["properties"], "title": "top level", "description": schema["description"],
           "required": schema["required"]})
     return found
+
+
+def toml_example(name: str, value) -> str:
+    """An example as a TOML line: `key = value` (a named table's: `key = { NAME = ... }`)."""
+    def inline(v) -> str:
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {inline(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list):
+            return "[" + ", ".join(inline(x) for x in v) + "]"
+        return json.dumps(v)
+
+    return f"{name} = {inline(value)}"
 
 
 def refs(node: dict) -> list[str]:
@@ -533,8 +545,8 @@ def render(schema: dict) -> str:
             titles = [schema["$defs"][ref]["title"] for ref in refs(sub)]
             if titles:
                 meaning += " (" + ", ".join(f"[`{t}`](#{_slug(t)})" for t in titles) + ")"
-            if "examples" in sub and sub.get("type") != "object":
-                meaning += f"; e.g. `{json.dumps(sub['examples'][0])}`"
+            if "examples" in sub:
+                meaning += f"; e.g. `{toml_example(name, sub['examples'][0])}`"
             lines.append(f"| `{name}` | {type_of(sub)} | {default_of(name, sub, required)} | "
                          f"{meaning.replace('|', chr(92) + '|')} |")
         lines.append("")
