@@ -335,9 +335,13 @@ def test_a_second_sealed_split_row_is_estimated_as_the_product_estimates_it_work
     terms = fitting.breakdown(load, row["core"], fitting.PRECISIONS["fp32"], "gemm", 1, c)
     assert sum(terms.values()) == pytest.approx(by_hand, rel=1e-9)
 
-    # the rows left out, each for its reason, counted from the file itself
-    rows = list(csv.DictReader((Path(fitting.MEASUREMENTS) / "sealed-2.csv").open()))
-    assert len(scored) + len(skipped) == len(rows) == 101
+    # the rows left out, each for its reason, and those whose thread count is only implied, counted from the files
+    folder = Path(fitting.MEASUREMENTS)
+    rows = [r for name in ("sealed-2.csv", "sealed-3.csv") for r in csv.DictReader((folder / name).open())]
+    assert len(scored) + len(skipped) == len(rows) == 101 + 15
+    implied = [r for r in rows if r["threads"].endswith("?")]
+    assert len(implied) == 15 and sorted(r["source"] for r in scored if r["implied"]) == sorted(r["source"] for r in implied)
+    assert {r["thread_count"] for r in scored if r["implied"]} == {4, 6}
     a77 = sum(r["core"] == "Cortex-A77" for r in rows)
     assert a77 == 10 and [r["reason"] for r in skipped].count("its core is not in cores.toml") == a77 + 2  # + the iPhone 17 Pro's
     assert sorted(r["reason"] for r in skipped if r["runtime"] == "executorch-xnnpack") == [
