@@ -29,6 +29,16 @@ prints the tables, writes benchmarks/results/estimates.json and, with --update-p
 device_profiles/cost_model/fitted.toml (the fit outside the sealed split, with each network family's
 errors) and each profile's [validation] (the sealed GEMM runs' error, the cross-validated interval
 and how many sealed runs it held: what `edge-distill devices` shows and every estimate carries).
+
+A second sealed split, measurements/sealed-2.csv (published runs committed before any of them was
+estimated; no fit reads it), is scored last, with the committed fitted.toml as the product estimates
+(a GEMM runtime, no device offsets): per runtime and network family, the profiles' interval's
+coverage, ResNet / MobileNetV2 ratios and where the estimate's time goes.
+
+    python benchmarks/estimates.py --sealed-2
+
+prints only that (a minute: it counts only the split's networks) and writes
+benchmarks/results/sealed-2.json.
 """
 
 from __future__ import annotations
@@ -472,6 +482,170 @@ def ratios(loads: dict, rows: list[dict], model: Coefficients) -> dict:
     return out
 
 
+# The second sealed split (measurements/sealed-2.csv, and sealed-3.csv sealed after it): each file
+# committed before any of its rows was estimated, never fitted; scored with the committed fit
+# (cost_model/fitted.toml), as the product estimates.
+SEALED_2 = (MEASUREMENTS / "sealed-2.csv", MEASUREMENTS / "sealed-3.csv")
+APART = {"paddle-lite": "Paddle-Lite", "mnn": "MNN"}  # runtimes the targets do not use: scored apart, as ncnn is
+
+
+def split_kind(runtime: str) -> str:
+    return "GEMM runtimes" if FAMILIES.get(runtime) == GEMM_KERNELS else APART[runtime]
+
+
+def sealed_2() -> tuple[list[dict], list[dict]]:
+    """The second sealed split's rows an estimate can be made for (each with its core, its thread count,
+    whether that count is only implied - "4?" - and a setting: device, threads, source file), and the
+    others, each with the reason it is not scored."""
+    cores, rows, skipped = load_cores(), [], []
+    for row in (r for path in SEALED_2 for r in csv.DictReader(path.open())):
+        reason = ("its core is not in cores.toml" if row["core"] not in cores else
+                  "its network is not written" if row["model"] not in networks.NETWORKS else
+                  "no thread count stated" if not row["threads"] else
+                  "its precision is not scored" if row["precision"] not in PRECISIONS else "")
+        if reason:
+            skipped.append(row | {"reason": reason})
+            continue
+        shape = re.fullmatch(r"(\d+)x\d+x3\??|(\d+) tokens\??", row["input"])
+        rows.append({**row, "size": int(shape[1] or shape[2]), "published_ms": float(row["latency_ms"]),
+                     "core": core_of(row["core"], float(row["clock_ghz"]), cores),
+                     "thread_count": int(row["threads"].rstrip("?")), "implied": row["threads"].endswith("?"),
+                     "setting": f"{row['device']} | {row['threads']} threads | {row['source'].split('#')[0]}"})
+    return rows, skipped
+
+
+def product_ms(row: dict, load: Workload, c: Coefficients, threads: int | None = None) -> float:
+    """The product's estimate of a published run: a GEMM runtime (what every target is) on the row's core at
+    its thread count (or `threads`), no device offset."""
+    return 1e3 * seconds(load, row["core"], PRECISIONS[row["precision"]], GEMM_KERNELS,
+                         threads or row["thread_count"], c)
+
+
+def breakdown(load: Workload, core, precision: Precision, family: str, threads: int, c: Coefficients) -> dict:
+    """cost_model.seconds split into its terms (seconds per op class as it runs, gathering, light
+    elements, weight streaming, per-op overhead): where an estimate's time goes. They sum to seconds()."""
+    from edge_distill.devices.cost_model import arithmetic_of
+
+    arithmetic = arithmetic_of(precision, family, core)
+    kind = "int8" if arithmetic == "int8" else "float"
+    use = c.int8_kernel_use.get(core.int8_kernel, 1.0) if kind == "int8" else 1.0
+    clock, parallel = core.clock_ghz * 1e9, threads ** c.thread_scaling
+    gemm_convolutions = family not in WINOGRAD_FAMILIES
+    terms = {}
+    for op_class, flops in load.flops.items():
+        runs_as = POINTWISE if (op_class in DENSE and gemm_convolutions) or op_class == MATMUL else op_class
+        terms[op_class] = flops / (core.peak(arithmetic) * c.efficiency[kind][runs_as] * use) / parallel
+    terms["gathering"] = (load.gathered * c.gather_cycles[kind] / clock if gemm_convolutions else 0.0) / parallel
+    terms["light"] = load.light_elements * c.light_cycles[kind] / clock / parallel
+    weight_bytes = 2.0 if arithmetic == "fp16" and precision.weight_bits > 16 else precision.weight_bits / 8
+    terms["streaming"] = load.matrix_weights * weight_bytes * c.stream_cycles_per_byte / clock
+    terms["overhead"] = load.ops * c.op_overhead_cycles / clock
+    speed = math.exp(c.core_speed.get(core.kind, 0.0) + c.family_speed.get(family, 0.0))
+    return {term: t * speed for term, t in terms.items()}
+
+
+def sealed_2_scored(loads: dict, c: Coefficients) -> list[dict]:
+    rows, _ = sealed_2()
+    out = []
+    for r in rows:
+        ms = product_ms(r, load_of(loads, r), c)
+        out.append({k: r[k] for k in ("device", "runtime", "model", "size", "precision", "threads", "published_ms",
+                                      "source", "setting", "implied")}
+                   | {"network_family": network_family(loads[r["model"], "fp32", r["size"]]),
+                      "estimated_ms": round(ms, 3), "ratio": round(ms / r["published_ms"], 3),
+                      "estimated_1_thread_ms": round(product_ms(r, load_of(loads, r), c, 1), 3)})
+    return out
+
+
+def pair_ratios(scored: list[dict], heavy: tuple[str, ...] = ("resnet18", "resnet50")) -> list[dict]:
+    """ResNet / MobileNetV2 latency, published and estimated, on every setting and precision with both."""
+    out = []
+    for setting, precision in sorted({(r["setting"], r["precision"]) for r in scored}):
+        pair = {r["model"]: r for r in scored if r["setting"] == setting and r["precision"] == precision}
+        for name in heavy:
+            if {name, "mobilenet_v2"} <= set(pair):
+                a, b = pair[name], pair["mobilenet_v2"]
+                published, estimated = a["published_ms"] / b["published_ms"], a["estimated_ms"] / b["estimated_ms"]
+                out.append({"setting": setting, "device": a["device"], "threads": a["threads"],
+                            "runtime": a["runtime"], "precision": precision, "network": name,
+                            "published": round(published, 2), "estimated": round(estimated, 2),
+                            "estimated_1_thread": round(a["estimated_1_thread_ms"] / b["estimated_1_thread_ms"], 2),
+                            "off_by": round(max(estimated / published, published / estimated), 2)})
+    return out
+
+
+def sealed_2_report(loads: dict, c: Coefficients) -> dict:
+    """Every score of the second sealed split: per runtime and network family, the profiles' interval's
+    coverage, the ResNet / MobileNetV2 ratios, and the rows not scored with their reasons."""
+    import tomllib
+
+    every, (_, skipped) = sealed_2_scored(loads, c), sealed_2()
+    scored = [r for r in every if not r["implied"]]  # a thread count only implied is kept out of every per-row score
+    groups = {}
+    for name in sorted({split_kind(r["runtime"]) for r in every}):
+        mine = [r for r in scored if split_kind(r["runtime"]) == name]
+        groups[f"{name}, all"] = mine
+        for precision in PRECISIONS:
+            groups[f"{name}, {precision}"] = [r for r in mine if r["precision"] == precision]
+        for family in NETWORK_FAMILIES:
+            groups[f"{name}, {family}"] = [r for r in mine if r["network_family"] == family]
+    # where the estimate's time goes, for the pair each precision misses most
+    ratios_found, breakdowns = pair_ratios(every), {}
+    rows = {(r["setting"], r["model"], r["precision"]): r for r in sealed_2()[0]}
+    for kind, precision in sorted({(split_kind(r["runtime"]), r["precision"]) for r in ratios_found}):
+        misses = [r for r in ratios_found if r["precision"] == precision and split_kind(r["runtime"]) == kind]
+        if misses:
+            worst = max(misses, key=lambda r: r["off_by"])
+            breakdowns[f"{kind}, {precision}"] = {"setting": worst["setting"]} | {
+                model: {term: round(1e3 * t, 2) for term, t in breakdown(
+                    load_of(loads, row), row["core"], PRECISIONS[precision], GEMM_KERNELS, row["thread_count"],
+                    c).items()}
+                for model in (worst["network"], "mobilenet_v2") for row in [rows[worst["setting"], model, precision]]}
+    validation = tomllib.loads((PROFILES / "raspberry-pi-5.toml").read_text())["validation"]
+    low, high = validation["ratio_low"], validation["ratio_high"]
+    return {"rows": scored, "implied_thread_rows": [r for r in every if r["implied"]],
+            "scores": {k: score(v) for k, v in groups.items() if v},
+            "interval": {"low": low, "high": high, "claim": validation["interval_claim"],
+                         "held": {k: coverage(v, low, high) for k, v in groups.items() if v and k.endswith(", all")}
+                         | {"all": coverage(scored, low, high)}},
+            "ratios": ratios_found, "breakdowns": breakdowns,
+            "not_scored": [{k: r[k] for k in ("device", "runtime", "model", "precision", "threads", "source", "reason")}
+                           for r in skipped]}
+
+
+def show_sealed_2(report: dict) -> None:
+    print(f"\nSEALED-2 (measurements/sealed-2.csv and sealed-3.csv, each committed before any of its rows was "
+          f"estimated), the product's estimate (a GEMM runtime, cost_model/fitted.toml, no device offsets), "
+          f"{len(report['rows'])} rows with a stated thread count:")
+    table(report["scores"])
+    i = report["interval"]
+    print(f"\nthe profiles' {i['claim']:.0%} interval, estimate / published {i['low']}..{i['high']}, holds "
+          + ", ".join(f"{k}: {v:.0%}" for k, v in i["held"].items()))
+    print("\nResNet / MobileNetV2, published and estimated (a GEMM runtime; '4?': the thread count implied, "
+          "not stated; the estimate at one thread beside it):\n")
+    print("| device setting | runtime | precision | network | published | estimated | at 1 thread | off by |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in report["ratios"]:
+        print(f"| {r['device']}, {r['threads']} threads | {r['runtime']} | {r['precision']} | {r['network']} | "
+              f"{r['published']} | {r['estimated']} | {r['estimated_1_thread']} | {r['off_by']}x |")
+    for kind, b in report["breakdowns"].items():
+        print(f"\nwhere the estimate's time goes (ms), {kind}, {b['setting'].split(' | github')[0]}:")
+        for model, terms in b.items():
+            if model != "setting":
+                print(f"  {model}: " + ", ".join(f"{k} {v}" for k, v in terms.items() if v))
+    print("\neach row, estimate / published:")
+    for r in report["rows"]:
+        print(f"  {r['device']} {r['runtime']} {r['precision']} {r['threads']}t {r['model']}: published {r['published_ms']} ms, "
+              f"estimated {r['estimated_ms']} ms, {r['ratio']}")
+    print("\nthread count implied, not stated (kept out of the scores above), estimate / published:")
+    for r in report["implied_thread_rows"]:
+        print(f"  {r['device']} {r['runtime']} {r['precision']} {r['threads']}t {r['model']}: published {r['published_ms']} ms, "
+              f"estimated {r['estimated_ms']} ms, {r['ratio']} (at 1 thread {r['estimated_1_thread_ms']} ms)")
+    print("\nnot scored:")
+    for r in report["not_scored"]:
+        print(f"  {r['device']} {r['runtime']} {r['model']} {r['precision']}: {r['reason']}")
+
+
 def table(scores: dict) -> None:
     print()
     print("| | runs | median error | within 1.5x | estimate/published 5%..95% |")
@@ -535,7 +709,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--update-profiles", action="store_true",
                         help="write cost_model/fitted.toml and each profile's [validation]")
+    parser.add_argument("--sealed-2", action="store_true",
+                        help="only score the second sealed split (measurements/sealed-2.csv) with the committed fit")
     args = parser.parse_args()
+    if args.sealed_2:
+        return score_sealed_2()
     rows = corpus("ncnn.csv") + [r for r in corpus("other-runtimes.csv") if r["threads"]]
     ne_rows = neural_engine_rows()
     loads = workloads({(r["model"], p, r["size"]) for r in rows for p in PRECISIONS}
@@ -556,6 +734,20 @@ def main() -> int:
         write_cost_model(out["model"], families)
         for name, entry in profiles.items():
             write_profile(name, entry)
+    return score_sealed_2()
+
+
+def score_sealed_2() -> int:
+    """Score sealed-2.csv with the committed fit (what the product estimates with), print it and write
+    benchmarks/results/sealed-2.json."""
+    from edge_distill.devices.cost_model import load_coefficients
+
+    rows, _ = sealed_2()
+    loads = workloads({(r["model"], p, r["size"]) for r in rows for p in PRECISIONS})
+    report = sealed_2_report(loads, load_coefficients(PROFILES / "cost_model" / "fitted.toml"))
+    show_sealed_2(report)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "sealed-2.json").write_text(json.dumps(report, indent=1, sort_keys=True))
     return 0
 
 

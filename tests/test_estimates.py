@@ -305,3 +305,45 @@ def test_a_profiles_interval_is_conformal_and_claims_what_the_sealed_runs_allow(
     assert (v["interval_coverage"], v["interval_claim"], v["ratio_low"], v["ratio_high"]) == (0.8, 0.8, 0.5, 2.0)
     assert held(*[1.0] * 15, 2.5, 2.5, 2.5, 0.4, 0.3)["interval_claim"] == 0.75  # 75%
     assert held(*[1.0] * 83, *[3.0] * 17)["interval_claim"] == 0.8  # 83%: rounded down to 80%
+
+
+def test_a_second_sealed_split_row_is_estimated_as_the_product_estimates_it_worked_by_hand():
+    """sealed-2.csv (committed before any of its rows was estimated) is scored with the committed fit, as
+    the product estimates: a GEMM runtime on the row's own core, clock and thread count, no device offset.
+    Its Xiaomi MI9 row (Snapdragon 855: a Cortex-A76 at 2.84 GHz, one thread bound to a big core,
+    Paddle-Lite fp32 MobileNetV2) on a made-up workload, worked by hand from fitted.toml and cores.toml.
+    The split's breakdown of an estimate into its terms adds up to the estimate."""
+    import csv
+    import math
+
+    c = load_coefficients()
+    scored, skipped = fitting.sealed_2()
+    row = next(r for r in scored if r["device"] == "Xiaomi MI9 (Snapdragon 855)" and r["model"] == "mobilenet_v2"
+               and r["precision"] == "fp32")
+    assert (row["core"].kind, row["core"].clock_ghz, row["threads"], row["published_ms"]) == ("Cortex-A76", 2.84, "1", 19.37)
+
+    load = Workload(flops={"conv3x3_s1": 2e8, "conv": 1e7, "depthwise": 3e7, "pointwise": 4e8, "gemm": 2e6},
+                    light_elements=1e6, matrix_weights=1e6, gathered=5e6, ops=60)
+    clock, peak = 2.84e9, 2.84e9 * 16  # cores.toml: a Cortex-A76 does 16 fp32 FLOP per cycle
+    eff = c.efficiency["float"]
+    compute = ((2e8 + 1e7 + 4e8) / (peak * eff["pointwise"])  # a GEMM runtime's dense convolutions: the 1x1 kernel
+               + 3e7 / (peak * eff["depthwise"]) + 2e6 / (peak * eff["gemm"])
+               + 5e6 * c.gather_cycles["float"] / clock + 1e6 * c.light_cycles["float"] / clock)
+    by_hand = (compute / 1 ** c.thread_scaling + 1e6 * 4 * c.stream_cycles_per_byte / clock
+               + 60 * c.op_overhead_cycles / clock) * math.exp(c.core_speed["Cortex-A76"] + c.family_speed["gemm"])
+    assert fitting.product_ms(row, load, c) == pytest.approx(1e3 * by_hand, rel=1e-9)
+    terms = fitting.breakdown(load, row["core"], fitting.PRECISIONS["fp32"], "gemm", 1, c)
+    assert sum(terms.values()) == pytest.approx(by_hand, rel=1e-9)
+
+    # the rows left out, each for its reason, and those whose thread count is only implied, counted from the files
+    folder = Path(fitting.MEASUREMENTS)
+    rows = [r for name in ("sealed-2.csv", "sealed-3.csv") for r in csv.DictReader((folder / name).open())]
+    assert len(scored) + len(skipped) == len(rows) == 101 + 15
+    implied = [r for r in rows if r["threads"].endswith("?")]
+    assert len(implied) == 15 and sorted(r["source"] for r in scored if r["implied"]) == sorted(r["source"] for r in implied)
+    assert {r["thread_count"] for r in scored if r["implied"]} == {4, 6}
+    a77 = sum(r["core"] == "Cortex-A77" for r in rows)
+    assert a77 == 10 and [r["reason"] for r in skipped].count("its core is not in cores.toml") == a77 + 2  # + the iPhone 17 Pro's
+    assert sorted(r["reason"] for r in skipped if r["runtime"] == "executorch-xnnpack") == [
+        "its core is not in cores.toml", "its core is not in cores.toml", "its network is not written",
+        "its network is not written"]
