@@ -102,7 +102,16 @@ def test_sensitivity_stops_when_the_trials_run_out():
     assert state.trials == 3 and len(calls) == 2 and [s.name for s in state.layers] == ["big"]
     state = Search("int4", 0.5, 1, trials=1)
     sensitivity(trial, LAYERS, state, {})
-    assert calls[2:] == [] and state.layers == []
+    assert calls[2:] == [] and state.layers == [] and state.stopped == "trials"
+
+
+def test_a_search_whose_budget_ends_before_any_layer_says_the_trials_ran_out():
+    # max_trials=1: the full precision's trial spends it; no layer is measured or raised, so the search
+    # ended on its trial budget, not after trying every layer (it read 'every layer tried' before).
+    failing = _result([_check("accuracy", ">=", 0.75, 0.70, False)], Metrics(samples=10, accuracy=0.70))
+    _, state = search("int4", lambda raised: failing, lambda full: [Layer("a", "Gemm", 10), Layer("b", "Gemm", 10)],
+                      max_trials=1)
+    assert state.layers == [] and state.trials == 1 and state.stopped == "trials" and not state.met
 
 
 def test_sensitivity_only_runs_no_search_and_reports_the_precision_as_asked():

@@ -133,6 +133,7 @@ def sensitivity(trial: Callable[[dict], TargetResult], layers: list, state: Sear
     planned = min(state.max_trials, 1 + len(layers) * (2 if both_views else 1))
     for layer in layers:
         if state.trials >= state.max_trials:
+            state.stopped = "trials"  # the budget ended before every layer was measured
             break
         step = next(s for s in state.steps if s == FLOAT or layer.int8)
         progress(f"  sensitivity: {layer.name} in {step} ({state.trials + 1}/{planned})")
