@@ -29,7 +29,7 @@ from edge_distill.targets import BuildRequest, check_precision, get_target, pars
 from . import kinds, metrics
 from .auto_precision import Where, build_auto, check_auto
 from .budgets import Budget, unanswerable
-from .cache import cached_export, cached_outputs
+from .cache import artifact_key, cached_artifact, cached_export, cached_outputs
 from .config import Config, TargetConfig
 from .devices import Device, Job, RunSettings, resolve
 from .errors import BadInput, CannotMeasure, MissingDependency
@@ -249,7 +249,8 @@ def build_and_measure(run: Run, planned: PlannedTarget, precision: str, subject:
 
 
 def build_one(run: Run, planned: PlannedTarget, precision: str, subject: Subject) -> tuple:
-    """One artifact of the subject for one target and precision, and the seconds its build took."""
+    """One artifact of the subject for one target and precision, the seconds its build took (a cache
+    copy's, when reused) and the reuse note ("reused from cache <key>") or None."""
     tc, loaded, out = planned.config, run.loaded, run.out
     label = result_label(subject.name, tc.name, precision, subject.qualified)
     run.progress(f"building {label}")
@@ -266,24 +267,29 @@ def build_one(run: Run, planned: PlannedTarget, precision: str, subject: Subject
                        "take their batch elsewhere or carry a state gets weight-only precisions (int8-dynamic, int4)",
                        hint=f'[[targets]] name = "{tc.name}": precisions = {json.dumps(weight_only)}')
     calibration = loaded.io.chunks(loaded.calibration) if loaded.calibration is not None else None
-    artifact = get_target(tc.name).build(BuildRequest(
+    request = BuildRequest(
         onnx_path=subject.onnx_path, source=subject.model, precision=precision, calibration=calibration,
         calibration_method=tc.calibration_method, options=tc.options_for(precision), out_dir=out / subject.folder,
-        work_dir=scratch, metadata=artifact_metadata(run.cfg), tolerance=run.cfg.tolerance))
-    return artifact, round(time.perf_counter() - start, 3)
+        work_dir=scratch, metadata=artifact_metadata(run.cfg), tolerance=run.cfg.tolerance)
+    selection = {"samples": run.cfg.calibration_samples, "seed": run.cfg.seed}  # how calibration was chosen
+    artifact, reused = cached_artifact(artifact_key(tc.name, request, selection), request.out_dir,
+                                       partial(get_target(tc.name).build, request))
+    if reused:
+        run.progress(f"  {reused}")
+    return artifact, round(time.perf_counter() - start, 3), reused
 
 
 def measure_built(run: Run, planned: PlannedTarget, precision: str, built: tuple, subject: Subject,
                   refs: References) -> TargetResult:
     """A built artifact (build_one's) evaluated on the target's device."""
-    artifact, seconds = built
+    artifact, seconds, reused = built
     onnx_path = subject.onnx_path
     candidate = Candidate(planned.config.name, precision, artifact.path, built=artifact, subject=subject.name,
                           qualified=subject.qualified,
                           graph=graph_for(artifact.path, str(onnx_path) if onnx_path else None))
     result = evaluate_artifact(candidate, run.loaded.evaluation, planned.settings(run.cfg), refs, run.cfg.budget,
                                task=run.cfg.model.task, progress=run.progress, io=run.loaded.io)
-    result.build_seconds = seconds
+    result.build_seconds, result.reused = seconds, reused
     result.artifact = str(artifact.path.relative_to(run.out))
     result.files = [str(f.relative_to(run.out)) for f in artifact.files]
     return result
