@@ -307,17 +307,19 @@ def source_code_identity(*packages: str) -> str:
 
 
 def dataset_identity(data) -> str:
-    """sha256 of every array of a calibration Dataset (inputs, labels, slices, weights), or "none"."""
+    """sha256 of a calibration Dataset: its source's name (a build records it) and every array (inputs,
+    labels, slices, weights); "none" without one."""
     if data is None:
         return "none"
     arrays = {f"input/{k}": v for k, v in data.inputs.items()} | {f"slice/{k}": v for k, v in data.slices.items()}
     arrays |= {k: v for k, v in (("labels", data.labels), ("weights", data.weights)) if v is not None}
-    return arrays_identity(arrays)
+    return hashlib.sha256(f"{data.source}\n{arrays_identity(arrays)}".encode()).hexdigest()
 
 
 def artifact_key(target: str, request: BuildRequest, selection: dict) -> str | None:
     """The key of one build: everything `target.build(request)` reads (the ONNX export's bytes, the source
-    model, the calibration arrays and method, `selection`: how the calibration samples were chosen, the
+    model (its identity and its name, which a Core ML build writes into the file), the calibration
+    source and arrays and method, `selection`: how the calibration samples were chosen, the
     options as given, the metadata, the tolerance), the packages and edge-distill code that build it, the
     Python and the machine. None when the source model's identity cannot be known: never reused."""
     model = model_identity(request.source)
@@ -326,11 +328,12 @@ def artifact_key(target: str, request: BuildRequest, selection: dict) -> str | N
         return None
     try:
         onnx_files = [sha256_file(f) for f in [onnx, *_external_data(onnx)]] if onnx is not None else []
-    except (OSError, ValueError):
+    except Exception:  # a file onnx cannot parse (a protobuf DecodeError): built, never reused
         return None
     source = request.source
     return key_of("artifact", target=target, precision=request.precision, onnx=onnx_files, model=model,
-                  inputs=repr(source.inputs), output_axes=source.output_axes, output_names=source.output_names,
+                  reference=source.reference, inputs=repr(source.inputs), output_axes=source.output_axes,
+                  output_names=source.output_names,
                   calibration=dataset_identity(request.calibration), calibration_method=request.calibration_method,
                   selection=selection, options=request.options, metadata=request.metadata,
                   tolerance=request.tolerance, versions=versions(*BUILD_PACKAGES),
