@@ -362,3 +362,45 @@ def test_changed_calibration_data_rebuilds_the_calibrated_artifacts_only(cache_o
     files_of = [_artifact_files(tmp_path / run) for run in ("first", "second")]
     assert files_of[0]["ort/model.fp32.onnx"] == files_of[1]["ort/model.fp32.onnx"]
     assert files_of[0]["ort/model.int8.onnx"] != files_of[1]["ort/model.int8.onnx"]
+
+
+# -- verify: the float model's and the teacher's outputs -------------------------------------------------
+
+def _verify(artifact: Path, data: Path, float_model: Path, teacher: Path):
+    from edge_distill.pipeline import Timing, Verification, run_verify
+
+    return run_verify(Verification(artifact, data, float_model=str(float_model), teacher_model=str(teacher),
+                                   timing=Timing(warmup=2, runs=5)))
+
+
+def test_verify_reuses_the_float_models_and_teachers_outputs_only_when_both_are_unchanged(cache_on, build_request,
+                                                                                          tmp_path):
+    from onnx import load, numpy_helper, save
+
+    from tiny_onnx import B, W
+
+    artifact = _fresh(build_request, tmp_path / "built").path
+    rng = np.random.default_rng(1)
+    x, labels = rng.normal(size=(64, 4)).astype(np.float32), rng.integers(0, 3, 64)
+    np.savez(tmp_path / "eval.npz", x=x, labels=labels)
+    teacher = tiny_model(Path(shutil.copytree(build_request.onnx_path.parent, tmp_path / "teacher")))
+    float_model, data = build_request.onnx_path, tmp_path / "eval.npz"
+
+    def accuracy(bias: np.ndarray) -> float:  # a second way: the graph's own arithmetic, logits = x @ W + bias
+        return float(np.mean((x @ W + bias).argmax(1) == labels))
+
+    first = _verify(artifact, data, float_model, teacher)
+    second = _verify(artifact, data, float_model, teacher)
+    assert first.references_reused is None and second.references_reused.startswith("reused from cache ")
+    assert second.references == first.references and second.results[0].metrics == first.results[0].metrics
+    assert second.references["float student"]["overall"].accuracy == pytest.approx(accuracy(B), abs=1e-9)
+    with cache.bypassed():
+        assert _verify(artifact, data, float_model, teacher).references_reused is None
+    model = load(str(teacher))  # another teacher: other weights, other top-1s: a miss
+    shifted = B + np.array([2.0, 0.0, 0.0], np.float32)
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(shifted, "B"))
+    save(model, str(teacher))
+    third = _verify(artifact, data, float_model, teacher)
+    assert third.references_reused is None
+    assert accuracy(shifted) != accuracy(B)
+    assert third.references["teacher"]["overall"].accuracy == pytest.approx(accuracy(shifted), abs=1e-9)

@@ -765,27 +765,33 @@ def run_verify(request: Verification, progress: Progress = Progress(False)) -> R
     settings = one.settings(timing)
     specs = get_target(one.target).open_runner(artifact, timing.threads).input_specs()
     data = load_dataset(request.data_path, specs)
-    refs, student_info, teacher_info = References(), None, None
+    refs, student_info, reused = References(), None, None
     kind_warnings: list[str] = []
+    teacher = load_model(teacher_model, inputs=specs) if teacher_model else None
     if float_model:
-        progress(f"running the float model {float_model}")
         ref = load_model(float_model, inputs=specs)
-        float_all, student_info = ref.predict_all(data), _model_info(ref)
-        refs.float_outputs = float_all[0]
+        progress(f"running the float model {float_model}" + (f" and the teacher {teacher_model}" if teacher else ""))
+        # the same models on the same data: an earlier verify's outputs (a layout of verify's own: samples first)
+        float_all, refs.teacher_outputs, reused = cached_outputs(ref, teacher, data, "verify: samples first", lambda: (
+            ref.predict_all(data), teacher.predict(data) if teacher is not None else None))
+        if reused:
+            progress(f"  {reused}")
+        student_info, refs.float_outputs = _model_info(ref), float_all[0]
         refs.outputs, kind_warnings = output_references(request.kinds or {}, ref, float_all, "classification")
         refs.why_no_task = why_no_task_metric(refs.outputs, "classification", ModelIO(()))
         refs.float_latency = _float_latency_here(one, ref, data, settings)
-    if teacher_model:
+    elif teacher is not None:
         progress(f"running the teacher {teacher_model}")
-        teacher = load_model(teacher_model, inputs=specs)
-        refs.teacher_outputs, teacher_info = teacher.predict(data), _model_info(teacher)
+        refs.teacher_outputs = teacher.predict(data)
+    teacher_info = _model_info(teacher) if teacher is not None else None
     candidate = Candidate(one.target, one.precision, artifact, graph=graph_for(artifact, float_model))
     result = evaluate_artifact(candidate, data, settings, refs, request.budget, progress=progress)
     student_info = student_info or {"reference": str(artifact), "kind": "artifact", "fingerprint": result.sha256}
     return Report(command="verify", tool_version=__version__, created=_now(), config=None, student=student_info,
                   teacher=teacher_info, data={"evaluation": _data_info(data)}, environment=host_environment(),
                   export=None, references=reference_metrics(data, refs.float_outputs, refs.teacher_outputs),
-                  results=[result], warnings=padding_warnings(specs, {"evaluation": data}) + kind_warnings)
+                  results=[result], warnings=padding_warnings(specs, {"evaluation": data}) + kind_warnings,
+                  references_reused=reused)
 
 
 def _float_latency_here(one: OneArtifact, ref: SourceModel, data: Dataset, settings: RunSettings) -> Latency | None:
