@@ -300,7 +300,11 @@ def source_code_identity(*packages: str) -> str:
 
     digest = hashlib.sha256()
     for name in packages:
-        folder = Path(importlib.import_module(name).__file__).parent
+        source = importlib.import_module(name).__file__
+        if source is None:  # not a package of files: nothing to hash, said as such
+            digest.update(f"{name}:none;".encode())
+            continue
+        folder = Path(source).parent
         for path in sorted(folder.rglob("*.py")):
             digest.update(f"{name}/{path.relative_to(folder).as_posix()}:{sha256_file(path)};".encode())
     return digest.hexdigest()
@@ -332,7 +336,8 @@ def artifact_key(target: str, request: BuildRequest, selection: dict) -> str | N
         return None
     source = request.source
     return key_of("artifact", target=target, precision=request.precision, onnx=onnx_files, model=model,
-                  reference=source.reference, inputs=repr(source.inputs), output_axes=source.output_axes,
+                  reference=source.reference, inputs=repr(source.inputs),
+                  output_axes=getattr(source, "output_axes", None),
                   output_names=source.output_names,
                   calibration=dataset_identity(request.calibration), calibration_method=request.calibration_method,
                   selection=selection, options=request.options, metadata=request.metadata,
@@ -350,11 +355,11 @@ def cached_artifact(key: str | None, out_dir: Path, build: Callable[[], Artifact
     if key is None or not cache.enabled:
         return build(), None
     hit = cache.get(key)
-    restored = _restored(hit, out_dir) if hit is not None else None
-    if restored is not None:
-        return restored, hit.note
-    if hit is not None:  # a record that does not match its files: rebuilt, never trusted
-        _remove(hit.folder)
+    if hit is not None:
+        restored = _restored(hit, out_dir)
+        if restored is not None:
+            return restored, hit.note
+        _remove(hit.folder)  # a record that does not match its files: rebuilt, never trusted
     artifact = build()
     record = _artifact_record(artifact, out_dir)
     if record is not None:
