@@ -115,7 +115,8 @@ CHANGES = {
 
 
 @pytest.mark.parametrize("change", [*CHANGES, "the calibration samples", "the seed", "the target",
-                                    "the weights file", "the ONNX file", "a package version", "the code"])
+                                    "the weights file", "the ONNX file", "a package version", "the code",
+                                    "the threads"])
 def test_each_part_of_a_build_changes_its_key(request_parts, tmp_path, monkeypatch, change):
     before = artifact_key("ort", request_parts, SELECTION)
     request, selection, target = request_parts, SELECTION, "ort"
@@ -135,6 +136,10 @@ def test_each_part_of_a_build_changes_its_key(request_parts, tmp_path, monkeypat
         graph = (other / "model.onnx").read_bytes()
         (other / "model.onnx").write_bytes(graph.replace(b"tiny", b"tinY"))
         request = dataclasses.replace(request_parts, onnx_path=other / "model.onnx")
+    elif change == "the threads":  # a calibration's float sums may round otherwise
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        before = artifact_key("ort", request_parts, SELECTION)
+        monkeypatch.setenv("OMP_NUM_THREADS", "3")
     elif change == "a package version":
         real = cache.versions
         monkeypatch.setattr(cache, "versions", lambda *names: {**real(*names), "ai-edge-quantizer": "0.0.1"})
@@ -258,6 +263,11 @@ def test_a_record_naming_other_files_than_the_entrys_is_rebuilt(cache_on, build_
     _, note = _build(build_request, tmp_path / "second", builds)
     assert note is None and len(builds) == 2 and not (tmp_path / "escaped.ort").exists()
     assert _reproducible(tmp_path / "second") == _reproducible(tmp_path / "first")
+    manifest = json.loads((entry / "entry.json").read_text())  # the entry written afresh; now one without details
+    del manifest["meta"]["details"]
+    (entry / "entry.json").write_text(json.dumps(manifest))
+    _, note = _build(build_request, tmp_path / "third", builds)
+    assert note is None and len(builds) == 3
 
 
 def test_a_linked_artifact_entry_is_rebuilt_and_the_link_not_followed(cache_on, build_request, tmp_path):

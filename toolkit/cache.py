@@ -325,7 +325,8 @@ def artifact_key(target: str, request: BuildRequest, selection: dict) -> str | N
     model (its identity and its name, which a Core ML build writes into the file), the calibration
     source and arrays and method, `selection`: how the calibration samples were chosen, the
     options as given, the metadata, the tolerance), the packages and edge-distill code that build it, the
-    Python and the machine. None when the source model's identity cannot be known: never reused."""
+    Python, the machine and its threads. None when the source model's identity cannot be known: never
+    reused."""
     model = model_identity(request.source)
     onnx = Path(request.onnx_path) if request.onnx_path is not None else None
     if model is None or (onnx is not None and not onnx.is_file()):
@@ -342,7 +343,8 @@ def artifact_key(target: str, request: BuildRequest, selection: dict) -> str | N
                   calibration=dataset_identity(request.calibration), calibration_method=request.calibration_method,
                   selection=selection, options=request.options, metadata=request.metadata,
                   tolerance=request.tolerance, versions=versions(*BUILD_PACKAGES),
-                  code=source_code_identity(*BUILD_CODE), python=sys.version, machine=platform.machine())
+                  code=source_code_identity(*BUILD_CODE), python=sys.version, machine=platform.machine(),
+                  threads=os.environ.get("OMP_NUM_THREADS"), cpus=os.cpu_count())  # a calibration's float sums
 
 
 def cached_artifact(key: str | None, out_dir: Path, build: Callable[[], Artifact],
@@ -387,10 +389,12 @@ def _restored(hit: Hit, out_dir: Path) -> Artifact | None:
     does not name exactly the entry's files (then it is rebuilt)."""
     from edge_distill.targets import Artifact
 
-    record = hit.meta
+    record = hit.meta if isinstance(hit.meta, dict) else {}
     names = record.get("files")
     stored = {f.name for f in hit.folder.iterdir()} - {MANIFEST}
-    if not isinstance(names, list) or set(names) != stored or record.get("path") not in names:
+    if not isinstance(names, list) or set(names) != stored or record.get("path") not in names \
+            or not isinstance(record.get("details"), dict) \
+            or not all(isinstance(record.get(k), str) for k in ("target", "precision")):
         return None
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in names:
