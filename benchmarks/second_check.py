@@ -3,10 +3,11 @@
     OMP_NUM_THREADS=1 python benchmarks/second_check.py [--limit 0.7] [--config FILE]
 
 runs `edge-distill check` on the bundled example twice in a row, in a fresh cache folder (so the first
-run computes and stores the ONNX export and the float student's and teacher's outputs, and the second
-reuses them), each into a fresh --out folder. Prints both wall times, the processes' CPU times and the
-ratios; exits 1 when the wall-time ratio is above --limit, 2 when a run did not pass. On a shared
-machine a neighbour's load moves the wall time; the CPU-time ratio is printed beside it for that reason.
+run computes and stores the ONNX export, the float student's and teacher's outputs and every built
+artifact, and the second reuses them; every figure is measured again), each into a fresh --out folder.
+Prints both wall times, the processes' CPU times, the ratios and what the second run reused; exits 1
+when the wall-time ratio is above --limit, 2 when a run did not pass. On a shared machine a
+neighbour's load moves the wall time; the CPU-time ratio is printed beside it for that reason.
 """
 
 from __future__ import annotations
@@ -50,10 +51,13 @@ def main() -> int:
         first = timed_check(args.config, Path(work) / "first", env)
         second = timed_check(args.config, Path(work) / "second", env)
     reused = [what for what, note in (("export", second[2]["export"]["reused"]),
-                                      ("reference outputs", second[2]["references_reused"])) if note]
+                                      ("reference outputs", second[2]["references_reused"]),
+                                      *((r["name"], r.get("reused")) for r in second[2]["results"])) if note]
+    built = [r["name"] for r in second[2]["results"] if not r.get("reused")]
     wall, cpu = second[0] / first[0], second[1] / first[1]
     print(f"first check:  {first[0]:.1f} s wall, {first[1]:.1f} s CPU")
-    print(f"second check: {second[0]:.1f} s wall, {second[1]:.1f} s CPU (reused: {', '.join(reused) or 'nothing'})")
+    print(f"second check: {second[0]:.1f} s wall, {second[1]:.1f} s CPU (reused: {', '.join(reused) or 'nothing'}; "
+          f"built again: {', '.join(built) or 'nothing'})")
     print(f"ratio: {wall:.2f} wall, {cpu:.2f} CPU (limit {args.limit:g}, on wall time)")
     return 0 if wall <= args.limit else 1
 

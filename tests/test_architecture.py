@@ -145,7 +145,7 @@ RULES = [
                                "devices")),
     Rule(("exporting", "models", "archives", "text"), _ed("calibration", "result", "files", "limits", "errors",
                                                             "quiet")),
-    Rule(("cache",), _ed("result", "files", "errors", "places")),
+    Rule(("cache",), _ed("result", "files", "errors", "places", "targets")),
     Rule(("devices",), _ed("result", "provenance", "files", "errors", "places", "quiet", "tomlfile", "progress",
                            "targets", "calibration", "metrics")),
     Rule(("targets",), _ed("errors", "files", "quiet", "version", "calibration")),

@@ -200,4 +200,6 @@ def test_a_second_check_reuses_and_says_so_and_no_cache_does_not(cache_on, examp
     assert second["results"][0]["metrics"] == first["results"][0]["metrics"]
     onnx = [(tmp_path / run / "onnx" / "model.onnx").read_bytes() for run in ("first", "second")]
     assert onnx[0] == onnx[1]
-    assert len(list(cache_on.iterdir())) == 2  # the export and the outputs; --no-cache stored nothing
+    assert second["results"][0]["reused"].startswith("reused from cache ") and first["results"][0]["reused"] is None
+    assert third["results"][0]["reused"] is None
+    assert len(list(cache_on.iterdir())) == 3  # the export, the outputs, ort-fp32; --no-cache stored nothing

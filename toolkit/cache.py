@@ -1,5 +1,6 @@
 """Reuse of what a run recomputes unchanged (the verified ONNX export, the float student's and the
-teacher's outputs), in edge-distill's cache folder (`reuse/` under $EDGE_DISTILL_CACHE).
+teacher's outputs, each built artifact), in edge-distill's cache folder (`reuse/` under $EDGE_DISTILL_CACHE).
+Measurements (latency, accuracy, agreement) are never cached: every verdict is measured again.
 
 An entry is found by a key: the sha256 of everything its value depends on (the model's files, the
 data's arrays, the settings, the versions of the packages and of the code that computed it). Values
@@ -18,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import platform
 import shutil
 import stat
 import sys
@@ -25,7 +27,7 @@ import tempfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -33,6 +35,9 @@ from .errors import BadInput
 from .files import plain_files, sha256_file
 from .places import cache_home
 from .result import ExportInfo
+
+if TYPE_CHECKING:
+    from edge_distill.targets import Artifact, BuildRequest
 
 MANIFEST = "entry.json"
 DEFAULT_LIMIT_MB = 2048
@@ -279,3 +284,120 @@ def cached_outputs(student, teacher, data, layout: str, compute: Callable[[], tu
     cache.put_arrays(key, [*student_all, *([teacher_out] if teacher_out is not None else [])],
                      {"student_outputs": len(student_all), "teacher": teacher_out is not None})
     return student_all, teacher_out, None
+
+
+# What a target's build may import: a new version of any of them misses (absent ones count as "absent").
+BUILD_PACKAGES = (*EXPORT_PACKAGES, "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "tensorflow",
+                  "coremltools", "onnx2torch", "torchao", "scikit-learn")
+# Every package of edge-distill's own code a build runs through: any change to any of their files misses.
+BUILD_CODE = ("edge_distill", "edge_distill.targets", "edge_distill.calibration")
+
+
+def source_code_identity(*packages: str) -> str:
+    """sha256 of every .py file of these packages (their folders, walked whole): the simplest safe rule,
+    a change anywhere in edge-distill's code misses."""
+    import importlib
+
+    digest = hashlib.sha256()
+    for name in packages:
+        source = importlib.import_module(name).__file__
+        if source is None:  # not a package of files: nothing to hash, said as such
+            digest.update(f"{name}:none;".encode())
+            continue
+        folder = Path(source).parent
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(f"{name}/{path.relative_to(folder).as_posix()}:{sha256_file(path)};".encode())
+    return digest.hexdigest()
+
+
+def dataset_identity(data) -> str:
+    """sha256 of a calibration Dataset: its source's name (a build records it) and every array (inputs,
+    labels, slices, weights); "none" without one."""
+    if data is None:
+        return "none"
+    arrays = {f"input/{k}": v for k, v in data.inputs.items()} | {f"slice/{k}": v for k, v in data.slices.items()}
+    arrays |= {k: v for k, v in (("labels", data.labels), ("weights", data.weights)) if v is not None}
+    return hashlib.sha256(f"{data.source}\n{arrays_identity(arrays)}".encode()).hexdigest()
+
+
+def artifact_key(target: str, request: BuildRequest, selection: dict) -> str | None:
+    """The key of one build: everything `target.build(request)` reads (the ONNX export's bytes, the source
+    model (its identity and its name, which a Core ML build writes into the file), the calibration
+    source and arrays and method, `selection`: how the calibration samples were chosen, the
+    options as given, the metadata, the tolerance), the packages and edge-distill code that build it, the
+    Python, the machine and its threads. None when the source model's identity cannot be known: never
+    reused."""
+    model = model_identity(request.source)
+    onnx = Path(request.onnx_path) if request.onnx_path is not None else None
+    if model is None or (onnx is not None and not onnx.is_file()):
+        return None
+    try:
+        onnx_files = [sha256_file(f) for f in [onnx, *_external_data(onnx)]] if onnx is not None else []
+    except Exception:  # a file onnx cannot parse (a protobuf DecodeError): built, never reused
+        return None
+    source = request.source
+    return key_of("artifact", target=target, precision=request.precision, onnx=onnx_files, model=model,
+                  reference=source.reference, inputs=repr(source.inputs),
+                  output_axes=getattr(source, "output_axes", None),
+                  output_names=source.output_names,
+                  calibration=dataset_identity(request.calibration), calibration_method=request.calibration_method,
+                  selection=selection, options=request.options, metadata=request.metadata,
+                  tolerance=request.tolerance, versions=versions(*BUILD_PACKAGES),
+                  code=source_code_identity(*BUILD_CODE), python=sys.version, machine=platform.machine(),
+                  threads=os.environ.get("OMP_NUM_THREADS"), cpus=os.cpu_count())  # a calibration's float sums
+
+
+def cached_artifact(key: str | None, out_dir: Path, build: Callable[[], Artifact],
+                    cache: Cache | None = None) -> tuple[Artifact, str | None]:
+    """`build()` (one artifact, its files in `out_dir`), or the files and record of an earlier build with
+    the same key, copied into `out_dir` under their names; with the reuse note or None. A build that
+    raised is not stored; neither is one this cache cannot hold whole (a package folder, a file outside
+    `out_dir`, details that do not survive JSON unchanged)."""
+    cache = cache or Cache()
+    if key is None or not cache.enabled:
+        return build(), None
+    hit = cache.get(key)
+    if hit is not None:
+        restored = _restored(hit, out_dir)
+        if restored is not None:
+            return restored, hit.note
+        _remove(hit.folder)  # a record that does not match its files: rebuilt, never trusted
+    artifact = build()
+    record = _artifact_record(artifact, out_dir)
+    if record is not None:
+        cache.put(key, {name: out_dir / name for name in record["files"]}, record)
+    return artifact, None
+
+
+def _artifact_record(artifact: Artifact, out_dir: Path) -> dict | None:
+    """The artifact as JSON (files by name), or None when it cannot be stored as it is."""
+    files = [Path(f) for f in artifact.files]
+    if Path(artifact.path) not in files or any(f.parent != out_dir or f.is_symlink() or not f.is_file()
+                                               for f in files):
+        return None
+    try:
+        if json.loads(json.dumps(artifact.details)) != artifact.details:  # a tuple, a numpy scalar
+            return None
+    except (TypeError, ValueError):
+        return None
+    return {"target": artifact.target, "precision": artifact.precision, "path": Path(artifact.path).name,
+            "files": [f.name for f in files], "details": artifact.details}
+
+
+def _restored(hit: Hit, out_dir: Path) -> Artifact | None:
+    """The stored artifact's files copied into `out_dir` and its record rebuilt; None when the record
+    does not name exactly the entry's files (then it is rebuilt)."""
+    from edge_distill.targets import Artifact
+
+    record = hit.meta if isinstance(hit.meta, dict) else {}
+    names = record.get("files")
+    stored = {f.name for f in hit.folder.iterdir()} - {MANIFEST}
+    if not isinstance(names, list) or set(names) != stored or record.get("path") not in names \
+            or not isinstance(record.get("details"), dict) \
+            or not all(isinstance(record.get(k), str) for k in ("target", "precision")):
+        return None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        shutil.copyfile(hit.folder / name, out_dir / name)
+    return Artifact(target=record["target"], precision=record["precision"], path=out_dir / record["path"],
+                    files=[out_dir / name for name in names], details=record["details"])

@@ -29,7 +29,7 @@ from edge_distill.targets import BuildRequest, check_precision, get_target, pars
 from . import kinds, metrics
 from .auto_precision import Where, build_auto, check_auto
 from .budgets import Budget, unanswerable
-from .cache import cached_export, cached_outputs
+from .cache import artifact_key, cached_artifact, cached_export, cached_outputs
 from .config import Config, TargetConfig
 from .devices import Device, Job, RunSettings, resolve
 from .errors import BadInput, CannotMeasure, MissingDependency
@@ -249,7 +249,8 @@ def build_and_measure(run: Run, planned: PlannedTarget, precision: str, subject:
 
 
 def build_one(run: Run, planned: PlannedTarget, precision: str, subject: Subject) -> tuple:
-    """One artifact of the subject for one target and precision, and the seconds its build took."""
+    """One artifact of the subject for one target and precision, the seconds its build took (a cache
+    copy's, when reused) and the reuse note ("reused from cache <key>") or None."""
     tc, loaded, out = planned.config, run.loaded, run.out
     label = result_label(subject.name, tc.name, precision, subject.qualified)
     run.progress(f"building {label}")
@@ -266,24 +267,29 @@ def build_one(run: Run, planned: PlannedTarget, precision: str, subject: Subject
                        "take their batch elsewhere or carry a state gets weight-only precisions (int8-dynamic, int4)",
                        hint=f'[[targets]] name = "{tc.name}": precisions = {json.dumps(weight_only)}')
     calibration = loaded.io.chunks(loaded.calibration) if loaded.calibration is not None else None
-    artifact = get_target(tc.name).build(BuildRequest(
+    request = BuildRequest(
         onnx_path=subject.onnx_path, source=subject.model, precision=precision, calibration=calibration,
         calibration_method=tc.calibration_method, options=tc.options_for(precision), out_dir=out / subject.folder,
-        work_dir=scratch, metadata=artifact_metadata(run.cfg), tolerance=run.cfg.tolerance))
-    return artifact, round(time.perf_counter() - start, 3)
+        work_dir=scratch, metadata=artifact_metadata(run.cfg), tolerance=run.cfg.tolerance)
+    selection = {"samples": run.cfg.calibration_samples, "seed": run.cfg.seed}  # how calibration was chosen
+    artifact, reused = cached_artifact(artifact_key(tc.name, request, selection), request.out_dir,
+                                       partial(get_target(tc.name).build, request))
+    if reused:
+        run.progress(f"  {reused}")
+    return artifact, round(time.perf_counter() - start, 3), reused
 
 
 def measure_built(run: Run, planned: PlannedTarget, precision: str, built: tuple, subject: Subject,
                   refs: References) -> TargetResult:
     """A built artifact (build_one's) evaluated on the target's device."""
-    artifact, seconds = built
+    artifact, seconds, reused = built
     onnx_path = subject.onnx_path
     candidate = Candidate(planned.config.name, precision, artifact.path, built=artifact, subject=subject.name,
                           qualified=subject.qualified,
                           graph=graph_for(artifact.path, str(onnx_path) if onnx_path else None))
     result = evaluate_artifact(candidate, run.loaded.evaluation, planned.settings(run.cfg), refs, run.cfg.budget,
                                task=run.cfg.model.task, progress=run.progress, io=run.loaded.io)
-    result.build_seconds = seconds
+    result.build_seconds, result.reused = seconds, reused
     result.artifact = str(artifact.path.relative_to(run.out))
     result.files = [str(f.relative_to(run.out)) for f in artifact.files]
     return result
@@ -759,27 +765,33 @@ def run_verify(request: Verification, progress: Progress = Progress(False)) -> R
     settings = one.settings(timing)
     specs = get_target(one.target).open_runner(artifact, timing.threads).input_specs()
     data = load_dataset(request.data_path, specs)
-    refs, student_info, teacher_info = References(), None, None
+    refs, student_info, reused = References(), None, None
     kind_warnings: list[str] = []
+    teacher = load_model(teacher_model, inputs=specs) if teacher_model else None
     if float_model:
-        progress(f"running the float model {float_model}")
         ref = load_model(float_model, inputs=specs)
-        float_all, student_info = ref.predict_all(data), _model_info(ref)
-        refs.float_outputs = float_all[0]
+        progress(f"running the float model {float_model}" + (f" and the teacher {teacher_model}" if teacher else ""))
+        # the same models on the same data: an earlier verify's outputs (a layout of verify's own: samples first)
+        float_all, refs.teacher_outputs, reused = cached_outputs(ref, teacher, data, "verify: samples first", lambda: (
+            ref.predict_all(data), teacher.predict(data) if teacher is not None else None))
+        if reused:
+            progress(f"  {reused}")
+        student_info, refs.float_outputs = _model_info(ref), float_all[0]
         refs.outputs, kind_warnings = output_references(request.kinds or {}, ref, float_all, "classification")
         refs.why_no_task = why_no_task_metric(refs.outputs, "classification", ModelIO(()))
         refs.float_latency = _float_latency_here(one, ref, data, settings)
-    if teacher_model:
+    elif teacher is not None:
         progress(f"running the teacher {teacher_model}")
-        teacher = load_model(teacher_model, inputs=specs)
-        refs.teacher_outputs, teacher_info = teacher.predict(data), _model_info(teacher)
+        refs.teacher_outputs = teacher.predict(data)
+    teacher_info = _model_info(teacher) if teacher is not None else None
     candidate = Candidate(one.target, one.precision, artifact, graph=graph_for(artifact, float_model))
     result = evaluate_artifact(candidate, data, settings, refs, request.budget, progress=progress)
     student_info = student_info or {"reference": str(artifact), "kind": "artifact", "fingerprint": result.sha256}
     return Report(command="verify", tool_version=__version__, created=_now(), config=None, student=student_info,
                   teacher=teacher_info, data={"evaluation": _data_info(data)}, environment=host_environment(),
                   export=None, references=reference_metrics(data, refs.float_outputs, refs.teacher_outputs),
-                  results=[result], warnings=padding_warnings(specs, {"evaluation": data}) + kind_warnings)
+                  results=[result], warnings=padding_warnings(specs, {"evaluation": data}) + kind_warnings,
+                  references_reused=reused)
 
 
 def _float_latency_here(one: OneArtifact, ref: SourceModel, data: Dataset, settings: RunSettings) -> Latency | None:

@@ -340,7 +340,16 @@ def _provenance_lines(report: Report) -> list[str]:
     if emulated:
         lines.append("The emulator gives numerics only: latency and memory above are this host's, never the "
                      "emulator's timing.")
-    return lines
+    return lines + _cache_lines(report)
+
+
+def _cache_lines(report: Report) -> list[str]:
+    """What this run took from the cache instead of computing it again (none with --no-cache)."""
+    reused = [(f"the ONNX export {report.export.path}", report.export.reused)] if report.export else []
+    reused += [("the float student's and teacher's outputs", report.references_reused)]
+    reused += [(f"the artifact {r.name} (build seconds: the copy's)", r.reused) for r in report.results]
+    return [f"Reused, unchanged since an earlier run: {what}, {note}; every figure above is measured in this run."
+            for what, note in reused if note]
 
 
 def to_table(report: Report, colour: bool | None = None) -> str:

@@ -106,7 +106,7 @@ class TargetResult:
     slices: dict[str, Metrics]
     checks: list[Check] = field(default_factory=list)
     details: dict = field(default_factory=dict)
-    build_seconds: float = 0.0
+    build_seconds: float = 0.0  # a reused artifact's: the seconds its files took to copy from the cache
     warnings: list[str] = field(default_factory=list)
     qualified: bool = False  # name the subject even for the student (the ladder mixes subjects)
     evaluation: dict = field(default_factory=dict)  # how the outputs were computed: kind, runtime, device
@@ -115,6 +115,9 @@ class TargetResult:
     # An artifact that could not be built or measured: {"stage", "exit_code" (2 refused, 3 failed), "reason"}.
     # Its row stays in the report; the other artifacts keep their figures.
     failure: dict | None = None
+    # "reused from cache <key>": the artifact's files and build-time details are an earlier, identical
+    # build's (every figure is still measured in this run)
+    reused: str | None = None
 
     @property
     def name(self) -> str:
