@@ -259,8 +259,9 @@ def targets_table() -> dict:
     entry = table("[[targets]]", "One target (and its precisions) per entry; a target's options are below.", {
         "name": key("the target: ort, tflite, coreml, or a plugin's (edge-distill targets)", str, example="ort"),
         "precisions": key("the precisions built, each its own artifact; `<precision>-auto`: that precision with "
-                          "the layers that break a budget raised (mixed precision)", list, default=["fp32"],
-                          items={"type": "string"}),
+                          "the layers that break a budget raised (mixed precision); left out: the target's float baseline "
+                          "alone (fp32; Core ML's fp16), or the recipe's precision", list, items={"type": "string"}, minItems=1,
+                          example=["fp32", "int8"]),
         "calibration_method": key("how static int8 calibrates its ranges", str, default=d("calibration_method")),
         "options": key("the target's options (below)", dict, default=d("options")),
         "device": key("this target's own device, over [measure] device (--device overrides both)", str,

@@ -167,13 +167,7 @@ def test_every_key_the_schema_lists_is_accepted_by_the_loader(tmp_path, where, t
     load_and_plan(doc, tmp_path)
 
 
-NORMALIZATION_TAKES_ANY_KEY = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="config.py bug: _normalization checks 'scale' only and keeps any other key, so a misspelled key in "
-           "[model.normalization] (sclae, mea) is silently ignored and model.json gets scale 1 / mean 0")
-PLANTS = [pytest.param(trail, table, fixed, id=where,
-                       marks=NORMALIZATION_TAKES_ANY_KEY if where == "model.normalization" else ())
-          for where, trail, table, fixed in TABLES]
+PLANTS = [pytest.param(trail, table, fixed, id=where) for where, trail, table, fixed in TABLES]
 
 
 @pytest.mark.parametrize("trail, table, fixed", PLANTS)
@@ -189,10 +183,6 @@ def test_a_key_the_schema_lacks_is_refused_by_the_schema_and_the_loader(tmp_path
         raise AssertionError(f"load_config and plan_targets accepted {PLANTED!r}: {doc}")
 
 
-@pytest.mark.xfail(strict=True, raises=BadInput,
-                   reason="config.py: [[targets]] precisions defaults to [\"fp32\"] for every target, and Core ML has no "
-                          "fp32 (its float is fp16): an entry naming no precision is refused with \"no precision 'fp32'\", "
-                          "a precision the user never wrote")
 def test_a_target_entry_without_precisions_builds_its_float_baseline(tmp_path):
     cfg = load_and_plan({"model": {"student": "m:f"}, "targets": [{"name": "coreml"}]}, tmp_path)
     assert cfg.targets[0].precisions == ["fp16"]
@@ -204,8 +194,7 @@ def _where(table_id: str) -> str:
 
 
 @pytest.mark.parametrize("where, trail, table, fixed", [
-    pytest.param(*t, id=t[0], marks=NORMALIZATION_TAKES_ANY_KEY if t[0] == "model.normalization" else ())
-    for t in TABLES if not t[0].startswith("targets.[].options(")])
+    pytest.param(*t, id=t[0]) for t in TABLES if not t[0].startswith("targets.[].options(")])
 def test_the_loader_allows_exactly_the_keys_the_schema_lists(tmp_path, monkeypatch, where, trail, table, fixed):
     """The key lists config.py, budgets.py and cost.py hand to check_keys, recorded as they load a config
     holding this table, against the table's keys in the schema: a key added to either side alone fails.
@@ -231,25 +220,7 @@ def _wrong(node: dict):
     return "yes" if _deref(node).get("type") == "boolean" else True
 
 
-# Known defects of config.py (it has a mutation score and is not edited here): keys whose type it never checks.
-# [data] calibration / evaluation: a non-string reaches Config.resolve inside load_config, whose `":" in value`
-# raises TypeError. Measured through `edge-distill check` on the example: [data] calibration = 5 and [model]
-# weights = true both end in "could not finish: TypeError" (exit 3, an internal error) where a bad config must
-# exit 2; [[model.inputs]] name = true is refused only at the data ("no array for model input(s) [True]").
-# The other keys were not followed past load_config.
-UNCHECKED = "config.py bug: load_config never checks this key's type (no expect(..., str, ...))"
-LOADER_TYPE_GAPS = {
-    **dict.fromkeys(["data.calibration", "data.evaluation"],
-                    UNCHECKED + "; load_config itself raises TypeError (exit 3) where a bad config must exit 2"),
-    "model.weights": UNCHECKED + "; check then ends in a TypeError (exit 3), measured on the example",
-    **dict.fromkeys(["model.teacher", "model.teacher_weights", "model.distilled_from", "model.inputs.[].name",
-                     "ladder.off_the_shelf", "ladder.off_the_shelf_weights"], UNCHECKED),
-    **dict.fromkeys(["model.normalization.mean", "model.normalization.std"],
-                    "config.py bug: _normalization checks 'scale' only; mean and std go into model.json unchecked"),
-}
-WRONG_TYPES = [pytest.param(*k, id=k[0], marks=pytest.mark.xfail(strict=True, reason=LOADER_TYPE_GAPS[k[0]],
-                                                                  raises=(AssertionError, TypeError))
-                            if k[0] in LOADER_TYPE_GAPS else ()) for k in KEYS]
+WRONG_TYPES = [pytest.param(*k, id=k[0]) for k in KEYS]
 
 
 @pytest.mark.parametrize("where, trail, table, fixed, key", WRONG_TYPES)

@@ -176,7 +176,8 @@ auto_sensitivity_samples = 1
 auto_groups = { attention = "attention", ffn = "layer\\\\.\\\\d+/dense" }
 """)
     first, second = cfg.targets
-    assert (first.name, first.precisions, first.calibration_method, first.options) == ("ort", ["fp32"], "minmax", {})
+    # no precisions listed: [] here, the target's float baseline once plan_targets knows the target
+    assert (first.name, first.precisions, first.calibration_method, first.options) == ("ort", [], "minmax", {})
     assert (first.device, first.runtime_version, first.auto_min_quantized_fraction) == (None, None, 0.5)
     assert (first.auto_max_evaluations, first.auto_sensitivity_samples, first.auto_groups) == (32, None, {})
     assert (first.recipe_precision, first.recipe_options) == (None, {})
@@ -400,6 +401,26 @@ REFUSED = [
     (MODEL + "[slices.discover]\nfail_on_found = 1\n", "[slices.discover] fail_on_found must be like False, got 1"),
     (MODEL + "[slices.discover]\nsources = \"labels\"\n",
      "[slices.discover] sources must be like ['metadata', 'clusters', 'confidence', 'labels'], got 'labels'"),
+    (MODEL + "weights = true\n", "'weights' in [model] must be str, got True"),
+    (MODEL + "teacher = 3\n", "'teacher' in [model] must be str, got 3"),
+    (MODEL + "teacher_weights = 3\n", "'teacher_weights' in [model] must be str, got 3"),
+    (MODEL + "distilled_from = 1\n", "'distilled_from' in [model] must be str, got 1"),
+    (MODEL + "[[model.inputs]]\nname = true\nshape = [1]\n", "'name' in [model.inputs[0]] must be str, got True"),
+    (MODEL + "[data]\ncalibration = 5\n", "'calibration' in [data] must be str, got 5"),
+    (MODEL + "[data]\nevaluation = []\n", "'evaluation' in [data] must be str, got []"),
+    (MODEL + "[ladder]\noff_the_shelf = 1\n", "'off_the_shelf' in [ladder] must be str, got 1"),
+    (MODEL + "[ladder]\noff_the_shelf_weights = 1\n", "'off_the_shelf_weights' in [ladder] must be str, got 1"),
+    (MODEL + "[model.normalization]\nmea = 1\n",
+     "unknown key 'mea' in [model.normalization]\n  hint: did you mean 'mean'?"),
+    (MODEL + "[model.normalization]\nmean = \"a\"\n",
+     "'mean' in [model.normalization] must be a number or a list of numbers, got 'a'"),
+    (MODEL + "[model.normalization]\nstd = [1, \"x\"]\n",
+     "'std' in [model.normalization] must be a number or a list of numbers, got [1, 'x']"),
+    (MODEL + "[model.normalization]\nstd = true\n",
+     "'std' in [model.normalization] must be a number or a list of numbers, got True"),
+    (MODEL + "[[targets]]\nname = \"ort\"\nprecisions = []\n",
+     "[targets[0]] lists no precision: name one (e.g. \"fp32\", \"int8\") or leave 'precisions' out for the "
+     "target's float baseline"),
     (MODEL + "[budgets]\nmax_size = 1\n", "unknown key 'max_size' in [budgets]\n  hint: did you mean 'max_size_mb'?"),
     (MODEL + "[cost]\ntraining_hours = 1\n", "[cost] is missing teacher_cost_per_1k, label_corpus_size, "
      "training_price_per_hour, evaluation_cost, upkeep_per_month (a missing price is not a zero): teacher_cost_per_1k: "
@@ -420,6 +441,17 @@ def test_a_recipe_for_a_precision_the_target_does_not_build_is_refused(tmp_path)
     assert _refusal(tmp_path, MODEL + "[[targets]]\nname = \"ort\"\nprecisions = [\"fp32\", \"int8\"]\n"
                                       "recipe = \"recipe.toml\"\n") == (
         "[targets[0]] has a recipe for int4, which it does not build (precisions: fp32, int8)")
+
+
+def test_a_recipe_without_precisions_builds_the_precision_it_was_searched_at(tmp_path):
+    _write(tmp_path, 'target = "ort"\nprecision = "int8"\n', "recipe.toml")
+    cfg = _load(tmp_path, MODEL + "[[targets]]\nname = \"ort\"\nrecipe = \"recipe.toml\"\n")
+    assert (cfg.targets[0].precisions, cfg.targets[0].recipe_precision) == (["int8"], "int8")
+
+
+def test_normalization_keeps_scale_mean_and_std_per_channel(tmp_path):
+    cfg = _load(tmp_path, MODEL + "[model.normalization]\nscale = 0.5\nmean = [0.485, 1]\nstd = 0.25\n")
+    assert cfg.model.normalization == {"scale": 0.5, "mean": [0.485, 1], "std": 0.25}
 
 
 def test_a_missing_config_is_refused(tmp_path):
@@ -527,7 +559,7 @@ def test_configs_built_in_code_take_the_defaults_of_an_empty_file(tmp_path):
 
     loaded = _load(tmp_path, MODEL + "[[targets]]\nname = \"ort\"\n")
     built = Config(path=loaded.path, model=ModelConfig(student="pkg.models:student"),
-                   targets=[TargetConfig(name="ort", precisions=["fp32"])])
+                   targets=[TargetConfig(name="ort", precisions=[])])
     assert asdict(built) == asdict(loaded)
 
 

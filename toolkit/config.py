@@ -191,7 +191,7 @@ def parse_inputs(items, where: str, path: Path) -> list[InputSpec]:
         dtype = item.get("dtype", "float32")
         if dtype not in DTYPES:
             raise BadInput(f"'dtype' in [{sub}] must be one of {DTYPES}, got {dtype!r}", path=path)
-        specs.append(InputSpec(name=item["name"], shape=tuple(shape), dtype=dtype))
+        specs.append(InputSpec(name=expect(item["name"], str, "name", sub, path), shape=tuple(shape), dtype=dtype))
     return specs
 
 
@@ -219,7 +219,8 @@ def load_config(path: str | Path) -> Config:
         cfg.cost = parse_cost(section("cost"), path)
     lad = section("ladder")
     check_keys(lad, {"off_the_shelf", "off_the_shelf_weights"}, "ladder", path)
-    cfg.off_the_shelf, cfg.off_the_shelf_weights = lad.get("off_the_shelf"), lad.get("off_the_shelf_weights")
+    cfg.off_the_shelf = _text(lad, "off_the_shelf", path, "ladder")
+    cfg.off_the_shelf_weights = _text(lad, "off_the_shelf_weights", path, "ladder")
     cfg.slices_discover = _read_slices(section("slices"), path)
     return cfg
 
@@ -260,11 +261,12 @@ def _read_model(m: dict, path: Path) -> ModelConfig:
                        path=path)
     return ModelConfig(
         student=expect(m["student"], str, "student", "model", path),
-        weights=m.get("weights"), teacher=m.get("teacher"), teacher_weights=m.get("teacher_weights"),
+        weights=_text(m, "weights", path), teacher=_text(m, "teacher", path),
+        teacher_weights=_text(m, "teacher_weights", path),
         task=task, labels=[str(x) for x in expect(m.get("labels", []), list, "labels", "model", path)],
         inputs=parse_inputs(m.get("inputs", []), "model", path),
         normalization=_normalization(m.get("normalization", {}), path),
-        distilled_from=m.get("distilled_from"),
+        distilled_from=_text(m, "distilled_from", path),
         stale_teacher=m.get("stale_teacher", "warn"),
         trust_pickle=expect(m.get("trust_pickle", False), bool, "trust_pickle", "model", path),
         outputs=dict(outputs),
@@ -273,6 +275,11 @@ def _read_model(m: dict, path: Path) -> ModelConfig:
         state={out: expect(fed, str, out, "model.state", path)
                for out, fed in expect(m.get("state", {}), dict, "state", "model", path).items()},
     )
+
+
+def _text(table: dict, key: str, path: Path, where: str = "model") -> str | None:
+    """An optional string key (a path, a module:factory, a hash): anything else is the config's fault."""
+    return expect(table[key], str, key, where, path) if key in table else None
 
 
 def _batch_axis(value, name: str, path: Path) -> int | None:
@@ -333,16 +340,23 @@ def _normalization(value, path: Path) -> dict:
     """[model.normalization]: `scale` is one number (bundle divides the golden inputs by it; a list there
     was a TypeError when bundling)."""
     table = expect(value, dict, "normalization", "model", path)
+    check_keys(table, {"scale", "mean", "std"}, "model.normalization", path)
     if "scale" in table:
         expect(table["scale"], (int, float), "scale", "model.normalization", path)
+    for key in ("mean", "std"):  # a number, or one per channel
+        values = table.get(key, [])
+        for x in values if isinstance(values, list) else [values]:
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                raise BadInput(f"'{key}' in [model.normalization] must be a number or a list of numbers, got "
+                               f"{table[key]!r}", path=path)
     return table
 
 
 def _read_data(cfg: Config, d: dict) -> None:
     path = cfg.path
     check_keys(d, {"calibration", "evaluation", "calibration_samples", "seed"}, "data", path)
-    cfg.calibration = Path(cfg.resolve(d["calibration"])) if "calibration" in d else None
-    cfg.evaluation = Path(cfg.resolve(d["evaluation"])) if "evaluation" in d else None
+    cfg.calibration = Path(cfg.resolve(d["calibration"])) if _text(d, "calibration", path, "data") is not None else None
+    cfg.evaluation = Path(cfg.resolve(d["evaluation"])) if _text(d, "evaluation", path, "data") is not None else None
     cfg.calibration_samples = _positive_int(d, "calibration_samples", 256, "data", path)
     cfg.seed = expect(d.get("seed", 0), int, "seed", "data", path)
     if isinstance(cfg.seed, bool) or cfg.seed < 0:
@@ -394,13 +408,18 @@ def _read_target(t, where: str, path: Path) -> TargetConfig:
     if "name" not in t:
         raise BadInput(f"[{where}] needs 'name'", path=path)
     name = expect(t["name"], str, "name", where, path)
-    precisions = expect(t.get("precisions", ["fp32"]), list, "precisions", where, path)
+    # absent: the target's float baseline (fp32; Core ML's is fp16), filled in by plan_targets
+    precisions = expect(t.get("precisions", []), list, "precisions", where, path)
+    if "precisions" in t and not precisions:
+        raise BadInput(f"[{where}] lists no precision: name one (e.g. \"fp32\", \"int8\") or leave 'precisions' out "
+                       "for the target's float baseline", path=path)
     options = expect(t.get("options", {}), dict, "options", where, path)
     recipe_precision: str | None = None
     recipe_options: dict = {}
     if "recipe" in t:  # a mixed-precision search's choice, rebuilt for the precision it was searched at
         recipe = (path.parent / expect(t["recipe"], str, "recipe", where, path)).resolve()
         recipe_precision, recipe_options = read_recipe(recipe, name)
+        precisions = precisions or [recipe_precision]  # none listed: the precision the recipe was searched at
         if recipe_precision not in precisions:
             raise BadInput(f"[{where}] has a recipe for {recipe_precision}, which it does not build "
                            f"(precisions: {', '.join(map(str, precisions))})", path=path)

@@ -134,6 +134,8 @@ def _checked_capabilities(cfg: Config, tc: TargetConfig):
     bad name is the config's fault, and the message names the file."""
     try:
         caps = get_target(tc.name).capabilities
+        if not tc.precisions:  # none listed: the target's float baseline, else its first (Core ML's fp16)
+            tc.precisions = [caps.float_baseline() or caps.precision_names[0]]
         caps.options_with_defaults(tc.options_for(tc.recipe_precision))
         for p in tc.precisions:
             check_auto(tc.name, p, tc.options)
