@@ -296,6 +296,7 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
     hw, text = image_size(given), text_encoder([i.spec for i in plan.inputs], given)
     if len(source.output_names) != len(outputs):  # a torch module's outputs, named as its export names them
         source.output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
+    softmax = next((n for n, o in zip(source.output_names, outputs) if probabilities(np.asarray(o))), None)
     for name, out in zip(source.output_names, outputs):
         fed = next((s for s in sorted(states) if laid[s].shape == out.shape and s not in plan.state.values()), None)
         if fed is not None:
@@ -305,7 +306,7 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
             plan.outputs.append((name, tuple(np.delete(out.shape, axis)), out.dtype.name, "state",
                                  f"fed back as '{fed}'"))
             continue
-        kind, settings, why = propose_kind(name, np.asarray(out), given, hw, text)
+        kind, settings, why = propose_kind(name, np.asarray(out), given, hw, text, softmax)
         if settings:
             plan.settings[name] = settings
         plan.outputs.append((name, tuple(out.shape[1:]), out.dtype.name, kind, why))
@@ -383,10 +384,18 @@ def detector_head(values: np.ndarray, hw: tuple[int, int]) -> tuple[str, dict, s
                          "YOLO layouts only): compared as values, by cosine and error")
 
 
+def probabilities(values: np.ndarray) -> bool:
+    """[B, C] rows of non-negative floats that sum to 1: a softmax head."""
+    if values.dtype.kind != "f" or values.ndim != 2 or values.shape[1] < 2:
+        return False
+    rows = values.astype(np.float64)
+    return bool(rows.min() >= 0 and np.allclose(rows.sum(1), 1, atol=1e-3))
+
+
 def propose_kind(name: str, values: np.ndarray, feeds: dict[str, np.ndarray], hw: tuple[int, int] | None,
-                 text: bool) -> tuple[str, dict, str]:
+                 text: bool, softmax: str | None = None) -> tuple[str, dict, str]:
     """(kind, settings, why) for one output, from its values on the samples init ran; `why` goes into
-    the config as a comment."""
+    the config as a comment. `softmax`: the model's probability head, if it has one."""
     from .kinds import infer
 
     shape = values.shape[1:]
@@ -405,6 +414,10 @@ def propose_kind(name: str, values: np.ndarray, feeds: dict[str, np.ndarray], hw
     proposed = detector_head(values, hw) if hw is not None and len(shape) == 2 else None
     if proposed is not None:
         return proposed
+    if len(shape) == 1 and softmax not in (None, name) and not probabilities(values):
+        # MTCNN's box and landmark heads beside its face probability: their argmax means nothing
+        return "dense", {}, (f"raw values beside the probability head '{softmax}': a regression (boxes, landmarks), "
+                             "compared by error and cosine; if they are class logits, declare kind = \"classification\"")
     kind, why = infer(shape, values.dtype, "classification")
     return kind, {}, why
 
