@@ -394,3 +394,34 @@ def test_regression_heads_beside_a_probability_head_are_dense_and_logits_alone_s
         assert why.startswith("raw values beside the probability head 'output_0': a regression"), name
     # logits with no probability head beside them: classes, as before
     assert propose_kind("logits", boxes, {}, (48, 48), False, None)[0] == "classification"
+
+
+def test_init_allows_the_float_rounding_it_measured_in_the_export_with_a_margin():
+    """A torch source's export differs from torch by rounding; init writes [export] tolerance at the
+    power of ten above four times what it measured, only where the default 1e-4 leaves less than that."""
+    from dataclasses import replace
+
+    from edge_distill.scaffold import Plan, _export_lines, export_tolerance
+
+    assert export_tolerance(2e-5) is None  # 8e-5: the default holds with its margin
+    assert export_tolerance(2.6e-5) == pytest.approx(1e-3)  # 1.04e-4
+    assert export_tolerance(1.7e-4) == pytest.approx(1e-3)  # 6.8e-4: a ViT's four blocks over 1,024 patches
+    assert export_tolerance(2.5e-3) == pytest.approx(1e-2)  # the most init reads as rounding
+    plan = Plan(reference="nets:vit", source_kind="torch", opset=18, inputs=[], outputs=[], state={},
+                weight_ops=Counter(), parity=(1.7e-4, 2))
+    lines = _export_lines(plan)
+    assert lines[1:] == ["[export]", "tolerance = 0.001   # init measured max |onnxruntime - torch| 0.00017 on 2 "
+                         "samples: the default 0.0001 leaves less than 4x for the evaluation set"]
+    assert _export_lines(replace(plan, parity=(2e-5, 2))) == [] and _export_lines(replace(plan, parity=None)) == []
+
+
+def test_a_vit_encoders_patch_tokens_are_dense_and_named_as_tokens_not_a_detector_head():
+    """latex-ocr-junia's encoder: [B, 1024, 256] from a 128 x 512 image in 8 x 8 patches; 1024 is also
+    the stride-8 grid a detector head would have, but 256 features a position is no detector's row."""
+    from edge_distill.scaffold import propose_kind
+
+    tokens = np.random.default_rng(5).normal(0, 1, (2, 1024, 256)).astype(np.float32)
+    kind, settings, why = propose_kind("output", tokens, {}, (128, 512), False)
+    assert (kind, settings) == ("dense", {})
+    assert why == ("1024 tokens (the 128x512 input in 8x8 patches) of 256 features each: a vision transformer's "
+                   "patch tokens, compared as values, by cosine and error")
