@@ -395,7 +395,9 @@ CORPUS = [
               targets=ALL_TARGETS),
     Published("latex-ocr-vit", "ViT image encoder (8x8 patches, four transformer blocks; a LaTeX OCR's encoder)",
               "latex-ocr-junia", "latex_ocr_junia", "assets/best.pt", formulas,
-              _inputs(("image", ["batch", 1, 128, 512], "float32")) + '[model.outputs.output]\nkind = "dense"\n',
+              _inputs(("image", ["batch", 1, 128, 512], "float32")) + '[model.outputs.output]\nkind = "dense"\n'
+              # four blocks over 1,024 patches: onnxruntime differs from torch by 1.7e-4 on features of unit scale
+              + "[export]\ntolerance = 1e-3\n",
               "[budgets.outputs.output]\nmin_cosine = 0.98\n", ("output", "cosine"),
               factory="published_nets:latex_encoder", targets=ALL_TARGETS,
               extra={"keep": ("patch_embed.", "encoder_blocks.", "encoder_norm.")}),
@@ -994,6 +996,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--models", default=",".join(BY_NAME))
+    parser.add_argument("--targets", default=",".join(ALL_TARGETS), help="only these of each model's targets")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "support.md")
     parser.add_argument("--init", action="store_true", help="init then check on each model, instead")
     args = parser.parse_args()
@@ -1008,7 +1011,7 @@ def main() -> int:
         for c in cells:
             print(f"{c.model:22} init    exit {c.code} {c.seconds:6.0f}s {c.text[:300]}")
         return 1 if any(c.code not in (0, 1, 2) for c in cells) else 0
-    tasks = [(e, t) for e in entries for t in e.targets]
+    tasks = [(e, t) for e in entries for t in e.targets if t in args.targets.split(",")]
     with tempfile.TemporaryDirectory(prefix="edge-distill-published-") as work, ThreadPoolExecutor(args.workers) as pool:
         cells = list(pool.map(lambda task: run_cell(*task, Path(work)), tasks))
     write_section(args.out, render(cells, records, time.perf_counter() - start, args.workers))

