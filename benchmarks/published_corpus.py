@@ -5,7 +5,7 @@ any cell ended in an internal error (exit 3) or a traceback.
 
     pip install 'edge-distill[published]'
     pip install --no-deps 'facenet-pytorch>=2.6,<2.7'   # its own pins (torch 2.2, numpy < 2) would replace ours
-    python benchmarks/published_corpus.py [--workers 2] [--models ppocr-rec,nudenet]
+    python benchmarks/published_corpus.py [--workers 2] [--models ppocr-rec,nudenet] [--targets ort,tflite]
     python benchmarks/published_corpus.py --init [--models ...]   # init, then check on the config it wrote
 
 Each model is copied (ONNX) or converted to safetensors (torch state dicts) into
