@@ -8,6 +8,11 @@ unchanged.
   probability is returned first (the package returns it last): the task metric reads the first output.
 - WordLlama's l2_supercat_256 (wordllama 0.4, MIT; `wordllama/weights/l2_supercat_256.safetensors`):
   an embedding table, mean-pooled over the attention mask and normalised, as `WordLlama.embed(norm=True)`.
+- latex-ocr-junia 0.1.3's image encoder (no license declared; `latex_ocr_junia/assets/best.pt`, a
+  training checkpoint whose `model_state_dict` the corpus keeps the encoder of): a ViT, 8x8 patches
+  of a 128x512 grey formula image, a learned position embedding, four pre-norm transformer blocks;
+  as `LatexOCRModel.encode`. Attention is written out (the same parameters as nn.MultiheadAttention,
+  whose eval fast path is a fused op the converters do not all take).
 """
 
 from __future__ import annotations
@@ -68,10 +73,66 @@ class WordLlama(nn.Module):
         return nn.functional.normalize(pooled, dim=-1)
 
 
+class PatchEmbedding(nn.Module):
+    def __init__(self, width: int = 256, patch: int = 8, patches: int = 16 * 64):
+        super().__init__()
+        self.proj = nn.Conv2d(1, width, patch, stride=patch)
+        self.pos_emb = nn.Parameter(torch.zeros(1, patches, width))
+        self.norm = nn.LayerNorm(width, eps=1e-6)
+
+    def forward(self, image):
+        return self.norm(self.proj(image).flatten(2).transpose(1, 2) + self.pos_emb)
+
+
+class Attention(nn.Module):
+    """nn.MultiheadAttention's parameters (in_proj_weight, in_proj_bias, out_proj), self-attention only."""
+
+    def __init__(self, width: int = 256, heads: int = 8):
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.zeros(3 * width, width))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * width))
+        self.out_proj = nn.Linear(width, width)
+
+    def forward(self, x):
+        b, n, d = x.shape
+        q, k, v = (t.reshape(b, n, self.heads, d // self.heads).transpose(1, 2)
+                   for t in nn.functional.linear(x, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1))
+        weights = torch.softmax(q @ k.transpose(-2, -1) / (d // self.heads) ** 0.5, dim=-1)
+        return self.out_proj((weights @ v).transpose(1, 2).reshape(b, n, d))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, width: int = 256, mlp: int = 1024):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(width, eps=1e-6), Attention(width)
+        self.norm2 = nn.LayerNorm(width, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(width, mlp), nn.GELU(), nn.Dropout(0), nn.Linear(mlp, width), nn.Dropout(0))
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class LatexEncoder(nn.Module):
+    def __init__(self, layers: int = 4):
+        super().__init__()
+        self.patch_embed = PatchEmbedding()
+        self.encoder_blocks = nn.ModuleList(EncoderBlock() for _ in range(layers))
+        self.encoder_norm = nn.LayerNorm(256, eps=1e-6)
+
+    def forward(self, image):
+        x = self.patch_embed(image)
+        for block in self.encoder_blocks:
+            x = block(x)
+        return self.encoder_norm(x)
+
+
 # What each factory takes, one batch each (`edge-distill init published_nets:rnet` reads its inputs here).
 EXAMPLE_INPUTS = {"rnet": {"image": torch.zeros(1, 3, 24, 24)}, "onet": {"image": torch.zeros(1, 3, 48, 48)},
                   "wordllama": {"input_ids": torch.zeros(1, 32, dtype=torch.int64),
-                                "attention_mask": torch.ones(1, 32)}}
+                                "attention_mask": torch.ones(1, 32)},
+                  "latex_encoder": {"image": torch.zeros(1, 1, 128, 512)}}
 
 
 def rnet() -> nn.Module:
@@ -84,3 +145,7 @@ def onet() -> nn.Module:
 
 def wordllama() -> nn.Module:
     return WordLlama().eval()
+
+
+def latex_encoder() -> nn.Module:
+    return LatexEncoder().eval()

