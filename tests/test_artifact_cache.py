@@ -165,6 +165,20 @@ def test_the_key_counts_every_file_of_edge_distills_own_packages():
                                       "edge_distill.calibration") == expected.hexdigest()
 
 
+def test_a_plugin_targets_own_code_is_in_the_key(request_parts, tmp_path, monkeypatch):
+    """A plugin target lives outside edge-distill's packages: an edit to its module misses, and only its
+    own file is hashed (its folder may be site-packages), the same way a hand-made sha256 is."""
+    plugin = tmp_path / "edge_distill_test_plugin_target.py"
+    plugin.write_text("class PluginTarget:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = plugin.stem
+    before = artifact_key("plugin", request_parts, SELECTION, implementation=name)
+    assert cache.module_code_identity(name) == hashlib.sha256(plugin.read_bytes()).hexdigest()
+    assert before != artifact_key("plugin", request_parts, SELECTION)  # counted only when named
+    plugin.write_text("class PluginTarget:\n    quantize = 'differently'\n")
+    assert artifact_key("plugin", request_parts, SELECTION, implementation=name) != before
+
+
 def test_a_model_whose_identity_cannot_be_known_is_never_reused(request_parts):
     pickled = dataclasses.replace(request_parts.source, kind="torch", reference="model.pt")
     assert artifact_key("ort", dataclasses.replace(request_parts, source=pickled), SELECTION) is None

@@ -320,13 +320,25 @@ def dataset_identity(data) -> str:
     return hashlib.sha256(f"{data.source}\n{arrays_identity(arrays)}".encode()).hexdigest()
 
 
-def artifact_key(target: str, request: BuildRequest, selection: dict) -> str | None:
+def module_code_identity(name: str) -> str:
+    """sha256 of the code of the module that implements a target: its package's .py files, or its one
+    file when it is a module of its own (a plugin's; its folder may be site-packages)."""
+    import importlib
+
+    source = getattr(importlib.import_module(name), "__file__", None)
+    if source is None or Path(source).name == "__init__.py":
+        return source_code_identity(name)
+    return sha256_file(Path(source))
+
+
+def artifact_key(target: str, request: BuildRequest, selection: dict, implementation: str = "") -> str | None:
     """The key of one build: everything `target.build(request)` reads (the ONNX export's bytes, the source
     model (its identity and its name, which a Core ML build writes into the file), the calibration
     source and arrays and method, `selection`: how the calibration samples were chosen, the
     options as given, the metadata, the tolerance), the packages and edge-distill code that build it, the
-    Python, the machine and its threads. None when the source model's identity cannot be known: never
-    reused."""
+    Python, the machine and its threads; `implementation`, the module of the target's class: a plugin
+    target's code counts as edge-distill's does. None when the source model's identity cannot be known:
+    never reused."""
     model = model_identity(request.source)
     onnx = Path(request.onnx_path) if request.onnx_path is not None else None
     if model is None or (onnx is not None and not onnx.is_file()):
@@ -343,7 +355,8 @@ def artifact_key(target: str, request: BuildRequest, selection: dict) -> str | N
                   calibration=dataset_identity(request.calibration), calibration_method=request.calibration_method,
                   selection=selection, options=request.options, metadata=request.metadata,
                   tolerance=request.tolerance, versions=versions(*BUILD_PACKAGES),
-                  code=source_code_identity(*BUILD_CODE), python=sys.version, machine=platform.machine(),
+                  code=source_code_identity(*BUILD_CODE),
+                  implementation=module_code_identity(implementation) if implementation else "", python=sys.version, machine=platform.machine(),
                   threads=os.environ.get("OMP_NUM_THREADS"), cpus=os.cpu_count())  # a calibration's float sums
 
 

@@ -274,8 +274,9 @@ def build_one(run: Run, planned: PlannedTarget, precision: str, subject: Subject
         calibration_method=tc.calibration_method, options=tc.options_for(precision), out_dir=out / subject.folder,
         work_dir=scratch, metadata=artifact_metadata(run.cfg), tolerance=run.cfg.tolerance)
     selection = {"samples": run.cfg.calibration_samples, "seed": run.cfg.seed}  # how calibration was chosen
-    artifact, reused = cached_artifact(artifact_key(tc.name, request, selection), request.out_dir,
-                                       partial(get_target(tc.name).build, request))
+    target = get_target(tc.name)
+    key = artifact_key(tc.name, request, selection, implementation=type(target).__module__)
+    artifact, reused = cached_artifact(key, request.out_dir, partial(target.build, request))
     if reused:
         run.progress(f"  {reused}")
     return artifact, round(time.perf_counter() - start, 3), reused
