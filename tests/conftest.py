@@ -27,6 +27,15 @@ def run_cli(*args, cwd=None, env: dict | None = None) -> subprocess.CompletedPro
 
 
 @pytest.fixture
+def cache_on(tmp_path, monkeypatch) -> Path:
+    """The cache turned on (the suite runs with it off), in a folder of this test's own."""
+    home = tmp_path / "cache-home"
+    monkeypatch.setenv("EDGE_DISTILL_NO_CACHE", "0")
+    monkeypatch.setenv("EDGE_DISTILL_CACHE", str(home))
+    return home / "reuse"
+
+
+@pytest.fixture
 def example(tmp_path) -> Path:
     """A private copy of the example folder, free to edit."""
     dst = tmp_path / "example"

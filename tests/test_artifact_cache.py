@@ -31,15 +31,6 @@ from tiny_onnx import tiny_model
 SELECTION = {"samples": 256, "seed": 0}
 
 
-@pytest.fixture
-def cache_on(tmp_path, monkeypatch) -> Path:
-    """The cache turned on (the suite runs with it off), in a folder of this test's own."""
-    home = tmp_path / "cache-home"
-    monkeypatch.setenv("EDGE_DISTILL_NO_CACHE", "0")
-    monkeypatch.setenv("EDGE_DISTILL_CACHE", str(home))
-    return home / "reuse"
-
-
 def _tiny_with_external_data(folder: Path) -> Path:
     """tiny_onnx's graph with its weights in an external file (weights.bin), as large exports keep them."""
     import onnx

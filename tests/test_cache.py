@@ -25,15 +25,6 @@ from edge_distill.progress import Progress
 from conftest import EXAMPLE, edit_config, run_cli
 
 
-@pytest.fixture
-def cache_on(tmp_path, monkeypatch) -> Path:
-    """The cache turned on (the suite runs with it off), in a folder of this test's own."""
-    home = tmp_path / "cache-home"
-    monkeypatch.setenv("EDGE_DISTILL_NO_CACHE", "0")
-    monkeypatch.setenv("EDGE_DISTILL_CACHE", str(home))
-    return home / "reuse"
-
-
 def _loaded(folder: Path = EXAMPLE):
     """The example's models and its first 64 evaluation samples (enough to tell arrays apart, and fast)."""
     loaded = load_inputs(load_config(folder / "edge-distill.toml"), Progress(False))

@@ -82,8 +82,9 @@ def test_the_text_detector_is_judged_by_the_cosine_of_its_probability_maps(tmp_p
 
 
 # -- init, then check, on the config init wrote (unedited) ------------------------------------------------
-def init_then_check(tmp_path, monkeypatch, name: str, precisions=("fp32", "int8", "int8-dynamic")):
-    """The benchmark's `--init` cell: init on the model with its evaluation file, then check."""
+def init_on(tmp_path, monkeypatch, name: str) -> tuple[dict, Path, dict]:
+    """The benchmark's `--init` step: init on the model with its evaluation file; the config it wrote,
+    the model's folder and the evaluation data."""
     import tomllib
 
     monkeypatch.setenv("EDGE_DISTILL_CACHE", str(tmp_path / "cache"))
@@ -93,7 +94,12 @@ def init_then_check(tmp_path, monkeypatch, name: str, precisions=("fp32", "int8"
     np.savez(folder / "data" / "eval.npz", **data)
     init = run_cli(*corpus.init_command(entry, folder), cwd=corpus.NETS.parent)
     assert init.returncode == 0, init.stdout + init.stderr
-    config = tomllib.loads((folder / "cfg" / "edge-distill.toml").read_text())
+    return tomllib.loads((folder / "cfg" / "edge-distill.toml").read_text()), folder, data
+
+
+def init_then_check(tmp_path, monkeypatch, name: str, precisions=("fp32", "int8", "int8-dynamic")):
+    """The benchmark's `--init` cell: init on the model with its evaluation file, then check."""
+    config, folder, data = init_on(tmp_path, monkeypatch, name)
     check = run_cli("check", folder / "cfg" / "edge-distill.toml", "--out", folder / "out", "-q")
     report = json.loads((folder / "out" / "report.json").read_text())
     results = {r["name"]: r for r in report["results"]}
@@ -185,16 +191,8 @@ def test_init_then_check_on_a_published_vit_encoder_with_each_cosine_recomputed(
     figure with, and its reference evaluator takes over 20 minutes on this model (the benchmark's
     `--targets coreml` cell covers it)."""
     import subprocess
-    import tomllib
 
-    monkeypatch.setenv("EDGE_DISTILL_CACHE", str(tmp_path / "cache"))
-    entry, folder = corpus.BY_NAME["latex-ocr-vit"], tmp_path / "latex-ocr-vit"
-    (folder / "data").mkdir(parents=True)
-    data = entry.data(np.random.default_rng(0))
-    np.savez(folder / "data" / "eval.npz", **data)
-    init = run_cli(*corpus.init_command(entry, folder), cwd=corpus.NETS.parent)
-    assert init.returncode == 0, init.stdout + init.stderr
-    config = tomllib.loads((folder / "cfg" / "edge-distill.toml").read_text())
+    config, folder, data = init_on(tmp_path, monkeypatch, "latex-ocr-vit")
     assert config["model"]["outputs"] == {"output": {"kind": "dense"}}  # [B, 1024, 256]: patch tokens
     # onnxruntime differs from torch by 1.7e-4 on the 48 formulas: more than a quarter of the default 1e-4
     assert config["export"] == {"tolerance": 1e-3}
