@@ -100,6 +100,16 @@ def padded(feeds: dict, size: int) -> dict:
     return {k: np.concatenate([v, np.repeat(v[-1:], size - n, axis=0)]) for k, v in feeds.items()}
 
 
+def example_batch(specs, calibration, size: int) -> list[np.ndarray]:
+    """What a converter traces with, one array per input in order: the calibration data's first samples
+    (the model's own fixed batch of them, else `size`), or zeros of each input's example shape."""
+    size = fixed_batch_of(specs) or size
+    if calibration is not None:
+        feeds = padded({s.name: calibration.inputs[s.name] for s in specs}, size)
+        return [np.ascontiguousarray(feeds[s.name]) for s in specs]
+    return [np.zeros(s.example_shape(size), dtype=s.dtype) for s in specs]
+
+
 def whole_batches(feeds: dict, batch: int) -> dict:
     """`feeds` padded (by repeating the last sample) to a multiple of `batch` samples."""
     n = len(next(iter(feeds.values())))

@@ -146,3 +146,21 @@ def test_overlapping_slices_are_strata_of_their_own(tmp_path):
     picked = select_samples(data, 10, seed=1)
     both, a_only = picked.slices["a"] & picked.slices["b"], picked.slices["a"] & ~picked.slices["b"]
     assert len(picked) == 10 and both.sum() == 1 and a_only.sum() == 4 and (~picked.slices["a"]).sum() == 5
+
+
+def test_a_converters_example_is_the_first_samples_the_models_fixed_batch_or_zeros():
+    import numpy as np
+
+    from edge_distill.calibration import Dataset, example_batch
+
+    dynamic = [InputSpec("x", ("batch", 3), "float32"), InputSpec("ids", ("batch", 4), "int64")]
+    data = Dataset(source="calibration.npz", inputs={"x": np.arange(15, dtype=np.float32).reshape(5, 3),
+                                                     "ids": np.arange(20).reshape(5, 4)})
+    x, ids = example_batch(dynamic, data, 2)
+    assert x.tolist() == [[0, 1, 2], [3, 4, 5]] and ids.tolist() == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert x.flags.c_contiguous and ids.dtype == np.int64
+    fixed = [InputSpec("x", (7, 3), "float32")]  # saved with batch 7: takes 7, the last sample repeated
+    (seven,) = example_batch(fixed, Dataset(source="c", inputs={"x": data.inputs["x"]}), 1)
+    assert seven.shape == (7, 3) and seven[5:].tolist() == [[12, 13, 14]] * 2
+    zeros = example_batch(dynamic, None, 1)
+    assert [(z.shape, z.dtype, z.any()) for z in zeros] == [((1, 3), np.float32, False), ((1, 4), np.int64, False)]

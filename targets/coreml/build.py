@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import fixed_batch_of, padded
+from edge_distill.calibration import example_batch, fixed_batch_of, padded
 from edge_distill.errors import BadInput, MissingDependency
 from edge_distill.files import write_atomic
 
@@ -65,11 +65,7 @@ def example_inputs(specs, calibration) -> tuple:
     """Two samples to trace a dynamic batch with, or the model's own fixed batch."""
     import torch
 
-    size = fixed_batch_of(specs) or 2
-    if calibration is not None:
-        feeds = padded({s.name: calibration.inputs[s.name] for s in specs}, size)
-        return tuple(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in specs)
-    return tuple(torch.zeros(s.example_shape(size), dtype=getattr(torch, s.dtype)) for s in specs)
+    return tuple(torch.from_numpy(x) for x in example_batch(specs, calibration, 2))
 
 
 def input_types(ct, specs, max_batch: int, fixed_shapes: list | None = None) -> list:

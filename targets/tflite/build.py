@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_distill.calibration import fixed_batch_of, padded
+from edge_distill.calibration import example_batch, fixed_batch_of, padded
 from edge_distill.errors import BadInput, ExportMismatch, MissingDependency
 
 from .. import inference_module
@@ -181,11 +181,7 @@ def sample_inputs(specs, calibration) -> tuple:
     """The example the converter traces with: one sample, or the model's own fixed batch."""
     import torch
 
-    size = fixed_batch_of(specs) or 1
-    if calibration is not None:
-        feeds = padded({s.name: calibration.inputs[s.name] for s in specs}, size)
-        return tuple(torch.from_numpy(np.ascontiguousarray(feeds[s.name])) for s in specs)
-    return tuple(torch.zeros(s.example_shape(size), dtype=getattr(torch, s.dtype)) for s in specs)
+    return tuple(torch.from_numpy(x) for x in example_batch(specs, calibration, 1))
 
 
 def _calibration_feeds(data, specs):
