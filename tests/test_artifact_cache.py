@@ -152,8 +152,8 @@ def test_the_key_counts_every_file_of_edge_distills_own_packages():
         for path in sorted(folder.rglob("*.py")):
             expected.update(f"{name}/{path.relative_to(folder).as_posix()}:"
                             f"{hashlib.sha256(path.read_bytes()).hexdigest()};".encode())
-    assert cache.source_code_identity("edge_distill", "edge_distill.targets",
-                                      "edge_distill.calibration") == expected.hexdigest()
+    assert cache.code_identity("edge_distill", "edge_distill.targets",
+                               "edge_distill.calibration") == expected.hexdigest()
 
 
 def test_a_plugin_targets_own_code_is_in_the_key(request_parts, tmp_path, monkeypatch):
@@ -164,7 +164,8 @@ def test_a_plugin_targets_own_code_is_in_the_key(request_parts, tmp_path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     name = plugin.stem
     before = artifact_key("plugin", request_parts, SELECTION, implementation=name)
-    assert cache.module_code_identity(name) == hashlib.sha256(plugin.read_bytes()).hexdigest()
+    file_sum = hashlib.sha256(plugin.read_bytes()).hexdigest()
+    assert cache.code_identity(name) == hashlib.sha256(f"{name}:{file_sum};".encode()).hexdigest()
     assert before != artifact_key("plugin", request_parts, SELECTION)  # counted only when named
     plugin.write_text("class PluginTarget:\n    quantize = 'differently'\n")
     assert artifact_key("plugin", request_parts, SELECTION, implementation=name) != before

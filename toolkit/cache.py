@@ -185,13 +185,22 @@ def versions(*packages: str) -> dict[str, str]:
     return out
 
 
-def code_identity(*modules: str) -> str:
-    """sha256 of edge-distill's own modules that compute a value: a changed exporter misses."""
+def code_identity(*names: str) -> str:
+    """sha256 of the code that computes a value: a module's file, or every .py file of a package (its
+    folder walked whole: a change anywhere in it misses); a module that is no file counts as "none"."""
+    import importlib
+
     digest = hashlib.sha256()
-    for name in modules:
-        module = sys.modules.get(name)
-        path = getattr(module, "__file__", None)
-        digest.update(f"{name}:{sha256_file(Path(path)) if path else 'none'};".encode())
+    for name in names:
+        source = getattr(importlib.import_module(name), "__file__", None)
+        if source is None:
+            digest.update(f"{name}:none;".encode())
+        elif Path(source).name == "__init__.py":
+            folder = Path(source).parent
+            for path in sorted(folder.rglob("*.py")):
+                digest.update(f"{name}/{path.relative_to(folder).as_posix()}:{sha256_file(path)};".encode())
+        else:
+            digest.update(f"{name}:{sha256_file(Path(source))};".encode())
     return digest.hexdigest()
 
 
@@ -293,23 +302,6 @@ BUILD_PACKAGES = (*EXPORT_PACKAGES, "litert-torch", "ai-edge-quantizer", "ai-edg
 BUILD_CODE = ("edge_distill", "edge_distill.targets", "edge_distill.calibration")
 
 
-def source_code_identity(*packages: str) -> str:
-    """sha256 of every .py file of these packages (their folders, walked whole): the simplest safe rule,
-    a change anywhere in edge-distill's code misses."""
-    import importlib
-
-    digest = hashlib.sha256()
-    for name in packages:
-        source = importlib.import_module(name).__file__
-        if source is None:  # not a package of files: nothing to hash, said as such
-            digest.update(f"{name}:none;".encode())
-            continue
-        folder = Path(source).parent
-        for path in sorted(folder.rglob("*.py")):
-            digest.update(f"{name}/{path.relative_to(folder).as_posix()}:{sha256_file(path)};".encode())
-    return digest.hexdigest()
-
-
 def dataset_identity(data) -> str:
     """sha256 of a calibration Dataset: its source's name (a build records it) and every array (inputs,
     labels, slices, weights); "none" without one."""
@@ -318,17 +310,6 @@ def dataset_identity(data) -> str:
     arrays = {f"input/{k}": v for k, v in data.inputs.items()} | {f"slice/{k}": v for k, v in data.slices.items()}
     arrays |= {k: v for k, v in (("labels", data.labels), ("weights", data.weights)) if v is not None}
     return hashlib.sha256(f"{data.source}\n{arrays_identity(arrays)}".encode()).hexdigest()
-
-
-def module_code_identity(name: str) -> str:
-    """sha256 of the code of the module that implements a target: its package's .py files, or its one
-    file when it is a module of its own (a plugin's; its folder may be site-packages)."""
-    import importlib
-
-    source = getattr(importlib.import_module(name), "__file__", None)
-    if source is None or Path(source).name == "__init__.py":
-        return source_code_identity(name)
-    return sha256_file(Path(source))
 
 
 def artifact_key(target: str, request: BuildRequest, selection: dict, implementation: str = "") -> str | None:
@@ -355,8 +336,8 @@ def artifact_key(target: str, request: BuildRequest, selection: dict, implementa
                   calibration=dataset_identity(request.calibration), calibration_method=request.calibration_method,
                   selection=selection, options=request.options, metadata=request.metadata,
                   tolerance=request.tolerance, versions=versions(*BUILD_PACKAGES),
-                  code=source_code_identity(*BUILD_CODE),
-                  implementation=module_code_identity(implementation) if implementation else "", python=sys.version, machine=platform.machine(),
+                  code=code_identity(*BUILD_CODE, *([implementation] if implementation else [])),
+                  python=sys.version, machine=platform.machine(),
                   threads=os.environ.get("OMP_NUM_THREADS"), cpus=os.cpu_count())  # a calibration's float sums
 
 

@@ -24,8 +24,12 @@ from .result import ExportInfo
 TWO_GB = 2 * 1024**3
 
 
+DEFAULT_TOLERANCE = 1e-4  # [export] tolerance's default: max |onnxruntime - source| on real samples
+PARITY_SAMPLES = 64  # the real samples the export is checked on
+
+
 def export_to_onnx(model: SourceModel, out_path: Path, *, opset: int = 18, samples: Dataset,
-                   tolerance: float = 1e-4, parity_samples: int = 64) -> ExportInfo:
+                   tolerance: float = DEFAULT_TOLERANCE, parity_samples: int = PARITY_SAMPLES) -> ExportInfo:
     """Write `model` as ONNX to `out_path` and verify it against the source on `samples`."""
     import time
 

@@ -260,7 +260,8 @@ def build_one(run: Run, planned: PlannedTarget, precision: str, subject: Subject
     scratch = run.work / label.replace("/", "-")
     scratch.mkdir()
     (out / subject.folder).mkdir(parents=True, exist_ok=True)
-    capabilities = get_target(tc.name).capabilities
+    target = get_target(tc.name)
+    capabilities = target.capabilities
     if not loaded.io.plain and capabilities.precision(precision).calibrated:
         weight_only = [p for p in tc.precisions if p in capabilities.precision_names
                        and not capabilities.precision(p).calibrated]
@@ -274,7 +275,6 @@ def build_one(run: Run, planned: PlannedTarget, precision: str, subject: Subject
         calibration_method=tc.calibration_method, options=tc.options_for(precision), out_dir=out / subject.folder,
         work_dir=scratch, metadata=artifact_metadata(run.cfg), tolerance=run.cfg.tolerance)
     selection = {"samples": run.cfg.calibration_samples, "seed": run.cfg.seed}  # how calibration was chosen
-    target = get_target(tc.name)
     key = artifact_key(tc.name, request, selection, implementation=type(target).__module__)
     artifact, reused = cached_artifact(key, request.out_dir, partial(target.build, request))
     if reused:

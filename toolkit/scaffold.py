@@ -25,12 +25,12 @@ import numpy as np
 from edge_distill.calibration import Dataset, InputSpec
 
 from .errors import BadInput
+from .exporting import DEFAULT_TOLERANCE, PARITY_SAMPLES, export_to_onnx
 from .files import save_arrays
 
 FREE_SIZE = 64  # a free dimension (not the batch) of the sample, when no data fill it
 SAMPLES, SEQUENCES, CHUNKS = 8, 4, 3
 YOLO_STRIDES, HEAD_STRIDES = (8, 16, 32), (8, 16, 32, 64)  # one-stage detectors' feature-map strides
-EXPORT_TOLERANCE = 1e-4  # [export] tolerance's default
 ROUNDING = 2.5e-3  # the largest export difference init reads as float rounding and writes a tolerance for
 DETECTION_CONF = 0.25  # the detection kind's default; lowered where the float model scores nothing above it
 
@@ -282,8 +282,8 @@ def discovery_feeds(plan_inputs: list[InputPlan], states: set, data: Path | None
     return Dataset("init sample", feeds)
 
 
-def parity_samples(plan_inputs: list[InputPlan], data: Path, limit: int = 64) -> Dataset | None:
-    """The evaluation file's first samples (at most 64, as check's export parity takes them): the
+def parity_samples(plan_inputs: list[InputPlan], data: Path, limit: int = PARITY_SAMPLES) -> Dataset | None:
+    """The evaluation file's first samples (as many as check's export parity takes): the
     export's difference from torch on them is the one check will see (on latex-ocr-junia's ViT, two
     samples showed less than a sixth of it). None where the file lacks an input."""
     with np.load(data, allow_pickle=False) as npz:
@@ -448,8 +448,6 @@ def weights_and_opset(source, samples: Dataset, work: Path) -> tuple[Counter, in
 
     path, parity = source.onnx_path, None
     if path is None:
-        from .exporting import export_to_onnx
-
         path = work / "model.onnx"
         info = export_to_onnx(source, path, samples=samples, tolerance=ROUNDING)
         parity = (info.parity_max_abs_diff, info.parity_samples)
@@ -560,7 +558,7 @@ def config_text(plan: Plan, out: Path) -> str:
 def export_tolerance(diff: float) -> float | None:
     """A tolerance four times the difference init saw, as a power of ten; None where the default keeps
     that margin."""
-    if 4 * diff <= EXPORT_TOLERANCE:
+    if 4 * diff <= DEFAULT_TOLERANCE:
         return None
     return float(10 ** np.ceil(np.log10(4 * diff)))
 
@@ -575,7 +573,7 @@ def _export_lines(plan: Plan) -> list[str]:
     if tolerance is None:
         return []
     return ["", "[export]", f"tolerance = {tolerance:g}   # init measured max |onnxruntime - torch| {diff:.2g} on "
-            f"{samples} samples: the default {EXPORT_TOLERANCE:g} leaves less than 4x for the evaluation set"]
+            f"{samples} samples: the default {DEFAULT_TOLERANCE:g} leaves less than 4x for the evaluation set"]
 
 
 def _budget_lines(plan: Plan) -> list[str]:
