@@ -62,10 +62,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import networks  # noqa: E402
 
-from edge_distill.devices.cost_model import (GEMM_KERNELS, WINOGRAD_FAMILIES, Coefficients, Workload, core_of,  # noqa: E402
+from edge_distill.devices.cost_model import (GEMM_FAMILIES, GEMM_KERNELS, SERIAL_GROUPS, WINOGRAD_FAMILIES,  # noqa: E402
+                                             Coefficients, Workload, core_of,
                                              load_cores, seconds)
-from edge_distill.devices.cost_model import NETWORK_FAMILIES, network_family  # noqa: E402
-from edge_distill.devices.graph_work import DENSE, MATMUL, OP_CLASSES, POINTWISE, graph_work  # noqa: E402
+from edge_distill.devices.cost_model import NETWORK_FAMILIES, family_fitted, network_family  # noqa: E402
+from edge_distill.devices.graph_work import DENSE, DEPTHWISE, MATMUL, OP_CLASSES, POINTWISE, graph_work  # noqa: E402
 from edge_distill.targets import Precision  # noqa: E402
 
 MEASUREMENTS = ROOT / "toolkit" / "device_profiles" / "measurements"
@@ -108,6 +109,20 @@ def workloads(needed: set[tuple[str, str, int]]) -> dict[tuple[str, str, int], W
 # its 3x3 convolutions are Winograd (see toolkit/devices/cost_model.py).
 FAMILIES = {"ncnn": "ncnn", "xnnpack": GEMM_KERNELS, "executorch-xnnpack": GEMM_KERNELS, "tflite": GEMM_KERNELS,
             "onnxruntime": GEMM_KERNELS}
+# ONNX Runtime threads a grouped convolution's groups from 1.23.2 on (cost_model.SERIAL_GROUPS); before PR #25255
+# (2025-07-02) said master did not, no release did.
+ORT_THREADED_GROUPS, ORT_SERIAL_BEFORE = (1, 23, 2), "2025-07-02"
+
+
+def family_of(row: dict) -> str:
+    """The cost model's family of a published run: its runtime's, and for ONNX Runtime its version's (the
+    version the row states, else the row's date: a run before 2025-07-02 had an older release)."""
+    if row["runtime"] != "onnxruntime":
+        return FAMILIES[row["runtime"]]
+    stated = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", row.get("runtime_version") or "")
+    if stated:
+        return SERIAL_GROUPS if tuple(int(v or 0) for v in stated.groups()) < ORT_THREADED_GROUPS else GEMM_KERNELS
+    return SERIAL_GROUPS if row["row_date"] < ORT_SERIAL_BEFORE else GEMM_KERNELS
 
 
 def sealed_devices() -> set[str]:
@@ -129,7 +144,7 @@ def corpus(name: str) -> list[dict]:
                 or row["device"] not in devices or row["runtime"] not in FAMILIES:
             continue
         spec = devices[row["device"]]
-        rows.append({**row, "size": size, "family": FAMILIES[row["runtime"]],
+        rows.append({**row, "size": size, "family": family_of(row),
                      "core": core_of(spec["core"], float(spec["clock_ghz"]), cores),
                      "setting": f"{row['device']} | {row['threads']} threads | powersave {row['powersave']}",
                      "sealed": row["device"] in sealed,
@@ -158,6 +173,11 @@ class Design:
         self.flops[self.gemm, pointwise] += self.flops[self.gemm][:, dense].sum(axis=1)
         self.flops[np.ix_(self.gemm, dense)] = 0
         self.gathered = np.where(self.gemm, [w.gathered for w in load], 0.0)
+        # ONNX Runtime before 1.23.2: float depthwise convolutions as im2col and a one-row GEMM, on one thread
+        serial = np.array([r["family"] == SERIAL_GROUPS and a != "int8" for r, a in zip(rows, arith)], dtype=bool)
+        depthwise = CLASSES.index(DEPTHWISE)
+        self.serial_depthwise = np.where(serial, self.flops[:, depthwise], 0.0)
+        self.flops[serial, depthwise] = 0
         self.peak = np.array([r["core"].peak(a) for r, a in zip(rows, arith)])
         self.clock = np.array([r["core"].clock_ghz * 1e9 for r in rows])
         self.light = np.array([w.light_elements for w in load])
@@ -179,7 +199,9 @@ class Design:
         light = np.exp(np.where(self.int8, p["light_int8"], p["light_float"]))
         gather = np.exp(np.where(self.int8, p["gather_int8"], p["gather_float"]))
         compute = (self.flops / eff).sum(axis=1) / self.peak + (self.light * light + self.gathered * gather) / self.clock
-        total = (compute / self.threads ** p["thread_scaling"] + self.streamed * np.exp(p["stream"]) / self.clock
+        serial = (self.serial_depthwise / 2 * np.exp(p["gather_float"]) / self.clock
+                  + self.serial_depthwise / (self.peak * np.exp(p["efficiency"][CLASSES.index(POINTWISE)])))
+        total = (compute / self.threads ** p["thread_scaling"] + serial + self.streamed * np.exp(p["stream"]) / self.clock
                  + self.ops * np.exp(p["overhead"]) / self.clock)
         pick = lambda values, index: np.where(index >= 0, values[np.maximum(index, 0)], 0.0)  # noqa: E731
         return (np.log(total) + pick(p["core_speed"], self.core) + pick(p["offsets"], self.setting)
@@ -282,7 +304,7 @@ def score(held: list[dict], key: str = "ratio") -> dict:
             "ratio_low": round(float(np.quantile(ratios, 0.05)), 3), "ratio_high": round(float(np.quantile(ratios, 0.95)), 3)}
 
 
-RUNTIME_KINDS = {"ncnn": lambda r: r["family"] == "ncnn", "GEMM runtimes": lambda r: r["family"] == GEMM_KERNELS}
+RUNTIME_KINDS = {"ncnn": lambda r: r["family"] == "ncnn", "GEMM runtimes": lambda r: r["family"] in GEMM_FAMILIES}
 
 
 def by_family(rows: list[dict], key: str = "ratio") -> dict:
@@ -402,7 +424,7 @@ def profile_scores(cv: list[dict], sealed: list[dict], ne: tuple[list[dict], lis
     on the profile's own devices, as the product estimates them (no device offset), for the README."""
     import tomllib
 
-    gemm_cv, gemm_sealed = ([r for r in rows if r["family"] == GEMM_KERNELS] for rows in (cv, sealed))
+    gemm_cv, gemm_sealed = ([r for r in rows if r["family"] in GEMM_FAMILIES] for rows in (cv, sealed))
     against = (f"sealed split: {', '.join(sorted({r['runtime'] for r in gemm_sealed}))} on "
                f"{len({r['device'] for r in gemm_sealed})} devices no fit saw, no device offsets; interval from "
                f"{len(gemm_cv)} cross-validated runs")
@@ -457,7 +479,7 @@ def family_validation(cv: list[dict], sealed: list[dict]) -> dict:
     for family in NETWORK_FAMILIES:
         entry = {}
         for split, rows in (("sealed", sealed), ("cv", cv)):
-            mine = [r for r in rows if r["family"] == GEMM_KERNELS and r["network_family"] == family]
+            mine = [r for r in rows if r["family"] in GEMM_FAMILIES and r["network_family"] == family]
             s = score(mine) if mine else {"runs": 0}
             entry |= {f"{split}_{k}": s[k] for k in ("runs", "median_error", "within_1_5x") if k in s}
         out[family] = entry
@@ -473,7 +495,7 @@ def ratios(loads: dict, rows: list[dict], model: Coefficients) -> dict:
             a, b = pair["resnet18"], pair["mobilenet_v2"]
             est = {fam: seconds(load_of(loads, a), a["core"], PRECISIONS["fp32"], fam, int(a["threads"]), model)
                    / seconds(load_of(loads, b), b["core"], PRECISIONS["fp32"], fam, int(b["threads"]), model)
-                   for fam in ("ncnn", GEMM_KERNELS)}
+                   for fam in {"ncnn", GEMM_KERNELS, a["family"]}}
             published = a["published_ms"] / b["published_ms"]
             out[setting] = {"runtime": a["runtime"], "published": round(published, 2),
                             "estimated_same_runtime": round(est[a["family"]], 2),
@@ -490,7 +512,7 @@ APART = {"paddle-lite": "Paddle-Lite", "mnn": "MNN"}  # runtimes the targets do 
 
 
 def split_kind(runtime: str) -> str:
-    return "GEMM runtimes" if FAMILIES.get(runtime) == GEMM_KERNELS else APART[runtime]
+    return "GEMM runtimes" if FAMILIES.get(runtime) in GEMM_FAMILIES else APART[runtime]
 
 
 def sealed_2() -> tuple[list[dict], list[dict]]:
@@ -508,6 +530,7 @@ def sealed_2() -> tuple[list[dict], list[dict]]:
             continue
         shape = re.fullmatch(r"(\d+)x\d+x3\??|(\d+) tokens\??", row["input"])
         rows.append({**row, "size": int(shape[1] or shape[2]), "published_ms": float(row["latency_ms"]),
+                     "family": family_of(row) if row["runtime"] in FAMILIES else row["runtime"],
                      "core": core_of(row["core"], float(row["clock_ghz"]), cores),
                      "thread_count": int(row["threads"].rstrip("?")), "implied": row["threads"].endswith("?"),
                      "setting": f"{row['device']} | {row['threads']} threads | {row['source'].split('#')[0]}"})
@@ -515,9 +538,10 @@ def sealed_2() -> tuple[list[dict], list[dict]]:
 
 
 def product_ms(row: dict, load: Workload, c: Coefficients, threads: int | None = None) -> float:
-    """The product's estimate of a published run: a GEMM runtime (what every target is) on the row's core at
-    its thread count (or `threads`), no device offset."""
-    return 1e3 * seconds(load, row["core"], PRECISIONS[row["precision"]], GEMM_KERNELS,
+    """The product's estimate of a published run: a GEMM runtime (what every target is; for ONNX Runtime, the
+    row's release) on the row's core at its thread count (or `threads`), no device offset."""
+    family = row["family"] if row["family"] in GEMM_FAMILIES else GEMM_KERNELS
+    return 1e3 * seconds(load, row["core"], PRECISIONS[row["precision"]], family,
                          threads or row["thread_count"], c)
 
 
@@ -535,12 +559,15 @@ def breakdown(load: Workload, core, precision: Precision, family: str, threads: 
     for op_class, flops in load.flops.items():
         runs_as = POINTWISE if (op_class in DENSE and gemm_convolutions) or op_class == MATMUL else op_class
         terms[op_class] = flops / (core.peak(arithmetic) * c.efficiency[kind][runs_as] * use) / parallel
+        if op_class == DEPTHWISE and family == SERIAL_GROUPS and kind == "float":  # one thread, im2col + GEMM
+            terms[op_class] = (flops / 2 * c.gather_cycles[kind] / clock
+                               + flops / (core.peak(arithmetic) * c.efficiency[kind][POINTWISE]))
     terms["gathering"] = (load.gathered * c.gather_cycles[kind] / clock if gemm_convolutions else 0.0) / parallel
     terms["light"] = load.light_elements * c.light_cycles[kind] / clock / parallel
     weight_bytes = 2.0 if arithmetic == "fp16" and precision.weight_bits > 16 else precision.weight_bits / 8
     terms["streaming"] = load.matrix_weights * weight_bytes * c.stream_cycles_per_byte / clock
     terms["overhead"] = load.ops * c.op_overhead_cycles / clock
-    speed = math.exp(c.core_speed.get(core.kind, 0.0) + c.family_speed.get(family, 0.0))
+    speed = math.exp(c.core_speed.get(core.kind, 0.0) + c.family_speed.get(family_fitted(family), 0.0))
     return {term: t * speed for term, t in terms.items()}
 
 
@@ -598,7 +625,8 @@ def sealed_2_report(loads: dict, c: Coefficients) -> dict:
             worst = max(misses, key=lambda r: r["off_by"])
             breakdowns[f"{kind}, {precision}"] = {"setting": worst["setting"]} | {
                 model: {term: round(1e3 * t, 2) for term, t in breakdown(
-                    load_of(loads, row), row["core"], PRECISIONS[precision], GEMM_KERNELS, row["thread_count"],
+                    load_of(loads, row), row["core"], PRECISIONS[precision],
+                    row["family"] if row["family"] in GEMM_FAMILIES else GEMM_KERNELS, row["thread_count"],
                     c).items()}
                 for model in (worst["network"], "mobilenet_v2") for row in [rows[worst["setting"], model, precision]]}
     validation = tomllib.loads((PROFILES / "raspberry-pi-5.toml").read_text())["validation"]
@@ -681,14 +709,14 @@ def show(out: dict) -> None:
     table(by_family(out["cv"], "ratio_with_offset"))
     print("\nSEALED split (devices no fit saw), no device offsets:")
     table(by_family(out["sealed"]))
-    gemm_cv = score([r for r in out["cv"] if r["family"] == GEMM_KERNELS])
-    gemm_sealed = [r for r in out["sealed"] if r["family"] == GEMM_KERNELS]
+    gemm_cv = score([r for r in out["cv"] if r["family"] in GEMM_FAMILIES])
+    gemm_sealed = [r for r in out["sealed"] if r["family"] in GEMM_FAMILIES]
     held = coverage(gemm_sealed, gemm_cv["ratio_low"], gemm_cv["ratio_high"])
     print(f"\nthe cross-validated GEMM runs' 5%..95% {gemm_cv['ratio_low']}..{gemm_cv['ratio_high']} holds {held:.0%} of "
           f"the {len(gemm_sealed)} sealed GEMM rows")
     print("\nCore ML on the Neural Engine: cross-validated (iPhone 15 Pro), sealed (iPhone 14 Pro):")
     table({"cross-validated": score(out["ne_cv"]), "sealed": score(out["ne_sealed"])})
-    for name, (cv, sealed) in {"GEMM runtimes": ([r for r in out["cv"] if r["family"] == GEMM_KERNELS], gemm_sealed),
+    for name, (cv, sealed) in {"GEMM runtimes": ([r for r in out["cv"] if r["family"] in GEMM_FAMILIES], gemm_sealed),
                                "Neural Engine": (out["ne_cv"], out["ne_sealed"])}.items():
         v = validation(cv, sealed, "")
         print(f"{name}: the {CLAIM:.0%} conformal interval from {len(cv)} cross-validated runs, "

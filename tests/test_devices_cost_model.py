@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from edge_distill.devices.cost_model import (Coefficients, Core, Workload, arithmetic_of, core_of, families_said,
-                                             family_said, load_coefficients, network_family, neural_engine_seconds,
-                                             seconds)
+from edge_distill.devices.cost_model import (SERIAL_GROUPS, Coefficients, Core, Workload, arithmetic_of, core_of,
+                                             families_said, family_fitted, family_said, load_coefficients,
+                                             network_family, neural_engine_seconds, seconds)
 from edge_distill.devices.graph_work import OpWork
 from edge_distill.errors import BadInput
 from edge_distill.targets import Precision
@@ -90,6 +90,26 @@ def test_a_gemm_runtimes_fp32_latency_worked_by_hand():
     # a device offset adds to the speed (the fit uses it; estimates pass none)
     assert seconds(LOAD, CORE, FP32, "gemm", 4, COEFFICIENTS, offset=0.3) == pytest.approx(
         expected * math.exp(0.3), rel=1e-12)
+
+
+def test_onnx_runtimes_older_depthwise_runs_as_im2col_and_a_gemm_on_one_thread():
+    # ONNX Runtime before 1.23.2: the depthwise 2e7 FLOPs leave the threaded sum and run serially as im2col
+    # of 2e7 / 2 = 1e7 elements x 1.5 cycles / 2e9 = 0.0075 plus a GEMM at the pointwise efficiency,
+    # 2e7 / (16e9 x 0.8) = 0.0015625; the rest as test_a_gemm_runtimes_fp32_latency_worked_by_hand without
+    # depthwise: (0.08165625 - 0.0125) / 4 ** 0.8; the GEMM runtimes' fitted speed (-0.2) applies
+    threaded = (0.08165625 - 0.0125) / 4 ** 0.8
+    expected = (threaded + 0.0075 + 0.0015625 + 0.0007 + 2.5e-5) * math.exp(-0.1)
+    assert seconds(LOAD, CORE, FP32, SERIAL_GROUPS, 4, COEFFICIENTS) == pytest.approx(expected, rel=1e-12)
+    assert expected == pytest.approx(0.0294982, rel=1e-5)
+    # threads do not speed up the serial part: from 1 to 4 threads it stays, the rest shrinks by 4 ** 0.8
+    one = seconds(LOAD, CORE, FP32, SERIAL_GROUPS, 1, COEFFICIENTS)
+    assert one == pytest.approx((0.08165625 - 0.0125 + 0.0075 + 0.0015625 + 0.0007 + 2.5e-5) * math.exp(-0.1),
+                                rel=1e-12)
+    # its int8 (QLinearConv's own depthwise kernel) is threaded as every GEMM runtime's is
+    assert seconds(LOAD, CORE, INT8, SERIAL_GROUPS, 4, COEFFICIENTS) == pytest.approx(
+        seconds(LOAD, CORE, INT8, "gemm", 4, COEFFICIENTS), rel=1e-12)
+    assert family_fitted(SERIAL_GROUPS) == "gemm" and family_fitted("gemm") == "gemm"
+    assert family_fitted("ncnn") == "ncnn"
 
 
 def test_ncnns_fp32_runs_in_fp16_with_winograd_and_no_gathering():

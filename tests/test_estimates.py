@@ -342,8 +342,44 @@ def test_a_second_sealed_split_row_is_estimated_as_the_product_estimates_it_work
     implied = [r for r in rows if r["threads"].endswith("?")]
     assert len(implied) == 15 and sorted(r["source"] for r in scored if r["implied"]) == sorted(r["source"] for r in implied)
     assert {r["thread_count"] for r in scored if r["implied"]} == {4, 6}
-    a77 = sum(r["core"] == "Cortex-A77" for r in rows)
-    assert a77 == 10 and [r["reason"] for r in skipped].count("its core is not in cores.toml") == a77 + 2  # + the iPhone 17 Pro's
+    a77 = [r for r in scored if r["core"].kind == "Cortex-A77"]  # the Snapdragon 865's, scored since cores.toml has it
+    assert len(a77) == 10 and [r["reason"] for r in skipped].count("its core is not in cores.toml") == 2  # iPhone 17 Pro
     assert sorted(r["reason"] for r in skipped if r["runtime"] == "executorch-xnnpack") == [
         "its core is not in cores.toml", "its core is not in cores.toml", "its network is not written",
         "its network is not written"]
+
+
+def test_onnx_runtime_rows_are_costed_as_their_release_ran_grouped_convolutions():
+    """ONNX Runtime threads a grouped convolution's groups from 1.23.2 on (cost_model.SERIAL_GROUPS): a row
+    states its version, or its date says which release could have run it (before 2025-07-02: an older one).
+    sealed-3's Raspberry Pi 5 MobileNetV2 row (2025-02-25) is costed that way, worked by hand on a made-up
+    workload: its depthwise FLOPs leave the threaded sum for im2col and a one-row GEMM on one thread."""
+    import math
+
+    from edge_distill.devices.cost_model import SERIAL_GROUPS
+
+    row = {"runtime": "onnxruntime", "row_date": "2026-02-12"}
+    assert fitting.family_of(row) == "gemm"
+    assert fitting.family_of(row | {"row_date": "2025-07-01"}) == SERIAL_GROUPS
+    assert fitting.family_of(row | {"runtime_version": "1.23.1"}) == SERIAL_GROUPS
+    assert fitting.family_of(row | {"runtime_version": "1.23.2"}) == "gemm"
+    assert fitting.family_of(row | {"row_date": "2025-01-01", "runtime_version": "1.24"}) == "gemm"  # stated wins
+    assert fitting.family_of(row | {"runtime_version": "1.15.1"}) == SERIAL_GROUPS
+    assert fitting.family_of({"runtime": "xnnpack", "row_date": "2020-01-01"}) == "gemm"
+
+    c = load_coefficients()
+    scored, _ = fitting.sealed_2()
+    row = next(r for r in scored if r["device"].startswith("Raspberry Pi 5") and r["model"] == "mobilenet_v2")
+    assert (row["family"], row["thread_count"], row["core"].kind, row["core"].clock_ghz) == (SERIAL_GROUPS, 4,
+                                                                                             "Cortex-A76", 2.4)
+    load = Workload(flops={"conv3x3_s1": 0.0, "conv": 1e7, "depthwise": 3e7, "pointwise": 4e8, "gemm": 2e6},
+                    light_elements=1e6, matrix_weights=1e6, gathered=5e6, ops=60)
+    clock, peak, eff = 2.4e9, 2.4e9 * 16, c.efficiency["float"]
+    threaded = ((1e7 + 4e8) / (peak * eff["pointwise"]) + 2e6 / (peak * eff["gemm"])
+                + 5e6 * c.gather_cycles["float"] / clock + 1e6 * c.light_cycles["float"] / clock)
+    serial = 3e7 / 2 * c.gather_cycles["float"] / clock + 3e7 / (peak * eff["pointwise"])
+    by_hand = (threaded / 4 ** c.thread_scaling + serial + 1e6 * 4 * c.stream_cycles_per_byte / clock
+               + 60 * c.op_overhead_cycles / clock) * math.exp(c.core_speed["Cortex-A76"] + c.family_speed["gemm"])
+    assert fitting.product_ms(row, load, c) == pytest.approx(1e3 * by_hand, rel=1e-9)
+    terms = fitting.breakdown(load, row["core"], fitting.PRECISIONS["fp32"], SERIAL_GROUPS, 4, c)
+    assert sum(terms.values()) == pytest.approx(by_hand, rel=1e-9)

@@ -8,6 +8,8 @@
          + matrix weight bytes x stream_cycles_per_byte / clock     (batch-1 fully connected layers stream
                                                                      their weights once: memory, not compute)
          + ops x op_overhead_cycles / clock
+         (ONNX Runtime before 1.23.2, SERIAL_GROUPS: float depthwise FLOPs leave the threaded sum and run on
+          one thread as im2col, FLOPs / 2 x gather_cycles / clock, and a one-row GEMM at the pointwise efficiency)
     then x exp(core_speed[core kind] + family_speed[runtime family])
 
 The peak is the core's (device_profiles/cost_model/cores.toml: pipes x lanes x clock, in the arithmetic the run
@@ -49,6 +51,12 @@ from ..tomlfile import read_toml
 from .graph_work import DENSE, DEPTHWISE, GEMM, LIGHT, MATMUL, OP_CLASSES, POINTWISE, OpWork
 
 GEMM_KERNELS = "gemm"  # XNNPACK (LiteRT), ONNX Runtime's MLAS, Core ML's CPU: every target's runtime
+# ONNX Runtime's CPU provider before 1.23.2 (onnxruntime PR #26103, as PR #28482 says): MLAS ran a grouped
+# convolution's groups one after another, each as im2col and a one-row GEMM, threading only over a group's
+# own output map (PR #25255: "no meaningful performance gain when increasing the number of threads").
+# A depthwise convolution there gathers kernel-area elements per output and gains nothing from threads.
+SERIAL_GROUPS = "mlas-serial-groups"
+GEMM_FAMILIES = {GEMM_KERNELS, SERIAL_GROUPS}  # one fitted family speed: the same microkernels
 WINOGRAD_FAMILIES = {"ncnn"}  # the families whose 3x3 stride-1 convolutions are Winograd
 FP16_FOR_FP32_FAMILIES = {"ncnn"}  # the families that compute an fp32 model in fp16 where the core can
 
@@ -184,8 +192,12 @@ def seconds(load: Workload, core: Core, precision: Precision, family: str, threa
     parallel = threads ** c.thread_scaling
     clock = core.clock_ghz * 1e9
     gemm_convolutions = family not in WINOGRAD_FAMILIES
-    compute = 0.0
+    compute = serial = 0.0
     for op_class, flops in load.flops.items():
+        if op_class == DEPTHWISE and family == SERIAL_GROUPS and kind == "float":
+            # im2col of kernel-area elements per output (flops / 2), then the one-row GEMM, on one thread
+            serial = flops / 2 * c.gather_cycles[kind] / clock + flops / (core.peak(arithmetic) * efficiency[POINTWISE])
+            continue
         # a GEMM runtime's dense convolution runs a 1x1 convolution's microkernel (the gathering is counted
         # below), and so does every runtime's matrix product over many rows
         runs_as = POINTWISE if (op_class in DENSE and gemm_convolutions) or op_class == MATMUL else op_class
@@ -196,8 +208,14 @@ def seconds(load: Workload, core: Core, precision: Precision, family: str, threa
     weight_bytes = 2.0 if arithmetic == "fp16" and precision.weight_bits > 16 else precision.weight_bits / 8
     streamed = load.matrix_weights * weight_bytes * c.stream_cycles_per_byte / clock
     overhead = load.ops * c.op_overhead_cycles / clock
-    speed = offset + c.core_speed.get(core.kind, 0.0) + c.family_speed.get(family, 0.0)
-    return (compute / parallel + streamed + overhead) * math.exp(speed)
+    speed = offset + c.core_speed.get(core.kind, 0.0) + c.family_speed.get(family_fitted(family), 0.0)
+    return (compute / parallel + serial + streamed + overhead) * math.exp(speed)
+
+
+def family_fitted(family: str) -> str:
+    """The family whose fitted speed a family takes (ONNX Runtime's older grouped convolutions run on
+    the same GEMM microkernels as the rest)."""
+    return GEMM_KERNELS if family in GEMM_FAMILIES else family
 
 
 def neural_engine_seconds(load: Workload, precision: Precision, tops: float, c: Coefficients) -> float:
