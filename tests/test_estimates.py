@@ -347,3 +347,33 @@ def test_a_second_sealed_split_row_is_estimated_as_the_product_estimates_it_work
     assert sorted(r["reason"] for r in skipped if r["runtime"] == "executorch-xnnpack") == [
         "its core is not in cores.toml", "its core is not in cores.toml", "its network is not written",
         "its network is not written"]
+
+
+def test_the_fourth_sealed_file_parses_and_every_row_cites_its_source():
+    """sealed-4.csv (published ONNX Runtime CPU runs on ARM64, committed before any of them was estimated):
+    sealed-3's columns plus the runtime version; every row cites a file at a 40-hex commit and line, or a
+    GitHub thread with the comment's author and date; thread counts as stated ("N?" implied, empty when not
+    stated). Only the two Jetson AGX Orin rows have a core in cores.toml and a written network; the row count
+    is the one the measurements README states (no estimate is made here: the file is read, never scored)."""
+    import csv
+    import re
+
+    path = Path(fitting.MEASUREMENTS) / "sealed-4.csv"
+    with (Path(fitting.MEASUREMENTS) / "sealed-3.csv").open() as f:
+        columns = next(csv.reader(f)) + ["runtime_version"]
+    with path.open() as f:
+        assert next(csv.reader(f)) == columns
+    rows = list(csv.DictReader(path.open()))
+    assert all(None not in r and all(v is not None for v in r.values()) for r in rows)
+    readme = (Path(fitting.MEASUREMENTS) / "README.md").read_text()
+    assert len(rows) == 32 and f"{len(rows)} rows: ONNX Runtime" in readme
+    at_commit = re.compile(r"github:[\w.-]+/[\w.-]+@[0-9a-f]{40}:[^#\s]+#L\d+(-L\d+)?")
+    thread = re.compile(r"https://github\.com/[\w.-]+/[\w.-]+/(pull|issues)/\d+ \(comment by [\w-]+, \d{4}-\d{2}-\d{2}\b.*\)")
+    for r in rows:
+        assert at_commit.fullmatch(r["source"]) or thread.fullmatch(r["source"]), r["source"]
+        assert re.fullmatch(r"(\d+\??)?", r["threads"]) and r["runtime_version"] and r["runtime"] == "onnxruntime", r
+        assert float(r["latency_ms"]) > 0 and r["precision"] in {"fp32", "int8", "w8a16"}, r
+    assert sum(bool(at_commit.fullmatch(r["source"])) for r in rows) == 2 + 16  # MLPerf, AI Hub; the rest a PR thread
+    cores = fitting.load_cores()
+    usable = [r["device"] for r in rows if r["core"] in cores and r["model"] in networks.NETWORKS]
+    assert usable == [r["device"] for r in rows if r["soc"] == "NVIDIA Orin"] and len(usable) == 2
