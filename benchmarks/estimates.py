@@ -122,7 +122,8 @@ def family_of(row: dict) -> str:
     stated = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", row.get("runtime_version") or "")
     if stated:
         return SERIAL_GROUPS if tuple(int(v or 0) for v in stated.groups()) < ORT_THREADED_GROUPS else GEMM_KERNELS
-    return SERIAL_GROUPS if row["row_date"] < ORT_SERIAL_BEFORE else GEMM_KERNELS
+    dated = row.get("row_date") or ""
+    return SERIAL_GROUPS if dated and dated < ORT_SERIAL_BEFORE else GEMM_KERNELS  # undated: as the product runs
 
 
 def sealed_devices() -> set[str]:
@@ -507,7 +508,7 @@ def ratios(loads: dict, rows: list[dict], model: Coefficients) -> dict:
 # The second sealed split (measurements/sealed-2.csv, and sealed-3.csv sealed after it): each file
 # committed before any of its rows was estimated, never fitted; scored with the committed fit
 # (cost_model/fitted.toml), as the product estimates.
-SEALED_2 = (MEASUREMENTS / "sealed-2.csv", MEASUREMENTS / "sealed-3.csv")
+SEALED_2 = (MEASUREMENTS / "sealed-2.csv", MEASUREMENTS / "sealed-3.csv", MEASUREMENTS / "sealed-4.csv")
 APART = {"paddle-lite": "Paddle-Lite", "mnn": "MNN"}  # runtimes the targets do not use: scored apart, as ncnn is
 
 
