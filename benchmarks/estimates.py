@@ -508,8 +508,8 @@ def ratios(loads: dict, rows: list[dict], model: Coefficients) -> dict:
 # The second sealed split (measurements/sealed-2.csv, and sealed-3.csv sealed after it): each file
 # committed before any of its rows was estimated, never fitted; scored with the committed fit
 # (cost_model/fitted.toml), as the product estimates.
-SEALED_2 = (MEASUREMENTS / "sealed-2.csv", MEASUREMENTS / "sealed-3.csv", MEASUREMENTS / "sealed-4.csv")
-APART = {"paddle-lite": "Paddle-Lite", "mnn": "MNN"}  # runtimes the targets do not use: scored apart, as ncnn is
+SEALED_2 = tuple(MEASUREMENTS / f"sealed-{n}.csv" for n in (2, 3, 4, 5))
+APART = {"paddle-lite": "Paddle-Lite", "mnn": "MNN", "bolt": "Bolt"}  # runtimes the targets do not use: scored apart, as ncnn is
 
 
 def split_kind(runtime: str) -> str:

@@ -337,13 +337,14 @@ def test_a_second_sealed_split_row_is_estimated_as_the_product_estimates_it_work
 
     # the rows left out, each for its reason, and those whose thread count is only implied, counted from the files
     folder = Path(fitting.MEASUREMENTS)
-    rows = [r for name in ("sealed-2.csv", "sealed-3.csv", "sealed-4.csv") for r in csv.DictReader((folder / name).open())]
-    assert len(scored) + len(skipped) == len(rows) == 101 + 15 + 32
+    rows = [r for n in (2, 3, 4, 5) for r in csv.DictReader((folder / f"sealed-{n}.csv").open())]
+    assert len(scored) + len(skipped) == len(rows) == 101 + 15 + 32 + 53
     implied = [r for r in rows if r["threads"].endswith("?")]
-    assert len(implied) == 15 and sorted(r["source"] for r in scored if r["implied"]) == sorted(r["source"] for r in implied)
-    assert {r["thread_count"] for r in scored if r["implied"]} == {4, 6}
-    a77 = [r for r in scored if r["core"].kind == "Cortex-A77"]  # the Snapdragon 865's, scored since cores.toml has it
-    assert len(a77) == 10 and [r["reason"] for r in skipped].count("its core is not in cores.toml") == 2 + 14  # iPhone 17 Pro, M4 Pro
+    assert len(implied) == 15 + 10 and sorted(r["source"] for r in scored if r["implied"]) == sorted(r["source"] for r in implied)
+    assert {r["thread_count"] for r in scored if r["implied"]} == {2, 4, 6}
+    # the Snapdragon 865's ten and the Oppo Reno 3's seven, scored since cores.toml has the Cortex-A77
+    a77 = [r for r in scored if r["core"].kind == "Cortex-A77"]
+    assert len(a77) == 10 + 7 and [r["reason"] for r in skipped].count("its core is not in cores.toml") == 2 + 14  # iPhone 17 Pro, M4 Pro
     assert sorted(r["reason"] for r in skipped if r["runtime"] == "executorch-xnnpack") == [
         "its core is not in cores.toml", "its core is not in cores.toml", "its network is not written",
         "its network is not written"]
