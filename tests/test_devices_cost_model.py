@@ -11,7 +11,7 @@ import pytest
 
 from edge_distill.devices.cost_model import (SERIAL_GROUPS, Coefficients, Core, Workload, arithmetic_of, core_of,
                                              families_said, family_fitted, family_said, load_coefficients,
-                                             network_family, neural_engine_seconds, seconds)
+                                             network_family, neural_engine_seconds, seconds, unfitted_core_said)
 from edge_distill.devices.graph_work import OpWork
 from edge_distill.errors import BadInput
 from edge_distill.targets import Precision
@@ -254,3 +254,16 @@ def test_the_shipped_fitted_file_is_read_by_default():
     shipped = load_coefficients()
     assert (shipped.thread_scaling, shipped.efficiency["float"], shipped.neural_engine) == (
         data["thread_scaling"], data["efficiency"]["float"], data["neural_engine"])
+
+
+def test_a_core_without_fitted_runs_is_said_to_be_at_the_corpus_average():
+    assert unfitted_core_said("Test-core", COEFFICIENTS) == ""  # fitted: core_speed has it
+    assert unfitted_core_said("Cortex-X3", COEFFICIENTS) == (
+        "no published run of a Cortex-X3 is in the fitted corpus, so its speed is the corpus average: "
+        "unvalidated for this core (cores in that position were off by 2x and more on sealed runs)")
+    # and it is estimated at that average: no core speed, only the family's
+    x3 = Core("Cortex-X3", 2.0, 8.0, fp16_arithmetic=True, int8_dot_product=True)
+    assert seconds(LOAD, x3, FP32, "gemm", 4, COEFFICIENTS) == pytest.approx(
+        seconds(LOAD, CORE, FP32, "gemm", 4, COEFFICIENTS) * math.exp(-0.1), rel=1e-12)
+    shipped = load_coefficients()
+    assert unfitted_core_said("Cortex-X3", shipped) and not unfitted_core_said("Cortex-A76", shipped)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -150,11 +151,18 @@ def test_every_validated_error_a_profile_has(install, monkeypatch):
     cpu = "validated: median error 1.2x, 89% within 1.5x, on 36 published runs (sealed split); its 90% interval held 94% of them"
     families = ("by network family on the sealed split's GEMM runs: depthwise no sealed runs, dense conv no sealed "
                 "runs, transformer no sealed runs, hybrid no sealed runs")
-    assert profiles.load_profile("test-phone").validated_errors() == (
-        f"CPU {cpu}; {families}; Neural Engine validated: median error 1.07x, 74% within 1.5x, on 19 published "
-        "runs (iPhone 14 Pro); its 65% interval held 70% of them")
+    neural_engine = ("Neural Engine validated: median error 1.07x, 74% within 1.5x, on 19 published runs "
+                     "(iPhone 14 Pro); its 65% interval held 70% of them")
+    # the made-up coefficients fit no core's speed: the Cortex-A76 is said to be at the corpus average
+    unfitted = ("no published run of a Cortex-A76 is in the fitted corpus, so its speed is the corpus average: "
+                "unvalidated for this core (cores in that position were off by 2x and more on sealed runs)")
+    assert profiles.load_profile("test-phone").validated_errors() == f"CPU {cpu}; {families}; {unfitted}; {neural_engine}"
     assert profiles.load_profile("bare").validated_errors() == (
-        "CPU not validated: no published runs of its core in the corpus")
+        f"CPU not validated: no published runs of its core in the corpus; {unfitted}")
+    fitted = replace(COEFFICIENTS, core_speed={"Cortex-A76": -0.25})
+    monkeypatch.setattr(profiles, "load_coefficients", lambda: fitted)
+    assert profiles.load_profile("test-phone").validated_errors() == f"CPU {cpu}; {families}; {neural_engine}"
+    assert profiles.load_profile("bare").validated_errors() == "CPU not validated: no published runs of its core in the corpus"
 
 
 # Made-up coefficients and a counted graph (graph_work replaced: the figures are the test's)

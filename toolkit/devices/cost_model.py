@@ -268,3 +268,12 @@ def family_said(family: str, c: Coefficients) -> str:
                           f"{v[split + '_within_1_5x']:.0%} within 1.5x on {v[split + '_runs']} runs"
                           if v.get(split + "_runs") else "no runs")
     return f"a {family} network: sealed split {said('sealed')}; cross-validated {said('cv')}"
+
+
+def unfitted_core_said(kind: str, c: Coefficients) -> str:
+    """A warning for a core kind with no published runs in the fitted corpus (empty for one with runs):
+    its speed is then the corpus average, and such cores' sealed estimates were off by 2x and more."""
+    if kind in c.core_speed:
+        return ""
+    return (f"no published run of a {kind} is in the fitted corpus, so its speed is the corpus average: "
+            "unvalidated for this core (cores in that position were off by 2x and more on sealed runs)")

@@ -34,7 +34,7 @@ from ..files import write_atomic
 from ..tomlfile import check_keys, read_toml
 from .base import Device, Figures, Job
 from .cost_model import (GEMM_KERNELS, Core, Workload, core_of, families_said, family_said, load_coefficients,
-                         network_family, neural_engine_seconds, seconds)
+                         network_family, neural_engine_seconds, seconds, unfitted_core_said)
 from .graph_work import graph_work
 from .host import host_speed
 
@@ -72,7 +72,9 @@ class Profile:
         """Every validated error the profile has: its CPU's, and its Neural Engine's."""
         ne = self.neural_engine_validation
         families = f"; {families_said(load_coefficients())}" if self.validation else ""
-        return f"CPU {_said(self.validation)}{families}" + (f"; Neural Engine {_said(ne)}" if ne else "")
+        unfitted = unfitted_core_said(self.core_kind, load_coefficients())
+        return (f"CPU {_said(self.validation)}{families}" + (f"; {unfitted}" if unfitted else "")
+                + (f"; Neural Engine {_said(ne)}" if ne else ""))
 
     def interval(self, ms: float, precision: Precision | None = None) -> tuple[float, float] | None:
         """Where the true latency lies if this estimate errs as the cross-validated ones did (estimate /
@@ -232,6 +234,7 @@ class EstimatedDevice(Device):
         est = estimate(job.graph, precision, self.profile, kernels)
         p = self.profile
         runtime = job.runner.describe()["runtime"]
+        unfitted = unfitted_core_said(p.core_kind, load_coefficients())
         prov = Provenance(kind="estimated", device=f"{p.name}@{p.version}", runtime=f"graph estimate for {runtime}",
                           runtime_version=p.version, cpu=p.description, threads=int(p.figures["threads"]), os="",
                           method=(f"graph estimate: {est['ops']} ops, {est['flops'] / 1e6:.3g} MFLOP on the "
@@ -240,7 +243,8 @@ class EstimatedDevice(Device):
                                   f"not run on {host_cpu()}; "
                                   f"{p.validated_error(precision)}"
                                   + ("" if p.on_neural_engine(precision) else
-                                     f"; {family_said(est['network_family'], load_coefficients())}")))
+                                     f"; {family_said(est['network_family'], load_coefficients())}"
+                                     + (f"; {unfitted}" if unfitted else ""))))
         ms = round(est["latency_ms"], 4)
         low, high = p.interval(ms, precision) or (None, None)
         figures = Figures(Latency(p50_ms=ms, p90_ms=ms, p95_ms=ms, p99_ms=ms, mean_ms=ms, min_ms=ms, runs=0,
