@@ -130,6 +130,7 @@ def test_the_file_runs_and_agrees_with_the_float_one_within_the_steps_error(fp32
 
 def test_smaller_constants_stay_float_and_the_threshold_counts_elements(fp32, tmp_path):
     assert tflite_build.int8_constants(fp32, min_elements=513) == 0  # 512 values: below
+    assert fp32.read_bytes() == TINY_POS.read_bytes()  # nothing to store: the file is not rewritten
     untouched = _constants(fp32)
     assert [c["bytes"] for c in untouched if c["type"] == FLOAT32 and c["shape"] == [1, 16, 32]] == [4 * 512]
     assert _dequantize_ops(fp32) == []

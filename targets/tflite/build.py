@@ -126,7 +126,8 @@ def int8_constants(path: Path, min_elements: int = 256) -> int:
             front.append(op)
         graph.operators = front + list(graph.operators)
         stored += len(front)
-    flatbuffer_utils.write_model(model, str(path))
+    if stored:
+        flatbuffer_utils.write_model(model, str(path))
     return stored
 
 
