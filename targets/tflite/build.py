@@ -4,6 +4,7 @@ ai-edge-quantizer), with what keep_float, keep_int8, int4_recipe and int4_block_
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -51,26 +52,23 @@ def fold_norms_into_linears(program) -> int:
     import torch
 
     aten = torch.ops.aten
-    reads = {}
-    for node in program.graph.nodes:
-        if node.op == "get_attr":
-            reads[node.target] = reads.get(node.target, 0) + len(node.users)
+    params = dict(program.named_parameters())
+    reads = Counter(node.target for node in program.graph.nodes if node.op == "get_attr" for _ in node.users)
 
-    def alone(node) -> bool:  # a parameter read once, by this graph node only
-        return isinstance(node, torch.fx.Node) and node.op == "get_attr" and reads[node.target] == 1
+    def alone(node) -> bool:  # a parameter (not a buffer) read once, by this graph node only
+        return isinstance(node, torch.fx.Node) and node.target in params and reads[node.target] == 1
 
     folded = 0
     for norm in list(program.graph.nodes):
-        if norm.target != aten.layer_norm.default or len(norm.args) < 4 or len(norm.users) != 1:
+        if norm.target != aten.layer_norm.default or len(norm.users) != 1:
             continue
         linear = next(iter(norm.users))
-        if linear.target != aten.linear.default or linear.args[0] is not norm or len(linear.args) < 3:
+        gamma, beta = (*norm.args, None, None)[2:4]  # None: a norm without scale and shift
+        weight, bias = (*linear.args, None)[1:3]  # None: a linear without bias
+        # the norm as the linear's input: were it its weight or bias, that would not be a parameter
+        if linear.target != aten.linear.default or not all(alone(n) for n in (gamma, beta, weight, bias)):
             continue
-        gamma, beta, weight, bias = norm.args[2], norm.args[3], linear.args[1], linear.args[2]
-        if not all(alone(n) for n in (gamma, beta, weight, bias)):
-            continue
-        g, b, w, c = (program.get_parameter(n.target).detach() if n.target in dict(program.named_parameters())
-                      else program.get_buffer(n.target).detach() for n in (gamma, beta, weight, bias))
+        g, b, w, c = (params[n.target].detach() for n in (gamma, beta, weight, bias))
         _set_tensor(program, weight.target, w * g)
         _set_tensor(program, bias.target, c + w @ b)
         norm.args = (norm.args[0], norm.args[1], None, None, *norm.args[4:])
@@ -85,7 +83,7 @@ def _set_tensor(program, target: str, value) -> None:
     import torch
 
     owner, _, name = target.rpartition(".")
-    setattr(program.get_submodule(owner) if owner else program, name, torch.nn.Parameter(value, requires_grad=False))
+    setattr(program.get_submodule(owner) if owner else program, name, torch.nn.Parameter(value))
 
 
 def int8_constants(path: Path, min_elements: int = 256) -> int:
@@ -116,7 +114,7 @@ def int8_constants(path: Path, min_elements: int = 256) -> int:
                 fb.TensorType.INT8, tensor.buffer
             twin.quantization = fb.QuantizationParametersT()
             twin.quantization.scale, twin.quantization.zeroPoint = [scale], [0]
-            model.buffers[tensor.buffer].data = np.clip(np.round(values / scale), -127, 127).astype(np.int8).view(np.uint8)
+            model.buffers[tensor.buffer].data = np.round(values / scale).astype(np.int8).view(np.uint8)  # within +-127
             model.buffers.append(fb.BufferT())
             tensor.buffer = len(model.buffers) - 1  # the float tensor is now DEQUANTIZE's output
             graph.tensors.append(twin)
@@ -137,14 +135,14 @@ def _text(name) -> str:
 
 def _opcode(model, builtin: int) -> int:
     """The index of this builtin's operator code in the model, added if it has none (version 2: int8
-    tensors, for QUANTIZE and DEQUANTIZE)."""
+    tensors, for QUANTIZE and DEQUANTIZE, both below 127, where the deprecated field holds them)."""
     from ai_edge_litert import schema_py_generated as fb
 
     for i, code in enumerate(model.operatorCodes):
         if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
             return i
     code = fb.OperatorCodeT()
-    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 2
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, builtin, 2
     model.operatorCodes.append(code)
     return len(model.operatorCodes) - 1
 
