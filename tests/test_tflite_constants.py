@@ -82,6 +82,12 @@ def _dequantize_ops(path: Path) -> list[tuple[int, int]]:
     return ops
 
 
+def _name(path: Path, index: int) -> str:
+    from ai_edge_litert import schema_py_generated as fb
+
+    return fb.Model.GetRootAs(path.read_bytes(), 0).Subgraphs(0).Tensors(index).Name().decode()
+
+
 def _run(path: Path) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
 
@@ -114,6 +120,7 @@ def test_the_position_embedding_is_stored_int8_per_tensor_behind_a_dequantize(fp
     assert np.abs(stored["data"].view(np.int8)).max() == 127  # the largest value is the last step
     # one DEQUANTIZE, from the int8 twin to the float tensor the ADD reads, which now holds no data
     assert _dequantize_ops(fp32) == [(stored["index"], before[0]["index"])]
+    assert _name(fp32, stored["index"]) == _name(fp32, before[0]["index"]) + "_int8"
     assert before[0]["index"] not in {c["index"] for c in after}
 
 
@@ -137,6 +144,18 @@ def test_smaller_constants_stay_float_and_the_threshold_counts_elements(fp32, tm
     assert tflite_build.int8_constants(fp32, min_elements=512) == 1  # exactly 512: in
     gains = [c for c in _constants(fp32) if c["shape"] == [1, 16, 4]]
     assert [(c["type"], c["bytes"]) for c in gains] == [(FLOAT32, 4 * 64)]  # 64 < 256: kept float
+
+
+@pytest.mark.parametrize("elements, stored", [(255, 1), (256, 2)])
+def test_the_default_threshold_is_256_values(fp32, elements, stored):
+    """The gain's buffer rewritten to hold 255 or 256 values (the pass reads data, not the graph)."""
+    def resized(model, tensor):
+        gain = next(t for t in model.subgraphs[0].tensors if list(t.shape) == [1, 16, 4])
+        gain.shape = [elements]
+        model.buffers[gain.buffer].data = np.ones(elements, np.float32).view(np.uint8)
+
+    _edit(fp32, resized)
+    assert tflite_build.int8_constants(fp32) == stored  # the embedding, and the gain from 256 values
 
 
 def test_an_all_zero_constant_gets_a_unit_scale(fp32):
@@ -194,47 +213,55 @@ def test_one_dequantize_code_serves_every_stored_constant(fp32):
 
 # -- the fold -----------------------------------------------------------------------------------------
 class Norms(torch.nn.Module):
-    """Four LayerNorms: one read by a Linear alone (folded), one also read by a residual, one read by a
-    Linear without bias, one whose parameters a second call shares (none of those three folded)."""
+    """Seven LayerNorms (eps 0.1, not the default), in graph order: one read by a residual and then a
+    Linear, one read by a Linear and then a residual, one before a Linear without bias, one with no scale
+    and shift, one whose parameters a second call shares (twice), and last the one read by a Linear
+    alone: only that one is folded."""
 
     def __init__(self):
         super().__init__()
         torch.manual_seed(1)
-        self.norms = torch.nn.ModuleList(torch.nn.LayerNorm(8) for _ in range(3))
-        self.shared = torch.nn.LayerNorm(8)
+        self.norms = torch.nn.ModuleList(torch.nn.LayerNorm(8, eps=0.1) for _ in range(4))
+        self.bare = torch.nn.LayerNorm(8, eps=0.1, elementwise_affine=False)
+        self.shared = torch.nn.LayerNorm(8, eps=0.1)
         for norm in list(self.norms) + [self.shared]:
             with torch.no_grad():
                 norm.weight.uniform_(0.5, 1.5)
                 norm.bias.uniform_(-0.5, 0.5)
-        self.fc = torch.nn.ModuleList(torch.nn.Linear(8, 8, bias=i != 2) for i in range(5))
+        self.fc = torch.nn.ModuleList(torch.nn.Linear(8, 8, bias=i != 2) for i in range(7))
 
     def forward(self, x):
-        x = self.fc[0](self.norms[0](x))
+        y = self.norms[0](x)
+        x = y * 2 + self.fc[0](y)
         y = self.norms[1](x)
-        x = y + self.fc[1](y)
+        x = self.fc[1](y) + y * 2
         x = self.fc[2](self.norms[2](x))
-        return self.fc[3](self.shared(x)) + self.fc[4](self.shared(x))
+        x = self.fc[3](self.bare(x))
+        x = self.fc[4](self.shared(x)) + self.fc[5](self.shared(x))
+        return self.fc[6](self.norms[3](x))
 
 
 def test_a_layer_norm_read_by_a_linear_alone_is_folded_into_it():
     module = Norms().eval()
-    x = torch.randn(1, 8)
+    x = torch.randn(4, 8)
     program = torch.export.export(module, (x,)).module()
     before = {name: p.detach().clone() for name, p in module.named_parameters()}
     assert tflite_build.fold_norms_into_linears(program) == 1
     with torch.no_grad():
         assert torch.allclose(program(x), module(x), atol=1e-5)
-    gamma, beta = before["norms.0.weight"], before["norms.0.bias"]
-    weight, bias = before["fc.0.weight"], before["fc.0.bias"]
+    gamma, beta = before["norms.3.weight"], before["norms.3.bias"]
+    weight, bias = before["fc.6.weight"], before["fc.6.bias"]
     folded = dict(program.named_parameters())
-    assert torch.allclose(folded["fc.0.weight"], weight * gamma[None, :])  # column j scaled by gamma j
-    assert torch.allclose(folded["fc.0.bias"], bias + (weight * beta[None, :]).sum(1))
+    assert torch.allclose(folded["fc.6.weight"], weight * gamma[None, :])  # column j scaled by gamma j
+    assert torch.allclose(folded["fc.6.bias"], bias + (weight * beta[None, :]).sum(1))
     norms = [n for n in program.graph.nodes if n.target == torch.ops.aten.layer_norm.default]
-    assert [n.args[2] is None and n.args[3] is None for n in norms] == [True, False, False, False, False]
+    assert [n.args[2] is None for n in norms] == [False, False, False, True, False, False, True]  # bare, folded
+    assert [n.args[4] for n in norms] == [0.1] * 7
     for name, value in module.named_parameters():  # the caller's module keeps its own weights
         assert torch.equal(value, before[name])
-    for name in ("norms.1.weight", "fc.1.weight", "norms.2.weight", "fc.2.weight", "shared.weight", "fc.3.weight"):
-        assert torch.equal(folded[name], before[name])
+    for name in before:
+        if name not in ("fc.6.weight", "fc.6.bias"):
+            assert name not in folded or torch.equal(folded[name], before[name]), name
 
 
 # -- through the target -------------------------------------------------------------------------------
