@@ -213,10 +213,10 @@ def test_one_dequantize_code_serves_every_stored_constant(fp32):
 
 # -- the fold -----------------------------------------------------------------------------------------
 class Norms(torch.nn.Module):
-    """Seven LayerNorms (eps 0.1, not the default), in graph order: one read by a residual and then a
+    """Eight LayerNorms (eps 0.1, not the default), in graph order: one read by a residual and then a
     Linear, one read by a Linear and then a residual, one before a Linear without bias, one with no scale
-    and shift, one whose parameters a second call shares (twice), and last the one read by a Linear
-    alone: only that one is folded."""
+    and shift, one whose parameters a second call shares (twice), the one read by a Linear alone (the only
+    one folded), and one that is the model's output."""
 
     def __init__(self):
         super().__init__()
@@ -224,6 +224,7 @@ class Norms(torch.nn.Module):
         self.norms = torch.nn.ModuleList(torch.nn.LayerNorm(8, eps=0.1) for _ in range(4))
         self.bare = torch.nn.LayerNorm(8, eps=0.1, elementwise_affine=False)
         self.shared = torch.nn.LayerNorm(8, eps=0.1)
+        self.last = torch.nn.LayerNorm(8, eps=0.1)
         for norm in list(self.norms) + [self.shared]:
             with torch.no_grad():
                 norm.weight.uniform_(0.5, 1.5)
@@ -238,7 +239,7 @@ class Norms(torch.nn.Module):
         x = self.fc[2](self.norms[2](x))
         x = self.fc[3](self.bare(x))
         x = self.fc[4](self.shared(x)) + self.fc[5](self.shared(x))
-        return self.fc[6](self.norms[3](x))
+        return self.last(self.fc[6](self.norms[3](x)))  # the last norm read by the output alone
 
 
 def test_a_layer_norm_read_by_a_linear_alone_is_folded_into_it():
@@ -255,8 +256,8 @@ def test_a_layer_norm_read_by_a_linear_alone_is_folded_into_it():
     assert torch.allclose(folded["fc.6.weight"], weight * gamma[None, :])  # column j scaled by gamma j
     assert torch.allclose(folded["fc.6.bias"], bias + (weight * beta[None, :]).sum(1))
     norms = [n for n in program.graph.nodes if n.target == torch.ops.aten.layer_norm.default]
-    assert [n.args[2] is None for n in norms] == [False, False, False, True, False, False, True]  # bare, folded
-    assert [n.args[4] for n in norms] == [0.1] * 7
+    assert [n.args[2] is None for n in norms] == [False, False, False, True, False, False, True, False]
+    assert [n.args[4] for n in norms] == [0.1] * 8
     for name, value in module.named_parameters():  # the caller's module keeps its own weights
         assert torch.equal(value, before[name])
     for name in before:

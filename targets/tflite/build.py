@@ -53,7 +53,7 @@ def fold_norms_into_linears(program) -> int:
 
     aten = torch.ops.aten
     params = dict(program.named_parameters())
-    reads = Counter(node.target for node in program.graph.nodes if node.op == "get_attr" for _ in node.users)
+    reads = Counter(node.target for node in program.graph.nodes for _ in node.users)  # a parameter's: get_attr's
 
     def alone(node) -> bool:  # a parameter (not a buffer) read once, by this graph node only
         return isinstance(node, torch.fx.Node) and node.target in params and reads[node.target] == 1
@@ -63,10 +63,12 @@ def fold_norms_into_linears(program) -> int:
         if norm.target != aten.layer_norm.default or len(norm.users) != 1:
             continue
         linear = next(iter(norm.users))
+        if linear.target != aten.linear.default:
+            continue
         gamma, beta = (*norm.args, None, None)[2:4]  # None: a norm without scale and shift
         weight, bias = (*linear.args, None)[1:3]  # None: a linear without bias
         # the norm as the linear's input: were it its weight or bias, that would not be a parameter
-        if linear.target != aten.linear.default or not all(alone(n) for n in (gamma, beta, weight, bias)):
+        if not all(alone(n) for n in (gamma, beta, weight, bias)):
             continue
         g, b, w, c = (params[n.target].detach() for n in (gamma, beta, weight, bias))
         _set_tensor(program, weight.target, w * g)
@@ -88,8 +90,8 @@ def _set_tensor(program, target: str, value) -> None:
 
 def int8_constants(path: Path, min_elements: int = 256) -> int:
     """Store each float32 constant of at least min_elements (a learned position embedding entering an
-    ADD, a LayerNorm's scale left in float) as int8, symmetric per tensor, behind a DEQUANTIZE that the
-    interpreter runs once: PT2E quantizes the weights of linears and convolutions only. Smaller ones
+    ADD, a LayerNorm's scale left in float) as int8, symmetric per tensor, behind a DEQUANTIZE (the op
+    reading it still computes in float): PT2E quantizes the weights of linears and convolutions only. Smaller ones
     would cost more in the op and tensor entries than they save. Returns how many were stored."""
     from ai_edge_litert import schema_py_generated as fb
     from ai_edge_litert.tools import flatbuffer_utils
