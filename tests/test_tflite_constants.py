@@ -213,15 +213,15 @@ def test_one_dequantize_code_serves_every_stored_constant(fp32):
 
 # -- the fold -----------------------------------------------------------------------------------------
 class Norms(torch.nn.Module):
-    """Eight LayerNorms (eps 0.1, not the default), in graph order: one read by a residual and then a
-    Linear, one read by a Linear and then a residual, one before a Linear without bias, one with no scale
-    and shift, one whose parameters a second call shares (twice), the one read by a Linear alone (the only
-    one folded), and one that is the model's output."""
+    """Nine LayerNorms (eps 0.1, not the default), in graph order: one read by a residual and then a
+    Linear, one read by a Linear and then as an output, one before a Linear without bias, one before a ReLU,
+    one with no scale and shift, one whose parameters a second call shares (twice), the one read by a
+    Linear alone (the only one folded), and one that is the model's output."""
 
     def __init__(self):
         super().__init__()
         torch.manual_seed(1)
-        self.norms = torch.nn.ModuleList(torch.nn.LayerNorm(8, eps=0.1) for _ in range(4))
+        self.norms = torch.nn.ModuleList(torch.nn.LayerNorm(8, eps=0.1) for _ in range(5))
         self.bare = torch.nn.LayerNorm(8, eps=0.1, elementwise_affine=False)
         self.shared = torch.nn.LayerNorm(8, eps=0.1)
         self.last = torch.nn.LayerNorm(8, eps=0.1)
@@ -234,12 +234,13 @@ class Norms(torch.nn.Module):
     def forward(self, x):
         y = self.norms[0](x)
         x = y * 2 + self.fc[0](y)
-        y = self.norms[1](x)
-        x = self.fc[1](y) + y * 2
+        kept = self.norms[1](x)
+        x = self.fc[1](kept)  # read by its linear first, then as an output
         x = self.fc[2](self.norms[2](x))
+        x = torch.relu(self.norms[4](x))
         x = self.fc[3](self.bare(x))
         x = self.fc[4](self.shared(x)) + self.fc[5](self.shared(x))
-        return self.last(self.fc[6](self.norms[3](x)))  # the last norm read by the output alone
+        return self.last(self.fc[6](self.norms[3](x))), kept  # the last norm read by the output alone
 
 
 def test_a_layer_norm_read_by_a_linear_alone_is_folded_into_it():
@@ -249,15 +250,16 @@ def test_a_layer_norm_read_by_a_linear_alone_is_folded_into_it():
     before = {name: p.detach().clone() for name, p in module.named_parameters()}
     assert tflite_build.fold_norms_into_linears(program) == 1
     with torch.no_grad():
-        assert torch.allclose(program(x), module(x), atol=1e-5)
+        for got, expected in zip(program(x), module(x), strict=True):
+            assert torch.allclose(got, expected, atol=1e-5)
     gamma, beta = before["norms.3.weight"], before["norms.3.bias"]
     weight, bias = before["fc.6.weight"], before["fc.6.bias"]
     folded = dict(program.named_parameters())
     assert torch.allclose(folded["fc.6.weight"], weight * gamma[None, :])  # column j scaled by gamma j
     assert torch.allclose(folded["fc.6.bias"], bias + (weight * beta[None, :]).sum(1))
     norms = [n for n in program.graph.nodes if n.target == torch.ops.aten.layer_norm.default]
-    assert [n.args[2] is None for n in norms] == [False, False, False, True, False, False, True, False]
-    assert [n.args[4] for n in norms] == [0.1] * 8
+    assert [n.args[2] is None for n in norms] == [False, False, False, False, True, False, False, True, False]
+    assert [n.args[4] for n in norms] == [0.1] * 9
     for name, value in module.named_parameters():  # the caller's module keeps its own weights
         assert torch.equal(value, before[name])
     for name in before:
