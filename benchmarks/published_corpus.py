@@ -853,8 +853,9 @@ def render(cells: list[Cell], records: dict, seconds: float, workers: int) -> st
               "converted alike, Fixed style) with the `.onnx` it is made from in brackets; the verdict is on the `.ort` "
               "and says how the `.onnx` compares (edge-distill's per-channel weights carry a scale and zero point per "
               "channel; the larger `.ort` of either holds no float copies of weights, its initializers are the "
-              "`.onnx`'s). A LiteRT int8 at 0% quantized (wordllama: the embedding table stays float on both sides) "
-              "compares two float files.", "",
+              "`.onnx`'s). LiteRT: edge-distill's PT2E int8 stores every float constant of 256 values or more in int8 "
+              "(per tensor, dequantized ahead of the op that reads it), so wordllama's embedding table, read by a "
+              "GATHER, is int8 in its file and float32 in ai-edge-quantizer's default.", "",
               "| model | target | figure | edge-distill | tool | size MB | runtime default | size MB | at least as good, "
               "no larger |", "|---|---|---|---|---|---|---|---|---|"]
     for c in cells:

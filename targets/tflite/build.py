@@ -4,6 +4,7 @@ ai-edge-quantizer), with what keep_float, keep_int8, int4_recipe and int4_block_
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -29,15 +30,123 @@ def convert_int8(module, sample, specs, request, out, channels_last):
         module = litert_torch.to_channel_last_io(module, args=_image_args(specs))
     quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True,
                                                                              is_dynamic=False))
-    prepared = prepare_pt2e(torch.export.export(module, sample).module(), quantizer)
+    program = torch.export.export(module, sample).module()
+    folded = fold_norms_into_linears(program)
+    prepared = prepare_pt2e(program, quantizer)
     with torch.no_grad():
         for feeds in _calibration_feeds(request.calibration, specs):
             prepared(*_as_tensors(specs, feeds, channels_last))
     converted = convert_pt2e(prepared, fold_quantize=False)
     edge = litert_torch.convert(converted, sample, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     edge.export(str(out))
+    stored = int8_constants(out)
     if not request.options["integer_io"]:
         _float_io(out)
+    return folded, stored
+
+
+def fold_norms_into_linears(program) -> int:
+    """Fold each LayerNorm's scale and shift into the Linear that alone reads it (W * gamma, b + W @ beta),
+    as LiteRT's float converter does: PT2E puts a QUANTIZE between the two, which stops the converter's
+    own fusion and leaves both vectors and their MUL and ADD in float. Returns how many were folded."""
+    import torch
+
+    aten = torch.ops.aten
+    params = dict(program.named_parameters())
+    reads = Counter(node.target for node in program.graph.nodes for _ in node.users)  # a parameter's: get_attr's
+
+    def alone(node) -> bool:  # a parameter (not a buffer) read once, by this graph node only
+        return isinstance(node, torch.fx.Node) and node.target in params and reads[node.target] == 1
+
+    folded = 0
+    for norm in list(program.graph.nodes):
+        if norm.target != aten.layer_norm.default or len(norm.users) != 1:
+            continue
+        linear = next(iter(norm.users))
+        if linear.target != aten.linear.default:
+            continue
+        gamma, beta = (*norm.args, None, None)[2:4]  # None: a norm without scale and shift
+        weight, bias = (*linear.args, None)[1:3]  # None: a linear without bias
+        # the norm as the linear's input: were it its weight or bias, that would not be a parameter
+        if not all(alone(n) for n in (gamma, beta, weight, bias)):
+            continue
+        g, b, w, c = (params[n.target].detach() for n in (gamma, beta, weight, bias))
+        _set_tensor(program, weight.target, w * g)
+        _set_tensor(program, bias.target, c + w @ b)
+        norm.args = (norm.args[0], norm.args[1], None, None, *norm.args[4:])
+        folded += 1
+    program.graph.eliminate_dead_code()
+    program.recompile()
+    return folded
+
+
+def _set_tensor(program, target: str, value) -> None:
+    """A new parameter in the graph module's copy: the caller's own module keeps its weights."""
+    import torch
+
+    owner, _, name = target.rpartition(".")
+    setattr(program.get_submodule(owner) if owner else program, name, torch.nn.Parameter(value))
+
+
+def int8_constants(path: Path, min_elements: int = 256) -> int:
+    """Store each float32 constant of at least min_elements (a learned position embedding entering an
+    ADD, a LayerNorm's scale left in float) as int8, symmetric per tensor, behind a DEQUANTIZE (the op
+    reading it still computes in float): PT2E quantizes the weights of linears and convolutions only. Smaller ones
+    would cost more in the op and tensor entries than they save. Returns how many were stored."""
+    from ai_edge_litert import schema_py_generated as fb
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model(str(path))
+    readers: dict[int, int] = {}
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            readers[tensor.buffer] = readers.get(tensor.buffer, 0) + 1
+    stored = 0
+    for graph in model.subgraphs:
+        front = []
+        for index, tensor in enumerate(list(graph.tensors)):
+            data = model.buffers[tensor.buffer].data
+            if (tensor.type != fb.TensorType.FLOAT32 or data is None or len(data) < 4 * min_elements
+                    or readers[tensor.buffer] != 1 or tensor.isVariable):
+                continue
+            values = np.frombuffer(np.asarray(data, np.uint8).tobytes(), np.float32)
+            scale = float(np.abs(values).max()) / 127 or 1.0  # all zeros: any scale
+            twin = fb.TensorT()
+            twin.name, twin.shape, twin.type, twin.buffer = f"{_text(tensor.name)}_int8", tensor.shape, \
+                fb.TensorType.INT8, tensor.buffer
+            twin.quantization = fb.QuantizationParametersT()
+            twin.quantization.scale, twin.quantization.zeroPoint = [scale], [0]
+            model.buffers[tensor.buffer].data = np.round(values / scale).astype(np.int8).view(np.uint8)  # within +-127
+            model.buffers.append(fb.BufferT())
+            tensor.buffer = len(model.buffers) - 1  # the float tensor is now DEQUANTIZE's output
+            graph.tensors.append(twin)
+            op = fb.OperatorT()
+            op.opcodeIndex = _opcode(model, fb.BuiltinOperator.DEQUANTIZE)
+            op.inputs, op.outputs = [len(graph.tensors) - 1], [index]
+            front.append(op)
+        graph.operators = front + list(graph.operators)
+        stored += len(front)
+    if stored:
+        flatbuffer_utils.write_model(model, str(path))
+    return stored
+
+
+def _text(name) -> str:
+    return name.decode() if isinstance(name, bytes) else name
+
+
+def _opcode(model, builtin: int) -> int:
+    """The index of this builtin's operator code in the model, added if it has none (version 2: int8
+    tensors, for QUANTIZE and DEQUANTIZE, both below 127, where the deprecated field holds them)."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    for i, code in enumerate(model.operatorCodes):
+        if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
+            return i
+    code = fb.OperatorCodeT()
+    code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, builtin, 2
+    model.operatorCodes.append(code)
+    return len(model.operatorCodes) - 1
 
 
 def pt2e_or_aeq(module, sample, specs, request, out: Path, fp32: Path, details: dict) -> None:
@@ -46,7 +155,10 @@ def pt2e_or_aeq(module, sample, specs, request, out: Path, fp32: Path, details: 
     without a quantization of its output, for one): the fallback is said, never silent."""
     channels_last = bool(request.options["channels_last_io"])
     try:
-        convert_int8(module, sample, specs, request, out, channels_last)
+        folded, stored = convert_int8(module, sample, specs, request, out, channels_last)
+        details["quantization"] = (f"litert-torch PT2E int8, symmetric per-channel weights, calibrated; {folded} "
+                                   f"LayerNorm scale(s) folded into the next linear; {stored} other float "
+                                   "constant(s) stored int8 per tensor")
         unprepared = why_unprepared(out)
         if unprepared:
             raise NotPrepared(unprepared)
@@ -283,15 +395,6 @@ def _float_io(path: Path) -> None:
     model = flatbuffer_utils.read_model(str(path))
     graph = model.subgraphs[0]
 
-    def opcode(builtin: int) -> int:
-        for i, code in enumerate(model.operatorCodes):
-            if max(code.builtinCode, code.deprecatedBuiltinCode) == builtin:
-                return i
-        code = fb.OperatorCodeT()
-        code.builtinCode, code.deprecatedBuiltinCode, code.version = builtin, min(builtin, 127), 2
-        model.operatorCodes.append(code)
-        return len(model.operatorCodes) - 1
-
     def float_twin(index: int) -> int:
         tensor = graph.tensors[index]
         twin = fb.TensorT()
@@ -299,8 +402,7 @@ def _float_io(path: Path) -> None:
         twin.type = fb.TensorType.FLOAT32
         model.buffers.append(fb.BufferT())
         twin.buffer = len(model.buffers) - 1
-        name = tensor.name.decode() if isinstance(tensor.name, bytes) else tensor.name
-        tensor.name = f"{name}_quantized"
+        tensor.name = f"{_text(tensor.name)}_quantized"
         graph.tensors.append(twin)
         return len(graph.tensors) - 1
 
@@ -316,7 +418,7 @@ def _float_io(path: Path) -> None:
             if tensor.type in integer and tensor.quantization is not None and len(tensor.quantization.scale or []):
                 remap[index] = twin = float_twin(index)
                 op = fb.OperatorT()
-                op.opcodeIndex = opcode(builtin)
+                op.opcodeIndex = _opcode(model, builtin)
                 op.inputs, op.outputs = ([twin], [index]) if is_input else ([index], [twin])
                 ops.append(op)
                 edges[pos] = twin
