@@ -874,7 +874,7 @@ def versus_row(model: str, target: str, v: dict) -> str:
     lower = v["figure"] in LOWER_IS_BETTER
     good = v["ours"] <= v["theirs"] + 1e-9 if lower else v["ours"] >= v["theirs"] - 1e-9
     ours_mb, theirs_mb = v.get("ours_ort_mb", v["ours_mb"]), v.get("theirs_ort_mb", v["theirs_mb"])
-    verdict = "yes" if good and ours_mb <= theirs_mb * 1.01 else "no"
+    verdict = "yes" if good and ours_mb <= theirs_mb else "no"
     sizes = [f"{ours_mb:.2f}", f"{theirs_mb:.2f}"]
     if "ours_ort_mb" in v:
         sizes = [f"{sizes[0]} ({v['ours_mb']:.2f} .onnx)", f"{sizes[1]} ({v['theirs_mb']:.2f} .onnx)"]

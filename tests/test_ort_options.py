@@ -351,3 +351,21 @@ def test_only_int8_set_to_auto_has_candidates_and_only_fp32_refuses_mixing():
     assert ort.mixing_refused("fp32", {}) == "fp32 has no quantized layers"
     for precision in ("int8", "int8-dynamic", "int4"):
         assert ort.mixing_refused(precision, {}) is None, precision
+
+
+def test_quant_pre_processings_stamp_does_not_ride_into_the_artifacts(graphs, tmp_path):
+    """onnxruntime's quant_pre_process stamps its output with `onnx.quant.pre_process` (64 bytes of Silero VAD's
+    .ort that its own quantize_dynamic file does not carry); the artifacts keep the source's other metadata."""
+    from edge_distill.targets.ort.build import PRE_PROCESS_MARK, preprocessed
+
+    source = onnx.load(str(graphs / "linear.onnx"))
+    onnx.helper.set_model_props(source, {"author": "test"})
+    onnx.save(source, str(tmp_path / "stamped.onnx"))
+    spec, _ = _data("linear")
+    request = BuildRequest(onnx_path=tmp_path / "stamped.onnx", source=spec, precision="int8", calibration=None,
+                           calibration_method="minmax", options={}, out_dir=tmp_path, work_dir=tmp_path)
+    keys = {p.key for p in onnx.load(str(preprocessed(request))).metadata_props}
+    assert PRE_PROCESS_MARK == "onnx.quant.pre_process" and PRE_PROCESS_MARK not in keys and "author" in keys
+    for precision in ("int8", "int8-dynamic"):
+        _, model = build(graphs, precision)
+        assert PRE_PROCESS_MARK not in {p.key for p in model.metadata_props}, precision

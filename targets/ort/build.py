@@ -56,7 +56,24 @@ def preprocessed(request: BuildRequest) -> Path:
         # Its optimizer copied weights into If branches (Silero VAD: 1.29 -> 1.80 MB), where they stay
         # float and the int8 file grows by their size: the graph without that step.
         quant_pre_process(str(request.onnx_path), str(pre), skip_symbolic_shape=True, skip_optimization=True)
+    _drop_mark(pre)
     return pre
+
+
+PRE_PROCESS_MARK = "onnx.quant.pre_process"  # the key quant_pre_process stamps on its output: no runtime reads it
+
+
+def _drop_mark(path: Path) -> None:
+    """quant_pre_process's stamp would ride into every quantized artifact (64 bytes of Silero VAD's .ort);
+    the weights stay where they are (external data is not loaded, so it is not rewritten)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    kept = [p for p in model.metadata_props if p.key != PRE_PROCESS_MARK]
+    if len(kept) != len(model.metadata_props):
+        del model.metadata_props[:]
+        model.metadata_props.extend(kept)
+        onnx.save(model, str(path))
 
 
 def build_int8(request: BuildRequest, out: Path) -> dict:
