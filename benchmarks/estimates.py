@@ -65,7 +65,8 @@ import networks  # noqa: E402
 from edge_distill.devices.cost_model import (GEMM_FAMILIES, GEMM_KERNELS, SERIAL_GROUPS, WINOGRAD_FAMILIES,  # noqa: E402
                                              Coefficients, Workload, core_of,
                                              load_cores, seconds)
-from edge_distill.devices.cost_model import NETWORK_FAMILIES, family_fitted, network_family  # noqa: E402
+from edge_distill.devices.cost_model import (NETWORK_FAMILIES, family_fitted, network_family,  # noqa: E402
+                                             serial_depthwise_seconds)
 from edge_distill.devices.graph_work import DENSE, DEPTHWISE, MATMUL, OP_CLASSES, POINTWISE, graph_work  # noqa: E402
 from edge_distill.targets import Precision  # noqa: E402
 
@@ -531,7 +532,8 @@ def sealed_2() -> tuple[list[dict], list[dict]]:
             continue
         shape = re.fullmatch(r"(\d+)x\d+x3\??|(\d+) tokens\??", row["input"])
         rows.append({**row, "size": int(shape[1] or shape[2]), "published_ms": float(row["latency_ms"]),
-                     "family": family_of(row) if row["runtime"] in FAMILIES else row["runtime"],
+                     # the product's estimate: a runtime apart (Paddle-Lite, MNN, Bolt) as a GEMM runtime
+                     "family": family_of(row) if row["runtime"] in FAMILIES else GEMM_KERNELS,
                      "core": core_of(row["core"], float(row["clock_ghz"]), cores),
                      "thread_count": int(row["threads"].rstrip("?")), "implied": row["threads"].endswith("?"),
                      "setting": f"{row['device']} | {row['threads']} threads | {row['source'].split('#')[0]}"})
@@ -541,8 +543,7 @@ def sealed_2() -> tuple[list[dict], list[dict]]:
 def product_ms(row: dict, load: Workload, c: Coefficients, threads: int | None = None) -> float:
     """The product's estimate of a published run: a GEMM runtime (what every target is; for ONNX Runtime, the
     row's release) on the row's core at its thread count (or `threads`), no device offset."""
-    family = row["family"] if row["family"] in GEMM_FAMILIES else GEMM_KERNELS
-    return 1e3 * seconds(load, row["core"], PRECISIONS[row["precision"]], family,
+    return 1e3 * seconds(load, row["core"], PRECISIONS[row["precision"]], row["family"],
                          threads or row["thread_count"], c)
 
 
@@ -561,8 +562,7 @@ def breakdown(load: Workload, core, precision: Precision, family: str, threads: 
         runs_as = POINTWISE if (op_class in DENSE and gemm_convolutions) or op_class == MATMUL else op_class
         terms[op_class] = flops / (core.peak(arithmetic) * c.efficiency[kind][runs_as] * use) / parallel
         if op_class == DEPTHWISE and family == SERIAL_GROUPS and kind == "float":  # one thread, im2col + GEMM
-            terms[op_class] = (flops / 2 * c.gather_cycles[kind] / clock
-                               + flops / (core.peak(arithmetic) * c.efficiency[kind][POINTWISE]))
+            terms[op_class] = serial_depthwise_seconds(flops, core, arithmetic, c)
     terms["gathering"] = (load.gathered * c.gather_cycles[kind] / clock if gemm_convolutions else 0.0) / parallel
     terms["light"] = load.light_elements * c.light_cycles[kind] / clock / parallel
     weight_bytes = 2.0 if arithmetic == "fp16" and precision.weight_bits > 16 else precision.weight_bits / 8
@@ -626,8 +626,7 @@ def sealed_2_report(loads: dict, c: Coefficients) -> dict:
             worst = max(misses, key=lambda r: r["off_by"])
             breakdowns[f"{kind}, {precision}"] = {"setting": worst["setting"]} | {
                 model: {term: round(1e3 * t, 2) for term, t in breakdown(
-                    load_of(loads, row), row["core"], PRECISIONS[precision],
-                    row["family"] if row["family"] in GEMM_FAMILIES else GEMM_KERNELS, row["thread_count"],
+                    load_of(loads, row), row["core"], PRECISIONS[precision], row["family"], row["thread_count"],
                     c).items()}
                 for model in (worst["network"], "mobilenet_v2") for row in [rows[worst["setting"], model, precision]]}
     validation = tomllib.loads((PROFILES / "raspberry-pi-5.toml").read_text())["validation"]

@@ -27,8 +27,8 @@ from edge_distill.files import working_in
 from edge_distill.quiet import quiet
 
 from .. import Artifact, BuildRequest, Capabilities, Coverage, Layer, Option, Precision, check_raised
-from .build import (PREPROCESSED, build_int4, build_int8, build_int8_dynamic, convert_to_ort, gemm_to_matmul,
-                    stable_hash, unloadable)
+from .build import (PREPROCESSED, build_int4, build_int8, build_int8_dynamic, convert_to_ort, drop_pre_process_mark,
+                    gemm_to_matmul, stable_hash, unloadable)
 from .inspect import coverage, float_name, mobile_usability, op_counts, ort_file_contents, tensor_errors
 from .recipes import ATTENTION_OPS, STATIC_RECIPES, StaticRecipe
 from .runner import OrtRunner
@@ -94,6 +94,7 @@ class OrtTarget:
             builder = BUILDERS[precision]
             with working_in(request.work_dir), quiet("", "ort_format_model.utils", "onnxruntime"):
                 details.update(builder(request, onnx_out) or {})
+            drop_pre_process_mark(onnx_out)
         ort_path = convert_to_ort(onnx_out, request.out_dir)
         unreadable = unloadable(ort_path)
         if unreadable:  # e.g. the int4 tables of GatherBlockQuantized: the ORT format has no 4-bit tensors

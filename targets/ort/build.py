@@ -56,16 +56,17 @@ def preprocessed(request: BuildRequest) -> Path:
         # Its optimizer copied weights into If branches (Silero VAD: 1.29 -> 1.80 MB), where they stay
         # float and the int8 file grows by their size: the graph without that step.
         quant_pre_process(str(request.onnx_path), str(pre), skip_symbolic_shape=True, skip_optimization=True)
-    _drop_mark(pre)
     return pre
 
 
-PRE_PROCESS_MARK = "onnx.quant.pre_process"  # the key quant_pre_process stamps on its output: no runtime reads it
+# The key quant_pre_process stamps on its output (onnxruntime's quantizers read it, to not warn that the
+# graph was not pre-processed); it rides into the quantized file, where no runtime reads it.
+PRE_PROCESS_MARK = "onnx.quant.pre_process"
 
 
-def _drop_mark(path: Path) -> None:
-    """quant_pre_process's stamp would ride into every quantized artifact (64 bytes of Silero VAD's .ort);
-    the weights stay where they are (external data is not loaded, so it is not rewritten)."""
+def drop_pre_process_mark(path: Path) -> None:
+    """An artifact without quant_pre_process's stamp (64 bytes of Silero VAD's .ort); the weights stay
+    where they are (external data is not loaded, so it is not rewritten)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)

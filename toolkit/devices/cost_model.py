@@ -195,8 +195,7 @@ def seconds(load: Workload, core: Core, precision: Precision, family: str, threa
     compute = serial = 0.0
     for op_class, flops in load.flops.items():
         if op_class == DEPTHWISE and family == SERIAL_GROUPS and kind == "float":
-            # im2col of kernel-area elements per output (flops / 2), then the one-row GEMM, on one thread
-            serial = flops / 2 * c.gather_cycles[kind] / clock + flops / (core.peak(arithmetic) * efficiency[POINTWISE])
+            serial = serial_depthwise_seconds(flops, core, arithmetic, c)
             continue
         # a GEMM runtime's dense convolution runs a 1x1 convolution's microkernel (the gathering is counted
         # below), and so does every runtime's matrix product over many rows
@@ -210,6 +209,13 @@ def seconds(load: Workload, core: Core, precision: Precision, family: str, threa
     overhead = load.ops * c.op_overhead_cycles / clock
     speed = offset + c.core_speed.get(core.kind, 0.0) + c.family_speed.get(family_fitted(family), 0.0)
     return (compute / parallel + serial + streamed + overhead) * math.exp(speed)
+
+
+def serial_depthwise_seconds(flops: float, core: Core, arithmetic: str, c: Coefficients) -> float:
+    """A float depthwise convolution as ONNX Runtime before 1.23.2 ran it (SERIAL_GROUPS), on one thread:
+    im2col of kernel-area elements per output (flops / 2), then the one-row GEMM at the pointwise efficiency."""
+    return (flops / 2 * c.gather_cycles["float"] / (core.clock_ghz * 1e9)
+            + flops / (core.peak(arithmetic) * c.efficiency["float"][POINTWISE]))
 
 
 def family_fitted(family: str) -> str:
